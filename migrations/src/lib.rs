@@ -1,0 +1,15 @@
+//! Velferd's schema migrations. They run on SQLite and PostgreSQL alike, so they stick to what
+//! both can do (SQLite cannot alter a column: add new columns or tables instead).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_organizations;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_organizations::Migration)]
+    }
+}

@@ -1,0 +1,39 @@
+//! What every request handler shares: the database and the in-process event bus.
+
+use tokio::sync::broadcast;
+
+use crate::db::Database;
+use crate::organizations::Organization;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub events: EventBus,
+}
+
+impl AppState {
+    pub fn new(db: Database) -> AppState {
+        AppState { db, events: EventBus::new() }
+    }
+}
+
+/// Domain events for GraphQL subscriptions, within one server instance.
+#[derive(Clone)]
+pub struct EventBus {
+    organizations: broadcast::Sender<Organization>,
+}
+
+impl EventBus {
+    fn new() -> EventBus {
+        EventBus { organizations: broadcast::channel(256).0 }
+    }
+
+    pub fn organization_created(&self, organization: Organization) {
+        // No subscriber is not an error.
+        let _ = self.organizations.send(organization);
+    }
+
+    pub fn subscribe_organizations(&self) -> broadcast::Receiver<Organization> {
+        self.organizations.subscribe()
+    }
+}

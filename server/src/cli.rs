@@ -1,0 +1,128 @@
+//! The `velferd` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{TokenSigner, parse_roles};
+use crate::config::Settings;
+use crate::db::Database;
+use crate::organizations::OrgNumber;
+
+#[derive(Parser)]
+#[command(name = "velferd", version, about = "Joint procurement and operation of welfare technology")]
+struct Cli {
+    /// TOML file with settings (lower-case names without the VELFERD_ prefix); environment
+    /// variables override it.
+    #[arg(long, global = true, env = "VELFERD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve GraphQL, GraphiQL, subscriptions and health checks.
+    Serve {
+        /// Load the demo data set into an empty database.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print a signed token for trying the API as an organisation and roles.
+    Token {
+        /// Organisation number (9 digits) the token acts for.
+        #[arg(long)]
+        org: String,
+        /// Roles, comma-separated: admin, advisor, procurement_officer, case_worker, operator,
+        /// privacy_officer, supplier, integration.
+        #[arg(long = "role")]
+        roles: String,
+        /// Lifetime, e.g. 30m, 8h, 7d.
+        #[arg(long, default_value = "8h")]
+        ttl: humantime::Duration,
+        /// Subject (`sub`) of the token.
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+/// Runs the command line; errors are printed as one line naming what to fix, never a trace.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("velferd: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Schema = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    init_logging(&settings.log);
+    match cli.command {
+        Command::Schema => unreachable!("handled above"),
+        Command::Token { org, roles, ttl, subject } => {
+            let org: OrgNumber = org.parse().map_err(|e| format!("--org: {e}"))?;
+            let roles = parse_roles(&roles).map_err(|e| format!("--role: {e}"))?;
+            let ttl: Duration = ttl.into();
+            if ttl.is_zero() {
+                return Err("--ttl: must be longer than zero".into());
+            }
+            let signer = TokenSigner::new(&settings.jwt).map_err(|e| e.0)?;
+            println!("{}", signer.mint(&subject, org, roles, ttl));
+            Ok(())
+        }
+        Command::Migrate => runtime()?.block_on(async {
+            let db = Database::connect(&settings.database_url, 1, settings.connect_timeout())
+                .await
+                .map_err(|e| e.to_string())?;
+            db.migrate().await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }),
+        Command::Serve { demo } => runtime()?.block_on(async {
+            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let server = crate::start(&settings, demo, workers).await.map_err(|e| e.to_string())?;
+            let addr = server.addr;
+            println!("listening on http://{addr}");
+            if settings.profile == crate::config::Profile::Development {
+                println!("GraphiQL: http://{addr}/graphql");
+            }
+            stop_on_signal(server).await
+        }),
+    }
+}
+
+async fn stop_on_signal(server: crate::http::RunningServer) -> Result<(), String> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping");
+    server.stop().await;
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,349 @@
+//! Settings: read from an optional TOML file, then from `VELFERD_*` environment variables
+//! (which win). Every value is parsed here, once; an error names the setting it concerns so an
+//! operator can fix it without reading code.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+/// Where a development database lives when nothing is configured: a file in the working
+/// directory, created on first run.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://velferd.db?mode=rwc";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_ISSUER: &str = "velferd";
+pub const DEFAULT_AUDIENCE: &str = "velferd";
+
+/// Every setting the service knows, with the environment variable that sets it and its
+/// meaning. The TOML file uses the same names in lower case without the `VELFERD_` prefix.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("VELFERD_ENV", "`development` (default) or `production`"),
+    ("VELFERD_DATABASE_URL", "`sqlite://FILE?mode=rwc` or `postgres://USER@HOST:PORT/DB`"),
+    ("VELFERD_BIND", "address to listen on; port 0 picks a free port"),
+    ("VELFERD_DB_MAX_CONNECTIONS", "size of the read pool (default 8)"),
+    ("VELFERD_JWT_ALGORITHM", "`HS256` (development only), `RS256` or `EdDSA`"),
+    ("VELFERD_JWT_SECRET", "HS256 shared secret, at least 32 bytes"),
+    ("VELFERD_JWT_PUBLIC_KEY_FILE", "PEM public key that verifies RS256/EdDSA tokens"),
+    ("VELFERD_JWT_PRIVATE_KEY_FILE", "PEM private key; only `velferd token` uses it"),
+    ("VELFERD_JWT_ISSUER", "required `iss` claim (default `velferd`)"),
+    ("VELFERD_JWT_AUDIENCE", "required `aud` claim (default `velferd`)"),
+    ("VELFERD_GRAPHQL_MAX_DEPTH", "deepest query accepted (default 15)"),
+    ("VELFERD_GRAPHQL_MAX_COMPLEXITY", "highest query cost accepted (default 10000)"),
+    ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
+    ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body (default 1048576)"),
+    ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+    #[error("{setting} is required: {hint}")]
+    Missing { setting: &'static str, hint: &'static str },
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Development,
+    Production,
+}
+
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 shared secret.
+    Secret(Vec<u8>),
+    /// PEM public key for RS256 or EdDSA, with the optional private key for minting tokens.
+    Pem { public: Vec<u8>, private: Option<Vec<u8>> },
+}
+
+impl std::fmt::Debug for JwtKey {
+    // Never print key material, not even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKey::Secret(_) => f.write_str("JwtKey::Secret(..)"),
+            JwtKey::Pem { private, .. } => {
+                write!(f, "JwtKey::Pem {{ private: {} }}", private.is_some())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub algorithm: Algorithm,
+    pub key: JwtKey,
+    pub issuer: String,
+    pub audience: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphqlLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub profile: Profile,
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub db_max_connections: u32,
+    pub jwt: JwtSettings,
+    pub graphql: GraphqlLimits,
+    pub log: String,
+}
+
+/// Raw setting values by environment-variable name, before parsing.
+type RawSettings = BTreeMap<&'static str, String>;
+
+impl Settings {
+    /// Loads settings from `file` (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut raw = match file {
+            Some(path) => read_file(path)?,
+            None => RawSettings::new(),
+        };
+        for (name, _) in SETTINGS {
+            if let Ok(value) = std::env::var(name) {
+                raw.insert(name, value);
+            }
+        }
+        Settings::from_raw(&raw)
+    }
+
+    /// Parses settings from name/value pairs, as if they were environment variables.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut raw = RawSettings::new();
+        for (name, value) in pairs {
+            let known = SETTINGS.iter().find(|(n, _)| *n == name).ok_or(
+                ConfigError::Invalid { setting: "settings", reason: format!("unknown setting {name}") },
+            )?;
+            raw.insert(known.0, value.to_string());
+        }
+        Settings::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &RawSettings) -> Result<Settings, ConfigError> {
+        let get = |name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let profile = match get("VELFERD_ENV").unwrap_or("development") {
+            "development" | "dev" => Profile::Development,
+            "production" | "prod" => Profile::Production,
+            other => {
+                return Err(invalid(
+                    "VELFERD_ENV",
+                    format!("unknown profile {other:?}; use `development` or `production`"),
+                ));
+            }
+        };
+
+        let database_url = get("VELFERD_DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_string();
+        crate::db::Backend::of_url(&database_url)
+            .map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
+
+        let bind_text = get("VELFERD_BIND").unwrap_or(DEFAULT_BIND);
+        let bind: SocketAddr = bind_text.parse().map_err(|e| {
+            invalid("VELFERD_BIND", format!("{bind_text:?} is not an address like 127.0.0.1:8080 ({e})"))
+        })?;
+
+        let db_max_connections = parse_number(get, "VELFERD_DB_MAX_CONNECTIONS", 8, 1..=1000)? as u32;
+
+        let jwt = jwt_settings(get, profile)?;
+
+        let graphql = GraphqlLimits {
+            max_depth: parse_number(get, "VELFERD_GRAPHQL_MAX_DEPTH", 15, 2..=100)?,
+            max_complexity: parse_number(get, "VELFERD_GRAPHQL_MAX_COMPLEXITY", 10_000, 10..=10_000_000)?,
+            max_batch: parse_number(get, "VELFERD_GRAPHQL_MAX_BATCH", 10, 1..=1000)?,
+            max_body_bytes: parse_number(get, "VELFERD_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?,
+        };
+
+        Ok(Settings {
+            profile,
+            database_url,
+            bind,
+            db_max_connections,
+            jwt,
+            graphql,
+            log: get("VELFERD_LOG").unwrap_or("info").to_string(),
+        })
+    }
+
+    /// How long `velferd serve` waits for the database at start before giving up.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+fn jwt_settings<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    profile: Profile,
+) -> Result<JwtSettings, ConfigError> {
+    let algorithm = match get("VELFERD_JWT_ALGORITHM").unwrap_or("HS256") {
+        "HS256" => Algorithm::HS256,
+        "RS256" => Algorithm::RS256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => {
+            return Err(invalid(
+                "VELFERD_JWT_ALGORITHM",
+                format!("unsupported algorithm {other:?}; use HS256, RS256 or EdDSA"),
+            ));
+        }
+    };
+    let key = match algorithm {
+        Algorithm::HS256 => {
+            if profile == Profile::Production {
+                return Err(invalid(
+                    "VELFERD_JWT_ALGORITHM",
+                    "HS256 is for development only; use RS256 or EdDSA in production".into(),
+                ));
+            }
+            let secret = get("VELFERD_JWT_SECRET").ok_or(ConfigError::Missing {
+                setting: "VELFERD_JWT_SECRET",
+                hint: "HS256 needs a shared secret of at least 32 bytes",
+            })?;
+            if secret.len() < 32 {
+                return Err(invalid(
+                    "VELFERD_JWT_SECRET",
+                    format!("is {} bytes; HS256 needs at least 32", secret.len()),
+                ));
+            }
+            JwtKey::Secret(secret.as_bytes().to_vec())
+        }
+        _ => {
+            let path = get("VELFERD_JWT_PUBLIC_KEY_FILE").ok_or(ConfigError::Missing {
+                setting: "VELFERD_JWT_PUBLIC_KEY_FILE",
+                hint: "RS256 and EdDSA need the PEM public key that verifies tokens",
+            })?;
+            let public = read_key("VELFERD_JWT_PUBLIC_KEY_FILE", path)?;
+            let parsed = match algorithm {
+                Algorithm::RS256 => jsonwebtoken::DecodingKey::from_rsa_pem(&public).map(drop),
+                _ => jsonwebtoken::DecodingKey::from_ed_pem(&public).map(drop),
+            };
+            parsed.map_err(|e| {
+                invalid("VELFERD_JWT_PUBLIC_KEY_FILE", format!("{path}: not a {algorithm:?} public key ({e})"))
+            })?;
+            let private = match get("VELFERD_JWT_PRIVATE_KEY_FILE") {
+                Some(path) => Some(read_key("VELFERD_JWT_PRIVATE_KEY_FILE", path)?),
+                None => None,
+            };
+            JwtKey::Pem { public, private }
+        }
+    };
+    Ok(JwtSettings {
+        algorithm,
+        key,
+        issuer: get("VELFERD_JWT_ISSUER").unwrap_or(DEFAULT_ISSUER).to_string(),
+        audience: get("VELFERD_JWT_AUDIENCE").unwrap_or(DEFAULT_AUDIENCE).to_string(),
+    })
+}
+
+fn read_key(setting: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(setting, format!("cannot read {path}: {e}")))
+}
+
+fn parse_number<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    setting: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let Some(text) = get(setting) else { return Ok(default) };
+    match text.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(
+            setting,
+            format!("{text:?} is not a whole number from {} to {}", range.start(), range.end()),
+        )),
+    }
+}
+
+fn invalid(setting: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { setting, reason }
+}
+
+fn read_file(path: &Path) -> Result<RawSettings, ConfigError> {
+    let file_error = |reason: String| ConfigError::File { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    let mut raw = RawSettings::new();
+    for (key, value) in table {
+        let env_name = format!("VELFERD_{}", key.to_ascii_uppercase());
+        let (name, _) = SETTINGS
+            .iter()
+            .find(|(n, _)| *n == env_name)
+            .ok_or_else(|| file_error(format!("unknown setting `{key}`")))?;
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => return Err(file_error(format!("`{key}` must be a string or a number, not {}", other.type_str()))),
+        };
+        raw.insert(name, text);
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_need_only_a_secret() {
+        let s = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(s.profile, Profile::Development);
+        assert_eq!(s.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn missing_secret_names_the_setting() {
+        let e = Settings::from_pairs([]).unwrap_err().to_string();
+        assert!(e.contains("VELFERD_JWT_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (name, value) in [
+            ("VELFERD_BIND", "localhost"),
+            ("VELFERD_DATABASE_URL", "mysql://x"),
+            ("VELFERD_ENV", "staging"),
+            ("VELFERD_JWT_ALGORITHM", "none"),
+            ("VELFERD_JWT_SECRET", "short"),
+            ("VELFERD_GRAPHQL_MAX_DEPTH", "-1"),
+        ] {
+            let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
+            let e = Settings::from_pairs(pairs).unwrap_err().to_string();
+            assert!(e.starts_with(name), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_hs256() {
+        let e = Settings::from_pairs([("VELFERD_ENV", "production"), ("VELFERD_JWT_SECRET", SECRET)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HS256 is for development only"), "{e}");
+    }
+
+    #[test]
+    fn toml_file_uses_lower_case_names_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, format!("jwt_secret = \"{SECRET}\"\nbind = \"127.0.0.1:0\"\n")).unwrap();
+        let raw = read_file(&good).unwrap();
+        assert_eq!(raw["VELFERD_BIND"], "127.0.0.1:0");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "jwt_secrett = \"x\"\n").unwrap();
+        let e = read_file(&bad).unwrap_err().to_string();
+        assert!(e.contains("unknown setting `jwt_secrett`"), "{e}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Database connections. SQLite (embedded, the default) and PostgreSQL run the same migrations
+//! and the same queries; what differs is how connections are pooled.
+//!
+//! SQLite allows one writer at a time. Rather than let concurrent requests race for the write
+//! lock (and fail with "database is locked" when a read transaction tries to upgrade), writes go
+//! through a pool of exactly one connection, so they queue in-process; reads use a larger pool,
+//! which WAL mode lets run beside the writer. The busy timeout covers other processes (e.g.
+//! `velferd migrate` beside a running server).
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr};
+use velferd_migration::{Migrator, MigratorTrait};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Tells the back end from a database URL, refusing what we do not support.
+    pub fn of_url(url: &str) -> Result<Backend, String> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            if rest.is_empty() || rest.starts_with(":memory:") || rest.contains("mode=memory") {
+                // Each pooled connection would get its own empty in-memory database.
+                return Err("in-memory SQLite is not supported; name a file, e.g. sqlite://velferd.db?mode=rwc".into());
+            }
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+            if after_scheme.is_empty() || after_scheme.starts_with('/') && after_scheme.len() == 1 {
+                return Err(format!("{url:?} names no PostgreSQL host"));
+            }
+            Ok(Backend::Postgres)
+        } else {
+            Err(format!(
+                "{:?} is not a database URL Velferd understands; use sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB",
+                redact(url)
+            ))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbStartError {
+    #[error("VELFERD_DATABASE_URL: cannot connect to {backend:?} database at {url}: {source}")]
+    Connect { backend: Backend, url: String, source: DbErr },
+    #[error("applying migrations failed: {0}")]
+    Migrate(DbErr),
+}
+
+/// The service's database handles.
+#[derive(Clone, Debug)]
+pub struct Database {
+    backend: Backend,
+    reader: DatabaseConnection,
+    writer: DatabaseConnection,
+}
+
+impl Database {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Database, DbStartError> {
+        let backend = Backend::of_url(url).expect("URL checked when settings were parsed");
+        let connect = |pool_size: u32| {
+            let mut options = ConnectOptions::new(url.to_string());
+            options
+                .max_connections(pool_size)
+                .min_connections(0)
+                .connect_timeout(timeout)
+                .acquire_timeout(timeout * 6)
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(tune_sqlite);
+            async move {
+                sea_orm::Database::connect(options).await.map_err(|source| DbStartError::Connect {
+                    backend,
+                    url: redact(url),
+                    source,
+                })
+            }
+        };
+        let (reader, writer) = match backend {
+            Backend::Sqlite => {
+                let writer = connect(1).await?;
+                let reader = connect(max_connections).await?;
+                (reader, writer)
+            }
+            Backend::Postgres => {
+                let pool = connect(max_connections).await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Database { backend, reader, writer })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection for queries that only read.
+    pub fn read(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// The connection for anything that writes, including read-then-write transactions.
+    pub fn write(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbStartError> {
+        Migrator::up(&self.writer, None).await.map_err(DbStartError::Migrate)
+    }
+
+    /// Readiness: the database answers and no migration is pending.
+    pub async fn readiness(&self) -> Result<(), String> {
+        self.reader
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(|e| format!("database unreachable: {e}"))?;
+        let pending = Migrator::get_pending_migrations_read_only(&self.reader)
+            .await
+            .map_err(|e| format!("cannot read migration state: {e}"))?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} migration(s) pending", pending.len()))
+        }
+    }
+}
+
+fn tune_sqlite(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .create_if_missing(true)
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_classified_or_refused() {
+        assert_eq!(Backend::of_url("sqlite://x.db?mode=rwc"), Ok(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://u@localhost/db"), Ok(Backend::Postgres));
+        assert!(Backend::of_url("sqlite::memory:").is_err());
+        assert!(Backend::of_url("mysql://localhost/db").is_err());
+        assert!(Backend::of_url("not a url").is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://me:secret@h:5432/db"), "postgres://me:***@h:5432/db");
+        assert_eq!(redact("postgres://me@h/db"), "postgres://me@h/db");
+    }
+}

@@ -1,0 +1,219 @@
+//! Relay cursor connections over keyset pagination.
+//!
+//! Every list in the API is a connection with `first`/`after`/`last`/`before`, at most
+//! [`MAX_PAGE`] items a page (asking for more is an error, as in GitHub's API, rather than a
+//! silent truncation), and `totalCount`. Cursors are opaque and encode the sort key and id of
+//! an item, so pages stay stable while rows are inserted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_graphql::{Enum, Object};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select, Value};
+use serde::{Deserialize, Serialize};
+
+use super::errors::ApiError;
+
+/// The most items one page may hold.
+pub const MAX_PAGE: u64 = 100;
+/// Page size when neither `first` nor `last` is given.
+pub const DEFAULT_PAGE: u64 = 20;
+
+/// Complexity of a connection field: the page size times the cost of one item, so a query
+/// that nests large pages is refused before it runs.
+pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
+    let size = first.or(last).map(|n| n.clamp(0, MAX_PAGE as i32) as usize).unwrap_or(DEFAULT_PAGE as usize);
+    1 + size.max(1) * child
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// The position of one item in a sorted list: its sort key and its id (the tie-breaker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "k")]
+    pub key: serde_json::Value,
+    #[serde(rename = "i")]
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serialises"))
+    }
+
+    fn decode(argument: &str, text: &str) -> Result<Cursor, ApiError> {
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| ApiError::BadUserInput(format!("`{argument}` is not a cursor from this API")))
+    }
+}
+
+/// Pagination arguments, checked.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub after: Option<Cursor>,
+    pub before: Option<Cursor>,
+    /// `true` when paging from the end (`last`).
+    pub backward: bool,
+    pub size: u64,
+}
+
+impl PageRequest {
+    pub fn parse(
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<PageRequest, ApiError> {
+        let size = |name: &str, n: i32| -> Result<u64, ApiError> {
+            if n < 0 {
+                Err(ApiError::BadUserInput(format!("`{name}` must not be negative")))
+            } else if n as u64 > MAX_PAGE {
+                Err(ApiError::BadUserInput(format!(
+                    "requesting {n} records with `{name}` exceeds the limit of {MAX_PAGE} records per page"
+                )))
+            } else {
+                Ok(n as u64)
+            }
+        };
+        let (backward, size) = match (first, last) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::BadUserInput("pass `first` or `last`, not both".into()));
+            }
+            (Some(n), None) => (false, size("first", n)?),
+            (None, Some(n)) => (true, size("last", n)?),
+            (None, None) => (false, DEFAULT_PAGE),
+        };
+        Ok(PageRequest {
+            after: after.as_deref().map(|c| Cursor::decode("after", c)).transpose()?,
+            before: before.as_deref().map(|c| Cursor::decode("before", c)).transpose()?,
+            backward,
+            size,
+        })
+    }
+}
+
+/// One page of rows, in the order the client asked for, with the page's flags.
+pub struct Page<M> {
+    pub rows: Vec<M>,
+    pub has_previous_page: bool,
+    pub has_next_page: bool,
+}
+
+/// Fetches one page of `select` ordered by `sort` then `id` in `direction`.
+///
+/// `key_of` turns a cursor's key back into a value comparable with `sort`.
+pub async fn fetch_page<E, C>(
+    db: &C,
+    select: Select<E>,
+    sort: E::Column,
+    id: E::Column,
+    direction: OrderDirection,
+    request: &PageRequest,
+    key_of: impl Fn(&serde_json::Value) -> Option<Value>,
+) -> Result<Page<E::Model>, ApiError>
+where
+    E: EntityTrait,
+    C: sea_orm::ConnectionTrait,
+{
+    let bound = |cursor: &Cursor, name: &str, after: bool| -> Result<Condition, ApiError> {
+        let key = key_of(&cursor.key)
+            .ok_or_else(|| ApiError::BadUserInput(format!("`{name}` cursor belongs to another ordering")))?;
+        // "after" in ascending order means greater; descending flips it.
+        let greater = after == (direction == OrderDirection::Asc);
+        let beyond = |col: E::Column, v: Value| -> SimpleExpr {
+            if greater { col.gt(v) } else { col.lt(v) }
+        };
+        Ok(Condition::any()
+            .add(beyond(sort, key.clone()))
+            .add(Condition::all().add(Expr::col(sort).eq(key)).add(beyond(id, cursor.id.into()))))
+    };
+    let mut select = select;
+    if let Some(cursor) = &request.after {
+        select = select.filter(bound(cursor, "after", true)?);
+    }
+    if let Some(cursor) = &request.before {
+        select = select.filter(bound(cursor, "before", false)?);
+    }
+    let ascending = (direction == OrderDirection::Asc) != request.backward;
+    let order = if ascending { Order::Asc } else { Order::Desc };
+    let mut rows = select
+        .order_by(sort, order.clone())
+        .order_by(id, order)
+        .limit(request.size + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() as u64 > request.size;
+    rows.truncate(request.size as usize);
+    if request.backward {
+        rows.reverse();
+        Ok(Page { rows, has_previous_page: more, has_next_page: request.before.is_some() })
+    } else {
+        Ok(Page { rows, has_previous_page: request.after.is_some(), has_next_page: more })
+    }
+}
+
+type CountFuture = Pin<Box<dyn Future<Output = Result<u64, ApiError>> + Send>>;
+
+/// `totalCount`, counted only when a client asks for it.
+#[derive(Clone)]
+pub struct TotalCount(Arc<dyn Fn() -> CountFuture + Send + Sync>);
+
+impl TotalCount {
+    pub fn new<F, Fut>(count: F) -> TotalCount
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u64, ApiError>> + Send + 'static,
+    {
+        TotalCount(Arc::new(move || Box::pin(count())))
+    }
+}
+
+#[Object]
+impl TotalCount {
+    /// How many items match the filter, across all pages.
+    async fn total_count(&self) -> async_graphql::Result<u64> {
+        Ok((self.0)().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_are_capped_with_a_clear_error() {
+        assert_eq!(PageRequest::parse(None, None, None, None).unwrap().size, DEFAULT_PAGE);
+        assert_eq!(PageRequest::parse(None, None, Some(100), None).unwrap().size, 100);
+        let e = PageRequest::parse(None, None, Some(101), None).unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit of 100"), "{e}");
+        assert!(PageRequest::parse(None, None, None, Some(-1)).is_err());
+        assert!(PageRequest::parse(None, None, Some(1), Some(1)).is_err());
+        assert!(PageRequest::parse(Some("garbage".into()), None, None, None).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor { key: serde_json::json!("Bergen"), id: 7 };
+        let text = c.encode();
+        assert_eq!(Cursor::decode("after", &text).unwrap(), c);
+    }
+
+    #[test]
+    fn complexity_grows_with_page_size() {
+        assert!(page_complexity(Some(100), None, 3) > page_complexity(Some(10), None, 3));
+        assert_eq!(page_complexity(Some(1000), None, 1), page_complexity(Some(100), None, 1));
+    }
+}

@@ -1,0 +1,80 @@
+//! The one place where errors become what clients see.
+//!
+//! Two channels, as in GitHub's and Shopify's APIs:
+//! * top-level `errors` with `extensions.code` for faults of the client, its credentials or the
+//!   server ([`ApiError`]);
+//! * `userErrors { field message code }` in a mutation's payload for business-rule violations
+//!   ([`UserError`]), so a form can show them next to the field.
+
+use async_graphql::SimpleObject;
+
+/// Faults reported as top-level GraphQL errors. Resolvers return them with `?`; the request
+/// policy (`limits.rs`) reads them back from the error's source to set `extensions.code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadUserInput(String),
+    /// Details are logged with an incident id; the client sees only the id.
+    #[error("internal error (incident {incident})")]
+    Internal { incident: String },
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
+            ApiError::Internal { .. } => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Logs an unexpected failure and returns the error the client sees, which never carries
+    /// the cause (no SQL, no stack trace).
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        let incident = format!("{:016x}", rand_id());
+        tracing::error!(%incident, %cause, "internal error");
+        ApiError::Internal { incident }
+    }
+
+    pub fn forbidden_role(what: &str) -> ApiError {
+        ApiError::Forbidden(format!("your roles do not allow you to {what}"))
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+
+/// A business-rule violation, returned in a mutation payload.
+#[derive(Debug, Clone, PartialEq, Eq, SimpleObject)]
+pub struct UserError {
+    /// Path to the input field at fault, e.g. `["input", "orgNumber"]`; empty when the error
+    /// concerns the whole input.
+    pub field: Vec<String>,
+    pub message: String,
+    /// Stable, machine-readable code, e.g. `INVALID_ORG_NUMBER`.
+    pub code: String,
+}
+
+impl UserError {
+    pub fn new(field: &[&str], code: &str, message: impl Into<String>) -> UserError {
+        UserError {
+            field: field.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+            code: code.to_string(),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The GraphQL schema: roots merged from the domain areas, Relay `Node`, limits and cost.
+
+pub mod connection;
+pub mod errors;
+pub mod limits;
+pub mod relay;
+
+use async_graphql::{
+    Context, Interface, MergedObject, MergedSubscription, Object, Result, Schema, SimpleObject, ID,
+};
+
+use crate::app::AppState;
+use crate::auth::{Actor, Role};
+use crate::config::{GraphqlLimits, Profile};
+use crate::organizations::{
+    self, Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription,
+};
+use relay::{NodeType, parse_global_id};
+
+pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(OrganizationMutation);
+
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(OrganizationSubscription);
+
+/// An object with a global id, fetchable with `node(id:)`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "Opaque global id."))]
+pub enum Node {
+    Organization(Organization),
+}
+
+/// Builds the schema. `state` is `None` only for printing the SDL.
+pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlLimits) -> VelferdSchema {
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
+        .extension(limits::QueryLimits { max_depth: limits.max_depth, max_complexity: limits.max_complexity });
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    if profile == Profile::Production {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL clients build against; `schema/velferd.graphql` holds a copy.
+pub fn sdl() -> String {
+    let limits = GraphqlLimits { max_depth: 1, max_complexity: 1, max_batch: 1, max_body_bytes: 1 };
+    build_schema(None, Profile::Development, &limits).sdl()
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
+    ctx.data_opt::<Actor>().unwrap_or(&Actor::Anonymous)
+}
+
+#[derive(Default)]
+pub struct NodeQuery;
+
+#[Object]
+impl NodeQuery {
+    /// Fetches any object by its global id. Null when no object has that id or you may not see
+    /// it — the two are deliberately indistinguishable.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {
+        resolve_node(ctx, &id).await
+    }
+
+    /// Fetches objects by global id, in the order given, with null where `node(id:)` would be.
+    #[graphql(complexity = "1 + ids.len() * child_complexity")]
+    async fn nodes(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Option<Node>>> {
+        if ids.len() > connection::MAX_PAGE as usize {
+            return Err(errors::ApiError::BadUserInput(format!(
+                "at most {} ids at a time",
+                connection::MAX_PAGE
+            ))
+            .into());
+        }
+        let mut nodes = Vec::with_capacity(ids.len());
+        for id in &ids {
+            nodes.push(resolve_node(ctx, id).await?);
+        }
+        Ok(nodes)
+    }
+}
+
+async fn resolve_node(ctx: &Context<'_>, id: &str) -> Result<Option<Node>> {
+    let Some((node_type, row_id)) = parse_global_id(id) else { return Ok(None) };
+    let db = state(ctx).db.read();
+    Ok(match node_type {
+        NodeType::Organization => {
+            organizations::find_by_row_id(db, row_id).await?.map(|m| Node::Organization(Organization(m)))
+        }
+    })
+}
+
+/// Who the request acts as.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Viewer {
+    /// False for requests without a token.
+    pub authenticated: bool,
+    /// The token's subject (`sub`).
+    pub subject: Option<String>,
+    /// Organisation number of the organisation the viewer acts for.
+    pub org_number: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+#[async_graphql::ComplexObject]
+impl Viewer {
+    /// The organisation the viewer acts for, when it is registered.
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
+        let Some(number) = actor(ctx).principal().map(|p| p.org) else { return Ok(None) };
+        Ok(organizations::find_by_org_number(state(ctx).db.read(), number).await?.map(Organization))
+    }
+}
+
+#[derive(Default)]
+pub struct ViewerQuery;
+
+#[Object]
+impl ViewerQuery {
+    /// The caller: anonymous, or the subject, organisation and roles of its token.
+    async fn viewer(&self, ctx: &Context<'_>) -> Viewer {
+        match actor(ctx).principal() {
+            None => Viewer { authenticated: false, subject: None, org_number: None, roles: vec![] },
+            Some(p) => Viewer {
+                authenticated: true,
+                subject: Some(p.subject.clone()),
+                org_number: Some(p.org.to_string()),
+                roles: p.roles.iter().copied().collect(),
+            },
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, Data, Request};
+use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
+use futures_util::{FutureExt, StreamExt};
+
+use crate::app::AppState;
+use crate::auth::{Actor, TokenVerifier};
+use crate::config::{GraphqlLimits, Profile, Settings};
+use crate::graphql::{VelferdSchema, build_schema};
+
+/// Everything the handlers need, shared across workers.
+#[derive(Clone)]
+struct Shared {
+    state: AppState,
+    schema: VelferdSchema,
+    verifier: TokenVerifier,
+    profile: Profile,
+    limits: GraphqlLimits,
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Serves until the server stops (Ctrl-C or SIGTERM stop it gracefully).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `settings.bind` and starts serving on the current Tokio runtime.
+pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::Result<RunningServer> {
+    let shared = Shared {
+        schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
+        state,
+        verifier: TokenVerifier::new(&settings.jwt),
+        profile: settings.profile,
+        limits: settings.graphql.clone(),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(shared.clone()))
+            .route("/graphql", web::post().to(graphql_post))
+            .route("/graphql", web::get().to(graphql_get))
+            .route("/graphql/ws", web::get().to(graphql_ws))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .bind(settings.bind)?;
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(RunningServer { addr, handle, task })
+}
+
+/// A GraphQL-shaped error body, for failures before GraphQL runs.
+fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpResponse> {
+    let header = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authorization header is not text")
+        })?),
+    };
+    shared
+        .verifier
+        .actor_from_header(header)
+        .map_err(|e| error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.0))
+}
+
+async fn graphql_post(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let actor = match authenticate(&shared, &req) {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "request body could not be read");
+        };
+        if body.len() + chunk.len() > shared.limits.max_body_bytes {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("request body exceeds {} bytes", shared.limits.max_body_bytes),
+            );
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("body is not a GraphQL request (JSON with `query`): {e}"),
+            );
+        }
+    };
+    if let BatchRequest::Batch(requests) = &batch {
+        if requests.len() > shared.limits.max_batch {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BATCH_TOO_LARGE",
+                &format!("a batch may hold at most {} operations", shared.limits.max_batch),
+            );
+        }
+        if requests.is_empty() {
+            return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the batch is empty");
+        }
+    }
+    execute(&shared, batch.data(actor), &req).await
+}
+
+async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
+    if req.query_string().is_empty() {
+        return match shared.profile {
+            Profile::Development => HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish()),
+            Profile::Production => error_response(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "GraphiQL is off in production; POST queries to /graphql",
+            ),
+        };
+    }
+    let actor = match authenticate(&shared, &req) {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let request = match async_graphql::http::parse_query_string(req.query_string()) {
+        Ok(request) => request,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e.to_string()),
+    };
+    // GET must be safe: a link or an image tag must never change data.
+    if let Some(kind) = operation_type(&request)
+        && kind != OperationType::Query
+    {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "only queries may be sent with GET; send mutations with POST and subscriptions over /graphql/ws",
+        );
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&shared, BatchRequest::Single(request.data(actor)), &req).await
+}
+
+/// The type of the operation a request would run, when the query parses (a query that does
+/// not parse is left to GraphQL to report).
+fn operation_type(request: &Request) -> Option<OperationType> {
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
+    let name = request.operation_name.as_deref();
+    document
+        .operations
+        .iter()
+        .find(|(op_name, _)| name.is_none() || op_name.map(|n| n.as_str()) == name)
+        .map(|(_, op)| op.node.ty)
+}
+
+async fn execute(shared: &Shared, batch: BatchRequest, req: &HttpRequest) -> HttpResponse {
+    let run = AssertUnwindSafe(shared.schema.execute_batch(batch)).catch_unwind();
+    match run.await {
+        Ok(response) => {
+            use actix_web::Responder;
+            GraphQLResponse::from(response).respond_to(req).map_into_boxed_body()
+        }
+        Err(_) => {
+            // The panic is printed by the hook; the client gets no trace.
+            tracing::error!("a GraphQL request panicked");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "internal error")
+        }
+    }
+}
+
+/// Subscriptions over the graphql-transport-ws protocol (the legacy subscriptions-transport-ws
+/// is accepted too). The token comes in the `Authorization` header of the upgrade request or,
+/// for browsers, which cannot set headers on WebSockets, as `authorization` in the
+/// `connection_init` payload.
+async fn graphql_ws(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let header_actor = match authenticate(&shared, &req) {
+        Ok(actor) => actor,
+        Err(response) => return Ok(response),
+    };
+    let verifier = shared.verifier.clone();
+    GraphQLSubscription::new(shared.schema.clone())
+        .on_connection_init(move |init: serde_json::Value| async move {
+            let token = init
+                .get("authorization")
+                .or_else(|| init.get("Authorization"))
+                .and_then(|v| v.as_str());
+            let actor = match token {
+                Some(value) => verifier.actor_from_header(Some(value)).map_err(|e| async_graphql::Error::new(e.0))?,
+                None => header_actor,
+            };
+            let mut data = Data::default();
+            data.insert(actor);
+            Ok(data)
+        })
+        .start(&req, payload)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
+    match shared.state.db.readiness().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(reason) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not ready", "reason": reason })),
+    }
+}

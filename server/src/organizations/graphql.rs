@@ -1,0 +1,375 @@
+//! GraphQL face of organisations.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription, ID};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
+
+use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
+use super::model::{self, OrganizationKind};
+use super::service::{self, MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
+use crate::auth::Role;
+use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
+use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::relay::{NodeType, global_id};
+use crate::graphql::{actor, state};
+
+/// A municipality, supplier, programme or response centre.
+#[derive(Clone, Debug)]
+pub struct Organization(pub model::Model);
+
+#[Object]
+impl Organization {
+    /// Opaque global id (Relay `Node`).
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::Organization, self.0.id)
+    }
+
+    async fn kind(&self) -> OrganizationKind {
+        self.0.kind
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Organisation number in the Central Coordinating Register for Legal Entities (9 digits,
+    /// modulus-11 checked). Null only for reference data whose number no public source gave.
+    async fn org_number(&self) -> Option<&str> {
+        self.0.org_number.as_deref()
+    }
+
+    /// Municipality number (kommunenummer) as it stood when recorded; municipalities only.
+    async fn municipality_number(&self) -> Option<&str> {
+        self.0.municipality_number.as_deref()
+    }
+
+    /// County (fylke) as it stood when recorded; municipalities only.
+    async fn county(&self) -> Option<&str> {
+        self.0.county.as_deref()
+    }
+
+    /// Inhabitants, as counted in `populationYear`. Null when no public figure was found:
+    /// Velferd never estimates.
+    async fn population(&self) -> Option<i64> {
+        self.0.population
+    }
+
+    /// The year (1 January) `population` was counted.
+    async fn population_year(&self) -> Option<i32> {
+        self.0.population_year
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.with_timezone(&Utc)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct OrganizationFilter {
+    pub kind: Option<OrganizationKind>,
+    /// Exact county name, e.g. "Vestfold".
+    pub county: Option<String>,
+    /// Part of the name, ignoring ASCII case.
+    pub name_contains: Option<String>,
+}
+
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum OrganizationOrderField {
+    #[default]
+    Name,
+    /// The order organisations were registered in.
+    CreatedAt,
+}
+
+#[derive(InputObject, Default)]
+pub struct OrganizationOrder {
+    #[graphql(default)]
+    pub field: OrganizationOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+pub type OrganizationConnection = Connection<String, Organization, TotalCount>;
+
+#[derive(Default)]
+pub struct OrganizationQuery;
+
+#[Object]
+impl OrganizationQuery {
+    /// All organisations, public to everyone: these are facts from public registers.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn organizations(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+        filter: Option<OrganizationFilter>,
+        order_by: Option<OrganizationOrder>,
+    ) -> Result<OrganizationConnection> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.unwrap_or_default();
+        let mut select = model::Entity::find();
+        if let Some(kind) = filter.kind {
+            select = select.filter(model::Column::Kind.eq(kind));
+        }
+        if let Some(county) = filter.county {
+            select = select.filter(model::Column::County.eq(county.trim()));
+        }
+        if let Some(part) = filter.name_contains {
+            let pattern = format!("%{}%", escape_like(&part.to_lowercase()));
+            select = select.filter(
+                Expr::expr(Func::lower(Expr::col(model::Column::Name))).like(
+                    sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'),
+                ),
+            );
+        }
+        let db = state(ctx).db.read().clone();
+        let counted = select.clone();
+        let total = TotalCount::new(move || {
+            let (select, db) = (counted.clone(), db.clone());
+            async move { Ok(select.count(&db).await?) }
+        });
+        let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
+            OrganizationOrderField::Name => {
+                (model::Column::Name, |k| k.as_str().map(|s| Value::from(s.to_string())))
+            }
+            OrganizationOrderField::CreatedAt => (model::Column::Id, |k| k.as_i64().map(Value::from)),
+        };
+        let rows = fetch_page(
+            state(ctx).db.read(),
+            select,
+            sort,
+            model::Column::Id,
+            order.direction,
+            &page,
+            key_of,
+        )
+        .await?;
+        let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
+        connection.edges = rows
+            .rows
+            .into_iter()
+            .map(|row| {
+                let key = match order.field {
+                    OrganizationOrderField::Name => serde_json::json!(row.name),
+                    OrganizationOrderField::CreatedAt => serde_json::json!(row.id),
+                };
+                Edge::new(Cursor { key, id: row.id }.encode(), Organization(row))
+            })
+            .collect();
+        Ok(connection)
+    }
+
+    /// The organisation with this organisation number, if registered.
+    async fn organization(&self, ctx: &Context<'_>, org_number: String) -> Result<Option<Organization>> {
+        let number: OrgNumber =
+            org_number.parse().map_err(|e: super::identifiers::OrgNumberError| ApiError::BadUserInput(e.to_string()))?;
+        Ok(service::find_by_org_number(state(ctx).db.read(), number).await?.map(Organization))
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Registers an organisation. Municipalities need their municipality number and county.
+#[derive(InputObject)]
+pub struct OrganizationCreateInput {
+    pub kind: OrganizationKind,
+    pub name: String,
+    /// Nine digits, modulus-11 checked; spaces between groups are accepted.
+    pub org_number: String,
+    pub municipality_number: Option<String>,
+    pub county: Option<String>,
+    /// Inhabitants, with the year they were counted in `populationYear`.
+    pub population: Option<i32>,
+    pub population_year: Option<i32>,
+}
+
+impl OrganizationCreateInput {
+    /// Parses every field, reporting every problem at once so a form can mark them all.
+    fn parse(self) -> std::result::Result<NewOrganization, Vec<OrganizationError>> {
+        let mut errors = Vec::new();
+        let name = self
+            .name
+            .parse::<OrganizationName>()
+            .map_err(|e| errors.push(OrganizationError::InvalidName(e.to_string())))
+            .ok();
+        let org_number = self
+            .org_number
+            .parse::<OrgNumber>()
+            .map_err(|e| errors.push(OrganizationError::InvalidOrgNumber(e.to_string())))
+            .ok();
+        let number = self.municipality_number.as_deref().map(|n| {
+            n.parse::<MunicipalityNumber>()
+                .map_err(|e| errors.push(OrganizationError::InvalidMunicipalityNumber(e.to_string())))
+        });
+        let county = self.county.as_deref().map(|c| {
+            c.parse::<CountyName>().map_err(|e| errors.push(OrganizationError::InvalidCounty(e.to_string())))
+        });
+        let population = match (self.population, self.population_year) {
+            (None, None) => None,
+            (Some(n), Some(year)) if n >= 0 && (1800..=2100).contains(&year) => {
+                Some(PopulationFigure { inhabitants: n as u32, year })
+            }
+            (Some(_), Some(_)) => {
+                errors.push(OrganizationError::InvalidPopulation(
+                    "population must not be negative and its year must be between 1800 and 2100".into(),
+                ));
+                None
+            }
+            _ => {
+                errors.push(OrganizationError::InvalidPopulation(
+                    "give population and populationYear together".into(),
+                ));
+                None
+            }
+        };
+        let is_municipality = self.kind == OrganizationKind::Municipality;
+        let municipality = match (number, county) {
+            (Some(Ok(number)), Some(Ok(county))) if is_municipality => Some(MunicipalityFacts { number, county }),
+            (None, None) if is_municipality => {
+                errors.push(OrganizationError::MunicipalityFactsMissing);
+                None
+            }
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) if is_municipality => {
+                errors.push(OrganizationError::MunicipalityFactsMissing);
+                None
+            }
+            _ if !is_municipality => {
+                errors.push(OrganizationError::MunicipalityFactsOnNonMunicipality);
+                None
+            }
+            _ => None, // a parse error is already recorded
+        };
+        if !is_municipality && population.is_some() {
+            errors.push(OrganizationError::MunicipalityFactsOnNonMunicipality);
+        }
+        match (name, org_number) {
+            (Some(name), Some(org_number)) if errors.is_empty() => Ok(NewOrganization {
+                kind: self.kind,
+                name,
+                org_number: Some(org_number),
+                municipality,
+                population,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct OrganizationCreatePayload {
+    /// The new organisation; null when `userErrors` is not empty.
+    pub organization: Option<Organization>,
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct OrganizationMutation;
+
+#[Object]
+impl OrganizationMutation {
+    /// Registers an organisation. Requires the `admin` role.
+    async fn organization_create(
+        &self,
+        ctx: &Context<'_>,
+        input: OrganizationCreateInput,
+    ) -> Result<OrganizationCreatePayload> {
+        if !actor(ctx).has_role(Role::Admin) {
+            return Err(ApiError::forbidden_role("register organisations").into());
+        }
+        let rejected = |errors: Vec<OrganizationError>| OrganizationCreatePayload {
+            organization: None,
+            user_errors: errors.iter().map(OrganizationError::to_user_error).collect(),
+        };
+        let new = match input.parse() {
+            Ok(new) => new,
+            Err(errors) => return Ok(rejected(errors)),
+        };
+        let app = state(ctx);
+        match service::insert(app.db.write(), new).await? {
+            Ok(model) => {
+                let organization = Organization(model);
+                app.events.organization_created(organization.clone());
+                Ok(OrganizationCreatePayload { organization: Some(organization), user_errors: vec![] })
+            }
+            Err(error) => Ok(rejected(vec![error])),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct OrganizationSubscription;
+
+#[Subscription]
+impl OrganizationSubscription {
+    /// Organisations as they are registered (on this server instance).
+    async fn organization_created(&self, ctx: &Context<'_>) -> impl Stream<Item = Organization> + use<> {
+        let receiver = state(ctx).events.subscribe_organizations();
+        tokio_stream_from(receiver)
+    }
+}
+
+fn tokio_stream_from(
+    receiver: tokio::sync::broadcast::Receiver<Organization>,
+) -> impl Stream<Item = Organization> {
+    futures_util::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                // A slow subscriber skips what it missed rather than stalling the others.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(kind: OrganizationKind) -> OrganizationCreateInput {
+        OrganizationCreateInput {
+            kind,
+            name: "Larvik kommune".into(),
+            org_number: "974760673".into(),
+            municipality_number: Some("0712".into()),
+            county: Some("Vestfold".into()),
+            population: Some(46_000),
+            population_year: Some(2018),
+        }
+    }
+
+    #[test]
+    fn a_complete_municipality_parses() {
+        assert!(input(OrganizationKind::Municipality).parse().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut bad = input(OrganizationKind::Municipality);
+        bad.name = " ".into();
+        bad.org_number = "123".into();
+        bad.county = None;
+        let errors = bad.parse().unwrap_err();
+        let codes: Vec<_> = errors.iter().map(|e| e.to_user_error().code).collect();
+        assert_eq!(codes, ["INVALID_NAME", "INVALID_ORG_NUMBER", "MUNICIPALITY_FACTS_MISSING"]);
+    }
+
+    #[test]
+    fn suppliers_have_no_municipality_facts() {
+        let errors = input(OrganizationKind::Supplier).parse().unwrap_err();
+        assert!(errors.contains(&OrganizationError::MunicipalityFactsOnNonMunicipality));
+    }
+}

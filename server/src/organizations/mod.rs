@@ -1,0 +1,14 @@
+//! Organisations: the municipalities, suppliers, programmes and response centres that take
+//! part. Every other area refers to them, and authorization is decided by them (a token names
+//! the organisation its holder acts for).
+
+mod graphql;
+mod identifiers;
+pub mod model;
+mod service;
+
+pub use graphql::{Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription};
+pub use identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
+pub use model::OrganizationKind;
+pub use service::{MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
+pub(crate) use service::{count as count_organizations, find_by_org_number, find_by_row_id, insert};

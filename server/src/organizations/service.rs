@@ -1,0 +1,123 @@
+//! The rules for organisations, independent of GraphQL.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+
+use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
+use super::model::{self, OrganizationKind};
+use crate::graphql::errors::{ApiError, UserError};
+
+/// The facts only a municipality has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MunicipalityFacts {
+    pub number: MunicipalityNumber,
+    pub county: CountyName,
+}
+
+/// A population figure is only meaningful with the year it was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PopulationFigure {
+    pub inhabitants: u32,
+    pub year: i32,
+}
+
+/// An organisation ready to be stored: every field already parsed, and the municipality facts
+/// present exactly when the kind is a municipality.
+#[derive(Debug, Clone)]
+pub struct NewOrganization {
+    pub kind: OrganizationKind,
+    pub name: OrganizationName,
+    /// `None` only for reference data whose number no public source gave us.
+    pub org_number: Option<OrgNumber>,
+    pub municipality: Option<MunicipalityFacts>,
+    pub population: Option<PopulationFigure>,
+}
+
+/// Business-rule violations when registering an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrganizationError {
+    #[error("{0}")]
+    InvalidOrgNumber(String),
+    #[error("organisation number {0} is already registered")]
+    OrgNumberTaken(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidMunicipalityNumber(String),
+    #[error("{0}")]
+    InvalidCounty(String),
+    #[error("a municipality needs its municipality number and county")]
+    MunicipalityFactsMissing,
+    #[error("only municipalities have a municipality number, county or population")]
+    MunicipalityFactsOnNonMunicipality,
+    #[error("{0}")]
+    InvalidPopulation(String),
+}
+
+impl OrganizationError {
+    /// The input field a form should mark, and the stable code.
+    pub fn to_user_error(&self) -> UserError {
+        let (field, code) = match self {
+            OrganizationError::InvalidOrgNumber(_) => ("orgNumber", "INVALID_ORG_NUMBER"),
+            OrganizationError::OrgNumberTaken(_) => ("orgNumber", "ORG_NUMBER_TAKEN"),
+            OrganizationError::InvalidName(_) => ("name", "INVALID_NAME"),
+            OrganizationError::InvalidMunicipalityNumber(_) => {
+                ("municipalityNumber", "INVALID_MUNICIPALITY_NUMBER")
+            }
+            OrganizationError::InvalidCounty(_) => ("county", "INVALID_COUNTY"),
+            OrganizationError::MunicipalityFactsMissing => ("municipalityNumber", "MUNICIPALITY_FACTS_MISSING"),
+            OrganizationError::MunicipalityFactsOnNonMunicipality => ("kind", "NOT_A_MUNICIPALITY"),
+            OrganizationError::InvalidPopulation(_) => ("population", "INVALID_POPULATION"),
+        };
+        UserError::new(&["input", field], code, self.to_string())
+    }
+}
+
+/// Stores a new organisation. A duplicate organisation number is a business error, also when
+/// two requests race for it (the unique index decides).
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    new: NewOrganization,
+) -> Result<Result<model::Model, OrganizationError>, ApiError> {
+    if let Some(number) = new.org_number
+        && find_by_org_number(db, number).await?.is_some()
+    {
+        return Ok(Err(OrganizationError::OrgNumberTaken(number.to_string())));
+    }
+    let row = model::ActiveModel {
+        kind: Set(new.kind),
+        name: Set(new.name.as_str().to_string()),
+        org_number: Set(new.org_number.map(|n| n.to_string())),
+        municipality_number: Set(new.municipality.as_ref().map(|m| m.number.to_string())),
+        county: Set(new.municipality.as_ref().map(|m| m.county.as_str().to_string())),
+        population: Set(new.population.map(|p| i64::from(p.inhabitants))),
+        population_year: Set(new.population.map(|p| p.year)),
+        created_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(model) => Ok(Ok(model)),
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(Err(
+            OrganizationError::OrgNumberTaken(new.org_number.map(|n| n.to_string()).unwrap_or_default()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn find_by_org_number<C: ConnectionTrait>(
+    db: &C,
+    number: OrgNumber,
+) -> Result<Option<model::Model>, ApiError> {
+    Ok(model::Entity::find()
+        .filter(model::Column::OrgNumber.eq(number.to_string()))
+        .one(db)
+        .await?)
+}
+
+pub async fn find_by_row_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<model::Model>, ApiError> {
+    Ok(model::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn count<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
+    Ok(model::Entity::find().count(db).await?)
+}
