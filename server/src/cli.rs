@@ -96,10 +96,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
             let server = crate::start(&settings, demo, workers).await.map_err(|e| e.to_string())?;
             let addr = server.addr;
-            println!("listening on http://{addr}");
+            // Written without println!, which would panic if stdout is a closed pipe.
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "listening on http://{addr}");
             if settings.profile == crate::config::Profile::Development {
-                println!("GraphiQL: http://{addr}/graphql");
+                let _ = writeln!(out, "GraphiQL: http://{addr}/graphql");
             }
+            let _ = out.flush();
             stop_on_signal(server).await
         }),
     }

@@ -45,8 +45,8 @@ impl Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbStartError {
-    #[error("VELFERD_DATABASE_URL: cannot connect to {backend:?} database at {url}: {source}")]
-    Connect { backend: Backend, url: String, source: DbErr },
+    #[error("VELFERD_DATABASE_URL: cannot connect to {backend:?} database at {url}: {reason}")]
+    Connect { backend: Backend, url: String, reason: String },
     #[error("applying migrations failed: {0}")]
     Migrate(DbErr),
 }
@@ -66,6 +66,17 @@ impl Database {
         timeout: Duration,
     ) -> Result<Database, DbStartError> {
         let backend = Backend::of_url(url).expect("URL checked when settings were parsed");
+        let unreachable = |reason: String| DbStartError::Connect { backend, url: redact(url), reason };
+        if backend == Backend::Postgres {
+            // One direct attempt first: the pool would retry a refused connection until its
+            // acquire timeout, and an operator with a wrong URL should hear so in seconds.
+            use sea_orm::sqlx::Connection;
+            match tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect(url)).await {
+                Ok(Ok(probe)) => drop(probe.close().await),
+                Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+            }
+        }
         let connect = |pool_size: u32| {
             let mut options = ConnectOptions::new(url.to_string());
             options
@@ -76,10 +87,10 @@ impl Database {
                 .sqlx_logging(false)
                 .map_sqlx_sqlite_opts(tune_sqlite);
             async move {
-                sea_orm::Database::connect(options).await.map_err(|source| DbStartError::Connect {
+                sea_orm::Database::connect(options).await.map_err(|e| DbStartError::Connect {
                     backend,
                     url: redact(url),
-                    source,
+                    reason: e.to_string(),
                 })
             }
         };

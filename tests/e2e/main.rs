@@ -1,1 +1,11 @@
+//! End-to-end tests: a real `velferd` server on a random port, real HTTP, a fresh database per
+//! test. One test binary, so the suite links once.
 
+mod support;
+
+mod auth;
+mod binary;
+mod health;
+mod organizations;
+mod protocol;
+mod schema;

@@ -40,10 +40,6 @@ impl ApiError {
         tracing::error!(%incident, %cause, "internal error");
         ApiError::Internal { incident }
     }
-
-    pub fn forbidden_role(what: &str) -> ApiError {
-        ApiError::Forbidden(format!("your roles do not allow you to {what}"))
-    }
 }
 
 fn rand_id() -> u64 {

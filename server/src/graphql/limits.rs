@@ -79,7 +79,21 @@ impl Extension for QueryLimitsExtension {
         let result = next
             .run(ctx)
             .await
-            .map_err(|errors| errors.into_iter().map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED")).collect::<Vec<_>>())?;
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        // A variable or argument value of the wrong shape is bad input, as in
+                        // Apollo's convention; anything else is a malformed operation.
+                        let code = if e.message.starts_with("Invalid value") {
+                            "BAD_USER_INPUT"
+                        } else {
+                            "GRAPHQL_VALIDATION_FAILED"
+                        };
+                        with_code(e, code)
+                    })
+                    .collect::<Vec<_>>()
+            })?;
         let QueryLimits { max_depth, max_complexity } = self.limits;
         if result.depth > max_depth {
             let mut error = ServerError::new(

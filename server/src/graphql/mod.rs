@@ -62,6 +62,22 @@ pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
     ctx.data_opt::<Actor>().unwrap_or(&Actor::Anonymous)
 }
 
+/// The caller, if it holds `role`: anonymous callers are told to authenticate, others that
+/// their roles do not allow `what`.
+pub(crate) fn require_role<'a>(
+    ctx: &Context<'a>,
+    role: Role,
+    what: &str,
+) -> std::result::Result<&'a crate::auth::Principal, errors::ApiError> {
+    match actor(ctx).principal() {
+        None => Err(errors::ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
+        Some(p) if p.roles.contains(&role) => Ok(p),
+        Some(_) => Err(errors::ApiError::Forbidden(format!(
+            "your roles do not allow you to {what} (needs `{role}`)"
+        ))),
+    }
+}
+
 #[derive(Default)]
 pub struct NodeQuery;
 

@@ -117,7 +117,15 @@ async fn graphql_post(
         }
         body.extend_from_slice(&chunk);
     }
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    // Decide single or batch by the first byte: serde would also read `[]` as an empty
+    // single request, since derived structs accept sequences.
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_batch {
+        serde_json::from_slice::<Vec<Request>>(&body).map(BatchRequest::Batch)
+    } else {
+        serde_json::from_slice::<Request>(&body).map(BatchRequest::Single)
+    };
+    let batch = match parsed {
         Ok(batch) => batch,
         Err(e) => {
             return error_response(
@@ -159,9 +167,9 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Ok(actor) => actor,
         Err(response) => return response,
     };
-    let request = match async_graphql::http::parse_query_string(req.query_string()) {
+    let request = match request_from_query_string(req.query_string()) {
         Ok(request) => request,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e.to_string()),
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
     // GET must be safe: a link or an image tag must never change data.
     if let Some(kind) = operation_type(&request)
@@ -176,6 +184,25 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         return response;
     }
     execute(&shared, BatchRequest::Single(request.data(actor)), &req).await
+}
+
+/// Reads a GET request per GraphQL over HTTP: `query`, `operationName`, and `variables` and
+/// `extensions` as JSON. (async-graphql's own parser expects `operation_name`.)
+fn request_from_query_string(query_string: &str) -> Result<Request, String> {
+    let params = web::Query::<std::collections::HashMap<String, String>>::from_query(query_string)
+        .map_err(|e| format!("query string: {e}"))?
+        .into_inner();
+    let query = params.get("query").ok_or("GET requests need a `query` parameter")?;
+    let mut request = Request::new(query.as_str());
+    if let Some(name) = params.get("operationName").filter(|n| !n.is_empty()) {
+        request = request.operation_name(name.as_str());
+    }
+    if let Some(variables) = params.get("variables").filter(|v| !v.is_empty()) {
+        let json: serde_json::Value =
+            serde_json::from_str(variables).map_err(|e| format!("`variables` is not JSON: {e}"))?;
+        request = request.variables(async_graphql::Variables::from_json(json));
+    }
+    Ok(request)
 }
 
 /// The type of the operation a request would run, when the query parses (a query that does

@@ -14,7 +14,7 @@ use crate::auth::Role;
 use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
 use crate::graphql::errors::{ApiError, UserError};
 use crate::graphql::relay::{NodeType, global_id};
-use crate::graphql::{actor, state};
+use crate::graphql::{require_role, state};
 
 /// A municipality, supplier, programme or response centre.
 #[derive(Clone, Debug)]
@@ -284,9 +284,7 @@ impl OrganizationMutation {
         ctx: &Context<'_>,
         input: OrganizationCreateInput,
     ) -> Result<OrganizationCreatePayload> {
-        if !actor(ctx).has_role(Role::Admin) {
-            return Err(ApiError::forbidden_role("register organisations").into());
-        }
+        require_role(ctx, Role::Admin, "register organisations")?;
         let rejected = |errors: Vec<OrganizationError>| OrganizationCreatePayload {
             organization: None,
             user_errors: errors.iter().map(OrganizationError::to_user_error).collect(),

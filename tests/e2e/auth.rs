@@ -1,0 +1,172 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use velferd::auth::Role;
+
+use crate::support::*;
+
+const VIEWER: &str = "{ viewer { authenticated subject orgNumber roles } }";
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn good_claims() -> Value {
+    json!({
+        "sub": "kari", "org": MUNICIPALITY_ORG, "roles": ["case_worker"],
+        "iss": "velferd", "aud": "velferd", "iat": now(), "nbf": now() - 10, "exp": now() + 600,
+    })
+}
+
+fn hs256(claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+/// The classic `alg: none` token: claims with no signature.
+fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{body}.")
+}
+
+async fn assert_refused(app: &TestApp, case: &str, authorization: &str) {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("Authorization", authorization)
+        .json(&json!({ "query": VIEWER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{case}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{case}: {body}");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}: {body}");
+    assert!(body.get("data").is_none(), "{case}: a refused token must not run the query: {body}");
+}
+
+on_both_backends! {
+    /// Without a token a request is anonymous; with one it acts for the token's organisation
+    /// and roles — for every role.
+    async fn anonymous_and_every_role_are_recognised(app) {
+        let data = app.graphql(None, VIEWER, json!({})).await;
+        assert_eq!(data["viewer"], json!({ "authenticated": false, "subject": null, "orgNumber": null, "roles": [] }));
+        let roles: Vec<&str> = ["ADMIN", "ADVISOR", "PROCUREMENT_OFFICER", "CASE_WORKER", "OPERATOR", "PRIVACY_OFFICER", "SUPPLIER", "INTEGRATION"].to_vec();
+        for (role, name) in Role::ALL.into_iter().zip(roles) {
+            let token = app.token(SUPPLIER_ORG, &[role]);
+            let data = app.graphql(Some(&token), VIEWER, json!({})).await;
+            assert_eq!(data["viewer"]["authenticated"], true);
+            assert_eq!(data["viewer"]["orgNumber"], SUPPLIER_ORG);
+            assert_eq!(data["viewer"]["roles"], json!([name]), "{role}");
+        }
+    }
+}
+
+on_both_backends! {
+    /// Every kind of bad token is refused with 401 and `UNAUTHENTICATED`, never treated as
+    /// anonymous.
+    async fn bad_tokens_are_refused_with_401(app) {
+        let secret = SECRET.as_bytes();
+        let claims = good_claims();
+        // Sanity: the good claims pass, so each case below fails for its own reason.
+        let data = app.graphql(Some(&hs256(&claims, secret)), VIEWER, json!({})).await;
+        assert_eq!(data["viewer"]["subject"], "kari");
+
+        let cases: Vec<(&str, String)> = vec![
+            ("alg none", unsigned(&claims)),
+            ("expired", hs256(&with(claims.clone(), "exp", json!(now() - 3600)), secret)),
+            ("not yet valid", hs256(&with(claims.clone(), "nbf", json!(now() + 3600)), secret)),
+            ("wrong issuer", hs256(&with(claims.clone(), "iss", json!("someone-else")), secret)),
+            ("wrong audience", hs256(&with(claims.clone(), "aud", json!("another-api")), secret)),
+            ("bad signature", hs256(&claims, b"another-secret-that-is-also-32-bytes-long")),
+            ("missing org", hs256(&without(claims.clone(), "org"), secret)),
+            ("missing roles", hs256(&without(claims.clone(), "roles"), secret)),
+            ("empty roles", hs256(&with(claims.clone(), "roles", json!([])), secret)),
+            ("unknown role", hs256(&with(claims.clone(), "roles", json!(["root"])), secret)),
+            ("org fails modulus 11", hs256(&with(claims.clone(), "org", json!("974760674")), secret)),
+            ("missing exp", hs256(&without(claims.clone(), "exp"), secret)),
+            ("missing sub", hs256(&without(claims.clone(), "sub"), secret)),
+            ("garbage", "not-a-jwt".to_string()),
+        ];
+        for (case, token) in cases {
+            assert_refused(&app, case, &format!("Bearer {token}")).await;
+        }
+        assert_refused(&app, "not a bearer scheme", "Basic a2FyaTpzZWNyZXQ=").await;
+    }
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/../tests/e2e/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// With RS256 configured, RS256 tokens pass and an HS256 token is refused — including one
+/// "signed" with the public key as an HMAC secret (the algorithm-confusion attack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_server_refuses_hs256_tokens() {
+    let options = Options {
+        pairs: vec![
+            ("VELFERD_JWT_ALGORITHM", "RS256".into()),
+            ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture("rs256-public.pem")),
+            ("VELFERD_JWT_PRIVATE_KEY_FILE", fixture("rs256-private.pem")),
+        ],
+        demo: false,
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let good = app.token(MUNICIPALITY_ORG, &[Role::Operator]);
+    assert!(jsonwebtoken::decode_header(&good).unwrap().alg == Algorithm::RS256);
+    let data = app.graphql(Some(&good), VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["roles"], json!(["OPERATOR"]));
+
+    let public_pem = std::fs::read(fixture("rs256-public.pem")).unwrap();
+    assert_refused(&app, "HS256 with the public key as secret", &format!("Bearer {}", hs256(&good_claims(), &public_pem))).await;
+    assert_refused(&app, "HS256 with the dev secret", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes()))).await;
+}
+
+/// EdDSA works as the production alternative to RS256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_tokens_are_accepted_when_configured() {
+    let options = Options {
+        pairs: vec![
+            ("VELFERD_ENV", "production".into()),
+            ("VELFERD_JWT_ALGORITHM", "EdDSA".into()),
+            ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture("ed25519-public.pem")),
+            ("VELFERD_JWT_PRIVATE_KEY_FILE", fixture("ed25519-private.pem")),
+        ],
+        demo: false,
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let token = app.token(SUPPLIER_ORG, &[Role::Supplier]);
+    let data = app.graphql(Some(&token), VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["roles"], json!(["SUPPLIER"]));
+    assert_refused(&app, "HS256 on an EdDSA server", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes()))).await;
+}
+
+on_both_backends! {
+    /// Role checks: only an admin registers organisations; anonymous callers are told to sign
+    /// in, others that their roles do not allow it. Nothing is written either way.
+    async fn only_admins_register_organisations(app) {
+        let mutation = "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { organization { id } } }";
+        let input = json!({ "input": { "kind": "SUPPLIER", "name": "Evondos Oy", "orgNumber": SUPPLIER_ORG } });
+        let (status, body) = app.graphql_raw(None, mutation, input.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{body}");
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Admin) {
+            let token = app.token(MUNICIPALITY_ORG, &[role]);
+            let (_, body) = app.graphql_raw(Some(&token), mutation, input.clone()).await;
+            assert_eq!(first_error_code(&body), "FORBIDDEN", "{role}: {body}");
+        }
+        let data = app.graphql(None, "{ organizations { totalCount } }", json!({})).await;
+        assert_eq!(data["organizations"]["totalCount"], 0);
+    }
+}

@@ -1,0 +1,232 @@
+//! The test harness: a real server on a random port with a fresh database (a SQLite file in a
+//! temporary directory, or a PostgreSQL database of its own), talked to over real HTTP.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use velferd::auth::{Role, TokenSigner};
+use velferd::config::Settings;
+use velferd::http::RunningServer;
+use velferd::organizations::OrgNumber;
+
+pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+
+/// Organisation numbers valid under modulus 11, for tokens in tests.
+pub const MUNICIPALITY_ORG: &str = "974760673";
+pub const SUPPLIER_ORG: &str = "923609016";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body on SQLite, and on PostgreSQL as `postgres` when
+/// `VELFERD_TEST_POSTGRES_URL` is set.
+macro_rules! on_both_backends {
+    ($(#[doc = $doc:literal])* async fn $name:ident($app:ident) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::support::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::support::TestApp::spawn($crate::support::Backend::Sqlite).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::support::TestApp::spawn_postgres().await {
+                    run(app).await;
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    server: Option<RunningServer>,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    postgres: Option<PostgresDatabase>,
+}
+
+/// Extra settings for one test's server.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub pairs: Vec<(&'static str, String)>,
+    pub demo: bool,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, Options::default()).await.expect("backend available")
+    }
+
+    /// A server on PostgreSQL, or `None` (the test is skipped) when no PostgreSQL is
+    /// configured outside CI. In CI a missing PostgreSQL is a failure, never a silent pass.
+    pub async fn spawn_postgres() -> Option<TestApp> {
+        TestApp::spawn_with(Backend::Postgres, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
+        let (url, sqlite_dir, postgres) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("velferd.db").display());
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let pg = PostgresDatabase::create().await?;
+                (pg.url.clone(), None, Some(pg))
+            }
+        };
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("VELFERD_DATABASE_URL", url),
+            ("VELFERD_BIND", "127.0.0.1:0".into()),
+            ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_DB_MAX_CONNECTIONS", "4".into()),
+            ("VELFERD_LOG", "warn".into()),
+        ];
+        for (name, value) in options.pairs {
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name, value));
+        }
+        let settings =
+            Settings::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).expect("test settings are valid");
+        let server = velferd::start(&settings, options.demo, 1).await.expect("server starts");
+        Some(TestApp {
+            addr: server.addr,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            settings,
+            server: Some(server),
+            _sqlite_dir: sqlite_dir,
+            postgres,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A valid token for an organisation and roles, signed with the server's key.
+    pub fn token(&self, org: &str, roles: &[Role]) -> String {
+        let signer = TokenSigner::new(&self.settings.jwt).unwrap();
+        let org: OrgNumber = org.parse().unwrap();
+        signer.mint("test-user", org, roles.iter().copied().collect::<BTreeSet<_>>(), Duration::from_secs(600))
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.token(MUNICIPALITY_ORG, &[Role::Admin])
+    }
+
+    /// POSTs a GraphQL operation and returns the HTTP status and the JSON body.
+    pub async fn graphql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// POSTs a GraphQL operation that must succeed without errors; returns `data`.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let (status, body) = self.graphql_raw(token, query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Registers an organisation as admin and returns its global id.
+    pub async fn create_organization(&self, input: Value) -> String {
+        let data = self
+            .graphql(
+                Some(&self.admin_token()),
+                "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { organization { id } userErrors { code message } } }",
+                json!({ "input": input }),
+            )
+            .await;
+        let payload = &data["organizationCreate"];
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        payload["organization"]["id"].as_str().unwrap().to_string()
+    }
+
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting before the database goes away.
+        if let Some(server) = self.server.take() {
+            drop(server);
+        }
+        if let Some(pg) = self.postgres.take() {
+            pg.drop_database();
+        }
+    }
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct PostgresDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> Option<PostgresDatabase> {
+        let Ok(admin_url) = std::env::var("VELFERD_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the PostgreSQL pass: set VELFERD_TEST_POSTGRES_URL"
+            );
+            eprintln!("skipped: VELFERD_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!(
+            "velferd_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000
+        );
+        let admin = sea_orm::Database::connect(&admin_url).await.expect("connect to VELFERD_TEST_POSTGRES_URL");
+        use sea_orm::ConnectionTrait;
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin.close().await.ok();
+        let url = match admin_url.rfind('/') {
+            Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &admin_url[..slash]),
+            _ => format!("{admin_url}/{name}"),
+        };
+        Some(PostgresDatabase { url, admin_url, name })
+    }
+
+    fn drop_database(self) {
+        let PostgresDatabase { admin_url, name, .. } = self;
+        // Drop runs outside any async context we may block; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    admin.close().await.ok();
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The `extensions.code` of the first error in a response body.
+pub fn first_error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
+}
