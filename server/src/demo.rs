@@ -14,6 +14,9 @@ use crate::organizations::{
 
 const ORGANIZATIONS: &str = include_str!("../demo/organizations.json");
 
+/// How many of the 29 municipalities of the Larvik procurement a readable public source names.
+pub const KNOWN_LARVIK_MEMBERS: usize = 25;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DemoFile {
@@ -122,11 +125,13 @@ mod tests {
         assert!(entries.iter().any(|(o, _)| o.kind == OrganizationKind::Supplier));
     }
 
+    /// Public sources report 29 municipalities; the one list we could read (Larvik's report)
+    /// names 25 of them and lost four names in extraction. We keep the 25, never guess the rest.
     #[test]
-    fn the_larvik_procurement_has_29_municipalities_in_7_counties_led_by_larvik() {
+    fn the_larvik_procurement_names_its_25_known_municipalities_in_7_counties_led_by_larvik() {
         let entries = parse().unwrap();
         let members: Vec<_> = entries.iter().filter(|(_, role)| role.is_some()).collect();
-        assert_eq!(members.len(), 29);
+        assert_eq!(members.len(), KNOWN_LARVIK_MEMBERS);
         let counties: std::collections::BTreeSet<_> =
             members.iter().filter_map(|(o, _)| o.municipality.as_ref().map(|m| m.county.clone())).collect();
         assert_eq!(counties.len(), 7, "{counties:?}");

@@ -20,12 +20,15 @@ use relay::{NodeType, parse_global_id};
 pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(OrganizationMutation);
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(OrganizationSubscription);
 
 /// An object with a global id, fetchable with `node(id:)`.
