@@ -7,6 +7,8 @@
 //! which WAL mode lets run beside the writer. The busy timeout covers other processes (e.g.
 //! `velferd migrate` beside a running server).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -57,6 +59,8 @@ pub struct Database {
     backend: Backend,
     reader: DatabaseConnection,
     writer: DatabaseConnection,
+    /// SQL statements run so far, for tests that prove a query's statement count is constant.
+    statements: Arc<AtomicU64>,
 }
 
 impl Database {
@@ -94,7 +98,7 @@ impl Database {
                 })
             }
         };
-        let (reader, writer) = match backend {
+        let (mut reader, mut writer) = match backend {
             Backend::Sqlite => {
                 let writer = connect(1).await?;
                 let reader = connect(max_connections).await?;
@@ -105,7 +109,19 @@ impl Database {
                 (pool.clone(), pool)
             }
         };
-        Ok(Database { backend, reader, writer })
+        let statements = Arc::new(AtomicU64::new(0));
+        for connection in [&mut reader, &mut writer] {
+            let counter = statements.clone();
+            connection.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        Ok(Database { backend, reader, writer, statements })
+    }
+
+    /// How many SQL statements this process has run (cheap: one atomic add per statement).
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> Backend {

@@ -11,7 +11,10 @@ pub mod db;
 pub mod demo;
 pub mod graphql;
 pub mod http;
+pub mod money;
 pub mod organizations;
+pub mod procurement;
+pub mod agreements;
 
 use crate::app::AppState;
 use crate::config::Settings;

@@ -3,7 +3,9 @@
 pub mod connection;
 pub mod errors;
 pub mod limits;
+pub mod loaders;
 pub mod relay;
+pub mod session;
 
 use async_graphql::{
     Context, Interface, MergedObject, MergedSubscription, Object, Result, Schema, SimpleObject, ID,
@@ -61,8 +63,25 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
 }
 
+/// The request's session; every execution path (HTTP, WebSocket) inserts one.
+pub(crate) fn session<'a>(ctx: &Context<'a>) -> &'a session::Session {
+    ctx.data_unchecked::<std::sync::Arc<session::Session>>()
+}
+
 pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
-    ctx.data_opt::<Actor>().unwrap_or(&Actor::Anonymous)
+    &session(ctx).actor
+}
+
+/// Loads one value through the request's DataLoader.
+pub(crate) async fn load_one<K>(
+    ctx: &Context<'_>,
+    key: K,
+) -> std::result::Result<Option<<loaders::DbLoader as async_graphql::dataloader::Loader<K>>::Value>, errors::ApiError>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    loaders::DbLoader: async_graphql::dataloader::Loader<K, Error = std::sync::Arc<sea_orm::DbErr>>,
+{
+    session(ctx).loader.load_one(key).await.map_err(errors::ApiError::internal)
 }
 
 /// The caller, if it holds `role`: anonymous callers are told to authenticate, others that

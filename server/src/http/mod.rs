@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::{StatusCode, header};
@@ -15,6 +16,7 @@ use futures_util::{FutureExt, StreamExt};
 use crate::app::AppState;
 use crate::auth::{Actor, TokenVerifier};
 use crate::config::{GraphqlLimits, Profile, Settings};
+use crate::graphql::session::Session;
 use crate::graphql::{VelferdSchema, build_schema};
 
 /// Everything the handlers need, shared across workers.
@@ -30,6 +32,8 @@ struct Shared {
 /// A server that is accepting connections.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The server's database handles (tests read the statement count).
+    pub db: crate::db::Database,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -48,6 +52,7 @@ impl RunningServer {
 
 /// Binds `settings.bind` and starts serving on the current Tokio runtime.
 pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::Result<RunningServer> {
+    let db = state.db.clone();
     let shared = Shared {
         schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
         state,
@@ -71,7 +76,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(RunningServer { addr, handle, task })
+    Ok(RunningServer { addr, db, handle, task })
 }
 
 /// A GraphQL-shaped error body, for failures before GraphQL runs.
@@ -147,7 +152,8 @@ async fn graphql_post(
             return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the batch is empty");
         }
     }
-    execute(&shared, batch.data(actor), &req).await
+    let session = Arc::new(Session::new(actor, shared.state.db.read().clone()));
+    execute(&shared, batch.data(session), &req).await
 }
 
 async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
@@ -183,7 +189,8 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&shared, BatchRequest::Single(request.data(actor)), &req).await
+    let session = Arc::new(Session::new(actor, shared.state.db.read().clone()));
+    execute(&shared, BatchRequest::Single(request.data(session)), &req).await
 }
 
 /// Reads a GET request per GraphQL over HTTP: `query`, `operationName`, and `variables` and
@@ -246,6 +253,7 @@ async fn graphql_ws(
         Err(response) => return Ok(response),
     };
     let verifier = shared.verifier.clone();
+    let db = shared.state.db.read().clone();
     GraphQLSubscription::new(shared.schema.clone())
         .on_connection_init(move |init: serde_json::Value| async move {
             let token = init
@@ -257,7 +265,7 @@ async fn graphql_ws(
                 None => header_actor,
             };
             let mut data = Data::default();
-            data.insert(actor);
+            data.insert(Arc::new(Session::new(actor, db)));
             Ok(data)
         })
         .start(&req, payload)

@@ -1,0 +1,3 @@
+//! Framework agreements that follow awards, and the call-offs municipalities place under them.
+
+pub mod model;

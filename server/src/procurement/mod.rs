@@ -1,0 +1,6 @@
+//! Joint procurements, from needs to awards: participants, the phase machine, the needs and
+//! dialogue phases, and the competition (user stories as lots, sealed tenders, evaluation).
+
+pub mod model;
+pub mod phase;
+pub mod ocds;
