@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Enum, Object};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -179,6 +180,48 @@ impl TotalCount {
     {
         TotalCount(Arc::new(move || Box::pin(count())))
     }
+}
+
+impl TotalCount {
+    /// A count already known (lists loaded whole by a DataLoader).
+    pub fn known(count: u64) -> TotalCount {
+        TotalCount::new(move || async move { Ok(count) })
+    }
+}
+
+/// Pages through a list already in memory, ordered by id: the nested lists of one object
+/// (participants, user stories …) are loaded for many parents in one batched query, then paged
+/// here, so their statement count does not grow with the number of parents.
+pub fn page_in_memory<T: Clone>(
+    rows: &[T],
+    id_of: impl Fn(&T) -> i64,
+    request: &PageRequest,
+) -> Connection<String, T, TotalCount>
+where
+    T: async_graphql::OutputType,
+{
+    let within = |row: &&T| {
+        let id = id_of(row);
+        request.after.as_ref().is_none_or(|c| id > c.id) && request.before.as_ref().is_none_or(|c| id < c.id)
+    };
+    let window: Vec<&T> = rows.iter().filter(within).collect();
+    let size = request.size as usize;
+    let (chosen, has_previous, has_next) = if request.backward {
+        let start = window.len().saturating_sub(size);
+        (&window[start..], start > 0, request.before.is_some())
+    } else {
+        let end = window.len().min(size);
+        (&window[..end], request.after.is_some(), window.len() > size)
+    };
+    let mut connection = Connection::with_additional_fields(has_previous, has_next, TotalCount::known(rows.len() as u64));
+    connection.edges = chosen
+        .iter()
+        .map(|row| {
+            let id = id_of(row);
+            Edge::new(Cursor { key: serde_json::json!(id), id }.encode(), (*row).clone())
+        })
+        .collect();
+    connection
 }
 
 #[Object]

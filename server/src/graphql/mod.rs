@@ -17,17 +17,21 @@ use crate::config::{GraphqlLimits, Profile};
 use crate::organizations::{
     self, Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription,
 };
+use crate::agreements::graphql::{AgreementMutation, CallOff, FrameworkAgreement};
+use crate::procurement::graphql::{
+    Award, Procurement, ProcurementMutation, ProcurementQuery, Tender, TenderResponse, UserStory,
+};
 use relay::{NodeType, parse_global_id};
 
 pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery);
+pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(OrganizationMutation);
+pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
@@ -38,6 +42,13 @@ pub struct SubscriptionRoot(OrganizationSubscription);
 #[graphql(field(name = "id", ty = "ID", desc = "Opaque global id."))]
 pub enum Node {
     Organization(Organization),
+    Procurement(Procurement),
+    UserStory(UserStory),
+    Tender(Tender),
+    TenderResponse(TenderResponse),
+    Award(Award),
+    FrameworkAgreement(FrameworkAgreement),
+    CallOff(CallOff),
 }
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
@@ -131,12 +142,17 @@ impl NodeQuery {
 
 async fn resolve_node(ctx: &Context<'_>, id: &str) -> Result<Option<Node>> {
     let Some((node_type, row_id)) = parse_global_id(id) else { return Ok(None) };
-    let db = state(ctx).db.read();
-    Ok(match node_type {
-        NodeType::Organization => {
-            organizations::find_by_row_id(db, row_id).await?.map(|m| Node::Organization(Organization(m)))
+    match node_type {
+        NodeType::Organization => Ok(load_one(ctx, loaders::OrganizationById(row_id))
+            .await?
+            .map(|m| Node::Organization(Organization(m)))),
+        NodeType::FrameworkAgreement | NodeType::CallOff => {
+            crate::agreements::graphql::resolve_node(ctx, node_type, row_id).await
         }
-    })
+        // Criteria are reached through their procurement, not fetched alone.
+        NodeType::EvaluationCriterion => Ok(None),
+        _ => crate::procurement::graphql::resolve_node(ctx, node_type, row_id).await,
+    }
 }
 
 /// Who the request acts as.

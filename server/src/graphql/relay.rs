@@ -9,14 +9,40 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeType {
     Organization,
+    Procurement,
+    UserStory,
+    EvaluationCriterion,
+    Tender,
+    TenderResponse,
+    Award,
+    FrameworkAgreement,
+    CallOff,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 1] = [NodeType::Organization];
+    const ALL: [NodeType; 9] = [
+        NodeType::Organization,
+        NodeType::Procurement,
+        NodeType::UserStory,
+        NodeType::EvaluationCriterion,
+        NodeType::Tender,
+        NodeType::TenderResponse,
+        NodeType::Award,
+        NodeType::FrameworkAgreement,
+        NodeType::CallOff,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             NodeType::Organization => "Organization",
+            NodeType::Procurement => "Procurement",
+            NodeType::UserStory => "UserStory",
+            NodeType::EvaluationCriterion => "EvaluationCriterion",
+            NodeType::Tender => "Tender",
+            NodeType::TenderResponse => "TenderResponse",
+            NodeType::Award => "Award",
+            NodeType::FrameworkAgreement => "FrameworkAgreement",
+            NodeType::CallOff => "CallOff",
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
             .route("/graphql", web::post().to(graphql_post))
             .route("/graphql", web::get().to(graphql_get))
             .route("/graphql/ws", web::get().to(graphql_ws))
+            .route("/ocds/procurements/{id}", web::get().to(ocds_procurement))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
     })
@@ -269,6 +270,37 @@ async fn graphql_ws(
             Ok(data)
         })
         .start(&req, payload)
+}
+
+/// A procurement as an OCDS 1.1 release package, by its global id. Anonymous callers get
+/// procurements with a published notice; signed-in callers any procurement.
+async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let actor = match authenticate(&shared, &req) {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such procurement");
+    let Some(id) = crate::graphql::relay::row_id_of(&path, crate::graphql::relay::NodeType::Procurement) else {
+        return not_found();
+    };
+    let db = shared.state.db.read();
+    use sea_orm::EntityTrait;
+    let visible = match crate::procurement::model::procurement::Entity::find_by_id(id).one(db).await {
+        Ok(Some(p)) => actor.principal().is_some() || p.notice_published_on.is_some(),
+        Ok(None) => false,
+        Err(e) => {
+            let error = crate::graphql::errors::ApiError::internal(e);
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, error.code(), &error.to_string());
+        }
+    };
+    if !visible {
+        return not_found();
+    }
+    match crate::procurement::ocds::release_package(db, id, &crate::procurement::ocds::public_options()).await {
+        Ok(Some(package)) => HttpResponse::Ok().json(package),
+        Ok(None) => not_found(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+    }
 }
 
 async fn healthz() -> HttpResponse {

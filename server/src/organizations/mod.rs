@@ -11,4 +11,4 @@ pub use graphql::{Organization, OrganizationMutation, OrganizationQuery, Organiz
 pub use identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 pub use model::OrganizationKind;
 pub use service::{MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
-pub(crate) use service::{count as count_organizations, find_by_org_number, find_by_row_id, insert};
+pub(crate) use service::{count as count_organizations, find_by_org_number, insert};

@@ -114,10 +114,6 @@ pub async fn find_by_org_number<C: ConnectionTrait>(
         .await?)
 }
 
-pub async fn find_by_row_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<model::Model>, ApiError> {
-    Ok(model::Entity::find_by_id(id).one(db).await?)
-}
-
 pub async fn count<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
     Ok(model::Entity::find().count(db).await?)
 }

@@ -1,0 +1,321 @@
+//! GraphQL face of framework agreements and call-offs.
+
+use std::collections::BTreeMap;
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
+use chrono::{NaiveDate, Utc};
+use sea_orm::TransactionTrait;
+
+use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
+use super::rules::{self, AgreementError, NewCallOff};
+use crate::auth::Role;
+use crate::graphql::connection::{PageRequest, TotalCount, page_complexity, page_in_memory};
+use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::loaders::{AgreementById, CallOffsUnder, OrganizationById, ProcurementById, UserStoryById};
+use crate::graphql::relay::{NodeType, global_id, row_id_of};
+use crate::graphql::{load_one, state};
+use crate::money::{Money, Nok};
+use crate::organizations::Organization;
+use crate::procurement::access::Access;
+use crate::procurement::graphql::{Procurement, UserStory, caller, in_transaction};
+
+/// A framework agreement (rammeavtale) with one supplier for one user story.
+#[derive(Clone)]
+pub struct FrameworkAgreement(pub framework_agreement::Model);
+
+/// Call-offs of one municipality under one agreement.
+#[derive(SimpleObject)]
+pub struct MunicipalityCallOffTotal {
+    pub municipality: Organization,
+    /// Units in call-offs that are not cancelled.
+    pub quantity: i64,
+    pub call_offs: u64,
+}
+
+async fn organization(ctx: &Context<'_>, id: i64) -> Result<Organization> {
+    let org = load_one(ctx, OrganizationById(id)).await?.ok_or_else(|| ApiError::internal("dangling organisation"))?;
+    Ok(Organization(org))
+}
+
+impl FrameworkAgreement {
+    /// The call-offs under this agreement the viewer may see.
+    async fn visible_call_offs(&self, ctx: &Context<'_>) -> Result<Vec<call_off::Model>> {
+        let p = load_one(ctx, ProcurementById(self.0.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+        let access = Access::of(ctx, &p).await?;
+        Ok(load_one(ctx, CallOffsUnder(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| access.can_see_call_off(c.municipality_id, self.0.supplier_id))
+            .collect())
+    }
+}
+
+#[Object]
+impl FrameworkAgreement {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::FrameworkAgreement, self.0.id)
+    }
+
+    async fn procurement(&self, ctx: &Context<'_>) -> Result<Procurement> {
+        let p = load_one(ctx, ProcurementById(self.0.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+        Ok(Procurement(p))
+    }
+
+    async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
+        organization(ctx, self.0.supplier_id).await
+    }
+
+    async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
+        let s = load_one(ctx, UserStoryById(self.0.user_story_id)).await?.ok_or_else(|| ApiError::internal("dangling story"))?;
+        Ok(UserStory(s))
+    }
+
+    async fn starts_on(&self) -> NaiveDate {
+        self.0.starts_on
+    }
+
+    async fn ends_on(&self) -> NaiveDate {
+        self.0.ends_on
+    }
+
+    /// Unit purchase price, when the supplier offered buying.
+    async fn purchase_price(&self) -> Option<Money> {
+        self.0.purchase_price_ore.map(|o| Nok::from_ore(o).into())
+    }
+
+    /// Unit lease price per month, when the supplier offered leasing.
+    async fn lease_price_per_month(&self) -> Option<Money> {
+        self.0.lease_price_ore_per_month.map(|o| Nok::from_ore(o).into())
+    }
+
+    /// Most units all call-offs together may take.
+    async fn volume_cap(&self) -> i32 {
+        self.0.volume_cap
+    }
+
+    /// Units still available: the cap less every call-off that is not cancelled (all of them,
+    /// including those you may not see).
+    async fn remaining_volume(&self, ctx: &Context<'_>) -> Result<i64> {
+        let all = load_one(ctx, CallOffsUnder(self.0.id)).await?.unwrap_or_default();
+        Ok(i64::from(self.0.volume_cap) - rules::used_volume(&all))
+    }
+
+    /// Call-offs you may see: your municipality's, or all as the supplier, the lead's
+    /// procurement officers or an admin.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn call_offs(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Connection<String, CallOff, TotalCount>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<CallOff> = self.visible_call_offs(ctx).await?.into_iter().map(CallOff).collect();
+        Ok(page_in_memory(&rows, |c| c.0.id, &page))
+    }
+
+    /// Per municipality: units and number of call-offs, over the call-offs you may see.
+    async fn totals_by_municipality(&self, ctx: &Context<'_>) -> Result<Vec<MunicipalityCallOffTotal>> {
+        let mut totals: BTreeMap<i64, (i64, u64)> = BTreeMap::new();
+        for c in self.visible_call_offs(ctx).await? {
+            let entry = totals.entry(c.municipality_id).or_default();
+            if c.status.uses_volume() {
+                entry.0 += i64::from(c.quantity);
+            }
+            entry.1 += 1;
+        }
+        let mut out = Vec::with_capacity(totals.len());
+        for (municipality, (quantity, call_offs)) in totals {
+            out.push(MunicipalityCallOffTotal { municipality: organization(ctx, municipality).await?, quantity, call_offs });
+        }
+        Ok(out)
+    }
+}
+
+/// A municipality's order (avrop) under a framework agreement.
+#[derive(Clone)]
+pub struct CallOff(pub call_off::Model);
+
+#[Object]
+impl CallOff {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::CallOff, self.0.id)
+    }
+
+    async fn agreement(&self, ctx: &Context<'_>) -> Result<FrameworkAgreement> {
+        let a = load_one(ctx, AgreementById(self.0.agreement_id)).await?.ok_or_else(|| ApiError::internal("dangling agreement"))?;
+        Ok(FrameworkAgreement(a))
+    }
+
+    async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
+        organization(ctx, self.0.municipality_id).await
+    }
+
+    async fn acquisition(&self) -> Acquisition {
+        self.0.acquisition
+    }
+
+    async fn scope(&self) -> RolloutScope {
+        self.0.scope
+    }
+
+    async fn quantity(&self) -> i32 {
+        self.0.quantity
+    }
+
+    async fn status(&self) -> CallOffStatus {
+        self.0.status
+    }
+
+    async fn placed_on(&self) -> NaiveDate {
+        self.0.placed_on
+    }
+}
+
+/// `node(id:)` for agreements and call-offs, with the connections' visibility.
+pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Result<Option<crate::graphql::Node>> {
+    use crate::graphql::Node;
+    match node_type {
+        NodeType::FrameworkAgreement => {
+            let Some(a) = load_one(ctx, AgreementById(id)).await? else { return Ok(None) };
+            let p = load_one(ctx, ProcurementById(a.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+            Ok(Access::of(ctx, &p).await?.can_see(&p).then(|| Node::FrameworkAgreement(FrameworkAgreement(a))))
+        }
+        NodeType::CallOff => {
+            let Some(c) = crate::agreements::find_call_off(state(ctx).db.read(), id).await? else { return Ok(None) };
+            let a = load_one(ctx, AgreementById(c.agreement_id)).await?.ok_or_else(|| ApiError::internal("dangling agreement"))?;
+            let p = load_one(ctx, ProcurementById(a.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+            Ok(Access::of(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then(|| Node::CallOff(CallOff(c))))
+        }
+        _ => Ok(None),
+    }
+}
+
+macro_rules! payload {
+    ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(SimpleObject)]
+        pub struct $name {
+            /// Null when `userErrors` is not empty.
+            pub $field: Option<$ty>,
+            pub user_errors: Vec<UserError>,
+        }
+
+        impl $name {
+            fn from_result<T>(result: std::result::Result<T, AgreementError>, wrap: impl FnOnce(T) -> $ty) -> $name {
+                match result {
+                    Ok(value) => $name { $field: Some(wrap(value)), user_errors: vec![] },
+                    Err(e) => $name { $field: None, user_errors: vec![e.to_user_error()] },
+                }
+            }
+        }
+    };
+}
+
+payload!(FrameworkAgreementCreatePayload, framework_agreement: FrameworkAgreement, "Result of `frameworkAgreementCreate`.");
+payload!(CallOffCreatePayload, call_off: CallOff, "Result of `callOffCreate`.");
+payload!(CallOffStatusChangePayload, call_off: CallOff, "Result of `callOffStatusChange`.");
+
+#[derive(InputObject)]
+pub struct FrameworkAgreementCreateInput {
+    pub award_id: ID,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    /// Most units all call-offs together may take.
+    pub volume_cap: i32,
+}
+
+#[derive(InputObject)]
+pub struct CallOffCreateInput {
+    pub agreement_id: ID,
+    pub acquisition: Acquisition,
+    pub scope: RolloutScope,
+    pub quantity: i32,
+    /// Defaults to today; must fall within the agreement's period.
+    pub placed_on: Option<NaiveDate>,
+    /// DRAFT or PLACED (default).
+    pub status: Option<CallOffStatus>,
+}
+
+#[derive(InputObject)]
+pub struct CallOffStatusChangeInput {
+    pub call_off_id: ID,
+    /// PLACED or CANCELLED by the municipality; CONFIRMED or DELIVERED by the supplier.
+    pub status: CallOffStatus,
+}
+
+fn row(id: &ID, expected: NodeType, field: &'static str) -> std::result::Result<i64, AgreementError> {
+    row_id_of(id, expected).ok_or_else(|| AgreementError::Invalid(field, "NOT_FOUND", format!("`{field}` is not a {expected:?} id")))
+}
+
+#[derive(Default)]
+pub struct AgreementMutation;
+
+#[Object]
+impl AgreementMutation {
+    /// Makes the framework agreement that follows an award, at the awarded prices. Role: the
+    /// lead's `procurement_officer`.
+    async fn framework_agreement_create(
+        &self,
+        ctx: &Context<'_>,
+        input: FrameworkAgreementCreateInput,
+    ) -> Result<FrameworkAgreementCreatePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "make framework agreements").await?;
+        let result = match row(&input.award_id, NodeType::Award, "awardId") {
+            Err(e) => Err(e),
+            Ok(award) => in_transaction!(ctx, |txn| rules::create_agreement(
+                &txn,
+                &caller,
+                award,
+                input.starts_on,
+                input.ends_on,
+                input.volume_cap
+            )
+            .await),
+        };
+        Ok(FrameworkAgreementCreatePayload::from_result(result, FrameworkAgreement))
+    }
+
+    /// Calls off under an agreement: buy or lease, pilot zone or full rollout. Only
+    /// participating municipalities (not followers), within the agreement's period and remaining
+    /// volume. Role: `procurement_officer`.
+    async fn call_off_create(&self, ctx: &Context<'_>, input: CallOffCreateInput) -> Result<CallOffCreatePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
+        let backend = state(ctx).db.backend();
+        let result = match row(&input.agreement_id, NodeType::FrameworkAgreement, "agreementId") {
+            Err(e) => Err(e),
+            Ok(agreement_id) => {
+                let new = NewCallOff {
+                    agreement_id,
+                    acquisition: input.acquisition,
+                    scope: input.scope,
+                    quantity: input.quantity,
+                    placed_on: input.placed_on.unwrap_or_else(|| Utc::now().date_naive()),
+                    status: input.status.unwrap_or(CallOffStatus::Placed),
+                };
+                in_transaction!(ctx, |txn| rules::create_call_off(&txn, backend, &caller, new).await)
+            }
+        };
+        Ok(CallOffCreatePayload::from_result(result, CallOff))
+    }
+
+    /// Moves a call-off along. Roles: `procurement_officer` of the municipality (PLACED,
+    /// CANCELLED) or `supplier` of the agreement (CONFIRMED, DELIVERED).
+    async fn call_off_status_change(&self, ctx: &Context<'_>, input: CallOffStatusChangeInput) -> Result<CallOffStatusChangePayload> {
+        let role = if matches!(input.status, CallOffStatus::Confirmed | CallOffStatus::Delivered) {
+            Role::Supplier
+        } else {
+            Role::ProcurementOfficer
+        };
+        let caller = caller(ctx, role, "change this call-off's status").await?;
+        let result = match row(&input.call_off_id, NodeType::CallOff, "callOffId") {
+            Err(e) => Err(e),
+            Ok(id) => in_transaction!(ctx, |txn| rules::change_status(&txn, &caller, id, input.status).await),
+        };
+        Ok(CallOffStatusChangePayload::from_result(result, CallOff))
+    }
+}

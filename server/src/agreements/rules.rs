@@ -1,0 +1,210 @@
+//! Rules for framework agreements and call-offs.
+
+use chrono::{NaiveDate, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+
+use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
+use crate::db::Backend;
+use crate::graphql::errors::{ApiError, UserError};
+use crate::procurement::model::{ParticipantRole, award, participant, procurement, tender, tender_response};
+use crate::procurement::phase::Phase;
+use crate::procurement::rules::Caller;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgreementError {
+    #[error("{2}")]
+    Invalid(&'static str, &'static str, String),
+    #[error("only the lead municipality's procurement officers may make framework agreements")]
+    NotLead,
+    #[error("an award already has its framework agreement")]
+    AgreementExists,
+    #[error("followers learn from a procurement but do not buy under it; only participants call off")]
+    FollowerCannotCallOff,
+    #[error("your organisation does not take part in this procurement")]
+    NotAParticipant,
+    #[error("call-offs are placed in the implementation phase; the procurement is in {0:?}")]
+    WrongPhase(Phase),
+    #[error("the agreement runs from {starts} to {ends}; {placed} is outside it")]
+    OutsidePeriod { starts: NaiveDate, ends: NaiveDate, placed: NaiveDate },
+    #[error("the agreement has {remaining} units left of its volume cap; {requested} were asked for")]
+    OverVolume { remaining: i64, requested: i64 },
+    #[error("the agreement has no {0:?} price")]
+    NoPriceFor(Acquisition),
+    #[error("a call-off cannot go from {from:?} to {to:?}")]
+    IllegalStatus { from: CallOffStatus, to: CallOffStatus },
+    #[error("only the {0} may set this status")]
+    WrongParty(&'static str),
+}
+
+impl AgreementError {
+    pub fn to_user_error(&self) -> UserError {
+        let (field, code) = match self {
+            AgreementError::Invalid(field, code, _) => (*field, *code),
+            AgreementError::NotLead => ("awardId", "NOT_LEAD"),
+            AgreementError::AgreementExists => ("awardId", "AGREEMENT_EXISTS"),
+            AgreementError::FollowerCannotCallOff => ("agreementId", "FOLLOWER_CANNOT_CALL_OFF"),
+            AgreementError::NotAParticipant => ("agreementId", "NOT_A_PARTICIPANT"),
+            AgreementError::WrongPhase(_) => ("agreementId", "WRONG_PHASE"),
+            AgreementError::OutsidePeriod { .. } => ("placedOn", "OUTSIDE_AGREEMENT_PERIOD"),
+            AgreementError::OverVolume { .. } => ("quantity", "OVER_VOLUME_CAP"),
+            AgreementError::NoPriceFor(_) => ("acquisition", "NO_PRICE"),
+            AgreementError::IllegalStatus { .. } => ("status", "ILLEGAL_STATUS_CHANGE"),
+            AgreementError::WrongParty(_) => ("status", "WRONG_PARTY"),
+        };
+        UserError::new(&["input", field], code, self.to_string())
+    }
+}
+
+pub type AgreementResult<T> = Result<Result<T, AgreementError>, ApiError>;
+
+macro_rules! rule {
+    ($check:expr, $error:expr) => {
+        if !$check {
+            return Ok(Err($error));
+        }
+    };
+}
+
+/// The framework agreement that follows an award, at the awarded response's prices.
+pub async fn create_agreement<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    award_id: i64,
+    starts_on: NaiveDate,
+    ends_on: NaiveDate,
+    volume_cap: i32,
+) -> AgreementResult<framework_agreement::Model> {
+    let Some(award) = award::Entity::find_by_id(award_id).one(db).await? else {
+        return Ok(Err(AgreementError::Invalid("awardId", "NOT_FOUND", "no such award".into())));
+    };
+    let p = procurement::Entity::find_by_id(award.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("award without procurement"))?;
+    rule!(p.lead_id == caller.org.id, AgreementError::NotLead);
+    rule!(ends_on > starts_on, AgreementError::Invalid("endsOn", "INVALID_PERIOD", "the agreement must end after it starts".into()));
+    rule!(volume_cap > 0, AgreementError::Invalid("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1".into()));
+    let existing = framework_agreement::Entity::find().filter(framework_agreement::Column::AwardId.eq(award.id)).one(db).await?;
+    rule!(existing.is_none(), AgreementError::AgreementExists);
+    let response = tender_response::Entity::find_by_id(award.tender_response_id).one(db).await?.ok_or_else(|| ApiError::internal("award without response"))?;
+    let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
+    let row = framework_agreement::ActiveModel {
+        award_id: Set(award.id),
+        procurement_id: Set(p.id),
+        supplier_id: Set(t.supplier_id),
+        user_story_id: Set(award.user_story_id),
+        starts_on: Set(starts_on),
+        ends_on: Set(ends_on),
+        purchase_price_ore: Set(response.purchase_price_ore),
+        lease_price_ore_per_month: Set(response.lease_price_ore_per_month),
+        volume_cap: Set(volume_cap),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+/// Units of an agreement's volume taken by call-offs that are not cancelled.
+pub fn used_volume(call_offs: &[call_off::Model]) -> i64 {
+    call_offs.iter().filter(|c| c.status.uses_volume()).map(|c| i64::from(c.quantity)).sum()
+}
+
+pub struct NewCallOff {
+    pub agreement_id: i64,
+    pub acquisition: Acquisition,
+    pub scope: RolloutScope,
+    pub quantity: i32,
+    pub placed_on: NaiveDate,
+    pub status: CallOffStatus,
+}
+
+/// A participating municipality calls off under an agreement, within its period and volume.
+pub async fn create_call_off<C: ConnectionTrait>(
+    db: &C,
+    backend: Backend,
+    caller: &Caller,
+    new: NewCallOff,
+) -> AgreementResult<call_off::Model> {
+    // Lock the agreement row on PostgreSQL so two call-offs cannot both take the last units;
+    // SQLite writes are already serialised through the one write connection.
+    let mut query = framework_agreement::Entity::find_by_id(new.agreement_id);
+    if backend == Backend::Postgres {
+        query = query.lock_exclusive();
+    }
+    let Some(agreement) = query.one(db).await? else {
+        return Ok(Err(AgreementError::Invalid("agreementId", "NOT_FOUND", "no such framework agreement".into())));
+    };
+    let p = procurement::Entity::find_by_id(agreement.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("agreement without procurement"))?;
+    let membership = participant::Entity::find()
+        .filter(participant::Column::ProcurementId.eq(p.id))
+        .filter(participant::Column::OrganizationId.eq(caller.org.id))
+        .one(db)
+        .await?;
+    match membership.map(|m| m.role) {
+        None => return Ok(Err(AgreementError::NotAParticipant)),
+        Some(ParticipantRole::Follower) => return Ok(Err(AgreementError::FollowerCannotCallOff)),
+        Some(ParticipantRole::Lead | ParticipantRole::Participant) => {}
+    }
+    rule!(p.phase == Phase::Implementation, AgreementError::WrongPhase(p.phase));
+    rule!(new.quantity > 0, AgreementError::Invalid("quantity", "INVALID_QUANTITY", "the quantity must be at least 1".into()));
+    rule!(
+        matches!(new.status, CallOffStatus::Draft | CallOffStatus::Placed),
+        AgreementError::Invalid("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED".into())
+    );
+    rule!(
+        (agreement.starts_on..=agreement.ends_on).contains(&new.placed_on),
+        AgreementError::OutsidePeriod { starts: agreement.starts_on, ends: agreement.ends_on, placed: new.placed_on }
+    );
+    let has_price = match new.acquisition {
+        Acquisition::Buy => agreement.purchase_price_ore.is_some(),
+        Acquisition::Lease => agreement.lease_price_ore_per_month.is_some(),
+    };
+    rule!(has_price, AgreementError::NoPriceFor(new.acquisition));
+    let existing = call_off::Entity::find().filter(call_off::Column::AgreementId.eq(agreement.id)).all(db).await?;
+    let remaining = i64::from(agreement.volume_cap) - used_volume(&existing);
+    rule!(
+        i64::from(new.quantity) <= remaining,
+        AgreementError::OverVolume { remaining, requested: i64::from(new.quantity) }
+    );
+    let row = call_off::ActiveModel {
+        agreement_id: Set(agreement.id),
+        municipality_id: Set(caller.org.id),
+        acquisition: Set(new.acquisition),
+        scope: Set(new.scope),
+        quantity: Set(new.quantity),
+        status: Set(new.status),
+        placed_on: Set(new.placed_on),
+        created_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+/// Who moves a call-off along: the municipality places and cancels, the supplier confirms and
+/// delivers.
+pub async fn change_status<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    call_off_id: i64,
+    to: CallOffStatus,
+) -> AgreementResult<call_off::Model> {
+    let Some(row) = call_off::Entity::find_by_id(call_off_id).one(db).await? else {
+        return Ok(Err(AgreementError::Invalid("callOffId", "NOT_FOUND", "no such call-off".into())));
+    };
+    let agreement = framework_agreement::Entity::find_by_id(row.agreement_id).one(db).await?.ok_or_else(|| ApiError::internal("call-off without agreement"))?;
+    use CallOffStatus::*;
+    let legal = matches!(
+        (row.status, to),
+        (Draft, Placed) | (Placed, Confirmed) | (Confirmed, Delivered) | (Draft | Placed | Confirmed, Cancelled)
+    );
+    rule!(legal, AgreementError::IllegalStatus { from: row.status, to });
+    let by_municipality = matches!(to, Placed | Cancelled);
+    if by_municipality {
+        rule!(row.municipality_id == caller.org.id, AgreementError::WrongParty("municipality that placed the call-off"));
+    } else {
+        rule!(agreement.supplier_id == caller.org.id, AgreementError::WrongParty("agreement's supplier"));
+    }
+    let mut active: call_off::ActiveModel = row.into();
+    active.status = Set(to);
+    Ok(Ok(active.update(db).await?))
+}

@@ -1,0 +1,815 @@
+//! The business rules of a procurement, independent of GraphQL. Every function runs inside the
+//! caller's transaction and returns `Ok(Err(ProcurementError))` for a rule broken — the
+//! transaction is then rolled back, so a refused change writes nothing.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
+
+use super::model::{
+    ActivityKind, Category, ParticipantRole, activity_attendee, award, dialogue_activity, evaluation_criterion,
+    journey_step, need, participant, phase_transition, procurement, score, solution_sketch, tender,
+    tender_response, user_story,
+};
+use super::phase::{Phase, PhaseError, PhaseState, transition};
+use crate::graphql::errors::{ApiError, UserError};
+use crate::money::Nok;
+use crate::organizations::{OrganizationKind, model as organization};
+
+/// The authenticated caller of a mutation, with its registered organisation.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: String,
+    pub org_number: String,
+    pub org: organization::Model,
+}
+
+/// Business-rule violations, each with the input field it concerns and a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcurementError {
+    #[error("{0}")]
+    Invalid(&'static str, &'static str, String),
+    #[error(transparent)]
+    Phase(#[from] PhaseError),
+    #[error("only the lead municipality's procurement officers may {0}")]
+    NotLead(&'static str),
+    #[error("{0} is not a municipality")]
+    NotAMunicipality(String),
+    #[error("{0} is not a supplier")]
+    NotASupplier(String),
+    #[error("{0} already takes part in this procurement")]
+    AlreadyParticipant(String),
+    #[error("this can only be done in the {expected:?} phase; the procurement is in {actual:?}")]
+    WrongPhase { expected: Phase, actual: Phase },
+    #[error("entering competition needs at least one user story")]
+    NoUserStories,
+    #[error("entering implementation needs at least one award")]
+    NoAwards,
+    #[error("user story code {0} is already used in this procurement")]
+    DuplicateUserStory(String),
+    #[error("the notice is published; user stories and criteria are fixed")]
+    NoticeAlreadyPublished,
+    #[error("the notice is not published yet")]
+    NoticeNotPublished,
+    #[error("the tender deadline {0} has passed")]
+    DeadlinePassed(DateTime<Utc>),
+    #[error("the tender deadline {0} has not passed yet; tenders stay sealed until then")]
+    DeadlineNotPassed(DateTime<Utc>),
+    #[error("your organisation has already submitted a tender")]
+    TenderExists,
+    #[error("evaluation weights would add up to {0}%; they may not exceed 100%")]
+    WeightsOverHundred(i32),
+    #[error("user story {0} is already awarded")]
+    AlreadyAwarded(String),
+    #[error("an award already has its framework agreement")]
+    AgreementExists,
+}
+
+impl ProcurementError {
+    pub fn to_user_error(&self) -> UserError {
+        let (field, code): (&str, &str) = match self {
+            ProcurementError::Invalid(field, code, _) => (field, code),
+            ProcurementError::Phase(PhaseError::HoldWithoutReason) => ("reason", "REASON_REQUIRED"),
+            ProcurementError::Phase(_) => ("phase", "ILLEGAL_PHASE_TRANSITION"),
+            ProcurementError::NotLead(_) => ("procurementId", "NOT_LEAD"),
+            ProcurementError::NotAMunicipality(_) => ("organizationId", "NOT_A_MUNICIPALITY"),
+            ProcurementError::NotASupplier(_) => ("", "NOT_A_SUPPLIER"),
+            ProcurementError::AlreadyParticipant(_) => ("organizationId", "ALREADY_PARTICIPANT"),
+            ProcurementError::WrongPhase { .. } => ("procurementId", "WRONG_PHASE"),
+            ProcurementError::NoUserStories => ("phase", "NO_USER_STORIES"),
+            ProcurementError::NoAwards => ("phase", "NO_AWARDS"),
+            ProcurementError::DuplicateUserStory(_) => ("code", "DUPLICATE_USER_STORY"),
+            ProcurementError::NoticeAlreadyPublished => ("procurementId", "NOTICE_PUBLISHED"),
+            ProcurementError::NoticeNotPublished => ("procurementId", "NOTICE_NOT_PUBLISHED"),
+            ProcurementError::DeadlinePassed(_) => ("procurementId", "DEADLINE_PASSED"),
+            ProcurementError::DeadlineNotPassed(_) => ("procurementId", "DEADLINE_NOT_PASSED"),
+            ProcurementError::TenderExists => ("procurementId", "TENDER_EXISTS"),
+            ProcurementError::WeightsOverHundred(_) => ("weight", "WEIGHTS_OVER_100"),
+            ProcurementError::AlreadyAwarded(_) => ("userStoryId", "ALREADY_AWARDED"),
+            ProcurementError::AgreementExists => ("awardId", "AGREEMENT_EXISTS"),
+        };
+        let path: Vec<&str> = if field.is_empty() { vec!["input"] } else { vec!["input", field] };
+        UserError::new(&path, code, self.to_string())
+    }
+}
+
+pub type RuleResult<T> = Result<Result<T, ProcurementError>, ApiError>;
+
+/// Shorthand for an input that fails a simple check.
+pub fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> ProcurementError {
+    ProcurementError::Invalid(field, code, message.into())
+}
+
+macro_rules! rule {
+    ($check:expr, $error:expr) => {
+        if !$check {
+            return Ok(Err($error));
+        }
+    };
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> Result<String, ProcurementError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        Err(invalid(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+pub fn state_of(p: &procurement::Model) -> PhaseState {
+    match (p.phase, p.resume_phase) {
+        (Phase::OnHold, Some(resume_to)) => {
+            PhaseState::OnHold { resume_to, reason: p.hold_reason.clone().unwrap_or_default() }
+        }
+        (phase, _) => PhaseState::Active(phase),
+    }
+}
+
+/// The procurement, for a change only its lead may make.
+async fn led_by<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    what: &'static str,
+) -> RuleResult<procurement::Model> {
+    let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
+        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+    };
+    rule!(p.lead_id == caller.org.id, ProcurementError::NotLead(what));
+    Ok(Ok(p))
+}
+
+fn require_phase(p: &procurement::Model, expected: Phase) -> Result<(), ProcurementError> {
+    if p.phase == expected { Ok(()) } else { Err(ProcurementError::WrongPhase { expected, actual: p.phase }) }
+}
+
+async fn record_transition<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    from: Option<Phase>,
+    to: Phase,
+    reason: Option<String>,
+    effective_on: NaiveDate,
+) -> Result<(), ApiError> {
+    phase_transition::ActiveModel {
+        procurement_id: Set(procurement_id),
+        from_phase: Set(from),
+        to_phase: Set(to),
+        reason: Set(reason),
+        effective_on: Set(effective_on),
+        actor_subject: Set(caller.subject.clone()),
+        actor_org_number: Set(Some(caller.org_number.clone())),
+        recorded_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub struct NewProcurement {
+    pub title: String,
+    pub category: Category,
+    pub started_on: NaiveDate,
+}
+
+/// A municipality's procurement officer starts a procurement; the municipality leads it.
+pub async fn create<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewProcurement) -> RuleResult<procurement::Model> {
+    rule!(caller.org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(caller.org.name.clone()));
+    let title = match text("title", &new.title, 300) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let p = procurement::ActiveModel {
+        title: Set(title),
+        category: Set(new.category),
+        lead_id: Set(caller.org.id),
+        phase: Set(Phase::Needs),
+        created_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    participant::ActiveModel {
+        procurement_id: Set(p.id),
+        organization_id: Set(caller.org.id),
+        role: Set(ParticipantRole::Lead),
+        joined_on: Set(new.started_on),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    record_transition(db, caller, p.id, None, Phase::Needs, None, new.started_on).await?;
+    Ok(Ok(p))
+}
+
+pub async fn add_participant<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    organization_id: i64,
+    role: ParticipantRole,
+    joined_on: NaiveDate,
+) -> RuleResult<participant::Model> {
+    let p = match led_by(db, caller, procurement_id, "add participants").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    rule!(p.phase != Phase::Closed, ProcurementError::Phase(PhaseError::Closed));
+    rule!(role != ParticipantRole::Lead, invalid("role", "ONE_LEAD", "a procurement has exactly one lead"));
+    let Some(org) = organization::Entity::find_by_id(organization_id).one(db).await? else {
+        return Ok(Err(invalid("organizationId", "NOT_FOUND", "no such organisation")));
+    };
+    rule!(org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(org.name.clone()));
+    let existing = participant::Entity::find()
+        .filter(participant::Column::ProcurementId.eq(p.id))
+        .filter(participant::Column::OrganizationId.eq(org.id))
+        .count(db)
+        .await?;
+    rule!(existing == 0, ProcurementError::AlreadyParticipant(org.name.clone()));
+    let row = participant::ActiveModel {
+        procurement_id: Set(p.id),
+        organization_id: Set(org.id),
+        role: Set(role),
+        joined_on: Set(joined_on),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub async fn change_phase<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    to: Phase,
+    reason: Option<String>,
+    effective_on: NaiveDate,
+) -> RuleResult<procurement::Model> {
+    let p = match led_by(db, caller, procurement_id, "change the phase").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let next = match transition(&state_of(&p), to, reason.as_deref()) {
+        Ok(next) => next,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if to == Phase::Competition && p.phase == Phase::Dialogue {
+        let stories = user_story::Entity::find().filter(user_story::Column::ProcurementId.eq(p.id)).count(db).await?;
+        rule!(stories > 0, ProcurementError::NoUserStories);
+    }
+    if to == Phase::Implementation && p.phase == Phase::Competition {
+        let awards = award::Entity::find().filter(award::Column::ProcurementId.eq(p.id)).count(db).await?;
+        rule!(awards > 0, ProcurementError::NoAwards);
+    }
+    let from = p.phase;
+    let mut active: procurement::ActiveModel = p.into();
+    match &next {
+        PhaseState::Active(phase) => {
+            active.phase = Set(*phase);
+            active.resume_phase = Set(None);
+            active.hold_reason = Set(None);
+        }
+        PhaseState::OnHold { resume_to, reason } => {
+            active.phase = Set(Phase::OnHold);
+            active.resume_phase = Set(Some(*resume_to));
+            active.hold_reason = Set(Some(reason.clone()));
+        }
+    }
+    let updated = active.update(db).await?;
+    let reason = match next {
+        PhaseState::OnHold { reason, .. } => Some(reason),
+        PhaseState::Active(_) => reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
+    };
+    record_transition(db, caller, updated.id, Some(from), to, reason, effective_on).await?;
+    Ok(Ok(updated))
+}
+
+pub async fn publish_notice<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    reference: &str,
+    published_on: NaiveDate,
+    deadline: DateTime<Utc>,
+) -> RuleResult<procurement::Model> {
+    let p = match led_by(db, caller, procurement_id, "publish the notice").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(e) = require_phase(&p, Phase::Competition) {
+        return Ok(Err(e));
+    }
+    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
+    let reference = match text("reference", reference, 100) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    rule!(
+        deadline.date_naive() > published_on,
+        invalid("tenderDeadline", "DEADLINE_BEFORE_NOTICE", "the tender deadline must be after the notice is published")
+    );
+    let mut active: procurement::ActiveModel = p.into();
+    active.notice_reference = Set(Some(reference));
+    active.notice_published_on = Set(Some(published_on));
+    active.tender_deadline = Set(Some(deadline.fixed_offset()));
+    Ok(Ok(active.update(db).await?))
+}
+
+pub async fn add_journey_step<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    title: &str,
+    description: Option<String>,
+) -> RuleResult<journey_step::Model> {
+    let p = match led_by(db, caller, procurement_id, "edit the service journey").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let title = match text("title", title, 300) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let count = journey_step::Entity::find().filter(journey_step::Column::ProcurementId.eq(p.id)).count(db).await?;
+    let row = journey_step::ActiveModel {
+        procurement_id: Set(p.id),
+        position: Set(count as i32 + 1),
+        title: Set(title),
+        description: Set(description.map(|d| d.trim().to_string()).filter(|d| !d.is_empty())),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub async fn add_need<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    description: &str,
+    journey_step_id: Option<i64>,
+) -> RuleResult<need::Model> {
+    let p = match led_by(db, caller, procurement_id, "record needs").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let description = match text("description", description, 4000) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(step) = journey_step_id {
+        let found = journey_step::Entity::find_by_id(step).one(db).await?;
+        rule!(
+            found.is_some_and(|s| s.procurement_id == p.id),
+            invalid("journeyStepId", "NOT_FOUND", "no such step in this procurement's service journey")
+        );
+    }
+    let row = need::ActiveModel {
+        procurement_id: Set(p.id),
+        journey_step_id: Set(journey_step_id),
+        description: Set(description),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub struct NewActivity {
+    pub kind: ActivityKind,
+    pub title: String,
+    pub held_on: NaiveDate,
+    pub questions_sent_in_advance: Option<bool>,
+    pub attendees: Vec<(i64, Option<i32>)>,
+}
+
+pub async fn add_activity<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    new: NewActivity,
+) -> RuleResult<dialogue_activity::Model> {
+    let p = match led_by(db, caller, procurement_id, "record dialogue activities").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let title = match text("title", &new.title, 300) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (org_id, people) in &new.attendees {
+        rule!(seen.insert(*org_id), invalid("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"));
+        rule!(people.is_none_or(|n| n > 0), invalid("attendees", "INVALID_PEOPLE", "people must be at least 1"));
+        let exists = organization::Entity::find_by_id(*org_id).count(db).await? > 0;
+        rule!(exists, invalid("attendees", "NOT_FOUND", "an attending organisation does not exist"));
+    }
+    let activity = dialogue_activity::ActiveModel {
+        procurement_id: Set(p.id),
+        kind: Set(new.kind),
+        title: Set(title),
+        held_on: Set(new.held_on),
+        questions_sent_in_advance: Set(new.questions_sent_in_advance),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    for (org_id, people) in new.attendees {
+        activity_attendee::ActiveModel {
+            activity_id: Set(activity.id),
+            organization_id: Set(org_id),
+            people: Set(people),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(Ok(activity))
+}
+
+pub async fn submit_sketch<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    title: &str,
+    summary: &str,
+    submitted_on: NaiveDate,
+) -> RuleResult<solution_sketch::Model> {
+    rule!(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()));
+    let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
+        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+    };
+    if let Err(e) = require_phase(&p, Phase::Dialogue) {
+        return Ok(Err(e));
+    }
+    let (title, summary) = match (text("title", title, 300), text("summary", summary, 20_000)) {
+        (Ok(t), Ok(s)) => (t, s),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    let row = solution_sketch::ActiveModel {
+        procurement_id: Set(p.id),
+        supplier_id: Set(caller.org.id),
+        title: Set(title),
+        summary: Set(summary),
+        submitted_on: Set(submitted_on),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub struct NewUserStory {
+    pub code: String,
+    pub title: String,
+    pub narrative: String,
+    pub acceptance_criteria: Vec<String>,
+}
+
+pub async fn add_user_story<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    new: NewUserStory,
+) -> RuleResult<user_story::Model> {
+    let p = match led_by(db, caller, procurement_id, "write user stories").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
+    rule!(
+        matches!(p.phase, Phase::Needs | Phase::Dialogue | Phase::Competition),
+        ProcurementError::WrongPhase { expected: Phase::Competition, actual: p.phase }
+    );
+    let code = new.code.trim().to_string();
+    rule!(
+        !code.is_empty() && code.len() <= 20 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+        invalid("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'")
+    );
+    let (title, narrative) = match (text("title", &new.title, 300), text("narrative", &new.narrative, 20_000)) {
+        (Ok(t), Ok(n)) => (t, n),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    let criteria: Vec<String> =
+        new.acceptance_criteria.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    let taken = user_story::Entity::find()
+        .filter(user_story::Column::ProcurementId.eq(p.id))
+        .filter(user_story::Column::Code.eq(code.clone()))
+        .count(db)
+        .await?;
+    rule!(taken == 0, ProcurementError::DuplicateUserStory(code));
+    let row = user_story::ActiveModel {
+        procurement_id: Set(p.id),
+        code: Set(code),
+        title: Set(title),
+        narrative: Set(narrative),
+        acceptance_criteria: Set(serde_json::to_string(&criteria).expect("strings serialise")),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub async fn add_criterion<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    name: &str,
+    weight: i32,
+) -> RuleResult<evaluation_criterion::Model> {
+    let p = match led_by(db, caller, procurement_id, "set evaluation criteria").await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
+    let name = match text("name", name, 200) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e)),
+    };
+    rule!((1..=100).contains(&weight), invalid("weight", "INVALID_WEIGHT", "a weight is 1 to 100 percent"));
+    let existing: i32 = evaluation_criterion::Entity::find()
+        .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
+        .all(db)
+        .await?
+        .iter()
+        .map(|c| c.weight)
+        .sum();
+    rule!(existing + weight <= 100, ProcurementError::WeightsOverHundred(existing + weight));
+    let row = evaluation_criterion::ActiveModel {
+        procurement_id: Set(p.id),
+        name: Set(name),
+        weight: Set(weight),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+pub struct NewResponse {
+    pub user_story_id: i64,
+    pub solution: String,
+    pub purchase_price: Option<Nok>,
+    pub lease_price_per_month: Option<Nok>,
+}
+
+/// A supplier's sealed tender: one response per user story it answers, before the deadline.
+pub async fn submit_tender<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    procurement_id: i64,
+    responses: Vec<NewResponse>,
+    now: DateTime<Utc>,
+) -> RuleResult<tender::Model> {
+    rule!(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()));
+    let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
+        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+    };
+    if let Err(e) = require_phase(&p, Phase::Competition) {
+        return Ok(Err(e));
+    }
+    let Some(deadline) = p.tender_deadline else { return Ok(Err(ProcurementError::NoticeNotPublished)) };
+    let deadline = deadline.with_timezone(&Utc);
+    rule!(now < deadline, ProcurementError::DeadlinePassed(deadline));
+    rule!(!responses.is_empty(), invalid("responses", "NO_RESPONSES", "a tender answers at least one user story"));
+    let stories: Vec<i64> = user_story::Entity::find()
+        .filter(user_story::Column::ProcurementId.eq(p.id))
+        .all(db)
+        .await?
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let mut answered = std::collections::BTreeSet::new();
+    for r in &responses {
+        rule!(stories.contains(&r.user_story_id), invalid("responses", "NOT_FOUND", "a response names a user story of another procurement"));
+        rule!(answered.insert(r.user_story_id), invalid("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"));
+        rule!(
+            r.purchase_price.is_some() || r.lease_price_per_month.is_some(),
+            invalid("responses", "NO_PRICE", "each response needs a purchase price, a monthly lease price or both")
+        );
+        if let Err(e) = text("solution", &r.solution, 20_000) {
+            return Ok(Err(e));
+        }
+    }
+    let existing = tender::Entity::find()
+        .filter(tender::Column::ProcurementId.eq(p.id))
+        .filter(tender::Column::SupplierId.eq(caller.org.id))
+        .count(db)
+        .await?;
+    rule!(existing == 0, ProcurementError::TenderExists);
+    let t = tender::ActiveModel {
+        procurement_id: Set(p.id),
+        supplier_id: Set(caller.org.id),
+        submitted_at: Set(now.fixed_offset()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    for r in responses {
+        tender_response::ActiveModel {
+            tender_id: Set(t.id),
+            user_story_id: Set(r.user_story_id),
+            solution: Set(r.solution.trim().to_string()),
+            purchase_price_ore: Set(r.purchase_price.map(Nok::ore)),
+            lease_price_ore_per_month: Set(r.lease_price_per_month.map(Nok::ore)),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(Ok(t))
+}
+
+/// The procurement a tender response belongs to, for a change only its lead may make after the
+/// deadline.
+async fn response_after_deadline<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    response_id: i64,
+    field: &'static str,
+    what: &'static str,
+    now: DateTime<Utc>,
+) -> RuleResult<(procurement::Model, tender_response::Model)> {
+    let Some(response) = tender_response::Entity::find_by_id(response_id).one(db).await? else {
+        return Ok(Err(invalid(field, "NOT_FOUND", "no such tender response")));
+    };
+    let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
+    let p = match led_by(db, caller, t.procurement_id, what).await? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(deadline) = p.tender_deadline else { return Ok(Err(ProcurementError::NoticeNotPublished)) };
+    let deadline = deadline.with_timezone(&Utc);
+    rule!(now >= deadline, ProcurementError::DeadlineNotPassed(deadline));
+    Ok(Ok((p, response)))
+}
+
+/// Scores one tender response against the procurement's criteria (0–10, two decimals).
+pub async fn score_response<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    response_id: i64,
+    scores: Vec<(i64, f64)>,
+    now: DateTime<Utc>,
+) -> RuleResult<tender_response::Model> {
+    let (p, response) = match response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await? {
+        Ok(found) => found,
+        Err(e) => return Ok(Err(e)),
+    };
+    let criteria: Vec<i64> = evaluation_criterion::Entity::find()
+        .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
+        .all(db)
+        .await?
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    for (criterion_id, value) in &scores {
+        rule!(criteria.contains(criterion_id), invalid("scores", "NOT_FOUND", "a score names a criterion of another procurement"));
+        rule!(value.is_finite() && (0.0..=10.0).contains(value), invalid("scores", "INVALID_SCORE", "a score is from 0 to 10"));
+    }
+    for (criterion_id, value) in scores {
+        let hundredths = (value * 100.0).round() as i32;
+        score::Entity::delete_many()
+            .filter(score::Column::TenderResponseId.eq(response.id))
+            .filter(score::Column::CriterionId.eq(criterion_id))
+            .exec(db)
+            .await?;
+        score::ActiveModel {
+            tender_response_id: Set(response.id),
+            criterion_id: Set(criterion_id),
+            hundredths: Set(hundredths),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(Ok(response))
+}
+
+pub async fn award<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    response_id: i64,
+    awarded_on: NaiveDate,
+    now: DateTime<Utc>,
+) -> RuleResult<award::Model> {
+    let (p, response) = match response_after_deadline(db, caller, response_id, "tenderResponseId", "award", now).await? {
+        Ok(found) => found,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(e) = require_phase(&p, Phase::Competition) {
+        return Ok(Err(e));
+    }
+    let story = user_story::Entity::find_by_id(response.user_story_id).one(db).await?.ok_or_else(|| ApiError::internal("response without story"))?;
+    let taken = award::Entity::find().filter(award::Column::UserStoryId.eq(story.id)).count(db).await?;
+    rule!(taken == 0, ProcurementError::AlreadyAwarded(story.code.clone()));
+    let row = award::ActiveModel {
+        procurement_id: Set(p.id),
+        user_story_id: Set(story.id),
+        tender_response_id: Set(response.id),
+        awarded_on: Set(awarded_on),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Ok(row))
+}
+
+/// A tender response's standing on one user story.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    pub response: tender_response::Model,
+    /// Weighted score 0–10: Σ(weight × score) / Σ(weights of all criteria).
+    pub weighted_score: f64,
+    pub rank: usize,
+}
+
+/// Ranks responses by weighted score, highest first; equal scores share a rank. Criteria a
+/// response has no score for count as zero, so an unscored response cannot win by omission.
+pub fn rank(
+    responses: &[tender_response::Model],
+    criteria: &[evaluation_criterion::Model],
+    scores: &[score::Model],
+) -> Vec<Ranked> {
+    let total_weight: i64 = criteria.iter().map(|c| i64::from(c.weight)).sum();
+    let mut ranked: Vec<(tender_response::Model, i64)> = responses
+        .iter()
+        .map(|r| {
+            let points: i64 = criteria
+                .iter()
+                .map(|c| {
+                    let hundredths = scores
+                        .iter()
+                        .find(|s| s.tender_response_id == r.id && s.criterion_id == c.id)
+                        .map_or(0, |s| i64::from(s.hundredths));
+                    i64::from(c.weight) * hundredths
+                })
+                .sum();
+            (r.clone(), points)
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+    let mut out = Vec::with_capacity(ranked.len());
+    for (i, (response, points)) in ranked.iter().enumerate() {
+        let rank = match out.last() {
+            Some(Ranked { rank, .. }) if ranked[i - 1].1 == *points => *rank,
+            _ => i + 1,
+        };
+        let weighted_score = if total_weight == 0 { 0.0 } else { *points as f64 / total_weight as f64 / 100.0 };
+        out.push(Ranked { response: response.clone(), weighted_score, rank });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(id: i64) -> tender_response::Model {
+        tender_response::Model {
+            id,
+            tender_id: id,
+            user_story_id: 1,
+            solution: String::new(),
+            purchase_price_ore: Some(1),
+            lease_price_ore_per_month: None,
+        }
+    }
+
+    fn criterion(id: i64, weight: i32) -> evaluation_criterion::Model {
+        evaluation_criterion::Model { id, procurement_id: 1, name: String::new(), weight }
+    }
+
+    fn score(response: i64, criterion: i64, hundredths: i32) -> score::Model {
+        score::Model { id: 0, tender_response_id: response, criterion_id: criterion, hundredths }
+    }
+
+    #[test]
+    fn ranking_weighs_scores_and_shares_ranks_on_ties() {
+        let criteria = [criterion(1, 60), criterion(2, 40)];
+        let responses = [response(1), response(2), response(3)];
+        let scores = [
+            score(1, 1, 800), score(1, 2, 500), // 6.8
+            score(2, 1, 600), score(2, 2, 900), // 7.2
+            score(3, 1, 800), score(3, 2, 500), // 6.8
+        ];
+        let ranked = rank(&responses, &criteria, &scores);
+        let order: Vec<(i64, usize)> = ranked.iter().map(|r| (r.response.id, r.rank)).collect();
+        assert_eq!(order, [(2, 1), (1, 2), (3, 2)]);
+        assert!((ranked[0].weighted_score - 7.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_missing_score_counts_as_zero() {
+        let criteria = [criterion(1, 50), criterion(2, 50)];
+        let ranked = rank(&[response(1), response(2)], &criteria, &[score(1, 1, 1000), score(2, 1, 600), score(2, 2, 600)]);
+        assert_eq!(ranked[0].response.id, 2);
+    }
+}
