@@ -33,6 +33,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_MAX_COMPLEXITY", "highest query cost accepted (default 10000)"),
     ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
     ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body (default 1048576)"),
+    ("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "how long DataLoaders collect keys before querying (default 2)"),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
 ];
 
@@ -86,6 +87,8 @@ pub struct GraphqlLimits {
     pub max_complexity: usize,
     pub max_batch: usize,
     pub max_body_bytes: usize,
+    /// How long a DataLoader collects keys before it queries.
+    pub batch_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +166,7 @@ impl Settings {
             max_complexity: parse_number(get, "VELFERD_GRAPHQL_MAX_COMPLEXITY", 10_000, 10..=10_000_000)?,
             max_batch: parse_number(get, "VELFERD_GRAPHQL_MAX_BATCH", 10, 1..=1000)?,
             max_body_bytes: parse_number(get, "VELFERD_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?,
+            batch_window: Duration::from_millis(parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64),
         };
 
         Ok(Settings {

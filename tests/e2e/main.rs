@@ -6,6 +6,8 @@ mod support;
 mod auth;
 mod binary;
 mod health;
+mod ocds;
 mod organizations;
+mod procurement;
 mod protocol;
 mod schema;

@@ -113,6 +113,30 @@ impl TestApp {
         })
     }
 
+    /// A new server on the same database, with some settings changed.
+    pub async fn respawn_with(mut self, changes: &[(&'static str, &str)]) -> TestApp {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("VELFERD_DATABASE_URL", self.settings.database_url.clone()),
+            ("VELFERD_BIND", "127.0.0.1:0".into()),
+            ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_LOG", "warn".into()),
+        ];
+        pairs.extend(changes.iter().map(|(n, v)| (*n, v.to_string())));
+        self.settings = Settings::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).expect("valid settings");
+        let server = velferd::start(&self.settings, false, 1).await.expect("server restarts");
+        self.addr = server.addr;
+        self.server = Some(server);
+        self
+    }
+
+    /// The server's database (tests count statements and check that nothing was written).
+    pub fn db(&self) -> &velferd::db::Database {
+        &self.server.as_ref().expect("server running").db
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

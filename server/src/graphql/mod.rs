@@ -66,7 +66,13 @@ pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlL
 
 /// The SDL clients build against; `schema/velferd.graphql` holds a copy.
 pub fn sdl() -> String {
-    let limits = GraphqlLimits { max_depth: 1, max_complexity: 1, max_batch: 1, max_body_bytes: 1 };
+    let limits = GraphqlLimits {
+        max_depth: 1,
+        max_complexity: 1,
+        max_batch: 1,
+        max_body_bytes: 1,
+        batch_window: std::time::Duration::ZERO,
+    };
     build_schema(None, Profile::Development, &limits).sdl()
 }
 

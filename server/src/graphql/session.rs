@@ -19,9 +19,22 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(actor: Actor, db: DatabaseConnection) -> Session {
-        let loader = DataLoader::new(DbLoader::new(db.clone()), tokio::spawn);
-        Session { actor, db, organization: OnceCell::new(), loader }
+    /// A session with the caller's organisation already looked up: resolvers then never wait
+    /// on that lookup, so the loads of one list level reach the DataLoader together and batch
+    /// into one statement, whatever the list's length.
+    ///
+    /// `batch_window` is how long a loader collects keys before it queries: it must cover the
+    /// time to poll one whole level of a list (its items are polled in chunks), or that level
+    /// splits into more than one statement. It is a latency cost per nested level.
+    pub async fn start(
+        actor: Actor,
+        db: DatabaseConnection,
+        batch_window: std::time::Duration,
+    ) -> Result<Session, ApiError> {
+        let loader = DataLoader::new(DbLoader::new(db.clone()), tokio::spawn).delay(batch_window);
+        let session = Session { actor, db, organization: OnceCell::new(), loader };
+        session.organization().await?;
+        Ok(session)
     }
 
     /// The registered organisation the caller acts for, looked up once per request.

@@ -153,7 +153,10 @@ async fn graphql_post(
             return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the batch is empty");
         }
     }
-    let session = Arc::new(Session::new(actor, shared.state.db.read().clone()));
+    let session = match Session::start(actor, shared.state.db.read().clone(), shared.limits.batch_window).await {
+        Ok(session) => Arc::new(session),
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+    };
     execute(&shared, batch.data(session), &req).await
 }
 
@@ -190,7 +193,10 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
-    let session = Arc::new(Session::new(actor, shared.state.db.read().clone()));
+    let session = match Session::start(actor, shared.state.db.read().clone(), shared.limits.batch_window).await {
+        Ok(session) => Arc::new(session),
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+    };
     execute(&shared, BatchRequest::Single(request.data(session)), &req).await
 }
 
@@ -255,6 +261,7 @@ async fn graphql_ws(
     };
     let verifier = shared.verifier.clone();
     let db = shared.state.db.read().clone();
+    let batch_window = shared.limits.batch_window;
     GraphQLSubscription::new(shared.schema.clone())
         .on_connection_init(move |init: serde_json::Value| async move {
             let token = init
@@ -266,7 +273,8 @@ async fn graphql_ws(
                 None => header_actor,
             };
             let mut data = Data::default();
-            data.insert(Arc::new(Session::new(actor, db)));
+            let session = Session::start(actor, db, batch_window).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            data.insert(Arc::new(session));
             Ok(data)
         })
         .start(&req, payload)
