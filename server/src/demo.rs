@@ -96,14 +96,212 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
     }
     let entries = parse()?;
     let txn = db.write().begin().await?;
-    for (new, _) in &entries {
-        if let Err(e) = organizations::insert(&txn, new.clone()).await? {
-            return Err(DemoError::File(format!("{}: {e}", new.name.as_str())));
+    let mut larvik_members = Vec::new();
+    for (new, role) in &entries {
+        match organizations::insert(&txn, new.clone()).await? {
+            Ok(row) => {
+                if let Some(role) = role {
+                    larvik_members.push((row, *role));
+                }
+            }
+            Err(e) => return Err(DemoError::File(format!("{}: {e}", new.name.as_str()))),
         }
     }
+    procurements::larvik_medication_support(&txn, &larvik_members).await?;
+    procurements::asker_baerum_safety_alarms(&txn).await?;
     txn.commit().await?;
     tracing::info!(organizations = entries.len(), "demo data loaded");
     Ok(())
+}
+
+/// The demo procurements, played through the same rules the API enforces. Dates are the public
+/// ones (DESIGN.md §1 and the sources in `server/demo/README.md`); a date known only to the
+/// month is given as its first day. Prices, scores, the tender deadline's day and which user
+/// stories each supplier won are not public: they are illustrative, and the README says so.
+mod procurements {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+
+    use super::{DemoError, LarvikRole};
+    use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
+    use crate::agreements::rules as agreements;
+    use crate::money::Nok;
+    use crate::organizations::model as organization;
+    use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
+    use crate::procurement::phase::Phase;
+    use crate::procurement::rules::{self, Caller, NewActivity, NewProcurement, NewResponse, NewUserStory};
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
+    }
+
+    /// Unwraps a rule result: the demo data must satisfy every rule.
+    fn hold<T, E: std::fmt::Display>(what: &str, result: Result<Result<T, E>, crate::graphql::errors::ApiError>) -> Result<T, DemoError> {
+        match result? {
+            Ok(value) => Ok(value),
+            Err(rule) => Err(DemoError::File(format!("{what}: {rule}"))),
+        }
+    }
+
+    fn caller(org: &organization::Model) -> Caller {
+        Caller {
+            subject: "demo-loader".into(),
+            org_number: org.org_number.clone().unwrap_or_default(),
+            org: org.clone(),
+        }
+    }
+
+    async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {
+        organization::Entity::find()
+            .filter(organization::Column::Name.eq(name))
+            .one(txn)
+            .await?
+            .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
+    }
+
+    pub async fn larvik_medication_support(
+        txn: &DatabaseTransaction,
+        members: &[(organization::Model, LarvikRole)],
+    ) -> Result<(), DemoError> {
+        let larvik = members
+            .iter()
+            .find(|(_, r)| *r == LarvikRole::Lead)
+            .map(|(o, _)| o.clone())
+            .ok_or_else(|| DemoError::File("no lead in the Larvik procurement".into()))?;
+        let lead = caller(&larvik);
+        let p = hold("procurement", rules::create(txn, &lead, NewProcurement {
+            title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
+            category: Category::MedicationSupport,
+            started_on: day(2017, 2, 1),
+        }).await)?;
+        for (org, role) in members.iter().filter(|(_, r)| *r == LarvikRole::Participant) {
+            let _ = role;
+            hold("participant", rules::add_participant(txn, &lead, p.id, org.id, ParticipantRole::Participant, day(2017, 2, 1)).await)?;
+        }
+        for step in ["Forskrivning", "Multidose fra apotek", "Påfylling av dispenser", "Varsel og dosering", "Oppfølging ved glemt dose"] {
+            hold("journey step", rules::add_journey_step(txn, &lead, p.id, step, None).await)?;
+        }
+        hold("workshop", rules::add_activity(txn, &lead, p.id, NewActivity {
+            kind: ActivityKind::Workshop,
+            title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
+            held_on: day(2017, 2, 1),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        }).await)?;
+        hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2017, 4, 6)).await)?;
+        hold("conference", rules::add_activity(txn, &lead, p.id, NewActivity {
+            kind: ActivityKind::DialogueConference,
+            title: "Dialogkonferanse".into(),
+            held_on: day(2017, 4, 6),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        }).await)?;
+        hold("one-to-one", rules::add_activity(txn, &lead, p.id, NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
+            held_on: day(2017, 5, 29),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        }).await)?;
+        let mut stories = Vec::new();
+        for n in 1..=4 {
+            let story = hold("user story", rules::add_user_story(txn, &lead, p.id, NewUserStory {
+                code: format!("BH{n}"),
+                title: format!("Brukerhistorie {n}"),
+                narrative: "The user story's text is not in our public sources.".into(),
+                acceptance_criteria: vec![],
+            }).await)?;
+            stories.push(story);
+        }
+        hold("criterion", rules::add_criterion(txn, &lead, p.id, "Kvalitet (illustrative)", 60).await)?;
+        hold("criterion", rules::add_criterion(txn, &lead, p.id, "Pris (illustrative)", 40).await)?;
+        hold("competition", rules::change_phase(txn, &lead, p.id, Phase::Competition, None, day(2018, 1, 1)).await)?;
+        let deadline = Utc.with_ymd_and_hms(2018, 2, 28, 12, 0, 0).single().expect("valid");
+        hold("notice", rules::publish_notice(txn, &lead, p.id, "Doffin, January 2018 (reference not in our sources)", day(2018, 1, 1), deadline).await)?;
+
+        let dignio = caller(&by_name(txn, "Dignio AS").await?);
+        let evondos = caller(&by_name(txn, "Evondos Oy").await?);
+        let submitted = Utc.with_ymd_and_hms(2018, 2, 20, 12, 0, 0).single().expect("valid");
+        let mut tenders = Vec::new();
+        for (supplier, purchase, lease) in [(&dignio, "9000", "600"), (&evondos, "11000", "700")] {
+            let responses = stories
+                .iter()
+                .map(|s| NewResponse {
+                    user_story_id: s.id,
+                    solution: format!("{}'s answer to {}", supplier.org.name, s.code),
+                    purchase_price: Some(purchase.parse::<Nok>().expect("valid")),
+                    lease_price_per_month: Some(lease.parse::<Nok>().expect("valid")),
+                })
+                .collect();
+            tenders.push(hold("tender", rules::submit_tender(txn, supplier, p.id, responses, submitted).await)?);
+        }
+        let criteria = crate::procurement::model::evaluation_criterion::Entity::find()
+            .filter(crate::procurement::model::evaluation_criterion::Column::ProcurementId.eq(p.id))
+            .all(txn)
+            .await?;
+        let evaluated = Utc.with_ymd_and_hms(2018, 4, 1, 12, 0, 0).single().expect("valid");
+        let responses = crate::procurement::model::tender_response::Entity::find().all(txn).await?;
+        let mut agreements_made = Vec::new();
+        for (i, story) in stories.iter().enumerate() {
+            // Dignio and Evondos won two user stories each; which ones is not in our sources.
+            let winner = if i < 2 { tenders[0].id } else { tenders[1].id };
+            for response in responses.iter().filter(|r| r.user_story_id == story.id) {
+                let score = if response.tender_id == winner { 8.0 } else { 6.0 };
+                let scores = criteria.iter().map(|c| (c.id, score)).collect();
+                hold("score", rules::score_response(txn, &lead, response.id, scores, evaluated).await)?;
+            }
+            let winning = responses.iter().find(|r| r.user_story_id == story.id && r.tender_id == winner).expect("answered");
+            let award = hold("award", rules::award(txn, &lead, winning.id, day(2018, 6, 1), evaluated).await)?;
+            let agreement = hold("agreement", agreements::create_agreement(txn, &lead, award.id, day(2018, 6, 1), day(2022, 5, 31), 2000).await)?;
+            agreements_made.push(agreement);
+        }
+        hold("implementation", rules::change_phase(txn, &lead, p.id, Phase::Implementation, None, day(2019, 3, 7)).await)?;
+        // Call-offs by several municipalities: buy and lease, zone and full rollout.
+        let orders = [
+            ("Larvik kommune", 0, Acquisition::Lease, RolloutScope::PilotZone, 25),
+            ("Bergen kommune", 0, Acquisition::Buy, RolloutScope::FullRollout, 300),
+            ("Trondheim kommune", 2, Acquisition::Lease, RolloutScope::FullRollout, 200),
+            ("Røyrvik kommune", 3, Acquisition::Buy, RolloutScope::PilotZone, 2),
+        ];
+        for (name, agreement, acquisition, scope, quantity) in orders {
+            let municipality = caller(&by_name(txn, name).await?);
+            hold("call-off", agreements::create_call_off(txn, crate::db::Backend::Sqlite, &municipality, agreements::NewCallOff {
+                agreement_id: agreements_made[agreement].id,
+                acquisition,
+                scope,
+                quantity,
+                placed_on: day(2019, 3, 15),
+                status: CallOffStatus::Placed,
+            }).await)?;
+        }
+        Ok(())
+    }
+
+    pub async fn asker_baerum_safety_alarms(txn: &DatabaseTransaction) -> Result<(), DemoError> {
+        let asker = by_name(txn, "Asker kommune").await?;
+        let baerum = by_name(txn, "Bærum kommune").await?;
+        let lead = caller(&baerum);
+        let p = hold("procurement", rules::create(txn, &lead, NewProcurement {
+            title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
+            category: Category::SafetyAlarm,
+            started_on: day(2019, 1, 1),
+        }).await)?;
+        hold("participant", rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await)?;
+        hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2019, 3, 1)).await)?;
+        hold("one-to-one", rules::add_activity(txn, &lead, p.id, NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med leverandører (illustrative date)".into(),
+            held_on: day(2019, 4, 1),
+            questions_sent_in_advance: Some(true),
+            attendees: vec![(asker.id, None), (baerum.id, None)],
+        }).await)?;
+        for supplier in ["Dignio AS", "Evondos Oy"] {
+            let supplier = caller(&by_name(txn, supplier).await?);
+            hold("sketch", rules::submit_sketch(txn, &supplier, p.id,
+                "Løsningsskisse (illustrative)", "An illustrative sketch: the real sketches are not public.", day(2019, 3, 20)).await)?;
+        }
+        Ok(())
+    }
 }
 
 /// The municipalities of the Larvik-led procurement with their role, for later data sets.

@@ -167,6 +167,33 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .unwrap();
     assert_eq!(body["data"]["viewer"], json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" }));
 
+    // The demo procurements: Larvik's in implementation with awards 2 and 2, Asker and Bærum's
+    // in dialogue.
+    let body: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token.trim())
+        .json(&json!({ "query": "{ procurements(orderBy: { field: CREATED_AT }) { nodes { phase
+            totals { municipalities counties municipalitiesWithUnknownPopulation }
+            awards { nodes { supplier { name } } } solutionSketches { totalCount }
+            frameworkAgreements { nodes { remainingVolume } } } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let procurements = body["data"]["procurements"]["nodes"].as_array().unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(procurements.len(), 2, "{body}");
+    let larvik = &procurements[0];
+    assert_eq!(larvik["phase"], "IMPLEMENTATION");
+    assert_eq!(larvik["totals"]["municipalities"], velferd::demo::KNOWN_LARVIK_MEMBERS);
+    assert_eq!(larvik["totals"]["counties"], 7);
+    let winners: Vec<&str> = larvik["awards"]["nodes"].as_array().unwrap().iter().map(|a| a["supplier"]["name"].as_str().unwrap()).collect();
+    assert_eq!(winners, ["Dignio AS", "Dignio AS", "Evondos Oy", "Evondos Oy"]);
+    assert_eq!(larvik["frameworkAgreements"]["nodes"][0]["remainingVolume"], 2000 - 325);
+    assert_eq!(procurements[1]["phase"], "DIALOGUE");
+    assert_eq!(procurements[1]["solutionSketches"]["totalCount"], 0, "an organisation outside the procurement sees no sketches");
+
     // SIGTERM stops it cleanly.
     send_sigterm(child.id());
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
