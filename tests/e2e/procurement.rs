@@ -277,6 +277,26 @@ on_both_backends! {
         let data = app.graphql(Some(&story.dignio), calls, json!({ "id": agreements[0] })).await;
         assert_eq!(data["node"]["callOffs"]["totalCount"], 4);
 
+        // Filters: phase, category, county, municipality, supplier.
+        let dignio_id = app.graphql(None, "query($n: String!) { organization(orgNumber: $n) { id } }", json!({ "n": org_number(100) })).await["organization"]["id"].clone();
+        let kommune_1 = app.graphql(None, "query($n: String!) { organization(orgNumber: $n) { id } }", json!({ "n": org_number(1) })).await["organization"]["id"].clone();
+        let count = |filter: Value| {
+            let app = &app;
+            let token = story.lead_po.clone();
+            async move {
+                app.graphql(Some(&token), "query($f: ProcurementFilter) { procurements(filter: $f) { totalCount } }", json!({ "f": filter })).await["procurements"]["totalCount"].as_u64().unwrap()
+            }
+        };
+        assert_eq!(count(json!({ "phase": "IMPLEMENTATION", "category": "MEDICATION_SUPPORT" })).await, 1);
+        assert_eq!(count(json!({ "phase": "DIALOGUE" })).await, 0);
+        assert_eq!(count(json!({ "category": "SAFETY_ALARM" })).await, 0);
+        assert_eq!(count(json!({ "county": "Nordland" })).await, 1);
+        assert_eq!(count(json!({ "county": "Finnmark" })).await, 0);
+        assert_eq!(count(json!({ "municipality": kommune_1 })).await, 1);
+        assert_eq!(count(json!({ "supplier": dignio_id })).await, 1);
+        let (_, body) = app.graphql_raw(Some(&story.lead_po), "{ procurements(filter: { supplier: \"bm9wZQ\" }) { totalCount } }", json!({})).await;
+        assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
+
         // The OCDS export validates against the official schema.
         let response = app.client.get(app.url(&format!("/ocds/procurements/{}", story.procurement))).send().await.unwrap();
         assert_eq!(response.status(), 200);
