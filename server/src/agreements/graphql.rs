@@ -11,7 +11,7 @@ use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework
 use super::rules::{self, AgreementError, NewCallOff};
 use crate::auth::Role;
 use crate::graphql::connection::{PageRequest, TotalCount, page_complexity, page_in_memory};
-use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::errors::{ApiError, payload};
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, OrganizationById, ProcurementById, UserStoryById};
 use crate::graphql::relay::{NodeType, global_id, row_id_of};
 use crate::graphql::{load_one, state};
@@ -193,27 +193,6 @@ pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Re
         }
         _ => Ok(None),
     }
-}
-
-macro_rules! payload {
-    ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
-        #[doc = $doc]
-        #[derive(SimpleObject)]
-        pub struct $name {
-            /// Null when `userErrors` is not empty.
-            pub $field: Option<$ty>,
-            pub user_errors: Vec<UserError>,
-        }
-
-        impl $name {
-            fn from_result<T>(result: std::result::Result<T, AgreementError>, wrap: impl FnOnce(T) -> $ty) -> $name {
-                match result {
-                    Ok(value) => $name { $field: Some(wrap(value)), user_errors: vec![] },
-                    Err(e) => $name { $field: None, user_errors: vec![e.to_user_error()] },
-                }
-            }
-        }
-    };
 }
 
 payload!(FrameworkAgreementCreatePayload, framework_agreement: FrameworkAgreement, "Result of `frameworkAgreementCreate`.");

@@ -5,7 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
 use crate::db::Backend;
-use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::errors::{ApiError, RuleViolation, UserError};
 use crate::procurement::model::{ParticipantRole, award, participant, procurement, tender, tender_response};
 use crate::procurement::phase::Phase;
 use crate::procurement::rules::Caller;
@@ -36,8 +36,8 @@ pub enum AgreementError {
     WrongParty(&'static str),
 }
 
-impl AgreementError {
-    pub fn to_user_error(&self) -> UserError {
+impl RuleViolation for AgreementError {
+    fn to_user_error(&self) -> UserError {
         let (field, code) = match self {
             AgreementError::Invalid(field, code, _) => (*field, *code),
             AgreementError::NotLead => ("awardId", "NOT_LEAD"),

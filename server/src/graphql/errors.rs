@@ -74,3 +74,34 @@ impl UserError {
         }
     }
 }
+
+/// A business-rule violation an area reports; mutation payloads turn it into `userErrors`.
+pub trait RuleViolation {
+    fn to_user_error(&self) -> UserError;
+}
+
+/// Declares a mutation payload: the changed object (null when refused) and `userErrors`.
+macro_rules! payload {
+    ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $name {
+            /// Null when `userErrors` is not empty.
+            pub $field: Option<$ty>,
+            pub user_errors: Vec<$crate::graphql::errors::UserError>,
+        }
+
+        impl $name {
+            fn from_result<T, E: $crate::graphql::errors::RuleViolation>(
+                result: std::result::Result<T, E>,
+                wrap: impl FnOnce(T) -> $ty,
+            ) -> $name {
+                match result {
+                    Ok(value) => $name { $field: Some(wrap(value)), user_errors: vec![] },
+                    Err(e) => $name { $field: None, user_errors: vec![e.to_user_error()] },
+                }
+            }
+        }
+    };
+}
+pub(crate) use payload;

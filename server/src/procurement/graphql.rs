@@ -21,7 +21,7 @@ use crate::auth::Role;
 use crate::graphql::connection::{
     Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
 };
-use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::errors::{ApiError, payload};
 use crate::graphql::loaders::*;
 use crate::graphql::relay::{NodeType, global_id, row_id_of};
 use crate::graphql::{load_one, require_role, session, state};
@@ -968,27 +968,6 @@ macro_rules! in_transaction {
     }};
 }
 pub(crate) use in_transaction;
-
-macro_rules! payload {
-    ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
-        #[doc = $doc]
-        #[derive(SimpleObject)]
-        pub struct $name {
-            /// Null when `userErrors` is not empty.
-            pub $field: Option<$ty>,
-            pub user_errors: Vec<UserError>,
-        }
-
-        impl $name {
-            fn from_result<T>(result: std::result::Result<T, ProcurementError>, wrap: impl FnOnce(T) -> $ty) -> $name {
-                match result {
-                    Ok(value) => $name { $field: Some(wrap(value)), user_errors: vec![] },
-                    Err(e) => $name { $field: None, user_errors: vec![e.to_user_error()] },
-                }
-            }
-        }
-    };
-}
 
 payload!(ProcurementCreatePayload, procurement: Procurement, "Result of `procurementCreate`.");
 payload!(ProcurementParticipantAddPayload, participant: Participant, "Result of `procurementParticipantAdd`.");

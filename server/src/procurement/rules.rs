@@ -13,7 +13,7 @@ use super::model::{
     tender_response, user_story,
 };
 use super::phase::{Phase, PhaseError, PhaseState, transition};
-use crate::graphql::errors::{ApiError, UserError};
+use crate::graphql::errors::{ApiError, RuleViolation, UserError};
 use crate::money::Nok;
 use crate::organizations::{OrganizationKind, model as organization};
 
@@ -66,8 +66,8 @@ pub enum ProcurementError {
     AgreementExists,
 }
 
-impl ProcurementError {
-    pub fn to_user_error(&self) -> UserError {
+impl RuleViolation for ProcurementError {
+    fn to_user_error(&self) -> UserError {
         let (field, code): (&str, &str) = match self {
             ProcurementError::Invalid(field, code, _) => (field, code),
             ProcurementError::Phase(PhaseError::HoldWithoutReason) => ("reason", "REASON_REQUIRED"),
