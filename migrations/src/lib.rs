@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_organizations;
 mod m20261122_000002_procurements;
+mod m20261122_000003_learning;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_organizations::Migration),
             Box::new(m20261122_000002_procurements::Migration),
+            Box::new(m20261122_000003_learning::Migration),
         ]
     }
 }

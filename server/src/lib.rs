@@ -11,6 +11,7 @@ pub mod db;
 pub mod demo;
 pub mod graphql;
 pub mod http;
+pub mod learning;
 pub mod money;
 pub mod organizations;
 pub mod procurement;

@@ -145,7 +145,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["data"]["organizations"]["totalCount"], velferd::demo::KNOWN_LARVIK_MEMBERS + 2, "the Larvik municipalities + Asker + Bærum: {body}");
+    assert_eq!(body["data"]["organizations"]["totalCount"], velferd::demo::KNOWN_LARVIK_MEMBERS + 2 + 6, "the Larvik municipalities, Asker, Bærum and six from the learning demo: {body}");
     let suppliers = body["data"]["suppliers"]["nodes"].to_string();
     assert!(suppliers.contains("Dignio") && suppliers.contains("Evondos"), "{suppliers}");
 
@@ -168,7 +168,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
     assert_eq!(body["data"]["viewer"], json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" }));
 
     // The demo procurements: Larvik's in implementation with awards 2 and 2, Asker and Bærum's
-    // in dialogue.
+    // in dialogue, and the one the Lillestrøm municipalities started from Larvik's.
     let body: Value = client
         .post(format!("{base}/graphql"))
         .bearer_auth(token.trim())
@@ -183,7 +183,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .await
         .unwrap();
     let procurements = body["data"]["procurements"]["nodes"].as_array().unwrap_or_else(|| panic!("{body}"));
-    assert_eq!(procurements.len(), 2, "{body}");
+    assert_eq!(procurements.len(), 3, "Larvik's, Asker and Bærum's, and the Lillestrøm reuse: {body}");
     let larvik = &procurements[0];
     assert_eq!(larvik["phase"], "IMPLEMENTATION");
     assert_eq!(larvik["totals"]["municipalities"], velferd::demo::KNOWN_LARVIK_MEMBERS);

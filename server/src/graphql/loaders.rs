@@ -8,6 +8,10 @@ use async_graphql::dataloader::Loader;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::agreements::model::{call_off, framework_agreement};
+use crate::learning::model::{
+    experience_report, gathering, gathering_attendance, learning_network, lesson, network_member, procurement_reuse,
+    reused_item,
+};
 use crate::organizations::model as organization;
 use crate::procurement::model::{
     activity_attendee, award, dialogue_activity, evaluation_criterion, journey_step, need, participant,
@@ -102,3 +106,14 @@ children!(AwardsForStory, award, UserStoryId, user_story_id);
 children!(AgreementsOf, framework_agreement, ProcurementId, procurement_id);
 children!(CallOffsUnder, call_off, AgreementId, agreement_id);
 children!(ParticipationsOf, participant, OrganizationId, organization_id);
+
+by_id!(NetworkById, learning_network);
+by_id!(GatheringById, gathering);
+by_id!(ReportById, experience_report);
+by_id!(ReuseById, procurement_reuse);
+children!(MembersOfNetwork, network_member, NetworkId, network_id);
+children!(NetworkMembershipsOf, network_member, OrganizationId, organization_id);
+children!(GatheringsOf, gathering, NetworkId, network_id);
+children!(AttendanceAt, gathering_attendance, GatheringId, gathering_id);
+children!(LessonsOf, lesson, ReportId, report_id);
+children!(ReusedItemsOf, reused_item, ReuseId, reuse_id);

@@ -18,6 +18,9 @@ use crate::organizations::{
     self, Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription,
 };
 use crate::agreements::graphql::{AgreementMutation, CallOff, FrameworkAgreement};
+use crate::learning::graphql::{
+    ExperienceReport, Gathering, LearningMutation, LearningNetwork, LearningQuery, ProcurementReuse,
+};
 use crate::procurement::graphql::{
     Award, Procurement, ProcurementMutation, ProcurementQuery, Tender, TenderResponse, UserStory,
 };
@@ -27,11 +30,11 @@ pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery);
+pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery, LearningQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation);
+pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation, LearningMutation);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
@@ -49,6 +52,10 @@ pub enum Node {
     Award(Award),
     FrameworkAgreement(FrameworkAgreement),
     CallOff(CallOff),
+    LearningNetwork(LearningNetwork),
+    Gathering(Gathering),
+    ExperienceReport(ExperienceReport),
+    ProcurementReuse(ProcurementReuse),
 }
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
@@ -154,6 +161,9 @@ async fn resolve_node(ctx: &Context<'_>, id: &str) -> Result<Option<Node>> {
             .map(|m| Node::Organization(Organization(m)))),
         NodeType::FrameworkAgreement | NodeType::CallOff => {
             crate::agreements::graphql::resolve_node(ctx, node_type, row_id).await
+        }
+        NodeType::LearningNetwork | NodeType::Gathering | NodeType::ExperienceReport | NodeType::ProcurementReuse => {
+            crate::learning::graphql::resolve_node(ctx, node_type, row_id).await
         }
         // Criteria are reached through their procurement, not fetched alone.
         NodeType::EvaluationCriterion => Ok(None),

@@ -17,10 +17,14 @@ pub enum NodeType {
     Award,
     FrameworkAgreement,
     CallOff,
+    LearningNetwork,
+    Gathering,
+    ExperienceReport,
+    ProcurementReuse,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 9] = [
+    const ALL: [NodeType; 13] = [
         NodeType::Organization,
         NodeType::Procurement,
         NodeType::UserStory,
@@ -30,6 +34,10 @@ impl NodeType {
         NodeType::Award,
         NodeType::FrameworkAgreement,
         NodeType::CallOff,
+        NodeType::LearningNetwork,
+        NodeType::Gathering,
+        NodeType::ExperienceReport,
+        NodeType::ProcurementReuse,
     ];
 
     fn name(self) -> &'static str {
@@ -43,6 +51,10 @@ impl NodeType {
             NodeType::Award => "Award",
             NodeType::FrameworkAgreement => "FrameworkAgreement",
             NodeType::CallOff => "CallOff",
+            NodeType::LearningNetwork => "LearningNetwork",
+            NodeType::Gathering => "Gathering",
+            NodeType::ExperienceReport => "ExperienceReport",
+            NodeType::ProcurementReuse => "ProcurementReuse",
         }
     }
 }
