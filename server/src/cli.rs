@@ -50,6 +50,28 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Tools for suppliers' device adapters.
+    Adapter {
+        #[command(subcommand)]
+        command: AdapterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Validate a component against the adapter contract and the sandbox's limits, print what
+    /// `describe` answers and, with a sample, the events it decodes and what the call cost.
+    /// Exits 0 when the adapter would be accepted, 1 when not.
+    Check {
+        /// The component (.wasm) built for wasm32-wasip2.
+        file: PathBuf,
+        /// A device message to decode.
+        #[arg(long, requires = "content_type")]
+        sample: Option<PathBuf>,
+        /// The sample's content type, e.g. application/json.
+        #[arg(long, requires = "sample")]
+        content_type: Option<String>,
+    },
 }
 
 /// Runs the command line; errors are printed as one line naming what to fix, never a trace.
@@ -69,10 +91,21 @@ fn run(cli: Cli) -> Result<(), String> {
         print!("{}", crate::graphql::sdl());
         return Ok(());
     }
+    if let Command::Adapter { command: AdapterCommand::Check { file, sample, content_type } } = &cli.command {
+        let limits = velferd_plugins::Limits::default();
+        let sample = sample.as_deref().zip(content_type.as_deref());
+        let report = velferd_plugins::check(file, sample, &limits);
+        print!("{report}");
+        if report.passed() {
+            return Ok(());
+        }
+        // The report above says why; the exit code tells scripts.
+        std::process::exit(1);
+    }
     let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     init_logging(&settings.log);
     match cli.command {
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema | Command::Adapter { .. } => unreachable!("handled above"),
         Command::Token { org, roles, ttl, subject } => {
             let org: OrgNumber = org.parse().map_err(|e| format!("--org: {e}"))?;
             let roles = parse_roles(&roles).map_err(|e| format!("--role: {e}"))?;

@@ -4,8 +4,10 @@
 mod support;
 
 mod auth;
+mod adapter_cli;
 mod binary;
 mod health;
+mod learning;
 mod ocds;
 mod organizations;
 mod procurement;

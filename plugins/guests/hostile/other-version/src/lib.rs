@@ -1,0 +1,37 @@
+//! Hostile (or merely too new) adapter: built against `velferd:device@2.0.0`,
+//! an interface version this host does not serve. The host must reject it on
+//! upload with an unsupported-version error, not misread it as version 1.
+
+wit_bindgen::generate!({
+    inline: r#"
+        package velferd:device@2.0.0;
+        interface adapter {
+            record adapter-info {
+                supplier: string,
+                product: string,
+                adapter-version: string,
+            }
+            describe: func() -> adapter-info;
+            decode: func(content-type: string, payload: list<u8>) -> result<list<string>, string>;
+        }
+        world device-adapter {
+            export adapter;
+        }
+    "#,
+});
+
+use exports::velferd::device::adapter::{AdapterInfo, Guest};
+
+struct Future;
+
+impl Guest for Future {
+    fn describe() -> AdapterInfo {
+        AdapterInfo { supplier: "Future Ltd".into(), product: "v2".into(), adapter_version: "2.0.0".into() }
+    }
+
+    fn decode(_: String, payload: Vec<u8>) -> Result<Vec<String>, String> {
+        Ok(vec![format!("{} bytes", payload.len())])
+    }
+}
+
+export!(Future);

@@ -1,0 +1,869 @@
+//! The adapter host: validates components, caches them compiled by sha-256,
+//! and runs every call in a fresh, limited sandbox.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::event::{self, DeviceClass, Event};
+use crate::limits::Limits;
+use crate::sandbox::{self, GRANTED_WASI, LogLine, LogSource, Sandbox, v1};
+
+/// The interface package adapters export.
+const PACKAGE: &str = "velferd:device";
+/// Major versions of `velferd:device` this host serves. When the WIT gets a
+/// new major version, its bindings go beside `v1` and both stay listed here.
+pub const SUPPORTED_INTERFACE_MAJORS: &[u64] = &[1];
+
+/// Why a component was rejected on upload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", rename_all = "kebab-case")]
+pub enum ValidationError {
+    #[error("the component is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a valid WebAssembly component: {message}")]
+    NotAComponent { message: String },
+    #[error("the component does not export {PACKAGE}/adapter; it exports [{}]", exports.join(", "))]
+    WrongWorld { exports: Vec<String> },
+    #[error("the component was built against {PACKAGE}@{found}; this host serves major version(s) {supported}")]
+    UnsupportedInterfaceVersion { found: String, supported: String },
+    #[error("the component imports {import}, which the sandbox does not grant: {reason}")]
+    ForbiddenImport { import: String, reason: String },
+    #[error("the component does not match the {PACKAGE}@{version} contract: {message}")]
+    Incompatible { version: String, message: String },
+    #[error("describe failed: {0}")]
+    DescribeFailed(DecodeError),
+    #[error("describe answered something unusable: {0}")]
+    InvalidDescription(String),
+}
+
+/// Why one call failed. The message it was decoding fails; the host, other
+/// adapters and other messages are unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", rename_all = "kebab-case")]
+pub enum DecodeError {
+    /// The adapter says the message is broken.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The adapter does not handle this content type or message.
+    #[error("unsupported message: {0}")]
+    Unsupported(String),
+    /// The adapter rejected a command's arguments.
+    #[error("invalid command: {0}")]
+    InvalidCommand(String),
+    #[error("the message is {size} bytes; the limit is {limit}")]
+    InputTooLarge { size: usize, limit: usize },
+    #[error("the call ran past its {limit_ms} ms deadline")]
+    DeadlineExceeded { limit_ms: u64 },
+    #[error("the call used up its budget of {limit} instructions")]
+    FuelExhausted { limit: u64 },
+    #[error("the adapter needed more than {limit} bytes of memory")]
+    MemoryExceeded { limit: usize },
+    #[error("the adapter overflowed its call stack")]
+    StackOverflow,
+    #[error("the output is {size} bytes; the limit is {limit}")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("the adapter returned an invalid event: {0}")]
+    InvalidOutput(String),
+    #[error("{0}")]
+    CapabilityDenied(String),
+    #[error("the adapter trapped: {0}")]
+    Trap(String),
+    /// Every instance slot is in use; retry later. Not the adapter's fault.
+    #[error("the host is at its concurrent-instance limit: {0}")]
+    HostBusy(String),
+    #[error("internal host error: {0}")]
+    Internal(String),
+}
+
+impl DecodeError {
+    /// A stable short code, e.g. for a dead letter's reason column.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::Unsupported(_) => "unsupported",
+            DecodeError::InvalidCommand(_) => "invalid-command",
+            DecodeError::InputTooLarge { .. } => "input-too-large",
+            DecodeError::DeadlineExceeded { .. } => "deadline-exceeded",
+            DecodeError::FuelExhausted { .. } => "fuel-exhausted",
+            DecodeError::MemoryExceeded { .. } => "memory-exceeded",
+            DecodeError::StackOverflow => "stack-overflow",
+            DecodeError::OutputTooLarge { .. } => "output-too-large",
+            DecodeError::InvalidOutput(_) => "invalid-output",
+            DecodeError::CapabilityDenied(_) => "capability-denied",
+            DecodeError::Trap(_) => "trap",
+            DecodeError::HostBusy(_) => "host-busy",
+            DecodeError::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the same call may succeed later without a new adapter.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DecodeError::HostBusy(_) | DecodeError::Internal(_))
+    }
+}
+
+/// What an adapter says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdapterInfo {
+    pub supplier: String,
+    pub product: String,
+    pub adapter_version: String,
+    pub device_classes: Vec<DeviceClass>,
+    pub content_types: Vec<String>,
+}
+
+/// A command to encode for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Command {
+    TestAlarm,
+    /// Times of day as (hour, minute), local to the device.
+    SetDispensingSchedule { times: Vec<(u8, u8)> },
+}
+
+/// A command in the supplier's wire format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncodedCommand {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// What one call cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CallCost {
+    /// Wasm instructions executed (fuel consumed), instantiation included;
+    /// `None` when fuel metering is off.
+    pub instructions: Option<u64>,
+    /// Largest linear memory the instance had, in bytes.
+    pub peak_memory_bytes: usize,
+    /// Wall time from store creation to the result.
+    pub wall_time: Duration,
+    /// Size of the output as JSON (events) or bytes (commands).
+    pub output_bytes: usize,
+    /// Log bytes kept and dropped.
+    pub log_bytes_dropped: usize,
+}
+
+/// The outcome of one call with its cost and the adapter's log lines.
+#[derive(Debug, Clone)]
+pub struct CallReport<T> {
+    pub result: Result<T, DecodeError>,
+    pub cost: CallCost,
+    pub logs: Vec<LogLine>,
+}
+
+/// A component that passed validation: compiled, linked and ready to
+/// instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct ValidatedAdapter {
+    /// Lower-case hex sha-256 of the component's bytes.
+    pub sha256: String,
+    /// The `velferd:device` version it was built against, e.g. `1.0.0`.
+    pub interface_version: String,
+    /// What `describe` answered.
+    pub info: AdapterInfo,
+    /// Size of the component in bytes.
+    pub size_bytes: usize,
+    bindings: Arc<Bindings>,
+}
+
+impl fmt::Debug for ValidatedAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedAdapter")
+            .field("sha256", &self.sha256)
+            .field("interface_version", &self.interface_version)
+            .field("info", &self.info)
+            .field("size_bytes", &self.size_bytes)
+            .finish()
+    }
+}
+
+/// Pre-instantiated bindings, one variant per served interface major.
+enum Bindings {
+    V1(v1::DeviceAdapterPre<Sandbox>),
+}
+
+/// Runs supplier adapters in sandboxes. Create one per process and share it
+/// (it is `Clone`, `Send` and `Sync`); it owns the engine, the compiled
+/// components and an epoch-ticker thread.
+///
+/// Calls are synchronous and return within the deadline (plus one epoch
+/// tick). From async code call them inside `tokio::task::spawn_blocking`:
+/// WASI's stdio glue blocks on the current Tokio runtime, which panics on a
+/// runtime worker thread.
+///
+/// Isolation: every call runs in a fresh instance in a fresh store, so no
+/// state survives a message, let alone crosses municipalities. With the
+/// pooling allocator and copy-on-write images that costs tens of
+/// microseconds per message (see docs/adapter-benchmarks.md).
+#[derive(Clone)]
+pub struct AdapterHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker_v1: Linker<Sandbox>,
+    limits: Limits,
+    cache: Mutex<HashMap<[u8; 32], ValidatedAdapter>>,
+}
+
+impl AdapterHost {
+    /// A host whose calls run under `limits`.
+    pub fn new(limits: Limits) -> Result<AdapterHost, wasmtime::Error> {
+        let n = limits.concurrent_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A wit-bindgen component has one core module with one memory plus a
+        // few small shim instances with tables; these caps leave headroom.
+        pool.total_component_instances(n)
+            .max_core_instances_per_component(16)
+            .total_core_instances(n * 16)
+            .max_memories_per_component(2)
+            .total_memories(n * 2)
+            .max_tables_per_component(8)
+            .total_tables(n * 8)
+            .max_memory_size(limits.memory_bytes)
+            // Reset a returned slot by memset rather than madvise for the
+            // first pages: a Rust guest dirties its 1 MiB stack region and a
+            // little heap on every call, and re-faulting those pages in is
+            // most of a fresh instance's cost (docs/adapter-benchmarks.md).
+            .linear_memory_keep_resident(limits.memory_bytes.min(1280 << 10))
+            .table_keep_resident(64 << 10)
+            .total_stacks(0);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(limits.fuel.is_some())
+            .max_wasm_stack(limits.wasm_stack_bytes)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let linker_v1 = sandbox::linker_v1(&engine)?;
+        spawn_epoch_ticker(&engine, limits.epoch_tick);
+        Ok(AdapterHost {
+            inner: Arc::new(Inner { engine, linker_v1, limits, cache: Mutex::new(HashMap::new()) }),
+        })
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validate an uploaded component: size, that it compiles, that it
+    /// exports a served `velferd:device` version and imports nothing the
+    /// sandbox does not grant, and that `describe` answers within the limits.
+    /// The compiled result is cached by sha-256, so validating the same bytes
+    /// again (e.g. loading active adapters at start-up) is a lookup.
+    pub fn validate(&self, bytes: &[u8]) -> Result<ValidatedAdapter, ValidationError> {
+        let limits = &self.inner.limits;
+        if bytes.len() > limits.component_bytes {
+            return Err(ValidationError::TooLarge { size: bytes.len(), limit: limits.component_bytes });
+        }
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(hit) = self.cache().get(&digest) {
+            return Ok(hit.clone());
+        }
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| ValidationError::NotAComponent { message: format!("{e:#}") })?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
+        let adapter_export = exports.iter().find_map(|name| {
+            name.strip_prefix(PACKAGE).and_then(|rest| rest.strip_prefix("/adapter@")).map(str::to_owned)
+        });
+        let Some(version) = adapter_export else {
+            return Err(ValidationError::WrongWorld { exports });
+        };
+        let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+        if !major.is_some_and(|m| SUPPORTED_INTERFACE_MAJORS.contains(&m)) {
+            let supported = SUPPORTED_INTERFACE_MAJORS.iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
+            return Err(ValidationError::UnsupportedInterfaceVersion { found: version, supported });
+        }
+        for (import, _) in ty.imports(&self.inner.engine) {
+            check_import(import, &version)?;
+        }
+        let incompatible = |e: wasmtime::Error| ValidationError::Incompatible {
+            version: version.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = self.inner.linker_v1.instantiate_pre(&component).map_err(incompatible)?;
+        let pre = v1::DeviceAdapterPre::new(pre).map_err(incompatible)?;
+        let mut adapter = ValidatedAdapter {
+            sha256: hex(&digest),
+            interface_version: version,
+            info: AdapterInfo {
+                supplier: String::new(),
+                product: String::new(),
+                adapter_version: String::new(),
+                device_classes: vec![],
+                content_types: vec![],
+            },
+            size_bytes: bytes.len(),
+            bindings: Arc::new(Bindings::V1(pre)),
+        };
+        let info = self.describe(&adapter).result.map_err(ValidationError::DescribeFailed)?;
+        check_info(&info)?;
+        adapter.info = info;
+        self.cache().insert(digest, adapter.clone());
+        Ok(adapter)
+    }
+
+    /// Drop a component from the cache (e.g. when an adapter is retired).
+    pub fn evict(&self, sha256: &str) {
+        self.cache().retain(|digest, _| hex(digest) != sha256);
+    }
+
+    /// Call `describe` in a fresh sandbox.
+    pub fn describe(&self, adapter: &ValidatedAdapter) -> CallReport<AdapterInfo> {
+        self.call(adapter, "-", "describe", |store, bindings| match bindings {
+            Instance::V1(b) => {
+                let info = b.velferd_device_adapter().call_describe(store)?;
+                Ok(Ok(info_from_v1(info)))
+            }
+        })
+    }
+
+    /// Decode one message for `municipality` (its key, e.g. the
+    /// municipality number; recorded with the adapter's log lines), received
+    /// now. See [`AdapterHost::decode_with_report`] for cost and logs.
+    pub fn decode(
+        &self,
+        adapter: &ValidatedAdapter,
+        municipality: &str,
+        content_type: &str,
+        payload: &[u8],
+    ) -> Result<Vec<Event>, DecodeError> {
+        self.decode_with_report(adapter, municipality, content_type, payload, Utc::now()).result
+    }
+
+    /// Decode one message in a fresh sandbox, returning the events or a
+    /// typed error together with what the call cost and what it logged.
+    pub fn decode_with_report(
+        &self,
+        adapter: &ValidatedAdapter,
+        municipality: &str,
+        content_type: &str,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> CallReport<Vec<Event>> {
+        let limits = &self.inner.limits;
+        if let Err(error) = check_input(limits, content_type, payload) {
+            return CallReport { result: Err(error), cost: CallCost::default(), logs: vec![] };
+        }
+        let report = self.call(adapter, municipality, "decode", |store, instance| {
+            decode_call(store, instance, content_type, payload, received_at)
+        });
+        cap_output(report, limits.output_bytes)
+    }
+
+    /// Encode a command for `device_serial` in a fresh sandbox.
+    pub fn encode_command(
+        &self,
+        adapter: &ValidatedAdapter,
+        municipality: &str,
+        device_serial: &str,
+        command: &Command,
+    ) -> CallReport<EncodedCommand> {
+        use v1::velferd::device::types as t;
+        let limits = &self.inner.limits;
+        let mut report = self.call(adapter, municipality, "encode-command", |store, bindings| match bindings {
+            Instance::V1(b) => {
+                let command = match command {
+                    Command::TestAlarm => t::Command::TestAlarm,
+                    Command::SetDispensingSchedule { times } => t::Command::SetDispensingSchedule(
+                        times.iter().map(|&(hour, minute)| t::TimeOfDay { hour, minute }).collect(),
+                    ),
+                };
+                Ok(match b.velferd_device_adapter().call_encode_command(store, device_serial, &command)? {
+                    Ok(e) => Ok(EncodedCommand { content_type: e.content_type, body: e.body }),
+                    Err(t::CommandError::Unsupported(m)) => Err(DecodeError::Unsupported(m)),
+                    Err(t::CommandError::Invalid(m)) => Err(DecodeError::InvalidCommand(m)),
+                })
+            }
+        });
+        if let Ok(encoded) = &report.result {
+            report.cost.output_bytes = encoded.body.len();
+            if encoded.body.len() > limits.output_bytes {
+                let error = DecodeError::OutputTooLarge { size: encoded.body.len(), limit: limits.output_bytes };
+                report.result = Err(error);
+            }
+        }
+        report
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], ValidatedAdapter>> {
+        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One call in a fresh store and instance under the limits.
+    fn call<R>(
+        &self,
+        adapter: &ValidatedAdapter,
+        municipality: &str,
+        operation: &str,
+        f: impl FnOnce(&mut Store<Sandbox>, &Instance) -> wasmtime::Result<Result<R, DecodeError>>,
+    ) -> CallReport<R> {
+        let start = Instant::now();
+        let mut store = self.store();
+        match adapter.bindings.instantiate(&mut store) {
+            Ok(instance) => self.run(adapter, municipality, operation, &mut store, Ok(&instance), start, f),
+            Err(error) => self.run(adapter, municipality, operation, &mut store, Err(error), start, f),
+        }
+    }
+
+    /// A store for one sandbox, with the memory limiter installed.
+    fn store(&self) -> Store<Sandbox> {
+        let limits = &self.inner.limits;
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits.memory_bytes, limits.log_bytes));
+        store.limiter(|s| &mut s.limiter);
+        if let Err(error) = self.set_budget(&mut store) {
+            // Only fails when fuel is not enabled, which `new` rules out.
+            tracing::error!(%error, "setting an adapter call's budget failed");
+        }
+        store
+    }
+
+    /// Fuel and deadline for one call.
+    fn set_budget(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<()> {
+        let limits = &self.inner.limits;
+        if let Some(fuel) = limits.fuel {
+            store.set_fuel(fuel)?;
+        }
+        let tick = limits.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline((limits.deadline.as_nanos().div_ceil(tick)) as u64);
+        store.epoch_deadline_trap();
+        Ok(())
+    }
+
+    /// Run `f` on `instance` with a fresh budget: fuel, deadline, log cap.
+    #[allow(clippy::too_many_arguments)]
+    fn run<R>(
+        &self,
+        adapter: &ValidatedAdapter,
+        municipality: &str,
+        operation: &str,
+        store: &mut Store<Sandbox>,
+        instance: wasmtime::Result<&Instance>,
+        start: Instant,
+        f: impl FnOnce(&mut Store<Sandbox>, &Instance) -> wasmtime::Result<Result<R, DecodeError>>,
+    ) -> CallReport<R> {
+        let limits = &self.inner.limits;
+        // A fresh store got its budget in `store()`, before instantiation, so
+        // that instantiation counts too; a warm one gets a new one here.
+        let outcome = instance.and_then(|instance| {
+            if !store.data().fresh {
+                self.set_budget(store)?;
+                store.data_mut().reset_for_call();
+            }
+            store.data_mut().fresh = false;
+            f(store, instance)
+        });
+        let mut denied = store.data().denied.clone();
+        denied.dedup();
+        let result = match outcome {
+            // Reaching for a capability fails the call even when the adapter
+            // coped with the empty answer: the supplier must hear about it.
+            Ok(Ok(_) | Err(DecodeError::Malformed(_) | DecodeError::Unsupported(_) | DecodeError::InvalidCommand(_)))
+                if !denied.is_empty() =>
+            {
+                Err(DecodeError::CapabilityDenied(sandbox::capability_denied(&denied)))
+            }
+            Ok(result) => result,
+            Err(error) => Err(self.classify(error, store.data())),
+        };
+        let instructions = limits.fuel.and_then(|fuel| store.get_fuel().ok().map(|left| fuel - left));
+        let data = store.data();
+        let (logs, dropped) = {
+            let mut buffer = data.logs.lock().unwrap_or_else(|p| p.into_inner());
+            buffer.finish();
+            (std::mem::take(&mut buffer.lines), buffer.dropped)
+        };
+        let cost = CallCost {
+            instructions,
+            peak_memory_bytes: data.limiter.peak,
+            wall_time: start.elapsed(),
+            output_bytes: 0,
+            log_bytes_dropped: dropped,
+        };
+        forward_logs(&adapter.sha256, municipality, operation, &logs, dropped);
+        if let Err(error) = &result {
+            tracing::debug!(target: "velferd::adapter", adapter = %adapter.sha256, municipality, operation, %error, "adapter call failed");
+        }
+        // With a panic, the guest's last stderr lines say why: keep them in
+        // the error, not only in the logs.
+        let result = match result {
+            Err(DecodeError::Trap(trap)) => {
+                let stderr: Vec<&str> =
+                    logs.iter().filter(|l| l.source == LogSource::Stderr).map(|l| l.text.as_str()).collect();
+                // std prints "thread … panicked at file:line:col:" and the
+                // message on the next line.
+                let panic = stderr
+                    .iter()
+                    .rposition(|l| l.contains("panicked at"))
+                    .map(|i| stderr[i..].iter().take(2).copied().collect::<Vec<_>>().join(" "));
+                Err(DecodeError::Trap(match panic {
+                    Some(panic) => format!("{trap} ({panic})"),
+                    None => trap,
+                }))
+            }
+            other => other,
+        };
+        CallReport { result, cost, logs }
+    }
+
+    /// A warm instance of `adapter` for `municipality`, for callers that
+    /// decode a batch of messages in one instance (see [`WarmInstance`]).
+    pub fn instantiate(&self, adapter: &ValidatedAdapter, municipality: &str) -> Result<WarmInstance, DecodeError> {
+        let start = Instant::now();
+        let mut store = self.store();
+        let store_ready = Instant::now();
+        let instance = adapter.bindings.instantiate(&mut store).map_err(|e| self.classify(e, store.data()))?;
+        Ok(WarmInstance {
+            host: self.clone(),
+            adapter: adapter.clone(),
+            municipality: municipality.to_owned(),
+            store,
+            instance,
+            broken: false,
+            calls: 0,
+            setup_time: store_ready - start,
+            instantiate_time: store_ready.elapsed(),
+        })
+    }
+
+    fn classify(&self, error: wasmtime::Error, sandbox: &Sandbox) -> DecodeError {
+        let limits = &self.inner.limits;
+        if let Some(busy) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return DecodeError::HostBusy(busy.to_string());
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => DecodeError::FuelExhausted { limit: limits.fuel.unwrap_or(0) },
+            Some(Trap::Interrupt) => DecodeError::DeadlineExceeded { limit_ms: limits.deadline.as_millis() as u64 },
+            Some(Trap::StackOverflow) => DecodeError::StackOverflow,
+            // A denied memory.grow makes the guest's allocator fail and the
+            // guest abort: the trap is the symptom, the cap the cause.
+            Some(_) | None if sandbox.limiter.denied => DecodeError::MemoryExceeded { limit: limits.memory_bytes },
+            Some(trap) => DecodeError::Trap(trap.to_string()),
+            None => DecodeError::Internal(format!("{error:#}")),
+        }
+    }
+}
+
+/// A live instance of one served interface version.
+enum Instance {
+    V1(v1::DeviceAdapter),
+}
+
+impl Bindings {
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Bindings::V1(pre) => Instance::V1(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// One instance kept warm for several calls of one municipality: the
+/// "per batch" isolation policy. Each call gets a fresh budget (fuel,
+/// deadline, log cap) but the instance's memory persists between calls, so
+/// use one only for messages of one municipality and adapter, and drop it
+/// after the batch. After a trap or a limit hit it refuses further calls.
+/// [`AdapterHost::decode`] (a fresh instance per message) is the default
+/// policy; this exists for batches and for the benchmark that compares them.
+pub struct WarmInstance {
+    host: AdapterHost,
+    adapter: ValidatedAdapter,
+    municipality: String,
+    store: Store<Sandbox>,
+    instance: Instance,
+    broken: bool,
+    calls: u64,
+    /// Time to create the store and its WASI context.
+    pub setup_time: Duration,
+    /// Time to instantiate the component in that store.
+    pub instantiate_time: Duration,
+}
+
+impl WarmInstance {
+    /// Decode one message on this instance.
+    pub fn decode(&mut self, content_type: &str, payload: &[u8], received_at: DateTime<Utc>) -> CallReport<Vec<Event>> {
+        let limits = self.host.inner.limits.clone();
+        if let Err(error) = check_input(&limits, content_type, payload) {
+            return CallReport { result: Err(error), cost: CallCost::default(), logs: vec![] };
+        }
+        if self.broken {
+            let error = DecodeError::Trap("this instance trapped earlier; make a new one".into());
+            return CallReport { result: Err(error), cost: CallCost::default(), logs: vec![] };
+        }
+        self.calls += 1;
+        let start = Instant::now();
+        let report = self.host.run(
+            &self.adapter,
+            &self.municipality,
+            "decode",
+            &mut self.store,
+            Ok(&self.instance),
+            start,
+            |store, instance| decode_call(store, instance, content_type, payload, received_at),
+        );
+        if report.result.as_ref().is_err_and(|e| {
+            !matches!(e, DecodeError::Malformed(_) | DecodeError::Unsupported(_) | DecodeError::OutputTooLarge { .. })
+        }) {
+            self.broken = true;
+        }
+        cap_output(report, limits.output_bytes)
+    }
+
+    /// Calls made on this instance so far.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+}
+
+fn check_input(limits: &Limits, content_type: &str, payload: &[u8]) -> Result<(), DecodeError> {
+    if payload.len() > limits.input_bytes {
+        return Err(DecodeError::InputTooLarge { size: payload.len(), limit: limits.input_bytes });
+    }
+    if content_type.len() > 256 {
+        return Err(DecodeError::Unsupported("content type longer than 256 bytes".into()));
+    }
+    Ok(())
+}
+
+fn cap_output(mut report: CallReport<Vec<Event>>, limit: usize) -> CallReport<Vec<Event>> {
+    if let Ok(events) = &report.result {
+        let size = serde_json::to_vec(events).map(|v| v.len()).unwrap_or(usize::MAX);
+        report.cost.output_bytes = size;
+        if size > limit {
+            report.result = Err(DecodeError::OutputTooLarge { size, limit });
+        }
+    }
+    report
+}
+
+fn decode_call(
+    store: &mut Store<Sandbox>,
+    instance: &Instance,
+    content_type: &str,
+    payload: &[u8],
+    received_at: DateTime<Utc>,
+) -> wasmtime::Result<Result<Vec<Event>, DecodeError>> {
+    match instance {
+        Instance::V1(b) => {
+            let message = v1::velferd::device::types::Message {
+                content_type: content_type.to_owned(),
+                payload: payload.to_vec(),
+                received_at: v1::velferd::device::types::Timestamp {
+                    seconds: received_at.timestamp(),
+                    nanoseconds: received_at.timestamp_subsec_nanos(),
+                },
+            };
+            Ok(match b.velferd_device_adapter().call_decode(store, &message)? {
+                Ok(events) => events.into_iter().map(event_from_v1).collect(),
+                Err(v1::velferd::device::types::DecodeError::Malformed(m)) => Err(DecodeError::Malformed(m)),
+                Err(v1::velferd::device::types::DecodeError::Unsupported(m)) => Err(DecodeError::Unsupported(m)),
+            })
+        }
+    }
+}
+
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("velferd-adapter-epoch".into())
+        .spawn(move || {
+            // Ends by itself once the last AdapterHost (and so the engine)
+            // is gone.
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}
+
+fn check_import(import: &str, version: &str) -> Result<(), ValidationError> {
+    let (base, import_version) = import.split_once('@').unwrap_or((import, ""));
+    let granted = if base == "velferd:device/log" || base == "velferd:device/types" {
+        import_version.split('.').next() == version.split('.').next()
+    } else {
+        GRANTED_WASI.contains(&base) && import_version.starts_with("0.2.")
+    };
+    if granted {
+        return Ok(());
+    }
+    let reason = if base.starts_with("wasi:filesystem/") {
+        "the sandbox grants no file system"
+    } else if base.starts_with("wasi:sockets/") || base.starts_with("wasi:http/") {
+        "the sandbox grants no network"
+    } else {
+        "adapters may import only velferd:device/log and the WASI basics Rust's std needs"
+    };
+    Err(ValidationError::ForbiddenImport { import: import.to_owned(), reason: reason.to_owned() })
+}
+
+fn check_info(info: &AdapterInfo) -> Result<(), ValidationError> {
+    let bad = |m: &str| Err(ValidationError::InvalidDescription(m.to_owned()));
+    let short = |s: &str| !s.trim().is_empty() && s.len() <= 128;
+    if !short(&info.supplier) || !short(&info.product) || !short(&info.adapter_version) {
+        return bad("supplier, product and adapter-version must be 1 to 128 bytes");
+    }
+    if info.device_classes.is_empty() {
+        return bad("an adapter handles at least one device class");
+    }
+    if info.content_types.is_empty() || info.content_types.len() > 16 || !info.content_types.iter().all(|c| short(c)) {
+        return bad("an adapter accepts 1 to 16 content types of 1 to 128 bytes");
+    }
+    Ok(())
+}
+
+fn forward_logs(sha256: &str, municipality: &str, operation: &str, logs: &[LogLine], dropped: usize) {
+    let adapter = &sha256[..12.min(sha256.len())];
+    for line in logs {
+        let text = &line.text;
+        match line.source {
+            LogSource::Debug => tracing::debug!(target: "velferd::adapter", adapter, municipality, operation, "{text}"),
+            LogSource::Info | LogSource::Stdout => {
+                tracing::info!(target: "velferd::adapter", adapter, municipality, operation, "{text}")
+            }
+            LogSource::Warn => tracing::warn!(target: "velferd::adapter", adapter, municipality, operation, "{text}"),
+            LogSource::Error | LogSource::Stderr => {
+                tracing::error!(target: "velferd::adapter", adapter, municipality, operation, "{text}")
+            }
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(target: "velferd::adapter", adapter, municipality, operation, dropped, "adapter log output over the cap was dropped");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn info_from_v1(info: v1::velferd::device::types::AdapterInfo) -> AdapterInfo {
+    use v1::velferd::device::types::DeviceClass as D;
+    AdapterInfo {
+        supplier: info.supplier,
+        product: info.product,
+        adapter_version: info.adapter_version,
+        device_classes: info
+            .device_classes
+            .into_iter()
+            .map(|c| match c {
+                D::MedicationDispenser => DeviceClass::MedicationDispenser,
+                D::SafetyAlarm => DeviceClass::SafetyAlarm,
+                D::HomeSensor => DeviceClass::HomeSensor,
+            })
+            .collect(),
+        content_types: info.content_types,
+    }
+}
+
+fn time_from_v1(t: v1::velferd::device::types::Timestamp) -> Result<DateTime<Utc>, DecodeError> {
+    DateTime::from_timestamp(t.seconds, t.nanoseconds)
+        .filter(|_| t.nanoseconds < 1_000_000_000)
+        .ok_or_else(|| DecodeError::InvalidOutput(format!("timestamp {}.{:09} out of range", t.seconds, t.nanoseconds)))
+}
+
+fn event_from_v1(e: v1::velferd::device::types::Event) -> Result<Event, DecodeError> {
+    use v1::velferd::device::types::{Assistance as A, EventKind as K, Severity as S};
+    let invalid = |m: String| Err(DecodeError::InvalidOutput(m));
+    if e.supplier_event_id.is_empty() || e.supplier_event_id.len() > 128 {
+        return invalid("supplier-event-id must be 1 to 128 bytes".into());
+    }
+    if e.device_serial.is_empty() || e.device_serial.len() > 64 {
+        return invalid("device-serial must be 1 to 64 bytes".into());
+    }
+    if e.detail.as_ref().is_some_and(|d| d.len() > 1024) {
+        return invalid("detail must be at most 1 024 bytes".into());
+    }
+    let dose = |d: v1::velferd::device::types::Dose| -> Result<event::Dose, DecodeError> {
+        Ok(event::Dose {
+            dose_id: d.dose_id,
+            scheduled_for: d.scheduled_for.map(time_from_v1).transpose()?,
+            assistance: match d.assistance {
+                A::Unknown => event::Assistance::Unknown,
+                A::Unassisted => event::Assistance::Unassisted,
+                A::Assisted => event::Assistance::Assisted,
+            },
+        })
+    };
+    let supply = |s: v1::velferd::device::types::Supply| event::Supply { doses_remaining: s.doses_remaining };
+    let place = |p: v1::velferd::device::types::Place| event::Place { location: p.location };
+    let battery = |b: v1::velferd::device::types::Battery| event::Battery { level_percent: b.level_percent };
+    use event::EventKind as E;
+    let kind = match e.kind {
+        K::DoseAvailable(d) => E::DoseAvailable(dose(d)?),
+        K::DoseDispensed(d) => E::DoseDispensed(dose(d)?),
+        K::AsNeededDoseDispensed(d) => E::AsNeededDoseDispensed(dose(d)?),
+        K::TravelDosesDispensed(d) => E::TravelDosesDispensed(dose(d)?),
+        K::MessageAcknowledged => E::MessageAcknowledged,
+        K::DoseMissed(d) => E::DoseMissed(dose(d)?),
+        K::DispensingBlockedEmpty(d) => E::DispensingBlockedEmpty(dose(d)?),
+        K::DoseNotConfirmed(d) => E::DoseNotConfirmed(dose(d)?),
+        K::MessageNotRead => E::MessageNotRead,
+        K::TechnicalFault(f) => E::TechnicalFault(event::Fault { code: f.code }),
+        K::PouchNotRead => E::PouchNotRead,
+        K::RollError => E::RollError,
+        K::RollJammed => E::RollJammed,
+        K::RejectDrawerFull => E::RejectDrawerFull,
+        K::MedicationWaiting(d) => E::MedicationWaiting(dose(d)?),
+        K::SupplyInsufficientForTrip(s) => E::SupplyInsufficientForTrip(supply(s)),
+        K::SupplyLow(s) => E::SupplyLow(supply(s)),
+        K::SupplyEmpty => E::SupplyEmpty,
+        K::NoSchedule => E::NoSchedule,
+        K::Refilled(s) => E::Refilled(supply(s)),
+        K::LidOpened => E::LidOpened,
+        K::LidClosed => E::LidClosed,
+        K::BreakInAttempt => E::BreakInAttempt,
+        K::TrayMisplaced => E::TrayMisplaced,
+        K::AlarmButton(p) => E::AlarmButton(place(p)),
+        K::PullCord(p) => E::PullCord(place(p)),
+        K::Fall(p) => E::Fall(place(p)),
+        K::Fire(p) => E::Fire(place(p)),
+        K::WaterLeak(p) => E::WaterLeak(place(p)),
+        K::DoorOpened(p) => E::DoorOpened(place(p)),
+        K::DoorClosed(p) => E::DoorClosed(place(p)),
+        K::LeftHome(p) => E::LeftHome(place(p)),
+        K::LeftBed(p) => E::LeftBed(place(p)),
+        K::Inactivity(p) => E::Inactivity(place(p)),
+        K::NoMovement(p) => E::NoMovement(place(p)),
+        K::LongBathroomStay(p) => E::LongBathroomStay(place(p)),
+        K::SafetyAlarm(p) => E::SafetyAlarm(place(p)),
+        K::AlarmCancelled(p) => E::AlarmCancelled(place(p)),
+        K::TestTransmission => E::TestTransmission,
+        K::Heartbeat => E::Heartbeat,
+        K::Offline => E::Offline,
+        K::Online => E::Online,
+        K::BatteryLow(b) => E::BatteryLow(battery(b)),
+        K::BatteryEmpty(b) => E::BatteryEmpty(battery(b)),
+        K::MainsPowerLost => E::MainsPowerLost,
+        K::MainsPowerRestored => E::MainsPowerRestored,
+    };
+    let severity = match e.severity {
+        S::NotReported => event::Severity::NotReported,
+        S::Normal => event::Severity::Normal,
+        S::Moderate => event::Severity::Moderate,
+        S::Serious => event::Severity::Serious,
+        S::Critical => event::Severity::Critical,
+    };
+    Ok(Event {
+        supplier_event_id: e.supplier_event_id,
+        device_serial: e.device_serial,
+        occurred_at: time_from_v1(e.occurred_at)?,
+        vkp: kind.vkp_code(),
+        kind,
+        severity,
+        detail: e.detail,
+    })
+}

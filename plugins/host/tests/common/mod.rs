@@ -1,0 +1,96 @@
+//! Builds the guest workspace (SDK, reference and hostile adapters) from
+//! source, once per process, and hands out the components.
+
+#![allow(dead_code)] // shared by the test binary and the benchmark
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root: the nearest folder above the including crate that holds the guest
+/// workspace (this module is also included by the server's end-to-end tests).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("plugins/guests/Cargo.toml").exists())
+        .expect("the repository root holds plugins/guests")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Where guest builds go: `<target dir>/wasm-guests`, beside the host's
+/// own build but with its own cargo lock, so building from inside a running
+/// `cargo test` does not wait on the outer cargo.
+fn target_dir(subdir: &str) -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let base = if base.is_absolute() { base } else { repo_root().join(base) };
+    base.join(subdir)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // The outer cargo's per-build variables must not leak into the guests'
+    // build (they would e.g. point it at the host's target directory).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && !key.starts_with("CARGO_REGISTRIES_") && !key.starts_with("CARGO_NET_") && !key.starts_with("CARGO_HTTP_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env_remove("RUSTC_WRAPPER").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd
+}
+
+/// Build every guest for `wasm32-wasip2` in release; returns the directory
+/// holding the `.wasm` files.
+pub fn guests_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = target_dir("wasm-guests");
+        let output = cargo()
+            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(repo_root().join("plugins/guests/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .expect("run cargo to build the guest adapters");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            if stderr.contains("wasm32-wasip2") && (stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") || stderr.contains("can't find crate for `std`")) {
+                panic!("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`\n\n{stderr}");
+            }
+            panic!("building the guest adapters failed:\n{stderr}");
+        }
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+/// The bytes of the guest component `name` (crate name with underscores).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = guests_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Path of a guest component.
+pub fn component_path(name: &str) -> PathBuf {
+    guests_dir().join(format!("{name}.wasm"))
+}
+
+/// A sample message shipped with a reference adapter.
+pub fn sample(adapter_dir: &str, file: &str) -> PathBuf {
+    repo_root().join("plugins/guests").join(adapter_dir).join("samples").join(file)
+}
+
+/// Build the native decoder benchmark binary (release) and return its path.
+pub fn native_decoder_bench() -> PathBuf {
+    let target = target_dir("native-guests");
+    let status = cargo()
+        .args(["build", "--release", "--locked", "--bin", "native-decoder-bench", "--manifest-path"])
+        .arg(repo_root().join("plugins/guests/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo to build the native decoder benchmark");
+    assert!(status.success(), "building native-decoder-bench failed");
+    target.join("release/native-decoder-bench")
+}

@@ -1,0 +1,590 @@
+//! The adapter host, tested the way the server uses it: reference adapters
+//! and hostile adapters are built from source (see `common`), validated,
+//! and called through `AdapterHost`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+use velferd_plugins::event::{Assistance, EventKind, Severity, VOCABULARY, VkpCode};
+use velferd_plugins::{
+    AdapterHost, Command, DecodeError, Event, Limits, LogSource, ValidatedAdapter, ValidationError, check,
+};
+
+const DISPENSER: &str = "velferd_dispenser_json";
+const ALARM: &str = "velferd_alarm_scaip";
+
+/// One host for the whole run, as in the server; components are compiled
+/// once and found again by sha-256.
+fn host() -> &'static AdapterHost {
+    static HOST: OnceLock<AdapterHost> = OnceLock::new();
+    HOST.get_or_init(|| AdapterHost::new(Limits::default()).expect("host"))
+}
+
+fn adapter(name: &str) -> ValidatedAdapter {
+    host().validate(&common::component(name)).unwrap_or_else(|e| panic!("{name} should validate: {e}"))
+}
+
+fn received_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 7, 30, 0).unwrap()
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn decode_sample(adapter: &ValidatedAdapter, dir: &str, file: &str, content_type: &str) -> Result<Vec<Event>, DecodeError> {
+    let payload = std::fs::read(common::sample(dir, file)).unwrap();
+    host().decode_with_report(adapter, "3805", content_type, &payload, received_at()).result
+}
+
+/// (id, serial, kind, severity, VKP code, occurred at)
+type Expected<'a> = (&'a str, &'a str, &'a str, Severity, Option<&'a str>, &'a str);
+type Row<'a> = (String, String, &'a str, Severity, Option<&'a str>, DateTime<Utc>);
+
+fn assert_events(events: &[Event], expected: &[Expected]) {
+    let got: Vec<Row> = events
+        .iter()
+        .map(|e| {
+            (e.supplier_event_id.clone(), e.device_serial.clone(), e.kind.name(), e.severity, e.vkp.map(|v| v.code), e.occurred_at)
+        })
+        .collect();
+    let want: Vec<Row> = expected
+        .iter()
+        .map(|&(id, serial, kind, severity, vkp, at)| (id.into(), serial.into(), kind, severity, vkp, utc(at)))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// The reference adapter still works: used after every hostile case.
+fn assert_reference_still_serves() {
+    let events = decode_sample(&adapter(DISPENSER), "dispenser-json", "morning-dose.json", "application/json").unwrap();
+    assert_eq!(events.len(), 2);
+    let events = decode_sample(&adapter(ALARM), "alarm-scaip", "alarm-button.xml", "application/xml").unwrap();
+    assert_eq!(events[0].kind.name(), "alarm-button");
+}
+
+#[test]
+fn dispenser_describes_itself() {
+    let a = adapter(DISPENSER);
+    assert_eq!(a.interface_version, "1.0.0");
+    assert_eq!(a.sha256.len(), 64);
+    assert_eq!(a.info.product, "Reference medication dispenser (JSON)");
+    assert_eq!(a.info.content_types, ["application/json", "application/vnd.velferd.reference-dispenser+json"]);
+}
+
+#[test]
+fn dispenser_samples_decode_to_the_expected_events() {
+    use Severity::*;
+    let a = adapter(DISPENSER);
+    let events = decode_sample(&a, "dispenser-json", "morning-dose.json", "application/json").unwrap();
+    assert_events(&events, &[
+        ("e-1001", "RD-100234", "dose-available", Normal, None, "2026-11-22T07:00:00Z"),
+        ("e-1002", "RD-100234", "dose-dispensed", Normal, Some("1.1"), "2026-11-22T07:04:12Z"),
+    ]);
+    let EventKind::DoseDispensed(dose) = &events[1].kind else { unreachable!() };
+    assert_eq!(dose.dose_id.as_deref(), Some("d-5501"));
+    assert_eq!(dose.scheduled_for, Some(utc("2026-11-22T07:00:00Z")));
+    assert_eq!(dose.assistance, Assistance::Unassisted);
+    assert_eq!(events[1].vkp.unwrap().system, velferd_plugins::event::VKP_DISPENSE_SYSTEM);
+
+    let events = decode_sample(&a, "dispenser-json", "missed-dose.json", "application/json; charset=utf-8").unwrap();
+    assert_events(&events, &[
+        ("e-1003", "RD-100234", "dose-available", Normal, None, "2026-11-22T12:00:00Z"),
+        ("e-1004", "RD-100234", "dose-missed", Serious, Some("1.1"), "2026-11-22T13:00:00Z"),
+    ]);
+    assert_eq!(events[1].detail.as_deref(), Some("Dose not taken within 60 minutes"));
+    assert_eq!(events[1].vkp.unwrap().system, velferd_plugins::event::VKP_ALERT_SYSTEM);
+
+    let events = decode_sample(&a, "dispenser-json", "refill-jam-fault.json", "application/json").unwrap();
+    assert_events(&events, &[
+        ("e-2001", "RD-100235", "refilled", Normal, Some("1.16"), "2026-11-20T09:15:00Z"),
+        ("e-2002", "RD-100235", "roll-jammed", Serious, Some("1.8"), "2026-11-21T18:00:30.5Z"),
+        ("e-2003", "RD-100235", "technical-fault", Serious, Some("1.5"), "2026-11-21T18:00:31Z"),
+    ]);
+    assert!(matches!(&events[0].kind, EventKind::Refilled(s) if s.doses_remaining == Some(28)));
+    assert!(matches!(&events[2].kind, EventKind::TechnicalFault(f) if f.code == "E42"));
+
+    let events = decode_sample(&a, "dispenser-json", "lid-power-offline.json", "application/json").unwrap();
+    assert_events(&events, &[
+        ("e-3001", "RD-100236", "lid-opened", Moderate, Some("1.21"), "2026-11-22T06:10:00Z"),
+        ("e-3002", "RD-100236", "lid-closed", Normal, None, "2026-11-22T06:11:00Z"),
+        ("e-3003", "RD-100236", "mains-power-lost", Moderate, Some("1.19"), "2026-11-22T06:20:00Z"),
+        ("e-3004", "RD-100236", "battery-low", Moderate, Some("1.17"), "2026-11-22T09:20:00Z"),
+        ("e-3005", "RD-100236", "offline", Serious, Some("1.20"), "2026-11-22T10:00:00Z"),
+        ("e-3006", "RD-100236", "online", Normal, Some("1.20"), "2026-11-22T10:45:00Z"),
+        ("e-3007", "RD-100236", "mains-power-restored", Normal, Some("1.19"), "2026-11-22T10:45:05Z"),
+    ]);
+    assert!(matches!(&events[3].kind, EventKind::BatteryLow(b) if b.level_percent == Some(15)));
+
+    let err = decode_sample(&a, "dispenser-json", "malformed.json", "application/json").unwrap_err();
+    assert!(matches!(err, DecodeError::Malformed(ref m) if m.contains("JSON")), "{err:?}");
+    let err = decode_sample(&a, "dispenser-json", "unknown-type.json", "application/json").unwrap_err();
+    assert!(matches!(err, DecodeError::Unsupported(ref m) if m.contains("firmware_updated")), "{err:?}");
+    let err = decode_sample(&a, "dispenser-json", "morning-dose.json", "text/csv").unwrap_err();
+    assert!(matches!(err, DecodeError::Unsupported(ref m) if m.contains("text/csv")), "{err:?}");
+}
+
+#[test]
+fn alarm_samples_decode_to_the_expected_events() {
+    use Severity::*;
+    let a = adapter(ALARM);
+    let now = "2026-11-22T07:30:00Z"; // SCAIP carries no time: received-at
+    let cases: &[(&str, Expected)] = &[
+        ("alarm-button.xml", ("A-000123", "SA-7734001", "alarm-button", Critical, Some("4.13"), now)),
+        ("pull-cord.xml", ("A-000124", "SA-7734001", "pull-cord", Critical, Some("4.14"), now)),
+        ("fall.xml", ("A-000125", "SA-7734002", "fall", Critical, Some("4.1"), "2026-11-22T03:15:03Z")),
+        ("smoke.xml", ("A-000126", "SA-7734003", "fire", Critical, Some("4.11"), now)),
+        ("inactivity.xml", ("A-000127", "SA-7734001", "inactivity", Serious, Some("4.9"), now)),
+        ("cancel.xml", ("A-000128", "SA-7734001", "alarm-cancelled", Normal, None, now)),
+        ("test-transmission.xml", ("A-000129", "SA-7734001", "test-transmission", Normal, None, now)),
+        ("battery-low.xml", ("A-000130", "SA-7734002", "battery-low", Moderate, Some("1.17"), now)),
+        ("heartbeat.xml", ("A-000131", "SA-7734001", "heartbeat", Normal, None, now)),
+        ("unclassified-alarm.xml", ("A-000132", "SA-7734004", "safety-alarm", Critical, Some("3"), now)),
+    ];
+    for (file, expected) in cases {
+        let events = decode_sample(&a, "alarm-scaip", file, "application/xml").unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_events(&events, std::slice::from_ref(expected));
+    }
+    let events = decode_sample(&a, "alarm-scaip", "alarm-button.xml", "text/xml").unwrap();
+    assert!(matches!(&events[0].kind, EventKind::AlarmButton(p) if p.location.as_deref() == Some("010")));
+    let events = decode_sample(&a, "alarm-scaip", "unclassified-alarm.xml", "application/xml").unwrap();
+    assert_eq!(events[0].detail.as_deref(), Some("unclassified alarm: stc 777, dty 033"));
+    let err = decode_sample(&a, "alarm-scaip", "malformed.xml", "application/xml").unwrap_err();
+    assert!(matches!(err, DecodeError::Malformed(ref m) if m.contains("XML")), "{err:?}");
+}
+
+#[test]
+fn commands_are_encoded_or_refused_with_a_reason() {
+    let alarm = adapter(ALARM);
+    let encoded = host().encode_command(&alarm, "3805", "SA-7734001", &Command::TestAlarm).result.unwrap();
+    assert_eq!(encoded.content_type, "application/xml");
+    assert_eq!(String::from_utf8(encoded.body).unwrap(), "<cmd><cid>SA-7734001</cid><act>test</act></cmd>");
+    let schedule = Command::SetDispensingSchedule { times: vec![(14, 0), (8, 30)] };
+    assert!(matches!(host().encode_command(&alarm, "3805", "SA-1", &schedule).result, Err(DecodeError::Unsupported(_))));
+
+    let dispenser = adapter(DISPENSER);
+    let encoded = host().encode_command(&dispenser, "3805", "RD-100234", &schedule).result.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&encoded.body).unwrap();
+    assert_eq!(body, serde_json::json!({"serial": "RD-100234", "command": "set_schedule", "times": ["08:30", "14:00"]}));
+    let bad = Command::SetDispensingSchedule { times: vec![(25, 0)] };
+    assert!(matches!(host().encode_command(&dispenser, "3805", "RD-1", &bad).result, Err(DecodeError::InvalidCommand(_))));
+}
+
+#[test]
+fn a_fresh_instance_per_call_keeps_no_state_and_logs_are_capped() {
+    let a = adapter("hostile_stateful_chatty");
+    for municipality in ["3805", "0301", "3805"] {
+        let report = host().decode_with_report(&a, municipality, "application/json", b"SA-1", received_at());
+        let events = report.result.unwrap();
+        // The guest counts its calls in a static: a reused instance would say 2, 3, …
+        assert_eq!(events[0].detail.as_deref(), Some("calls seen by this instance: 1"));
+        let kept: usize = report.logs.iter().map(|l| l.text.len()).sum();
+        assert!(kept <= Limits::default().log_bytes, "kept {kept} log bytes");
+        assert!(report.cost.log_bytes_dropped > 10_000, "dropped {}", report.cost.log_bytes_dropped);
+        assert_eq!(report.logs[0].source, LogSource::Info);
+    }
+}
+
+#[test]
+fn oversized_input_is_refused_before_the_adapter_runs() {
+    let a = adapter(DISPENSER);
+    let big = vec![b' '; Limits::default().input_bytes + 1];
+    let err = host().decode(&a, "3805", "application/json", &big).unwrap_err();
+    assert_eq!(err, DecodeError::InputTooLarge { size: big.len(), limit: Limits::default().input_bytes });
+}
+
+#[test]
+fn a_core_module_or_garbage_is_not_a_component() {
+    // The smallest valid core module: magic and version only.
+    let core = b"\0asm\x01\0\0\0";
+    assert!(matches!(host().validate(core), Err(ValidationError::NotAComponent { .. })));
+    assert!(matches!(host().validate(b"hello"), Err(ValidationError::NotAComponent { .. })));
+    let small = AdapterHost::new(Limits { component_bytes: 1000, ..Limits::default() }).unwrap();
+    assert!(matches!(small.validate(&common::component(DISPENSER)), Err(ValidationError::TooLarge { .. })));
+}
+
+// ---- the hostile suite: each contained with a typed error, in bounded time,
+// ---- and the host still serves the reference adapters afterwards.
+
+/// Decode with a hostile adapter; returns the error and how long it took.
+fn hostile_decode(host: &AdapterHost, name: &str) -> (DecodeError, Duration) {
+    let a = host.validate(&common::component(name)).unwrap_or_else(|e| panic!("{name} should validate: {e}"));
+    let start = Instant::now();
+    let result = host.decode(&a, "3805", "application/json", br#"{"serial":"X"}"#);
+    let elapsed = start.elapsed();
+    (result.expect_err("a hostile adapter must not succeed"), elapsed)
+}
+
+const BOUND: Duration = Duration::from_secs(2);
+
+#[test]
+fn hostile_infinite_loop_runs_out_of_fuel() {
+    let (err, took) = hostile_decode(host(), "hostile_infinite_loop");
+    assert_eq!(err, DecodeError::FuelExhausted { limit: 10_000_000 });
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_infinite_loop_hits_the_deadline_without_fuel() {
+    let host = AdapterHost::new(Limits { fuel: None, deadline: Duration::from_millis(50), ..Limits::default() }).unwrap();
+    let (err, took) = hostile_decode(&host, "hostile_infinite_loop");
+    assert_eq!(err, DecodeError::DeadlineExceeded { limit_ms: 50 });
+    assert!(took >= Duration::from_millis(45) && took < Duration::from_millis(500), "{took:?}");
+    let dispenser = host.validate(&common::component(DISPENSER)).unwrap();
+    assert_eq!(host.decode(&dispenser, "3805", "application/json", &std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap()).unwrap().len(), 2);
+}
+
+#[test]
+fn hostile_memory_bomb_hits_the_memory_cap() {
+    let (err, took) = hostile_decode(host(), "hostile_memory_bomb");
+    assert_eq!(err, DecodeError::MemoryExceeded { limit: 4 << 20 });
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_deep_recursion_overflows_its_stack() {
+    let (err, took) = hostile_decode(host(), "hostile_deep_recursion");
+    // Rust keeps its stack in linear memory: overflowing it runs off the
+    // bottom of memory (an out-of-bounds trap) unless the Wasm stack limit
+    // strikes first.
+    assert!(
+        err == DecodeError::StackOverflow || matches!(&err, DecodeError::Trap(t) if t.contains("out of bounds")),
+        "{err:?}"
+    );
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_panic_is_a_trap_with_the_panic_message() {
+    let (err, took) = hostile_decode(host(), "hostile_panic");
+    assert!(
+        matches!(&err, DecodeError::Trap(t) if t.contains("unreachable") && t.contains("hostile adapter gives up on a 14-byte message")),
+        "{err:?}"
+    );
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_gigantic_output_is_refused() {
+    let (err, took) = hostile_decode(host(), "hostile_gigantic_output");
+    assert!(matches!(err, DecodeError::OutputTooLarge { size, limit } if size > 1_000_000 && limit == 64 << 10), "{err:?}");
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_file_access_is_rejected_on_upload() {
+    let err = host().validate(&common::component("hostile_open_file")).unwrap_err();
+    assert!(
+        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:filesystem/") && reason.contains("file system")),
+        "{err:?}"
+    );
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_socket_is_rejected_on_upload() {
+    let err = host().validate(&common::component("hostile_open_socket")).unwrap_err();
+    assert!(
+        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:sockets/") && reason.contains("network")),
+        "{err:?}"
+    );
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_environment_read_is_denied_at_run_time() {
+    let (err, took) = hostile_decode(host(), "hostile_read_env");
+    assert_eq!(err, DecodeError::CapabilityDenied("the adapter tried to read environment variables; the sandbox grants none".into()));
+    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_wrong_world_is_rejected_on_upload() {
+    let err = host().validate(&common::component("hostile_wrong_world")).unwrap_err();
+    assert!(matches!(&err, ValidationError::WrongWorld { exports } if exports == &["acme:gadget/runner@1.0.0"]), "{err:?}");
+    assert_reference_still_serves();
+}
+
+#[test]
+fn hostile_other_interface_version_is_rejected_on_upload() {
+    let err = host().validate(&common::component("hostile_other_version")).unwrap_err();
+    assert_eq!(err, ValidationError::UnsupportedInterfaceVersion { found: "2.0.0".into(), supported: "1.x".into() });
+    assert_reference_still_serves();
+}
+
+// ---- velferd adapter check
+
+fn check_output(name: &str, sample: Option<(&Path, &str)>) -> (bool, String) {
+    let report = check(&common::component_path(name), sample, &Limits::default());
+    (report.passed(), report.to_string())
+}
+
+#[test]
+fn check_accepts_the_reference_adapters_and_shows_events_and_cost() {
+    let sample = common::sample("dispenser-json", "missed-dose.json");
+    let (passed, out) = check_output(DISPENSER, Some((&sample, "application/json")));
+    assert!(passed, "{out}");
+    for needle in [
+        "interface velferd:device@1.0.0",
+        "supplier        Velferd reference",
+        "2 event(s)",
+        "dose-missed Serious [VKP 1.1] id=e-1004",
+        "instructions",
+        "peak memory",
+        "of 10000000",
+        "verdict   OK",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    let sample = common::sample("alarm-scaip", "fall.xml");
+    let (passed, out) = check_output(ALARM, Some((&sample, "application/xml")));
+    assert!(passed, "{out}");
+    assert!(out.contains("SA-7734002 fall Critical [VKP 4.1] id=A-000125"), "{out}");
+    let (passed, out) = check_output(ALARM, None);
+    assert!(passed && out.contains("content types   application/xml, text/xml, application/scaip+xml"), "{out}");
+}
+
+#[test]
+fn check_gives_the_right_verdict_on_every_hostile_adapter() {
+    let sample = common::sample("dispenser-json", "morning-dose.json");
+    let runtime = [
+        ("hostile_infinite_loop", "[fuel-exhausted]"),
+        ("hostile_memory_bomb", "[memory-exceeded]"),
+        ("hostile_panic", "[trap]"),
+        ("hostile_gigantic_output", "[output-too-large]"),
+        ("hostile_read_env", "[capability-denied]"),
+    ];
+    for (name, code) in runtime {
+        let (passed, out) = check_output(name, Some((&sample, "application/json")));
+        assert!(!passed, "{name}\n{out}");
+        assert!(out.contains(code) && out.contains("verdict   FAILED") && out.contains("instructions"), "{name}\n{out}");
+    }
+    let (passed, out) = check_output("hostile_deep_recursion", Some((&sample, "application/json")));
+    assert!(!passed && (out.contains("[stack-overflow]") || out.contains("[trap]")), "{out}");
+    let upload = [
+        ("hostile_open_file", "wasi:filesystem/"),
+        ("hostile_open_socket", "wasi:sockets/"),
+        ("hostile_wrong_world", "does not export velferd:device/adapter"),
+        ("hostile_other_version", "velferd:device@2.0.0"),
+    ];
+    for (name, needle) in upload {
+        let (passed, out) = check_output(name, Some((&sample, "application/json")));
+        assert!(!passed, "{name}\n{out}");
+        assert!(out.contains(needle) && out.contains("verdict   REJECTED"), "{name}\n{out}");
+    }
+    let (passed, out) = check_output("no_such_adapter", None);
+    assert!(!passed && out.contains("cannot read"), "{out}");
+}
+
+// ---- calling from async code, as the server will
+
+#[test]
+fn calls_work_from_tokio_through_spawn_blocking() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dispenser = adapter(DISPENSER);
+        let panicky = adapter("hostile_panic");
+        let payload = std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (host, dispenser, panicky, payload) = (host().clone(), dispenser.clone(), panicky.clone(), payload.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                // The panicking guest writes to stderr, which goes through
+                // WASI's stream glue: it must work off the async workers.
+                let trapped = host.decode(&panicky, "0301", "application/json", b"{}");
+                let decoded = host.decode(&dispenser, if i % 2 == 0 { "3805" } else { "0301" }, "application/json", &payload);
+                (trapped, decoded)
+            }));
+        }
+        for task in tasks {
+            let (trapped, decoded) = task.await.unwrap();
+            assert!(matches!(trapped, Err(DecodeError::Trap(_))));
+            assert_eq!(decoded.unwrap().len(), 2);
+        }
+    });
+}
+
+// ---- the vocabulary against the WIT and VKP's code systems
+
+fn shared_schemas() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("VELFERD_SHARED_SCHEMAS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::repo_root().join("../shared/schemas"));
+    if dir.join("vkp-r4-v090").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("VKP code systems not found at {} (set VELFERD_SHARED_SCHEMAS)", dir.display());
+    }
+    eprintln!("SKIPPED: VKP code systems not found at {} (set VELFERD_SHARED_SCHEMAS)", dir.display());
+    None
+}
+
+/// Every `<code value="…"/>` of a FHIR CodeSystem in XML, nested concepts
+/// included, with the system's canonical URL.
+fn codes_of(file: &Path) -> (String, Vec<String>) {
+    let xml = std::fs::read_to_string(file).unwrap();
+    let value_of = |tag: &str, text: &str| -> Vec<String> {
+        let open = format!("<{tag} value=\"");
+        text.match_indices(&open)
+            .map(|(i, _)| {
+                let rest = &text[i + open.len()..];
+                rest[..rest.find('"').unwrap()].to_owned()
+            })
+            .collect()
+    };
+    // The CodeSystem's own url comes before any concept.
+    let head = &xml[..xml.find("<concept>").unwrap_or(xml.len())];
+    let url = value_of("url", head).into_iter().last().expect("CodeSystem url");
+    (url, value_of("code", &xml))
+}
+
+#[test]
+fn every_vkp_code_of_the_vocabulary_exists_in_vkp() {
+    let Some(dir) = shared_schemas() else { return };
+    let dir = dir.join("vkp-r4-v090");
+    let systems: Vec<(String, Vec<String>)> = [
+        "vkp-alert-code-v090.codesystem.xml",
+        "vkp-medicationdispense-events-v090.codesystem.xml",
+        "vkp-severity-level-v090.codesystem.xml",
+    ]
+    .iter()
+    .map(|f| codes_of(&dir.join(f)))
+    .collect();
+    let exists = |code: &VkpCode| systems.iter().any(|(url, codes)| url == code.system && codes.iter().any(|c| c == code.code));
+    assert!(systems.iter().all(|(_, codes)| codes.len() >= 5), "parsed too few codes: {systems:?}");
+    let mut checked = 0;
+    for kind in VOCABULARY {
+        for code in kind.vkp_codes {
+            assert!(exists(code), "{} maps to {code:?}, which VKP does not define", kind.name);
+            checked += 1;
+        }
+    }
+    for severity in Severity::ALL {
+        assert!(exists(&severity.vkp_code()), "{severity:?}");
+    }
+    assert!(checked >= 40, "only {checked} codes checked");
+}
+
+/// The WIT's `event-kind` cases with the VKP codes their docs name.
+fn wit_event_kinds() -> Vec<(String, Vec<String>)> {
+    let wit = std::fs::read_to_string(common::repo_root().join("schema/wit/device/device.wit")).unwrap();
+    let body = &wit[wit.find("variant event-kind {").unwrap()..];
+    let body = &body[..body.find("\n    }").unwrap()];
+    let mut kinds = Vec::new();
+    let mut doc = String::new();
+    for line in body.lines().skip(1).map(str::trim) {
+        if let Some(text) = line.strip_prefix("///") {
+            doc.push_str(text);
+            doc.push(' ');
+        } else if line.ends_with(',') && !line.starts_with("//") {
+            let name = line.trim_end_matches(',').split('(').next().unwrap().to_owned();
+            let words: Vec<&str> = doc.split_whitespace().collect();
+            let mut codes = Vec::new();
+            for (i, w) in words.iter().enumerate() {
+                if *w == "alert" || *w == "dispense" {
+                    let mut j = i + 1;
+                    while let Some(next) = words.get(j) {
+                        let code = next.trim_end_matches([',', '.', ';', ')']);
+                        if code.is_empty() || !code.chars().all(|c| c.is_ascii_digit() || c == '.') || code.ends_with('.') {
+                            break;
+                        }
+                        codes.push(format!("{w} {code}"));
+                        j += 1;
+                        // "1.1 when unassisted, 1.2 when assisted, 1 when unknown"
+                        while let Some(skip) = words.get(j) {
+                            if skip.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                                break;
+                            }
+                            if ["when", "unassisted,", "assisted,", "unassisted", "assisted", "unknown.", "unknown", "or"].contains(skip) {
+                                j += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            kinds.push((name, codes));
+            doc.clear();
+        }
+    }
+    kinds
+}
+
+#[test]
+fn the_vocabulary_matches_the_wit_and_its_documented_codes() {
+    let wit = wit_event_kinds();
+    let names: Vec<&str> = wit.iter().map(|(n, _)| n.as_str()).collect();
+    let ours: Vec<&str> = VOCABULARY.iter().map(|k| k.name).collect();
+    assert_eq!(names, ours, "WIT event-kind cases and the host's VOCABULARY differ");
+    for ((name, documented), kind) in wit.iter().zip(VOCABULARY) {
+        let mut ours: Vec<String> = kind
+            .vkp_codes
+            .iter()
+            .map(|c| format!("{} {}", if c.system.contains("medicationdispense") { "dispense" } else { "alert" }, c.code))
+            .collect();
+        let mut documented = documented.clone();
+        ours.sort();
+        documented.sort();
+        assert_eq!(documented, ours, "{name}: the WIT docs and the host's VKP mapping differ");
+        // And the Rust type knows the kind by the same name and code.
+        let value: EventKind = serde_json::from_value(serde_json::json!({ "type": name })).unwrap();
+        assert_eq!(value.name(), name);
+        assert_eq!(value.vkp_code(), kind.vkp_codes.first().copied());
+    }
+}
+
+// ---- untrusted input
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes never make a reference adapter trap: they decode or
+    /// are refused as malformed or unsupported.
+    #[test]
+    fn reference_adapters_refuse_garbage_cleanly(payload in proptest::collection::vec(any::<u8>(), 0..2048), json in any::<bool>()) {
+        let (name, content_type) = if json { (DISPENSER, "application/json") } else { (ALARM, "application/xml") };
+        match host().decode(&adapter(name), "3805", content_type, &payload) {
+            Ok(_) | Err(DecodeError::Malformed(_)) | Err(DecodeError::Unsupported(_)) => {}
+            Err(other) => prop_assert!(false, "{name} on {payload:?}: {other:?}"),
+        }
+    }
+
+    /// Well-formed messages with arbitrary field values never trap either.
+    #[test]
+    fn dispenser_survives_arbitrary_field_values(id in ".{0,200}", kind in "[a-z_]{0,20}", at in ".{0,40}", remaining in any::<u32>()) {
+        let payload = serde_json::json!({"serial": "RD-1", "events": [{"id": id, "type": kind, "at": at, "doses_remaining": remaining}]});
+        match host().decode(&adapter(DISPENSER), "3805", "application/json", payload.to_string().as_bytes()) {
+            Ok(events) => prop_assert_eq!(events.len(), 1),
+            Err(DecodeError::Malformed(_)) | Err(DecodeError::Unsupported(_)) => {}
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_warm_instance_keeps_state_within_a_batch_and_refuses_calls_after_a_trap() {
+    let chatty = adapter("hostile_stateful_chatty");
+    let mut warm = host().instantiate(&chatty, "3805").unwrap();
+    for expected in ["1", "2", "3"] {
+        let events = warm.decode("application/json", b"SA-1", received_at()).result.unwrap();
+        assert_eq!(events[0].detail.as_deref(), Some(format!("calls seen by this instance: {expected}").as_str()));
+    }
+    let mut warm = host().instantiate(&adapter("hostile_panic"), "3805").unwrap();
+    assert!(matches!(warm.decode("application/json", b"{}", received_at()).result, Err(DecodeError::Trap(_))));
+    let again = warm.decode("application/json", b"{}", received_at()).result;
+    assert!(matches!(&again, Err(DecodeError::Trap(t)) if t.contains("trapped earlier")), "{again:?}");
+    assert_eq!(warm.calls(), 1);
+}
