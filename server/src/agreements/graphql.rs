@@ -12,9 +12,9 @@ use super::rules::{self, AgreementError, NewCallOff};
 use crate::auth::Role;
 use crate::graphql::connection::{PageRequest, TotalCount, page_complexity, page_in_memory};
 use crate::graphql::errors::{ApiError, payload};
-use crate::graphql::loaders::{AgreementById, CallOffsUnder, OrganizationById, ProcurementById, UserStoryById};
+use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
 use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_one, state};
+use crate::graphql::{load_existing, load_one, state};
 use crate::money::{Money, Nok};
 use crate::organizations::Organization;
 use crate::procurement::access::Access;
@@ -33,15 +33,11 @@ pub struct MunicipalityCallOffTotal {
     pub call_offs: u64,
 }
 
-async fn organization(ctx: &Context<'_>, id: i64) -> Result<Organization> {
-    let org = load_one(ctx, OrganizationById(id)).await?.ok_or_else(|| ApiError::internal("dangling organisation"))?;
-    Ok(Organization(org))
-}
 
 impl FrameworkAgreement {
     /// The call-offs under this agreement the viewer may see.
     async fn visible_call_offs(&self, ctx: &Context<'_>) -> Result<Vec<call_off::Model>> {
-        let p = load_one(ctx, ProcurementById(self.0.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
         let access = Access::of(ctx, &p).await?;
         Ok(load_one(ctx, CallOffsUnder(self.0.id))
             .await?
@@ -59,16 +55,16 @@ impl FrameworkAgreement {
     }
 
     async fn procurement(&self, ctx: &Context<'_>) -> Result<Procurement> {
-        let p = load_one(ctx, ProcurementById(self.0.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
         Ok(Procurement(p))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.supplier_id).await
+        Organization::by_id(ctx, self.0.supplier_id).await
     }
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let s = load_one(ctx, UserStoryById(self.0.user_story_id)).await?.ok_or_else(|| ApiError::internal("dangling story"))?;
+        let s = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
         Ok(UserStory(s))
     }
 
@@ -130,7 +126,7 @@ impl FrameworkAgreement {
         }
         let mut out = Vec::with_capacity(totals.len());
         for (municipality, (quantity, call_offs)) in totals {
-            out.push(MunicipalityCallOffTotal { municipality: organization(ctx, municipality).await?, quantity, call_offs });
+            out.push(MunicipalityCallOffTotal { municipality: Organization::by_id(ctx, municipality).await?, quantity, call_offs });
         }
         Ok(out)
     }
@@ -147,12 +143,12 @@ impl CallOff {
     }
 
     async fn agreement(&self, ctx: &Context<'_>) -> Result<FrameworkAgreement> {
-        let a = load_one(ctx, AgreementById(self.0.agreement_id)).await?.ok_or_else(|| ApiError::internal("dangling agreement"))?;
+        let a = load_existing(ctx, AgreementById(self.0.agreement_id), "agreement").await?;
         Ok(FrameworkAgreement(a))
     }
 
     async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.municipality_id).await
+        Organization::by_id(ctx, self.0.municipality_id).await
     }
 
     async fn acquisition(&self) -> Acquisition {
@@ -182,13 +178,13 @@ pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Re
     match node_type {
         NodeType::FrameworkAgreement => {
             let Some(a) = load_one(ctx, AgreementById(id)).await? else { return Ok(None) };
-            let p = load_one(ctx, ProcurementById(a.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+            let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
             Ok(Access::of(ctx, &p).await?.can_see(&p).then(|| Node::FrameworkAgreement(FrameworkAgreement(a))))
         }
         NodeType::CallOff => {
             let Some(c) = crate::agreements::find_call_off(state(ctx).db.read(), id).await? else { return Ok(None) };
-            let a = load_one(ctx, AgreementById(c.agreement_id)).await?.ok_or_else(|| ApiError::internal("dangling agreement"))?;
-            let p = load_one(ctx, ProcurementById(a.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
+            let a = load_existing(ctx, AgreementById(c.agreement_id), "agreement").await?;
+            let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
             Ok(Access::of(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then(|| Node::CallOff(CallOff(c))))
         }
         _ => Ok(None),

@@ -96,6 +96,19 @@ pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
     &session(ctx).actor
 }
 
+/// Loads a row another row refers to: its absence is a broken reference, an internal error.
+pub(crate) async fn load_existing<K>(
+    ctx: &Context<'_>,
+    key: K,
+    what: &str,
+) -> std::result::Result<<loaders::DbLoader as async_graphql::dataloader::Loader<K>>::Value, errors::ApiError>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    loaders::DbLoader: async_graphql::dataloader::Loader<K, Error = std::sync::Arc<sea_orm::DbErr>>,
+{
+    load_one(ctx, key).await?.ok_or_else(|| errors::ApiError::internal(format!("dangling reference to {what}")))
+}
+
 /// Loads one value through the request's DataLoader.
 pub(crate) async fn load_one<K>(
     ctx: &Context<'_>,

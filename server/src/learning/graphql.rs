@@ -23,7 +23,7 @@ use crate::graphql::connection::{
 use crate::graphql::errors::{ApiError, payload};
 use crate::graphql::loaders::*;
 use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_one, session, state};
+use crate::graphql::{load_existing, load_one, session, state};
 use crate::organizations::Organization;
 use crate::procurement::access::Access;
 use crate::procurement::graphql::{Attendee, Procurement, caller, in_transaction};
@@ -32,10 +32,6 @@ use crate::procurement::phase::Phase;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
-async fn organization(ctx: &Context<'_>, id: i64) -> Result<Organization> {
-    let org = load_one(ctx, OrganizationById(id)).await?.ok_or_else(|| ApiError::internal("dangling organisation"))?;
-    Ok(Organization(org))
-}
 
 fn require_signed_in(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
     if session(ctx).actor.principal().is_some() {
@@ -170,7 +166,7 @@ impl LearningNetwork {
 
     /// The programme organisation that coordinates the network.
     async fn coordinator(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.coordinator_id).await
+        Organization::by_id(ctx, self.0.coordinator_id).await
     }
 
     /// Member organisations. Signed-in users only.
@@ -216,7 +212,7 @@ pub struct NetworkMember(pub network_member::Model);
 #[Object]
 impl NetworkMember {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.organization_id).await
+        Organization::by_id(ctx, self.0.organization_id).await
     }
 
     async fn joined_on(&self) -> Option<NaiveDate> {
@@ -257,7 +253,7 @@ pub struct GatheringAttendee(pub gathering_attendance::Model);
 #[Object]
 impl GatheringAttendee {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.organization_id).await
+        Organization::by_id(ctx, self.0.organization_id).await
     }
 
     async fn people(&self) -> i32 {
@@ -275,7 +271,7 @@ pub struct MemberAttendance {
 #[Object]
 impl MemberAttendance {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.member.organization_id).await
+        Organization::by_id(ctx, self.member.organization_id).await
     }
 
     /// People who came; 0 when the member sent no one.
@@ -305,7 +301,7 @@ impl Gathering {
 
     /// The hosting municipality.
     async fn host(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.host_id).await
+        Organization::by_id(ctx, self.0.host_id).await
     }
 
     /// Where, e.g. the host's town hall.
@@ -318,7 +314,7 @@ impl Gathering {
     }
 
     async fn network(&self, ctx: &Context<'_>) -> Result<LearningNetwork> {
-        let n = load_one(ctx, NetworkById(self.0.network_id)).await?.ok_or_else(|| ApiError::internal("dangling network"))?;
+        let n = load_existing(ctx, NetworkById(self.0.network_id), "network").await?;
         Ok(LearningNetwork(n))
     }
 
@@ -424,7 +420,7 @@ impl ExperienceReport {
 
     /// The reporting organisation.
     async fn author(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.author_id).await
+        Organization::by_id(ctx, self.0.author_id).await
     }
 
     /// The procurement reported on; null when you may not see it.
@@ -508,7 +504,7 @@ impl ProcurementReuse {
 
     /// The municipality that reused it.
     async fn reused_by(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.organization_id).await
+        Organization::by_id(ctx, self.0.organization_id).await
     }
 
     async fn reused_on(&self) -> NaiveDate {
@@ -562,8 +558,8 @@ impl LearningArena {
 
     /// The presenting municipality: the procurement's lead.
     async fn presented_by(&self, ctx: &Context<'_>) -> Result<Organization> {
-        let p = load_one(ctx, ProcurementById(self.0.procurement_id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?;
-        organization(ctx, p.lead_id).await
+        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
+        Organization::by_id(ctx, p.lead_id).await
     }
 
     /// The attending organisations, with people counts where known.

@@ -14,11 +14,18 @@ use crate::auth::Role;
 use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
 use crate::graphql::errors::{ApiError, UserError};
 use crate::graphql::relay::{NodeType, global_id};
-use crate::graphql::{require_role, state};
+use crate::graphql::{load_existing, require_role, state};
 
 /// A municipality, supplier, programme or response centre.
 #[derive(Clone, Debug)]
 pub struct Organization(pub model::Model);
+
+impl Organization {
+    /// The organisation a row refers to, through the request's DataLoader.
+    pub async fn by_id(ctx: &Context<'_>, id: i64) -> Result<Organization> {
+        Ok(Organization(load_existing(ctx, crate::graphql::loaders::OrganizationById(id), "organisation").await?))
+    }
+}
 
 #[Object]
 impl Organization {

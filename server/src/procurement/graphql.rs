@@ -24,19 +24,15 @@ use crate::graphql::connection::{
 use crate::graphql::errors::{ApiError, payload};
 use crate::graphql::loaders::*;
 use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_one, require_role, session, state};
+use crate::graphql::{load_existing, load_one, require_role, session, state};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
 
 type Page<T> = Connection<String, T, TotalCount>;
 
-async fn organization(ctx: &Context<'_>, id: i64) -> Result<Organization> {
-    let org = load_one(ctx, OrganizationById(id)).await?.ok_or_else(|| ApiError::internal("dangling organisation"))?;
-    Ok(Organization(org))
-}
 
 async fn procurement_row(ctx: &Context<'_>, id: i64) -> Result<procurement::Model> {
-    Ok(load_one(ctx, ProcurementById(id)).await?.ok_or_else(|| ApiError::internal("dangling procurement"))?)
+    Ok(load_existing(ctx, ProcurementById(id), "procurement").await?)
 }
 
 /// A joint procurement, from needs to call-offs.
@@ -102,7 +98,7 @@ impl Procurement {
 
     /// The lead municipality.
     async fn lead(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.lead_id).await
+        Organization::by_id(ctx, self.0.lead_id).await
     }
 
     async fn notice(&self) -> Option<Notice> {
@@ -370,7 +366,7 @@ pub struct Participant(pub participant::Model);
 #[Object]
 impl Participant {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.organization_id).await
+        Organization::by_id(ctx, self.0.organization_id).await
     }
 
     async fn role(&self) -> ParticipantRole {
@@ -464,7 +460,7 @@ pub struct Attendee(pub activity_attendee::Model);
 #[Object]
 impl Attendee {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.organization_id).await
+        Organization::by_id(ctx, self.0.organization_id).await
     }
 
     async fn people(&self) -> Option<i32> {
@@ -513,7 +509,7 @@ pub struct SolutionSketch(pub solution_sketch::Model);
 #[Object]
 impl SolutionSketch {
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.supplier_id).await
+        Organization::by_id(ctx, self.0.supplier_id).await
     }
 
     async fn title(&self) -> &str {
@@ -644,7 +640,7 @@ impl Tender {
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        organization(ctx, self.0.supplier_id).await
+        Organization::by_id(ctx, self.0.supplier_id).await
     }
 
     async fn submitted_at(&self) -> DateTime<Utc> {
@@ -675,12 +671,12 @@ impl TenderResponse {
     }
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_one(ctx, UserStoryById(self.0.user_story_id)).await?.ok_or_else(|| ApiError::internal("dangling story"))?;
+        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
         Ok(UserStory(story))
     }
 
     async fn tender(&self, ctx: &Context<'_>) -> Result<Tender> {
-        let t = load_one(ctx, TenderById(self.0.tender_id)).await?.ok_or_else(|| ApiError::internal("dangling tender"))?;
+        let t = load_existing(ctx, TenderById(self.0.tender_id), "tender").await?;
         Ok(Tender(t))
     }
 
@@ -698,7 +694,7 @@ impl TenderResponse {
 
     /// Scores per criterion; only the lead's procurement officers see them.
     async fn scores(&self, ctx: &Context<'_>) -> Result<Option<Vec<Score>>> {
-        let t = load_one(ctx, TenderById(self.0.tender_id)).await?.ok_or_else(|| ApiError::internal("dangling tender"))?;
+        let t = load_existing(ctx, TenderById(self.0.tender_id), "tender").await?;
         let p = procurement_row(ctx, t.procurement_id).await?;
         if !Access::of(ctx, &p).await?.can_see_evaluation() {
             return Ok(None);
@@ -728,14 +724,14 @@ impl Award {
     }
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_one(ctx, UserStoryById(self.0.user_story_id)).await?.ok_or_else(|| ApiError::internal("dangling story"))?;
+        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
         Ok(UserStory(story))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        let response = load_one(ctx, TenderResponseById(self.0.tender_response_id)).await?.ok_or_else(|| ApiError::internal("dangling response"))?;
-        let t = load_one(ctx, TenderById(response.tender_id)).await?.ok_or_else(|| ApiError::internal("dangling tender"))?;
-        organization(ctx, t.supplier_id).await
+        let response = load_existing(ctx, TenderResponseById(self.0.tender_response_id), "response").await?;
+        let t = load_existing(ctx, TenderById(response.tender_id), "tender").await?;
+        Organization::by_id(ctx, t.supplier_id).await
     }
 
     async fn awarded_on(&self) -> NaiveDate {
@@ -915,7 +911,7 @@ pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Re
         },
         NodeType::TenderResponse => match load_one(ctx, TenderResponseById(id)).await? {
             Some(r) => {
-                let t = load_one(ctx, TenderById(r.tender_id)).await?.ok_or_else(|| ApiError::internal("dangling tender"))?;
+                let t = load_existing(ctx, TenderById(r.tender_id), "tender").await?;
                 let p = procurement_row(ctx, t.procurement_id).await?;
                 Access::of(ctx, &p).await?.can_see_tender(&t).then(|| Node::TenderResponse(TenderResponse(r)))
             }
