@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_organizations;
 mod m20261122_000002_procurements;
 mod m20261122_000003_learning;
+mod m20261122_000004_devices;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_organizations::Migration),
             Box::new(m20261122_000002_procurements::Migration),
             Box::new(m20261122_000003_learning::Migration),
+            Box::new(m20261122_000004_devices::Migration),
         ]
     }
 }

@@ -2,18 +2,23 @@
 
 use tokio::sync::broadcast;
 
+use crate::config::DeviceSettings;
 use crate::db::Database;
+use crate::devices::runtime::AdapterRuntime;
 use crate::organizations::Organization;
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
     pub events: EventBus,
+    /// Runs suppliers' adapters.
+    pub adapters: AdapterRuntime,
+    pub devices: DeviceSettings,
 }
 
 impl AppState {
-    pub fn new(db: Database) -> AppState {
-        AppState { db, events: EventBus::new() }
+    pub fn new(db: Database, adapters: AdapterRuntime, devices: DeviceSettings) -> AppState {
+        AppState { db, events: EventBus::new(), adapters, devices }
     }
 }
 

@@ -34,6 +34,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
     ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body (default 1048576)"),
     ("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "how long DataLoaders collect keys before querying (default 2)"),
+    ("VELFERD_ADAPTER_DEADLINE_MS", "wall-clock deadline of one adapter call (default 100)"),
+    ("VELFERD_ADAPTER_FUEL", "instruction budget of one adapter call; 0 turns fuel metering off (default 10000000)"),
+    ("VELFERD_ADAPTER_CONCURRENCY", "adapter calls running at once (default: CPU cores minus one, at least 1)"),
+    ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
+    ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
+    ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
 ];
 
@@ -99,7 +105,18 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub jwt: JwtSettings,
     pub graphql: GraphqlLimits,
+    pub devices: DeviceSettings,
     pub log: String,
+}
+
+/// Limits of adapter calls and ingest.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    pub adapter_limits: velferd_plugins::Limits,
+    pub adapter_concurrency: usize,
+    pub max_batch: usize,
+    pub max_batch_bytes: usize,
+    pub replay_retention: u32,
 }
 
 /// Raw setting values by environment-variable name, before parsing.
@@ -169,6 +186,21 @@ impl Settings {
             batch_window: Duration::from_millis(parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64),
         };
 
+        let mut adapter_limits = velferd_plugins::Limits::default();
+        adapter_limits.deadline = Duration::from_millis(parse_number(get, "VELFERD_ADAPTER_DEADLINE_MS", 100, 1..=60_000)? as u64);
+        adapter_limits.fuel = match parse_number(get, "VELFERD_ADAPTER_FUEL", 10_000_000, 0..=10_000_000_000)? {
+            0 => None,
+            n => Some(n as u64),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let devices = DeviceSettings {
+            adapter_concurrency: parse_number(get, "VELFERD_ADAPTER_CONCURRENCY", cores.saturating_sub(1).max(1), 1..=64)?,
+            max_batch: parse_number(get, "VELFERD_INGEST_MAX_BATCH", 500, 1..=10_000)?,
+            max_batch_bytes: parse_number(get, "VELFERD_INGEST_MAX_BATCH_BYTES", 8 << 20, 1024..=(256 << 20))?,
+            replay_retention: parse_number(get, "VELFERD_REPLAY_RETENTION", 200, 1..=100_000)? as u32,
+            adapter_limits,
+        };
+
         Ok(Settings {
             profile,
             database_url,
@@ -176,6 +208,7 @@ impl Settings {
             db_max_connections,
             jwt,
             graphql,
+            devices,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
         })
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod devices;
 pub mod graphql;
 pub mod http;
 pub mod learning;
@@ -32,6 +33,8 @@ pub enum StartError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("loading demo data failed: {0}")]
     Demo(String),
+    #[error("{0}")]
+    Adapters(String),
 }
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
@@ -41,6 +44,11 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     if demo {
         demo::load(&db).await.map_err(|e| StartError::Demo(e.to_string()))?;
     }
-    let state = AppState::new(db);
+    let adapters = devices::runtime::AdapterRuntime::new(
+        settings.devices.adapter_limits.clone(),
+        settings.devices.adapter_concurrency,
+    )
+    .map_err(StartError::Adapters)?;
+    let state = AppState::new(db, adapters, settings.devices.clone());
     http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })
 }

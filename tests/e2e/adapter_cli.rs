@@ -3,8 +3,7 @@
 
 use std::process::Command;
 
-#[path = "../../plugins/host/tests/common/mod.rs"]
-mod guests;
+use crate::guests;
 
 fn check(component: &str, sample: Option<(&str, &str)>) -> (i32, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));

@@ -3,9 +3,14 @@
 
 mod support;
 
+/// The guest adapters (reference and hostile), built from source once per test run.
+#[path = "../../plugins/host/tests/common/mod.rs"]
+mod guests;
+
 mod auth;
 mod adapter_cli;
 mod binary;
+mod devices;
 mod health;
 mod learning;
 mod ocds;

@@ -260,3 +260,38 @@ mod tests {
         assert_eq!(page_complexity(Some(1000), None, 1), page_complexity(Some(100), None, 1));
     }
 }
+
+/// Pages a query ordered by id in `direction`, with a lazily counted `totalCount`.
+pub async fn page_by_id<E, T>(
+    ctx: &async_graphql::Context<'_>,
+    direction: OrderDirection,
+    select: Select<E>,
+    id: E::Column,
+    page: &PageRequest,
+    id_of: impl Fn(&E::Model) -> i64,
+    wrap: impl Fn(E::Model) -> T,
+) -> async_graphql::Result<Connection<String, T, TotalCount>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    T: async_graphql::OutputType,
+{
+    use sea_orm::PaginatorTrait;
+    let db = super::state(ctx).db.read().clone();
+    let counted = select.clone();
+    let total = TotalCount::new(move || {
+        let (select, db) = (counted.clone(), db.clone());
+        async move { Ok(select.count(&db).await?) }
+    });
+    let rows = fetch_page(super::state(ctx).db.read(), select, id, id, direction, page, |k| k.as_i64().map(Value::from)).await?;
+    let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
+    connection.edges = rows
+        .rows
+        .into_iter()
+        .map(|row| {
+            let id = id_of(&row);
+            Edge::new(Cursor { key: serde_json::json!(id), id }.encode(), wrap(row))
+        })
+        .collect();
+    Ok(connection)
+}

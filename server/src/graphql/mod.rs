@@ -18,6 +18,9 @@ use crate::organizations::{
     self, Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription,
 };
 use crate::agreements::graphql::{AgreementMutation, CallOff, FrameworkAgreement};
+use crate::devices::graphql::{
+    Adapter, DeadLetter, Device, DeviceEvent, DeviceMutation, DeviceProduct, DeviceQuery, SigningKey,
+};
 use crate::learning::graphql::{
     ExperienceReport, Gathering, LearningMutation, LearningNetwork, LearningQuery, ProcurementReuse,
 };
@@ -30,11 +33,11 @@ pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery, LearningQuery);
+pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery, LearningQuery, DeviceQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation, LearningMutation);
+pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation, LearningMutation, DeviceMutation);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
@@ -56,6 +59,12 @@ pub enum Node {
     Gathering(Gathering),
     ExperienceReport(ExperienceReport),
     ProcurementReuse(ProcurementReuse),
+    DeviceProduct(DeviceProduct),
+    Adapter(Adapter),
+    SigningKey(SigningKey),
+    Device(Device),
+    DeviceEvent(DeviceEvent),
+    DeadLetter(DeadLetter),
 }
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
@@ -178,6 +187,12 @@ async fn resolve_node(ctx: &Context<'_>, id: &str) -> Result<Option<Node>> {
         NodeType::LearningNetwork | NodeType::Gathering | NodeType::ExperienceReport | NodeType::ProcurementReuse => {
             crate::learning::graphql::resolve_node(ctx, node_type, row_id).await
         }
+        NodeType::DeviceProduct
+        | NodeType::Adapter
+        | NodeType::SigningKey
+        | NodeType::Device
+        | NodeType::DeviceEvent
+        | NodeType::DeadLetter => crate::devices::graphql::resolve_node(ctx, node_type, row_id).await,
         // Criteria are reached through their procurement, not fetched alone.
         NodeType::EvaluationCriterion => Ok(None),
         _ => crate::procurement::graphql::resolve_node(ctx, node_type, row_id).await,

@@ -21,10 +21,16 @@ pub enum NodeType {
     Gathering,
     ExperienceReport,
     ProcurementReuse,
+    DeviceProduct,
+    Adapter,
+    SigningKey,
+    Device,
+    DeviceEvent,
+    DeadLetter,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 13] = [
+    const ALL: [NodeType; 19] = [
         NodeType::Organization,
         NodeType::Procurement,
         NodeType::UserStory,
@@ -38,6 +44,12 @@ impl NodeType {
         NodeType::Gathering,
         NodeType::ExperienceReport,
         NodeType::ProcurementReuse,
+        NodeType::DeviceProduct,
+        NodeType::Adapter,
+        NodeType::SigningKey,
+        NodeType::Device,
+        NodeType::DeviceEvent,
+        NodeType::DeadLetter,
     ];
 
     fn name(self) -> &'static str {
@@ -55,6 +67,12 @@ impl NodeType {
             NodeType::Gathering => "Gathering",
             NodeType::ExperienceReport => "ExperienceReport",
             NodeType::ProcurementReuse => "ProcurementReuse",
+            NodeType::DeviceProduct => "DeviceProduct",
+            NodeType::Adapter => "Adapter",
+            NodeType::SigningKey => "SigningKey",
+            NodeType::Device => "Device",
+            NodeType::DeviceEvent => "DeviceEvent",
+            NodeType::DeadLetter => "DeadLetter",
         }
     }
 }

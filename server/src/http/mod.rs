@@ -1,5 +1,7 @@
 //! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
 
+mod ingest;
+
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data, Request};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 
 use crate::app::AppState;
 use crate::auth::{Actor, TokenVerifier};
@@ -67,6 +69,8 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
             .route("/graphql", web::get().to(graphql_get))
             .route("/graphql/ws", web::get().to(graphql_ws))
             .route("/ocds/procurements/{id}", web::get().to(ocds_procurement))
+            .route("/ingest/{product}", web::post().to(ingest::ingest_one))
+            .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
     })
@@ -103,30 +107,31 @@ fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpRespons
 async fn graphql_post(
     shared: web::Data<Shared>,
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> HttpResponse {
     let actor = match authenticate(&shared, &req) {
         Ok(actor) => actor,
         Err(response) => return response,
     };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "request body could not be read");
-        };
-        if body.len() + chunk.len() > shared.limits.max_body_bytes {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                &format!("request body exceeds {} bytes", shared.limits.max_body_bytes),
-            );
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = match ingest::read_body(payload, shared.limits.max_body_bytes, "request body").await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // File uploads (adapter components) come as GraphQL multipart requests.
+    let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     // Decide single or batch by the first byte: serde would also read `[]` as an empty
     // single request, since derived structs accept sequences.
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let parsed = if is_batch {
+    let parsed = if is_multipart {
+        let options = async_graphql::http::MultipartOptions::default().max_num_files(1);
+        match async_graphql::http::receive_batch_body(Some(content_type), futures_util::io::Cursor::new(body.to_vec()), options).await {
+            Ok(batch) => Ok(batch),
+            Err(e) => {
+                return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("multipart request: {e}"));
+            }
+        }
+    } else if is_batch {
         serde_json::from_slice::<Vec<Request>>(&body).map(BatchRequest::Batch)
     } else {
         serde_json::from_slice::<Request>(&body).map(BatchRequest::Single)

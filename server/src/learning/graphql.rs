@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, Result, ID};
 use chrono::{NaiveDate, Utc};
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Select, TransactionTrait, Value};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
@@ -18,7 +18,7 @@ use super::rules::{self, LearningError, NewGathering, NewReport};
 use super::search;
 use crate::auth::Role;
 use crate::graphql::connection::{
-    Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
+    OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity, page_in_memory,
 };
 use crate::graphql::errors::{ApiError, payload};
 use crate::graphql::loaders::*;
@@ -107,39 +107,6 @@ impl Reader {
         }
         any
     }
-}
-
-/// Pages a query ordered by id, with a lazily counted `totalCount`.
-async fn page_by_id<E, T>(
-    ctx: &Context<'_>,
-    select: Select<E>,
-    id: E::Column,
-    page: &PageRequest,
-    id_of: impl Fn(&E::Model) -> i64,
-    wrap: impl Fn(E::Model) -> T,
-) -> Result<Page<T>>
-where
-    E: sea_orm::EntityTrait,
-    E::Model: Sync,
-    T: async_graphql::OutputType,
-{
-    let db = state(ctx).db.read().clone();
-    let counted = select.clone();
-    let total = TotalCount::new(move || {
-        let (select, db) = (counted.clone(), db.clone());
-        async move { Ok(select.count(&db).await?) }
-    });
-    let rows = fetch_page(state(ctx).db.read(), select, id, id, OrderDirection::Asc, page, |k| k.as_i64().map(Value::from)).await?;
-    let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
-    connection.edges = rows
-        .rows
-        .into_iter()
-        .map(|row| {
-            let id = id_of(&row);
-            Edge::new(Cursor { key: serde_json::json!(id), id }.encode(), wrap(row))
-        })
-        .collect();
-    Ok(connection)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -627,7 +594,7 @@ impl LearningQuery {
         last: Option<i32>,
     ) -> Result<Page<LearningNetwork>> {
         let page = PageRequest::parse(after, before, first, last)?;
-        page_by_id(ctx, learning_network::Entity::find(), learning_network::Column::Id, &page, |n| n.id, LearningNetwork).await
+        page_by_id(ctx, OrderDirection::Asc, learning_network::Entity::find(), learning_network::Column::Id, &page, |n| n.id, LearningNetwork).await
     }
 
     /// Experience reports you may read: public ones for everyone; members-only ones for the
@@ -665,7 +632,7 @@ impl LearningQuery {
             }
             select = select.filter(search::matches(state(ctx).db.backend(), query));
         }
-        page_by_id(ctx, select, experience_report::Column::Id, &page, |r| r.id, ExperienceReport).await
+        page_by_id(ctx, OrderDirection::Asc, select, experience_report::Column::Id, &page, |r| r.id, ExperienceReport).await
     }
 
     /// Procurements started from another by reuse: pass `source` to see who reused a
@@ -691,7 +658,7 @@ impl LearningQuery {
         if let Some(copy) = &procurement {
             select = select.filter(procurement_reuse::Column::CopyId.eq(id_argument(copy, NodeType::Procurement, "procurement")?));
         }
-        page_by_id(ctx, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse).await
+        page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse).await
     }
 
     /// Learning arenas of all procurements (or one), with their attendance. Signed-in users
@@ -712,7 +679,7 @@ impl LearningQuery {
         if let Some(p) = &procurement {
             select = select.filter(dialogue_activity::Column::ProcurementId.eq(id_argument(p, NodeType::Procurement, "procurement")?));
         }
-        page_by_id(ctx, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena).await
+        page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena).await
     }
 }
 

@@ -70,8 +70,30 @@ pub fn describe() -> AdapterInfo {
     }
 }
 
+/// What changed between releases of the reference dispenser's adapter. The `1.1.0` release
+/// (crate `dispenser-json-next`, built from this same file) understands two event types
+/// `1.0.0` refuses and rates a missed dose critical; Velferd's tests use the pair to show
+/// review by replay and dead-letter replay after a fix.
+#[derive(Debug, Clone, Copy)]
+pub struct Revision {
+    /// Decode `tray_misplaced` and `break_in_attempt` (1.0.0 answers `unsupported`).
+    pub tray_and_break_in: bool,
+    pub dose_missed_severity: Severity,
+}
+
+/// The `1.0.0` release.
+pub const REVISION_1_0: Revision = Revision { tray_and_break_in: false, dose_missed_severity: Severity::Serious };
+/// The `1.1.0` release.
+#[allow(dead_code)] // used by `dispenser-json-next` only
+pub const REVISION_1_1: Revision = Revision { tray_and_break_in: true, dose_missed_severity: Severity::Critical };
+
 /// Decode one posted message.
 pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
+    decode_revision(message, &REVISION_1_0)
+}
+
+/// Decode one posted message as release `revision` does.
+pub fn decode_revision(message: &Message, revision: &Revision) -> Result<Vec<Event>, DecodeError> {
     let base = message.content_type.split(';').next().unwrap_or("").trim();
     if !CONTENT_TYPES.iter().any(|c| c.eq_ignore_ascii_case(base)) {
         return Err(DecodeError::Unsupported(format!(
@@ -89,7 +111,7 @@ pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
         .events
         .iter()
         .enumerate()
-        .map(|(index, item)| event(&batch.serial, item).map_err(|e| at_index(e, index)))
+        .map(|(index, item)| event(&batch.serial, item, revision).map_err(|e| at_index(e, index)))
         .collect()
 }
 
@@ -100,7 +122,7 @@ fn at_index(error: DecodeError, index: usize) -> DecodeError {
     }
 }
 
-fn event(serial: &str, item: &Item) -> Result<Event, DecodeError> {
+fn event(serial: &str, item: &Item, revision: &Revision) -> Result<Event, DecodeError> {
     if item.id.is_empty() || item.id.len() > 128 {
         return Err(DecodeError::Malformed("id must be 1 to 128 bytes".into()));
     }
@@ -130,7 +152,7 @@ fn event(serial: &str, item: &Item) -> Result<Event, DecodeError> {
         "dose_available" => (EventKind::DoseAvailable(dose()?), Severity::Normal),
         "dose_taken" => (EventKind::DoseDispensed(dose()?), Severity::Normal),
         "prn_dose_taken" => (EventKind::AsNeededDoseDispensed(dose()?), Severity::Normal),
-        "dose_missed" => (EventKind::DoseMissed(dose()?), Severity::Serious),
+        "dose_missed" => (EventKind::DoseMissed(dose()?), revision.dose_missed_severity),
         "dose_not_confirmed" => (EventKind::DoseNotConfirmed(dose()?), Severity::Moderate),
         "refill" => (EventKind::Refilled(supply()), Severity::Normal),
         "supply_low" => (EventKind::SupplyLow(supply()), Severity::Moderate),
@@ -148,6 +170,8 @@ fn event(serial: &str, item: &Item) -> Result<Event, DecodeError> {
             let code = code.ok_or_else(|| DecodeError::Malformed("fault needs a code of 1 to 32 bytes".into()))?;
             (EventKind::TechnicalFault(Fault { code: code.to_owned() }), Severity::Serious)
         }
+        "tray_misplaced" if revision.tray_and_break_in => (EventKind::TrayMisplaced, Severity::Moderate),
+        "break_in_attempt" if revision.tray_and_break_in => (EventKind::BreakInAttempt, Severity::Serious),
         other => {
             return Err(DecodeError::Unsupported(format!("event type {:?}", truncate(other, 40))));
         }

@@ -1,0 +1,272 @@
+//! Storage model of devices and their adapters. Relations are loaded explicitly, so the
+//! entities declare none.
+
+use sea_orm::entity::prelude::*;
+
+/// Where an uploaded adapter version stands. One version per product is `Active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+pub enum AdapterStatus {
+    /// Uploaded and validated; waiting for an admin to review and activate it.
+    #[sea_orm(string_value = "pending_review")]
+    PendingReview,
+    /// Decodes the product's messages.
+    #[sea_orm(string_value = "active")]
+    Active,
+    /// Was active and was replaced; kept so that it can be rolled back to.
+    #[sea_orm(string_value = "inactive")]
+    Inactive,
+    /// Withdrawn for good; never decodes again.
+    #[sea_orm(string_value = "retired")]
+    Retired,
+}
+
+/// What became of one ingested message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+pub enum IngestOutcome {
+    /// Its events were stored (at least one of them new, or it carried none).
+    #[sea_orm(string_value = "accepted")]
+    Accepted,
+    /// Every event in it was already stored.
+    #[sea_orm(string_value = "duplicate")]
+    Duplicate,
+    /// It was kept as a dead letter.
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+}
+
+pub mod signing_key {
+    use super::*;
+
+    /// A supplier's Ed25519 public key; uploads must carry a signature by one of its keys.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_key")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub supplier_id: i64,
+        /// The 32-byte key, standard base64.
+        pub public_key: String,
+        pub label: Option<String>,
+        pub created_at: DateTimeWithTimeZone,
+        pub revoked_at: Option<DateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod device_product {
+    use super::*;
+
+    /// A supplier's device product, named by the slug its messages are posted to
+    /// (`POST /ingest/{slug}`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "device_product")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub supplier_id: i64,
+        pub slug: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod adapter {
+    use super::*;
+
+    /// One uploaded version of a product's adapter, with the component's bytes.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "adapter")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i64,
+        pub status: AdapterStatus,
+        /// The version `describe` answered.
+        pub adapter_version: String,
+        /// The `velferd:device` version the component was built against.
+        pub interface_version: String,
+        pub sha256: String,
+        pub size_bytes: i64,
+        pub component: Vec<u8>,
+        /// What `describe` answered, as JSON.
+        pub description: String,
+        pub signing_key_id: i64,
+        pub uploaded_by: String,
+        pub uploaded_at: DateTimeWithTimeZone,
+        pub activated_at: Option<DateTimeWithTimeZone>,
+        pub retired_at: Option<DateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    /// An adapter row without the component's bytes: what listings and GraphQL load.
+    #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+    #[sea_orm(entity = "Entity")]
+    pub struct Summary {
+        pub id: i64,
+        pub product_id: i64,
+        pub status: AdapterStatus,
+        pub adapter_version: String,
+        pub interface_version: String,
+        pub sha256: String,
+        pub size_bytes: i64,
+        pub description: String,
+        pub signing_key_id: i64,
+        pub uploaded_by: String,
+        pub uploaded_at: DateTimeWithTimeZone,
+        pub activated_at: Option<DateTimeWithTimeZone>,
+        pub retired_at: Option<DateTimeWithTimeZone>,
+    }
+
+    impl From<Model> for Summary {
+        fn from(m: Model) -> Summary {
+            Summary {
+                id: m.id,
+                product_id: m.product_id,
+                status: m.status,
+                adapter_version: m.adapter_version,
+                interface_version: m.interface_version,
+                sha256: m.sha256,
+                size_bytes: m.size_bytes,
+                description: m.description,
+                signing_key_id: m.signing_key_id,
+                uploaded_by: m.uploaded_by,
+                uploaded_at: m.uploaded_at,
+                activated_at: m.activated_at,
+                retired_at: m.retired_at,
+            }
+        }
+    }
+}
+
+pub mod device {
+    use super::*;
+
+    /// A device registered to a municipality.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "device")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i64,
+        pub municipality_id: i64,
+        pub serial: String,
+        /// The call-off the device was bought or leased under, when known.
+        pub call_off_id: Option<i64>,
+        /// The municipality's own reference to the service recipient (e.g. a case number in its
+        /// care record system). Recipient data: only the municipality sees it.
+        pub recipient_ref: Option<String>,
+        pub registered_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ingest_receipt {
+    use super::*;
+
+    /// One acknowledged message. The body is kept for the most recent messages only, for
+    /// replay review.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ingest_receipt")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i64,
+        /// The adapter that decoded it; none when no adapter was active.
+        pub adapter_id: Option<i64>,
+        pub received_at: DateTimeWithTimeZone,
+        pub content_type: String,
+        pub body_sha256: String,
+        pub body: Option<Vec<u8>>,
+        pub outcome: IngestOutcome,
+        pub events_stored: i32,
+        pub events_duplicate: i32,
+        pub dead_letter_id: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod device_event {
+    use super::*;
+
+    /// A normalised device event, stored once per device and supplier event id.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "device_event")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub device_id: i64,
+        pub receipt_id: i64,
+        pub adapter_id: i64,
+        pub supplier_event_id: String,
+        /// The kind's name in the WIT, e.g. `dose-missed`.
+        pub kind: String,
+        pub vkp_code: Option<String>,
+        pub severity: String,
+        pub occurred_at: DateTimeWithTimeZone,
+        pub received_at: DateTimeWithTimeZone,
+        pub detail: Option<String>,
+        /// The whole normalised event as JSON.
+        pub data: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod dead_letter {
+    use super::*;
+
+    /// A message that could not be stored as events, with its original bytes and why.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dead_letter")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i64,
+        pub content_type: String,
+        pub body: Vec<u8>,
+        pub body_sha256: String,
+        /// A stable code: an adapter error code (`malformed`, `deadline-exceeded` …),
+        /// `unknown-device` or `no-active-adapter`.
+        pub reason_code: String,
+        pub reason: String,
+        /// The first unregistered serial, for `unknown-device`.
+        pub device_serial: Option<String>,
+        /// The adapter whose attempt failed last.
+        pub adapter_id: Option<i64>,
+        pub attempts: i32,
+        pub first_received_at: DateTimeWithTimeZone,
+        pub last_received_at: DateTimeWithTimeZone,
+        /// When a replay turned it into events.
+        pub resolved_at: Option<DateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,215 @@
+//! `POST /ingest/{product}` and `POST /ingest/{product}/batch`: device messages from a
+//! supplier's platform, authenticated with the supplier's `integration` token.
+//!
+//! The single form takes one message as the supplier sends it (the request's `Content-Type`
+//! is the message's). The batch form takes
+//! `{"messages": [{"contentType": "...", "body": "<text>"} | {"contentType": "...", "bodyBase64": "..."}]}`
+//! and answers each message on its own. Both answer with counts and one result per message;
+//! see `devices::ingest`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use futures_util::StreamExt;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::Deserialize;
+
+use super::{Shared, authenticate, error_response};
+use crate::auth::Role;
+use crate::devices::identifiers::ProductSlug;
+use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageStatus, Reason};
+use crate::devices::model::device_product;
+use crate::graphql::errors::ApiError;
+
+/// Reads a body of at most `limit` bytes; `Err` is the response to send.
+pub(super) async fn read_body(mut payload: web::Payload, limit: usize, what: &str) -> Result<web::BytesMut, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "request body could not be read"));
+        };
+        if body.len() + chunk.len() > limit {
+            return Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("{what} exceeds {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn internal(e: ApiError) -> HttpResponse {
+    // Nothing was acknowledged: the sender keeps the message and retries.
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string());
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// The product named in the path, when the caller is its supplier's integration.
+async fn authorised_product(shared: &Shared, req: &HttpRequest, slug: &str) -> Result<device_product::Model, HttpResponse> {
+    let actor = authenticate(shared, req)?;
+    let Some(principal) = actor.principal() else {
+        return Err(error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "send the supplier's integration token"));
+    };
+    if !principal.roles.contains(&Role::Integration) {
+        return Err(error_response(StatusCode::FORBIDDEN, "FORBIDDEN", "ingest needs a token with the `integration` role"));
+    }
+    let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
+    let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
+    let db = shared.state.db.read();
+    let org = crate::organizations::find_by_org_number(db, principal.org).await.map_err(|e| internal(e.into()))?;
+    let product = device_product::Entity::find()
+        .filter(device_product::Column::Slug.eq(slug.as_str()))
+        .one(db)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(not_found)?;
+    if org.is_none_or(|o| o.id != product.supplier_id) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            &format!("{} is not the supplier of {slug}; ingest with the supplier's own token", principal.org),
+        ));
+    }
+    Ok(product)
+}
+
+async fn run(shared: &Shared, product: &device_product::Model, messages: Vec<Message>) -> Result<IngestReply, HttpResponse> {
+    let state = &shared.state;
+    ingest::ingest(&state.db, &state.adapters, product, messages, state.devices.replay_retention).await.map_err(internal)
+}
+
+/// One message.
+pub(super) async fn ingest_one(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let product = match authorised_product(&shared, &req, &path).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    // Refused before it reaches the adapter.
+    let limit = shared.state.adapters.limits().input_bytes;
+    let body = match read_body(payload, limit, "the message").await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let message = Message { content_type, body: body.freeze().to_vec().into() };
+    match run(&shared, &product, vec![message]).await {
+        Ok(reply) => {
+            let status = match reply.results[0].status {
+                MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
+                // Kept as a dead letter: acknowledged, to be processed later.
+                MessageStatus::Rejected => StatusCode::ACCEPTED,
+                MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
+                MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            let mut response = HttpResponse::build(status).json(&reply);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    messages: Vec<BatchMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BatchMessage {
+    content_type: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    body_base64: Option<String>,
+}
+
+/// Many messages, each answered on its own.
+pub(super) async fn ingest_batch(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let product = match authorised_product(&shared, &req, &path).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let settings = &shared.state.devices;
+    let body = match read_body(payload, settings.max_batch_bytes, "the batch").await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let bad = |message: String| error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+    let batch: Batch = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) => return bad(format!("the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}")),
+    };
+    if batch.messages.is_empty() {
+        return bad("the batch holds no messages".into());
+    }
+    if batch.messages.len() > settings.max_batch {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BATCH_TOO_LARGE",
+            &format!("a batch may hold at most {} messages", settings.max_batch),
+        );
+    }
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for (index, m) in batch.messages.into_iter().enumerate() {
+        let bytes = match (m.body, m.body_base64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(encoded)) => match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
+                Ok(bytes) => bytes,
+                Err(e) => return bad(format!("messages[{index}].bodyBase64 is not base64: {e}")),
+            },
+            _ => return bad(format!("messages[{index}] needs exactly one of `body` and `bodyBase64`")),
+        };
+        messages.push(Message { content_type: m.content_type, body: bytes.into() });
+    }
+    // Messages over the adapter's input cap are refused one by one, before any adapter runs.
+    let limit = shared.state.adapters.limits().input_bytes;
+    let (fit, oversized): (Vec<_>, Vec<_>) = messages.into_iter().enumerate().partition(|(_, m)| m.body.len() <= limit);
+    let reply = match run(&shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await {
+        Ok(reply) => reply,
+        Err(response) => return response,
+    };
+    if oversized.is_empty() {
+        return HttpResponse::Ok().json(&reply);
+    }
+    let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
+    results.extend(oversized.into_iter().map(|(i, m)| {
+        (
+            i,
+            MessageResult {
+                status: MessageStatus::Refused,
+                receipt_id: None,
+                events_stored: 0,
+                events_duplicate: 0,
+                dead_letter_id: None,
+                reason: Some(Reason {
+                    code: "input-too-large".into(),
+                    message: format!("the message is {} bytes; the limit is {limit}", m.body.len()),
+                }),
+            },
+        )
+    }));
+    results.sort_by_key(|(i, _)| *i);
+    HttpResponse::Ok().json(&IngestReply::of(results.into_iter().map(|(_, r)| r).collect()))
+}

@@ -1,0 +1,543 @@
+//! Adapters in service, over real HTTP: signed upload, review by replay, activation, devices,
+//! ingest with idempotency and dead letters, and who may see and do what.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use velferd::auth::Role;
+
+use crate::guests;
+use crate::procurement::org_number;
+use crate::support::{Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, on_both_backends};
+
+pub const DISPENSER: &str = "reference-dispenser";
+pub const ALARM: &str = "reference-alarm";
+
+/// The organisations of a device fleet: a supplier with a signing key, a second supplier, and
+/// two municipalities.
+pub struct Fleet {
+    pub supplier: String,
+    pub other_supplier: String,
+    pub municipality: String,
+    #[allow(dead_code)] // for the access tests
+    pub other_municipality: String,
+    pub key: SigningKey,
+}
+
+impl Fleet {
+    pub async fn new(app: &TestApp) -> Fleet {
+        let other_supplier = org_number(901);
+        let other_municipality = org_number(902);
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Reference Devices AS", "orgNumber": SUPPLIER_ORG })).await;
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Other Devices AS", "orgNumber": other_supplier })).await;
+        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": MUNICIPALITY_ORG,
+            "municipalityNumber": "3805", "county": "Vestfold" }))
+            .await;
+        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Asker kommune", "orgNumber": other_municipality,
+            "municipalityNumber": "3203", "county": "Akershus" }))
+            .await;
+        let fleet = Fleet {
+            supplier: SUPPLIER_ORG.to_string(),
+            other_supplier,
+            municipality: MUNICIPALITY_ORG.to_string(),
+            other_municipality,
+            key: SigningKey::from_bytes(&[42; 32]),
+        };
+        let data = app
+            .graphql(
+                Some(&fleet.supplier_token(app)),
+                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k, label: \"release key\" }) { signingKey { id } userErrors { code } } }",
+                json!({ "k": STANDARD.encode(fleet.key.verifying_key().as_bytes()) }),
+            )
+            .await;
+        assert_eq!(data["signingKeyRegister"]["userErrors"], json!([]));
+        fleet
+    }
+
+    pub fn supplier_token(&self, app: &TestApp) -> String {
+        app.token(&self.supplier, &[Role::Supplier])
+    }
+
+    pub fn integration_token(&self, app: &TestApp) -> String {
+        app.token(&self.supplier, &[Role::Integration])
+    }
+
+    pub fn case_worker_token(&self, app: &TestApp) -> String {
+        app.token(&self.municipality, &[Role::CaseWorker])
+    }
+
+    pub fn sign(&self, bytes: &[u8]) -> String {
+        STANDARD.encode(self.key.sign(bytes).to_bytes())
+    }
+}
+
+/// Uploads a component as a GraphQL multipart request; returns the `adapterUpload` payload.
+pub async fn upload(app: &TestApp, token: &str, product: &str, component: Vec<u8>, signature: &str) -> Value {
+    let operations = json!({
+        "query": "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id status adapterVersion interfaceVersion sha256 deviceClasses } userErrors { field code message } } }",
+        "variables": { "input": { "product": product, "component": null, "signature": signature } },
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.input.component"] }).to_string())
+        .part("0", reqwest::multipart::Part::bytes(component).file_name("adapter.wasm").mime_str("application/wasm").unwrap());
+    let response = app.client.post(app.url("/graphql")).bearer_auth(token).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"]["adapterUpload"].clone()
+}
+
+/// Uploads a guest component signed with the fleet's key; returns the new adapter's id.
+pub async fn upload_signed(app: &TestApp, fleet: &Fleet, product: &str, guest: &str) -> String {
+    let bytes = guests::component(guest);
+    let signature = fleet.sign(&bytes);
+    let payload = upload(app, &fleet.supplier_token(app), product, bytes, &signature).await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    assert_eq!(payload["adapter"]["status"], "PENDING_REVIEW");
+    payload["adapter"]["id"].as_str().unwrap().to_string()
+}
+
+pub async fn activate(app: &TestApp, adapter_id: &str) -> Value {
+    app.graphql(
+        Some(&app.admin_token()),
+        "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { adapter { id status adapterVersion } userErrors { code message } } }",
+        json!({ "id": adapter_id }),
+    )
+    .await["adapterActivate"]
+        .clone()
+}
+
+pub async fn register_device(app: &TestApp, token: &str, product: &str, serial: &str) -> Value {
+    app.graphql(
+        Some(token),
+        "mutation($p: String!, $s: String!) { deviceRegister(input: { product: $p, serial: $s, recipientRef: \"case-2026-0042\" }) { device { id serial } userErrors { field code message } } }",
+        json!({ "p": product, "s": serial }),
+    )
+    .await["deviceRegister"]
+        .clone()
+}
+
+/// POSTs one message; returns the HTTP status and the reply.
+pub async fn ingest(app: &TestApp, token: &str, product: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/ingest/{product}")))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+pub fn sample(adapter_dir: &str, file: &str) -> Vec<u8> {
+    std::fs::read(guests::sample(adapter_dir, file)).unwrap()
+}
+
+/// Both reference adapters uploaded, activated, with the samples' devices registered to the
+/// fleet's municipality.
+pub async fn live_reference_adapters(app: &TestApp, fleet: &Fleet) {
+    let dispenser = upload_signed(app, fleet, DISPENSER, "velferd_dispenser_json").await;
+    let alarm = upload_signed(app, fleet, ALARM, "velferd_alarm_scaip").await;
+    for id in [&dispenser, &alarm] {
+        assert_eq!(activate(app, id).await["adapter"]["status"], "ACTIVE");
+    }
+    let token = fleet.case_worker_token(app);
+    for serial in ["RD-100234", "RD-100235", "RD-100236"] {
+        assert_eq!(register_device(app, &token, DISPENSER, serial).await["userErrors"], json!([]));
+    }
+    for serial in ["SA-7734001", "SA-7734002", "SA-7734003", "SA-7734004"] {
+        assert_eq!(register_device(app, &token, ALARM, serial).await["userErrors"], json!([]));
+    }
+}
+
+pub async fn event_count(app: &TestApp, token: &str) -> i64 {
+    app.graphql(Some(token), "{ deviceEvents(first: 1) { totalCount } }", json!({})).await["deviceEvents"]["totalCount"]
+        .as_i64()
+        .unwrap()
+}
+
+const DISPENSER_SAMPLES: [(&str, u32); 4] =
+    [("morning-dose.json", 2), ("missed-dose.json", 2), ("refill-jam-fault.json", 3), ("lid-power-offline.json", 7)];
+const ALARM_SAMPLES: [&str; 10] = [
+    "alarm-button.xml",
+    "pull-cord.xml",
+    "fall.xml",
+    "smoke.xml",
+    "inactivity.xml",
+    "cancel.xml",
+    "test-transmission.xml",
+    "battery-low.xml",
+    "heartbeat.xml",
+    "unclassified-alarm.xml",
+];
+
+on_both_backends! {
+    /// Must show 1: both reference adapters uploaded signed over HTTP and activated; every
+    /// sample ingested over HTTP becomes its normalised events, found over GraphQL; the same
+    /// message twice is stored once.
+    async fn reference_adapters_go_live_and_every_sample_becomes_events_once(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+
+        for (file, events) in DISPENSER_SAMPLES {
+            let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", file)).await;
+            assert_eq!(status, 200, "{file}: {reply}");
+            assert_eq!(reply["accepted"], 1, "{file}: {reply}");
+            assert_eq!(reply["results"][0]["eventsStored"], events, "{file}: {reply}");
+        }
+        for file in ALARM_SAMPLES {
+            let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", file)).await;
+            assert_eq!(status, 200, "{file}: {reply}");
+            assert_eq!(reply["results"][0]["eventsStored"], 1, "{file}: {reply}");
+        }
+        let municipality = fleet.case_worker_token(&app);
+        assert_eq!(event_count(&app, &municipality).await, 14 + 10);
+
+        // The fall, as the municipality sees it.
+        let data = app
+            .graphql(
+                Some(&municipality),
+                "{ deviceEvents(first: 5, filter: { kinds: [\"fall\"] }) { nodes { kind severity supplierEventId occurredAt vkp { system code }
+                   device { serial recipientRef product { slug } municipality { name } } data } } }",
+                json!({}),
+            )
+            .await;
+        let fall = &data["deviceEvents"]["nodes"][0];
+        assert_eq!(fall["kind"], "fall");
+        assert_eq!(fall["severity"], "CRITICAL");
+        assert_eq!(fall["supplierEventId"], "A-000125");
+        assert_eq!(fall["occurredAt"], "2026-11-22T03:15:03+00:00");
+        assert_eq!(fall["vkp"], json!({ "system": "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090", "code": "4.1" }));
+        assert_eq!(fall["device"]["serial"], "SA-7734002");
+        assert_eq!(fall["device"]["recipientRef"], "case-2026-0042");
+        assert_eq!(fall["device"]["product"]["slug"], ALARM);
+        assert_eq!(fall["data"]["kind"]["type"], "fall");
+
+        // Severity filter: the missed dose, the jam, the fault, the offline and the alarms.
+        let data = app
+            .graphql(Some(&municipality), "{ deviceEvents(filter: { minSeverity: CRITICAL }) { totalCount } }", json!({}))
+            .await;
+        assert_eq!(data["deviceEvents"]["totalCount"], 5);
+
+        // The same message again: acknowledged as a duplicate, stored once.
+        let (status, reply) =
+            ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+        assert_eq!(status, 200);
+        assert_eq!(reply["duplicate"], 1, "{reply}");
+        assert_eq!(reply["results"][0]["status"], "DUPLICATE");
+        assert_eq!(reply["results"][0]["eventsDuplicate"], 2);
+        assert_eq!(event_count(&app, &municipality).await, 24);
+
+        // The batch form answers each message on its own.
+        let new_message = json!({ "serial": "RD-100234", "events": [
+            { "id": "e-7001", "type": "dose_taken", "at": "2026-11-22T18:01:00Z", "dose": { "id": "d-9" } },
+            { "id": "e-1001", "type": "dose_available", "at": "2026-11-22T07:00:00Z", "dose": {} } ] });
+        let batch = json!({ "messages": [
+            { "contentType": "application/json", "body": String::from_utf8(sample("dispenser-json", "missed-dose.json")).unwrap() },
+            { "contentType": "application/json", "bodyBase64": STANDARD.encode(new_message.to_string()) },
+            { "contentType": "application/json", "body": "{ not json" },
+        ] });
+        let response = app
+            .client
+            .post(app.url(&format!("/ingest/{DISPENSER}/batch")))
+            .bearer_auth(&integration)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let reply: Value = response.json().await.unwrap();
+        assert_eq!((reply["accepted"].as_u64(), reply["duplicate"].as_u64(), reply["rejected"].as_u64()), (Some(1), Some(1), Some(1)), "{reply}");
+        let statuses: Vec<&str> = reply["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["DUPLICATE", "ACCEPTED", "REJECTED"]);
+        assert_eq!(reply["results"][1]["eventsStored"], 1, "only e-7001 is new: {reply}");
+        assert_eq!(reply["results"][1]["eventsDuplicate"], 1);
+        assert_eq!(reply["results"][2]["reason"]["code"], "malformed");
+        assert_eq!(event_count(&app, &municipality).await, 25);
+    }
+}
+
+on_both_backends! {
+    /// Must show 3: a decode that fails becomes a dead letter, and an unknown device's
+    /// message is kept; after a fixed version is activated and the device registered, replay
+    /// turns both into events. Must show 4 (second half): the replay review of the changed
+    /// version shows the differing events, message by message.
+    async fn dead_letters_become_events_after_a_fix_and_review_shows_the_differences(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let integration = fleet.integration_token(&app);
+        let municipality = fleet.case_worker_token(&app);
+
+        // Before any version is active, a message is kept, not dropped.
+        let early = sample("dispenser-json", "morning-dose.json");
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", early.clone()).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["results"][0]["reason"]["code"], "no-active-adapter");
+
+        activate(&app, &v1).await;
+        register_device(&app, &municipality, DISPENSER, "RD-100234").await;
+        assert_eq!(ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await.0, 200);
+
+        let tray = json!({ "serial": "RD-100234", "events": [
+            { "id": "e-8001", "type": "tray_misplaced", "at": "2026-11-22T08:00:00Z" } ] })
+        .to_string();
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", tray.clone().into_bytes()).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["rejected"], 1);
+        assert_eq!(reply["results"][0]["reason"]["code"], "unsupported");
+        let tray_letter = reply["results"][0]["deadLetterId"].as_str().unwrap().to_string();
+
+        let stranger = json!({ "serial": "RD-999999", "events": [
+            { "id": "e-8101", "type": "lid_open", "at": "2026-11-22T08:05:00Z" } ] })
+        .to_string();
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", stranger.clone().into_bytes()).await;
+        assert_eq!(status, 202);
+        assert_eq!(reply["results"][0]["reason"]["code"], "unknown-device");
+
+        // The supplier sees the three dead letters with their reasons and original bytes.
+        let letters = app
+            .graphql(
+                Some(&fleet.supplier_token(&app)),
+                "{ deadLetters(filter: { product: \"reference-dispenser\" }) { totalCount nodes { id reasonCode deviceSerial bodyText attempts } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = letters["deadLetters"]["nodes"].as_array().unwrap().clone();
+        let codes: Vec<&str> = nodes.iter().map(|n| n["reasonCode"].as_str().unwrap()).collect();
+        assert_eq!(codes, ["no-active-adapter", "unsupported", "unknown-device"]);
+        assert_eq!(nodes[1]["bodyText"], tray.as_str());
+        assert_eq!(nodes[2]["deviceSerial"], "RD-999999");
+
+        // The same undecodable message again updates its dead letter rather than adding one.
+        let (_, reply) = ingest(&app, &integration, DISPENSER, "application/json", tray.clone().into_bytes()).await;
+        assert_eq!(reply["results"][0]["deadLetterId"], tray_letter.as_str());
+
+        // Review by replay: 1.1.0 against the active 1.0.0 over the recent messages.
+        let v2 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json_next").await;
+        let review = app
+            .graphql(
+                Some(&app.admin_token()),
+                "query($id: ID!) { node(id: $id) { ... on Adapter { adapterVersion replayReview(last: 10) {
+                    baseline { adapterVersion } candidate { adapterVersion } messagesCompared identical differing
+                    messages { identical baseline { errorCode } candidate { errorCode events }
+                      differences { change deviceSerial supplierEventId fields baseline candidate } } } } } }",
+                json!({ "id": v2 }),
+            )
+            .await;
+        let review = &review["node"]["replayReview"];
+        assert_eq!(review["baseline"]["adapterVersion"], "1.0.0");
+        assert_eq!(review["candidate"]["adapterVersion"], "1.1.0");
+        // Retained, newest first: tray again, stranger, tray, missed-dose (the message before
+        // activation was decoded by no version, so it is not retained for review).
+        assert_eq!(review["messagesCompared"], 4, "{review}");
+        assert_eq!(review["differing"], 3, "{review}");
+        let messages = review["messages"].as_array().unwrap();
+        // Newest first: the tray message sent again.
+        assert_eq!(messages[0]["baseline"]["errorCode"], "unsupported");
+        assert_eq!(messages[0]["candidate"]["errorCode"], Value::Null);
+        assert_eq!(messages[0]["differences"][0]["change"], "ADDED");
+        assert_eq!(messages[0]["differences"][0]["candidate"]["kind"]["type"], "tray-misplaced");
+        assert_eq!(messages[1]["identical"], true, "the lid message decodes the same: {review}");
+        let missed = &messages[3];
+        assert_eq!(missed["identical"], false);
+        assert_eq!(missed["differences"].as_array().unwrap().len(), 1, "{missed}");
+        let change = &missed["differences"][0];
+        assert_eq!((change["change"].as_str(), change["supplierEventId"].as_str()), (Some("CHANGED"), Some("e-1004")));
+        assert_eq!(change["fields"], json!(["severity"]));
+        assert_eq!((change["baseline"]["severity"].as_str(), change["candidate"]["severity"].as_str()), (Some("serious"), Some("critical")));
+
+        // The fix goes live; replay turns the tray message into events. The stranger's stays
+        // a dead letter until its device is registered.
+        assert_eq!(activate(&app, &v2).await["adapter"]["status"], "ACTIVE");
+        let replay = "mutation { deadLettersReplay(input: { product: \"reference-dispenser\" }) {
+            replayed resolved results { resolved eventsStored deadLetter { reasonCode resolvedAt } } userErrors { code } } }";
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), replay, json!({})).await;
+        let outcome = &data["deadLettersReplay"];
+        assert_eq!((outcome["replayed"].as_i64(), outcome["resolved"].as_i64()), (Some(3), Some(2)), "{outcome}");
+        assert_eq!(outcome["results"][2]["deadLetter"]["reasonCode"], "unknown-device");
+        assert_eq!(outcome["results"][1]["eventsStored"], 1);
+
+        register_device(&app, &municipality, DISPENSER, "RD-999999").await;
+        let data = app.graphql(Some(&app.admin_token()), replay, json!({})).await;
+        assert_eq!(data["deadLettersReplay"]["resolved"], 1, "{data}");
+        let data = app
+            .graphql(Some(&municipality), "{ deviceEvents(filter: { kinds: [\"tray-misplaced\", \"lid-opened\"] }) { nodes { kind device { serial } } } }", json!({}))
+            .await;
+        assert_eq!(data["deviceEvents"]["nodes"].as_array().unwrap().len(), 2, "{data}");
+        let open = app.graphql(Some(&fleet.supplier_token(&app)), "{ deadLetters { totalCount } }", json!({})).await;
+        assert_eq!(open["deadLetters"]["totalCount"], 0);
+        // 2 (missed-dose) + 2 (the early morning dose) + 1 (tray) + 1 (lid).
+        assert_eq!(event_count(&app, &municipality).await, 6);
+
+        // Roll back to 1.0.0, then retire it: the product has no active version.
+        let data = app
+            .graphql(Some(&app.admin_token()), "mutation { adapterRollBack(input: { product: \"reference-dispenser\" }) { adapter { id adapterVersion status } userErrors { code } } }", json!({}))
+            .await;
+        assert_eq!(data["adapterRollBack"]["adapter"]["adapterVersion"], "1.0.0");
+        let data = app
+            .graphql(Some(&app.admin_token()), "mutation { adapterRollBack(input: { product: \"reference-dispenser\" }) { adapter { id } userErrors { code } } }", json!({}))
+            .await;
+        assert_eq!(data["adapterRollBack"]["userErrors"][0]["code"], "NOTHING_TO_ROLL_BACK_TO");
+        let retire = "mutation($id: ID!) { adapterRetire(input: { adapterId: $id }) { adapter { status retiredAt } userErrors { code } } }";
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), retire, json!({ "id": v1 })).await;
+        assert_eq!(data["adapterRetire"]["adapter"]["status"], "RETIRED");
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), retire, json!({ "id": v1 })).await;
+        assert_eq!(data["adapterRetire"]["userErrors"][0]["code"], "ALREADY_RETIRED");
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", early).await;
+        assert_eq!((status, reply["results"][0]["reason"]["code"].as_str()), (202, Some("no-active-adapter")));
+        let data = app.graphql(Some(&app.admin_token()), "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { userErrors { code } } }", json!({ "id": v1 })).await;
+        assert_eq!(data["adapterActivate"]["userErrors"][0]["code"], "CANNOT_ACTIVATE");
+    }
+}
+
+on_both_backends! {
+    /// Must show 4 (first half): an unsigned or wrongly signed upload is refused and writes
+    /// nothing.
+    async fn unsigned_and_wrongly_signed_uploads_are_refused(app) {
+        let fleet = Fleet::new(&app).await;
+        let bytes = guests::component("velferd_dispenser_json");
+        let token = fleet.supplier_token(&app);
+        let stranger = SigningKey::from_bytes(&[7; 32]);
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "INVALID_SIGNATURE"),
+            ("not base64 at all!".into(), "INVALID_SIGNATURE"),
+            (STANDARD.encode([0u8; 64]), "SIGNATURE_MISMATCH"),
+            (STANDARD.encode(stranger.sign(&bytes).to_bytes()), "SIGNATURE_MISMATCH"),
+            (fleet.sign(b"some other component"), "SIGNATURE_MISMATCH"),
+        ];
+        for (signature, code) in cases {
+            let payload = upload(&app, &token, DISPENSER, bytes.clone(), &signature).await;
+            assert_eq!(payload["userErrors"][0]["code"], code, "{signature}: {payload}");
+            assert_eq!(payload["userErrors"][0]["field"], json!(["input", "signature"]));
+            assert_eq!(payload["adapter"], Value::Null);
+        }
+        // A supplier without a key cannot upload at all.
+        let other = app.token(&fleet.other_supplier, &[Role::Supplier]);
+        let payload = upload(&app, &other, "other-dispenser", bytes.clone(), &fleet.sign(&bytes)).await;
+        assert_eq!(payload["userErrors"][0]["code"], "NO_SIGNING_KEY");
+        // A revoked key no longer signs.
+        let keys = app.graphql(Some(&token), "{ signingKeys { id revokedAt } }", json!({})).await;
+        let key_id = keys["signingKeys"][0]["id"].as_str().unwrap().to_string();
+        let data = app
+            .graphql(Some(&token), "mutation($id: ID!) { signingKeyRevoke(input: { id: $id }) { signingKey { revokedAt } userErrors { code } } }", json!({ "id": key_id }))
+            .await;
+        assert!(data["signingKeyRevoke"]["signingKey"]["revokedAt"].is_string());
+        let payload = upload(&app, &token, DISPENSER, bytes.clone(), &fleet.sign(&bytes)).await;
+        assert_eq!(payload["userErrors"][0]["code"], "NO_SIGNING_KEY");
+        // Nothing was written: no product, no adapter.
+        let data = app.graphql(Some(&token), "{ deviceProducts { totalCount } }", json!({})).await;
+        assert_eq!(data["deviceProducts"]["totalCount"], 0);
+        // Bad keys are refused with a clear error.
+        for bad in ["", "AAAA", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"] {
+            let data = app
+                .graphql(Some(&token), "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }", json!({ "k": bad }))
+                .await;
+            assert_eq!(data["signingKeyRegister"]["userErrors"][0]["code"], "INVALID_PUBLIC_KEY", "{bad}");
+        }
+        let data = app
+            .graphql(
+                Some(&token),
+                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }",
+                json!({ "k": STANDARD.encode(fleet.key.verifying_key().as_bytes()) }),
+            )
+            .await;
+        assert_eq!(data["signingKeyRegister"]["userErrors"][0]["code"], "KEY_ALREADY_REGISTERED");
+    }
+}
+
+/// Percentiles of a set of durations, in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.99), at(1.0))
+}
+
+/// Must show 2: hostile adapters uploaded to a running server are refused at upload or
+/// contained per message, while concurrent GraphQL requests keep being answered. The latency
+/// of those requests during the attack is printed (run with `--nocapture`); docs/ingest.md
+/// reports it from the benchmark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Options::default()).await.unwrap();
+    let fleet = Fleet::new(&app).await;
+    let supplier = fleet.supplier_token(&app);
+    let refused = [
+        ("hostile_wrong_world", "wrong-world"),
+        ("hostile_other_version", "unsupported-interface-version"),
+        ("hostile_open_file", "forbidden-import"),
+        ("hostile_open_socket", "forbidden-import"),
+    ];
+    for (guest, code) in refused {
+        let bytes = guests::component(guest);
+        let payload = upload(&app, &supplier, "hostile-product", bytes.clone(), &fleet.sign(&bytes)).await;
+        assert_eq!(payload["userErrors"][0]["code"], "INVALID_COMPONENT", "{guest}: {payload}");
+        assert!(payload["userErrors"][0]["message"].as_str().unwrap().contains(code), "{guest}: {payload}");
+    }
+    let contained = [
+        ("hostile_infinite_loop", &["fuel-exhausted"][..]),
+        ("hostile_memory_bomb", &["memory-exceeded"]),
+        ("hostile_deep_recursion", &["stack-overflow", "trap"]),
+        ("hostile_panic", &["trap"]),
+        ("hostile_gigantic_output", &["output-too-large"]),
+        ("hostile_read_env", &["capability-denied"]),
+    ];
+    let integration = fleet.integration_token(&app);
+    let viewer = fleet.case_worker_token(&app);
+    for (i, (guest, code)) in contained.iter().enumerate() {
+        let product = format!("hostile-{i}");
+        let id = upload_signed(&app, &fleet, &product, guest).await;
+        assert_eq!(activate(&app, &id).await["adapter"]["status"], "ACTIVE", "{guest}");
+
+        // The attack: 4 senders post messages to the hostile adapter while a reader keeps
+        // querying GraphQL.
+        let attack_until = Instant::now() + Duration::from_millis(600);
+        let mut senders = Vec::new();
+        for _ in 0..4 {
+            let (client, url, token) = (app.client.clone(), app.url(&format!("/ingest/{product}")), integration.clone());
+            senders.push(tokio::spawn(async move {
+                let mut codes = Vec::new();
+                while Instant::now() < attack_until {
+                    let reply: Value = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"n\": {}}}", codes.len()))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    codes.push(reply["results"][0]["reason"]["code"].as_str().unwrap_or("none").to_string());
+                }
+                codes
+            }));
+        }
+        let mut latencies = Vec::new();
+        while Instant::now() < attack_until {
+            let started = Instant::now();
+            let data = app.graphql(Some(&viewer), "{ viewer { authenticated } deviceProducts { totalCount } }", json!({})).await;
+            latencies.push(started.elapsed());
+            assert_eq!(data["viewer"]["authenticated"], true);
+        }
+        for sender in senders {
+            let codes = sender.await.unwrap();
+            assert!(!codes.is_empty());
+            assert!(codes.iter().all(|c| code.contains(&c.as_str())), "{guest}: every message is contained as {code:?}: {codes:?}");
+        }
+        let (p50, p99, max) = percentiles(latencies.clone());
+        println!("{guest}: {} GraphQL requests during the attack, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms", latencies.len());
+    }
+    // The host still serves a well-behaved adapter afterwards.
+    live_reference_adapters(&app, &fleet).await;
+    let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+    assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+}
