@@ -11,6 +11,7 @@ mod auth;
 mod adapter_cli;
 mod binary;
 mod devices;
+mod devices_access;
 mod health;
 mod learning;
 mod ocds;

@@ -42,6 +42,9 @@ struct DeviceViewer {
     org_id: Option<i64>,
     kind: Option<OrganizationKind>,
     admin: bool,
+    /// Holds the `supplier` role: its staff, not its machine (`integration`) tokens, manage
+    /// its adapters.
+    supplier_staff: bool,
 }
 
 impl DeviceViewer {
@@ -55,6 +58,7 @@ impl DeviceViewer {
             org_id: org.map(|o| o.id),
             kind: org.map(|o| o.kind),
             admin: session.has_role(Role::Admin),
+            supplier_staff: session.has_role(Role::Supplier),
         })
     }
 
@@ -66,9 +70,9 @@ impl DeviceViewer {
         self.org_id.filter(|_| self.kind == Some(OrganizationKind::Municipality))
     }
 
-    /// Admins and the supplier that owns the product.
+    /// Admins and the staff of the supplier that owns the product.
     fn manages(&self, product: &device_product::Model) -> bool {
-        self.admin || self.supplier() == Some(product.supplier_id)
+        self.admin || (self.supplier_staff && self.supplier() == Some(product.supplier_id))
     }
 
     fn sees_device(&self, d: &device::Model, product: &device_product::Model) -> bool {
@@ -187,6 +191,11 @@ impl Adapter {
     fn description(&self) -> Description {
         serde_json::from_str(&self.0.description).unwrap_or_default()
     }
+
+    async fn managed_by_viewer(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        let product = load_existing(ctx, ProductById(self.0.product_id), "device product").await?;
+        Ok(DeviceViewer::of(ctx).await?.manages(&product))
+    }
 }
 
 #[Object]
@@ -241,14 +250,18 @@ impl Adapter {
         self.description().content_types
     }
 
-    /// The signing key the upload's signature verified with.
-    async fn signing_key(&self, ctx: &Context<'_>) -> Result<SigningKey> {
-        Ok(SigningKey(load_existing(ctx, SigningKeyById(self.0.signing_key_id), "signing key").await?))
+    /// The signing key the upload's signature verified with. The product's supplier and
+    /// admins; null for others.
+    async fn signing_key(&self, ctx: &Context<'_>) -> Result<Option<SigningKey>> {
+        if !self.managed_by_viewer(ctx).await? {
+            return Ok(None);
+        }
+        Ok(Some(SigningKey(load_existing(ctx, SigningKeyById(self.0.signing_key_id), "signing key").await?)))
     }
 
-    /// The token subject that uploaded it.
-    async fn uploaded_by(&self) -> &str {
-        &self.0.uploaded_by
+    /// The token subject that uploaded it. The product's supplier and admins; null for others.
+    async fn uploaded_by(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        Ok(self.managed_by_viewer(ctx).await?.then_some(self.0.uploaded_by.as_str()))
     }
 
     async fn uploaded_at(&self) -> DateTime<Utc> {
@@ -814,6 +827,16 @@ pub struct DeadLettersReplayPayload {
 #[derive(Default)]
 pub struct DeviceMutation;
 
+/// Admins and supplier staff manage adapters; anyone else is refused before any lookup.
+fn require_adapter_manager(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
+    let session = session(ctx);
+    match session.actor.principal() {
+        None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
+        Some(_) if session.has_role(Role::Admin) || session.has_role(Role::Supplier) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `supplier` or `admin`)"))),
+    }
+}
+
 /// The product named by `slug` when the caller manages it (its supplier, or an admin).
 async fn managed_product(ctx: &Context<'_>, slug: &str) -> Result<std::result::Result<device_product::Model, DevicesError>> {
     let slug = match rules::parse_slug("product", slug) {
@@ -913,6 +936,7 @@ impl DeviceMutation {
     /// Retires a version for good (admins, or the product's supplier). Retiring the active
     /// version leaves the product without one: its messages are kept as dead letters.
     async fn adapter_retire(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterRetirePayload> {
+        require_adapter_manager(ctx, "retire adapters")?;
         let viewer = DeviceViewer::of(ctx).await?;
         let id = row_id_of(&input.adapter_id, NodeType::Adapter);
         let target = match id {
@@ -957,9 +981,7 @@ impl DeviceMutation {
     /// supplier, or admins). Those that now decode and name registered devices become events;
     /// the others keep their new reason.
     async fn dead_letters_replay(&self, ctx: &Context<'_>, input: DeadLettersReplayInput) -> Result<DeadLettersReplayPayload> {
-        if session(ctx).actor.principal().is_none() {
-            return Err(ApiError::Unauthenticated("sign in to replay dead letters".into()).into());
-        }
+        require_adapter_manager(ctx, "replay dead letters")?;
         let refused = |e: DevicesError| DeadLettersReplayPayload {
             replayed: 0,
             resolved: 0,

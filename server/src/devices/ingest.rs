@@ -154,8 +154,12 @@ async fn decode(
     match active {
         None => Decoded::Failed(reason("no-active-adapter", "the product has no active adapter yet; the message is kept")),
         Some((_, Err(e))) => Decoded::Failed(reason("adapter-unavailable", e.clone())),
-        Some((_, Ok(adapter))) => {
-            match runtime.decode(adapter, key, &message.content_type, message.body.clone(), received_at).await {
+        Some((id, Ok(_))) if runtime.quarantined_until(*id).is_some() => Decoded::Failed(reason(
+            "adapter-quarantined",
+            "the active adapter kept running into its limits and is paused; the message is kept for replay",
+        )),
+        Some((id, Ok(adapter))) => {
+            match runtime.decode_guarded(*id, adapter, key, &message.content_type, message.body.clone(), received_at).await {
                 Ok(events) => Decoded::Events(events),
                 Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
                 Err(e) => Decoded::Failed(decode_reason(&e)),

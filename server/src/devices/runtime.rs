@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
@@ -17,6 +18,35 @@ pub struct AdapterRuntime {
     host: AdapterHost,
     compiled: Arc<Mutex<HashMap<i64, ValidatedAdapter>>>,
     calls: Arc<Semaphore>,
+    breakers: Arc<Mutex<HashMap<i64, Breaker>>>,
+}
+
+/// Consecutive calls of one adapter that ran into a resource limit before it is quarantined.
+pub const QUARANTINE_AFTER: u32 = 20;
+/// How long a quarantine lasts; the next call after it is a trial.
+pub const QUARANTINE_FOR: Duration = Duration::from_secs(30);
+
+/// A circuit breaker per adapter version: a version whose calls keep running into the
+/// deadline, the fuel budget or the memory cap is not called for a while. Its messages become
+/// dead letters at once (replayable) instead of each burning an adapter slot — the slots other
+/// products' messages need.
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive: u32,
+    open_until: Option<Instant>,
+    /// Quarantined before: after the pause, one more failure pauses it again at once.
+    tripped: bool,
+}
+
+fn exhausts_resources(e: &DecodeError) -> bool {
+    matches!(
+        e,
+        DecodeError::DeadlineExceeded { .. }
+            | DecodeError::FuelExhausted { .. }
+            | DecodeError::MemoryExceeded { .. }
+            | DecodeError::StackOverflow
+            | DecodeError::OutputTooLarge { .. }
+    )
 }
 
 impl AdapterRuntime {
@@ -28,6 +58,7 @@ impl AdapterRuntime {
             host,
             compiled: Arc::new(Mutex::new(HashMap::new())),
             calls: Arc::new(Semaphore::new(concurrent_calls)),
+            breakers: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -59,6 +90,41 @@ impl AdapterRuntime {
     /// Forgets a compiled adapter (it was retired).
     pub fn forget(&self, id: i64) {
         self.compiled.lock().expect("cache lock").remove(&id);
+        self.breakers.lock().expect("breaker lock").remove(&id);
+    }
+
+    /// Until when adapter `id` is quarantined, if it is.
+    pub fn quarantined_until(&self, id: i64) -> Option<Instant> {
+        let breakers = self.breakers.lock().expect("breaker lock");
+        breakers.get(&id).and_then(|b| b.open_until).filter(|until| *until > Instant::now())
+    }
+
+    /// Decodes with adapter `id` through its circuit breaker.
+    pub async fn decode_guarded(
+        &self,
+        id: i64,
+        adapter: &ValidatedAdapter,
+        key: &str,
+        content_type: &str,
+        payload: Arc<[u8]>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DecodeError> {
+        let result = self.decode(adapter, key, content_type, payload, received_at).await;
+        let mut breakers = self.breakers.lock().expect("breaker lock");
+        let breaker = breakers.entry(id).or_default();
+        match &result {
+            Err(e) if exhausts_resources(e) => {
+                breaker.consecutive += 1;
+                if breaker.consecutive >= QUARANTINE_AFTER || breaker.tripped {
+                    breaker.open_until = Some(Instant::now() + QUARANTINE_FOR);
+                    breaker.consecutive = 0;
+                    breaker.tripped = true;
+                    tracing::warn!(adapter = id, "adapter quarantined: {QUARANTINE_AFTER} calls in a row hit a resource limit");
+                }
+            }
+            _ => *breaker = Breaker::default(),
+        }
+        result
     }
 
     /// Decodes one message in a fresh sandbox. `key` names the caller in the adapter's logs.

@@ -140,6 +140,37 @@ struct BatchMessage {
     body_base64: Option<String>,
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum BatchError {
+    Invalid(String),
+    TooMany(usize),
+}
+
+/// Reads a batch body: untrusted bytes in, messages or the reason they are refused.
+fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Message>, BatchError> {
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| {
+        BatchError::Invalid(format!("the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}"))
+    })?;
+    if batch.messages.is_empty() {
+        return Err(BatchError::Invalid("the batch holds no messages".into()));
+    }
+    if batch.messages.len() > max {
+        return Err(BatchError::TooMany(max));
+    }
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for (index, m) in batch.messages.into_iter().enumerate() {
+        let bytes = match (m.body, m.body_base64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|e| BatchError::Invalid(format!("messages[{index}].bodyBase64 is not base64: {e}")))?,
+            _ => return Err(BatchError::Invalid(format!("messages[{index}] needs exactly one of `body` and `bodyBase64`"))),
+        };
+        messages.push(Message { content_type: m.content_type, body: bytes.into() });
+    }
+    Ok(messages)
+}
+
 /// Many messages, each answered on its own.
 pub(super) async fn ingest_batch(
     shared: web::Data<Shared>,
@@ -156,33 +187,17 @@ pub(super) async fn ingest_batch(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let bad = |message: String| error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
-    let batch: Batch = match serde_json::from_slice(&body) {
-        Ok(batch) => batch,
-        Err(e) => return bad(format!("the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}")),
+    let messages = match parse_batch(&body, settings.max_batch) {
+        Ok(messages) => messages,
+        Err(BatchError::TooMany(max)) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BATCH_TOO_LARGE",
+                &format!("a batch may hold at most {max} messages"),
+            );
+        }
+        Err(BatchError::Invalid(message)) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
-    if batch.messages.is_empty() {
-        return bad("the batch holds no messages".into());
-    }
-    if batch.messages.len() > settings.max_batch {
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "BATCH_TOO_LARGE",
-            &format!("a batch may hold at most {} messages", settings.max_batch),
-        );
-    }
-    let mut messages = Vec::with_capacity(batch.messages.len());
-    for (index, m) in batch.messages.into_iter().enumerate() {
-        let bytes = match (m.body, m.body_base64) {
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(encoded)) => match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
-                Ok(bytes) => bytes,
-                Err(e) => return bad(format!("messages[{index}].bodyBase64 is not base64: {e}")),
-            },
-            _ => return bad(format!("messages[{index}] needs exactly one of `body` and `bodyBase64`")),
-        };
-        messages.push(Message { content_type: m.content_type, body: bytes.into() });
-    }
     // Messages over the adapter's input cap are refused one by one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
     let (fit, oversized): (Vec<_>, Vec<_>) = messages.into_iter().enumerate().partition(|(_, m)| m.body.len() <= limit);
@@ -212,4 +227,48 @@ pub(super) async fn ingest_batch(
     }));
     results.sort_by_key(|(i, _)| *i);
     HttpResponse::Ok().json(&IngestReply::of(results.into_iter().map(|(_, r)| r).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_batch_reads_text_and_base64_bodies_in_order() {
+        let body = br#"{"messages":[{"contentType":"application/json","body":"{}"},{"contentType":"application/xml","bodyBase64":"PG1ycS8+"}]}"#;
+        let messages = parse_batch(body, 10).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!((&*messages[0].body, messages[0].content_type.as_str()), (&b"{}"[..], "application/json"));
+        assert_eq!(&*messages[1].body, b"<mrq/>");
+    }
+
+    #[test]
+    fn a_bad_batch_is_refused_with_the_reason() {
+        let invalid = |body: &str| matches!(parse_batch(body.as_bytes(), 2), Err(BatchError::Invalid(_)));
+        assert!(invalid("not json"));
+        assert!(invalid(r#"{"messages":[]}"#));
+        assert!(invalid(r#"{"messages":[{"contentType":"a"}]}"#));
+        assert!(invalid(r#"{"messages":[{"contentType":"a","body":"x","bodyBase64":"eA=="}]}"#));
+        assert!(invalid(r#"{"messages":[{"contentType":"a","bodyBase64":"%%%"}]}"#));
+        assert!(invalid(r#"{"messages":[{"contentType":"a","body":"x"}],"extra":1}"#));
+        let three = r#"{"messages":[{"contentType":"a","body":"1"},{"contentType":"a","body":"2"},{"contentType":"a","body":"3"}]}"#;
+        assert_eq!(parse_batch(three.as_bytes(), 2).err(), Some(BatchError::TooMany(2)));
+    }
+
+    proptest! {
+        #[test]
+        fn untrusted_batch_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_batch(&body, 500);
+        }
+
+        #[test]
+        fn any_bytes_survive_the_base64_form(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            use base64::Engine;
+            let body = serde_json::json!({ "messages": [{ "contentType": "application/octet-stream",
+                "bodyBase64": base64::engine::general_purpose::STANDARD.encode(&bytes) }] });
+            let messages = parse_batch(body.to_string().as_bytes(), 1).unwrap();
+            prop_assert_eq!(&*messages[0].body, &bytes[..]);
+        }
+    }
 }

@@ -1,0 +1,543 @@
+//! Devices: who may see and do what, and what bad input is refused — each refusal proven to
+//! write nothing (row counts of the devices tables are equal before and after).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use velferd::auth::Role;
+use velferd::graphql::relay::{NodeType, global_id};
+
+use crate::devices::*;
+use crate::guests;
+use crate::procurement::org_number;
+use crate::support::{Backend, Options, TestApp, first_error_code, on_both_backends};
+
+/// Row counts of the devices tables, adapter statuses and dead-letter attempts: equal before
+/// and after means nothing was written.
+async fn snapshot(app: &TestApp) -> BTreeMap<String, String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db().read();
+    let backend = db.get_database_backend();
+    let mut state = BTreeMap::new();
+    for table in ["signing_key", "device_product", "adapter", "device", "device_event", "dead_letter", "ingest_receipt"] {
+        let row = db
+            .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM {table}")))
+            .await
+            .unwrap()
+            .unwrap();
+        state.insert(table.to_string(), row.try_get::<i64>("", "n").unwrap().to_string());
+    }
+    for (name, sql) in [
+        ("adapter statuses", "SELECT status AS v FROM adapter ORDER BY id"),
+        ("dead letter attempts", "SELECT CAST(attempts AS TEXT) AS v FROM dead_letter ORDER BY id"),
+    ] {
+        let rows = db.query_all_raw(Statement::from_string(backend, sql.to_string())).await.unwrap();
+        state.insert(name.to_string(), rows.iter().map(|r| r.try_get::<String>("", "v").unwrap()).collect::<Vec<_>>().join(","));
+    }
+    state
+}
+
+/// Runs an operation that must fail as a whole; returns the top-level error code.
+async fn top_level_error(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> String {
+    let (_, body) = app.graphql_raw(token, query, variables).await;
+    assert!(body["errors"].is_array(), "expected a top-level error: {body}");
+    first_error_code(&body).to_string()
+}
+
+/// The first user error of a mutation's payload, as `(code, field)`.
+fn user_error(payload: &Value) -> (String, Value) {
+    let error = &payload["userErrors"][0];
+    (error["code"].as_str().unwrap_or_else(|| panic!("no user error: {payload}")).to_string(), error["field"].clone())
+}
+
+/// A multipart `adapterUpload`, with or without a token; returns the whole response body.
+async fn upload_as(app: &TestApp, token: Option<&str>, product: &str, component: Vec<u8>, signature: &str) -> Value {
+    let operations = json!({
+        "query": "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id } userErrors { code } } }",
+        "variables": { "input": { "product": product, "component": null, "signature": signature } },
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.input.component"] }).to_string())
+        .part("0", reqwest::multipart::Part::bytes(component).file_name("adapter.wasm"));
+    let mut request = app.client.post(app.url("/graphql")).multipart(form);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// POSTs a batch to the dispenser's batch endpoint.
+async fn ingest_batch(app: &TestApp, token: &str, body: Vec<u8>) -> (u16, Value) {
+    ingest(app, token, &format!("{DISPENSER}/batch"), "application/json", body).await
+}
+
+/// A dispenser sample padded with trailing whitespace (still the same JSON) to `size` bytes.
+fn padded(file: &str, size: usize) -> Vec<u8> {
+    let mut body = sample("dispenser-json", file);
+    body.resize(size, b' ');
+    body
+}
+
+/// The adapter input cap of the test server (128 KiB by default).
+fn input_cap(app: &TestApp) -> usize {
+    let cap = app.settings.devices.adapter_limits.input_bytes;
+    assert_eq!(cap, 131_072);
+    cap
+}
+
+/// The second supplier of the fleet, with an Ed25519 key of its own registered.
+struct OtherSupplier {
+    token: String,
+    key: SigningKey,
+    key_id: String,
+}
+
+impl OtherSupplier {
+    async fn register(app: &TestApp, fleet: &Fleet) -> OtherSupplier {
+        let token = app.token(&fleet.other_supplier, &[Role::Supplier]);
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let data = app
+            .graphql(
+                Some(&token),
+                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }",
+                json!({ "k": STANDARD.encode(key.verifying_key().as_bytes()) }),
+            )
+            .await;
+        assert_eq!(data["signingKeyRegister"]["userErrors"], json!([]));
+        let key_id = data["signingKeyRegister"]["signingKey"]["id"].as_str().unwrap().to_string();
+        OtherSupplier { token, key, key_id }
+    }
+
+    fn sign(&self, bytes: &[u8]) -> String {
+        STANDARD.encode(self.key.sign(bytes).to_bytes())
+    }
+}
+
+/// The ids of the dispenser's adapters (newest first) and of the supplier's signing key, as the
+/// supplier sees them.
+async fn dispenser_ids(app: &TestApp, fleet: &Fleet) -> (Vec<String>, String) {
+    let data = app
+        .graphql(
+            Some(&fleet.supplier_token(app)),
+            "{ deviceProduct(slug: \"reference-dispenser\") { adapters { id } } signingKeys { id } }",
+            json!({}),
+        )
+        .await;
+    let adapters = data["deviceProduct"]["adapters"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    (adapters, data["signingKeys"][0]["id"].as_str().unwrap().to_string())
+}
+
+async fn node_is_null(app: &TestApp, token: &str, id: &str) -> bool {
+    app.graphql(Some(token), "query($id: ID!) { node(id: $id) { id } }", json!({ "id": id })).await["node"].is_null()
+}
+
+const REVIEW: &str = "query($slug: String!, $last: Int!) { deviceProduct(slug: $slug) { activeAdapter { replayReview(last: $last) { messagesCompared } } } }";
+const ACTIVATE: &str = "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
+const RETIRE: &str = "mutation($id: ID!) { adapterRetire(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
+const ROLL_BACK: &str = "mutation($p: String!) { adapterRollBack(input: { product: $p }) { adapter { id } userErrors { field code } } }";
+const REPLAY: &str = "mutation($p: String!) { deadLettersReplay(input: { product: $p }) { replayed resolved userErrors { field code } } }";
+const REGISTER: &str = "mutation($p: String!, $s: String!, $c: ID) { deviceRegister(input: { product: $p, serial: $s, callOffId: $c }) { device { id } userErrors { field code } } }";
+
+on_both_backends! {
+    /// A supplier cannot see, upload for, activate or ingest as another supplier: the other
+    /// supplier gets nulls and empty lists for the first one's adapters, keys, devices, events
+    /// and dead letters, and every change it tries is refused and writes nothing.
+    async fn a_supplier_cannot_see_upload_for_activate_or_ingest_as_another_supplier(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+        assert_eq!(status, 200);
+        let stranger = json!({ "serial": "RD-999999", "events": [{ "id": "e-1", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
+        assert_eq!(status, 202);
+        let dead_letter = reply["results"][0]["deadLetterId"].as_str().unwrap().to_string();
+        let (adapters, key_id) = dispenser_ids(&app, &fleet).await;
+        let other = OtherSupplier::register(&app, &fleet).await;
+        let b = Some(other.token.as_str());
+
+        // Nothing of the first supplier's is visible to the other.
+        let data = app
+            .graphql(b, "{ deviceProduct(slug: \"reference-dispenser\") { slug adapters { id } } signingKeys { id publicKey } }", json!({}))
+            .await;
+        assert_eq!(data["deviceProduct"]["slug"], DISPENSER, "products are listed for every signed-in user");
+        assert_eq!(data["deviceProduct"]["adapters"], Value::Null);
+        assert_eq!(data["signingKeys"], json!([{ "id": other.key_id, "publicKey": STANDARD.encode(other.key.verifying_key().as_bytes()) }]));
+        for id in [&adapters[0], &key_id, &dead_letter] {
+            assert!(node_is_null(&app, &other.token, id).await, "{id} is visible to the other supplier");
+        }
+        let data = app
+            .graphql(
+                b,
+                "{ devices { totalCount } mine: devices(product: \"reference-dispenser\") { totalCount } deviceEvents { totalCount }
+                   deadLetters { totalCount } named: deadLetters(filter: { product: \"reference-dispenser\" }) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(data, json!({ "devices": { "totalCount": 0 }, "mine": { "totalCount": 0 }, "deviceEvents": { "totalCount": 0 },
+            "deadLetters": { "totalCount": 0 }, "named": { "totalCount": 0 } }));
+        // … while the first supplier sees them.
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), "{ devices { totalCount } deviceEvents { totalCount } deadLetters { totalCount } }", json!({})).await;
+        assert_eq!(data, json!({ "devices": { "totalCount": 7 }, "deviceEvents": { "totalCount": 2 }, "deadLetters": { "totalCount": 1 } }));
+
+        let before = snapshot(&app).await;
+        let events_before = event_count(&app, &fleet.case_worker_token(&app)).await;
+
+        // An upload to the first supplier's product, correctly signed with the other's key.
+        let bytes = guests::component("velferd_dispenser_json_next");
+        let payload = upload(&app, &other.token, DISPENSER, bytes.clone(), &other.sign(&bytes)).await;
+        assert_eq!(user_error(&payload), ("PRODUCT_OF_ANOTHER_SUPPLIER".into(), json!(["input", "product"])), "{payload}");
+        assert_eq!(payload["adapter"], Value::Null);
+
+        // Lifecycle: activation and roll-back are for admins; retiring and replay answer like
+        // a missing adapter or product.
+        assert_eq!(top_level_error(&app, b, ACTIVATE, json!({ "id": adapters[0] })).await, "FORBIDDEN");
+        assert_eq!(top_level_error(&app, b, ROLL_BACK, json!({ "p": DISPENSER })).await, "FORBIDDEN");
+        let data = app.graphql(b, RETIRE, json!({ "id": adapters[0] })).await;
+        assert_eq!(user_error(&data["adapterRetire"]), ("NOT_FOUND".into(), json!(["input", "adapterId"])));
+        assert_eq!(data["adapterRetire"]["adapter"], Value::Null);
+        let data = app.graphql(b, REPLAY, json!({ "p": DISPENSER })).await;
+        assert_eq!(user_error(&data["deadLettersReplay"]), ("NOT_FOUND".into(), json!(["input", "product"])));
+        assert_eq!(data["deadLettersReplay"]["replayed"], 0);
+        // Nor may it review the first supplier's adapter, reached through the product.
+        let code = top_level_error(&app, b, REVIEW, json!({ "slug": DISPENSER, "last": 10 })).await;
+        assert_eq!(code, "FORBIDDEN");
+
+        // Ingest with the other supplier's integration token.
+        let other_integration = app.token(&fleet.other_supplier, &[Role::Integration]);
+        let (status, reply) =
+            ingest(&app, &other_integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
+        assert_eq!((status, first_error_code(&reply)), (403, "FORBIDDEN"), "{reply}");
+
+        assert_eq!(snapshot(&app).await, before, "a refusal wrote something");
+        assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, events_before);
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), "{ deviceProduct(slug: \"reference-dispenser\") { adapters { status } } }", json!({})).await;
+        assert_eq!(data["deviceProduct"]["adapters"], json!([{ "status": "ACTIVE" }]));
+    }
+}
+
+on_both_backends! {
+    /// A municipality sees only its own devices and their events; a serial is registered once
+    /// per product; the supplier and an admin of another organisation see devices and events
+    /// without the recipient reference, which only the owning municipality sees.
+    async fn a_municipality_sees_only_its_own_devices_and_recipient_data_stays_with_it(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+        for file in ["morning-dose.json", "missed-dose.json"] {
+            assert_eq!(ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", file)).await.0, 200);
+        }
+        assert_eq!(ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", "fall.xml")).await.0, 200);
+        let owner = fleet.case_worker_token(&app);
+        let data = app.graphql(Some(&owner), "{ deviceEvents(first: 1) { totalCount nodes { id device { id recipientRef } } } }", json!({})).await;
+        assert_eq!(data["deviceEvents"]["totalCount"], 5);
+        let event = data["deviceEvents"]["nodes"][0]["id"].as_str().unwrap().to_string();
+        let device = data["deviceEvents"]["nodes"][0]["device"]["id"].as_str().unwrap().to_string();
+        assert_eq!(data["deviceEvents"]["nodes"][0]["device"]["recipientRef"], "case-2026-0042");
+
+        // The other municipality sees none of it.
+        let other = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
+        let data = app.graphql(Some(&other), "{ devices { totalCount } deviceEvents { totalCount } deadLetters { totalCount } }", json!({})).await;
+        assert_eq!(data, json!({ "devices": { "totalCount": 0 }, "deviceEvents": { "totalCount": 0 }, "deadLetters": { "totalCount": 0 } }));
+        assert!(node_is_null(&app, &other, &event).await);
+        assert!(node_is_null(&app, &other, &device).await);
+
+        // Nor can it take over a registered device.
+        let before = snapshot(&app).await;
+        let payload = register_device(&app, &other, DISPENSER, "RD-100234").await;
+        assert_eq!(user_error(&payload), ("DEVICE_ALREADY_REGISTERED".into(), json!(["input", "serial"])));
+        assert_eq!(payload["device"], Value::Null);
+        assert_eq!(snapshot(&app).await, before);
+        let data = app.graphql(Some(&other), "{ devices { totalCount } }", json!({})).await;
+        assert_eq!(data["devices"]["totalCount"], 0);
+
+        // The supplier sees its products' devices and events, without the recipient reference.
+        let supplier = fleet.supplier_token(&app);
+        let query = "query($id: ID!) { devices(product: \"reference-dispenser\") { totalCount nodes { serial recipientRef } }
+            deviceEvents { totalCount nodes { device { recipientRef } } } node(id: $id) { ... on Device { serial recipientRef } } }";
+        let data = app.graphql(Some(&supplier), query, json!({ "id": device })).await;
+        assert_eq!(data["devices"]["totalCount"], 3);
+        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipientRef"].is_null()), "{data}");
+        assert_eq!(data["deviceEvents"]["totalCount"], 5);
+        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipientRef"].is_null()), "{data}");
+        assert!(data["node"]["serial"].is_string() && data["node"]["recipientRef"].is_null(), "{data}");
+
+        // An admin (of an organisation that owns no devices) sees all events, without it too.
+        let admin = app.token(&org_number(903), &[Role::Admin]);
+        let data = app.graphql(Some(&admin), query, json!({ "id": device })).await;
+        assert_eq!((data["devices"]["totalCount"].as_i64(), data["deviceEvents"]["totalCount"].as_i64()), (Some(3), Some(5)));
+        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipientRef"].is_null()), "{data}");
+        assert!(data["node"]["serial"].is_string() && data["node"]["recipientRef"].is_null(), "{data}");
+
+        // The owner sees it, on every device.
+        let data = app.graphql(Some(&owner), query, json!({ "id": device })).await;
+        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipientRef"] == "case-2026-0042"), "{data}");
+        assert_eq!(data["node"]["recipientRef"], "case-2026-0042");
+    }
+}
+
+on_both_backends! {
+    /// `POST /ingest/{product}` refuses a missing token (401), a token without the integration
+    /// role (403), an unknown or malformed product (404) and a message over the adapter's input
+    /// cap (413), each with its code, before anything is stored; a message at the cap is taken.
+    async fn ingest_refuses_bad_callers_products_and_oversized_messages_storing_nothing(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+        let cap = input_cap(&app);
+        let before = snapshot(&app).await;
+        let events_before = event_count(&app, &fleet.case_worker_token(&app)).await;
+        let message = sample("dispenser-json", "morning-dose.json");
+
+        let response = app
+            .client
+            .post(app.url(&format!("/ingest/{DISPENSER}")))
+            .header("content-type", "application/json")
+            .body(message.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let reply: Value = response.json().await.unwrap();
+        assert_eq!((status, first_error_code(&reply)), (401, "UNAUTHENTICATED"), "{reply}");
+
+        let cases = [
+            (fleet.supplier_token(&app), DISPENSER, message.clone(), 403, "FORBIDDEN"),
+            (integration.clone(), "no-such-product", message.clone(), 404, "NOT_FOUND"),
+            (integration.clone(), "Not_A_Slug", message.clone(), 404, "NOT_FOUND"),
+            (integration.clone(), DISPENSER, padded("morning-dose.json", cap + 1), 413, "PAYLOAD_TOO_LARGE"),
+        ];
+        for (token, product, body, status, code) in cases {
+            let (got, reply) = ingest(&app, &token, product, "application/json", body).await;
+            assert_eq!((got, first_error_code(&reply)), (status, code), "{product}: {reply}");
+        }
+
+        assert_eq!(snapshot(&app).await, before, "a refused message left a receipt, dead letter or event");
+        assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, events_before);
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), "{ deadLetters { totalCount } }", json!({})).await;
+        assert_eq!(data["deadLetters"]["totalCount"], 0);
+
+        // Exactly at the cap, the message reaches the adapter and is accepted.
+        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", padded("morning-dose.json", cap)).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+    }
+}
+
+/// The batch form refuses a body that is not a valid batch (400) or holds more messages than
+/// `VELFERD_INGEST_MAX_BATCH` (413), storing nothing; a message over the input cap inside a
+/// good batch is refused on its own while the others are processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_ingest_refuses_bad_batches_whole_and_oversized_messages_one_by_one() {
+    let options = Options { pairs: vec![("VELFERD_INGEST_MAX_BATCH", "3".into())], ..Default::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let fleet = Fleet::new(&app).await;
+    live_reference_adapters(&app, &fleet).await;
+    let integration = fleet.integration_token(&app);
+    let cap = input_cap(&app);
+    let text = |file: &str| String::from_utf8(sample("dispenser-json", file)).unwrap();
+    let before = snapshot(&app).await;
+
+    let message = json!({ "contentType": "application/json", "body": text("morning-dose.json") });
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("not JSON", b"{ not json".to_vec(), 400, "BAD_REQUEST"),
+        ("no messages", json!({ "messages": [] }).to_string().into_bytes(), 400, "BAD_REQUEST"),
+        (
+            "body and bodyBase64",
+            json!({ "messages": [{ "contentType": "application/json", "body": "{}", "bodyBase64": STANDARD.encode("{}") }] }).to_string().into_bytes(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "bad base64",
+            json!({ "messages": [message, { "contentType": "application/json", "bodyBase64": "%%% not base64" }] }).to_string().into_bytes(),
+            400,
+            "BAD_REQUEST",
+        ),
+        ("four messages", json!({ "messages": [message, message, message, message] }).to_string().into_bytes(), 413, "BATCH_TOO_LARGE"),
+    ];
+    for (case, body, status, code) in cases {
+        let (got, reply) = ingest_batch(&app, &integration, body).await;
+        assert_eq!((got, first_error_code(&reply)), (status, code), "{case}: {reply}");
+    }
+    assert_eq!(snapshot(&app).await, before, "a refused batch wrote something");
+
+    // Three messages (the maximum), the middle one over the cap.
+    let oversized = String::from_utf8(padded("lid-power-offline.json", cap + 1)).unwrap();
+    let batch = json!({ "messages": [
+        { "contentType": "application/json", "body": text("morning-dose.json") },
+        { "contentType": "application/json", "body": oversized },
+        { "contentType": "application/json", "bodyBase64": STANDARD.encode(text("missed-dose.json")) },
+    ] });
+    let (status, reply) = ingest_batch(&app, &integration, batch.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{reply}");
+    let statuses: Vec<&str> = reply["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["ACCEPTED", "REFUSED", "ACCEPTED"], "{reply}");
+    assert_eq!((reply["accepted"].as_u64(), reply["refused"].as_u64()), (Some(2), Some(1)));
+    let refused = &reply["results"][1];
+    assert_eq!(refused["reason"]["code"], "input-too-large");
+    assert_eq!((refused["receiptId"].clone(), refused["deadLetterId"].clone()), (Value::Null, Value::Null));
+    assert_eq!((reply["results"][0]["eventsStored"].as_u64(), reply["results"][2]["eventsStored"].as_u64()), (Some(2), Some(2)));
+
+    let after = snapshot(&app).await;
+    assert_eq!(after["ingest_receipt"], "2", "receipts only for the two processed messages");
+    assert_eq!(after["device_event"], "4");
+    assert_eq!(after["dead_letter"], before["dead_letter"], "the oversized message is not kept");
+    assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, 4);
+}
+
+on_both_backends! {
+    /// `deviceRegister` refuses a bad serial, an unknown or malformed product, a caller without
+    /// the case-worker role or outside a municipality, and a call-off id that is not one — and
+    /// writes nothing; a 64-character serial is fine.
+    async fn device_registration_refuses_bad_input_and_wrong_callers_writing_nothing(app) {
+        let fleet = Fleet::new(&app).await;
+        upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let municipality = fleet.case_worker_token(&app);
+        let before = snapshot(&app).await;
+        let too_long = "x".repeat(65);
+        let adapter_id = global_id(NodeType::Adapter, 1).to_string();
+        let cases: Vec<(&str, &str, Option<&str>, &str, &str)> = vec![
+            (DISPENSER, "RD 1", None, "INVALID_SERIAL", "serial"),
+            (DISPENSER, "", None, "INVALID_SERIAL", "serial"),
+            (DISPENSER, &too_long, None, "INVALID_SERIAL", "serial"),
+            ("no-such-product", "RD-1", None, "UNKNOWN_PRODUCT", "product"),
+            ("Not_A_Slug", "RD-1", None, "INVALID_PRODUCT", "product"),
+            (DISPENSER, "RD-1", Some("not-a-global-id"), "NOT_FOUND", "callOffId"),
+            (DISPENSER, "RD-1", Some(&adapter_id), "NOT_FOUND", "callOffId"),
+        ];
+        for (product, serial, call_off, code, field) in cases {
+            let data = app.graphql(Some(&municipality), REGISTER, json!({ "p": product, "s": serial, "c": call_off })).await;
+            let payload = &data["deviceRegister"];
+            assert_eq!(user_error(payload), (code.to_string(), json!(["input", field])), "{product} {serial:?}: {payload}");
+            assert_eq!(payload["device"], Value::Null);
+        }
+        let ok = json!({ "p": DISPENSER, "s": "RD-1", "c": null });
+        assert_eq!(top_level_error(&app, None, REGISTER, ok.clone()).await, "UNAUTHENTICATED");
+        assert_eq!(top_level_error(&app, Some(&fleet.supplier_token(&app)), REGISTER, ok.clone()).await, "FORBIDDEN");
+        let supplier_case_worker = app.token(&fleet.supplier, &[Role::CaseWorker]);
+        let data = app.graphql(Some(&supplier_case_worker), REGISTER, ok).await;
+        assert_eq!(user_error(&data["deviceRegister"]), ("NOT_A_MUNICIPALITY".into(), json!(["input"])));
+        assert_eq!(snapshot(&app).await, before, "a refused registration wrote something");
+
+        let payload = register_device(&app, &municipality, DISPENSER, &"x".repeat(64)).await;
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    }
+}
+
+on_both_backends! {
+    /// The adapter lifecycle refuses activating an active version, ids that are not adapters,
+    /// a malformed product, bytes that are not a component, the same component twice and
+    /// callers without a token — and writes nothing.
+    async fn adapter_lifecycle_refuses_bad_input_writing_nothing(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        assert_eq!(activate(&app, &v1).await["adapter"]["status"], "ACTIVE");
+        let supplier = fleet.supplier_token(&app);
+        let before = snapshot(&app).await;
+
+        let admin = app.admin_token();
+        let product_id = app.graphql(Some(&supplier), "{ deviceProduct(slug: \"reference-dispenser\") { id } }", json!({})).await
+            ["deviceProduct"]["id"].as_str().unwrap().to_string();
+        let cases = [
+            (v1.clone(), "CANNOT_ACTIVATE"),
+            (product_id, "NOT_FOUND"),
+            ("garbage".to_string(), "NOT_FOUND"),
+            (global_id(NodeType::Adapter, 999_999).to_string(), "NOT_FOUND"),
+        ];
+        for (id, code) in cases {
+            let payload = &app.graphql(Some(&admin), ACTIVATE, json!({ "id": id })).await["adapterActivate"];
+            assert_eq!(user_error(payload), (code.to_string(), json!(["input", "adapterId"])), "{id}: {payload}");
+            assert_eq!(payload["adapter"], Value::Null);
+        }
+
+        let bytes = guests::component("velferd_dispenser_json");
+        let not_wasm = b"not wasm".to_vec();
+        let cases = [
+            ("Not_A_Slug", bytes.clone(), "INVALID_PRODUCT", "product"),
+            (DISPENSER, not_wasm.clone(), "INVALID_COMPONENT", "component"),
+            ("fresh-product", not_wasm, "INVALID_COMPONENT", "component"),
+            (DISPENSER, bytes.clone(), "ALREADY_UPLOADED", "component"),
+        ];
+        for (product, component, code, field) in cases {
+            let signature = fleet.sign(&component);
+            let payload = upload(&app, &supplier, product, component, &signature).await;
+            assert_eq!(user_error(&payload), (code.to_string(), json!(["input", field])), "{product}: {payload}");
+            assert_eq!(payload["adapter"], Value::Null);
+        }
+        let body = upload_as(&app, None, "fresh-product", bytes.clone(), &fleet.sign(&bytes)).await;
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{body}");
+
+        assert_eq!(snapshot(&app).await, before, "a refused lifecycle change wrote something");
+    }
+}
+
+on_both_backends! {
+    /// `replayReview(last:)` takes 1 to 200 messages, and only the product's supplier and
+    /// admins may run it: another supplier or a municipality reaching the adapter through
+    /// `activeAdapter` is refused.
+    async fn replay_review_takes_1_to_200_messages_for_the_supplier_and_admins_only(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        activate(&app, &v1).await;
+        let review = "query($id: ID!, $last: Int!) { node(id: $id) { ... on Adapter { replayReview(last: $last) { messagesCompared } } } }";
+        let admin = app.admin_token();
+        for last in [0, -1, 201] {
+            let code = top_level_error(&app, Some(&admin), review, json!({ "id": v1, "last": last })).await;
+            assert_eq!(code, "BAD_USER_INPUT", "last: {last}");
+        }
+        for last in [1, 200] {
+            let data = app.graphql(Some(&admin), review, json!({ "id": v1, "last": last })).await;
+            assert_eq!(data["node"]["replayReview"]["messagesCompared"], 0, "last: {last}");
+        }
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), REVIEW, json!({ "slug": DISPENSER, "last": 200 })).await;
+        assert_eq!(data["deviceProduct"]["activeAdapter"]["replayReview"]["messagesCompared"], 0);
+
+        let other_supplier = OtherSupplier::register(&app, &fleet).await.token;
+        assert!(node_is_null(&app, &other_supplier, &v1).await);
+        for token in [other_supplier, fleet.case_worker_token(&app)] {
+            let code = top_level_error(&app, Some(&token), REVIEW, json!({ "slug": DISPENSER, "last": 10 })).await;
+            assert_eq!(code, "FORBIDDEN");
+        }
+    }
+}
+
+/// Signing keys are "the supplier's own, admin" (docs/authorization.md) and `node(id:)` hides
+/// another supplier's key; but `DeviceProduct.activeAdapter`, which every signed-in user may
+/// read, hands out `signingKey` unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_supplier_cannot_read_a_signing_key_through_the_active_adapter() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let fleet = Fleet::new(&app).await;
+    let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+    activate(&app, &v1).await;
+    let (_, key_id) = dispenser_ids(&app, &fleet).await;
+    let other = OtherSupplier::register(&app, &fleet).await;
+    assert!(node_is_null(&app, &other.token, &key_id).await);
+    let (_, body) = app
+        .graphql_raw(Some(&other.token), "{ deviceProduct(slug: \"reference-dispenser\") { activeAdapter { signingKey { id publicKey } } } }", json!({}))
+        .await;
+    let leaked = &body["data"]["deviceProduct"]["activeAdapter"]["signingKey"];
+    assert!(leaked["id"] != key_id.as_str() && leaked["publicKey"].is_null(), "another supplier's key is readable: {body}");
+}
+
+/// Retiring an adapter and replaying dead letters are for admins and the product's `supplier`
+/// (docs/authorization.md, writes); the supplier's machine token (`integration` role only, the
+/// one deployed for ingest) must not retire the adapter its own messages go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_token_cannot_retire_adapters_or_replay_dead_letters() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let fleet = Fleet::new(&app).await;
+    let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+    activate(&app, &v1).await;
+    let integration = fleet.integration_token(&app);
+    let before = snapshot(&app).await;
+    let (_, body) = app.graphql_raw(Some(&integration), RETIRE, json!({ "id": v1 })).await;
+    assert_eq!(first_error_code(&body), "FORBIDDEN", "{body}");
+    let (_, body) = app.graphql_raw(Some(&integration), REPLAY, json!({ "p": DISPENSER })).await;
+    assert_eq!(first_error_code(&body), "FORBIDDEN", "{body}");
+    assert_eq!(snapshot(&app).await, before);
+}
