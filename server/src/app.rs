@@ -4,6 +4,7 @@ use tokio::sync::broadcast;
 
 use crate::config::DeviceSettings;
 use crate::db::Database;
+use crate::devices::ingest::IngestWriter;
 use crate::devices::runtime::AdapterRuntime;
 use crate::organizations::Organization;
 
@@ -13,12 +14,16 @@ pub struct AppState {
     pub events: EventBus,
     /// Runs suppliers' adapters.
     pub adapters: AdapterRuntime,
+    /// Writes ingested messages, many requests per transaction.
+    pub ingest: IngestWriter,
     pub devices: DeviceSettings,
 }
 
 impl AppState {
+    /// The state of one server; starts the ingest writer on the current Tokio runtime.
     pub fn new(db: Database, adapters: AdapterRuntime, devices: DeviceSettings) -> AppState {
-        AppState { db, events: EventBus::new(), adapters, devices }
+        let ingest = IngestWriter::start(db.clone());
+        AppState { db, events: EventBus::new(), adapters, ingest, devices }
     }
 }
 

@@ -7,7 +7,7 @@
 //! decode failed for a reason that is not the message's fault (the host at its instance limit)
 //! is answered `RETRY` and not acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
 use velferd_plugins::{DecodeError, Event, ValidatedAdapter};
 
 use super::model::{AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt};
@@ -70,6 +71,19 @@ pub struct MessageResult {
     pub dead_letter_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+}
+
+impl MessageResult {
+    fn retry(why: Reason) -> MessageResult {
+        MessageResult {
+            status: MessageStatus::Retry,
+            receipt_id: None,
+            events_stored: 0,
+            events_duplicate: 0,
+            dead_letter_id: None,
+            reason: Some(why),
+        }
+    }
 }
 
 /// The answer for a request: counts of messages by status and one result per message, in
@@ -172,188 +186,263 @@ fn decode_reason(e: &DecodeError) -> Reason {
     reason(e.code(), e.to_string())
 }
 
-/// Ingests messages for `product`: decodes each with the active adapter, then stores all of
-/// them in one transaction. `retention` is how many recent bodies per product are kept for
-/// replay review.
+/// Ingests messages for `product`: decodes each with the active adapter, then hands them to
+/// the writer, which stores them together with other requests' messages in one transaction.
 pub async fn ingest(
     db: &Database,
     runtime: &AdapterRuntime,
+    writer: &IngestWriter,
     product: &device_product::Model,
     messages: Vec<Message>,
     retention: u32,
 ) -> Result<IngestReply, ApiError> {
     let received_at = Utc::now();
     let active = active_adapter(db, runtime, product.id).await?;
-    let mut decoded = Vec::with_capacity(messages.len());
-    for message in &messages {
-        decoded.push(decode(runtime, &active, &product.slug, message, received_at).await);
+    let mut items = Vec::with_capacity(messages.len());
+    for message in messages {
+        let decoded = decode(runtime, &active, &product.slug, &message, received_at).await;
+        items.push((message, decoded));
     }
     let adapter_id = active.as_ref().map(|(id, _)| *id);
-    let txn = db.write().begin().await?;
-    let devices = devices_named(&txn, product.id, &decoded).await?;
-    let mut results = Vec::with_capacity(messages.len());
-    for (message, decoded) in messages.iter().zip(decoded) {
-        let result = match decoded {
-            Decoded::Retry(why) => MessageResult {
-                status: MessageStatus::Retry,
-                receipt_id: None,
-                events_stored: 0,
-                events_duplicate: 0,
-                dead_letter_id: None,
-                reason: Some(why),
-            },
-            Decoded::Failed(why) => {
-                reject(&txn, product.id, adapter_id, message, why, None, received_at).await?
-            }
-            Decoded::Events(events) => match unknown_serial(&events, &devices) {
-                Some(serial) => {
-                    let why = reason("unknown-device", format!("no device {serial:?} of this product is registered; the message is kept"));
-                    reject(&txn, product.id, adapter_id, message, why, Some(serial), received_at).await?
-                }
-                None => {
-                    let adapter_id = adapter_id.expect("events come from an adapter");
-                    accept(&txn, product.id, adapter_id, message, &events, &devices, received_at, true).await?
-                }
-            },
-        };
-        results.push(result);
-    }
-    if let Some(last) = results.iter().filter_map(|r| r.receipt_id).max()
-        && last % 64 == 0
-    {
-        prune_bodies(&txn, product.id, retention).await?;
-    }
-    txn.commit().await?;
+    let (reply, answer) = oneshot::channel();
+    let pending = Pending { product_id: product.id, adapter_id, retention, received_at, items, reply };
+    writer.queue.send(pending).await.map_err(|_| ApiError::internal("the ingest writer stopped"))?;
+    let results = answer.await.map_err(|_| ApiError::internal("the ingest writer dropped a request"))?.map_err(ApiError::internal)?;
     Ok(IngestReply::of(results))
 }
 
-/// The registered devices of the product named by any decoded event, by serial.
-async fn devices_named<C: ConnectionTrait>(db: &C, product_id: i64, decoded: &[Decoded]) -> Result<HashMap<String, i64>, DbErr> {
-    let mut serials: Vec<&str> = decoded
-        .iter()
-        .filter_map(|d| match d {
-            Decoded::Events(events) => Some(events.iter().map(|e| e.device_serial.as_str())),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    serials.sort_unstable();
-    serials.dedup();
-    devices_by_serial(db, product_id, &serials).await
+/// Most messages one group transaction takes; the rest wait for the next.
+const MAX_GROUP: usize = 512;
+
+/// One request's decoded messages, waiting for the writer.
+struct Pending {
+    product_id: i64,
+    adapter_id: Option<i64>,
+    retention: u32,
+    received_at: DateTime<Utc>,
+    items: Vec<(Message, Decoded)>,
+    reply: oneshot::Sender<Result<Vec<MessageResult>, String>>,
 }
 
-async fn devices_by_serial<C: ConnectionTrait>(db: &C, product_id: i64, serials: &[&str]) -> Result<HashMap<String, i64>, DbErr> {
+/// Group commit for ingest: one task writes whatever requests are waiting in one transaction,
+/// so concurrent senders share a commit (and, on SQLite, the one write connection) instead of
+/// queueing for one each. A failed transaction fails every request in it with 503: none of
+/// them was acknowledged, so the senders retry and idempotency sorts out the rest.
+#[derive(Clone)]
+pub struct IngestWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl IngestWriter {
+    /// Starts the writer task on the current Tokio runtime.
+    pub fn start(db: Database) -> IngestWriter {
+        let (queue, mut waiting) = mpsc::channel::<Pending>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                let mut size = first.items.len();
+                let mut group = vec![first];
+                while size < MAX_GROUP {
+                    let Ok(next) = waiting.try_recv() else { break };
+                    size += next.items.len();
+                    group.push(next);
+                }
+                match write_group(&db, &mut group).await {
+                    Ok(results) => {
+                        for (pending, results) in group.into_iter().zip(results) {
+                            let _ = pending.reply.send(Ok(results));
+                        }
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        for pending in group {
+                            let _ = pending.reply.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        IngestWriter { queue }
+    }
+}
+
+/// Writes a group of requests in one transaction; one result list per request.
+async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<MessageResult>>, DbErr> {
+    let txn = db.write().begin().await?;
+    let mut named: Vec<(i64, &str)> = Vec::new();
+    for pending in group.iter() {
+        for (_, decoded) in &pending.items {
+            if let Decoded::Events(events) = decoded {
+                named.extend(events.iter().map(|e| (pending.product_id, e.device_serial.as_str())));
+            }
+        }
+    }
+    let devices = devices_by_serial(&txn, &named).await?;
+    let mut results: Vec<Vec<Option<MessageResult>>> = group.iter().map(|p| vec![None; p.items.len()]).collect();
+    let mut accepted = Vec::new();
+    for (g, pending) in group.iter_mut().enumerate() {
+        let (product_id, adapter_id, received_at) = (pending.product_id, pending.adapter_id, pending.received_at);
+        for (i, (message, decoded)) in pending.items.drain(..).enumerate() {
+            match decoded {
+                Decoded::Retry(why) => results[g][i] = Some(MessageResult::retry(why)),
+                Decoded::Failed(why) => {
+                    results[g][i] = Some(reject(&txn, product_id, adapter_id, &message, why, None, received_at).await?)
+                }
+                Decoded::Events(events) => match unknown_serial(product_id, &events, &devices) {
+                    Some(serial) => {
+                        let why = reason("unknown-device", format!("no device {serial:?} of this product is registered; the message is kept"));
+                        results[g][i] = Some(reject(&txn, product_id, adapter_id, &message, why, Some(serial), received_at).await?)
+                    }
+                    None => accepted.push(((g, i), Accepted {
+                        product_id,
+                        adapter_id: adapter_id.expect("events come from an adapter"),
+                        message,
+                        events,
+                        received_at,
+                        keep_body: true,
+                    })),
+                },
+            }
+        }
+    }
+    let (slots, accepted): (Vec<_>, Vec<_>) = accepted.into_iter().unzip();
+    for ((g, i), result) in slots.into_iter().zip(accept_all(&txn, accepted, &devices).await?) {
+        results[g][i] = Some(result);
+    }
+    for (pending, results) in group.iter().zip(&results) {
+        let last = results.iter().flatten().filter_map(|r| r.receipt_id).max();
+        if last.is_some_and(|id| id % 64 == 0) {
+            prune_bodies(&txn, pending.product_id, pending.retention).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect())
+}
+
+/// Registered devices by (product, serial).
+type DeviceIds = HashMap<(i64, String), i64>;
+
+async fn devices_by_serial<C: ConnectionTrait>(db: &C, named: &[(i64, &str)]) -> Result<DeviceIds, DbErr> {
+    let mut named = named.to_vec();
+    named.sort_unstable();
+    named.dedup();
     let mut found = HashMap::new();
-    for chunk in serials.chunks(500) {
-        let rows: Vec<(i64, String)> = device::Entity::find()
+    for chunk in named.chunks(500) {
+        let products: Vec<i64> = chunk.iter().map(|(p, _)| *p).collect();
+        let rows: Vec<(i64, i64, String)> = device::Entity::find()
             .select_only()
             .column(device::Column::Id)
+            .column(device::Column::ProductId)
             .column(device::Column::Serial)
-            .filter(device::Column::ProductId.eq(product_id))
-            .filter(device::Column::Serial.is_in(chunk.iter().copied()))
+            .filter(device::Column::ProductId.is_in(products))
+            .filter(device::Column::Serial.is_in(chunk.iter().map(|(_, s)| *s)))
             .into_tuple()
             .all(db)
             .await?;
-        found.extend(rows.into_iter().map(|(id, serial)| (serial, id)));
+        found.extend(rows.into_iter().map(|(id, product, serial)| ((product, serial), id)));
     }
     Ok(found)
 }
 
-fn unknown_serial(events: &[Event], devices: &HashMap<String, i64>) -> Option<String> {
-    events.iter().find(|e| !devices.contains_key(&e.device_serial)).map(|e| e.device_serial.clone())
+fn unknown_serial(product_id: i64, events: &[Event], devices: &DeviceIds) -> Option<String> {
+    events
+        .iter()
+        .find(|e| !devices.contains_key(&(product_id, e.device_serial.clone())))
+        .map(|e| e.device_serial.clone())
 }
 
 fn sha256_hex(body: &[u8]) -> String {
     format!("{:x}", Sha256::digest(body))
 }
 
-/// Stores a decoded message's events with a receipt.
-#[allow(clippy::too_many_arguments)]
-async fn accept<C: ConnectionTrait>(
-    db: &C,
+/// A decoded message whose devices are all registered.
+struct Accepted {
     product_id: i64,
     adapter_id: i64,
-    message: &Message,
-    events: &[Event],
-    devices: &HashMap<String, i64>,
+    message: Message,
+    events: Vec<Event>,
     received_at: DateTime<Utc>,
+    /// Keep the body for replay review (fresh traffic, not replays).
     keep_body: bool,
-) -> Result<MessageResult, DbErr> {
-    let total = events.len() as i32;
-    let receipt = ingest_receipt::ActiveModel {
-        product_id: Set(product_id),
-        adapter_id: Set(Some(adapter_id)),
-        received_at: Set(received_at.fixed_offset()),
-        content_type: Set(message.content_type.clone()),
-        body_sha256: Set(sha256_hex(&message.body)),
-        body: Set(keep_body.then(|| message.body.to_vec())),
-        outcome: Set(IngestOutcome::Accepted),
-        events_stored: Set(total),
-        events_duplicate: Set(0),
-        dead_letter_id: Set(None),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    let stored = store_events(db, receipt.id, adapter_id, events, devices, received_at).await? as i32;
-    let duplicate = total - stored;
-    let outcome = if total > 0 && stored == 0 { IngestOutcome::Duplicate } else { IngestOutcome::Accepted };
-    if duplicate > 0 {
-        ingest_receipt::Entity::update_many()
-            .col_expr(ingest_receipt::Column::EventsStored, Expr::value(stored))
-            .col_expr(ingest_receipt::Column::EventsDuplicate, Expr::value(duplicate))
-            .col_expr(ingest_receipt::Column::Outcome, Expr::value(outcome))
-            .filter(ingest_receipt::Column::Id.eq(receipt.id))
-            .exec(db)
-            .await?;
-    }
-    Ok(MessageResult {
-        status: if outcome == IngestOutcome::Duplicate { MessageStatus::Duplicate } else { MessageStatus::Accepted },
-        receipt_id: Some(receipt.id),
-        events_stored: stored as u32,
-        events_duplicate: duplicate as u32,
-        dead_letter_id: None,
-        reason: None,
-    })
 }
 
-/// Inserts events, skipping those already stored; returns how many were new.
-async fn store_events<C: ConnectionTrait>(
-    db: &C,
-    receipt_id: i64,
-    adapter_id: i64,
-    events: &[Event],
-    devices: &HashMap<String, i64>,
-    received_at: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let mut stored = 0;
-    // A few hundred events at most (the adapter's output cap); chunked for SQLite's limit on
-    // bound parameters all the same.
-    for chunk in events.chunks(200) {
-        let rows = chunk.iter().map(|e| device_event::ActiveModel {
-            device_id: Set(devices[&e.device_serial]),
-            receipt_id: Set(receipt_id),
-            adapter_id: Set(adapter_id),
+/// Stores decoded messages with a receipt each and their new events, with few statements:
+/// one query finds which events are stored already, one insert per message writes its receipt
+/// with the final counts, and multi-row inserts write the events (idempotent on device and
+/// supplier event id).
+async fn accept_all<C: ConnectionTrait>(db: &C, accepted: Vec<Accepted>, devices: &DeviceIds) -> Result<Vec<MessageResult>, DbErr> {
+    let device_of = |a: &Accepted, e: &Event| devices[&(a.product_id, e.device_serial.clone())];
+    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    let keys: Vec<(i64, &str)> =
+        accepted.iter().flat_map(|a| a.events.iter().map(move |e| (device_of(a, e), e.supplier_event_id.as_str()))).collect();
+    for chunk in keys.chunks(500) {
+        let rows: Vec<(i64, String)> = device_event::Entity::find()
+            .select_only()
+            .column(device_event::Column::DeviceId)
+            .column(device_event::Column::SupplierEventId)
+            .filter(device_event::Column::DeviceId.is_in(chunk.iter().map(|(d, _)| *d)))
+            .filter(device_event::Column::SupplierEventId.is_in(chunk.iter().map(|(_, id)| *id)))
+            .into_tuple()
+            .all(db)
+            .await?;
+        seen.extend(rows);
+    }
+    let mut results = Vec::with_capacity(accepted.len());
+    let mut rows = Vec::new();
+    for a in &accepted {
+        let new: Vec<&Event> =
+            a.events.iter().filter(|e| seen.insert((device_of(a, e), e.supplier_event_id.clone()))).collect();
+        let (stored, duplicate) = (new.len() as i32, (a.events.len() - new.len()) as i32);
+        let outcome = if stored == 0 && duplicate > 0 { IngestOutcome::Duplicate } else { IngestOutcome::Accepted };
+        let receipt = ingest_receipt::ActiveModel {
+            product_id: Set(a.product_id),
+            adapter_id: Set(Some(a.adapter_id)),
+            received_at: Set(a.received_at.fixed_offset()),
+            content_type: Set(a.message.content_type.clone()),
+            body_sha256: Set(sha256_hex(&a.message.body)),
+            body: Set(a.keep_body.then(|| a.message.body.to_vec())),
+            outcome: Set(outcome),
+            events_stored: Set(stored),
+            events_duplicate: Set(duplicate),
+            dead_letter_id: Set(None),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        rows.extend(new.into_iter().map(|e| device_event::ActiveModel {
+            device_id: Set(device_of(a, e)),
+            receipt_id: Set(receipt.id),
+            adapter_id: Set(a.adapter_id),
             supplier_event_id: Set(e.supplier_event_id.clone()),
             kind: Set(e.kind.name().to_string()),
             vkp_code: Set(e.vkp.map(|v| v.code.to_string())),
             severity: Set(severity_name(e)),
             occurred_at: Set(e.occurred_at.fixed_offset()),
-            received_at: Set(received_at.fixed_offset()),
+            received_at: Set(a.received_at.fixed_offset()),
             detail: Set(e.detail.clone()),
             data: Set(serde_json::to_string(e).expect("events serialise")),
             ..Default::default()
+        }));
+        results.push(MessageResult {
+            status: if outcome == IngestOutcome::Duplicate { MessageStatus::Duplicate } else { MessageStatus::Accepted },
+            receipt_id: Some(receipt.id),
+            events_stored: stored as u32,
+            events_duplicate: duplicate as u32,
+            dead_letter_id: None,
+            reason: None,
         });
-        stored += device_event::Entity::insert_many(rows)
+    }
+    // 200 rows of 11 columns stay far below SQLite's limit on bound parameters.
+    let mut chunks = rows.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<_> = chunks.by_ref().take(200).collect();
+        device_event::Entity::insert_many(chunk)
             .on_conflict(
-                OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId])
-                    .do_nothing()
-                    .to_owned(),
+                OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId]).do_nothing().to_owned(),
             )
             .exec_without_returning(db)
             .await?;
     }
-    Ok(stored)
+    Ok(results)
 }
 
 fn severity_name(e: &Event) -> String {
@@ -500,20 +589,29 @@ pub async fn replay_dead_letters(
         decoded.push(decode(runtime, &active, &product.slug, &message, now).await);
     }
     let txn = db.write().begin().await?;
-    let devices = devices_named(&txn, product.id, &decoded).await?;
+    let named: Vec<(i64, &str)> = decoded
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Events(events) => Some(events.iter().map(|e| (product.id, e.device_serial.as_str()))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let devices = devices_by_serial(&txn, &named).await?;
     let mut outcomes = Vec::with_capacity(letters.len());
     for (letter, decoded) in letters.into_iter().zip(decoded) {
         let message = Message { content_type: letter.content_type.clone(), body: Arc::from(letter.body.as_slice()) };
         let failure = match decoded {
             Decoded::Retry(why) | Decoded::Failed(why) => Some((why, None)),
-            Decoded::Events(events) => match unknown_serial(&events, &devices) {
+            Decoded::Events(events) => match unknown_serial(product.id, &events, &devices) {
                 Some(serial) => Some((
                     reason("unknown-device", format!("no device {serial:?} of this product is registered")),
                     Some(serial),
                 )),
                 None => {
                     let adapter_id = adapter_id.expect("events come from an adapter");
-                    let result = accept(&txn, product.id, adapter_id, &message, &events, &devices, now, false).await?;
+                    let replayed = Accepted { product_id: product.id, adapter_id, message, events, received_at: now, keep_body: false };
+                    let result = accept_all(&txn, vec![replayed], &devices).await?.remove(0);
                     dead_letter::Entity::update_many()
                         .col_expr(dead_letter::Column::ResolvedAt, Expr::value(now.fixed_offset()))
                         .col_expr(dead_letter::Column::AdapterId, Expr::value(adapter_id))

@@ -78,7 +78,9 @@ async fn authorised_product(shared: &Shared, req: &HttpRequest, slug: &str) -> R
 
 async fn run(shared: &Shared, product: &device_product::Model, messages: Vec<Message>) -> Result<IngestReply, HttpResponse> {
     let state = &shared.state;
-    ingest::ingest(&state.db, &state.adapters, product, messages, state.devices.replay_retention).await.map_err(internal)
+    ingest::ingest(&state.db, &state.adapters, &state.ingest, product, messages, state.devices.replay_retention)
+        .await
+        .map_err(internal)
 }
 
 /// One message.
