@@ -8,7 +8,10 @@
 //! is answered `RETRY` and not acknowledged.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -246,14 +249,19 @@ impl IngestWriter {
                     size += next.items.len();
                     group.push(next);
                 }
-                match write_group(&db, &mut group).await {
-                    Ok(results) => {
+                // A panic must not take the writer (and all ingest after it) down with it.
+                let written = AssertUnwindSafe(write_group(&db, &mut group)).catch_unwind().await;
+                match written {
+                    Ok(Ok(results)) => {
                         for (pending, results) in group.into_iter().zip(results) {
                             let _ = pending.reply.send(Ok(results));
                         }
                     }
-                    Err(e) => {
-                        let message = e.to_string();
+                    failed => {
+                        let message = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "the ingest writer panicked".to_string(),
+                        };
                         for pending in group {
                             let _ = pending.reply.send(Err(message.clone()));
                         }
