@@ -32,6 +32,16 @@ fn reference_adapters_pass_the_check_and_report_their_cost() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verdict   OK"), "{out}");
+    assert!(out.contains("interface velferd:device@1.0.0 (served; the newest is 2.0.0"), "{out}");
+
+    let (code, out) = check(
+        "velferd_sensor_hub_json.wasm",
+        Some(("plugins/guests/sensor-hub-json/samples/night-round.json", "application/json")),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("interface velferd:device@2.0.0\n"), "{out}");
+    assert!(out.contains("SM-0007 via HUB-5521007 fire Critical"), "{out}");
+    assert!(out.contains("verdict   OK"), "{out}");
 }
 
 #[test]

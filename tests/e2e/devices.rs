@@ -15,6 +15,8 @@ use crate::support::{Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, 
 
 pub const DISPENSER: &str = "reference-dispenser";
 pub const ALARM: &str = "reference-alarm";
+/// A home-sensor hub whose adapter is built against `velferd:device@2.0.0`.
+pub const HUB: &str = "reference-hub";
 
 /// The organisations of a device fleet: a supplier with a signing key, a second supplier, and
 /// two municipalities.
@@ -177,6 +179,81 @@ const ALARM_SAMPLES: [&str; 10] = [
     "heartbeat.xml",
     "unclassified-alarm.xml",
 ];
+
+on_both_backends! {
+    /// Interface versions side by side: a version-2 adapter (the sensor hub) goes live beside
+    /// the version-1 reference adapters; each decodes its own traffic, and the events of the
+    /// version-2 adapter name the gateway that relayed them.
+    async fn adapters_of_interface_versions_1_and_2_serve_side_by_side(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let hub = upload_signed(&app, &fleet, HUB, "velferd_sensor_hub_json").await;
+        let activated = activate(&app, &hub).await;
+        assert_eq!(activated["adapter"]["status"], "ACTIVE", "{activated}");
+        let case_worker = fleet.case_worker_token(&app);
+        for serial in ["HUB-5521007", "BS-0311", "DS-0042", "SM-0007"] {
+            assert_eq!(register_device(&app, &case_worker, HUB, serial).await["userErrors"], json!([]));
+        }
+
+        let integration = fleet.integration_token(&app);
+        let messages = [
+            (HUB, "application/json", sample("sensor-hub-json", "night-round.json"), 5),
+            (DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json"), 2),
+            (ALARM, "application/xml", sample("alarm-scaip", "fall.xml"), 1),
+        ];
+        for (product, content_type, body, stored) in messages {
+            let (status, reply) = ingest(&app, &integration, product, content_type, body).await;
+            assert_eq!(status, 200, "{product}: {reply}");
+            assert_eq!(reply["results"][0]["eventsStored"], stored, "{product}: {reply}");
+        }
+
+        let data = app
+            .graphql(
+                Some(&case_worker),
+                "{ deviceEvents(first: 10, filter: { kinds: [\"door-opened\", \"heartbeat\", \"dose-dispensed\", \"fall\"] }) {
+                   nodes { kind gatewaySerial device { serial } adapter { interfaceVersion } } } }",
+                json!({}),
+            )
+            .await;
+        let mut seen: Vec<(String, String, Option<String>)> = data["deviceEvents"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let text = |v: &Value| v.as_str().map(str::to_owned);
+                (text(&n["kind"]).unwrap(), text(&n["device"]["serial"]).unwrap(), text(&n["gatewaySerial"]))
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [
+            ("door-opened".to_owned(), "DS-0042".to_owned(), Some("HUB-5521007".to_owned())),
+            ("dose-dispensed".to_owned(), "RD-100234".to_owned(), None),
+            ("fall".to_owned(), "SA-7734002".to_owned(), None),
+            ("heartbeat".to_owned(), "HUB-5521007".to_owned(), None),
+        ]);
+        // The municipality does not manage adapters, so `adapter` is hidden from it; the
+        // supplier sees which interface version decoded each event.
+        let data = app
+            .graphql(
+                Some(&fleet.supplier_token(&app)),
+                "{ deviceProducts { nodes { slug adapters { interfaceVersion status } } } }",
+                json!({}),
+            )
+            .await;
+        let mut versions: Vec<(String, String)> = data["deviceProducts"]["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{data}"))
+            .iter()
+            .map(|p| (p["slug"].as_str().unwrap().to_owned(), p["adapters"][0]["interfaceVersion"].as_str().unwrap().to_owned()))
+            .collect();
+        versions.sort();
+        assert_eq!(versions, [
+            (ALARM.to_owned(), "1.0.0".to_owned()),
+            (DISPENSER.to_owned(), "1.0.0".to_owned()),
+            (HUB.to_owned(), "2.0.0".to_owned()),
+        ]);
+    }
+}
 
 on_both_backends! {
     /// Must show 1: both reference adapters uploaded signed over HTTP and activated; every

@@ -42,6 +42,8 @@ struct Setup {
     host: AdapterHost,
     dispenser: ValidatedAdapter,
     alarm: ValidatedAdapter,
+    /// Interface version 2.0.0, beside the two 1.0.0 adapters.
+    hub: ValidatedAdapter,
     bench: ValidatedAdapter,
 }
 
@@ -51,6 +53,7 @@ fn setup(limits: Limits) -> Setup {
     Setup {
         dispenser: load("velferd_dispenser_json"),
         alarm: load("velferd_alarm_scaip"),
+        hub: load("velferd_sensor_hub_json"),
         bench: load("velferd_decoder_bench"),
         host,
     }
@@ -142,10 +145,15 @@ fn main() {
     // (d) per message, whole cost: fresh instance per message (the policy
     // the host implements) against one warm instance per batch.
     println!("\n(d) whole per-message cost (decode with a reference adapter, events converted, output capped)");
+    let hub_message = ("hub", "night-round.json (5 events, 540 B; interface 2.0.0)", common::sample("sensor-hub-json", "night-round.json"));
     for (label, s) in [("fuel on ", &fuel_on), ("fuel off", &fuel_off)] {
-        for (decoder, msg_label, path) in &messages {
+        for (decoder, msg_label, path) in messages.iter().chain([&hub_message]) {
             let payload = std::fs::read(path).unwrap();
-            let (adapter, ct) = if *decoder == "alarm" { (&s.alarm, "application/xml") } else { (&s.dispenser, "application/json") };
+            let (adapter, ct) = match *decoder {
+                "alarm" => (&s.alarm, "application/xml"),
+                "hub" => (&s.hub, "application/json"),
+                _ => (&s.dispenser, "application/json"),
+            };
             let fresh = median_ns(15, 2000, || {
                 black_box(s.host.decode_with_report(adapter, "3805", ct, &payload, received_at).result.unwrap());
             });

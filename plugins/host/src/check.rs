@@ -161,7 +161,13 @@ impl fmt::Display for CheckReport {
         match &self.validation {
             Err(e) => writeln!(f, "\nREJECTED  {e}")?,
             Ok((version, info)) => {
-                writeln!(f, "interface velferd:device@{version}")?;
+                let newest = crate::NEWEST_INTERFACE_VERSION;
+                if version.split('.').next() == newest.split('.').next() {
+                    writeln!(f, "interface velferd:device@{version}")?;
+                } else {
+                    // Served, but a supplier starting work should know.
+                    writeln!(f, "interface velferd:device@{version} (served; the newest is {newest}, see docs/adapters.md)")?;
+                }
                 writeln!(f, "\ndescribe")?;
                 writeln!(f, "  supplier        {}", info.supplier)?;
                 writeln!(f, "  product         {}", info.product)?;
@@ -187,9 +193,10 @@ impl fmt::Display for CheckReport {
                     for e in events {
                         let vkp = e.vkp.map(|v| format!(" [VKP {}]", v.code)).unwrap_or_default();
                         let json = serde_json::to_string(&e.kind).unwrap_or_default();
+                        let via = e.gateway_serial.as_ref().map(|g| format!(" via {g}")).unwrap_or_default();
                         writeln!(
                             f,
-                            "  - {} {} {} {:?}{vkp} id={} {}",
+                            "  - {} {}{via} {} {:?}{vkp} id={} {}",
                             e.occurred_at.to_rfc3339(),
                             e.device_serial,
                             e.kind.name(),

@@ -1,6 +1,6 @@
 //! Normalised device events as plain Rust types: what adapters produce, what
-//! the server stores (as JSON) and exports. They mirror `velferd:device@1`'s
-//! `types` interface; each kind carries its VKP code where one exists.
+//! the server stores (as JSON) and exports. They mirror the `types` interface of
+//! every served `velferd:device` version; each kind carries its VKP code where one exists.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,12 @@ const fn dispense(code: &'static str) -> VkpCode {
 pub struct Event {
     /// The supplier's id of the event; with `device_serial` the idempotency key.
     pub supplier_event_id: String,
-    /// The device's serial number.
+    /// The serial number of the device that saw the event.
     pub device_serial: String,
+    /// The hub, gateway or alarm base station that relayed it, where the
+    /// adapter says (interface version 2 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_serial: Option<String>,
     /// When it happened at the device.
     pub occurred_at: DateTime<Utc>,
     /// What happened, with its fields.
@@ -46,6 +50,44 @@ pub struct Event {
     pub severity: Severity,
     /// Free text without personal data.
     pub detail: Option<String>,
+}
+
+impl Event {
+    /// An event from an adapter's fields, checked against the contract's size
+    /// limits; the VKP code follows from the kind. The error says which field
+    /// is out of bounds.
+    pub fn new(
+        supplier_event_id: String,
+        device_serial: String,
+        gateway_serial: Option<String>,
+        occurred_at: DateTime<Utc>,
+        kind: EventKind,
+        severity: Severity,
+        detail: Option<String>,
+    ) -> Result<Event, String> {
+        if supplier_event_id.is_empty() || supplier_event_id.len() > 128 {
+            return Err("supplier-event-id must be 1 to 128 bytes".into());
+        }
+        if device_serial.is_empty() || device_serial.len() > 64 {
+            return Err("device-serial must be 1 to 64 bytes".into());
+        }
+        if gateway_serial.as_ref().is_some_and(|g| g.is_empty() || g.len() > 64) {
+            return Err("gateway-serial must be 1 to 64 bytes when present".into());
+        }
+        if detail.as_ref().is_some_and(|d| d.len() > 1024) {
+            return Err("detail must be at most 1 024 bytes".into());
+        }
+        Ok(Event {
+            supplier_event_id,
+            device_serial,
+            gateway_serial,
+            occurred_at,
+            vkp: kind.vkp_code(),
+            kind,
+            severity,
+            detail,
+        })
+    }
 }
 
 /// Severity on the VKP scale.
@@ -194,7 +236,7 @@ pub struct KindInfo {
     pub vkp_codes: &'static [VkpCode],
 }
 
-/// The whole event vocabulary of `velferd:device@1`, with VKP codes. Tests
+/// The whole event vocabulary of every served `velferd:device` version, with VKP codes. Tests
 /// check it against the WIT and against VKP's published code systems.
 pub const VOCABULARY: &[KindInfo] = &[
     KindInfo { name: "dose-available", vkp_codes: &[] },
@@ -314,5 +356,49 @@ impl EventKind {
                 info.vkp_codes.first().copied()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, serial: &str, gateway: Option<&str>, detail: Option<String>) -> Result<Event, String> {
+        let at = DateTime::from_timestamp(1_795_331_052, 0).unwrap();
+        Event::new(id.into(), serial.into(), gateway.map(Into::into), at, EventKind::Heartbeat, Severity::Normal, detail)
+    }
+
+    #[test]
+    fn an_event_within_the_contracts_limits_gets_its_vkp_code() {
+        let e = Event::new(
+            "e-1".into(),
+            "DS-0042".into(),
+            Some("HUB-1".into()),
+            DateTime::from_timestamp(0, 0).unwrap(),
+            EventKind::DoorOpened(Place { location: None }),
+            Severity::Normal,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.vkp, Some(alert("4.15")));
+        assert_eq!(e.gateway_serial.as_deref(), Some("HUB-1"));
+    }
+
+    #[test]
+    fn an_event_out_of_the_contracts_limits_names_the_field() {
+        let long = "x".repeat(65);
+        for (result, field) in [
+            (event("", "S", None, None), "supplier-event-id"),
+            (event(&"i".repeat(129), "S", None, None), "supplier-event-id"),
+            (event("e", "", None, None), "device-serial"),
+            (event("e", &long, None, None), "device-serial"),
+            (event("e", "S", Some(""), None), "gateway-serial"),
+            (event("e", "S", Some(&long), None), "gateway-serial"),
+            (event("e", "S", None, Some("d".repeat(1025))), "detail"),
+        ] {
+            let error = result.unwrap_err();
+            assert!(error.starts_with(field), "{error}");
+        }
+        assert!(event(&"i".repeat(128), &"s".repeat(64), Some(&"g".repeat(64)), Some("d".repeat(1024))).is_ok());
     }
 }

@@ -12,15 +12,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use crate::event::{self, DeviceClass, Event};
+use crate::contract::{SUPPORTED_INTERFACE_MAJORS, v1, v2};
+use crate::event::{DeviceClass, Event};
 use crate::limits::Limits;
-use crate::sandbox::{self, GRANTED_WASI, LogLine, LogSource, Sandbox, v1};
+use crate::sandbox::{self, GRANTED_WASI, LogLine, LogSource, Sandbox};
 
 /// The interface package adapters export.
 const PACKAGE: &str = "velferd:device";
-/// Major versions of `velferd:device` this host serves. When the WIT gets a
-/// new major version, its bindings go beside `v1` and both stay listed here.
-pub const SUPPORTED_INTERFACE_MAJORS: &[u64] = &[1];
 
 /// Why a component was rejected on upload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
@@ -189,6 +187,7 @@ impl fmt::Debug for ValidatedAdapter {
 /// Pre-instantiated bindings, one variant per served interface major.
 enum Bindings {
     V1(v1::DeviceAdapterPre<Sandbox>),
+    V2(v2::DeviceAdapterPre<Sandbox>),
 }
 
 /// Runs supplier adapters in sandboxes. Create one per process and share it
@@ -211,7 +210,8 @@ pub struct AdapterHost {
 
 struct Inner {
     engine: Engine,
-    linker_v1: Linker<Sandbox>,
+    /// One linker for every served interface version.
+    linker: Linker<Sandbox>,
     limits: Limits,
     cache: Mutex<HashMap<[u8; 32], ValidatedAdapter>>,
 }
@@ -247,10 +247,10 @@ impl AdapterHost {
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
-        let linker_v1 = sandbox::linker_v1(&engine)?;
+        let linker = sandbox::linker(&engine)?;
         spawn_epoch_ticker(&engine, limits.epoch_tick);
         Ok(AdapterHost {
-            inner: Arc::new(Inner { engine, linker_v1, limits, cache: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner { engine, linker, limits, cache: Mutex::new(HashMap::new()) }),
         })
     }
 
@@ -284,10 +284,10 @@ impl AdapterHost {
             return Err(ValidationError::WrongWorld { exports });
         };
         let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
-        if !major.is_some_and(|m| SUPPORTED_INTERFACE_MAJORS.contains(&m)) {
+        let Some(major) = major.filter(|m| SUPPORTED_INTERFACE_MAJORS.contains(m)) else {
             let supported = SUPPORTED_INTERFACE_MAJORS.iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
             return Err(ValidationError::UnsupportedInterfaceVersion { found: version, supported });
-        }
+        };
         for (import, _) in ty.imports(&self.inner.engine) {
             check_import(import, &version)?;
         }
@@ -295,8 +295,12 @@ impl AdapterHost {
             version: version.clone(),
             message: format!("{e:#}"),
         };
-        let pre = self.inner.linker_v1.instantiate_pre(&component).map_err(incompatible)?;
-        let pre = v1::DeviceAdapterPre::new(pre).map_err(incompatible)?;
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(incompatible)?;
+        let bindings = match major {
+            1 => Bindings::V1(v1::DeviceAdapterPre::new(pre).map_err(incompatible)?),
+            2 => Bindings::V2(v2::DeviceAdapterPre::new(pre).map_err(incompatible)?),
+            _ => unreachable!("SUPPORTED_INTERFACE_MAJORS lists only majors with bindings"),
+        };
         let mut adapter = ValidatedAdapter {
             sha256: hex(&digest),
             interface_version: version,
@@ -308,7 +312,7 @@ impl AdapterHost {
                 content_types: vec![],
             },
             size_bytes: bytes.len(),
-            bindings: Arc::new(Bindings::V1(pre)),
+            bindings: Arc::new(bindings),
         };
         let info = self.describe(&adapter).result.map_err(ValidationError::DescribeFailed)?;
         check_info(&info)?;
@@ -324,11 +328,11 @@ impl AdapterHost {
 
     /// Call `describe` in a fresh sandbox.
     pub fn describe(&self, adapter: &ValidatedAdapter) -> CallReport<AdapterInfo> {
-        self.call(adapter, "-", "describe", |store, bindings| match bindings {
-            Instance::V1(b) => {
-                let info = b.velferd_device_adapter().call_describe(store)?;
-                Ok(Ok(info_from_v1(info)))
-            }
+        self.call(adapter, "-", "describe", |store, instance| {
+            Ok(Ok(match instance {
+                Instance::V1(b) => v1::describe(store, b)?,
+                Instance::V2(b) => v2::describe(store, b)?,
+            }))
         })
     }
 
@@ -373,22 +377,10 @@ impl AdapterHost {
         device_serial: &str,
         command: &Command,
     ) -> CallReport<EncodedCommand> {
-        use v1::velferd::device::types as t;
         let limits = &self.inner.limits;
-        let mut report = self.call(adapter, municipality, "encode-command", |store, bindings| match bindings {
-            Instance::V1(b) => {
-                let command = match command {
-                    Command::TestAlarm => t::Command::TestAlarm,
-                    Command::SetDispensingSchedule { times } => t::Command::SetDispensingSchedule(
-                        times.iter().map(|&(hour, minute)| t::TimeOfDay { hour, minute }).collect(),
-                    ),
-                };
-                Ok(match b.velferd_device_adapter().call_encode_command(store, device_serial, &command)? {
-                    Ok(e) => Ok(EncodedCommand { content_type: e.content_type, body: e.body }),
-                    Err(t::CommandError::Unsupported(m)) => Err(DecodeError::Unsupported(m)),
-                    Err(t::CommandError::Invalid(m)) => Err(DecodeError::InvalidCommand(m)),
-                })
-            }
+        let mut report = self.call(adapter, municipality, "encode-command", |store, instance| match instance {
+            Instance::V1(b) => v1::encode_command(store, b, device_serial, command),
+            Instance::V2(b) => v2::encode_command(store, b, device_serial, command),
         });
         if let Ok(encoded) = &report.result {
             report.cost.output_bytes = encoded.body.len();
@@ -561,12 +553,14 @@ impl AdapterHost {
 /// A live instance of one served interface version.
 enum Instance {
     V1(v1::DeviceAdapter),
+    V2(v2::DeviceAdapter),
 }
 
 impl Bindings {
     fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Instance> {
         Ok(match self {
             Bindings::V1(pre) => Instance::V1(pre.instantiate(store)?),
+            Bindings::V2(pre) => Instance::V2(pre.instantiate(store)?),
         })
     }
 }
@@ -657,21 +651,8 @@ fn decode_call(
     received_at: DateTime<Utc>,
 ) -> wasmtime::Result<Result<Vec<Event>, DecodeError>> {
     match instance {
-        Instance::V1(b) => {
-            let message = v1::velferd::device::types::Message {
-                content_type: content_type.to_owned(),
-                payload: payload.to_vec(),
-                received_at: v1::velferd::device::types::Timestamp {
-                    seconds: received_at.timestamp(),
-                    nanoseconds: received_at.timestamp_subsec_nanos(),
-                },
-            };
-            Ok(match b.velferd_device_adapter().call_decode(store, &message)? {
-                Ok(events) => events.into_iter().map(event_from_v1).collect(),
-                Err(v1::velferd::device::types::DecodeError::Malformed(m)) => Err(DecodeError::Malformed(m)),
-                Err(v1::velferd::device::types::DecodeError::Unsupported(m)) => Err(DecodeError::Unsupported(m)),
-            })
-        }
+        Instance::V1(b) => v1::decode(store, b, content_type, payload, received_at),
+        Instance::V2(b) => v2::decode(store, b, content_type, payload, received_at),
     }
 }
 
@@ -748,122 +729,4 @@ fn forward_logs(sha256: &str, municipality: &str, operation: &str, logs: &[LogLi
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn info_from_v1(info: v1::velferd::device::types::AdapterInfo) -> AdapterInfo {
-    use v1::velferd::device::types::DeviceClass as D;
-    AdapterInfo {
-        supplier: info.supplier,
-        product: info.product,
-        adapter_version: info.adapter_version,
-        device_classes: info
-            .device_classes
-            .into_iter()
-            .map(|c| match c {
-                D::MedicationDispenser => DeviceClass::MedicationDispenser,
-                D::SafetyAlarm => DeviceClass::SafetyAlarm,
-                D::HomeSensor => DeviceClass::HomeSensor,
-            })
-            .collect(),
-        content_types: info.content_types,
-    }
-}
-
-fn time_from_v1(t: v1::velferd::device::types::Timestamp) -> Result<DateTime<Utc>, DecodeError> {
-    DateTime::from_timestamp(t.seconds, t.nanoseconds)
-        .filter(|_| t.nanoseconds < 1_000_000_000)
-        .ok_or_else(|| DecodeError::InvalidOutput(format!("timestamp {}.{:09} out of range", t.seconds, t.nanoseconds)))
-}
-
-fn event_from_v1(e: v1::velferd::device::types::Event) -> Result<Event, DecodeError> {
-    use v1::velferd::device::types::{Assistance as A, EventKind as K, Severity as S};
-    let invalid = |m: String| Err(DecodeError::InvalidOutput(m));
-    if e.supplier_event_id.is_empty() || e.supplier_event_id.len() > 128 {
-        return invalid("supplier-event-id must be 1 to 128 bytes".into());
-    }
-    if e.device_serial.is_empty() || e.device_serial.len() > 64 {
-        return invalid("device-serial must be 1 to 64 bytes".into());
-    }
-    if e.detail.as_ref().is_some_and(|d| d.len() > 1024) {
-        return invalid("detail must be at most 1 024 bytes".into());
-    }
-    let dose = |d: v1::velferd::device::types::Dose| -> Result<event::Dose, DecodeError> {
-        Ok(event::Dose {
-            dose_id: d.dose_id,
-            scheduled_for: d.scheduled_for.map(time_from_v1).transpose()?,
-            assistance: match d.assistance {
-                A::Unknown => event::Assistance::Unknown,
-                A::Unassisted => event::Assistance::Unassisted,
-                A::Assisted => event::Assistance::Assisted,
-            },
-        })
-    };
-    let supply = |s: v1::velferd::device::types::Supply| event::Supply { doses_remaining: s.doses_remaining };
-    let place = |p: v1::velferd::device::types::Place| event::Place { location: p.location };
-    let battery = |b: v1::velferd::device::types::Battery| event::Battery { level_percent: b.level_percent };
-    use event::EventKind as E;
-    let kind = match e.kind {
-        K::DoseAvailable(d) => E::DoseAvailable(dose(d)?),
-        K::DoseDispensed(d) => E::DoseDispensed(dose(d)?),
-        K::AsNeededDoseDispensed(d) => E::AsNeededDoseDispensed(dose(d)?),
-        K::TravelDosesDispensed(d) => E::TravelDosesDispensed(dose(d)?),
-        K::MessageAcknowledged => E::MessageAcknowledged,
-        K::DoseMissed(d) => E::DoseMissed(dose(d)?),
-        K::DispensingBlockedEmpty(d) => E::DispensingBlockedEmpty(dose(d)?),
-        K::DoseNotConfirmed(d) => E::DoseNotConfirmed(dose(d)?),
-        K::MessageNotRead => E::MessageNotRead,
-        K::TechnicalFault(f) => E::TechnicalFault(event::Fault { code: f.code }),
-        K::PouchNotRead => E::PouchNotRead,
-        K::RollError => E::RollError,
-        K::RollJammed => E::RollJammed,
-        K::RejectDrawerFull => E::RejectDrawerFull,
-        K::MedicationWaiting(d) => E::MedicationWaiting(dose(d)?),
-        K::SupplyInsufficientForTrip(s) => E::SupplyInsufficientForTrip(supply(s)),
-        K::SupplyLow(s) => E::SupplyLow(supply(s)),
-        K::SupplyEmpty => E::SupplyEmpty,
-        K::NoSchedule => E::NoSchedule,
-        K::Refilled(s) => E::Refilled(supply(s)),
-        K::LidOpened => E::LidOpened,
-        K::LidClosed => E::LidClosed,
-        K::BreakInAttempt => E::BreakInAttempt,
-        K::TrayMisplaced => E::TrayMisplaced,
-        K::AlarmButton(p) => E::AlarmButton(place(p)),
-        K::PullCord(p) => E::PullCord(place(p)),
-        K::Fall(p) => E::Fall(place(p)),
-        K::Fire(p) => E::Fire(place(p)),
-        K::WaterLeak(p) => E::WaterLeak(place(p)),
-        K::DoorOpened(p) => E::DoorOpened(place(p)),
-        K::DoorClosed(p) => E::DoorClosed(place(p)),
-        K::LeftHome(p) => E::LeftHome(place(p)),
-        K::LeftBed(p) => E::LeftBed(place(p)),
-        K::Inactivity(p) => E::Inactivity(place(p)),
-        K::NoMovement(p) => E::NoMovement(place(p)),
-        K::LongBathroomStay(p) => E::LongBathroomStay(place(p)),
-        K::SafetyAlarm(p) => E::SafetyAlarm(place(p)),
-        K::AlarmCancelled(p) => E::AlarmCancelled(place(p)),
-        K::TestTransmission => E::TestTransmission,
-        K::Heartbeat => E::Heartbeat,
-        K::Offline => E::Offline,
-        K::Online => E::Online,
-        K::BatteryLow(b) => E::BatteryLow(battery(b)),
-        K::BatteryEmpty(b) => E::BatteryEmpty(battery(b)),
-        K::MainsPowerLost => E::MainsPowerLost,
-        K::MainsPowerRestored => E::MainsPowerRestored,
-    };
-    let severity = match e.severity {
-        S::NotReported => event::Severity::NotReported,
-        S::Normal => event::Severity::Normal,
-        S::Moderate => event::Severity::Moderate,
-        S::Serious => event::Severity::Serious,
-        S::Critical => event::Severity::Critical,
-    };
-    Ok(Event {
-        supplier_event_id: e.supplier_event_id,
-        device_serial: e.device_serial,
-        occurred_at: time_from_v1(e.occurred_at)?,
-        vkp: kind.vkp_code(),
-        kind,
-        severity,
-        detail: e.detail,
-    })
 }

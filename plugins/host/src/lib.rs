@@ -1,8 +1,12 @@
 //! # velferd-plugins
 //!
 //! The host side of Velferd's device adapters: suppliers' WebAssembly
-//! components that implement the `velferd:device@1` contract
-//! (`schema/wit/device/device.wit`) run here, sandboxed with wasmtime.
+//! components that implement the `velferd:device` contract run here,
+//! sandboxed with wasmtime. Every major version in
+//! [`SUPPORTED_INTERFACE_MAJORS`] is served side by side
+//! (`schema/wit/device-v1`, `schema/wit/device-v2`): an adapter states the
+//! version it was built against by the interface it exports, and keeps
+//! running unchanged when a newer major version arrives.
 //!
 //! * [`AdapterHost`] validates components ([`AdapterHost::validate`]),
 //!   caches them compiled by sha-256 and runs every call in a fresh instance
@@ -14,16 +18,18 @@
 //!   uploading.
 
 mod check;
+mod contract;
 pub mod event;
 mod host;
 mod limits;
 mod sandbox;
 
 pub use check::{CheckReport, SampleReport, check};
+pub use contract::{NEWEST_INTERFACE_VERSION, SUPPORTED_INTERFACE_MAJORS};
 pub use event::{Event, EventKind, Severity};
 pub use host::{
     AdapterHost, AdapterInfo, CallCost, CallReport, Command, DecodeError, EncodedCommand,
-    SUPPORTED_INTERFACE_MAJORS, ValidatedAdapter, ValidationError, WarmInstance,
+    ValidatedAdapter, ValidationError, WarmInstance,
 };
 pub use limits::Limits;
 pub use sandbox::{LogLine, LogSource};

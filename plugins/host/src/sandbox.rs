@@ -12,18 +12,11 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub(crate) mod v1 {
-    wasmtime::component::bindgen!({
-        path: "../../schema/wit/device",
-        world: "velferd:device/device-adapter",
-    });
-}
-
 /// WASI interfaces (0.2.x) a component may import. Rust's `wasm32-wasip2`
 /// standard library imports the `cli` and `io` ones even when unused;
 /// clocks and randomness reveal nothing and std's `HashMap` and `Instant`
 /// need them. `environment` is linked but answers nothing, and a call that
-/// asked fails (see `linker_v1`).
+/// asked fails (see `linker`).
 /// Files and sockets are not linked at all: components that import them are
 /// rejected on upload.
 pub(crate) const GRANTED_WASI: &[&str] = &[
@@ -253,6 +246,12 @@ impl Sandbox {
 }
 
 impl Sandbox {
+    /// Keep one line the adapter logged through the `log` import, within the
+    /// call's cap.
+    pub(crate) fn record_log(&mut self, source: LogSource, text: &str) {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).log(source, text);
+    }
+
     /// Forget the previous call's logs and findings (warm instances).
     pub(crate) fn reset_for_call(&mut self) {
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,39 +269,18 @@ impl WasiView for Sandbox {
     }
 }
 
-impl v1::velferd::device::log::Host for Sandbox {
-    fn log(&mut self, level: v1::velferd::device::log::Level, message: String) {
-        use v1::velferd::device::log::Level;
-        let source = match level {
-            Level::Debug => LogSource::Debug,
-            Level::Info => LogSource::Info,
-            Level::Warn => LogSource::Warn,
-            Level::Error => LogSource::Error,
-        };
-        self.logs.lock().unwrap_or_else(|p| p.into_inner()).log(source, &message);
-    }
-}
-
-impl v1::velferd::device::types::Host for Sandbox {}
-
-struct SandboxData;
-
-impl HasData for SandboxData {
-    type Data<'a> = &'a mut Sandbox;
-}
-
 struct HasIo;
 
 impl HasData for HasIo {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// The linker of interface version 1: the `log` import and the granted WASI
-/// subset, nothing else.
-pub(crate) fn linker_v1(engine: &wasmtime::Engine) -> Result<Linker<Sandbox>> {
+/// The one linker of every served interface version: each version's `log`
+/// import and the granted WASI subset, nothing else.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Sandbox>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
     let mut l = Linker::<Sandbox>::new(engine);
-    v1::DeviceAdapter::add_to_linker::<Sandbox, SandboxData>(&mut l, |s| s)?;
+    crate::contract::add_to_linker(&mut l)?;
 
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<Sandbox, HasIo>(&mut l, |t| &mut t.table)?;
     sync::io::poll::add_to_linker::<Sandbox, HasIo>(&mut l, |t| &mut t.table)?;

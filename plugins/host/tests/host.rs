@@ -17,6 +17,8 @@ use velferd_plugins::{
 
 const DISPENSER: &str = "velferd_dispenser_json";
 const ALARM: &str = "velferd_alarm_scaip";
+/// Built against `velferd:device@2.0.0`; the two above against 1.0.0.
+const HUB: &str = "velferd_sensor_hub_json";
 
 /// One host for the whole run, as in the server; components are compiled
 /// once and found again by sha-256.
@@ -319,8 +321,86 @@ fn hostile_wrong_world_is_rejected_on_upload() {
 #[test]
 fn hostile_other_interface_version_is_rejected_on_upload() {
     let err = host().validate(&common::component("hostile_other_version")).unwrap_err();
-    assert_eq!(err, ValidationError::UnsupportedInterfaceVersion { found: "2.0.0".into(), supported: "1.x".into() });
+    assert_eq!(err, ValidationError::UnsupportedInterfaceVersion { found: "3.0.0".into(), supported: "1.x, 2.x".into() });
     assert_reference_still_serves();
+}
+
+// ---- interface versions served side by side
+
+#[test]
+fn sensor_hub_samples_decode_to_events_that_name_their_gateway() {
+    use Severity::*;
+    let hub = adapter(HUB);
+    assert_eq!(hub.interface_version, "2.0.0");
+    assert_eq!(hub.info.device_classes, [velferd_plugins::event::DeviceClass::HomeSensor]);
+    let events = decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
+    assert_events(&events, &[
+        ("h-7001", "BS-0311", "left-bed", Moderate, Some("4.2"), "2026-11-30T01:41:10Z"),
+        ("h-7002", "DS-0042", "door-opened", Normal, Some("4.15"), "2026-11-30T01:43:55Z"),
+        ("h-7003", "SM-0007", "fire", Critical, Some("4.11"), "2026-11-22T07:30:00Z"),
+        ("h-7004", "HUB-5521007", "heartbeat", Normal, None, "2026-11-30T01:45:00Z"),
+        ("h-7005", "HUB-5521007", "mains-power-lost", Moderate, Some("1.19"), "2026-11-30T01:46:00Z"),
+    ]);
+    let gateways: Vec<Option<&str>> = events.iter().map(|e| e.gateway_serial.as_deref()).collect();
+    assert_eq!(gateways, [Some("HUB-5521007"), Some("HUB-5521007"), Some("HUB-5521007"), None, None]);
+    assert!(matches!(&events[2].kind, EventKind::Fire(p) if p.location.as_deref() == Some("kitchen")));
+
+    let err = decode_sample(&hub, "sensor-hub-json", "malformed.json", "application/json").unwrap_err();
+    assert!(matches!(err, DecodeError::Malformed(ref m) if m.contains("yesterday")), "{err:?}");
+    let err = decode_sample(&hub, "sensor-hub-json", "unknown-type.json", "application/json").unwrap_err();
+    assert!(matches!(err, DecodeError::Unsupported(ref m) if m.contains("carbon_monoxide")), "{err:?}");
+    let encoded = host().encode_command(&hub, "3024", "HUB-5521007", &Command::TestAlarm).result.unwrap();
+    assert_eq!(String::from_utf8(encoded.body).unwrap(), r#"{"hub":"HUB-5521007","command":"test"}"#);
+}
+
+#[test]
+fn versions_1_and_2_are_served_side_by_side_by_one_host() {
+    // One host, both majors validated, calls interleaved from several threads
+    // as concurrent ingest would make them: each adapter keeps answering in its
+    // own version's terms.
+    let (dispenser, alarm, hub) = (adapter(DISPENSER), adapter(ALARM), adapter(HUB));
+    assert_eq!(
+        [dispenser.interface_version.as_str(), alarm.interface_version.as_str(), hub.interface_version.as_str()],
+        ["1.0.0", "1.0.0", "2.0.0"]
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let events = decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
+                    assert_eq!(events[0].gateway_serial.as_deref(), Some("HUB-5521007"));
+                    let events = decode_sample(&dispenser, "dispenser-json", "morning-dose.json", "application/json").unwrap();
+                    assert_eq!(events.len(), 2);
+                    assert!(events.iter().all(|e| e.gateway_serial.is_none()));
+                    let events = decode_sample(&alarm, "alarm-scaip", "fall.xml", "application/xml").unwrap();
+                    assert_eq!((events[0].kind.name(), events[0].gateway_serial.as_deref()), ("fall", None));
+                }
+            });
+        }
+    });
+    // A version-1 event's JSON is what it was before version 2 existed, so
+    // stored events and replay reviews do not see a spurious new field.
+    let events = decode_sample(&dispenser, "dispenser-json", "morning-dose.json", "application/json").unwrap();
+    assert!(!serde_json::to_string(&events[0]).unwrap().contains("gateway"));
+    let events = decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
+    assert!(serde_json::to_string(&events[0]).unwrap().contains(r#""gateway_serial":"HUB-5521007""#));
+}
+
+#[test]
+fn a_warm_instance_serves_version_2_too() {
+    let hub = adapter(HUB);
+    let mut warm = host().instantiate(&hub, "3024").unwrap();
+    let payload = std::fs::read(common::sample("sensor-hub-json", "night-round.json")).unwrap();
+    for _ in 0..3 {
+        let events = warm.decode("application/json", &payload, received_at()).result.unwrap();
+        assert_eq!(events.len(), 5);
+    }
+    assert_eq!(warm.calls(), 3);
+}
+
+#[test]
+fn the_sdk_helpers_pass_their_own_tests() {
+    common::sdk_unit_tests().unwrap_or_else(|output| panic!("the SDK's unit tests failed:\n{output}"));
 }
 
 // ---- velferd adapter check
@@ -353,6 +433,20 @@ fn check_accepts_the_reference_adapters_and_shows_events_and_cost() {
     assert!(out.contains("SA-7734002 fall Critical [VKP 4.1] id=A-000125"), "{out}");
     let (passed, out) = check_output(ALARM, None);
     assert!(passed && out.contains("content types   application/xml, text/xml, application/scaip+xml"), "{out}");
+    assert!(out.contains("interface velferd:device@1.0.0 (served; the newest is 2.0.0"), "{out}");
+
+    let sample = common::sample("sensor-hub-json", "night-round.json");
+    let (passed, out) = check_output(HUB, Some((&sample, "application/json")));
+    assert!(passed, "{out}");
+    for needle in [
+        "interface velferd:device@2.0.0\n",
+        "5 event(s)",
+        "DS-0042 via HUB-5521007 door-opened Normal [VKP 4.15] id=h-7002",
+        "HUB-5521007 heartbeat Normal id=h-7004",
+        "verdict   OK",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
 }
 
 #[test]
@@ -376,7 +470,7 @@ fn check_gives_the_right_verdict_on_every_hostile_adapter() {
         ("hostile_open_file", "wasi:filesystem/"),
         ("hostile_open_socket", "wasi:sockets/"),
         ("hostile_wrong_world", "does not export velferd:device/adapter"),
-        ("hostile_other_version", "velferd:device@2.0.0"),
+        ("hostile_other_version", "velferd:device@3.0.0"),
     ];
     for (name, needle) in upload {
         let (passed, out) = check_output(name, Some((&sample, "application/json")));
@@ -479,7 +573,23 @@ fn every_vkp_code_of_the_vocabulary_exists_in_vkp() {
 
 /// The WIT's `event-kind` cases with the VKP codes their docs name.
 fn wit_event_kinds() -> Vec<(String, Vec<String>)> {
-    let wit = std::fs::read_to_string(common::repo_root().join("schema/wit/device/device.wit")).unwrap();
+    wit_event_kinds_of("device-v2")
+}
+
+#[test]
+fn every_served_version_has_the_same_event_vocabulary() {
+    // 2.0.0 changed the event record, not the kinds: the host's one
+    // vocabulary (and its VKP mapping) covers every served version.
+    assert_eq!(wit_event_kinds_of("device-v1"), wit_event_kinds_of("device-v2"));
+    for major in velferd_plugins::SUPPORTED_INTERFACE_MAJORS {
+        let wit = std::fs::read_to_string(common::repo_root().join(format!("schema/wit/device-v{major}/device.wit"))).unwrap();
+        assert!(wit.contains(&format!("package velferd:device@{major}.")), "schema/wit/device-v{major} holds version {major}");
+    }
+    assert!(velferd_plugins::NEWEST_INTERFACE_VERSION.starts_with(&format!("{}.", velferd_plugins::SUPPORTED_INTERFACE_MAJORS.last().unwrap())));
+}
+
+fn wit_event_kinds_of(dir: &str) -> Vec<(String, Vec<String>)> {
+    let wit = std::fs::read_to_string(common::repo_root().join(format!("schema/wit/{dir}/device.wit"))).unwrap();
     let body = &wit[wit.find("variant event-kind {").unwrap()..];
     let body = &body[..body.find("\n    }").unwrap()];
     let mut kinds = Vec::new();

@@ -472,6 +472,14 @@ impl DeviceEvent {
         &self.0.kind
     }
 
+    /// The hub, gateway or alarm base station that relayed the event, when the adapter names
+    /// one (adapters built against `velferd:device@2` or later); `device` is the device that
+    /// saw it.
+    async fn gateway_serial(&self) -> Option<String> {
+        let data: serde_json::Value = serde_json::from_str(&self.0.data).ok()?;
+        Some(data.get("gateway_serial")?.as_str()?.to_string())
+    }
+
     /// The VKP code the kind maps to, where one exists.
     async fn vkp(&self) -> Option<VkpCoding> {
         let data: serde_json::Value = serde_json::from_str(&self.0.data).ok()?;

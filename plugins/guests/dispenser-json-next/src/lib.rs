@@ -3,6 +3,8 @@
 //! 1.0.0 refuses as unsupported, and rates a missed dose critical instead of serious. The
 //! server's tests upload both releases to show review by replay and dead-letter replay.
 
+// Shared with 1.0.0, which uses the parts this release does not.
+#[allow(dead_code)]
 #[path = "../../dispenser-json/src/decoder.rs"]
 mod decoder;
 

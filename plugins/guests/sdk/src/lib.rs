@@ -7,7 +7,7 @@
 //! or environment), under a deadline, an instruction budget and a memory cap.
 //!
 //! ```ignore
-//! use velferd_adapter_sdk::*;
+//! use velferd_adapter_sdk::v2::*;
 //!
 //! struct MyAdapter;
 //!
@@ -25,12 +25,24 @@
 //! Build with the stock target: `cargo build --release --target wasm32-wasip2`,
 //! then check the component with `velferd adapter check`. The full guide is
 //! `docs/adapters.md` in the Velferd repository; every type is documented in
-//! the contract, `schema/wit/device/device.wit`, and below.
+//! the contract, `schema/wit/device-v2/device.wit`, and below.
+//!
+//! ## Contract versions
+//!
+//! Velferd serves every supported major version of the contract side by side,
+//! and this SDK speaks each of them; your component says which one it was
+//! built against by the interface it exports.
+//!
+//! * [`v2`] — `velferd:device@2.0.0`, the newest: start new adapters here
+//!   (`use velferd_adapter_sdk::v2::*;`, `v2::export_adapter!`). Events may
+//!   name the gateway that relayed them.
+//! * the crate root — `velferd:device@1.0.0`, as in SDK 1.0: adapters built
+//!   with it keep compiling and keep running unchanged.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 wit_bindgen::generate!({
-    path: "../../../schema/wit/device",
+    path: "../../../schema/wit/device-v1",
     world: "velferd:device/device-adapter",
     pub_export_macro: true,
     export_macro_name: "export_adapter",
@@ -38,46 +50,120 @@ wit_bindgen::generate!({
     additional_derives: [PartialEq, Clone],
 });
 
-/// The interface version of the contract this SDK implements
+/// The interface version of the contract the crate root implements
 /// (`velferd:device@1.0.0`). Velferd reads it from your component.
 pub const INTERFACE_VERSION: &str = "1.0.0";
 
-pub use exports::velferd::device::adapter::Guest as Adapter;
-pub use velferd::device::types::{
-    AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose,
-    EncodedCommand, Event, EventKind, Fault, Message, Place, Severity, Supply, TimeOfDay,
-    Timestamp,
-};
+/// The SDK's surface for the contract version generated in the module it is
+/// invoked in: the adapter trait, the types, logging and time helpers. The
+/// same for every version, so written once.
+macro_rules! sdk_surface {
+    () => {
+        pub use exports::velferd::device::adapter::Guest as Adapter;
+        pub use velferd::device::types::{
+            AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose,
+            EncodedCommand, Event, EventKind, Fault, Message, Place, Severity, Supply, TimeOfDay,
+            Timestamp,
+        };
+        pub use $crate::text::truncate;
 
-/// Logging to Velferd's server logs, capped per call (about 1 kB by default;
-/// the rest is dropped). Never log personal data.
-pub mod log {
-    use crate::velferd::device::log::{Level, log};
+        /// Logging to Velferd's server logs, capped per call (about 1 kB by
+        /// default; the rest is dropped). Never log personal data.
+        pub mod log {
+            use super::velferd::device::log::{Level, log};
 
-    /// Log at debug level.
-    pub fn debug(message: &str) {
-        log(Level::Debug, message)
-    }
-    /// Log at info level.
-    pub fn info(message: &str) {
-        log(Level::Info, message)
-    }
-    /// Log at warning level.
-    pub fn warn(message: &str) {
-        log(Level::Warn, message)
-    }
-    /// Log at error level.
-    pub fn error(message: &str) {
-        log(Level::Error, message)
-    }
+            /// Log at debug level.
+            pub fn debug(message: &str) {
+                log(Level::Debug, message)
+            }
+            /// Log at info level.
+            pub fn info(message: &str) {
+                log(Level::Info, message)
+            }
+            /// Log at warning level.
+            pub fn warn(message: &str) {
+                log(Level::Warn, message)
+            }
+            /// Log at error level.
+            pub fn error(message: &str) {
+                log(Level::Error, message)
+            }
+        }
+
+        impl Timestamp {
+            /// A UTC timestamp from calendar parts; `None` when a part is out of
+            /// range (month 1–12, day valid for the month, hour 0–23, minute 0–59,
+            /// second 0–60 with 60 for a leap second folded into the next minute,
+            /// nanosecond below 10⁹).
+            pub fn from_utc(
+                year: i32,
+                month: u32,
+                day: u32,
+                hour: u32,
+                minute: u32,
+                second: u32,
+                nanosecond: u32,
+            ) -> Option<Timestamp> {
+                let (seconds, nanoseconds) = $crate::time::from_utc(year, month, day, hour, minute, second, nanosecond)?;
+                Some(Timestamp { seconds, nanoseconds })
+            }
+
+            /// Parse an RFC 3339 timestamp such as `2026-11-22T07:04:12Z`,
+            /// `2026-11-22T08:04:12.250+01:00` or `2026-11-22 07:04:12z`, converting
+            /// its offset to UTC.
+            pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
+                let (seconds, nanoseconds) = $crate::time::parse_rfc3339(text)?;
+                Ok(Timestamp { seconds, nanoseconds })
+            }
+        }
+    };
 }
 
-impl Timestamp {
-    /// A UTC timestamp from calendar parts; `None` when a part is out of
-    /// range (month 1–12, day valid for the month, hour 0–23, minute 0–59,
-    /// second 0–60 with 60 for a leap second folded into the next minute,
-    /// nanosecond below 10⁹).
-    pub fn from_utc(
+sdk_surface!();
+
+/// The contract `velferd:device@2.0.0`, for new adapters: the same surface as
+/// the crate root, plus `gateway-serial` on [`v2::Event`] for devices that
+/// report through a hub or an alarm base station. Export with
+/// `velferd_adapter_sdk::v2::export_adapter!`.
+///
+/// ```ignore
+/// use velferd_adapter_sdk::v2::*;
+///
+/// struct MyHub;
+///
+/// impl Adapter for MyHub { /* describe, decode, encode_command */ }
+///
+/// export_adapter!(MyHub);
+/// ```
+pub mod v2 {
+    // The world is given a name of its own (it includes the contract's
+    // `device-adapter` world) so that its export macro does not collide with
+    // the crate root's: both are exported from this crate.
+    wit_bindgen::generate!({
+        inline: "
+            package velferd:adapter-sdk;
+            world device-adapter-v2 {
+                include velferd:device/device-adapter@2.0.0;
+            }
+        ",
+        path: "../../../schema/wit/device-v2",
+        generate_all,
+        pub_export_macro: true,
+        export_macro_name: "export_adapter",
+        default_bindings_module: "velferd_adapter_sdk::v2",
+        additional_derives: [PartialEq, Clone],
+    });
+
+    /// The interface version of the contract this module implements
+    /// (`velferd:device@2.0.0`).
+    pub const INTERFACE_VERSION: &str = "2.0.0";
+
+    sdk_surface!();
+}
+
+/// Calendar arithmetic behind every version's `Timestamp` helpers.
+mod time {
+    pub(crate) fn from_utc(
         year: i32,
         month: u32,
         day: u32,
@@ -85,7 +171,7 @@ impl Timestamp {
         minute: u32,
         second: u32,
         nanosecond: u32,
-    ) -> Option<Timestamp> {
+    ) -> Option<(i64, u32)> {
         if !(1..=12).contains(&month)
             || day == 0
             || day > days_in_month(year, month)
@@ -97,15 +183,11 @@ impl Timestamp {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-        Some(Timestamp { seconds, nanoseconds: nanosecond })
+        Some((days * 86_400 + i64::from(hour * 3600 + minute * 60 + second), nanosecond))
     }
 
-    /// Parse an RFC 3339 timestamp such as `2026-11-22T07:04:12Z`,
-    /// `2026-11-22T08:04:12.250+01:00` or `2026-11-22 07:04:12z`, converting
-    /// its offset to UTC.
-    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
-        let bad = || format!("not an RFC 3339 timestamp: {:?}", truncate(text, 40));
+    pub(crate) fn parse_rfc3339(text: &str) -> Result<(i64, u32), String> {
+        let bad = || format!("not an RFC 3339 timestamp: {:?}", crate::truncate(text, 40));
         let b = text.as_bytes();
         if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ')
             || b[13] != b':' || b[16] != b':'
@@ -148,47 +230,50 @@ impl Timestamp {
             }
             _ => return Err(bad()),
         };
-        let local = Timestamp::from_utc(year, month, day, hour, minute, second, nanosecond).ok_or_else(bad)?;
-        Ok(Timestamp { seconds: local.seconds - offset_seconds, nanoseconds: local.nanoseconds })
+        let (local, nanos) = from_utc(year, month, day, hour, minute, second, nanosecond).ok_or_else(bad)?;
+        Ok((local - offset_seconds, nanos))
+    }
+
+    fn is_leap(year: i32) -> bool {
+        (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    }
+
+    fn days_in_month(year: i32, month: u32) -> u32 {
+        match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if is_leap(year) => 29,
+            _ => 28,
+        }
+    }
+
+    // Howard Hinnant's days-from-civil: days since 1970-01-01 of a proleptic
+    // Gregorian date, exact for every representable year.
+    fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+        let y = i64::from(year) - i64::from(month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
     }
 }
 
-/// Cut `text` to at most `max` bytes on a character boundary, e.g. to keep an
-/// error message or a detail within the contract's size limits.
-pub fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
+/// Text helpers every version re-exports.
+mod text {
+    /// Cut `text` to at most `max` bytes on a character boundary, e.g. to keep an
+    /// error message or a detail within the contract's size limits.
+    pub fn truncate(text: &str, max: usize) -> &str {
+        if text.len() <= max {
+            return text;
+        }
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        &text[..end]
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn is_leap(year: i32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        _ => 28,
-    }
-}
-
-// Howard Hinnant's days-from-civil: days since 1970-01-01 of a proleptic
-// Gregorian date, exact for every representable year.
-fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -204,5 +289,13 @@ mod tests {
         assert!(Timestamp::parse_rfc3339("2026-02-29T00:00:00Z").is_err());
         assert!(Timestamp::parse_rfc3339("2026-11-22T07:04:12").is_err());
         assert_eq!(Timestamp::parse_rfc3339("1970-01-01T00:00:00Z").unwrap().seconds, 0);
+    }
+
+    #[test]
+    fn every_version_shares_the_time_helpers() {
+        let v1 = Timestamp::parse_rfc3339("2026-12-01T04:00:00+01:00").unwrap();
+        let v2 = v2::Timestamp::parse_rfc3339("2026-12-01T04:00:00+01:00").unwrap();
+        assert_eq!((v1.seconds, v1.nanoseconds), (v2.seconds, v2.nanoseconds));
+        assert_eq!(v2::Timestamp::from_utc(2026, 2, 29, 0, 0, 0, 0), None);
     }
 }

@@ -65,6 +65,23 @@ pub fn guests_dir() -> &'static Path {
     })
 }
 
+/// Run the SDK's own unit tests (its time and text helpers, for every contract version) natively,
+/// in the guests' target directory; returns cargo's combined output on failure.
+pub fn sdk_unit_tests() -> Result<(), String> {
+    let output = cargo()
+        .args(["test", "--locked", "-p", "velferd-adapter-sdk", "--manifest-path"])
+        .arg(repo_root().join("plugins/guests/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir("wasm-guests"))
+        .output()
+        .expect("run cargo to test the SDK");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
 /// The bytes of the guest component `name` (crate name with underscores).
 pub fn component(name: &str) -> Vec<u8> {
     let path = guests_dir().join(format!("{name}.wasm"));

@@ -1,10 +1,10 @@
-//! Hostile (or merely too new) adapter: built against `velferd:device@2.0.0`,
+//! Hostile (or merely too new) adapter: built against `velferd:device@3.0.0`,
 //! an interface version this host does not serve. The host must reject it on
-//! upload with an unsupported-version error, not misread it as version 1.
+//! upload with an unsupported-version error, not misread it as a version it serves.
 
 wit_bindgen::generate!({
     inline: r#"
-        package velferd:device@2.0.0;
+        package velferd:device@3.0.0;
         interface adapter {
             record adapter-info {
                 supplier: string,
@@ -26,7 +26,7 @@ struct Future;
 
 impl Guest for Future {
     fn describe() -> AdapterInfo {
-        AdapterInfo { supplier: "Future Ltd".into(), product: "v2".into(), adapter_version: "2.0.0".into() }
+        AdapterInfo { supplier: "Future Ltd".into(), product: "v3".into(), adapter_version: "3.0.0".into() }
     }
 
     fn decode(_: String, payload: Vec<u8>) -> Result<Vec<String>, String> {
