@@ -682,6 +682,22 @@ proptest! {
             Err(other) => prop_assert!(false, "{other:?}"),
         }
     }
+
+    /// A version-2 adapter's events name a gateway exactly when the sensor is not the hub
+    /// itself, whatever the serials; bad serials are refused, never trapped on.
+    #[test]
+    fn hub_events_name_their_gateway_only_when_relayed(hub in ".{0,80}", sensor in proptest::option::of(".{0,80}"), zone in ".{0,100}") {
+        let payload = serde_json::json!({"hub": hub, "events": [{"id": "h-1", "sensor": sensor, "type": "door_opened", "zone": zone}]});
+        match host().decode(&adapter(HUB), "3024", "application/json", payload.to_string().as_bytes()) {
+            Ok(events) => {
+                let relayed = sensor.as_ref().is_some_and(|s| *s != hub);
+                prop_assert_eq!(events[0].gateway_serial.as_deref(), relayed.then_some(hub.as_str()));
+                prop_assert_eq!(&events[0].device_serial, if relayed { sensor.as_ref().unwrap() } else { &hub });
+            }
+            Err(DecodeError::Malformed(_)) => prop_assert!(hub.is_empty() || hub.len() > 64 || sensor.is_some_and(|s| s.is_empty() || s.len() > 64)),
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
+    }
 }
 
 #[test]
