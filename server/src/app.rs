@@ -1,10 +1,13 @@
 //! What every request handler shares: the database and the in-process event bus.
 
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use crate::config::DeviceSettings;
 use crate::db::Database;
-use crate::devices::ingest::IngestWriter;
+use crate::devices::ingest::{IngestWriter, LiveDeviceEvent};
 use crate::devices::runtime::AdapterRuntime;
 use crate::organizations::Organization;
 
@@ -22,8 +25,9 @@ pub struct AppState {
 impl AppState {
     /// The state of one server; starts the ingest writer on the current Tokio runtime.
     pub fn new(db: Database, adapters: AdapterRuntime, devices: DeviceSettings) -> AppState {
-        let ingest = IngestWriter::start(db.clone());
-        AppState { db, events: EventBus::new(), adapters, ingest, devices }
+        let events = EventBus::new();
+        let ingest = IngestWriter::start(db.clone(), events.clone());
+        AppState { db, events, adapters, ingest, devices }
     }
 }
 
@@ -31,11 +35,14 @@ impl AppState {
 #[derive(Clone)]
 pub struct EventBus {
     organizations: broadcast::Sender<Organization>,
+    device_events: broadcast::Sender<Arc<LiveDeviceEvent>>,
 }
 
 impl EventBus {
     fn new() -> EventBus {
-        EventBus { organizations: broadcast::channel(256).0 }
+        // Ingest can store hundreds of events a second: room for bursts before a slow
+        // subscriber starts skipping.
+        EventBus { organizations: broadcast::channel(256).0, device_events: broadcast::channel(4096).0 }
     }
 
     pub fn organization_created(&self, organization: Organization) {
@@ -46,4 +53,32 @@ impl EventBus {
     pub fn subscribe_organizations(&self) -> broadcast::Receiver<Organization> {
         self.organizations.subscribe()
     }
+
+    /// Whether anyone listens for device events; ingest reads stored events back only then.
+    pub fn device_events_wanted(&self) -> bool {
+        self.device_events.receiver_count() > 0
+    }
+
+    pub fn device_event_stored(&self, event: Arc<LiveDeviceEvent>) {
+        let _ = self.device_events.send(event);
+    }
+
+    pub fn subscribe_device_events(&self) -> broadcast::Receiver<Arc<LiveDeviceEvent>> {
+        self.device_events.subscribe()
+    }
+}
+
+/// A subscription's stream of what `receiver` gets. A slow subscriber skips what it missed
+/// rather than stalling the others or the sender.
+pub fn stream_of<T: Clone + Send + 'static>(receiver: broadcast::Receiver<T>) -> impl Stream<Item = T> + Send {
+    futures_util::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
 }

@@ -11,7 +11,9 @@ use velferd::auth::Role;
 
 use crate::guests;
 use crate::procurement::org_number;
-use crate::support::{Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, on_both_backends};
+use crate::support::{
+    Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, graphql_socket, next_text, on_both_backends, subscribe,
+};
 
 pub const DISPENSER: &str = "reference-dispenser";
 pub const ALARM: &str = "reference-alarm";
@@ -253,6 +255,67 @@ on_both_backends! {
             (HUB.to_owned(), "2.0.0".to_owned()),
         ]);
     }
+}
+
+const LIVE_EVENTS: &str = "subscription($filter: DeviceEventFilter) { deviceEventReceived(filter: $filter) {
+    kind severity supplierEventId device { serial } } }";
+
+on_both_backends! {
+    /// Live device events: each subscriber hears, as they are stored, the events of the devices
+    /// it may see and that pass its filter — a municipality its own, a supplier its products' —
+    /// and nothing else; an anonymous subscriber gets an error, not a stream.
+    async fn subscribers_hear_the_device_events_they_may_see_as_they_are_stored(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let asker = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
+        assert_eq!(register_device(&app, &asker, ALARM, "SA-9000001").await["userErrors"], json!([]));
+
+        let mut larvik_critical = graphql_socket(&app, Some(&fleet.case_worker_token(&app))).await;
+        subscribe(&mut larvik_critical, "live", LIVE_EVENTS, json!({ "filter": { "minSeverity": "CRITICAL" } })).await;
+        let mut asker_all = graphql_socket(&app, Some(&asker)).await;
+        subscribe(&mut asker_all, "live", LIVE_EVENTS, json!({})).await;
+        let mut supplier_falls = graphql_socket(&app, Some(&fleet.supplier_token(&app))).await;
+        subscribe(&mut supplier_falls, "live", LIVE_EVENTS, json!({ "filter": { "kinds": ["fall"] } })).await;
+
+        let integration = fleet.integration_token(&app);
+        // Larvik's heartbeat (normal), then its fall (critical).
+        for file in ["heartbeat.xml", "fall.xml"] {
+            let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", file)).await;
+            assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+        }
+        // Asker's alarm button.
+        let asker_alarm = "<mrq><ver>01.00</ver><ref>A-900001</ref><cid>SA-9000001</cid><dty>005</dty><mty>ME</mty><stc>001</stc><lco>010</lco></mrq>";
+        let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", asker_alarm.as_bytes().to_vec()).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+
+        // Each subscriber's first message is the first event meant for it: Larvik's critical
+        // subscription skipped the heartbeat, Asker heard nothing of Larvik's devices.
+        let heard = live_event(&mut larvik_critical).await;
+        assert_eq!((heard["kind"].as_str(), heard["device"]["serial"].as_str()), (Some("fall"), Some("SA-7734002")), "{heard}");
+        assert_eq!(heard["severity"], "CRITICAL");
+        let heard = live_event(&mut asker_all).await;
+        assert_eq!((heard["kind"].as_str(), heard["supplierEventId"].as_str()), (Some("alarm-button"), Some("A-900001")), "{heard}");
+        let heard = live_event(&mut supplier_falls).await;
+        assert_eq!(heard["supplierEventId"], "A-000125", "{heard}");
+        // Larvik hears Asker's alarm neither: its next critical event is its own smoke alarm.
+        let (status, _) = ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", "smoke.xml")).await;
+        assert_eq!(status, 200);
+        assert_eq!(live_event(&mut larvik_critical).await["kind"], "fire");
+
+        // Signed out: an error with its code, then the subscription completes.
+        let mut anonymous = graphql_socket(&app, None).await;
+        subscribe(&mut anonymous, "1", LIVE_EVENTS, json!({})).await;
+        let answer = next_text(&mut anonymous).await;
+        assert_eq!(answer["payload"]["data"], Value::Null, "{answer}");
+        assert_eq!(answer["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
+        assert_eq!(next_text(&mut anonymous).await["type"], "complete");
+    }
+}
+
+async fn live_event(ws: &mut crate::support::Socket) -> Value {
+    let message = next_text(ws).await;
+    assert_eq!(message["type"], "next", "{message}");
+    message["payload"]["data"]["deviceEventReceived"].clone()
 }
 
 on_both_backends! {

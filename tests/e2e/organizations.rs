@@ -203,37 +203,11 @@ on_both_backends! {
     }
 }
 
-async fn next_text(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) -> Value {
-    loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream open")
-            .expect("valid frame");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => continue,
-        }
-    }
-}
-
 on_both_backends! {
     /// A subscriber over graphql-transport-ws hears about an organisation registered over HTTP.
     async fn subscribers_hear_of_new_organisations(app) {
-        let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-        let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-        assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
-        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", app.admin_token()) } });
-        ws.send(Message::text(init.to_string())).await.unwrap();
-        assert_eq!(next_text(&mut ws).await["type"], "connection_ack");
-        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { organizationCreated { name orgNumber } }" } });
-        ws.send(Message::text(subscribe.to_string())).await.unwrap();
-        // The subscription is registered asynchronously; give it a moment before writing.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut ws = graphql_socket(&app, Some(&app.admin_token())).await;
+        subscribe(&mut ws, "1", "subscription { organizationCreated { name orgNumber } }", json!({})).await;
         app.create_organization(json!({ "kind": "SUPPLIER", "name": "Evondos Oy", "orgNumber": SUPPLIER_ORG })).await;
         let next = next_text(&mut ws).await;
         assert_eq!(next["type"], "next", "{next}");

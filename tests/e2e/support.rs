@@ -251,6 +251,52 @@ impl PostgresDatabase {
 }
 
 /// The `extensions.code` of the first error in a response body.
+/// A GraphQL subscription socket (graphql-transport-ws).
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` with the graphql-transport-ws protocol, signs in with `token` (if any) in
+/// `connection_init` as a browser would, and waits for the acknowledgement.
+pub async fn graphql_socket(app: &TestApp, token: Option<&str>) -> Socket {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
+    let payload = token.map_or(json!({}), |token| json!({ "authorization": format!("Bearer {token}") }));
+    let init = json!({ "type": "connection_init", "payload": payload });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await["type"], "connection_ack");
+    ws
+}
+
+/// Starts subscription `id` with `query` and `variables` on `ws`, and gives the server a moment
+/// to register it (it does so asynchronously) before the caller writes what it should hear.
+pub async fn subscribe(ws: &mut Socket, id: &str, query: &str, variables: Value) {
+    use futures_util::SinkExt;
+    let subscribe = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
+    ws.send(tokio_tungstenite::tungstenite::Message::text(subscribe.to_string())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// The next text frame on `ws`, as JSON, within 10 s.
+pub async fn next_text(ws: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream open")
+            .expect("valid frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
 pub fn first_error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
 }

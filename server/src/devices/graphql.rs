@@ -9,7 +9,8 @@
 use std::io::Read;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject, Upload, ID};
+use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload, ID};
+use futures_util::{Stream, StreamExt};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::sea_query::ExprTrait;
@@ -38,6 +39,7 @@ const MAX_REPLAY: u64 = 100;
 const MAX_REVIEW: i32 = 200;
 
 /// The viewer's standing towards devices.
+#[derive(Clone, Copy)]
 struct DeviceViewer {
     org_id: Option<i64>,
     kind: Option<OrganizationKind>,
@@ -76,7 +78,12 @@ impl DeviceViewer {
     }
 
     fn sees_device(&self, d: &device::Model, product: &device_product::Model) -> bool {
-        self.admin || self.municipality() == Some(d.municipality_id) || self.supplier() == Some(product.supplier_id)
+        self.sees(d.municipality_id, product.supplier_id)
+    }
+
+    /// Admins see every device, a municipality its own, a supplier those of its products.
+    fn sees(&self, municipality_id: i64, supplier_id: i64) -> bool {
+        self.admin || self.municipality() == Some(municipality_id) || self.supplier() == Some(supplier_id)
     }
 
     /// The devices the viewer may see, as a filter on `device`.
@@ -429,6 +436,12 @@ pub struct DeviceEventFilter {
 }
 
 impl DeviceEventFilter {
+    /// The same narrowing as [`DeviceEventFilter::apply`], for one event in memory.
+    fn matches(&self, event: &device_event::Model) -> bool {
+        self.kinds.as_ref().is_none_or(|kinds| kinds.contains(&event.kind))
+            && self.min_severity.is_none_or(|min| Severity::of(&event.severity) >= min)
+    }
+
     fn apply(self, mut select: sea_orm::Select<device_event::Entity>) -> sea_orm::Select<device_event::Entity> {
         if let Some(kinds) = self.kinds {
             select = select.filter(device_event::Column::Kind.is_in(kinds));
@@ -1025,5 +1038,29 @@ impl DeviceMutation {
             results,
             user_errors: vec![],
         })
+    }
+}
+
+#[derive(Default)]
+pub struct DeviceSubscription;
+
+#[Subscription]
+impl DeviceSubscription {
+    /// Device events as they are stored, live (on this server instance), for the devices you
+    /// may see: a municipality its own, a supplier its products', admins all. `filter` narrows
+    /// as in `deviceEvents`; a response centre listens with `minSeverity: CRITICAL`. Events
+    /// stored while a slow subscriber lags are skipped for it; `deviceEvents` has them all.
+    async fn device_event_received(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DeviceEventFilter>,
+    ) -> Result<impl Stream<Item = DeviceEvent> + use<>> {
+        let viewer = DeviceViewer::of(ctx).await?;
+        let filter = filter.unwrap_or_default();
+        let live = crate::app::stream_of(state(ctx).events.subscribe_device_events());
+        Ok(live.filter_map(move |live| {
+            let wanted = viewer.sees(live.municipality_id, live.supplier_id) && filter.matches(&live.event);
+            std::future::ready(wanted.then(|| DeviceEvent(live.event.clone())))
+        }))
     }
 }

@@ -26,6 +26,7 @@ use velferd_plugins::{DecodeError, Event, ValidatedAdapter};
 
 use super::model::{AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt};
 use super::runtime::AdapterRuntime;
+use crate::app::EventBus;
 use crate::db::Database;
 use crate::graphql::errors::ApiError;
 use crate::graphql::relay::{NodeType, global_id};
@@ -237,8 +238,9 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    /// Starts the writer task on the current Tokio runtime.
-    pub fn start(db: Database) -> IngestWriter {
+    /// Starts the writer task on the current Tokio runtime. Stored events go out on `bus` to
+    /// live subscribers once their transaction has committed.
+    pub fn start(db: Database, bus: EventBus) -> IngestWriter {
         let (queue, mut waiting) = mpsc::channel::<Pending>(1024);
         tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
@@ -253,8 +255,16 @@ impl IngestWriter {
                 let written = AssertUnwindSafe(write_group(&db, &mut group)).catch_unwind().await;
                 match written {
                     Ok(Ok(results)) => {
+                        let receipts: Vec<i64> =
+                            results.iter().flatten().filter(|r| r.events_stored > 0).filter_map(|r| r.receipt_id).collect();
                         for (pending, results) in group.into_iter().zip(results) {
                             let _ = pending.reply.send(Ok(results));
+                        }
+                        // After the replies: senders are not kept waiting for subscribers.
+                        if bus.device_events_wanted()
+                            && let Err(error) = publish_stored(&db, &bus, &receipts).await
+                        {
+                            tracing::warn!(%error, "reading stored device events back for subscribers failed");
                         }
                     }
                     failed => {
@@ -324,6 +334,59 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
     }
     txn.commit().await?;
     Ok(results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect())
+}
+
+/// A stored device event on its way to live subscribers, with what decides who may see it.
+#[derive(Debug)]
+pub struct LiveDeviceEvent {
+    pub event: device_event::Model,
+    /// The municipality the device belongs to.
+    pub municipality_id: i64,
+    /// The supplier of the device's product.
+    pub supplier_id: i64,
+}
+
+/// Reads the events stored under `receipts` back, with ids and owners, and sends them to
+/// subscribers in the order they were stored.
+async fn publish_stored(db: &Database, bus: &EventBus, receipts: &[i64]) -> Result<(), DbErr> {
+    let db = db.read();
+    for chunk in receipts.chunks(500) {
+        let events = device_event::Entity::find()
+            .filter(device_event::Column::ReceiptId.is_in(chunk.iter().copied()))
+            .order_by_asc(device_event::Column::Id)
+            .all(db)
+            .await?;
+        let device_ids: HashSet<i64> = events.iter().map(|e| e.device_id).collect();
+        let devices: HashMap<i64, (i64, i64)> = device::Entity::find()
+            .select_only()
+            .column(device::Column::Id)
+            .column(device::Column::MunicipalityId)
+            .column(device::Column::ProductId)
+            .filter(device::Column::Id.is_in(device_ids))
+            .into_tuple::<(i64, i64, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(id, municipality, product)| (id, (municipality, product)))
+            .collect();
+        let product_ids: HashSet<i64> = devices.values().map(|(_, product)| *product).collect();
+        let suppliers: HashMap<i64, i64> = device_product::Entity::find()
+            .select_only()
+            .column(device_product::Column::Id)
+            .column(device_product::Column::SupplierId)
+            .filter(device_product::Column::Id.is_in(product_ids))
+            .into_tuple::<(i64, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        for event in events {
+            let Some(&(municipality_id, product_id)) = devices.get(&event.device_id) else { continue };
+            let Some(&supplier_id) = suppliers.get(&product_id) else { continue };
+            bus.device_event_stored(Arc::new(LiveDeviceEvent { event, municipality_id, supplier_id }));
+        }
+    }
+    Ok(())
 }
 
 /// Registered devices by (product, serial).

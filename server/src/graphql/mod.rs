@@ -41,7 +41,7 @@ pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMuta
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(OrganizationSubscription);
+pub struct SubscriptionRoot(OrganizationSubscription, crate::devices::graphql::DeviceSubscription);
 
 /// An object with a global id, fetchable with `node(id:)`.
 #[derive(Interface)]

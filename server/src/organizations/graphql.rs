@@ -3,7 +3,7 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
 
@@ -320,24 +320,8 @@ impl OrganizationSubscription {
     /// Organisations as they are registered (on this server instance).
     async fn organization_created(&self, ctx: &Context<'_>) -> impl Stream<Item = Organization> + use<> {
         let receiver = state(ctx).events.subscribe_organizations();
-        tokio_stream_from(receiver)
+        crate::app::stream_of(receiver)
     }
-}
-
-fn tokio_stream_from(
-    receiver: tokio::sync::broadcast::Receiver<Organization>,
-) -> impl Stream<Item = Organization> {
-    futures_util::stream::unfold(receiver, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) => return Some((item, rx)),
-                // A slow subscriber skips what it missed rather than stalling the others.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]
