@@ -257,6 +257,87 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// A product crosses interface versions: its 1.0.0 adapter is active when the supplier
+    /// uploads release 2.0.0, built against `velferd:device@2.0.0`. Review by replay shows the
+    /// accessory's alarm moving from the unit to the accessory; once active, 2.0.0 files such
+    /// alarms under the accessory with the unit as gateway; rolling back brings 1.0.0 back
+    /// into service, unchanged.
+    async fn a_product_moves_from_interface_1_to_2_and_back(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+        let case_worker = fleet.case_worker_token(&app);
+        let accessory = |reference: &str| {
+            format!("<mrq><ref>{reference}</ref><cid>SA-7734001</cid><did>PC-0007</did><mty>ME</mty><stc>002</stc><lco>031</lco></mrq>")
+                .into_bytes()
+        };
+        let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", accessory("A-000140")).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+
+        let upload = upload(&app, &fleet.supplier_token(&app), ALARM, guests::component("velferd_alarm_scaip_v2"),
+            &fleet.sign(&guests::component("velferd_alarm_scaip_v2"))).await;
+        assert_eq!(upload["userErrors"], json!([]), "{upload}");
+        assert_eq!((upload["adapter"]["interfaceVersion"].as_str(), upload["adapter"]["adapterVersion"].as_str()), (Some("2.0.0"), Some("2.0.0")));
+        let v2 = upload["adapter"]["id"].as_str().unwrap().to_string();
+        let review = app
+            .graphql(
+                Some(&app.admin_token()),
+                "query($id: ID!) { node(id: $id) { ... on Adapter { replayReview(last: 1) {
+                    baseline { interfaceVersion } candidate { interfaceVersion } messagesCompared differing
+                    messages { differences { change deviceSerial supplierEventId candidate } } } } } }",
+                json!({ "id": v2 }),
+            )
+            .await;
+        let review = &review["node"]["replayReview"];
+        assert_eq!((review["baseline"]["interfaceVersion"].as_str(), review["candidate"]["interfaceVersion"].as_str()), (Some("1.0.0"), Some("2.0.0")));
+        assert_eq!((review["messagesCompared"].as_i64(), review["differing"].as_i64()), (Some(1), Some(1)), "{review}");
+        let changes: Vec<(&str, &str)> = review["messages"][0]["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["change"].as_str().unwrap(), d["deviceSerial"].as_str().unwrap()))
+            .collect();
+        assert_eq!(changes, [("REMOVED", "SA-7734001"), ("ADDED", "PC-0007")], "{review}");
+
+        // 2.0.0 in service: the accessory, registered like any device, gets its alarms.
+        assert_eq!(register_device(&app, &case_worker, ALARM, "PC-0007").await["userErrors"], json!([]));
+        assert_eq!(activate(&app, &v2).await["adapter"]["status"], "ACTIVE");
+        let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", accessory("A-000141")).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+        let (status, _) = ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", "fall.xml")).await;
+        assert_eq!(status, 200);
+
+        // Back to 1.0.0: the accessory's next alarm is the unit's again.
+        let data = app
+            .graphql(Some(&app.admin_token()), "mutation { adapterRollBack(input: { product: \"reference-alarm\" }) { adapter { interfaceVersion } userErrors { code } } }", json!({}))
+            .await;
+        assert_eq!(data["adapterRollBack"]["adapter"]["interfaceVersion"], "1.0.0", "{data}");
+        let (status, reply) = ingest(&app, &integration, ALARM, "application/xml", accessory("A-000142")).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+
+        let data = app
+            .graphql(Some(&case_worker), "{ deviceEvents(filter: { kinds: [\"pull-cord\", \"fall\"] }) { nodes { supplierEventId gatewaySerial device { serial } adapter { adapterVersion } } } }", json!({}))
+            .await;
+        let mut seen: Vec<(String, String, Option<String>)> = data["deviceEvents"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let text = |v: &Value| v.as_str().map(str::to_owned);
+                (text(&n["supplierEventId"]).unwrap(), text(&n["device"]["serial"]).unwrap(), text(&n["gatewaySerial"]))
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [
+            ("A-000125".to_owned(), "SA-7734002".to_owned(), None),
+            ("A-000140".to_owned(), "SA-7734001".to_owned(), None),
+            ("A-000141".to_owned(), "PC-0007".to_owned(), Some("SA-7734001".to_owned())),
+            ("A-000142".to_owned(), "SA-7734001".to_owned(), None),
+        ]);
+    }
+}
+
 const LIVE_EVENTS: &str = "subscription($filter: DeviceEventFilter) { deviceEventReceived(filter: $filter) {
     kind severity supplierEventId device { serial } } }";
 

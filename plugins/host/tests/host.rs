@@ -147,6 +147,8 @@ fn alarm_samples_decode_to_the_expected_events() {
         ("battery-low.xml", ("A-000130", "SA-7734002", "battery-low", Moderate, Some("1.17"), now)),
         ("heartbeat.xml", ("A-000131", "SA-7734001", "heartbeat", Normal, None, now)),
         ("unclassified-alarm.xml", ("A-000132", "SA-7734004", "safety-alarm", Critical, Some("3"), now)),
+        // Version 1 names the unit even when an accessory fired.
+        ("pull-cord-accessory.xml", ("A-000140", "SA-7734001", "pull-cord", Critical, Some("4.14"), now)),
     ];
     for (file, expected) in cases {
         let events = decode_sample(&a, "alarm-scaip", file, "application/xml").unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -351,6 +353,28 @@ fn sensor_hub_samples_decode_to_events_that_name_their_gateway() {
     assert!(matches!(err, DecodeError::Unsupported(ref m) if m.contains("carbon_monoxide")), "{err:?}");
     let encoded = host().encode_command(&hub, "3024", "HUB-5521007", &Command::TestAlarm).result.unwrap();
     assert_eq!(String::from_utf8(encoded.body).unwrap(), r#"{"hub":"HUB-5521007","command":"test"}"#);
+}
+
+#[test]
+fn one_decoder_built_for_versions_1_and_2_differs_only_in_who_it_names() {
+    // The SCAIP decoder, built against 1.0.0 (`alarm-scaip`) and 2.0.0 (`alarm-scaip-v2`): an
+    // accessory's alarm is filed under the unit by 1.0.0 and under the accessory, relayed by
+    // the unit, by 2.0.0; the unit's own messages decode the same.
+    let (v1, v2) = (adapter(ALARM), adapter("velferd_alarm_scaip_v2"));
+    assert_eq!((v1.interface_version.as_str(), v2.interface_version.as_str()), ("1.0.0", "2.0.0"));
+    assert_eq!(v2.info.adapter_version, "2.0.0");
+    let by_v1 = decode_sample(&v1, "alarm-scaip", "pull-cord-accessory.xml", "application/xml").unwrap();
+    let by_v2 = decode_sample(&v2, "alarm-scaip", "pull-cord-accessory.xml", "application/xml").unwrap();
+    assert_eq!((by_v1[0].device_serial.as_str(), by_v1[0].gateway_serial.as_deref()), ("SA-7734001", None));
+    assert_eq!((by_v2[0].device_serial.as_str(), by_v2[0].gateway_serial.as_deref()), ("PC-0007", Some("SA-7734001")));
+    assert_eq!((by_v1[0].kind.name(), by_v1[0].severity), (by_v2[0].kind.name(), by_v2[0].severity));
+    for file in ["alarm-button.xml", "fall.xml", "heartbeat.xml", "unclassified-alarm.xml"] {
+        let by_v1 = decode_sample(&v1, "alarm-scaip", file, "application/xml").unwrap();
+        assert_eq!(by_v1, decode_sample(&v2, "alarm-scaip", file, "application/xml").unwrap(), "{file}");
+    }
+    let long = format!("<mrq><ref>A-1</ref><cid>SA-1</cid><did>{}</did><mty>PI</mty></mrq>", "d".repeat(65));
+    let err = host().decode(&v2, "3805", "application/xml", long.as_bytes()).unwrap_err();
+    assert!(matches!(err, DecodeError::Malformed(ref m) if m.contains("<did>")), "{err:?}");
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `ref` is the sender's message reference (the supplier event id), `cid` the
-//! caller id (the device serial), `dty` the device type, `mty` the message
+//! caller id (the alarm unit's serial), `did` (optional) the id of the accessory
+//! that fired when it was not the unit itself, `dty` the device type, `mty` the message
 //! type — `ME` alarm, `RE` reset, `IN` information, `PI` heartbeat — `stc`
 //! the status code and `lco` the location code. SCAIP carries no time, so the
 //! event happened when Velferd received the message; an optional `dtm`
@@ -22,10 +23,28 @@
 //! 100 test transmission, 110 battery low, 111 battery empty, 120 mains lost,
 //! 121 mains restored.
 
-use velferd_adapter_sdk::{
+// The including crate chooses the contract version: `crate::sdk` is the SDK module it builds
+// against, and `super::event_of` turns an [`Alarm`] into that version's event.
+use crate::sdk::{
     AdapterInfo, Battery, Command, CommandError, DecodeError, DeviceClass, EncodedCommand, Event,
     EventKind, Message, Place, Severity, Timestamp, truncate,
 };
+
+/// One decoded `<mrq>`, before it becomes an event of the including crate's contract version.
+/// Version 1 names the alarm unit (`cid`) as the device; version 2 names the accessory that
+/// fired (`did`: a pull cord, a smoke or fall detector paired with the unit), relayed by the
+/// unit as its gateway.
+pub struct Alarm {
+    pub supplier_event_id: String,
+    /// The alarm unit (base station): `cid`.
+    pub unit: String,
+    /// The accessory that fired, when the message names one: `did`.
+    pub accessory: Option<String>,
+    pub occurred_at: Timestamp,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub detail: Option<String>,
+}
 
 /// Content types this adapter accepts.
 pub const CONTENT_TYPES: [&str; 3] = ["application/xml", "text/xml", "application/scaip+xml"];
@@ -46,6 +65,7 @@ pub fn describe() -> AdapterInfo {
 struct Mrq<'a> {
     reference: Option<&'a str>,
     caller: Option<&'a str>,
+    accessory: Option<&'a str>,
     device_type: Option<&'a str>,
     message_type: Option<&'a str>,
     status: Option<&'a str>,
@@ -79,6 +99,7 @@ pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
         let slot = match child.tag_name().name() {
             "ref" => &mut mrq.reference,
             "cid" => &mut mrq.caller,
+            "did" => &mut mrq.accessory,
             "dty" => &mut mrq.device_type,
             "mty" => &mut mrq.message_type,
             "stc" => &mut mrq.status,
@@ -97,7 +118,8 @@ pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
         }
     };
     let supplier_event_id = required(mrq.reference, "ref", 128)?;
-    let device_serial = required(mrq.caller, "cid", 64)?;
+    let unit = required(mrq.caller, "cid", 64)?;
+    let accessory = mrq.accessory.map(|did| required(Some(did), "did", 64)).transpose()?;
     let message_type = required(mrq.message_type, "mty", 2)?;
     let occurred_at = match mrq.time {
         Some(t) => parse_dtm(t)?,
@@ -134,7 +156,7 @@ pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
         }
         _ => None,
     };
-    Ok(vec![Event { supplier_event_id, device_serial, occurred_at, kind, severity, detail }])
+    Ok(vec![super::event_of(Alarm { supplier_event_id, unit, accessory, occurred_at, kind, severity, detail })])
 }
 
 /// `YYYYMMDDTHHMMSSZ`, UTC.

@@ -12,7 +12,14 @@ pub mod dispenser;
 #[path = "../../alarm-scaip/src/decoder.rs"]
 pub mod alarm;
 
+use velferd_adapter_sdk as sdk;
 use velferd_adapter_sdk::*;
+
+/// The alarm decoder's events as its version-1 adapter makes them.
+fn event_of(alarm: alarm::Alarm) -> Event {
+    let alarm::Alarm { supplier_event_id, unit, accessory: _, occurred_at, kind, severity, detail } = alarm;
+    Event { supplier_event_id, device_serial: unit, occurred_at, kind, severity, detail }
+}
 
 /// Decode `payload` `n` times with the named decoder; returns the number of
 /// events of the last run.
