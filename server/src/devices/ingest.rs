@@ -242,6 +242,7 @@ impl IngestWriter {
     /// live subscribers once their transaction has committed.
     pub fn start(db: Database, bus: EventBus) -> IngestWriter {
         let (queue, mut waiting) = mpsc::channel::<Pending>(1024);
+        let publisher = start_publisher(db.clone(), bus.clone());
         tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
                 let mut size = first.items.len();
@@ -260,11 +261,9 @@ impl IngestWriter {
                         for (pending, results) in group.into_iter().zip(results) {
                             let _ = pending.reply.send(Ok(results));
                         }
-                        // After the replies: senders are not kept waiting for subscribers.
-                        if bus.device_events_wanted()
-                            && let Err(error) = publish_stored(&db, &bus, &receipts).await
-                        {
-                            tracing::warn!(%error, "reading stored device events back for subscribers failed");
+                        // Reading the events back is the publisher's work, off the write path.
+                        if bus.device_events_wanted() && !receipts.is_empty() && publisher.try_send(receipts).is_err() {
+                            tracing::warn!("live device-event publisher is behind; subscribers miss a group (deviceEvents has it)");
                         }
                     }
                     failed => {
@@ -344,6 +343,20 @@ pub struct LiveDeviceEvent {
     pub municipality_id: i64,
     /// The supplier of the device's product.
     pub supplier_id: i64,
+}
+
+/// The task that tells live subscribers about stored events: it takes committed groups'
+/// receipt ids in commit order, so the writer never waits on reads for subscribers.
+fn start_publisher(db: Database, bus: EventBus) -> mpsc::Sender<Vec<i64>> {
+    let (publisher, mut committed) = mpsc::channel::<Vec<i64>>(1024);
+    tokio::spawn(async move {
+        while let Some(receipts) = committed.recv().await {
+            if let Err(error) = publish_stored(&db, &bus, &receipts).await {
+                tracing::warn!(%error, "reading stored device events back for subscribers failed");
+            }
+        }
+    });
+    publisher
 }
 
 /// Reads the events stored under `receipts` back, with ids and owners, and sends them to
