@@ -12,6 +12,7 @@ mod adapter_cli;
 mod binary;
 mod devices;
 mod devices_access;
+mod error_codes;
 mod health;
 mod learning;
 mod ocds;
