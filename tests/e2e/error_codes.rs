@@ -54,9 +54,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn is_code_shaped(s: &str) -> bool {
-    let mut parts = s.split('_');
-    let first_ok = parts.next().is_some_and(|p| p.starts_with(|c: char| c.is_ascii_uppercase()));
-    first_ok && s.split('_').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+    s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.split('_').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +244,10 @@ fn codes_in_catalogue(doc: &str) -> BTreeSet<String> {
 fn every_error_code_in_the_source_is_in_the_catalogue_and_back() {
     let in_source = codes_in_source();
     let in_catalogue = codes_in_catalogue(&catalogue());
-    assert!(in_source.contains_key("FORBIDDEN") && in_source.contains_key("NOT_FOUND"), "the scan finds nothing: {in_source:?}");
+    assert!(
+        in_source.contains_key("FORBIDDEN") && in_source.contains_key("NOT_FOUND"),
+        "the scan finds nothing: {in_source:?}"
+    );
     let undocumented: Vec<String> = in_source
         .iter()
         .filter(|(code, _)| !in_catalogue.contains(*code))
@@ -259,7 +261,11 @@ fn every_error_code_in_the_source_is_in_the_catalogue_and_back() {
          add it with its reason to NOT_ERROR_CODES in tests/e2e/error_codes.rs):\n  {}\n\
          Codes in the catalogue that nothing in the source raises (remove the row):\n  {}",
         if undocumented.is_empty() { "none".to_string() } else { undocumented.join("\n  ") },
-        if never_raised.is_empty() { "none".to_string() } else { never_raised.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n  ") },
+        if never_raised.is_empty() {
+            "none".to_string()
+        } else {
+            never_raised.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n  ")
+        },
     );
 }
 
