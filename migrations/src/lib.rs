@@ -3,6 +3,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod ddl;
 mod m20261122_000001_organizations;
 mod m20261122_000002_procurements;
 mod m20261122_000003_learning;
