@@ -229,13 +229,12 @@ fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
 }
 
 fn adapter_limits<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<velferd_plugins::Limits, ConfigError> {
-    let mut limits = velferd_plugins::Limits::default();
-    limits.deadline = Duration::from_millis(parse_number(get, "VELFERD_ADAPTER_DEADLINE_MS", 100, 1..=60_000)? as u64);
-    limits.fuel = match parse_number(get, "VELFERD_ADAPTER_FUEL", 10_000_000, 0..=10_000_000_000)? {
+    let deadline = Duration::from_millis(parse_number(get, "VELFERD_ADAPTER_DEADLINE_MS", 100, 1..=60_000)? as u64);
+    let fuel = match parse_number(get, "VELFERD_ADAPTER_FUEL", 10_000_000, 0..=10_000_000_000)? {
         0 => None,
         n => Some(n as u64),
     };
-    Ok(limits)
+    Ok(velferd_plugins::Limits { deadline, fuel, ..velferd_plugins::Limits::default() })
 }
 
 fn jwt_settings<'a>(
