@@ -8,6 +8,9 @@ mod m20261122_000001_organizations;
 mod m20261122_000002_procurements;
 mod m20261122_000003_learning;
 mod m20261122_000004_devices;
+mod m20261205_000005_dead_letter_identity;
+
+pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};
 
 pub struct Migrator;
 
@@ -19,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_procurements::Migration),
             Box::new(m20261122_000003_learning::Migration),
             Box::new(m20261122_000004_devices::Migration),
+            Box::new(m20261205_000005_dead_letter_identity::Migration),
         ]
     }
 }

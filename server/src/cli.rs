@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::{TokenSigner, parse_roles};
 use crate::config::Settings;
 use crate::db::Database;
+use crate::devices::content_type::ContentType;
 use crate::organizations::OrgNumber;
 
 #[derive(Parser)]
@@ -61,7 +62,9 @@ enum Command {
 enum AdapterCommand {
     /// Validate a component against the adapter contract and the sandbox's limits, print what
     /// `describe` answers and, with a sample, the events it decodes and what the call cost.
-    /// Exits 0 when the adapter would be accepted, 1 when not.
+    /// The limits are the server's: the defaults, then `--config` and the `VELFERD_ADAPTER_*`
+    /// variables (nothing else is read). Exits 0 when the adapter would be accepted, 1 when not,
+    /// 2 when the settings or arguments are wrong.
     Check {
         /// The component (.wasm) built for wasm32-wasip2.
         file: PathBuf,
@@ -92,8 +95,15 @@ fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
     if let Command::Adapter { command: AdapterCommand::Check { file, sample, content_type } } = &cli.command {
-        let limits = velferd_plugins::Limits::default();
-        let sample = sample.as_deref().zip(content_type.as_deref());
+        // Judged as the configured server would judge it, without asking for its secrets.
+        let limits = crate::config::load_adapter_limits(cli.config.as_deref()).map_err(|e| e.to_string())?;
+        // The adapter sees the content type as the server passes it on: normalised.
+        let content_type = match content_type {
+            Some(text) => Some(text.parse::<ContentType>().map_err(|e| format!("--content-type: {e}"))?),
+            None => None,
+        };
+        let sample = sample.as_deref().zip(content_type.as_ref().map(ContentType::as_str));
+        println!("{}", limits_line(&limits));
         let report = velferd_plugins::check(file, sample, &limits);
         print!("{report}");
         if report.passed() {
@@ -140,6 +150,20 @@ fn run(cli: Cli) -> Result<(), String> {
             stop_on_signal(server).await
         }),
     }
+}
+
+/// The limits `adapter check` judges with, as one line.
+fn limits_line(limits: &velferd_plugins::Limits) -> String {
+    let fuel = limits.fuel.map_or("unmetered (fuel off)".to_string(), |fuel| format!("{fuel} per call"));
+    let size = |bytes: usize| if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) };
+    format!(
+        "limits    instructions {fuel}, deadline {} ms, memory {}, input {}, output {} \
+         (VELFERD_ADAPTER_FUEL, VELFERD_ADAPTER_DEADLINE_MS)",
+        limits.deadline.as_millis(),
+        size(limits.memory_bytes),
+        size(limits.input_bytes),
+        size(limits.output_bytes),
+    )
 }
 
 async fn stop_on_signal(server: crate::http::RunningServer) -> Result<(), String> {

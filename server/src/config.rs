@@ -125,16 +125,7 @@ type RawSettings = BTreeMap<&'static str, String>;
 impl Settings {
     /// Loads settings from `file` (if any) and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let mut raw = match file {
-            Some(path) => read_file(path)?,
-            None => RawSettings::new(),
-        };
-        for (name, _) in SETTINGS {
-            if let Ok(value) = std::env::var(name) {
-                raw.insert(name, value);
-            }
-        }
-        Settings::from_raw(&raw)
+        Settings::from_raw(&load_raw(file)?)
     }
 
     /// Parses settings from name/value pairs, as if they were environment variables.
@@ -186,12 +177,7 @@ impl Settings {
             batch_window: Duration::from_millis(parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64),
         };
 
-        let mut adapter_limits = velferd_plugins::Limits::default();
-        adapter_limits.deadline = Duration::from_millis(parse_number(get, "VELFERD_ADAPTER_DEADLINE_MS", 100, 1..=60_000)? as u64);
-        adapter_limits.fuel = match parse_number(get, "VELFERD_ADAPTER_FUEL", 10_000_000, 0..=10_000_000_000)? {
-            0 => None,
-            n => Some(n as u64),
-        };
+        let adapter_limits = adapter_limits(get)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let devices = DeviceSettings {
             adapter_concurrency: parse_number(get, "VELFERD_ADAPTER_CONCURRENCY", cores.saturating_sub(1).max(1), 1..=64)?,
@@ -217,6 +203,38 @@ impl Settings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+}
+
+/// The limits adapter calls run under, from `file` (if any) and the environment, as `serve`
+/// would apply them. Only the adapter settings are parsed — `velferd adapter check` uses this,
+/// and a supplier running it has no JWT secret or database — but the file's keys are checked
+/// as `serve` checks them.
+pub fn load_adapter_limits(file: Option<&Path>) -> Result<velferd_plugins::Limits, ConfigError> {
+    let raw = load_raw(file)?;
+    adapter_limits(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
+}
+
+/// Raw values from `file` (unknown keys refused) overridden by `VELFERD_*` variables.
+fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
+    let mut raw = match file {
+        Some(path) => read_file(path)?,
+        None => RawSettings::new(),
+    };
+    for (name, _) in SETTINGS {
+        if let Ok(value) = std::env::var(name) {
+            raw.insert(name, value);
+        }
+    }
+    Ok(raw)
+}
+
+fn adapter_limits<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<velferd_plugins::Limits, ConfigError> {
+    let deadline = Duration::from_millis(parse_number(get, "VELFERD_ADAPTER_DEADLINE_MS", 100, 1..=60_000)? as u64);
+    let fuel = match parse_number(get, "VELFERD_ADAPTER_FUEL", 10_000_000, 0..=10_000_000_000)? {
+        0 => None,
+        n => Some(n as u64),
+    };
+    Ok(velferd_plugins::Limits { deadline, fuel, ..velferd_plugins::Limits::default() })
 }
 
 fn jwt_settings<'a>(

@@ -774,3 +774,233 @@ async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering
     let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
     assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
 }
+
+/// The product's dead letters (unresolved ones, or resolved ones), one line each in id order:
+/// `content-type reason-code attempts`.
+async fn dead_letter_lines(app: &TestApp, token: &str, product: &str, resolved: bool) -> Vec<String> {
+    let data = app
+        .graphql(
+            Some(token),
+            "query($p: String!, $r: Boolean!) { deadLetters(filter: { product: $p, resolved: $r }) {
+               nodes { contentType reasonCode attempts } } }",
+            json!({ "p": product, "r": resolved }),
+        )
+        .await;
+    data["deadLetters"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{data}"))
+        .iter()
+        .map(|n| format!("{} {} {}", n["contentType"].as_str().unwrap(), n["reasonCode"].as_str().unwrap(), n["attempts"]))
+        .collect()
+}
+
+const REPLAY_DISPENSER: &str = "mutation { deadLettersReplay(input: { product: \"reference-dispenser\" }) {
+    replayed resolved results { resolved eventsStored deadLetter { contentType reasonCode } } userErrors { code } } }";
+
+on_both_backends! {
+    /// Bug 9(c): a message's identity is its product, normalised content type and bytes. The
+    /// same bytes sent as text/plain and as JSON are two dead letters; the JSON one sent again,
+    /// spelt differently, is the same dead letter; replay decodes each with its own type, so
+    /// the JSON one becomes events.
+    async fn the_same_bytes_as_text_and_as_json_are_two_dead_letters_each_replayed_with_its_type(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let integration = fleet.integration_token(&app);
+        let body = sample("dispenser-json", "morning-dose.json");
+
+        let (status, as_text) = ingest(&app, &integration, DISPENSER, "text/plain", body.clone()).await;
+        assert_eq!(status, 202, "{as_text}");
+        let (status, as_json) = ingest(&app, &integration, DISPENSER, "Application/JSON; Charset=\"UTF-8\"", body.clone()).await;
+        assert_eq!(status, 202, "{as_json}");
+        let json_letter = as_json["results"][0]["deadLetterId"].as_str().unwrap().to_string();
+        assert_ne!(as_text["results"][0]["deadLetterId"].as_str().unwrap(), json_letter, "two messages, two dead letters");
+        let (_, again) = ingest(&app, &integration, DISPENSER, "application/json;charset=utf-8", body.clone()).await;
+        assert_eq!(again["results"][0]["deadLetterId"], json_letter.as_str(), "the same message is the same dead letter");
+        let supplier = fleet.supplier_token(&app);
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, [
+            "text/plain no-active-adapter 1",
+            "application/json;charset=utf-8 no-active-adapter 2",
+        ]);
+
+        activate(&app, &v1).await;
+        register_device(&app, &fleet.case_worker_token(&app), DISPENSER, "RD-100234").await;
+        let data = app.graphql(Some(&supplier), REPLAY_DISPENSER, json!({})).await;
+        let outcome = &data["deadLettersReplay"];
+        assert_eq!((outcome["replayed"].as_i64(), outcome["resolved"].as_i64()), (Some(2), Some(1)), "{outcome}");
+        assert_eq!(outcome["results"][0]["deadLetter"], json!({ "contentType": "text/plain", "reasonCode": "unsupported" }));
+        assert_eq!((outcome["results"][1]["resolved"].as_bool(), outcome["results"][1]["eventsStored"].as_i64()), (Some(true), Some(2)));
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, ["text/plain unsupported 2"]);
+        assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, 2);
+    }
+}
+
+on_both_backends! {
+    /// Bug 9(c): a resolved dead letter stays resolved when its bytes arrive under another
+    /// content type; that is another message, kept as a dead letter of its own.
+    async fn the_same_bytes_under_another_content_type_do_not_reopen_a_resolved_dead_letter(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let integration = fleet.integration_token(&app);
+        let supplier = fleet.supplier_token(&app);
+        let body = sample("dispenser-json", "missed-dose.json");
+        let (status, first) = ingest(&app, &integration, DISPENSER, "application/json", body.clone()).await;
+        assert_eq!(status, 202, "{first}");
+        activate(&app, &v1).await;
+        register_device(&app, &fleet.case_worker_token(&app), DISPENSER, "RD-100234").await;
+        let data = app.graphql(Some(&supplier), REPLAY_DISPENSER, json!({})).await;
+        assert_eq!(data["deadLettersReplay"]["resolved"], 1, "{data}");
+
+        let (status, other) = ingest(&app, &integration, DISPENSER, "text/plain", body.clone()).await;
+        assert_eq!(status, 202, "{other}");
+        assert_eq!(other["results"][0]["reason"]["code"], "unsupported");
+        assert_ne!(other["results"][0]["deadLetterId"], first["results"][0]["deadLetterId"]);
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, true).await, ["application/json no-active-adapter 2"]);
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, ["text/plain unsupported 1"]);
+    }
+}
+
+/// Rows of a table, counted in the database.
+async fn row_count(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db().read();
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap().try_get("", "n").unwrap()
+}
+
+on_both_backends! {
+    /// Bug 9(c): a content type that does not parse, or is over 200 bytes, is refused at the
+    /// edge with 400 INVALID_CONTENT_TYPE — in a batch, that message alone is REFUSED — and
+    /// nothing is stored for it.
+    async fn a_malformed_or_over_long_content_type_is_refused_and_stores_nothing(app) {
+        let fleet = Fleet::new(&app).await;
+        live_reference_adapters(&app, &fleet).await;
+        let integration = fleet.integration_token(&app);
+        let body = sample("dispenser-json", "morning-dose.json");
+        let long = format!("application/json; x={}", "a".repeat(200));
+        for content_type in ["json", "application/json; charset", "text/plain; a=1; A=2", "application/json; charset=\"utf-8", long.as_str()] {
+            let (status, reply) = ingest(&app, &integration, DISPENSER, content_type, body.clone()).await;
+            assert_eq!((status, reply["errors"][0]["extensions"]["code"].as_str()), (400, Some("INVALID_CONTENT_TYPE")), "{content_type}: {reply}");
+            assert!(reply["errors"][0]["message"].as_str().unwrap().starts_with("the content type"), "{reply}");
+        }
+        let batch = json!({ "messages": [
+            { "contentType": "json", "body": String::from_utf8(body.clone()).unwrap() },
+            { "contentType": "application/json", "body": String::from_utf8(body.clone()).unwrap() },
+            { "contentType": long, "body": "{}" },
+        ] });
+        let response =
+            app.client.post(app.url(&format!("/ingest/{DISPENSER}/batch"))).bearer_auth(&integration).json(&batch).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let reply: Value = response.json().await.unwrap();
+        let answers: Vec<(&str, &str)> = reply["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["status"].as_str().unwrap(), r["reason"]["code"].as_str().unwrap_or("-")))
+            .collect();
+        assert_eq!(answers, [("REFUSED", "invalid-content-type"), ("ACCEPTED", "-"), ("REFUSED", "invalid-content-type")], "{reply}");
+        assert_eq!((reply["refused"].as_u64(), reply["accepted"].as_u64()), (Some(2), Some(1)));
+        // Only the valid message left a trace: its receipt.
+        assert_eq!((row_count(&app, "dead_letter").await, row_count(&app, "ingest_receipt").await), (0, 1));
+        let data = app.graphql(Some(&fleet.supplier_token(&app)), "{ deadLetters { totalCount } }", json!({})).await;
+        assert_eq!(data["deadLetters"]["totalCount"], 0);
+    }
+}
+
+on_both_backends! {
+    /// Bug 9(c), migration 000005: dead letters stored under 000004 (keyed on their bytes, the
+    /// content type as sent) get their message key, so the same message sent after the upgrade
+    /// is still their dead letter; the same bytes under another type become a dead letter of
+    /// their own; a type stored before types were checked stays replayable. Down refuses, and
+    /// deletes nothing, while two dead letters share their bytes.
+    async fn dead_letters_stored_before_the_identity_migration_keep_working(app) {
+        use sea_orm::sea_query::{Alias, Query};
+        use sea_orm::{ConnectionTrait, Statement};
+        use velferd_migration::{Migrator, MigratorTrait, message_key};
+
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let integration = fleet.integration_token(&app);
+        let supplier = fleet.supplier_token(&app);
+        let db = app.db().write();
+        let backend = db.get_database_backend();
+        Migrator::down(db, Some(1)).await.expect("down to 000004");
+        let product: i64 = db
+            .query_one_raw(Statement::from_string(backend, format!("SELECT id FROM device_product WHERE slug = '{DISPENSER}'")))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "id")
+            .unwrap();
+        let json_body = sample("dispenser-json", "morning-dose.json");
+        let legacy_body = b"{\"serial\": \"RD-100234\"}".to_vec();
+        let now = chrono::Utc::now().fixed_offset();
+        for (content_type, body) in [("Application/JSON; Charset=UTF-8", &json_body), ("not a type", &legacy_body)] {
+            let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(body));
+            let insert = Query::insert()
+                .into_table(Alias::new("dead_letter"))
+                .columns(["product_id", "content_type", "body", "body_sha256", "reason_code", "reason", "attempts",
+                    "first_received_at", "last_received_at"].map(Alias::new))
+                .values_panic([product.into(), content_type.into(), body.clone().into(), sha.into(), "no-active-adapter".into(),
+                    "kept".into(), 1.into(), now.into(), now.into()])
+                .to_owned();
+            db.execute_raw(backend.build(&insert)).await.unwrap();
+        }
+        Migrator::up(db, None).await.expect("up to 000005");
+
+        let keys: Vec<String> = db
+            .query_all_raw(Statement::from_string(backend, "SELECT message_key FROM dead_letter ORDER BY id".to_string()))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("", "message_key").unwrap())
+            .collect();
+        assert_eq!(keys, [
+            message_key(product, "application/json;charset=utf-8", &json_body),
+            message_key(product, "not a type", &legacy_body),
+        ]);
+        // The key is unique per product.
+        let copy = Query::insert()
+            .into_table(Alias::new("dead_letter"))
+            .columns(["product_id", "content_type", "body", "body_sha256", "message_key", "reason_code", "reason", "attempts",
+                "first_received_at", "last_received_at"].map(Alias::new))
+            .values_panic([product.into(), "x/y".into(), vec![1u8].into(), "0".into(), keys[0].clone().into(), "x".into(), "x".into(),
+                1.into(), now.into(), now.into()])
+            .to_owned();
+        assert!(db.execute_raw(backend.build(&copy)).await.is_err(), "two dead letters with one key");
+
+        // The same message after the upgrade is its old dead letter; under another type it is
+        // another one.
+        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json; charset=utf-8", json_body.clone()).await;
+        assert_eq!(status, 202);
+        let (status, _) = ingest(&app, &integration, DISPENSER, "text/plain", json_body.clone()).await;
+        assert_eq!(status, 202);
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, [
+            "Application/JSON; Charset=UTF-8 no-active-adapter 2",
+            "not a type no-active-adapter 1",
+            "text/plain no-active-adapter 1",
+        ]);
+
+        // Two dead letters share their bytes now: down would have to drop one, so it refuses.
+        let refused = Migrator::down(db, Some(1)).await.expect_err("down must refuse");
+        assert!(refused.to_string().contains("share their bytes"), "{refused}");
+        assert_eq!(row_count(&app, "dead_letter").await, 3);
+
+        // Replay decodes each as its own type: the JSON message becomes events.
+        activate(&app, &v1).await;
+        register_device(&app, &fleet.case_worker_token(&app), DISPENSER, "RD-100234").await;
+        let data = app.graphql(Some(&supplier), REPLAY_DISPENSER, json!({})).await;
+        assert_eq!(data["deadLettersReplay"]["resolved"], 1, "{data}");
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, [
+            "not a type unsupported 2",
+            "text/plain unsupported 2",
+        ]);
+
+        // Without shared bytes, down restores the old index and up keys the rows again.
+        db.execute_raw(Statement::from_string(backend, "DELETE FROM dead_letter WHERE content_type = 'text/plain'".to_string()))
+            .await
+            .unwrap();
+        Migrator::down(db, Some(1)).await.expect("down to 000004");
+        Migrator::up(db, None).await.expect("up again");
+        assert_eq!(row_count(&app, "dead_letter").await, 2);
+    }
+}

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use velferd_plugins::{DecodeError, Event, ValidatedAdapter};
 
+use super::content_type::ContentType;
 use super::model::{AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt};
 use super::runtime::AdapterRuntime;
 use crate::app::EventBus;
@@ -31,10 +32,10 @@ use crate::db::Database;
 use crate::graphql::errors::ApiError;
 use crate::graphql::relay::{NodeType, global_id};
 
-/// One device message as the supplier sent it.
+/// One device message as the supplier sent it, its content type parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub content_type: String,
+    pub content_type: ContentType,
     pub body: Arc<[u8]>,
 }
 
@@ -50,8 +51,8 @@ pub enum MessageStatus {
     Rejected,
     /// Not acknowledged: send it again later.
     Retry,
-    /// Not acknowledged and never will be: over the size limit (batch form only; the single
-    /// form answers 413).
+    /// Not acknowledged and never will be: over the size limit or with an invalid content type
+    /// (batch form only; the single form answers 413 or 400).
     Refused,
 }
 
@@ -177,7 +178,7 @@ async fn decode(
             "the active adapter kept running into its limits and is paused; the message is kept for replay",
         )),
         Some((id, Ok(adapter))) => {
-            match runtime.decode_guarded(*id, adapter, key, &message.content_type, message.body.clone(), received_at).await {
+            match runtime.decode_guarded(*id, adapter, key, message.content_type.as_str(), message.body.clone(), received_at).await {
                 Ok(events) => Decoded::Events(events),
                 Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
                 Err(e) => Decoded::Failed(decode_reason(&e)),
@@ -481,7 +482,7 @@ async fn accept_all<C: ConnectionTrait>(db: &C, accepted: Vec<Accepted>, devices
             product_id: Set(a.product_id),
             adapter_id: Set(Some(a.adapter_id)),
             received_at: Set(a.received_at.fixed_offset()),
-            content_type: Set(a.message.content_type.clone()),
+            content_type: Set(a.message.content_type.to_string()),
             body_sha256: Set(sha256_hex(&a.message.body)),
             body: Set(a.keep_body.then(|| a.message.body.to_vec())),
             outcome: Set(outcome),
@@ -533,8 +534,8 @@ fn severity_name(e: &Event) -> String {
     serde_json::to_value(e.severity).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// Keeps a message as a dead letter (one per distinct body: a message sent again updates the
-/// same dead letter) and writes its receipt.
+/// Keeps a message as a dead letter (one per message identity — product, content type and
+/// bytes: the same message sent again updates the same dead letter) and writes its receipt.
 #[allow(clippy::too_many_arguments)]
 async fn reject<C: ConnectionTrait>(
     db: &C,
@@ -546,9 +547,10 @@ async fn reject<C: ConnectionTrait>(
     received_at: DateTime<Utc>,
 ) -> Result<MessageResult, DbErr> {
     let sha = sha256_hex(&message.body);
+    let key = velferd_migration::message_key(product_id, message.content_type.as_str(), &message.body);
     let existing = dead_letter::Entity::find()
         .filter(dead_letter::Column::ProductId.eq(product_id))
-        .filter(dead_letter::Column::BodySha256.eq(&sha))
+        .filter(dead_letter::Column::MessageKey.eq(&key))
         .one(db)
         .await?;
     let now = received_at.fixed_offset();
@@ -568,9 +570,10 @@ async fn reject<C: ConnectionTrait>(
         None => {
             dead_letter::ActiveModel {
                 product_id: Set(product_id),
-                content_type: Set(message.content_type.clone()),
+                content_type: Set(message.content_type.to_string()),
                 body: Set(message.body.to_vec()),
                 body_sha256: Set(sha.clone()),
+                message_key: Set(key),
                 reason_code: Set(why.code.clone()),
                 reason: Set(why.message.clone()),
                 device_serial: Set(device_serial),
@@ -590,7 +593,7 @@ async fn reject<C: ConnectionTrait>(
         product_id: Set(product_id),
         adapter_id: Set(adapter_id),
         received_at: Set(now),
-        content_type: Set(message.content_type.clone()),
+        content_type: Set(message.content_type.to_string()),
         body_sha256: Set(sha),
         // The active version saw it: keep it for replay review like any other message.
         body: Set(adapter_id.map(|_| message.body.to_vec())),
@@ -669,7 +672,7 @@ pub async fn replay_dead_letters(
     let now = Utc::now();
     let mut decoded = Vec::with_capacity(letters.len());
     for letter in &letters {
-        let message = Message { content_type: letter.content_type.clone(), body: Arc::from(letter.body.as_slice()) };
+        let message = Message { content_type: ContentType::from_stored(&letter.content_type), body: Arc::from(letter.body.as_slice()) };
         decoded.push(decode(runtime, &active, &product.slug, &message, now).await);
     }
     let txn = db.write().begin().await?;
@@ -684,7 +687,7 @@ pub async fn replay_dead_letters(
     let devices = devices_by_serial(&txn, &named).await?;
     let mut outcomes = Vec::with_capacity(letters.len());
     for (letter, decoded) in letters.into_iter().zip(decoded) {
-        let message = Message { content_type: letter.content_type.clone(), body: Arc::from(letter.body.as_slice()) };
+        let message = Message { content_type: ContentType::from_stored(&letter.content_type), body: Arc::from(letter.body.as_slice()) };
         let failure = match decoded {
             Decoded::Retry(why) | Decoded::Failed(why) => Some((why, None)),
             Decoded::Events(events) => match unknown_serial(product.id, &events, &devices) {

@@ -250,6 +250,10 @@ pub mod dead_letter {
         pub content_type: String,
         pub body: Vec<u8>,
         pub body_sha256: String,
+        /// The message's identity: product, normalised content type and bytes hashed together
+        /// (`velferd_migration::message_key`); unique per product. The same bytes under another
+        /// content type are another message.
+        pub message_key: String,
         /// A stable code: an adapter error code (`malformed`, `deadline-exceeded` …),
         /// `unknown-device` or `no-active-adapter`.
         pub reason_code: String,

@@ -5,7 +5,11 @@
 //! is the message's). The batch form takes
 //! `{"messages": [{"contentType": "...", "body": "<text>"} | {"contentType": "...", "bodyBase64": "..."}]}`
 //! and answers each message on its own. Both answer with counts and one result per message;
-//! see `devices::ingest`.
+//! see `devices::ingest`. A content type is parsed here, once: a malformed or over-long one is
+//! refused (`400 INVALID_CONTENT_TYPE`; in a batch, that message is `REFUSED` with reason
+//! `invalid-content-type`) and nothing is stored for it.
+
+use std::sync::Arc;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,6 +20,7 @@ use serde::Deserialize;
 
 use super::{Shared, authenticate, error_response};
 use crate::auth::Role;
+use crate::devices::content_type::ContentType;
 use crate::devices::identifiers::ProductSlug;
 use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageStatus, Reason};
 use crate::devices::model::device_product;
@@ -94,18 +99,22 @@ pub(super) async fn ingest_one(
         Ok(p) => p,
         Err(response) => return response,
     };
+    // Part of the message's identity: parsed before anything is read or stored.
+    let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => Ok(ContentType::octet_stream()),
+        Some(Ok(text)) => text.parse::<ContentType>().map_err(|e| e.to_string()),
+        Some(Err(_)) => Err("the content type holds bytes that are not visible ASCII".to_string()),
+    };
+    let content_type = match content_type {
+        Ok(content_type) => content_type,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message),
+    };
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
     let body = match read_body(payload, limit, "the message").await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
     let message = Message { content_type, body: body.freeze().to_vec().into() };
     match run(&shared, &product, vec![message]).await {
         Ok(reply) => {
@@ -142,6 +151,14 @@ struct BatchMessage {
     body_base64: Option<String>,
 }
 
+/// A batch message as sent: its content type is parsed later, so that a bad one refuses that
+/// message alone.
+#[derive(Debug)]
+struct Submitted {
+    content_type: String,
+    body: Arc<[u8]>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum BatchError {
     Invalid(String),
@@ -149,7 +166,7 @@ enum BatchError {
 }
 
 /// Reads a batch body: untrusted bytes in, messages or the reason they are refused.
-fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Message>, BatchError> {
+fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Submitted>, BatchError> {
     let batch: Batch = serde_json::from_slice(body).map_err(|e| {
         BatchError::Invalid(format!("the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}"))
     })?;
@@ -168,7 +185,7 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Message>, BatchError> {
                 .map_err(|e| BatchError::Invalid(format!("messages[{index}].bodyBase64 is not base64: {e}")))?,
             _ => return Err(BatchError::Invalid(format!("messages[{index}] needs exactly one of `body` and `bodyBase64`"))),
         };
-        messages.push(Message { content_type: m.content_type, body: bytes.into() });
+        messages.push(Submitted { content_type: m.content_type, body: bytes.into() });
     }
     Ok(messages)
 }
@@ -200,18 +217,31 @@ pub(super) async fn ingest_batch(
         }
         Err(BatchError::Invalid(message)) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
-    // Messages over the adapter's input cap are refused one by one, before any adapter runs.
+    // Messages over the adapter's input cap or with an invalid content type are refused one by
+    // one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
-    let (fit, oversized): (Vec<_>, Vec<_>) = messages.into_iter().enumerate().partition(|(_, m)| m.body.len() <= limit);
+    let mut fit = Vec::with_capacity(messages.len());
+    let mut refused = Vec::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        if m.body.len() > limit {
+            let why = format!("the message is {} bytes; the limit is {limit}", m.body.len());
+            refused.push((i, Reason { code: "input-too-large".into(), message: why }));
+            continue;
+        }
+        match m.content_type.parse::<ContentType>() {
+            Ok(content_type) => fit.push((i, Message { content_type, body: m.body })),
+            Err(e) => refused.push((i, Reason { code: "invalid-content-type".into(), message: e.to_string() })),
+        }
+    }
     let reply = match run(&shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await {
         Ok(reply) => reply,
         Err(response) => return response,
     };
-    if oversized.is_empty() {
+    if refused.is_empty() {
         return HttpResponse::Ok().json(&reply);
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
-    results.extend(oversized.into_iter().map(|(i, m)| {
+    results.extend(refused.into_iter().map(|(i, why)| {
         (
             i,
             MessageResult {
@@ -220,10 +250,7 @@ pub(super) async fn ingest_batch(
                 events_stored: 0,
                 events_duplicate: 0,
                 dead_letter_id: None,
-                reason: Some(Reason {
-                    code: "input-too-large".into(),
-                    message: format!("the message is {} bytes; the limit is {limit}", m.body.len()),
-                }),
+                reason: Some(why),
             },
         )
     }));
