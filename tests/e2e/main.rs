@@ -19,3 +19,4 @@ mod organizations;
 mod procurement;
 mod protocol;
 mod schema;
+mod telemetry;
