@@ -120,7 +120,9 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
         App::new()
             .wrap_fn(|req, service| {
                 let id = request_id(&req);
-                let span = tracing::info_span!(
+                // At error level, so the span (and its request id) exists whenever an error
+                // line can be written, whatever VELFERD_LOG filters.
+                let span = tracing::error_span!(
                     "http",
                     method = %req.method(),
                     route = tracing::field::Empty,
@@ -390,7 +392,7 @@ impl async_graphql::Executor for TracedSchema {
         let id: Arc<str> = Arc::from(telemetry::generate_id());
         // The name as the client sent it, capped: it is logged, not counted.
         let name: String = request.operation_name.as_deref().unwrap_or("anonymous").chars().take(64).collect();
-        let span = tracing::info_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
+        let span = tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
         let inner = self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default());
         TracedStream { inner, span, id }.boxed()
     }
