@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::devices::{DISPENSER, Fleet, activate, ingest, register_device, sample, upload_signed};
-use crate::support::{Backend, Options, SECRET, TestApp, first_error_code};
+use crate::support::{Backend, Options, SECRET, TestApp, first_error_code, graphql_socket, subscribe};
 
 /// Scrapes `/metrics` and parses it with an independent parser.
 async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
@@ -26,9 +26,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .filter(|s| s.metric == name)
         .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .filter_map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => {
-                Some(*v)
-            }
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(*v),
             _ => None,
         })
         .collect();
@@ -56,14 +56,17 @@ async fn metrics_count_operations_errors_ingest_and_adapter_calls_with_bounded_l
 
     let before = scrape(&app).await;
 
-    let probe = json!({ "query": "query TelemetryProbe { viewer { authenticated } }", "operationName": "TelemetryProbe" });
+    let probe =
+        json!({ "query": "query TelemetryProbe { viewer { authenticated } }", "operationName": "TelemetryProbe" });
     let body: Value = app.client.post(app.url("/graphql")).json(&probe).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["data"]["viewer"]["authenticated"], false, "{body}");
-    let invalid = json!({ "query": "query NeverValidated { organisations { totalCount } }", "operationName": "NeverValidated" });
+    let invalid =
+        json!({ "query": "query NeverValidated { organisations { totalCount } }", "operationName": "NeverValidated" });
     let body: Value = app.client.post(app.url("/graphql")).json(&invalid).send().await.unwrap().json().await.unwrap();
     assert_eq!(first_error_code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
     let integration = fleet.integration_token(&app);
-    let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+    let (status, reply) =
+        ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
     assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
 
     let after = scrape(&app).await;
@@ -79,7 +82,23 @@ async fn metrics_count_operations_errors_ingest_and_adapter_calls_with_bounded_l
     assert_eq!(delta("velferd_adapter_call_duration_seconds_count", &[("result", "ok")]), 1.0);
     assert!(delta("velferd_adapter_instructions_total", &[("result", "ok")]) > 0.0);
     assert_eq!(value(&after, "velferd_graphql_subscribers", &[]), 0.0);
-    assert!(after.samples.iter().any(|s| s.metric == "velferd_db_connections_in_use" && s.labels.get("pool") == Some("read")));
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "velferd_db_connections_in_use" && s.labels.get("pool") == Some("read"))
+    );
+
+    // A live subscription counts while its socket is open.
+    let mut ws = graphql_socket(&app, None).await;
+    subscribe(&mut ws, "1", "subscription { organizationCreated { name } }", json!({})).await;
+    assert_eq!(value(&scrape(&app).await, "velferd_graphql_subscribers", &[]), 1.0);
+    drop(ws);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while value(&scrape(&app).await, "velferd_graphql_subscribers", &[]) != 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the subscriber is gone within 10 s of the socket closing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Bounded labels: the name of the document that failed validation is nowhere.
     for sample in &after.samples {
