@@ -10,6 +10,7 @@ use crate::db::Database;
 use crate::devices::ingest::{IngestWriter, LiveDeviceEvent};
 use crate::devices::runtime::AdapterRuntime;
 use crate::organizations::Organization;
+use crate::telemetry::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     /// Writes ingested messages, many requests per transaction.
     pub ingest: IngestWriter,
     pub devices: DeviceSettings,
+    /// This server's Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -27,7 +30,9 @@ impl AppState {
     pub fn new(db: Database, adapters: AdapterRuntime, devices: DeviceSettings) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), events.clone());
-        AppState { db, events, adapters, ingest, devices }
+        let metrics = Arc::new(Metrics::new());
+        let adapters = adapters.with_metrics(metrics.clone());
+        AppState { db, events, adapters, ingest, devices, metrics }
     }
 }
 

@@ -113,7 +113,7 @@ fn run(cli: Cli) -> Result<(), String> {
         std::process::exit(1);
     }
     let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
-    init_logging(&settings.log);
+    init_logging(&settings);
     match cli.command {
         Command::Schema | Command::Adapter { .. } => unreachable!("handled above"),
         Command::Token { org, roles, ttl, subject } => {
@@ -182,8 +182,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+fn init_logging(settings: &Settings) {
+    crate::telemetry::init_logging(&settings.log, settings.log_format);
 }

@@ -41,6 +41,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
+    ("VELFERD_LOG_FORMAT", "`json` (one object a line) or `text` (default `json` in production, `text` in development)"),
+    ("VELFERD_METRICS_BIND", "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,13 @@ pub enum ConfigError {
 pub enum Profile {
     Development,
     Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone)]
@@ -107,6 +116,9 @@ pub struct Settings {
     pub graphql: GraphqlLimits,
     pub devices: DeviceSettings,
     pub log: String,
+    pub log_format: LogFormat,
+    /// Where `/metrics` is served; never on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Limits of adapter calls and ingest.
@@ -187,6 +199,23 @@ impl Settings {
             adapter_limits,
         };
 
+        let log_format = match get("VELFERD_LOG_FORMAT") {
+            None if profile == Profile::Production => LogFormat::Json,
+            None => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(invalid("VELFERD_LOG_FORMAT", format!("{other:?} is not `json` or `text`"))),
+        };
+        let metrics_bind = match get("VELFERD_METRICS_BIND") {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|e| {
+                invalid("VELFERD_METRICS_BIND", format!("{text:?} is not an address like 127.0.0.1:9464 ({e})"))
+            })?),
+        };
+        if metrics_bind.is_some_and(|m| m == bind && m.port() != 0) {
+            return Err(invalid("VELFERD_METRICS_BIND", "must differ from VELFERD_BIND: metrics are not for the public port".into()));
+        }
+
         Ok(Settings {
             profile,
             database_url,
@@ -196,6 +225,8 @@ impl Settings {
             graphql,
             devices,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
+            log_format,
+            metrics_bind,
         })
     }
 
@@ -357,6 +388,7 @@ mod tests {
         assert_eq!(s.profile, Profile::Development);
         assert_eq!(s.bind.to_string(), DEFAULT_BIND);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!((s.log_format, s.metrics_bind), (LogFormat::Text, None));
     }
 
     #[test]
@@ -374,6 +406,9 @@ mod tests {
             ("VELFERD_JWT_ALGORITHM", "none"),
             ("VELFERD_JWT_SECRET", "short"),
             ("VELFERD_GRAPHQL_MAX_DEPTH", "-1"),
+            ("VELFERD_LOG_FORMAT", "xml"),
+            ("VELFERD_METRICS_BIND", "9464"),
+            ("VELFERD_METRICS_BIND", "127.0.0.1:8080"),
         ] {
             let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
             let e = Settings::from_pairs(pairs).unwrap_err().to_string();

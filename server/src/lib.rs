@@ -16,6 +16,7 @@ pub mod learning;
 pub mod money;
 pub mod organizations;
 pub mod procurement;
+pub mod telemetry;
 pub mod agreements;
 
 use crate::app::AppState;
@@ -31,6 +32,8 @@ pub enum StartError {
     Database(#[from] DbStartError),
     #[error("VELFERD_BIND: cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("VELFERD_METRICS_BIND: cannot listen on {addr}: {source}")]
+    MetricsBind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("loading demo data failed: {0}")]
     Demo(String),
     #[error("{0}")]
@@ -50,5 +53,13 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     )
     .map_err(StartError::Adapters)?;
     let state = AppState::new(db, adapters, settings.devices.clone());
-    http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })
+    let metrics = match settings.metrics_bind {
+        Some(addr) => Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?),
+        None => None,
+    };
+    let server = http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
+    Ok(match metrics {
+        Some(metrics) => server.with_metrics(metrics),
+        None => server,
+    })
 }

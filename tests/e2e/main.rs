@@ -20,3 +20,4 @@ mod organizations;
 mod procurement;
 mod protocol;
 mod schema;
+mod telemetry;

@@ -132,3 +132,40 @@ async fn production_hides_the_developer_conveniences() {
     assert!(!message.contains("Did you mean"), "{message}");
     assert!(!body.to_string().contains("panicked") && !body.to_string().contains(".rs:"), "{body}");
 }
+
+on_both_backends! {
+    /// async-graphql picks the operation of a document after validation, outside the hooks
+    /// that code its errors: an unknown or a missing `operationName` must still be refused with
+    /// a code, over POST, GET and WebSocket alike.
+    async fn a_missing_or_unknown_operation_name_is_refused_with_a_code(app) {
+        use futures_util::SinkExt;
+        let doc = "query A { viewer { authenticated } } query B { viewer { authenticated } }";
+        for (name, message) in [(None, "Operation name required in request."), (Some("C"), "Unknown operation named \"C\"")] {
+            let mut body = json!({ "query": doc });
+            let mut params = vec![("query", doc)];
+            if let Some(name) = name {
+                body["operationName"] = json!(name);
+                params.push(("operationName", name));
+            }
+            let (_, reply) = post_json(&app, &body).await;
+            assert_eq!(reply["errors"][0]["message"], message, "POST {name:?}: {reply}");
+            assert_eq!(first_error_code(&reply), "GRAPHQL_VALIDATION_FAILED", "POST {name:?}: {reply}");
+
+            let response = app.client.get(app.url("/graphql")).query(&params).send().await.unwrap();
+            let reply: Value = response.json().await.unwrap();
+            assert_eq!(reply["errors"][0]["message"], message, "GET {name:?}: {reply}");
+            assert_eq!(first_error_code(&reply), "GRAPHQL_VALIDATION_FAILED", "GET {name:?}: {reply}");
+
+            let mut ws = graphql_socket(&app, None).await;
+            let subscribe = json!({ "id": "1", "type": "subscribe", "payload": body });
+            ws.send(tokio_tungstenite::tungstenite::Message::text(subscribe.to_string())).await.unwrap();
+            let reply = next_text(&mut ws).await;
+            assert_eq!(reply["type"], "next", "WebSocket {name:?}: {reply}");
+            assert_eq!(reply["payload"]["errors"][0]["message"], message, "WebSocket {name:?}: {reply}");
+            assert_eq!(first_error_code(&reply["payload"]), "GRAPHQL_VALIDATION_FAILED", "WebSocket {name:?}: {reply}");
+        }
+        // The named operations still run.
+        let (_, reply) = post_json(&app, &json!({ "query": doc, "operationName": "B" })).await;
+        assert_eq!(reply["data"]["viewer"]["authenticated"], false, "{reply}");
+    }
+}

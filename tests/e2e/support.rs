@@ -300,3 +300,13 @@ pub async fn next_text(ws: &mut Socket) -> Value {
 pub fn first_error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
 }
+
+// Telemetry: the metrics listener of a server started with `VELFERD_METRICS_BIND`.
+impl TestApp {
+    /// The `/metrics` URL of the server's metrics listener.
+    pub fn metrics_url(&self) -> String {
+        let server = self.server.as_ref().expect("server running");
+        let addr = server.metrics_addr.expect("started with VELFERD_METRICS_BIND");
+        format!("http://{addr}/metrics")
+    }
+}

@@ -19,6 +19,7 @@ pub struct AdapterRuntime {
     compiled: Arc<Mutex<HashMap<i64, ValidatedAdapter>>>,
     calls: Arc<Semaphore>,
     breakers: Arc<Mutex<HashMap<i64, Breaker>>>,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 /// Consecutive calls of one adapter that ran into a resource limit before it is quarantined.
@@ -59,7 +60,13 @@ impl AdapterRuntime {
             compiled: Arc::new(Mutex::new(HashMap::new())),
             calls: Arc::new(Semaphore::new(concurrent_calls)),
             breakers: Arc::new(Mutex::new(HashMap::new())),
+            metrics: None,
         })
+    }
+
+    /// The runtime, counting its calls' time and instructions in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::telemetry::Metrics>) -> AdapterRuntime {
+        AdapterRuntime { metrics: Some(metrics), ..self }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -144,6 +151,10 @@ impl AdapterRuntime {
         })
         .await
         .map_err(|e| DecodeError::Internal(format!("the decode task failed: {e}")))?;
+        if let Some(metrics) = &self.metrics {
+            let result = report.result.as_ref().map_or_else(DecodeError::code, |_| "ok");
+            metrics.adapter_call(result, report.cost.wall_time, report.cost.instructions);
+        }
         for line in &report.logs {
             tracing::debug!(adapter = %key, source = ?line.source, "{}", line.text);
         }

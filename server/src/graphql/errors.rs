@@ -36,15 +36,10 @@ impl ApiError {
     /// Logs an unexpected failure and returns the error the client sees, which never carries
     /// the cause (no SQL, no stack trace).
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
-        let incident = format!("{:016x}", rand_id());
+        let incident = crate::telemetry::incident_id();
         tracing::error!(%incident, %cause, "internal error");
         ApiError::Internal { incident }
     }
-}
-
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 impl From<sea_orm::DbErr> for ApiError {

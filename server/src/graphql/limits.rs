@@ -4,18 +4,25 @@
 //! `limit_*` checks refuse with a bare message. We enforce the limits here instead so the
 //! refusal carries a code and the numbers (`extensions.cost`, `extensions.limit`), and so every
 //! successful response reports its cost in `extensions.cost`, as Shopify's API does.
+//!
+//! The same extension gives every error a code (also those async-graphql raises outside the
+//! other hooks) and counts operations and errors in the server's metrics.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextSubscribe, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
+    NextSubscribe, NextValidation,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
 
 use super::errors::ApiError;
+use crate::app::AppState;
+use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
@@ -25,13 +32,86 @@ pub struct QueryLimits {
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimitsExtension { limits: *self, measured: Mutex::new(None) })
+        Arc::new(QueryLimitsExtension {
+            limits: *self,
+            measured: Mutex::new(None),
+            operation: Arc::new(Operation { started: Some(Instant::now()), ..Operation::default() }),
+        })
     }
 }
 
 struct QueryLimitsExtension {
     limits: QueryLimits,
     measured: Mutex<Option<(usize, usize)>>,
+    operation: Arc<Operation>,
+}
+
+/// What the metrics need to know of one operation, gathered across the hooks.
+#[derive(Default)]
+struct Operation {
+    started: Option<Instant>,
+    /// The `operationName` the client sent.
+    requested: Mutex<Option<String>>,
+    /// Set when the document validated.
+    validated: std::sync::atomic::AtomicBool,
+    /// The name of the operation that ran (query or mutation), `Some(None)` when anonymous.
+    executed: Mutex<Option<Option<String>>>,
+    /// Whether the operation selection failed (an unknown or missing `operationName`).
+    selection_failed: std::sync::atomic::AtomicBool,
+    recorded: std::sync::atomic::AtomicBool,
+}
+
+impl Operation {
+    /// Counts the operation once, under its name only when its document validated and the name
+    /// selected an operation in it.
+    fn record(&self, metrics: &Metrics, timed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.recorded.swap(true, Relaxed) {
+            return;
+        }
+        let executed = self.executed.lock().expect("not poisoned").clone();
+        let name = match executed {
+            Some(name) => Some(name),
+            None if self.validated.load(Relaxed) && !self.selection_failed.load(Relaxed) => {
+                Some(self.requested.lock().expect("not poisoned").clone())
+            }
+            None => None,
+        };
+        let elapsed = self.started.filter(|_| timed).map(|started| started.elapsed());
+        metrics.graphql_operation(name.as_ref().map(Option::as_deref), elapsed);
+    }
+
+    /// Codes and counts the errors of one response.
+    fn finish_errors(&self, metrics: Option<&Metrics>, response: &mut Response) {
+        for error in &mut response.errors {
+            if is_operation_selection_error(error) {
+                self.selection_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                error.extensions.get_or_insert_with(Default::default).set("code", "GRAPHQL_VALIDATION_FAILED");
+            }
+            classify(error);
+            if let Some(metrics) = metrics {
+                let code = error.extensions.as_ref().and_then(|e| e.get("code")).and_then(|code| match code {
+                    Value::String(code) => Some(code.as_str()),
+                    _ => None,
+                });
+                metrics.graphql_error(code);
+            }
+        }
+    }
+}
+
+/// The errors async-graphql raises when `operationName` names no operation of the document, or
+/// is missing where the document has several. It raises them after validation and before
+/// execution, outside every hook but `request`/`subscribe`, with no code and no source: the
+/// message is all that tells them apart (a test pins it, so an upgrade that rewords them fails).
+fn is_operation_selection_error(error: &ServerError) -> bool {
+    error.extensions.as_ref().is_none_or(|e| e.get("code").is_none())
+        && error.source.is_none()
+        && (error.message.starts_with("Unknown operation named ") || error.message == "Operation name required in request.")
+}
+
+fn metrics_of(ctx: &ExtensionContext<'_>) -> Option<Arc<Metrics>> {
+    ctx.data_opt::<AppState>().map(|state| state.metrics.clone())
 }
 
 fn with_code(mut error: ServerError, code: &str) -> ServerError {
@@ -63,16 +143,50 @@ fn classify(error: &mut ServerError) {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for QueryLimitsExtension {
-    /// Subscription responses get their error codes as query responses do.
+    /// Every operation over HTTP: codes the errors raised outside the other hooks, and counts
+    /// the operation and its errors.
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let metrics = metrics_of(ctx);
+        self.operation.finish_errors(metrics.as_deref(), &mut response);
+        if let Some(metrics) = &metrics {
+            self.operation.record(metrics, true);
+        }
+        response
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        *self.operation.requested.lock().expect("not poisoned") = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    /// Every operation over WebSocket: subscription responses get their error codes as query
+    /// responses do; the operation is counted at its first response (a subscription's
+    /// lifetime is not a latency, so it is counted without one), and is a live subscriber
+    /// until its stream ends.
     fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
+        let metrics = metrics_of(ctx);
+        let live = metrics.as_ref().map(Metrics::subscriber);
+        let operation = self.operation.clone();
         next.run(ctx, stream)
-            .map(|mut response| {
-                response.errors.iter_mut().for_each(classify);
+            .map(move |mut response| {
+                let _live = &live;
+                operation.finish_errors(metrics.as_deref(), &mut response);
+                if let Some(metrics) = &metrics {
+                    let is_subscription = operation.executed.lock().expect("not poisoned").is_none()
+                        && response.errors.is_empty();
+                    operation.record(metrics, !is_subscription);
+                }
                 response
             })
             .boxed()
@@ -138,6 +252,7 @@ impl Extension for QueryLimitsExtension {
             return Err(vec![error]);
         }
         *self.measured.lock().expect("not poisoned") = Some((result.complexity, result.depth));
+        self.operation.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(result)
     }
 
@@ -147,6 +262,7 @@ impl Extension for QueryLimitsExtension {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        *self.operation.executed.lock().expect("not poisoned") = Some(operation_name.map(str::to_string));
         let mut response = next.run(ctx, operation_name).await;
         for error in &mut response.errors {
             classify(error);

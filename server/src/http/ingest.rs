@@ -118,6 +118,7 @@ pub(super) async fn ingest_one(
     let message = Message { content_type, body: body.freeze().to_vec().into() };
     match run(&shared, &product, vec![message]).await {
         Ok(reply) => {
+            shared.state.metrics.ingest_reply(&product.slug, &reply);
             let status = match reply.results[0].status {
                 MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
                 // Kept as a dead letter: acknowledged, to be processed later.
@@ -238,6 +239,7 @@ pub(super) async fn ingest_batch(
         Err(response) => return response,
     };
     if refused.is_empty() {
+        shared.state.metrics.ingest_reply(&product.slug, &reply);
         return HttpResponse::Ok().json(&reply);
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
@@ -255,7 +257,9 @@ pub(super) async fn ingest_batch(
         )
     }));
     results.sort_by_key(|(i, _)| *i);
-    HttpResponse::Ok().json(&IngestReply::of(results.into_iter().map(|(_, r)| r).collect()))
+    let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
+    shared.state.metrics.ingest_reply(&product.slug, &reply);
+    HttpResponse::Ok().json(&reply)
 }
 
 #[cfg(test)]

@@ -4,22 +4,31 @@ mod ingest;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{Service, ServerHandle};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data, Request};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
-use futures_util::FutureExt;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt};
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::{Actor, TokenVerifier};
 use crate::config::{GraphqlLimits, Profile, Settings};
 use crate::graphql::session::Session;
 use crate::graphql::{VelferdSchema, build_schema};
+use crate::telemetry;
+
+/// The response header that carries the request id (also accepted from the client).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Everything the handlers need, shared across workers.
 #[derive(Clone)]
@@ -36,20 +45,65 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The server's database handles (tests read the statement count).
     pub db: crate::db::Database,
+    /// Where `/metrics` is served, when `VELFERD_METRICS_BIND` is set.
+    pub metrics_addr: Option<SocketAddr>,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Option<MetricsServer>,
 }
 
 impl RunningServer {
     /// Serves until the server stops (Ctrl-C or SIGTERM stop it gracefully).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let result = self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Some(metrics) = self.metrics {
+            metrics.handle.stop(true).await;
+        }
+        result
     }
 
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.task.await;
+        if let Some(metrics) = self.metrics {
+            metrics.handle.stop(true).await;
+        }
     }
+
+    /// The server, with its metrics listener.
+    pub fn with_metrics(self, metrics: MetricsServer) -> RunningServer {
+        RunningServer { metrics_addr: Some(metrics.addr), metrics: Some(metrics), ..self }
+    }
+}
+
+/// The listener that serves `GET /metrics`, apart from the public port so that metrics are
+/// never open to anonymous callers there.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+/// Binds `addr` and serves the metrics of `state` on it.
+pub fn serve_metrics(addr: SocketAddr, state: AppState) -> std::io::Result<MetricsServer> {
+    let server = HttpServer::new(move || {
+        App::new().app_data(web::Data::new(state.clone())).route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?;
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(MetricsServer { addr, handle })
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // prometheus-client writes the OpenMetrics flavour of the text format, which Prometheus
+    // scrapes natively.
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(&state.db))
 }
 
 /// Binds `settings.bind` and starts serving on the current Tokio runtime.
@@ -64,6 +118,32 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap_fn(|req, service| {
+                let id = request_id(&req);
+                // At error level, so the span (and its request id) exists whenever an error
+                // line can be written, whatever VELFERD_LOG filters.
+                let span = tracing::error_span!(
+                    "http",
+                    method = %req.method(),
+                    route = tracing::field::Empty,
+                    status = tracing::field::Empty,
+                    latency_ms = tracing::field::Empty,
+                    request_id = %id,
+                );
+                let started = Instant::now();
+                let call = span.in_scope(|| telemetry::in_request(id.clone(), || service.call(req)));
+                telemetry::with_request_id(id.clone(), call.instrument(span.clone())).map(move |result| {
+                    let mut response: actix_web::dev::ServiceResponse<_> = result?;
+                    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                    span.record("route", route.as_str());
+                    span.record("status", response.status().as_u16());
+                    span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                    span.in_scope(|| tracing::info!("request finished"));
+                    let value = header::HeaderValue::from_str(&id).expect("request ids are visible ASCII");
+                    response.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID_HEADER), value);
+                    Ok::<_, actix_web::Error>(response)
+                })
+            })
             .app_data(web::Data::new(shared.clone()))
             .route("/graphql", web::post().to(graphql_post))
             .route("/graphql", web::get().to(graphql_get))
@@ -81,7 +161,16 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(RunningServer { addr, db, handle, task })
+    Ok(RunningServer { addr, db, metrics_addr: None, handle, task, metrics: None })
+}
+
+/// The client's request id when it is acceptable, else a fresh one.
+fn request_id(req: &actix_web::dev::ServiceRequest) -> Arc<str> {
+    let client = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    match client.and_then(telemetry::accept_client_id) {
+        Some(id) => Arc::from(id),
+        None => Arc::from(telemetry::generate_id()),
+    }
 }
 
 /// A GraphQL-shaped error body, for failures before GraphQL runs.
@@ -267,7 +356,8 @@ async fn graphql_ws(
     let verifier = shared.verifier.clone();
     let db = shared.state.db.read().clone();
     let batch_window = shared.limits.batch_window;
-    GraphQLSubscription::new(shared.schema.clone())
+    let connection = telemetry::current_request_id();
+    GraphQLSubscription::new(TracedSchema { schema: shared.schema.clone(), connection: Arc::from(connection) })
         .on_connection_init(move |init: serde_json::Value| async move {
             let token = init
                 .get("authorization")
@@ -283,6 +373,52 @@ async fn graphql_ws(
             Ok(data)
         })
         .start(&req, payload)
+}
+
+/// The schema as WebSocket operations run it: each operation gets a request id of its own (its
+/// incident id) and a span with its name, the id and the connection's request id.
+#[derive(Clone)]
+struct TracedSchema {
+    schema: VelferdSchema,
+    connection: Arc<str>,
+}
+
+impl async_graphql::Executor for TracedSchema {
+    async fn execute(&self, request: Request) -> async_graphql::Response {
+        self.schema.execute(request).await
+    }
+
+    fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, async_graphql::Response> {
+        let id: Arc<str> = Arc::from(telemetry::generate_id());
+        // The name as the client sent it, capped: it is logged, not counted.
+        let name: String = request.operation_name.as_deref().unwrap_or("anonymous").chars().take(64).collect();
+        let span = tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
+        let inner = self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default());
+        TracedStream { inner, span, id }.boxed()
+    }
+}
+
+/// A WebSocket operation's responses, each produced inside its span and request id.
+struct TracedStream {
+    inner: BoxStream<'static, async_graphql::Response>,
+    span: tracing::Span,
+    id: Arc<str>,
+}
+
+impl Stream for TracedStream {
+    type Item = async_graphql::Response;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        telemetry::in_request(this.id.clone(), || this.inner.poll_next_unpin(cx))
+    }
+}
+
+impl Drop for TracedStream {
+    fn drop(&mut self) {
+        self.span.in_scope(|| tracing::info!("operation ended"));
+    }
 }
 
 /// A procurement as an OCDS 1.1 release package, by its global id. Anonymous callers get
