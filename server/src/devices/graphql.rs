@@ -14,22 +14,23 @@ use futures_util::{Stream, StreamExt};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::sea_query::ExprTrait;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::identifiers::ProductSlug;
 use super::ingest::{self, MessageResult, MessageStatus};
 use super::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
 use super::review::{self, ReplayReview};
-use super::rules::{self, DevicesError};
+use super::rules::{self, DevicesError, RuleResult};
 use crate::agreements::graphql::CallOff;
 use crate::auth::Role;
+use crate::errors::{ApiError, Invalid, Refusal, ensure, refuse};
 use crate::graphql::connection::{OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity};
-use crate::graphql::errors::{ApiError, payload};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, require_role, session, state};
+use crate::graphql::errors::{UserError, payload};
 use crate::graphql::loaders::*;
-use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_existing, load_one, require_role, session, state};
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::organizations::{Organization, OrganizationKind};
-use crate::procurement::graphql::{caller, in_transaction};
 
 type Page<T> = Connection<String, T, TotalCount>;
 
@@ -610,41 +611,72 @@ pub struct DeadLetterFilter {
     pub resolved: Option<bool>,
 }
 
-pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Result<Option<crate::graphql::Node>> {
-    use crate::graphql::Node;
+// `node(id:)`: device-side objects are for signed-in users, each with its list's visibility.
+
+/// The signed-in viewer's standing towards devices; `None` for anonymous callers.
+async fn device_viewer(ctx: &Context<'_>) -> Result<Option<DeviceViewer>, ApiError> {
     if session(ctx).actor.principal().is_none() {
         return Ok(None);
     }
-    let viewer = DeviceViewer::of(ctx).await?;
-    Ok(match node_type {
-        NodeType::DeviceProduct => load_one(ctx, ProductById(id)).await?.map(|p| Node::DeviceProduct(DeviceProduct(p))),
-        NodeType::Adapter => {
-            let Some(a) = load_one(ctx, AdapterById(id)).await? else { return Ok(None) };
-            let product = load_existing(ctx, ProductById(a.product_id), "device product").await?;
-            viewer.manages(&product).then(|| Node::Adapter(Adapter(a)))
+    Ok(Some(DeviceViewer::of(ctx).await?))
+}
+
+impl NodeObject for DeviceProduct {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<DeviceProduct>, ApiError> {
+        if device_viewer(ctx).await?.is_none() {
+            return Ok(None);
         }
-        NodeType::Device => {
-            let Some(d) = load_one(ctx, DeviceById(id)).await? else { return Ok(None) };
-            let product = load_existing(ctx, ProductById(d.product_id), "device product").await?;
-            viewer.sees_device(&d, &product).then(|| Node::Device(Device(d)))
-        }
-        NodeType::DeviceEvent => {
-            let Some(e) = device_event::Entity::find_by_id(id).one(state(ctx).db.read()).await? else { return Ok(None) };
-            let d = load_existing(ctx, DeviceById(e.device_id), "device").await?;
-            let product = load_existing(ctx, ProductById(d.product_id), "device product").await?;
-            viewer.sees_device(&d, &product).then(|| Node::DeviceEvent(DeviceEvent(e)))
-        }
-        NodeType::DeadLetter => dead_letter::Entity::find_by_id(id)
+        Ok(load_one(ctx, ProductById(id)).await?.map(DeviceProduct))
+    }
+}
+
+impl NodeObject for Adapter {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Adapter>, ApiError> {
+        let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
+        let Some(a) = load_one(ctx, AdapterById(id)).await? else { return Ok(None) };
+        let product = load_existing(ctx, ProductById(a.product_id), "device product").await?;
+        Ok(viewer.manages(&product).then_some(Adapter(a)))
+    }
+}
+
+impl NodeObject for SigningKey {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<SigningKey>, ApiError> {
+        let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
+        Ok(load_one(ctx, SigningKeyById(id))
+            .await?
+            .filter(|k| viewer.admin || viewer.supplier() == Some(k.supplier_id))
+            .map(SigningKey))
+    }
+}
+
+impl NodeObject for Device {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Device>, ApiError> {
+        let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
+        let Some(d) = load_one(ctx, DeviceById(id)).await? else { return Ok(None) };
+        let product = load_existing(ctx, ProductById(d.product_id), "device product").await?;
+        Ok(viewer.sees_device(&d, &product).then_some(Device(d)))
+    }
+}
+
+impl NodeObject for DeviceEvent {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<DeviceEvent>, ApiError> {
+        let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
+        let Some(e) = device_event::Entity::find_by_id(id).one(state(ctx).db.read()).await? else { return Ok(None) };
+        let d = load_existing(ctx, DeviceById(e.device_id), "device").await?;
+        let product = load_existing(ctx, ProductById(d.product_id), "device product").await?;
+        Ok(viewer.sees_device(&d, &product).then_some(DeviceEvent(e)))
+    }
+}
+
+impl NodeObject for DeadLetter {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<DeadLetter>, ApiError> {
+        let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
+        Ok(dead_letter::Entity::find_by_id(id)
             .filter(viewer.dead_letter_condition())
             .one(state(ctx).db.read())
             .await?
-            .map(|l| Node::DeadLetter(DeadLetter(l))),
-        NodeType::SigningKey => load_one(ctx, SigningKeyById(id))
-            .await?
-            .filter(|k| viewer.admin || viewer.supplier() == Some(k.supplier_id))
-            .map(|k| Node::SigningKey(SigningKey(k))),
-        _ => None,
-    })
+            .map(DeadLetter))
+    }
 }
 
 #[derive(Default)]
@@ -762,10 +794,6 @@ impl DeviceQuery {
 // ---------------------------------------------------------------------------------------------
 // Mutations
 
-fn row(id: &ID, expected: NodeType, field: &'static str) -> std::result::Result<i64, DevicesError> {
-    row_id_of(id, expected).ok_or_else(|| rules::invalid(field, "NOT_FOUND", format!("`{field}` is not a {expected:?} id")))
-}
-
 payload!(SigningKeyRegisterPayload, signing_key: SigningKey, "Result of `signingKeyRegister`.");
 payload!(SigningKeyRevokePayload, signing_key: SigningKey, "Result of `signingKeyRevoke`.");
 payload!(AdapterUploadPayload, adapter: Adapter, "Result of `adapterUpload`.");
@@ -842,7 +870,7 @@ pub struct DeadLettersReplayPayload {
     pub replayed: i32,
     pub resolved: i32,
     pub results: Vec<DeadLetterReplay>,
-    pub user_errors: Vec<crate::graphql::errors::UserError>,
+    pub user_errors: Vec<UserError>,
 }
 
 #[derive(Default)]
@@ -859,16 +887,13 @@ fn require_adapter_manager(ctx: &Context<'_>, what: &str) -> Result<(), ApiError
 }
 
 /// The product named by `slug` when the caller manages it (its supplier, or an admin).
-async fn managed_product(ctx: &Context<'_>, slug: &str) -> Result<std::result::Result<device_product::Model, DevicesError>> {
-    let slug = match rules::parse_slug("product", slug) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
+async fn managed_product(ctx: &Context<'_>, slug: &str) -> RuleResult<device_product::Model> {
+    let slug = rules::parse_slug("product", slug)?;
     let viewer = DeviceViewer::of(ctx).await?;
     match product_by_slug(ctx, &slug).await? {
-        Some(p) if viewer.manages(&p) => Ok(Ok(p)),
+        Some(p) if viewer.manages(&p) => Ok(p),
         // Another supplier's product answers like a missing one.
-        _ => Ok(Err(rules::invalid("product", "NOT_FOUND", format!("no device product {slug} of yours")))),
+        _ => refuse(Invalid::not_found("product", format!("no device product {slug} of yours"))),
     }
 }
 
@@ -877,19 +902,20 @@ impl DeviceMutation {
     /// Registers an Ed25519 public key that your adapter uploads will be signed with.
     async fn signing_key_register(&self, ctx: &Context<'_>, input: SigningKeyRegisterInput) -> Result<SigningKeyRegisterPayload> {
         let caller = caller(ctx, Role::Supplier, "register signing keys").await?;
-        let result = in_transaction!(ctx, |txn| rules::register_signing_key(&txn, &caller, &input.public_key, input.label.clone()).await);
-        Ok(SigningKeyRegisterPayload::from_result(result, SigningKey))
+        let result =
+            in_transaction(ctx, async |txn| rules::register_signing_key(txn, &caller, &input.public_key, input.label).await).await;
+        Ok(SigningKeyRegisterPayload::from_rule(result, SigningKey)?)
     }
 
     /// Revokes one of your signing keys.
     async fn signing_key_revoke(&self, ctx: &Context<'_>, input: SigningKeyRevokeInput) -> Result<SigningKeyRevokePayload> {
         let caller = caller(ctx, Role::Supplier, "revoke signing keys").await?;
-        let id = match row(&input.id, NodeType::SigningKey, "id") {
-            Ok(id) => id,
-            Err(e) => return Ok(SigningKeyRevokePayload::from_result(Err::<signing_key::Model, _>(e), SigningKey)),
-        };
-        let result = in_transaction!(ctx, |txn| rules::revoke_signing_key(&txn, &caller, id).await);
-        Ok(SigningKeyRevokePayload::from_result(result, SigningKey))
+        let result: RuleResult<_> = async {
+            let id = input_row(&input.id, NodeType::SigningKey, "id")?;
+            in_transaction(ctx, async |txn| rules::revoke_signing_key(txn, &caller, id).await).await
+        }
+        .await;
+        Ok(SigningKeyRevokePayload::from_rule(result, SigningKey)?)
     }
 
     /// Uploads a signed adapter version for one of your products. It is validated (it
@@ -897,10 +923,12 @@ impl DeviceMutation {
     /// not grant, `describe` answers) and waits for review (`PENDING_REVIEW`).
     async fn adapter_upload(&self, ctx: &Context<'_>, input: AdapterUploadInput) -> Result<AdapterUploadPayload> {
         let caller = caller(ctx, Role::Supplier, "upload adapters").await?;
-        let fail = |e: DevicesError| Ok(AdapterUploadPayload::from_result(Err::<adapter::Summary, _>(e), Adapter));
         let slug = match rules::parse_slug("product", &input.product) {
-            Ok(s) => s,
-            Err(e) => return fail(e),
+            Ok(slug) => slug,
+            Err(e) => {
+                let refused: RuleResult<adapter::Summary> = Err(Refusal::Rule(e.into()));
+                return Ok(AdapterUploadPayload::from_rule(refused, Adapter)?);
+            }
         };
         let runtime = &state(ctx).adapters;
         let limit = runtime.limits().component_bytes;
@@ -911,47 +939,50 @@ impl DeviceMutation {
             .take(limit as u64 + 1)
             .read_to_end(&mut component)
             .map_err(|e| ApiError::BadUserInput(format!("component could not be read: {e}")))?;
-        if component.len() > limit {
-            return fail(DevicesError::InvalidComponent("too-large", format!("the component is larger than {limit} bytes")));
+        let result: RuleResult<_> = async {
+            ensure(
+                component.len() <= limit,
+                DevicesError::InvalidComponent("too-large", format!("the component is larger than {limit} bytes")),
+            )?;
+            // The signature is checked before the component is compiled: unsigned code never
+            // reaches the compiler.
+            let key =
+                in_transaction(ctx, async |txn| rules::verify_upload(txn, &caller, &component, &input.signature).await).await?;
+            let validated = match runtime.validate(component.clone()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let code =
+                        serde_json::to_value(&e).ok().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+                    return refuse(DevicesError::InvalidComponent("invalid", format!("{code}: {e}")));
+                }
+            };
+            in_transaction(ctx, async |txn| rules::record_upload(txn, &caller, &slug, &key, &validated, component).await).await
         }
-        // The signature is checked before the component is compiled: unsigned code never
-        // reaches the compiler.
-        let key = match in_transaction!(ctx, |txn| rules::verify_upload(&txn, &caller, &component, &input.signature).await) {
-            Ok(key) => key,
-            Err(e) => return fail(e),
-        };
-        let validated = match runtime.validate(component.clone()).await {
-            Ok(v) => v,
-            Err(e) => {
-                let code = serde_json::to_value(&e).ok().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
-                return fail(DevicesError::InvalidComponent("invalid", format!("{code}: {e}")));
-            }
-        };
-        let result = in_transaction!(ctx, |txn| rules::record_upload(&txn, &caller, &slug, &key, &validated, component.clone()).await);
-        Ok(AdapterUploadPayload::from_result(result.map(adapter::Summary::from), Adapter))
+        .await;
+        Ok(AdapterUploadPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
     }
 
     /// Activates a reviewed version (admins). The product's active version becomes
     /// `INACTIVE` and can be rolled back to.
     async fn adapter_activate(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterActivatePayload> {
         require_role(ctx, Role::Admin, "activate adapters")?;
-        let id = match row(&input.adapter_id, NodeType::Adapter, "adapterId") {
-            Ok(id) => id,
-            Err(e) => return Ok(AdapterActivatePayload::from_result(Err::<adapter::Summary, _>(e), Adapter)),
-        };
-        let result = in_transaction!(ctx, |txn| rules::activate(&txn, id).await);
-        Ok(AdapterActivatePayload::from_result(result.map(adapter::Summary::from), Adapter))
+        let result: RuleResult<_> = async {
+            let id = input_row(&input.adapter_id, NodeType::Adapter, "adapterId")?;
+            in_transaction(ctx, async |txn| rules::activate(txn, id).await).await
+        }
+        .await;
+        Ok(AdapterActivatePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
     }
 
     /// Rolls a product back to the version active before the current one (admins).
     async fn adapter_roll_back(&self, ctx: &Context<'_>, input: AdapterRollBackInput) -> Result<AdapterRollBackPayload> {
         require_role(ctx, Role::Admin, "roll adapters back")?;
-        let product = match managed_product(ctx, &input.product).await? {
-            Ok(p) => p,
-            Err(e) => return Ok(AdapterRollBackPayload::from_result(Err::<adapter::Summary, _>(e), Adapter)),
-        };
-        let result = in_transaction!(ctx, |txn| rules::roll_back(&txn, &product).await);
-        Ok(AdapterRollBackPayload::from_result(result.map(adapter::Summary::from), Adapter))
+        let result: RuleResult<_> = async {
+            let product = managed_product(ctx, &input.product).await?;
+            in_transaction(ctx, async |txn| rules::roll_back(txn, &product).await).await
+        }
+        .await;
+        Ok(AdapterRollBackPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
     }
 
     /// Retires a version for good (admins, or the product's supplier). Retiring the active
@@ -959,43 +990,38 @@ impl DeviceMutation {
     async fn adapter_retire(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterRetirePayload> {
         require_adapter_manager(ctx, "retire adapters")?;
         let viewer = DeviceViewer::of(ctx).await?;
-        let id = row_id_of(&input.adapter_id, NodeType::Adapter);
-        let target = match id {
-            Some(id) => load_one(ctx, AdapterById(id)).await?,
-            None => None,
-        };
-        let product = match &target {
-            Some(a) => load_one(ctx, ProductById(a.product_id)).await?,
-            None => None,
-        };
-        let Some((target, _)) = target.zip(product).filter(|(_, p)| viewer.manages(p)) else {
-            let e = rules::invalid("adapterId", "NOT_FOUND", "no such adapter of yours");
-            return Ok(AdapterRetirePayload::from_result(Err::<adapter::Summary, _>(e), Adapter));
-        };
-        let result = in_transaction!(ctx, |txn| rules::retire(&txn, target.id).await);
-        if result.is_ok() {
+        let result: RuleResult<_> = async {
+            let target = match row_id(&input.adapter_id, NodeType::Adapter) {
+                Some(id) => load_one(ctx, AdapterById(id)).await?,
+                None => None,
+            };
+            let product = match &target {
+                Some(a) => load_one(ctx, ProductById(a.product_id)).await?,
+                None => None,
+            };
+            let Some((target, _)) = target.zip(product).filter(|(_, p)| viewer.manages(p)) else {
+                return refuse(Invalid::not_found("adapterId", "no such adapter of yours"));
+            };
+            let retired = in_transaction(ctx, async |txn| rules::retire(txn, target.id).await).await?;
             state(ctx).adapters.forget(target.id);
+            Ok(retired)
         }
-        Ok(AdapterRetirePayload::from_result(result.map(adapter::Summary::from), Adapter))
+        .await;
+        Ok(AdapterRetirePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
     }
 
     /// Registers one of your municipality's devices (case workers).
     async fn device_register(&self, ctx: &Context<'_>, input: DeviceRegisterInput) -> Result<DeviceRegisterPayload> {
         let caller = caller(ctx, Role::CaseWorker, "register devices").await?;
-        let call_off = match input.call_off_id.as_ref().map(|id| row(id, NodeType::CallOff, "callOffId")).transpose() {
-            Ok(c) => c,
-            Err(e) => return Ok(DeviceRegisterPayload::from_result(Err::<device::Model, _>(e), Device)),
-        };
-        let result = in_transaction!(ctx, |txn| rules::register_device(
-            &txn,
-            &caller,
-            &input.product,
-            &input.serial,
-            call_off,
-            input.recipient_ref.clone()
-        )
-        .await);
-        Ok(DeviceRegisterPayload::from_result(result, Device))
+        let result: RuleResult<_> = async {
+            let call_off = input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
+            in_transaction(ctx, async |txn| {
+                rules::register_device(txn, &caller, &input.product, &input.serial, call_off, input.recipient_ref).await
+            })
+            .await
+        }
+        .await;
+        Ok(DeviceRegisterPayload::from_rule(result, Device)?)
     }
 
     /// Replays a product's unresolved dead letters through its active adapter (the product's
@@ -1003,19 +1029,30 @@ impl DeviceMutation {
     /// the others keep their new reason.
     async fn dead_letters_replay(&self, ctx: &Context<'_>, input: DeadLettersReplayInput) -> Result<DeadLettersReplayPayload> {
         require_adapter_manager(ctx, "replay dead letters")?;
-        let refused = |e: DevicesError| DeadLettersReplayPayload {
-            replayed: 0,
-            resolved: 0,
-            results: vec![],
-            user_errors: vec![crate::graphql::errors::RuleViolation::to_user_error(&e)],
-        };
-        let product = match managed_product(ctx, &input.product).await? {
-            Ok(p) => p,
-            Err(e) => return Ok(refused(e)),
-        };
-        let ids = match input.ids.as_ref().map(|ids| ids.iter().map(|id| row(id, NodeType::DeadLetter, "ids")).collect::<std::result::Result<Vec<_>, _>>()).transpose() {
-            Ok(ids) => ids,
-            Err(e) => return Ok(refused(e)),
+        let chosen: RuleResult<_> = async {
+            let product = managed_product(ctx, &input.product).await?;
+            let ids = match &input.ids {
+                None => None,
+                Some(ids) => Some(
+                    ids.iter()
+                        .map(|id| input_row(id, NodeType::DeadLetter, "ids"))
+                        .collect::<std::result::Result<Vec<_>, Invalid>>()?,
+                ),
+            };
+            Ok((product, ids))
+        }
+        .await;
+        let (product, ids) = match chosen {
+            Ok(chosen) => chosen,
+            Err(Refusal::Rule(e)) => {
+                return Ok(DeadLettersReplayPayload {
+                    replayed: 0,
+                    resolved: 0,
+                    results: vec![],
+                    user_errors: vec![UserError::from_violation(&e)],
+                });
+            }
+            Err(Refusal::Fault(fault)) => return Err(fault.into()),
         };
         let state = state(ctx);
         let outcomes = ingest::replay_dead_letters(&state.db, &state.adapters, &product, ids, MAX_REPLAY).await?;

@@ -6,27 +6,29 @@ use std::collections::HashSet;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Object, Result, ID};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
     procurement_reuse, reused_item,
 };
-use super::rules::{self, LearningError, NewGathering, NewReport};
+use super::rules::{self, NewGathering, NewReport, RuleResult};
 use super::search;
 use crate::auth::Role;
+use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{
     OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity, page_in_memory,
 };
-use crate::graphql::errors::{ApiError, payload};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
+use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
-use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_existing, load_one, session, state};
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, argument_row, global_id, input_row};
 use crate::organizations::Organization;
 use crate::procurement::access::Access;
-use crate::procurement::graphql::{Attendee, Procurement, caller, in_transaction};
+use crate::procurement::graphql::{Attendee, Procurement};
 use crate::procurement::model::{ActivityKind, dialogue_activity, participant};
 use crate::procurement::phase::Phase;
 
@@ -574,9 +576,6 @@ pub struct ExperienceReportFilter {
     pub phase: Option<Phase>,
 }
 
-fn id_argument(id: &ID, expected: NodeType, argument: &str) -> Result<i64, ApiError> {
-    row_id_of(id, expected).ok_or_else(|| ApiError::BadUserInput(format!("`{argument}` is not a {expected:?} id")))
-}
 
 #[derive(Default)]
 pub struct LearningQuery;
@@ -618,10 +617,10 @@ impl LearningQuery {
         let reader = Reader::of(ctx).await?;
         let mut select = experience_report::Entity::find().filter(reader.condition());
         if let Some(procurement) = &filter.procurement {
-            select = select.filter(experience_report::Column::ProcurementId.eq(id_argument(procurement, NodeType::Procurement, "procurement")?));
+            select = select.filter(experience_report::Column::ProcurementId.eq(argument_row(procurement, NodeType::Procurement, "procurement")?));
         }
         if let Some(author) = &filter.author {
-            select = select.filter(experience_report::Column::AuthorId.eq(id_argument(author, NodeType::Organization, "author")?));
+            select = select.filter(experience_report::Column::AuthorId.eq(argument_row(author, NodeType::Organization, "author")?));
         }
         if let Some(phase) = filter.phase {
             select = select.filter(experience_report::Column::Phase.eq(phase));
@@ -653,10 +652,10 @@ impl LearningQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let mut select = procurement_reuse::Entity::find();
         if let Some(source) = &source {
-            select = select.filter(procurement_reuse::Column::SourceId.eq(id_argument(source, NodeType::Procurement, "source")?));
+            select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(source, NodeType::Procurement, "source")?));
         }
         if let Some(copy) = &procurement {
-            select = select.filter(procurement_reuse::Column::CopyId.eq(id_argument(copy, NodeType::Procurement, "procurement")?));
+            select = select.filter(procurement_reuse::Column::CopyId.eq(argument_row(copy, NodeType::Procurement, "procurement")?));
         }
         page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse).await
     }
@@ -677,41 +676,52 @@ impl LearningQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let mut select = dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
         if let Some(p) = &procurement {
-            select = select.filter(dialogue_activity::Column::ProcurementId.eq(id_argument(p, NodeType::Procurement, "procurement")?));
+            select = select.filter(dialogue_activity::Column::ProcurementId.eq(argument_row(p, NodeType::Procurement, "procurement")?));
         }
         page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena).await
     }
 }
 
-/// Resolves learning-area global ids for `node`/`nodes` with the same visibility as the lists.
-pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Result<Option<crate::graphql::Node>> {
-    use crate::graphql::Node;
-    let signed_in = session(ctx).actor.principal().is_some();
-    Ok(match node_type {
-        NodeType::LearningNetwork => load_one(ctx, NetworkById(id)).await?.map(|n| Node::LearningNetwork(LearningNetwork(n))),
-        NodeType::Gathering if signed_in => load_one(ctx, GatheringById(id)).await?.map(|g| Node::Gathering(Gathering(g))),
-        NodeType::ExperienceReport => match load_one(ctx, ReportById(id)).await? {
-            Some(r) if Reader::of(ctx).await?.can_read(&r) => Some(Node::ExperienceReport(ExperienceReport(r))),
-            _ => None,
-        },
-        NodeType::ProcurementReuse if signed_in => {
-            load_one(ctx, ReuseById(id)).await?.map(|r| Node::ProcurementReuse(ProcurementReuse(r)))
+// `node(id:)`, with the same visibility as the lists.
+
+/// Networks are public.
+impl NodeObject for LearningNetwork {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<LearningNetwork>, ApiError> {
+        Ok(load_one(ctx, NetworkById(id)).await?.map(LearningNetwork))
+    }
+}
+
+/// Gatherings are for signed-in users.
+impl NodeObject for Gathering {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Gathering>, ApiError> {
+        if session(ctx).actor.principal().is_none() {
+            return Ok(None);
         }
-        _ => None,
-    })
+        Ok(load_one(ctx, GatheringById(id)).await?.map(Gathering))
+    }
+}
+
+impl NodeObject for ExperienceReport {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ExperienceReport>, ApiError> {
+        match load_one(ctx, ReportById(id)).await? {
+            Some(r) if Reader::of(ctx).await?.can_read(&r) => Ok(Some(ExperienceReport(r))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reuses are for signed-in users.
+impl NodeObject for ProcurementReuse {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ProcurementReuse>, ApiError> {
+        if session(ctx).actor.principal().is_none() {
+            return Ok(None);
+        }
+        Ok(load_one(ctx, ReuseById(id)).await?.map(ProcurementReuse))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Mutations
-
-/// A global id of the expected type, as a row id; a wrong id is a user error on that field.
-fn row(id: &ID, expected: NodeType, field: &'static str) -> std::result::Result<i64, LearningError> {
-    row_id_of(id, expected).ok_or_else(|| rules::invalid(field, "NOT_FOUND", format!("`{field}` is not a {expected:?} id")))
-}
-
-fn today() -> NaiveDate {
-    Utc::now().date_naive()
-}
 
 payload!(LearningNetworkCreatePayload, learning_network: LearningNetwork, "Result of `learningNetworkCreate`.");
 payload!(LearningNetworkMemberAddPayload, member: NetworkMember, "Result of `learningNetworkMemberAdd`.");
@@ -803,8 +813,9 @@ impl LearningMutation {
     /// A programme adviser starts a learning network coordinated by the adviser's programme.
     async fn learning_network_create(&self, ctx: &Context<'_>, input: LearningNetworkCreateInput) -> Result<LearningNetworkCreatePayload> {
         let caller = caller(ctx, Role::Advisor, "start learning networks").await?;
-        let result = in_transaction!(ctx, |txn| rules::create_network(&txn, &caller, &input.name, input.description.clone()).await);
-        Ok(LearningNetworkCreatePayload::from_result(result, LearningNetwork))
+        let result =
+            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, &input.name, input.description).await).await;
+        Ok(LearningNetworkCreatePayload::from_rule(result, LearningNetwork)?)
     }
 
     async fn learning_network_member_add(
@@ -813,52 +824,48 @@ impl LearningMutation {
         input: LearningNetworkMemberAddInput,
     ) -> Result<LearningNetworkMemberAddPayload> {
         let caller = caller(ctx, Role::Advisor, "manage learning networks").await?;
-        let ids = row(&input.network_id, NodeType::LearningNetwork, "networkId")
-            .and_then(|n| Ok((n, row(&input.organization_id, NodeType::Organization, "organizationId")?)));
-        let result = match ids {
-            Err(e) => Err(e),
-            Ok((n, org)) => in_transaction!(ctx, |txn| rules::add_member(&txn, &caller, n, org, input.joined_on).await),
-        };
-        Ok(LearningNetworkMemberAddPayload::from_result(result, NetworkMember))
+        let result: RuleResult<_> = async {
+            let n = input_row(&input.network_id, NodeType::LearningNetwork, "networkId")?;
+            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
+            in_transaction(ctx, async |txn| rules::add_member(txn, &caller, n, org, input.joined_on).await).await
+        }
+        .await;
+        Ok(LearningNetworkMemberAddPayload::from_rule(result, NetworkMember)?)
     }
 
     async fn gathering_add(&self, ctx: &Context<'_>, input: GatheringAddInput) -> Result<GatheringAddPayload> {
         let caller = caller(ctx, Role::Advisor, "record gatherings").await?;
-        let parsed = row(&input.network_id, NodeType::LearningNetwork, "networkId").and_then(|n| {
-            let host = row(&input.host_id, NodeType::Organization, "hostId")?;
+        let result: RuleResult<_> = async {
+            let n = input_row(&input.network_id, NodeType::LearningNetwork, "networkId")?;
+            let host_id = input_row(&input.host_id, NodeType::Organization, "hostId")?;
             let attendance = input
                 .attendance
                 .iter()
-                .map(|a| Ok((row(&a.organization_id, NodeType::Organization, "attendance")?, a.people)))
-                .collect::<std::result::Result<Vec<_>, LearningError>>()?;
-            Ok((n, host, attendance))
-        });
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok((n, host_id, attendance)) => {
-                let new = NewGathering {
-                    number: input.number,
-                    held_on: input.held_on,
-                    host_id,
-                    venue: input.venue.clone(),
-                    topic: input.topic.clone(),
-                    attendance,
-                };
-                in_transaction!(ctx, |txn| rules::add_gathering(&txn, &caller, n, new).await)
-            }
-        };
-        Ok(GatheringAddPayload::from_result(result, Gathering))
+                .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendance")?, a.people)))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            let new = NewGathering {
+                number: input.number,
+                held_on: input.held_on,
+                host_id,
+                venue: input.venue,
+                topic: input.topic,
+                attendance,
+            };
+            in_transaction(ctx, async |txn| rules::add_gathering(txn, &caller, n, new).await).await
+        }
+        .await;
+        Ok(GatheringAddPayload::from_rule(result, Gathering)?)
     }
 
     async fn gathering_attendance_set(&self, ctx: &Context<'_>, input: GatheringAttendanceSetInput) -> Result<GatheringAttendanceSetPayload> {
         let caller = caller(ctx, Role::Advisor, "record attendance").await?;
-        let ids = row(&input.gathering_id, NodeType::Gathering, "gatheringId")
-            .and_then(|g| Ok((g, row(&input.organization_id, NodeType::Organization, "organizationId")?)));
-        let result = match ids {
-            Err(e) => Err(e),
-            Ok((g, org)) => in_transaction!(ctx, |txn| rules::set_attendance(&txn, &caller, g, org, input.people).await),
-        };
-        Ok(GatheringAttendanceSetPayload::from_result(result, Gathering))
+        let result: RuleResult<_> = async {
+            let g = input_row(&input.gathering_id, NodeType::Gathering, "gatheringId")?;
+            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
+            in_transaction(ctx, async |txn| rules::set_attendance(txn, &caller, g, org, input.people).await).await
+        }
+        .await;
+        Ok(GatheringAttendanceSetPayload::from_rule(result, Gathering)?)
     }
 
     /// A municipality taking part in a procurement publishes its experience of it.
@@ -868,44 +875,33 @@ impl LearningMutation {
         input: ExperienceReportPublishInput,
     ) -> Result<ExperienceReportPublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish experience reports").await?;
-        let parsed = row(&input.procurement_id, NodeType::Procurement, "procurementId").and_then(|p| {
-            let network = input.network_id.as_ref().map(|n| row(n, NodeType::LearningNetwork, "networkId")).transpose()?;
-            Ok((p, network))
-        });
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok((procurement_id, network_id)) => {
-                let new = NewReport {
-                    procurement_id,
-                    network_id,
-                    phase: input.phase,
-                    title: input.title.clone(),
-                    summary: input.summary.clone(),
-                    public: input.public,
-                    published_on: input.published_on.unwrap_or_else(today),
-                    lessons: input.lessons.iter().map(|l| (l.phase, l.text.clone())).collect(),
-                };
-                in_transaction!(ctx, |txn| rules::publish_report(&txn, &caller, new).await)
-            }
-        };
-        Ok(ExperienceReportPublishPayload::from_result(result, ExperienceReport))
+        let result: RuleResult<_> = async {
+            let new = NewReport {
+                procurement_id: input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?,
+                network_id: input.network_id.as_ref().map(|n| input_row(n, NodeType::LearningNetwork, "networkId")).transpose()?,
+                phase: input.phase,
+                title: input.title,
+                summary: input.summary,
+                public: input.public,
+                published_on: input.published_on.unwrap_or_else(today),
+                lessons: input.lessons.into_iter().map(|l| (l.phase, l.text)).collect(),
+            };
+            in_transaction(ctx, async |txn| rules::publish_report(txn, &caller, new).await).await
+        }
+        .await;
+        Ok(ExperienceReportPublishPayload::from_rule(result, ExperienceReport)?)
     }
 
     /// A municipality that follows a procurement starts its own from it: service journey,
     /// needs and user stories are copied with provenance, and the source records the reuse.
     async fn procurement_reuse(&self, ctx: &Context<'_>, input: ProcurementReuseInput) -> Result<ProcurementReusePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let result = match row(&input.source_procurement_id, NodeType::Procurement, "sourceProcurementId") {
-            Err(e) => Err(e),
-            Ok(source) => in_transaction!(ctx, |txn| rules::reuse(
-                &txn,
-                &caller,
-                source,
-                &input.title,
-                input.started_on.unwrap_or_else(today)
-            )
-            .await),
-        };
-        Ok(ProcurementReusePayload::from_result(result, ProcurementReuse))
+        let result: RuleResult<_> = async {
+            let source = input_row(&input.source_procurement_id, NodeType::Procurement, "sourceProcurementId")?;
+            let started_on = input.started_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::reuse(txn, &caller, source, &input.title, started_on).await).await
+        }
+        .await;
+        Ok(ProcurementReusePayload::from_rule(result, ProcurementReuse)?)
     }
 }

@@ -5,7 +5,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait, Value};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
 
 use super::access::Access;
 use super::model::{
@@ -14,17 +14,19 @@ use super::model::{
     user_story,
 };
 use super::phase::Phase;
-use super::rules::{self, Caller, NewActivity, NewProcurement, NewResponse, NewUserStory, ProcurementError};
+use super::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory, RuleResult};
 use crate::agreements::graphql::FrameworkAgreement;
 use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
+use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{
     Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
 };
-use crate::graphql::errors::{ApiError, payload};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
+use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
-use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_existing, load_one, require_role, session, state};
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
 
@@ -444,7 +446,14 @@ impl Need {
         &self.0.description
     }
 
-    /// Position of the journey step this need belongs to, if any.
+    /// The step of the service journey this need belongs to, if any.
+    async fn journey_step(&self, ctx: &Context<'_>) -> Result<Option<JourneyStep>> {
+        let Some(id) = self.0.journey_step_id else { return Ok(None) };
+        Ok(Some(JourneyStep(load_existing(ctx, JourneyStepById(id), "journey step").await?)))
+    }
+
+    /// The journey step's database row id, if any: not a global id, and no use to a client.
+    #[graphql(deprecation = "use journeyStep")]
     async fn journey_step_id(&self) -> Option<i64> {
         self.0.journey_step_id
     }
@@ -615,7 +624,7 @@ pub struct EvaluationCriterion(pub evaluation_criterion::Model);
 
 #[Object]
 impl EvaluationCriterion {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         global_id(NodeType::EvaluationCriterion, self.0.id)
     }
 
@@ -821,7 +830,7 @@ impl ProcurementQuery {
             select = select.filter(procurement::Column::Id.in_subquery(in_county));
         }
         if let Some(municipality) = filter.municipality {
-            let org = row_id_of(&municipality, NodeType::Organization)
+            let org = row_id(&municipality, NodeType::Organization)
                 .ok_or_else(|| ApiError::BadUserInput("`municipality` is not an organisation id".into()))?;
             let taking_part = Query::select()
                 .column(participant::Column::ProcurementId)
@@ -831,7 +840,7 @@ impl ProcurementQuery {
             select = select.filter(procurement::Column::Id.in_subquery(taking_part));
         }
         if let Some(supplier) = filter.supplier {
-            let org = row_id_of(&supplier, NodeType::Organization)
+            let org = row_id(&supplier, NodeType::Organization)
                 .ok_or_else(|| ApiError::BadUserInput("`supplier` is not an organisation id".into()))?;
             let won = Query::select()
                 .column(framework_agreement::Column::ProcurementId)
@@ -886,84 +895,66 @@ impl ProcurementQuery {
     }
 }
 
-/// Resolves procurement-area global ids for `node`/`nodes`, applying the same visibility as the
-/// connections: an object the viewer may not see is `None`, exactly like a missing one.
-pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Result<Option<crate::graphql::Node>> {
-    use crate::graphql::Node;
-    Ok(match node_type {
-        NodeType::Procurement => match load_one(ctx, ProcurementById(id)).await? {
-            Some(p) if Access::of(ctx, &p).await?.can_see(&p) => Some(Node::Procurement(Procurement(p))),
-            _ => None,
-        },
-        NodeType::UserStory => match load_one(ctx, UserStoryById(id)).await? {
-            Some(s) => {
-                let p = procurement_row(ctx, s.procurement_id).await?;
-                Access::of(ctx, &p).await?.can_see(&p).then(|| Node::UserStory(UserStory(s)))
-            }
-            None => None,
-        },
-        NodeType::Tender => match load_one(ctx, TenderById(id)).await? {
-            Some(t) => {
-                let p = procurement_row(ctx, t.procurement_id).await?;
-                Access::of(ctx, &p).await?.can_see_tender(&t).then(|| Node::Tender(Tender(t)))
-            }
-            None => None,
-        },
-        NodeType::TenderResponse => match load_one(ctx, TenderResponseById(id)).await? {
-            Some(r) => {
-                let t = load_existing(ctx, TenderById(r.tender_id), "tender").await?;
-                let p = procurement_row(ctx, t.procurement_id).await?;
-                Access::of(ctx, &p).await?.can_see_tender(&t).then(|| Node::TenderResponse(TenderResponse(r)))
-            }
-            None => None,
-        },
-        NodeType::Award => match load_one(ctx, AwardById(id)).await? {
-            Some(a) => {
-                let p = procurement_row(ctx, a.procurement_id).await?;
-                Access::of(ctx, &p).await?.can_see(&p).then(|| Node::Award(Award(a)))
-            }
-            None => None,
-        },
-        _ => None,
-    })
+// ---------------------------------------------------------------------------------------------
+// `node(id:)`, with the same visibility as the connections: an object the viewer may not see is
+// `None`, exactly like a missing one.
+
+impl NodeObject for Procurement {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Procurement>, ApiError> {
+        match load_one(ctx, ProcurementById(id)).await? {
+            Some(p) if Access::of(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Whether the viewer may see the procurement a part of it belongs to.
+async fn sees_procurement(ctx: &Context<'_>, procurement_id: i64) -> Result<bool, ApiError> {
+    let p = load_existing(ctx, ProcurementById(procurement_id), "procurement").await?;
+    Ok(Access::of(ctx, &p).await?.can_see(&p))
+}
+
+impl NodeObject for UserStory {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<UserStory>, ApiError> {
+        let Some(s) = load_one(ctx, UserStoryById(id)).await? else { return Ok(None) };
+        Ok(sees_procurement(ctx, s.procurement_id).await?.then_some(UserStory(s)))
+    }
+}
+
+/// Criteria are public with their procurement, as its `evaluationCriteria` connection is.
+impl NodeObject for EvaluationCriterion {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<EvaluationCriterion>, ApiError> {
+        let Some(c) = load_one(ctx, CriterionById(id)).await? else { return Ok(None) };
+        Ok(sees_procurement(ctx, c.procurement_id).await?.then_some(EvaluationCriterion(c)))
+    }
+}
+
+impl NodeObject for Tender {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Tender>, ApiError> {
+        let Some(t) = load_one(ctx, TenderById(id)).await? else { return Ok(None) };
+        let p = load_existing(ctx, ProcurementById(t.procurement_id), "procurement").await?;
+        Ok(Access::of(ctx, &p).await?.can_see_tender(&t).then_some(Tender(t)))
+    }
+}
+
+impl NodeObject for TenderResponse {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<TenderResponse>, ApiError> {
+        let Some(r) = load_one(ctx, TenderResponseById(id)).await? else { return Ok(None) };
+        let t = load_existing(ctx, TenderById(r.tender_id), "tender").await?;
+        let p = load_existing(ctx, ProcurementById(t.procurement_id), "procurement").await?;
+        Ok(Access::of(ctx, &p).await?.can_see_tender(&t).then_some(TenderResponse(r)))
+    }
+}
+
+impl NodeObject for Award {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Award>, ApiError> {
+        let Some(a) = load_one(ctx, AwardById(id)).await? else { return Ok(None) };
+        Ok(sees_procurement(ctx, a.procurement_id).await?.then_some(Award(a)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Mutations
-
-/// The signed-in caller with `role`, acting for a registered organisation.
-pub(crate) async fn caller(ctx: &Context<'_>, role: Role, what: &str) -> Result<Caller, ApiError> {
-    let principal = require_role(ctx, role, what)?;
-    let org = session(ctx).organization().await?.ok_or_else(|| {
-        ApiError::Forbidden(format!("organisation {} is not registered in Velferd", principal.org))
-    })?;
-    Ok(Caller { subject: principal.subject.clone(), org_number: principal.org.to_string(), org: org.clone() })
-}
-
-/// A global id of the expected type, as a row id; a wrong id is a user error on that field.
-fn row(id: &ID, expected: NodeType, field: &'static str) -> std::result::Result<i64, ProcurementError> {
-    row_id_of(id, expected).ok_or_else(|| rules::invalid(field, "NOT_FOUND", format!("`{field}` is not a {expected:?} id")))
-}
-
-/// Runs a rule in a write transaction: committed when the rule holds, rolled back (nothing
-/// written) when it does not.
-macro_rules! in_transaction {
-    ($ctx:expr, |$txn:ident| $body:expr) => {{
-        let $txn = state($ctx).db.write().begin().await.map_err(ApiError::from)?;
-        match $body {
-            Ok(Ok(value)) => {
-                $txn.commit().await.map_err(ApiError::from)?;
-                Ok(value)
-            }
-            Ok(Err(rule)) => {
-                $txn.rollback().await.map_err(ApiError::from)?;
-                Err(rule)
-            }
-            Err(fault) => return Err(fault.into()),
-        }
-    }};
-}
-pub(crate) use in_transaction;
 
 payload!(ProcurementCreatePayload, procurement: Procurement, "Result of `procurementCreate`.");
 payload!(ProcurementParticipantAddPayload, participant: Participant, "Result of `procurementParticipantAdd`.");
@@ -1110,12 +1101,8 @@ pub struct AwardCreateInput {
     pub awarded_on: Option<NaiveDate>,
 }
 
-fn today() -> NaiveDate {
-    Utc::now().date_naive()
-}
-
-fn parse_money(field: &'static str, input: &Option<MoneyInput>) -> std::result::Result<Option<Nok>, ProcurementError> {
-    input.as_ref().map(|m| m.parse().map_err(|e| rules::invalid(field, "INVALID_MONEY", e.to_string()))).transpose()
+fn parse_money(field: &'static str, input: &Option<MoneyInput>) -> std::result::Result<Option<Nok>, Invalid> {
+    input.as_ref().map(|m| m.parse().map_err(|e| Invalid::new(field, "INVALID_MONEY", e.to_string()))).transpose()
 }
 
 #[derive(Default)]
@@ -1127,8 +1114,8 @@ impl ProcurementMutation {
     async fn procurement_create(&self, ctx: &Context<'_>, input: ProcurementCreateInput) -> Result<ProcurementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
         let new = NewProcurement { title: input.title, category: input.category, started_on: input.started_on.unwrap_or_else(today) };
-        let result = in_transaction!(ctx, |txn| rules::create(&txn, &caller, new).await);
-        Ok(ProcurementCreatePayload::from_result(result, Procurement))
+        let result = in_transaction(ctx, async |txn| rules::create(txn, &caller, new).await).await;
+        Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
     }
 
     /// Adds a municipality as participant or follower. Role: the lead's `procurement_officer`.
@@ -1138,21 +1125,14 @@ impl ProcurementMutation {
         input: ProcurementParticipantAddInput,
     ) -> Result<ProcurementParticipantAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
-        let ids = row(&input.procurement_id, NodeType::Procurement, "procurementId")
-            .and_then(|p| Ok((p, row(&input.organization_id, NodeType::Organization, "organizationId")?)));
-        let result = match ids {
-            Err(e) => Err(e),
-            Ok((p, org)) => in_transaction!(ctx, |txn| rules::add_participant(
-                &txn,
-                &caller,
-                p,
-                org,
-                input.role,
-                input.joined_on.unwrap_or_else(today)
-            )
-            .await),
-        };
-        Ok(ProcurementParticipantAddPayload::from_result(result, Participant))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
+            let joined_on = input.joined_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await).await
+        }
+        .await;
+        Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
     }
 
     /// Moves a procurement to its next phase, puts it on hold, or resumes it. Role: the lead's
@@ -1163,19 +1143,14 @@ impl ProcurementMutation {
         input: ProcurementPhaseChangeInput,
     ) -> Result<ProcurementPhaseChangePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "change procurement phases").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| rules::change_phase(
-                &txn,
-                &caller,
-                p,
-                input.phase,
-                input.reason.clone(),
-                input.effective_on.unwrap_or_else(today)
-            )
-            .await),
-        };
-        Ok(ProcurementPhaseChangePayload::from_result(result, Procurement))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let effective_on = input.effective_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::change_phase(txn, &caller, p, input.phase, input.reason, effective_on).await)
+                .await
+        }
+        .await;
+        Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
     }
 
     /// Publishes the competition notice with its Doffin reference and tender deadline. Role: the
@@ -1186,183 +1161,163 @@ impl ProcurementMutation {
         input: ProcurementNoticePublishInput,
     ) -> Result<ProcurementNoticePublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish notices").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| rules::publish_notice(
-                &txn,
-                &caller,
-                p,
-                &input.reference,
-                input.published_on,
-                input.tender_deadline
-            )
-            .await),
-        };
-        Ok(ProcurementNoticePublishPayload::from_result(result, Procurement))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| {
+                rules::publish_notice(txn, &caller, p, &input.reference, input.published_on, input.tender_deadline).await
+            })
+            .await
+        }
+        .await;
+        Ok(ProcurementNoticePublishPayload::from_rule(result, Procurement)?)
     }
 
     /// Adds a step to the service journey. Role: the lead's `procurement_officer`.
     async fn journey_step_add(&self, ctx: &Context<'_>, input: JourneyStepAddInput) -> Result<JourneyStepAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| rules::add_journey_step(&txn, &caller, p, &input.title, input.description.clone()).await),
-        };
-        Ok(JourneyStepAddPayload::from_result(result, JourneyStep))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| rules::add_journey_step(txn, &caller, p, &input.title, input.description).await)
+                .await
+        }
+        .await;
+        Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
     }
 
     /// Records a need from the needs mapping. Role: the lead's `procurement_officer`.
     async fn need_add(&self, ctx: &Context<'_>, input: NeedAddInput) -> Result<NeedAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record needs").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| {
-                let step = match input.journey_step_position {
-                    None => None,
-                    Some(position) => journey_step::Entity::find()
-                        .filter(journey_step::Column::ProcurementId.eq(p))
-                        .filter(journey_step::Column::Position.eq(position))
-                        .one(&txn)
-                        .await
-                        .map_err(ApiError::from)?
-                        .map(|s| s.id)
-                        .or(Some(-1)),
-                };
-                rules::add_need(&txn, &caller, p, &input.description, step).await
-            }),
-        };
-        Ok(NeedAddPayload::from_result(result, Need))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| {
+                rules::add_need(txn, &caller, p, &input.description, input.journey_step_position).await
+            })
+            .await
+        }
+        .await;
+        Ok(NeedAddPayload::from_rule(result, Need)?)
     }
 
     /// Records a workshop, dialogue conference, one-to-one meeting or learning arena with its
     /// attendees. Role: the lead's `procurement_officer`.
     async fn dialogue_activity_add(&self, ctx: &Context<'_>, input: DialogueActivityAddInput) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
-        let parsed = row(&input.procurement_id, NodeType::Procurement, "procurementId").and_then(|p| {
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let attendees = input
                 .attendees
                 .iter()
-                .map(|a| Ok((row(&a.organization_id, NodeType::Organization, "attendees")?, a.people)))
-                .collect::<std::result::Result<Vec<_>, ProcurementError>>()?;
-            Ok((p, attendees))
-        });
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok((p, attendees)) => {
-                let new = NewActivity {
-                    kind: input.kind,
-                    title: input.title.clone(),
-                    held_on: input.held_on,
-                    questions_sent_in_advance: input.questions_sent_in_advance,
-                    attendees,
-                };
-                in_transaction!(ctx, |txn| rules::add_activity(&txn, &caller, p, new).await)
-            }
-        };
-        Ok(DialogueActivityAddPayload::from_result(result, DialogueActivity))
+                .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendees")?, a.people)))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            let new = NewActivity {
+                kind: input.kind,
+                title: input.title,
+                held_on: input.held_on,
+                questions_sent_in_advance: input.questions_sent_in_advance,
+                attendees,
+            };
+            in_transaction(ctx, async |txn| rules::add_activity(txn, &caller, p, new).await).await
+        }
+        .await;
+        Ok(DialogueActivityAddPayload::from_rule(result, DialogueActivity)?)
     }
 
     /// A supplier submits a written solution sketch in the dialogue phase. Role: `supplier`.
     async fn solution_sketch_submit(&self, ctx: &Context<'_>, input: SolutionSketchSubmitInput) -> Result<SolutionSketchSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| rules::submit_sketch(
-                &txn,
-                &caller,
-                p,
-                &input.title,
-                &input.summary,
-                input.submitted_on.unwrap_or_else(today)
-            )
-            .await),
-        };
-        Ok(SolutionSketchSubmitPayload::from_result(result, SolutionSketch))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let submitted_on = input.submitted_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| {
+                rules::submit_sketch(txn, &caller, p, &input.title, &input.summary, submitted_on).await
+            })
+            .await
+        }
+        .await;
+        Ok(SolutionSketchSubmitPayload::from_rule(result, SolutionSketch)?)
     }
 
     /// Adds a user story (a lot) before the notice is published. Role: the lead's
     /// `procurement_officer`.
     async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => {
-                let new = NewUserStory {
-                    code: input.code,
-                    title: input.title,
-                    narrative: input.narrative,
-                    acceptance_criteria: input.acceptance_criteria,
-                };
-                in_transaction!(ctx, |txn| rules::add_user_story(&txn, &caller, p, new).await)
-            }
-        };
-        Ok(UserStoryAddPayload::from_result(result, UserStory))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let new = NewUserStory {
+                code: input.code,
+                title: input.title,
+                narrative: input.narrative,
+                acceptance_criteria: input.acceptance_criteria,
+            };
+            in_transaction(ctx, async |txn| rules::add_user_story(txn, &caller, p, new).await).await
+        }
+        .await;
+        Ok(UserStoryAddPayload::from_rule(result, UserStory)?)
     }
 
     /// Adds an evaluation criterion before the notice is published. Role: the lead's
     /// `procurement_officer`.
     async fn evaluation_criterion_add(&self, ctx: &Context<'_>, input: EvaluationCriterionAddInput) -> Result<EvaluationCriterionAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
-        let result = match row(&input.procurement_id, NodeType::Procurement, "procurementId") {
-            Err(e) => Err(e),
-            Ok(p) => in_transaction!(ctx, |txn| rules::add_criterion(&txn, &caller, p, &input.name, input.weight).await),
-        };
-        Ok(EvaluationCriterionAddPayload::from_result(result, EvaluationCriterion))
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, &input.name, input.weight).await).await
+        }
+        .await;
+        Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
     }
 
     /// Submits your sealed tender: one response per user story you answer, before the deadline.
     /// Role: `supplier`.
     async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
-        let parsed = row(&input.procurement_id, NodeType::Procurement, "procurementId").and_then(|p| {
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let responses = input
                 .responses
                 .iter()
                 .map(|r| {
                     Ok(NewResponse {
-                        user_story_id: row(&r.user_story_id, NodeType::UserStory, "responses")?,
+                        user_story_id: input_row(&r.user_story_id, NodeType::UserStory, "responses")?,
                         solution: r.solution.clone(),
                         purchase_price: parse_money("responses", &r.purchase_price)?,
                         lease_price_per_month: parse_money("responses", &r.lease_price_per_month)?,
                     })
                 })
-                .collect::<std::result::Result<Vec<_>, ProcurementError>>()?;
-            Ok((p, responses))
-        });
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok((p, responses)) => in_transaction!(ctx, |txn| rules::submit_tender(&txn, &caller, p, responses, Utc::now()).await),
-        };
-        Ok(TenderSubmitPayload::from_result(result, Tender))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            in_transaction(ctx, async |txn| rules::submit_tender(txn, &caller, p, responses, Utc::now()).await).await
+        }
+        .await;
+        Ok(TenderSubmitPayload::from_rule(result, Tender)?)
     }
 
     /// Scores a tender response against the criteria, after the deadline. Role: the lead's
     /// `procurement_officer`.
     async fn tender_response_score(&self, ctx: &Context<'_>, input: TenderResponseScoreInput) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
-        let parsed = row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId").and_then(|r| {
+        let result: RuleResult<_> = async {
+            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
             let scores = input
                 .scores
                 .iter()
-                .map(|s| Ok((row(&s.criterion_id, NodeType::EvaluationCriterion, "scores")?, s.score)))
-                .collect::<std::result::Result<Vec<_>, ProcurementError>>()?;
-            Ok((r, scores))
-        });
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok((r, scores)) => in_transaction!(ctx, |txn| rules::score_response(&txn, &caller, r, scores, Utc::now()).await),
-        };
-        Ok(TenderResponseScorePayload::from_result(result, TenderResponse))
+                .map(|s| Ok((input_row(&s.criterion_id, NodeType::EvaluationCriterion, "scores")?, s.score)))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            in_transaction(ctx, async |txn| rules::score_response(txn, &caller, r, scores, Utc::now()).await).await
+        }
+        .await;
+        Ok(TenderResponseScorePayload::from_rule(result, TenderResponse)?)
     }
 
     /// Awards a user story to a tender response, after the deadline. Role: the lead's
     /// `procurement_officer`.
     async fn award_create(&self, ctx: &Context<'_>, input: AwardCreateInput) -> Result<AwardCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "award").await?;
-        let result = match row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId") {
-            Err(e) => Err(e),
-            Ok(r) => in_transaction!(ctx, |txn| rules::award(&txn, &caller, r, input.awarded_on.unwrap_or_else(today), Utc::now()).await),
-        };
-        Ok(AwardCreatePayload::from_result(result, Award))
+        let result: RuleResult<_> = async {
+            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+            let awarded_on = input.awarded_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::award(txn, &caller, r, awarded_on, Utc::now()).await).await
+        }
+        .await;
+        Ok(AwardCreatePayload::from_rule(result, Award)?)
     }
 }
