@@ -14,6 +14,7 @@ mod devices;
 mod devices_access;
 mod health;
 mod learning;
+mod nodes;
 mod ocds;
 mod organizations;
 mod procurement;
