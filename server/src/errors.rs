@@ -53,6 +53,20 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Inva
     }
 }
 
+/// Most entries a list in one mutation input may have: longer lists are refused at the edge,
+/// before any rule runs, so one request cannot make a transaction arbitrarily long.
+pub const MAX_ENTRIES: usize = 100;
+
+/// A list input of at most [`MAX_ENTRIES`] entries.
+pub fn bounded<T>(field: &'static str, entries: &[T]) -> Result<(), Invalid> {
+    if entries.len() <= MAX_ENTRIES {
+        Ok(())
+    } else {
+        let message = format!("{field} has {} entries; at most {MAX_ENTRIES} are allowed", entries.len());
+        Err(Invalid::new(field, "TOO_MANY_ENTRIES", message))
+    }
+}
+
 /// Why a rule did not let a change through.
 #[derive(Debug)]
 pub enum Refusal<E> {

@@ -556,3 +556,43 @@ on_both_backends! {
         assert_eq!(old["deprecationReason"], "use journeyStep");
     }
 }
+
+on_both_backends! {
+    /// A list of more than 100 entries in a procurement mutation is refused on that list, before
+    /// any rule runs, writing nothing.
+    async fn lists_over_a_hundred_entries_are_refused_on_that_field_and_write_nothing(app) {
+        let (po, procurement) = one_procurement(&app, "Medisineringsstøtte").await;
+        let supplier = org_number(100);
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Dignio AS", "orgNumber": supplier })).await;
+        let supplier = app.token(&supplier, &[Role::Supplier]);
+        let larvik = app.graphql(Some(&po), "{ viewer { organization { id } } }", json!({})).await["viewer"]["organization"]["id"].clone();
+        let story = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::UserStory, 1).to_string();
+        let criterion = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::EvaluationCriterion, 1).to_string();
+        let response = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::TenderResponse, 1).to_string();
+        let many = |entry: Value| Value::Array(vec![entry; 101]);
+        let cases = [
+            (&po, "mutation($input: DialogueActivityAddInput!) { dialogueActivityAdd(input: $input) { dialogueActivity { kind } userErrors { field code message } } }",
+                "dialogueActivityAdd", "attendees",
+                json!({ "procurementId": procurement, "kind": "WORKSHOP", "title": "Verksted", "heldOn": "2017-02-07",
+                    "attendees": many(json!({ "organizationId": larvik })) })),
+            (&po, "mutation($input: UserStoryAddInput!) { userStoryAdd(input: $input) { userStory { id } userErrors { field code message } } }",
+                "userStoryAdd", "acceptanceCriteria",
+                json!({ "procurementId": procurement, "code": "US1", "title": "x", "narrative": "x", "acceptanceCriteria": many(json!("Varsler")) })),
+            (&supplier, TENDER, "tenderSubmit", "responses",
+                json!({ "procurementId": procurement, "responses": many(json!({ "userStoryId": story, "solution": "x",
+                    "purchasePrice": { "amount": "1", "currencyCode": "NOK" } })) })),
+            (&po, "mutation($input: TenderResponseScoreInput!) { tenderResponseScore(input: $input) { tenderResponse { id } userErrors { field code message } } }",
+                "tenderResponseScore", "scores",
+                json!({ "tenderResponseId": response, "scores": many(json!({ "criterionId": criterion, "score": 5.0 })) })),
+        ];
+        for (token, mutation, name, list, input) in cases {
+            let before = snapshot(&app).await;
+            let data = app.graphql(Some(token), mutation, json!({ "input": input })).await;
+            let errors = data[name]["userErrors"].as_array().unwrap();
+            assert_eq!(errors.len(), 1, "{name}: {}", data[name]);
+            assert_eq!(errors[0]["code"], "TOO_MANY_ENTRIES", "{name}: {}", data[name]);
+            assert_eq!(errors[0]["field"], json!(["input", list]), "{name}: {}", data[name]);
+            assert_eq!(snapshot(&app).await, before, "{name} refused but wrote something");
+        }
+    }
+}

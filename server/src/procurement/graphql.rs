@@ -18,7 +18,7 @@ use super::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory,
 use crate::agreements::graphql::FrameworkAgreement;
 use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
-use crate::errors::{ApiError, Invalid};
+use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{
     Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
 };
@@ -1203,6 +1203,7 @@ impl ProcurementMutation {
     async fn dialogue_activity_add(&self, ctx: &Context<'_>, input: DialogueActivityAddInput) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
         let result: RuleResult<_> = async {
+            bounded("attendees", &input.attendees)?;
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let attendees = input
                 .attendees
@@ -1242,6 +1243,7 @@ impl ProcurementMutation {
     async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
         let result: RuleResult<_> = async {
+            bounded("acceptanceCriteria", &input.acceptance_criteria)?;
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let new = NewUserStory {
                 code: input.code,
@@ -1272,6 +1274,7 @@ impl ProcurementMutation {
     async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
         let result: RuleResult<_> = async {
+            bounded("responses", &input.responses)?;
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let responses = input
                 .responses
@@ -1296,6 +1299,7 @@ impl ProcurementMutation {
     async fn tender_response_score(&self, ctx: &Context<'_>, input: TenderResponseScoreInput) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
         let result: RuleResult<_> = async {
+            bounded("scores", &input.scores)?;
             let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
             let scores = input
                 .scores
