@@ -127,6 +127,15 @@ impl Actor {
     }
 }
 
+/// The authenticated caller of a mutation, with its registered organisation: what the rules of
+/// every area judge a change by.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: String,
+    pub org_number: String,
+    pub org: crate::organizations::model::Model,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct AuthError(pub String);

@@ -5,8 +5,9 @@
 use sea_orm::TransactionTrait;
 use serde::Deserialize;
 
+use crate::auth::Caller;
 use crate::db::Database;
-use crate::graphql::errors::ApiError;
+use crate::errors::{ApiError, Refusal, RuleResult};
 use crate::organizations::{
     self, CountyName, MunicipalityFacts, MunicipalityNumber, NewOrganization, OrgNumber, OrganizationKind,
     PopulationFigure,
@@ -58,6 +59,20 @@ pub enum DemoError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// Unwraps a rule result: the demo data must satisfy every rule.
+pub(crate) fn hold<T, E: std::fmt::Display>(what: &str, result: RuleResult<T, E>) -> Result<T, DemoError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(Refusal::Rule(rule)) => Err(DemoError::File(format!("{what}: {rule}"))),
+        Err(Refusal::Fault(fault)) => Err(fault.into()),
+    }
+}
+
+/// The demo loader acting for `org`.
+pub(crate) fn caller(org: &organizations::model::Model) -> Caller {
+    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone() }
+}
+
 fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {
     let file: DemoFile = serde_json::from_str(ORGANIZATIONS).map_err(|e| DemoError::File(e.to_string()))?;
     file.organizations
@@ -98,13 +113,9 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
     let txn = db.write().begin().await?;
     let mut larvik_members = Vec::new();
     for (new, role) in &entries {
-        match organizations::insert(&txn, new.clone()).await? {
-            Ok(row) => {
-                if let Some(role) = role {
-                    larvik_members.push((row, *role));
-                }
-            }
-            Err(e) => return Err(DemoError::File(format!("{}: {e}", new.name.as_str()))),
+        let row = hold(new.name.as_str(), organizations::insert(&txn, new.clone()).await)?;
+        if let Some(role) = role {
+            larvik_members.push((row, *role));
         }
     }
     procurements::larvik_medication_support(&txn, &larvik_members).await?;
@@ -123,33 +134,17 @@ mod procurements {
     use chrono::{NaiveDate, TimeZone, Utc};
     use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-    use super::{DemoError, LarvikRole};
+    use super::{DemoError, LarvikRole, caller, hold};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
     use crate::agreements::rules as agreements;
     use crate::money::Nok;
     use crate::organizations::model as organization;
     use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
     use crate::procurement::phase::Phase;
-    use crate::procurement::rules::{self, Caller, NewActivity, NewProcurement, NewResponse, NewUserStory};
+    use crate::procurement::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory};
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
-    }
-
-    /// Unwraps a rule result: the demo data must satisfy every rule.
-    fn hold<T, E: std::fmt::Display>(what: &str, result: Result<Result<T, E>, crate::graphql::errors::ApiError>) -> Result<T, DemoError> {
-        match result? {
-            Ok(value) => Ok(value),
-            Err(rule) => Err(DemoError::File(format!("{what}: {rule}"))),
-        }
-    }
-
-    fn caller(org: &organization::Model) -> Caller {
-        Caller {
-            subject: "demo-loader".into(),
-            org_number: org.org_number.clone().unwrap_or_default(),
-            org: org.clone(),
-        }
     }
 
     async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {

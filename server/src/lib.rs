@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod errors;
+pub mod ids;
 pub mod devices;
 pub mod graphql;
 pub mod http;

@@ -15,6 +15,7 @@ mod devices_access;
 mod error_codes;
 mod health;
 mod learning;
+mod nodes;
 mod ocds;
 mod organizations;
 mod procurement;

@@ -488,3 +488,111 @@ on_both_backends! {
         assert!(many <= 15, "{many} statements");
     }
 }
+
+/// A municipality with a procurement officer's token, and a procurement it leads.
+async fn one_procurement(app: &TestApp, title: &str) -> (String, String) {
+    let number = org_number(0);
+    app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": number,
+        "municipalityNumber": "0712", "county": "Vestfold" })).await;
+    let po = app.token(&number, &[Role::ProcurementOfficer]);
+    let created = ok(app, &po,
+        "mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { code message } } }",
+        "procurementCreate", json!({ "title": title, "category": "MEDICATION_SUPPORT" })).await;
+    (po, created["procurement"]["id"].as_str().unwrap().to_string())
+}
+
+on_both_backends! {
+    /// A blank title is refused on the title field, with a message that says what a title must be.
+    async fn a_blank_title_is_refused_with_a_message_that_says_why(app) {
+        let number = org_number(0);
+        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": number,
+            "municipalityNumber": "0712", "county": "Vestfold" })).await;
+        let po = app.token(&number, &[Role::ProcurementOfficer]);
+        let before = snapshot(&app).await;
+        let data = app.graphql(Some(&po),
+            "mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { field code message } } }",
+            json!({ "input": { "title": "   ", "category": "MEDICATION_SUPPORT" } })).await;
+        assert_eq!(data["procurementCreate"]["procurement"], Value::Null);
+        assert_eq!(data["procurementCreate"]["userErrors"], json!([{
+            "field": ["input", "title"], "code": "INVALID_TEXT", "message": "title must be 1 to 300 characters" }]));
+        assert_eq!(snapshot(&app).await, before, "a refused procurement wrote something");
+    }
+}
+
+on_both_backends! {
+    /// `Need.journeyStep` names the step (not a row id), and a position the journey does not
+    /// have is refused on `journeyStepPosition`, writing nothing.
+    async fn a_need_names_its_journey_step_and_a_missing_position_is_refused_on_that_field(app) {
+        let (po, procurement) = one_procurement(&app, "Medisineringsstøtte").await;
+        let step = "mutation($input: JourneyStepAddInput!) { journeyStepAdd(input: $input) { journeyStep { position } userErrors { code message } } }";
+        for title in ["Legemiddel forskrives", "Dispenser varsler"] {
+            ok(&app, &po, step, "journeyStepAdd", json!({ "procurementId": procurement, "title": title })).await;
+        }
+        let need = "mutation($input: NeedAddInput!) { needAdd(input: $input) {
+            need { description journeyStep { position title } journeyStepId } userErrors { field code message } } }";
+        let added = ok(&app, &po, need, "needAdd",
+            json!({ "procurementId": procurement, "description": "Varsel ved glemt dose", "journeyStepPosition": 2 })).await;
+        assert_eq!(added["need"]["journeyStep"], json!({ "position": 2, "title": "Dispenser varsler" }));
+        // Deprecated, with its old meaning unchanged: still the step's row id.
+        assert!(added["need"]["journeyStepId"].is_i64(), "{added}");
+        let unplaced = ok(&app, &po, need, "needAdd", json!({ "procurementId": procurement, "description": "Opplæring" })).await;
+        assert_eq!(unplaced["need"]["journeyStep"], Value::Null);
+
+        let before = snapshot(&app).await;
+        let data = app.graphql(Some(&po), need,
+            json!({ "input": { "procurementId": procurement, "description": "Feil steg", "journeyStepPosition": 9 } })).await;
+        let payload = &data["needAdd"];
+        assert_eq!(payload["need"], Value::Null);
+        let errors = payload["userErrors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{payload}");
+        assert_eq!(errors[0]["field"], json!(["input", "journeyStepPosition"]));
+        assert_eq!(errors[0]["code"], "NOT_FOUND");
+        assert_eq!(snapshot(&app).await, before, "a refused need wrote something");
+
+        let schema = app.graphql(None, r#"{ __type(name: "Need") { fields(includeDeprecated: true) { name isDeprecated deprecationReason } } }"#, json!({})).await;
+        let fields = schema["__type"]["fields"].as_array().unwrap();
+        let old = fields.iter().find(|f| f["name"] == "journeyStepId").expect("journeyStepId still there");
+        assert_eq!(old["isDeprecated"], true);
+        assert_eq!(old["deprecationReason"], "use journeyStep");
+    }
+}
+
+on_both_backends! {
+    /// A list of more than 100 entries in a procurement mutation is refused on that list, before
+    /// any rule runs, writing nothing.
+    async fn lists_over_a_hundred_entries_are_refused_on_that_field_and_write_nothing(app) {
+        let (po, procurement) = one_procurement(&app, "Medisineringsstøtte").await;
+        let supplier = org_number(100);
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Dignio AS", "orgNumber": supplier })).await;
+        let supplier = app.token(&supplier, &[Role::Supplier]);
+        let larvik = app.graphql(Some(&po), "{ viewer { organization { id } } }", json!({})).await["viewer"]["organization"]["id"].clone();
+        let story = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::UserStory, 1).to_string();
+        let criterion = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::EvaluationCriterion, 1).to_string();
+        let response = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::TenderResponse, 1).to_string();
+        let many = |entry: Value| Value::Array(vec![entry; 101]);
+        let cases = [
+            (&po, "mutation($input: DialogueActivityAddInput!) { dialogueActivityAdd(input: $input) { dialogueActivity { kind } userErrors { field code message } } }",
+                "dialogueActivityAdd", "attendees",
+                json!({ "procurementId": procurement, "kind": "WORKSHOP", "title": "Verksted", "heldOn": "2017-02-07",
+                    "attendees": many(json!({ "organizationId": larvik })) })),
+            (&po, "mutation($input: UserStoryAddInput!) { userStoryAdd(input: $input) { userStory { id } userErrors { field code message } } }",
+                "userStoryAdd", "acceptanceCriteria",
+                json!({ "procurementId": procurement, "code": "US1", "title": "x", "narrative": "x", "acceptanceCriteria": many(json!("Varsler")) })),
+            (&supplier, TENDER, "tenderSubmit", "responses",
+                json!({ "procurementId": procurement, "responses": many(json!({ "userStoryId": story, "solution": "x",
+                    "purchasePrice": { "amount": "1", "currencyCode": "NOK" } })) })),
+            (&po, "mutation($input: TenderResponseScoreInput!) { tenderResponseScore(input: $input) { tenderResponse { id } userErrors { field code message } } }",
+                "tenderResponseScore", "scores",
+                json!({ "tenderResponseId": response, "scores": many(json!({ "criterionId": criterion, "score": 5.0 })) })),
+        ];
+        for (token, mutation, name, list, input) in cases {
+            let before = snapshot(&app).await;
+            let data = app.graphql(Some(token), mutation, json!({ "input": input })).await;
+            let errors = data[name]["userErrors"].as_array().unwrap();
+            assert_eq!(errors.len(), 1, "{name}: {}", data[name]);
+            assert_eq!(errors[0]["code"], "TOO_MANY_ENTRIES", "{name}: {}", data[name]);
+            assert_eq!(errors[0]["field"], json!(["input", list]), "{name}: {}", data[name]);
+            assert_eq!(snapshot(&app).await, before, "{name} refused but wrote something");
+        }
+    }
+}

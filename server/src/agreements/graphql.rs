@@ -4,21 +4,22 @@ use std::collections::BTreeMap;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
-use chrono::{NaiveDate, Utc};
-use sea_orm::TransactionTrait;
+use chrono::NaiveDate;
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
-use super::rules::{self, AgreementError, NewCallOff};
+use super::rules::{self, AgreementResult, NewCallOff};
 use crate::auth::Role;
+use crate::errors::ApiError;
 use crate::graphql::connection::{PageRequest, TotalCount, page_complexity, page_in_memory};
-use crate::graphql::errors::{ApiError, payload};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, state, today};
+use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
-use crate::graphql::relay::{NodeType, global_id, row_id_of};
-use crate::graphql::{load_existing, load_one, state};
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, global_id, input_row};
 use crate::money::{Money, Nok};
 use crate::organizations::Organization;
 use crate::procurement::access::Access;
-use crate::procurement::graphql::{Procurement, UserStory, caller, in_transaction};
+use crate::procurement::graphql::{Procurement, UserStory};
 
 /// A framework agreement (rammeavtale) with one supplier for one user story.
 #[derive(Clone)]
@@ -172,22 +173,22 @@ impl CallOff {
     }
 }
 
-/// `node(id:)` for agreements and call-offs, with the connections' visibility.
-pub async fn resolve_node(ctx: &Context<'_>, node_type: NodeType, id: i64) -> Result<Option<crate::graphql::Node>> {
-    use crate::graphql::Node;
-    match node_type {
-        NodeType::FrameworkAgreement => {
-            let Some(a) = load_one(ctx, AgreementById(id)).await? else { return Ok(None) };
-            let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
-            Ok(Access::of(ctx, &p).await?.can_see(&p).then(|| Node::FrameworkAgreement(FrameworkAgreement(a))))
-        }
-        NodeType::CallOff => {
-            let Some(c) = crate::agreements::find_call_off(state(ctx).db.read(), id).await? else { return Ok(None) };
-            let a = load_existing(ctx, AgreementById(c.agreement_id), "agreement").await?;
-            let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
-            Ok(Access::of(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then(|| Node::CallOff(CallOff(c))))
-        }
-        _ => Ok(None),
+// `node(id:)`, with the connections' visibility.
+
+impl NodeObject for FrameworkAgreement {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<FrameworkAgreement>, ApiError> {
+        let Some(a) = load_one(ctx, AgreementById(id)).await? else { return Ok(None) };
+        let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
+        Ok(Access::of(ctx, &p).await?.can_see(&p).then_some(FrameworkAgreement(a)))
+    }
+}
+
+impl NodeObject for CallOff {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<CallOff>, ApiError> {
+        let Some(c) = crate::agreements::find_call_off(state(ctx).db.read(), id).await? else { return Ok(None) };
+        let a = load_existing(ctx, AgreementById(c.agreement_id), "agreement").await?;
+        let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
+        Ok(Access::of(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then_some(CallOff(c)))
     }
 }
 
@@ -223,10 +224,6 @@ pub struct CallOffStatusChangeInput {
     pub status: CallOffStatus,
 }
 
-fn row(id: &ID, expected: NodeType, field: &'static str) -> std::result::Result<i64, AgreementError> {
-    row_id_of(id, expected).ok_or_else(|| AgreementError::Invalid(field, "NOT_FOUND", format!("`{field}` is not a {expected:?} id")))
-}
-
 #[derive(Default)]
 pub struct AgreementMutation;
 
@@ -240,19 +237,15 @@ impl AgreementMutation {
         input: FrameworkAgreementCreateInput,
     ) -> Result<FrameworkAgreementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "make framework agreements").await?;
-        let result = match row(&input.award_id, NodeType::Award, "awardId") {
-            Err(e) => Err(e),
-            Ok(award) => in_transaction!(ctx, |txn| rules::create_agreement(
-                &txn,
-                &caller,
-                award,
-                input.starts_on,
-                input.ends_on,
-                input.volume_cap
-            )
-            .await),
-        };
-        Ok(FrameworkAgreementCreatePayload::from_result(result, FrameworkAgreement))
+        let result: AgreementResult<_> = async {
+            let award = input_row(&input.award_id, NodeType::Award, "awardId")?;
+            in_transaction(ctx, async |txn| {
+                rules::create_agreement(txn, &caller, award, input.starts_on, input.ends_on, input.volume_cap).await
+            })
+            .await
+        }
+        .await;
+        Ok(FrameworkAgreementCreatePayload::from_rule(result, FrameworkAgreement)?)
     }
 
     /// Calls off under an agreement: buy or lease, pilot zone or full rollout. Only
@@ -261,21 +254,19 @@ impl AgreementMutation {
     async fn call_off_create(&self, ctx: &Context<'_>, input: CallOffCreateInput) -> Result<CallOffCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
         let backend = state(ctx).db.backend();
-        let result = match row(&input.agreement_id, NodeType::FrameworkAgreement, "agreementId") {
-            Err(e) => Err(e),
-            Ok(agreement_id) => {
-                let new = NewCallOff {
-                    agreement_id,
-                    acquisition: input.acquisition,
-                    scope: input.scope,
-                    quantity: input.quantity,
-                    placed_on: input.placed_on.unwrap_or_else(|| Utc::now().date_naive()),
-                    status: input.status.unwrap_or(CallOffStatus::Placed),
-                };
-                in_transaction!(ctx, |txn| rules::create_call_off(&txn, backend, &caller, new).await)
-            }
-        };
-        Ok(CallOffCreatePayload::from_result(result, CallOff))
+        let result: AgreementResult<_> = async {
+            let new = NewCallOff {
+                agreement_id: input_row(&input.agreement_id, NodeType::FrameworkAgreement, "agreementId")?,
+                acquisition: input.acquisition,
+                scope: input.scope,
+                quantity: input.quantity,
+                placed_on: input.placed_on.unwrap_or_else(today),
+                status: input.status.unwrap_or(CallOffStatus::Placed),
+            };
+            in_transaction(ctx, async |txn| rules::create_call_off(txn, backend, &caller, new).await).await
+        }
+        .await;
+        Ok(CallOffCreatePayload::from_rule(result, CallOff)?)
     }
 
     /// Moves a call-off along. Roles: `procurement_officer` of the municipality (PLACED,
@@ -287,10 +278,11 @@ impl AgreementMutation {
             Role::ProcurementOfficer
         };
         let caller = caller(ctx, role, "change this call-off's status").await?;
-        let result = match row(&input.call_off_id, NodeType::CallOff, "callOffId") {
-            Err(e) => Err(e),
-            Ok(id) => in_transaction!(ctx, |txn| rules::change_status(&txn, &caller, id, input.status).await),
-        };
-        Ok(CallOffStatusChangePayload::from_result(result, CallOff))
+        let result: AgreementResult<_> = async {
+            let id = input_row(&input.call_off_id, NodeType::CallOff, "callOffId")?;
+            in_transaction(ctx, async |txn| rules::change_status(txn, &caller, id, input.status).await).await
+        }
+        .await;
+        Ok(CallOffStatusChangePayload::from_rule(result, CallOff)?)
     }
 }

@@ -6,7 +6,7 @@ pub mod rules;
 
 use sea_orm::{ConnectionTrait, EntityTrait};
 
-use crate::graphql::errors::ApiError;
+use crate::errors::ApiError;
 
 /// A call-off by id (call-offs have no by-id loader: they are reached through agreements).
 pub async fn find_call_off<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<model::call_off::Model>, ApiError> {

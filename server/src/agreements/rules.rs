@@ -1,19 +1,19 @@
-//! Rules for framework agreements and call-offs.
+//! Rules for framework agreements and call-offs, independent of GraphQL.
 
 use chrono::{NaiveDate, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
+use crate::auth::Caller;
 use crate::db::Backend;
-use crate::graphql::errors::{ApiError, RuleViolation, UserError};
+use crate::errors::{ApiError, Invalid, RuleViolation, ensure, refuse};
 use crate::procurement::model::{ParticipantRole, award, participant, procurement, tender, tender_response};
 use crate::procurement::phase::Phase;
-use crate::procurement::rules::Caller;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgreementError {
-    #[error("{2}")]
-    Invalid(&'static str, &'static str, String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("only the lead municipality's procurement officers may make framework agreements")]
     NotLead,
     #[error("an award already has its framework agreement")]
@@ -37,33 +37,41 @@ pub enum AgreementError {
 }
 
 impl RuleViolation for AgreementError {
-    fn to_user_error(&self) -> UserError {
-        let (field, code) = match self {
-            AgreementError::Invalid(field, code, _) => (*field, *code),
-            AgreementError::NotLead => ("awardId", "NOT_LEAD"),
-            AgreementError::AgreementExists => ("awardId", "AGREEMENT_EXISTS"),
-            AgreementError::FollowerCannotCallOff => ("agreementId", "FOLLOWER_CANNOT_CALL_OFF"),
-            AgreementError::NotAParticipant => ("agreementId", "NOT_A_PARTICIPANT"),
-            AgreementError::WrongPhase(_) => ("agreementId", "WRONG_PHASE"),
-            AgreementError::OutsidePeriod { .. } => ("placedOn", "OUTSIDE_AGREEMENT_PERIOD"),
-            AgreementError::OverVolume { .. } => ("quantity", "OVER_VOLUME_CAP"),
-            AgreementError::NoPriceFor(_) => ("acquisition", "NO_PRICE"),
-            AgreementError::IllegalStatus { .. } => ("status", "ILLEGAL_STATUS_CHANGE"),
-            AgreementError::WrongParty(_) => ("status", "WRONG_PARTY"),
-        };
-        UserError::new(&["input", field], code, self.to_string())
+    fn field(&self) -> &'static str {
+        match self {
+            AgreementError::Invalid(e) => e.field,
+            AgreementError::NotLead => "awardId",
+            AgreementError::AgreementExists => "awardId",
+            AgreementError::FollowerCannotCallOff => "agreementId",
+            AgreementError::NotAParticipant => "agreementId",
+            AgreementError::WrongPhase(_) => "agreementId",
+            AgreementError::OutsidePeriod { .. } => "placedOn",
+            AgreementError::OverVolume { .. } => "quantity",
+            AgreementError::NoPriceFor(_) => "acquisition",
+            AgreementError::IllegalStatus { .. } => "status",
+            AgreementError::WrongParty(_) => "status",
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AgreementError::Invalid(e) => e.code,
+            AgreementError::NotLead => "NOT_LEAD",
+            AgreementError::AgreementExists => "AGREEMENT_EXISTS",
+            AgreementError::FollowerCannotCallOff => "FOLLOWER_CANNOT_CALL_OFF",
+            AgreementError::NotAParticipant => "NOT_A_PARTICIPANT",
+            AgreementError::WrongPhase(_) => "WRONG_PHASE",
+            AgreementError::OutsidePeriod { .. } => "OUTSIDE_AGREEMENT_PERIOD",
+            AgreementError::OverVolume { .. } => "OVER_VOLUME_CAP",
+            AgreementError::NoPriceFor(_) => "NO_PRICE",
+            AgreementError::IllegalStatus { .. } => "ILLEGAL_STATUS_CHANGE",
+            AgreementError::WrongParty(_) => "WRONG_PARTY",
+        }
     }
 }
 
-pub type AgreementResult<T> = Result<Result<T, AgreementError>, ApiError>;
-
-macro_rules! rule {
-    ($check:expr, $error:expr) => {
-        if !$check {
-            return Ok(Err($error));
-        }
-    };
-}
+/// What an agreement rule returns: its value, or why not.
+pub type AgreementResult<T> = crate::errors::RuleResult<T, AgreementError>;
 
 /// The framework agreement that follows an award, at the awarded response's prices.
 pub async fn create_agreement<C: ConnectionTrait>(
@@ -75,14 +83,14 @@ pub async fn create_agreement<C: ConnectionTrait>(
     volume_cap: i32,
 ) -> AgreementResult<framework_agreement::Model> {
     let Some(award) = award::Entity::find_by_id(award_id).one(db).await? else {
-        return Ok(Err(AgreementError::Invalid("awardId", "NOT_FOUND", "no such award".into())));
+        return refuse(Invalid::new("awardId", "NOT_FOUND", "no such award"));
     };
     let p = procurement::Entity::find_by_id(award.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("award without procurement"))?;
-    rule!(p.lead_id == caller.org.id, AgreementError::NotLead);
-    rule!(ends_on > starts_on, AgreementError::Invalid("endsOn", "INVALID_PERIOD", "the agreement must end after it starts".into()));
-    rule!(volume_cap > 0, AgreementError::Invalid("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1".into()));
+    ensure(p.lead_id == caller.org.id, AgreementError::NotLead)?;
+    ensure(ends_on > starts_on, Invalid::new("endsOn", "INVALID_PERIOD", "the agreement must end after it starts"))?;
+    ensure(volume_cap > 0, Invalid::new("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1"))?;
     let existing = framework_agreement::Entity::find().filter(framework_agreement::Column::AwardId.eq(award.id)).one(db).await?;
-    rule!(existing.is_none(), AgreementError::AgreementExists);
+    ensure(existing.is_none(), AgreementError::AgreementExists)?;
     let response = tender_response::Entity::find_by_id(award.tender_response_id).one(db).await?.ok_or_else(|| ApiError::internal("award without response"))?;
     let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
     let row = framework_agreement::ActiveModel {
@@ -99,7 +107,7 @@ pub async fn create_agreement<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// Units of an agreement's volume taken by call-offs that are not cancelled.
@@ -130,7 +138,7 @@ pub async fn create_call_off<C: ConnectionTrait>(
         query = query.lock_exclusive();
     }
     let Some(agreement) = query.one(db).await? else {
-        return Ok(Err(AgreementError::Invalid("agreementId", "NOT_FOUND", "no such framework agreement".into())));
+        return refuse(Invalid::new("agreementId", "NOT_FOUND", "no such framework agreement"));
     };
     let p = procurement::Entity::find_by_id(agreement.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("agreement without procurement"))?;
     let membership = participant::Entity::find()
@@ -139,31 +147,31 @@ pub async fn create_call_off<C: ConnectionTrait>(
         .one(db)
         .await?;
     match membership.map(|m| m.role) {
-        None => return Ok(Err(AgreementError::NotAParticipant)),
-        Some(ParticipantRole::Follower) => return Ok(Err(AgreementError::FollowerCannotCallOff)),
+        None => return refuse(AgreementError::NotAParticipant),
+        Some(ParticipantRole::Follower) => return refuse(AgreementError::FollowerCannotCallOff),
         Some(ParticipantRole::Lead | ParticipantRole::Participant) => {}
     }
-    rule!(p.phase == Phase::Implementation, AgreementError::WrongPhase(p.phase));
-    rule!(new.quantity > 0, AgreementError::Invalid("quantity", "INVALID_QUANTITY", "the quantity must be at least 1".into()));
-    rule!(
+    ensure(p.phase == Phase::Implementation, AgreementError::WrongPhase(p.phase))?;
+    ensure(new.quantity > 0, Invalid::new("quantity", "INVALID_QUANTITY", "the quantity must be at least 1"))?;
+    ensure(
         matches!(new.status, CallOffStatus::Draft | CallOffStatus::Placed),
-        AgreementError::Invalid("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED".into())
-    );
-    rule!(
+        Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED")
+    )?;
+    ensure(
         (agreement.starts_on..=agreement.ends_on).contains(&new.placed_on),
         AgreementError::OutsidePeriod { starts: agreement.starts_on, ends: agreement.ends_on, placed: new.placed_on }
-    );
+    )?;
     let has_price = match new.acquisition {
         Acquisition::Buy => agreement.purchase_price_ore.is_some(),
         Acquisition::Lease => agreement.lease_price_ore_per_month.is_some(),
     };
-    rule!(has_price, AgreementError::NoPriceFor(new.acquisition));
+    ensure(has_price, AgreementError::NoPriceFor(new.acquisition))?;
     let existing = call_off::Entity::find().filter(call_off::Column::AgreementId.eq(agreement.id)).all(db).await?;
     let remaining = i64::from(agreement.volume_cap) - used_volume(&existing);
-    rule!(
+    ensure(
         i64::from(new.quantity) <= remaining,
         AgreementError::OverVolume { remaining, requested: i64::from(new.quantity) }
-    );
+    )?;
     let row = call_off::ActiveModel {
         agreement_id: Set(agreement.id),
         municipality_id: Set(caller.org.id),
@@ -177,7 +185,7 @@ pub async fn create_call_off<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// Who moves a call-off along: the municipality places and cancels, the supplier confirms and
@@ -189,7 +197,7 @@ pub async fn change_status<C: ConnectionTrait>(
     to: CallOffStatus,
 ) -> AgreementResult<call_off::Model> {
     let Some(row) = call_off::Entity::find_by_id(call_off_id).one(db).await? else {
-        return Ok(Err(AgreementError::Invalid("callOffId", "NOT_FOUND", "no such call-off".into())));
+        return refuse(Invalid::new("callOffId", "NOT_FOUND", "no such call-off"));
     };
     let agreement = framework_agreement::Entity::find_by_id(row.agreement_id).one(db).await?.ok_or_else(|| ApiError::internal("call-off without agreement"))?;
     use CallOffStatus::*;
@@ -197,14 +205,14 @@ pub async fn change_status<C: ConnectionTrait>(
         (row.status, to),
         (Draft, Placed) | (Placed, Confirmed) | (Confirmed, Delivered) | (Draft | Placed | Confirmed, Cancelled)
     );
-    rule!(legal, AgreementError::IllegalStatus { from: row.status, to });
+    ensure(legal, AgreementError::IllegalStatus { from: row.status, to })?;
     let by_municipality = matches!(to, Placed | Cancelled);
     if by_municipality {
-        rule!(row.municipality_id == caller.org.id, AgreementError::WrongParty("municipality that placed the call-off"));
+        ensure(row.municipality_id == caller.org.id, AgreementError::WrongParty("municipality that placed the call-off"))?;
     } else {
-        rule!(agreement.supplier_id == caller.org.id, AgreementError::WrongParty("agreement's supplier"));
+        ensure(agreement.supplier_id == caller.org.id, AgreementError::WrongParty("agreement's supplier"))?;
     }
     let mut active: call_off::ActiveModel = row.into();
     active.status = Set(to);
-    Ok(Ok(active.update(db).await?))
+    Ok(active.update(db).await?)
 }

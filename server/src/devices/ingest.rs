@@ -29,8 +29,8 @@ use super::model::{AdapterStatus, IngestOutcome, adapter, dead_letter, device, d
 use super::runtime::AdapterRuntime;
 use crate::app::EventBus;
 use crate::db::Database;
-use crate::graphql::errors::ApiError;
-use crate::graphql::relay::{NodeType, global_id};
+use crate::errors::ApiError;
+use crate::ids::{NodeType, global_id};
 
 /// One device message as the supplier sent it, its content type parsed at the edge.
 #[derive(Debug, Clone)]

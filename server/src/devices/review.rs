@@ -13,7 +13,7 @@ use super::ingest::{self, recent_messages};
 use super::model::device_product;
 use super::runtime::AdapterRuntime;
 use crate::db::Database;
-use crate::graphql::errors::ApiError;
+use crate::errors::ApiError;
 
 /// A candidate version replayed against the active one.
 #[derive(SimpleObject)]

@@ -1,5 +1,5 @@
 //! The rules of adapters and devices, independent of GraphQL. Every function runs inside the
-//! caller's transaction and returns `Ok(Err(DevicesError))` for a rule broken — the
+//! caller's transaction and refuses a broken rule with `Refusal::Rule(DevicesError)` — the
 //! transaction is then rolled back, so a refused change writes nothing.
 
 use chrono::Utc;
@@ -10,16 +10,16 @@ use velferd_plugins::ValidatedAdapter;
 use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey};
 use super::model::{AdapterStatus, adapter, device, device_product, signing_key};
 use crate::agreements::model::{call_off, framework_agreement};
-use crate::graphql::errors::{ApiError, RuleViolation, UserError};
+use crate::auth::Caller;
+use crate::errors::{ApiError, Invalid, RuleViolation, ensure, refuse};
 use crate::organizations::OrganizationKind;
-use crate::procurement::rules::Caller;
 
 /// Rule violations of the devices area, each with the input field it concerns and a stable
 /// code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DevicesError {
-    #[error("{2}")]
-    Invalid(&'static str, &'static str, String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("{0} is not a supplier; only suppliers {1}")]
     NotASupplier(String, &'static str),
     #[error("{0} is not a municipality; only municipalities register devices")]
@@ -49,52 +49,54 @@ pub enum DevicesError {
 }
 
 impl RuleViolation for DevicesError {
-    fn to_user_error(&self) -> UserError {
-        let (field, code): (&str, &str) = match self {
-            DevicesError::Invalid(field, code, _) => (field, code),
-            DevicesError::NotASupplier(..) => ("", "NOT_A_SUPPLIER"),
-            DevicesError::NotAMunicipality(_) => ("", "NOT_A_MUNICIPALITY"),
-            DevicesError::KeyAlreadyRegistered => ("publicKey", "KEY_ALREADY_REGISTERED"),
-            DevicesError::NoSigningKey => ("signature", "NO_SIGNING_KEY"),
-            DevicesError::SignatureMismatch => ("signature", "SIGNATURE_MISMATCH"),
-            DevicesError::InvalidComponent(..) => ("component", "INVALID_COMPONENT"),
-            DevicesError::ProductOfAnotherSupplier(_) => ("product", "PRODUCT_OF_ANOTHER_SUPPLIER"),
-            DevicesError::AlreadyUploaded(_) => ("component", "ALREADY_UPLOADED"),
-            DevicesError::CannotActivate(_) => ("adapterId", "CANNOT_ACTIVATE"),
-            DevicesError::AlreadyRetired => ("adapterId", "ALREADY_RETIRED"),
-            DevicesError::NothingToRollBackTo(_) => ("product", "NOTHING_TO_ROLL_BACK_TO"),
-            DevicesError::DeviceAlreadyRegistered(_) => ("serial", "DEVICE_ALREADY_REGISTERED"),
-            DevicesError::CallOffMismatch => ("callOffId", "CALL_OFF_MISMATCH"),
-        };
-        let path: Vec<&str> = if field.is_empty() { vec!["input"] } else { vec!["input", field] };
-        UserError::new(&path, code, self.to_string())
-    }
-}
-
-pub type RuleResult<T> = Result<Result<T, DevicesError>, ApiError>;
-
-pub fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> DevicesError {
-    DevicesError::Invalid(field, code, message.into())
-}
-
-macro_rules! rule {
-    ($check:expr, $error:expr) => {
-        if !$check {
-            return Ok(Err($error));
+    fn field(&self) -> &'static str {
+        match self {
+            DevicesError::Invalid(e) => e.field,
+            DevicesError::NotASupplier(..) => "",
+            DevicesError::NotAMunicipality(_) => "",
+            DevicesError::KeyAlreadyRegistered => "publicKey",
+            DevicesError::NoSigningKey => "signature",
+            DevicesError::SignatureMismatch => "signature",
+            DevicesError::InvalidComponent(..) => "component",
+            DevicesError::ProductOfAnotherSupplier(_) => "product",
+            DevicesError::AlreadyUploaded(_) => "component",
+            DevicesError::CannotActivate(_) => "adapterId",
+            DevicesError::AlreadyRetired => "adapterId",
+            DevicesError::NothingToRollBackTo(_) => "product",
+            DevicesError::DeviceAlreadyRegistered(_) => "serial",
+            DevicesError::CallOffMismatch => "callOffId",
         }
-    };
-}
+    }
 
-fn require_supplier(caller: &Caller, what: &'static str) -> Result<(), DevicesError> {
-    if caller.org.kind == OrganizationKind::Supplier {
-        Ok(())
-    } else {
-        Err(DevicesError::NotASupplier(caller.org.name.clone(), what))
+    fn code(&self) -> &'static str {
+        match self {
+            DevicesError::Invalid(e) => e.code,
+            DevicesError::NotASupplier(..) => "NOT_A_SUPPLIER",
+            DevicesError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
+            DevicesError::KeyAlreadyRegistered => "KEY_ALREADY_REGISTERED",
+            DevicesError::NoSigningKey => "NO_SIGNING_KEY",
+            DevicesError::SignatureMismatch => "SIGNATURE_MISMATCH",
+            DevicesError::InvalidComponent(..) => "INVALID_COMPONENT",
+            DevicesError::ProductOfAnotherSupplier(_) => "PRODUCT_OF_ANOTHER_SUPPLIER",
+            DevicesError::AlreadyUploaded(_) => "ALREADY_UPLOADED",
+            DevicesError::CannotActivate(_) => "CANNOT_ACTIVATE",
+            DevicesError::AlreadyRetired => "ALREADY_RETIRED",
+            DevicesError::NothingToRollBackTo(_) => "NOTHING_TO_ROLL_BACK_TO",
+            DevicesError::DeviceAlreadyRegistered(_) => "DEVICE_ALREADY_REGISTERED",
+            DevicesError::CallOffMismatch => "CALL_OFF_MISMATCH",
+        }
     }
 }
 
-pub fn parse_slug(field: &'static str, slug: &str) -> Result<ProductSlug, DevicesError> {
-    slug.parse().map_err(|e| invalid(field, "INVALID_PRODUCT", e))
+/// What a devices rule returns: its value, or why not.
+pub type RuleResult<T> = crate::errors::RuleResult<T, DevicesError>;
+
+fn require_supplier(caller: &Caller, what: &'static str) -> RuleResult<()> {
+    ensure(caller.org.kind == OrganizationKind::Supplier, DevicesError::NotASupplier(caller.org.name.clone(), what))
+}
+
+pub fn parse_slug(field: &'static str, slug: &str) -> Result<ProductSlug, Invalid> {
+    slug.parse().map_err(|e| Invalid::new(field, "INVALID_PRODUCT", e))
 }
 
 /// A supplier registers a public key its uploads will be signed with.
@@ -104,16 +106,11 @@ pub async fn register_signing_key<C: ConnectionTrait>(
     public_key: &str,
     label: Option<String>,
 ) -> RuleResult<signing_key::Model> {
-    if let Err(e) = require_supplier(caller, "register signing keys") {
-        return Ok(Err(e));
-    }
-    let key: SigningPublicKey = match public_key.parse() {
-        Ok(key) => key,
-        Err(e) => return Ok(Err(invalid("publicKey", "INVALID_PUBLIC_KEY", e))),
-    };
+    require_supplier(caller, "register signing keys")?;
+    let key: SigningPublicKey = public_key.parse().map_err(|e| Invalid::new("publicKey", "INVALID_PUBLIC_KEY", e))?;
     let encoded = key.to_base64();
     let taken = signing_key::Entity::find().filter(signing_key::Column::PublicKey.eq(&encoded)).one(db).await?;
-    rule!(taken.is_none(), DevicesError::KeyAlreadyRegistered);
+    ensure(taken.is_none(), DevicesError::KeyAlreadyRegistered)?;
     let label = label.map(|l| l.trim().chars().take(200).collect::<String>()).filter(|l| !l.is_empty());
     let row = signing_key::ActiveModel {
         supplier_id: Set(caller.org.id),
@@ -125,21 +122,21 @@ pub async fn register_signing_key<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// A supplier revokes one of its keys: uploads signed with it are refused from now on.
 pub async fn revoke_signing_key<C: ConnectionTrait>(db: &C, caller: &Caller, key_id: i64) -> RuleResult<signing_key::Model> {
     let key = signing_key::Entity::find_by_id(key_id).one(db).await?;
     let Some(key) = key.filter(|k| k.supplier_id == caller.org.id) else {
-        return Ok(Err(invalid("id", "NOT_FOUND", "no such signing key of yours")));
+        return refuse(Invalid::new("id", "NOT_FOUND", "no such signing key of yours"));
     };
     if key.revoked_at.is_some() {
-        return Ok(Ok(key));
+        return Ok(key);
     }
     let mut key: signing_key::ActiveModel = key.into();
     key.revoked_at = Set(Some(Utc::now().fixed_offset()));
-    Ok(Ok(key.update(db).await?))
+    Ok(key.update(db).await?)
 }
 
 /// The signing key whose signature over `component` verifies, among the supplier's live keys.
@@ -149,23 +146,21 @@ pub async fn verify_upload<C: ConnectionTrait>(
     component: &[u8],
     signature: &str,
 ) -> RuleResult<signing_key::Model> {
-    if let Err(e) = require_supplier(caller, "upload adapters") {
-        return Ok(Err(e));
-    }
-    let signature: DetachedSignature = match signature.parse() {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(invalid("signature", "INVALID_SIGNATURE", e))),
-    };
+    require_supplier(caller, "upload adapters")?;
+    let signature: DetachedSignature = signature.parse().map_err(|e| Invalid::new("signature", "INVALID_SIGNATURE", e))?;
     let keys = signing_key::Entity::find()
         .filter(signing_key::Column::SupplierId.eq(caller.org.id))
         .filter(signing_key::Column::RevokedAt.is_null())
         .all(db)
         .await?;
-    rule!(!keys.is_empty(), DevicesError::NoSigningKey);
+    ensure(!keys.is_empty(), DevicesError::NoSigningKey)?;
     let verified = keys.into_iter().find(|k| {
         k.public_key.parse::<SigningPublicKey>().is_ok_and(|public| public.verifies(component, &signature))
     });
-    Ok(verified.ok_or(DevicesError::SignatureMismatch))
+    match verified {
+        Some(key) => Ok(key),
+        None => refuse(DevicesError::SignatureMismatch),
+    }
 }
 
 /// Records a signed, validated upload as a pending version of the supplier's product (created
@@ -181,7 +176,7 @@ pub async fn record_upload<C: ConnectionTrait>(
     let now = Utc::now().fixed_offset();
     let product = match device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? {
         Some(p) => {
-            rule!(p.supplier_id == caller.org.id, DevicesError::ProductOfAnotherSupplier(slug.to_string()));
+            ensure(p.supplier_id == caller.org.id, DevicesError::ProductOfAnotherSupplier(slug.to_string()))?;
             p
         }
         None => {
@@ -200,7 +195,7 @@ pub async fn record_upload<C: ConnectionTrait>(
         .filter(adapter::Column::Sha256.eq(&validated.sha256))
         .one(db)
         .await?;
-    rule!(again.is_none(), DevicesError::AlreadyUploaded(slug.to_string()));
+    ensure(again.is_none(), DevicesError::AlreadyUploaded(slug.to_string()))?;
     let row = adapter::ActiveModel {
         product_id: Set(product.id),
         status: Set(AdapterStatus::PendingReview),
@@ -219,13 +214,13 @@ pub async fn record_upload<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 async fn adapter_row<C: ConnectionTrait>(db: &C, id: i64) -> RuleResult<adapter::Model> {
     match adapter::Entity::find_by_id(id).one(db).await? {
-        Some(a) => Ok(Ok(a)),
-        None => Ok(Err(invalid("adapterId", "NOT_FOUND", "no such adapter"))),
+        Some(a) => Ok(a),
+        None => refuse(Invalid::not_found("adapterId", "no such adapter")),
     }
 }
 
@@ -249,18 +244,15 @@ async fn active_of<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<Option
 /// An admin activates a pending (or earlier) version; the product's active version becomes
 /// inactive and stays available for roll-back.
 pub async fn activate<C: ConnectionTrait>(db: &C, adapter_id: i64) -> RuleResult<adapter::Model> {
-    let a = match adapter_row(db, adapter_id).await? {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(matches!(a.status, AdapterStatus::PendingReview | AdapterStatus::Inactive), DevicesError::CannotActivate(a.status));
+    let a = adapter_row(db, adapter_id).await?;
+    ensure(matches!(a.status, AdapterStatus::PendingReview | AdapterStatus::Inactive), DevicesError::CannotActivate(a.status))?;
     if let Some(current) = active_of(db, a.product_id).await? {
         set_status(db, current.id, AdapterStatus::Inactive).await?;
     }
     let mut row: adapter::ActiveModel = a.into();
     row.status = Set(AdapterStatus::Active);
     row.activated_at = Set(Some(Utc::now().fixed_offset()));
-    Ok(Ok(row.update(db).await?))
+    Ok(row.update(db).await?)
 }
 
 /// An admin rolls a product back to the version that was active before the current one.
@@ -274,28 +266,25 @@ pub async fn roll_back<C: ConnectionTrait>(db: &C, product: &device_product::Mod
         earlier = earlier.filter(adapter::Column::ActivatedAt.lt(at));
     }
     let Some(previous) = earlier.order_by_desc(adapter::Column::ActivatedAt).order_by_desc(adapter::Column::Id).one(db).await? else {
-        return Ok(Err(DevicesError::NothingToRollBackTo(product.slug.clone())));
+        return refuse(DevicesError::NothingToRollBackTo(product.slug.clone()));
     };
     if let Some(current) = current {
         set_status(db, current.id, AdapterStatus::Inactive).await?;
     }
     // The activation time stays the first one, so that rolling back again goes further back.
     set_status(db, previous.id, AdapterStatus::Active).await?;
-    Ok(Ok(adapter::Model { status: AdapterStatus::Active, ..previous }))
+    Ok(adapter::Model { status: AdapterStatus::Active, ..previous })
 }
 
 /// Retires a version for good. Retiring the active version leaves the product without one:
 /// its messages are kept as dead letters until another version is activated.
 pub async fn retire<C: ConnectionTrait>(db: &C, adapter_id: i64) -> RuleResult<adapter::Model> {
-    let a = match adapter_row(db, adapter_id).await? {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(a.status != AdapterStatus::Retired, DevicesError::AlreadyRetired);
+    let a = adapter_row(db, adapter_id).await?;
+    ensure(a.status != AdapterStatus::Retired, DevicesError::AlreadyRetired)?;
     let mut row: adapter::ActiveModel = a.into();
     row.status = Set(AdapterStatus::Retired);
     row.retired_at = Set(Some(Utc::now().fixed_offset()));
-    Ok(Ok(row.update(db).await?))
+    Ok(row.update(db).await?)
 }
 
 /// A municipality registers one of its devices, optionally under one of its call-offs.
@@ -307,17 +296,11 @@ pub async fn register_device<C: ConnectionTrait>(
     call_off_id: Option<i64>,
     recipient_ref: Option<String>,
 ) -> RuleResult<device::Model> {
-    rule!(caller.org.kind == OrganizationKind::Municipality, DevicesError::NotAMunicipality(caller.org.name.clone()));
-    let slug = match parse_slug("product", product_slug) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    let serial: DeviceSerial = match serial.parse() {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(invalid("serial", "INVALID_SERIAL", e))),
-    };
+    ensure(caller.org.kind == OrganizationKind::Municipality, DevicesError::NotAMunicipality(caller.org.name.clone()))?;
+    let slug = parse_slug("product", product_slug)?;
+    let serial: DeviceSerial = serial.parse().map_err(|e| Invalid::new("serial", "INVALID_SERIAL", e))?;
     let Some(product) = device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? else {
-        return Ok(Err(invalid("product", "UNKNOWN_PRODUCT", format!("no device product {slug}"))));
+        return refuse(Invalid::new("product", "UNKNOWN_PRODUCT", format!("no device product {slug}")));
     };
     if let Some(call_off_id) = call_off_id {
         let call_off = call_off::Entity::find_by_id(call_off_id).one(db).await?;
@@ -327,17 +310,17 @@ pub async fn register_device<C: ConnectionTrait>(
         };
         let fits = call_off.is_some_and(|c| c.municipality_id == caller.org.id)
             && agreement.is_some_and(|a| a.supplier_id == product.supplier_id);
-        rule!(fits, DevicesError::CallOffMismatch);
+        ensure(fits, DevicesError::CallOffMismatch)?;
     }
     let taken = device::Entity::find()
         .filter(device::Column::ProductId.eq(product.id))
         .filter(device::Column::Serial.eq(serial.as_str()))
         .one(db)
         .await?;
-    rule!(taken.is_none(), DevicesError::DeviceAlreadyRegistered(serial.to_string()));
+    ensure(taken.is_none(), DevicesError::DeviceAlreadyRegistered(serial.to_string()))?;
     let recipient_ref = recipient_ref.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if recipient_ref.as_ref().is_some_and(|r| r.chars().count() > 100) {
-        return Ok(Err(invalid("recipientRef", "INVALID_TEXT", "recipientRef must be at most 100 characters")));
+        return refuse(Invalid::new("recipientRef", "INVALID_TEXT", "recipientRef must be at most 100 characters"));
     }
     let row = device::ActiveModel {
         product_id: Set(product.id),
@@ -350,5 +333,5 @@ pub async fn register_device<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }

@@ -277,13 +277,13 @@ where
     T: async_graphql::OutputType,
 {
     use sea_orm::PaginatorTrait;
-    let db = super::state(ctx).db.read().clone();
+    let db = super::context::state(ctx).db.read().clone();
     let counted = select.clone();
     let total = TotalCount::new(move || {
         let (select, db) = (counted.clone(), db.clone());
         async move { Ok(select.count(&db).await?) }
     });
-    let rows = fetch_page(super::state(ctx).db.read(), select, id, id, direction, page, |k| k.as_i64().map(Value::from)).await?;
+    let rows = fetch_page(super::context::state(ctx).db.read(), select, id, id, direction, page, |k| k.as_i64().map(Value::from)).await?;
     let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
     connection.edges = rows
         .rows

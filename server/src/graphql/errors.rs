@@ -2,58 +2,20 @@
 //!
 //! Two channels, as in GitHub's and Shopify's APIs:
 //! * top-level `errors` with `extensions.code` for faults of the client, its credentials or the
-//!   server ([`ApiError`]);
+//!   server ([`ApiError`], defined in `crate::errors`);
 //! * `userErrors { field message code }` in a mutation's payload for business-rule violations
 //!   ([`UserError`]), so a form can show them next to the field.
 
 use async_graphql::SimpleObject;
 
-/// Faults reported as top-level GraphQL errors. Resolvers return them with `?`; the request
-/// policy (`limits.rs`) reads them back from the error's source to set `extensions.code`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    BadUserInput(String),
-    /// Details are logged with an incident id; the client sees only the id.
-    #[error("internal error (incident {incident})")]
-    Internal { incident: String },
-}
-
-impl ApiError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
-            ApiError::Forbidden(_) => "FORBIDDEN",
-            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
-            ApiError::Internal { .. } => "INTERNAL_SERVER_ERROR",
-        }
-    }
-
-    /// Logs an unexpected failure and returns the error the client sees, which never carries
-    /// the cause (no SQL, no stack trace).
-    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
-        let incident = crate::telemetry::incident_id();
-        tracing::error!(%incident, %cause, "internal error");
-        ApiError::Internal { incident }
-    }
-}
-
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(e: sea_orm::DbErr) -> ApiError {
-        ApiError::internal(e)
-    }
-}
-
+pub use crate::errors::ApiError;
+use crate::errors::RuleViolation;
 
 /// A business-rule violation, returned in a mutation payload.
 #[derive(Debug, Clone, PartialEq, Eq, SimpleObject)]
 pub struct UserError {
-    /// Path to the input field at fault, e.g. `["input", "orgNumber"]`; empty when the error
-    /// concerns the whole input.
+    /// Path to the input field at fault, e.g. `["input", "orgNumber"]`; `["input"]` when the
+    /// error concerns the whole input.
     pub field: Vec<String>,
     pub message: String,
     /// Stable, machine-readable code, e.g. `INVALID_ORG_NUMBER`.
@@ -61,18 +23,15 @@ pub struct UserError {
 }
 
 impl UserError {
-    pub fn new(field: &[&str], code: &str, message: impl Into<String>) -> UserError {
-        UserError {
-            field: field.iter().map(|s| s.to_string()).collect(),
-            message: message.into(),
-            code: code.to_string(),
+    /// The one mapping from a rule violation of any area to what a client sees.
+    pub fn from_violation(violation: &impl RuleViolation) -> UserError {
+        let field = violation.field();
+        let mut path = vec!["input".to_string()];
+        if !field.is_empty() {
+            path.push(field.to_string());
         }
+        UserError { field: path, message: violation.to_string(), code: violation.code().to_string() }
     }
-}
-
-/// A business-rule violation an area reports; mutation payloads turn it into `userErrors`.
-pub trait RuleViolation {
-    fn to_user_error(&self) -> UserError;
 }
 
 /// Declares a mutation payload: the changed object (null when refused) and `userErrors`.
@@ -87,13 +46,20 @@ macro_rules! payload {
         }
 
         impl $name {
-            fn from_result<T, E: $crate::graphql::errors::RuleViolation>(
-                result: std::result::Result<T, E>,
+            /// The payload of a rule's outcome: the object, or the violation as a user error. A
+            /// fault is no payload but a top-level error.
+            #[allow(dead_code)]
+            fn from_rule<T, E: $crate::errors::RuleViolation>(
+                result: $crate::errors::RuleResult<T, E>,
                 wrap: impl FnOnce(T) -> $ty,
-            ) -> $name {
+            ) -> std::result::Result<$name, $crate::errors::ApiError> {
                 match result {
-                    Ok(value) => $name { $field: Some(wrap(value)), user_errors: vec![] },
-                    Err(e) => $name { $field: None, user_errors: vec![e.to_user_error()] },
+                    Ok(value) => Ok($name { $field: Some(wrap(value)), user_errors: vec![] }),
+                    Err($crate::errors::Refusal::Rule(e)) => Ok($name {
+                        $field: None,
+                        user_errors: vec![$crate::graphql::errors::UserError::from_violation(&e)],
+                    }),
+                    Err($crate::errors::Refusal::Fault(fault)) => Err(fault),
                 }
             }
         }

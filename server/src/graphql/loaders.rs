@@ -88,6 +88,8 @@ by_id!(TenderById, tender);
 by_id!(TenderResponseById, tender_response);
 by_id!(AwardById, award);
 by_id!(AgreementById, framework_agreement);
+by_id!(CriterionById, evaluation_criterion);
+by_id!(JourneyStepById, journey_step);
 
 children!(ParticipantsOf, participant, ProcurementId, procurement_id);
 children!(TransitionsOf, phase_transition, ProcurementId, procurement_id);

@@ -1,118 +1,25 @@
-//! Opaque global ids for Relay's `Node` interface: `base64url("<Type>:<row id>")`. Clients must
-//! treat them as opaque; the encoding lets `node(id:)` find the right table without a lookup.
+//! Relay ids at the GraphQL edge: the encoding is `crate::ids`; here an id becomes an `ID`, and
+//! an id in an input or argument becomes a row or the error the client sees.
 
 use async_graphql::ID;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The node types with global ids. The name is part of every id ever handed out: never rename.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeType {
-    Organization,
-    Procurement,
-    UserStory,
-    EvaluationCriterion,
-    Tender,
-    TenderResponse,
-    Award,
-    FrameworkAgreement,
-    CallOff,
-    LearningNetwork,
-    Gathering,
-    ExperienceReport,
-    ProcurementReuse,
-    DeviceProduct,
-    Adapter,
-    SigningKey,
-    Device,
-    DeviceEvent,
-    DeadLetter,
-}
-
-impl NodeType {
-    const ALL: [NodeType; 19] = [
-        NodeType::Organization,
-        NodeType::Procurement,
-        NodeType::UserStory,
-        NodeType::EvaluationCriterion,
-        NodeType::Tender,
-        NodeType::TenderResponse,
-        NodeType::Award,
-        NodeType::FrameworkAgreement,
-        NodeType::CallOff,
-        NodeType::LearningNetwork,
-        NodeType::Gathering,
-        NodeType::ExperienceReport,
-        NodeType::ProcurementReuse,
-        NodeType::DeviceProduct,
-        NodeType::Adapter,
-        NodeType::SigningKey,
-        NodeType::Device,
-        NodeType::DeviceEvent,
-        NodeType::DeadLetter,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            NodeType::Organization => "Organization",
-            NodeType::Procurement => "Procurement",
-            NodeType::UserStory => "UserStory",
-            NodeType::EvaluationCriterion => "EvaluationCriterion",
-            NodeType::Tender => "Tender",
-            NodeType::TenderResponse => "TenderResponse",
-            NodeType::Award => "Award",
-            NodeType::FrameworkAgreement => "FrameworkAgreement",
-            NodeType::CallOff => "CallOff",
-            NodeType::LearningNetwork => "LearningNetwork",
-            NodeType::Gathering => "Gathering",
-            NodeType::ExperienceReport => "ExperienceReport",
-            NodeType::ProcurementReuse => "ProcurementReuse",
-            NodeType::DeviceProduct => "DeviceProduct",
-            NodeType::Adapter => "Adapter",
-            NodeType::SigningKey => "SigningKey",
-            NodeType::Device => "Device",
-            NodeType::DeviceEvent => "DeviceEvent",
-            NodeType::DeadLetter => "DeadLetter",
-        }
-    }
-}
+pub use crate::ids::{NodeType, parse_global_id, row_id};
+use crate::errors::{ApiError, Invalid};
 
 pub fn global_id(node_type: NodeType, row_id: i64) -> ID {
-    ID(URL_SAFE_NO_PAD.encode(format!("{}:{row_id}", node_type.name())))
+    ID(crate::ids::global_id(node_type, row_id))
 }
 
-/// The type and row id inside a global id, or `None` for anything this API did not issue.
-pub fn parse_global_id(id: &str) -> Option<(NodeType, i64)> {
-    let bytes = URL_SAFE_NO_PAD.decode(id).ok()?;
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let (name, row) = text.split_once(':')?;
-    let node_type = NodeType::ALL.into_iter().find(|t| t.name() == name)?;
-    let row_id: i64 = row.parse().ok()?;
-    (row_id > 0).then_some((node_type, row_id))
+/// The former name of [`row_id`], kept for the HTTP shell.
+pub use crate::ids::row_id as row_id_of;
+
+/// The row a mutation input's id names: a wrong or mismatched id is a `NOT_FOUND` user error
+/// on that field, like an id of a row that does not exist.
+pub fn input_row(id: &ID, expected: NodeType, field: &'static str) -> Result<i64, Invalid> {
+    row_id(id, expected).ok_or_else(|| Invalid::not_found(field, format!("`{field}` is not a {expected:?} id")))
 }
 
-/// The row id inside a global id of the expected type.
-pub fn row_id_of(id: &str, expected: NodeType) -> Option<i64> {
-    parse_global_id(id).filter(|(t, _)| *t == expected).map(|(_, row)| row)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn ids_round_trip_and_foreign_ids_are_refused() {
-        let id = global_id(NodeType::Organization, 42);
-        assert_eq!(parse_global_id(&id), Some((NodeType::Organization, 42)));
-        assert_eq!(parse_global_id("T3JnYW5pemF0aW9uOi0x"), None); // "Organization:-1"
-        assert_eq!(parse_global_id("not base64!"), None);
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_ids_never_panic(s in ".{0,64}") {
-            let _ = parse_global_id(&s);
-        }
-    }
+/// The row a query argument's id names: a wrong or mismatched id is the client's mistake.
+pub fn argument_row(id: &ID, expected: NodeType, argument: &str) -> Result<i64, ApiError> {
+    row_id(id, expected).ok_or_else(|| ApiError::BadUserInput(format!("`{argument}` is not a {expected:?} id")))
 }

@@ -14,25 +14,14 @@ use chrono::NaiveDate;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use super::rules::{self, NewGathering, NewReport};
-use crate::demo::DemoError;
+use crate::demo::{DemoError, caller, hold};
 use crate::organizations::model as organization;
 use crate::procurement::model::{ActivityKind, ParticipantRole, procurement};
 use crate::procurement::phase::Phase;
-use crate::procurement::rules::{self as procurement_rules, Caller, NewActivity};
+use crate::procurement::rules::{self as procurement_rules, NewActivity};
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
-}
-
-fn hold<T, E: std::fmt::Display>(what: &str, result: Result<Result<T, E>, crate::graphql::errors::ApiError>) -> Result<T, DemoError> {
-    match result? {
-        Ok(value) => Ok(value),
-        Err(rule) => Err(DemoError::File(format!("{what}: {rule}"))),
-    }
-}
-
-fn caller(org: &organization::Model) -> Caller {
-    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone() }
 }
 
 async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {

@@ -1,6 +1,6 @@
 //! The rules of learning across municipalities, independent of GraphQL. Every function runs
-//! inside the caller's transaction and returns `Ok(Err(LearningError))` for a rule broken — the
-//! transaction is then rolled back, so a refused change writes nothing.
+//! inside the caller's transaction and refuses a broken rule with `Refusal::Rule(LearningError)`
+//! — the transaction is then rolled back, so a refused change writes nothing.
 
 use chrono::{NaiveDate, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
@@ -9,17 +9,18 @@ use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
     procurement_reuse, reused_item,
 };
-use crate::graphql::errors::{ApiError, RuleViolation, UserError};
+use crate::auth::Caller;
+use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse, text};
 use crate::organizations::{OrganizationKind, model as organization};
 use crate::procurement::model::{journey_step, need, participant, procurement, user_story};
 use crate::procurement::phase::Phase;
-use crate::procurement::rules::{self as procurement_rules, Caller, NewProcurement, NewUserStory, ProcurementError};
+use crate::procurement::rules::{self as procurement_rules, NewProcurement, NewUserStory, ProcurementError};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LearningError {
-    #[error("{2}")]
-    Invalid(&'static str, &'static str, String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("{0} is not a programme organisation; learning networks are coordinated by a programme")]
     NotAProgramme(String),
     #[error("only advisers of the network's coordinating programme may {0}")]
@@ -41,56 +42,39 @@ pub enum LearningError {
 }
 
 impl RuleViolation for LearningError {
-    fn to_user_error(&self) -> UserError {
-        let (field, code): (&str, &str) = match self {
-            LearningError::Invalid(field, code, _) => (field, code),
-            LearningError::NotAProgramme(_) => ("", "NOT_A_PROGRAMME"),
-            LearningError::NotCoordinator(_) => ("networkId", "NOT_COORDINATOR"),
-            LearningError::NotAMunicipality(_) => ("organizationId", "NOT_A_MUNICIPALITY"),
-            LearningError::AlreadyMember(_) => ("organizationId", "ALREADY_MEMBER"),
-            LearningError::NotAMember(_) => ("hostId", "NOT_A_MEMBER"),
-            LearningError::DuplicateGathering(_) => ("number", "DUPLICATE_GATHERING"),
-            LearningError::NotAParticipant => ("procurementId", "NOT_A_PARTICIPANT"),
-            LearningError::NotFollowing => ("sourceProcurementId", "NOT_FOLLOWING"),
-            LearningError::Procurement(e) => return e.to_user_error(),
-        };
-        let path: Vec<&str> = if field.is_empty() { vec!["input"] } else { vec!["input", field] };
-        UserError::new(&path, code, self.to_string())
+    fn field(&self) -> &'static str {
+        match self {
+            LearningError::Invalid(e) => e.field,
+            LearningError::NotAProgramme(_) => "",
+            LearningError::NotCoordinator(_) => "networkId",
+            LearningError::NotAMunicipality(_) => "organizationId",
+            LearningError::AlreadyMember(_) => "organizationId",
+            LearningError::NotAMember(_) => "hostId",
+            LearningError::DuplicateGathering(_) => "number",
+            LearningError::NotAParticipant => "procurementId",
+            LearningError::NotFollowing => "sourceProcurementId",
+            LearningError::Procurement(e) => e.field(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            LearningError::Invalid(e) => e.code,
+            LearningError::NotAProgramme(_) => "NOT_A_PROGRAMME",
+            LearningError::NotCoordinator(_) => "NOT_COORDINATOR",
+            LearningError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
+            LearningError::AlreadyMember(_) => "ALREADY_MEMBER",
+            LearningError::NotAMember(_) => "NOT_A_MEMBER",
+            LearningError::DuplicateGathering(_) => "DUPLICATE_GATHERING",
+            LearningError::NotAParticipant => "NOT_A_PARTICIPANT",
+            LearningError::NotFollowing => "NOT_FOLLOWING",
+            LearningError::Procurement(e) => e.code(),
+        }
     }
 }
 
-pub type RuleResult<T> = Result<Result<T, LearningError>, ApiError>;
-
-pub fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> LearningError {
-    LearningError::Invalid(field, code, message.into())
-}
-
-macro_rules! rule {
-    ($check:expr, $error:expr) => {
-        if !$check {
-            return Ok(Err($error));
-        }
-    };
-}
-
-/// Unwraps an inner rule result, returning a broken rule as this area's error.
-macro_rules! check {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(e) => return Ok(Err(e.into())),
-        }
-    };
-}
-
-fn text(field: &'static str, value: &str, max: usize) -> Result<String, LearningError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        Err(invalid(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
-    } else {
-        Ok(value.to_string())
-    }
-}
+/// What a learning rule returns: its value, or why not.
+pub type RuleResult<T> = crate::errors::RuleResult<T, LearningError>;
 
 /// The network, for a change only its coordinating programme's advisers may make.
 async fn coordinated_by<C: ConnectionTrait>(
@@ -100,10 +84,10 @@ async fn coordinated_by<C: ConnectionTrait>(
     what: &'static str,
 ) -> RuleResult<learning_network::Model> {
     let Some(n) = learning_network::Entity::find_by_id(network_id).one(db).await? else {
-        return Ok(Err(invalid("networkId", "NOT_FOUND", "no such learning network")));
+        return refuse(Invalid::new("networkId", "NOT_FOUND", "no such learning network"));
     };
-    rule!(n.coordinator_id == caller.org.id, LearningError::NotCoordinator(what));
-    Ok(Ok(n))
+    ensure(n.coordinator_id == caller.org.id, LearningError::NotCoordinator(what))?;
+    Ok(n)
 }
 
 async fn is_member<C: ConnectionTrait>(db: &C, network_id: i64, organization_id: i64) -> Result<bool, ApiError> {
@@ -122,8 +106,8 @@ pub async fn create_network<C: ConnectionTrait>(
     name: &str,
     description: Option<String>,
 ) -> RuleResult<learning_network::Model> {
-    rule!(caller.org.kind == OrganizationKind::Programme, LearningError::NotAProgramme(caller.org.name.clone()));
-    let name = check!(text("name", name, 300));
+    ensure(caller.org.kind == OrganizationKind::Programme, LearningError::NotAProgramme(caller.org.name.clone()))?;
+    let name = text("name", name, 300)?;
     let row = learning_network::ActiveModel {
         name: Set(name),
         description: Set(description.map(|d| d.trim().to_string()).filter(|d| !d.is_empty())),
@@ -133,7 +117,7 @@ pub async fn create_network<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub async fn add_member<C: ConnectionTrait>(
@@ -143,12 +127,12 @@ pub async fn add_member<C: ConnectionTrait>(
     organization_id: i64,
     joined_on: Option<NaiveDate>,
 ) -> RuleResult<network_member::Model> {
-    let n = check!(coordinated_by(db, caller, network_id, "add members").await?);
+    let n = coordinated_by(db, caller, network_id, "add members").await?;
     let Some(org) = organization::Entity::find_by_id(organization_id).one(db).await? else {
-        return Ok(Err(invalid("organizationId", "NOT_FOUND", "no such organisation")));
+        return refuse(Invalid::new("organizationId", "NOT_FOUND", "no such organisation"));
     };
-    rule!(org.kind == OrganizationKind::Municipality, LearningError::NotAMunicipality(org.name.clone()));
-    rule!(!is_member(db, n.id, org.id).await?, LearningError::AlreadyMember(org.name.clone()));
+    ensure(org.kind == OrganizationKind::Municipality, LearningError::NotAMunicipality(org.name.clone()))?;
+    ensure(!is_member(db, n.id, org.id).await?, LearningError::AlreadyMember(org.name.clone()))?;
     let row = network_member::ActiveModel {
         network_id: Set(n.id),
         organization_id: Set(org.id),
@@ -157,7 +141,7 @@ pub async fn add_member<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub struct NewGathering {
@@ -171,10 +155,10 @@ pub struct NewGathering {
 }
 
 async fn check_attendee<C: ConnectionTrait>(db: &C, organization_id: i64, people: i32) -> RuleResult<()> {
-    rule!(people >= 1, invalid("attendance", "INVALID_PEOPLE", "people must be at least 1; leave out organisations that sent no one"));
+    ensure(people >= 1, Invalid::new("attendance", "INVALID_PEOPLE", "people must be at least 1; leave out organisations that sent no one"))?;
     let exists = organization::Entity::find_by_id(organization_id).count(db).await? > 0;
-    rule!(exists, invalid("attendance", "NOT_FOUND", "an attending organisation does not exist"));
-    Ok(Ok(()))
+    ensure(exists, Invalid::new("attendance", "NOT_FOUND", "an attending organisation does not exist"))?;
+    Ok(())
 }
 
 pub async fn add_gathering<C: ConnectionTrait>(
@@ -183,23 +167,23 @@ pub async fn add_gathering<C: ConnectionTrait>(
     network_id: i64,
     new: NewGathering,
 ) -> RuleResult<gathering::Model> {
-    let n = check!(coordinated_by(db, caller, network_id, "record gatherings").await?);
-    rule!(new.number >= 1, invalid("number", "INVALID_NUMBER", "gatherings are numbered from 1"));
-    let topic = check!(text("topic", &new.topic, 300));
+    let n = coordinated_by(db, caller, network_id, "record gatherings").await?;
+    ensure(new.number >= 1, Invalid::new("number", "INVALID_NUMBER", "gatherings are numbered from 1"))?;
+    let topic = text("topic", &new.topic, 300)?;
     let taken = gathering::Entity::find()
         .filter(gathering::Column::NetworkId.eq(n.id))
         .filter(gathering::Column::Number.eq(new.number))
         .count(db)
         .await?;
-    rule!(taken == 0, LearningError::DuplicateGathering(new.number));
+    ensure(taken == 0, LearningError::DuplicateGathering(new.number))?;
     let Some(host) = organization::Entity::find_by_id(new.host_id).one(db).await? else {
-        return Ok(Err(invalid("hostId", "NOT_FOUND", "no such organisation")));
+        return refuse(Invalid::new("hostId", "NOT_FOUND", "no such organisation"));
     };
-    rule!(is_member(db, n.id, host.id).await?, LearningError::NotAMember(host.name.clone()));
+    ensure(is_member(db, n.id, host.id).await?, LearningError::NotAMember(host.name.clone()))?;
     let mut seen = std::collections::BTreeSet::new();
     for (org_id, people) in &new.attendance {
-        rule!(seen.insert(*org_id), invalid("attendance", "DUPLICATE_ATTENDEE", "an organisation is listed twice"));
-        check!(check_attendee(db, *org_id, *people).await?);
+        ensure(seen.insert(*org_id), Invalid::new("attendance", "DUPLICATE_ATTENDEE", "an organisation is listed twice"))?;
+        check_attendee(db, *org_id, *people).await?;
     }
     let row = gathering::ActiveModel {
         network_id: Set(n.id),
@@ -222,7 +206,7 @@ pub async fn add_gathering<C: ConnectionTrait>(
         .insert(db)
         .await?;
     }
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// Records how many people an organisation sent to a gathering; 0 removes the record.
@@ -234,17 +218,17 @@ pub async fn set_attendance<C: ConnectionTrait>(
     people: i32,
 ) -> RuleResult<gathering::Model> {
     let Some(g) = gathering::Entity::find_by_id(gathering_id).one(db).await? else {
-        return Ok(Err(invalid("gatheringId", "NOT_FOUND", "no such gathering")));
+        return refuse(Invalid::new("gatheringId", "NOT_FOUND", "no such gathering"));
     };
-    check!(coordinated_by(db, caller, g.network_id, "record attendance").await?);
-    rule!(people >= 0, invalid("people", "INVALID_PEOPLE", "people must not be negative"));
+    coordinated_by(db, caller, g.network_id, "record attendance").await?;
+    ensure(people >= 0, Invalid::new("people", "INVALID_PEOPLE", "people must not be negative"))?;
     gathering_attendance::Entity::delete_many()
         .filter(gathering_attendance::Column::GatheringId.eq(g.id))
         .filter(gathering_attendance::Column::OrganizationId.eq(organization_id))
         .exec(db)
         .await?;
     if people > 0 {
-        check!(check_attendee(db, organization_id, people).await?);
+        check_attendee(db, organization_id, people).await?;
         gathering_attendance::ActiveModel {
             gathering_id: Set(g.id),
             organization_id: Set(organization_id),
@@ -254,7 +238,7 @@ pub async fn set_attendance<C: ConnectionTrait>(
         .insert(db)
         .await?;
     }
-    Ok(Ok(g))
+    Ok(g)
 }
 
 pub struct NewReport {
@@ -273,7 +257,7 @@ pub struct NewReport {
 /// experience of it.
 pub async fn publish_report<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewReport) -> RuleResult<experience_report::Model> {
     let Some(p) = procurement::Entity::find_by_id(new.procurement_id).one(db).await? else {
-        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+        return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
     let takes_part = participant::Entity::find()
         .filter(participant::Column::ProcurementId.eq(p.id))
@@ -281,22 +265,22 @@ pub async fn publish_report<C: ConnectionTrait>(db: &C, caller: &Caller, new: Ne
         .count(db)
         .await?
         > 0;
-    rule!(takes_part, LearningError::NotAParticipant);
+    ensure(takes_part, LearningError::NotAParticipant)?;
     if let Some(network_id) = new.network_id {
         let Some(n) = learning_network::Entity::find_by_id(network_id).one(db).await? else {
-            return Ok(Err(invalid("networkId", "NOT_FOUND", "no such learning network")));
+            return refuse(Invalid::new("networkId", "NOT_FOUND", "no such learning network"));
         };
-        rule!(
+        ensure(
             n.coordinator_id == caller.org.id || is_member(db, n.id, caller.org.id).await?,
             LearningError::NotAMember(caller.org.name.clone())
-        );
+        )?;
     }
-    let title = check!(text("title", &new.title, 300));
-    let summary = check!(text("summary", &new.summary, 20_000));
+    let title = text("title", &new.title, 300)?;
+    let summary = text("summary", &new.summary, 20_000)?;
     let mut lessons = Vec::with_capacity(new.lessons.len());
     for (phase, lesson) in &new.lessons {
-        rule!(*phase != Phase::OnHold, invalid("lessons", "INVALID_PHASE", "a lesson concerns a phase of the process, not ON_HOLD"));
-        lessons.push((*phase, check!(text("lessons", lesson, 4000))));
+        ensure(*phase != Phase::OnHold, Invalid::new("lessons", "INVALID_PHASE", "a lesson concerns a phase of the process, not ON_HOLD"))?;
+        lessons.push((*phase, text("lessons", lesson, 4000)?));
     }
     let mut search_text = format!("{title}\n{summary}");
     for (_, lesson) in &lessons {
@@ -325,7 +309,7 @@ pub async fn publish_report<C: ConnectionTrait>(db: &C, caller: &Caller, new: Ne
             .insert(db)
             .await?;
     }
-    Ok(Ok(report))
+    Ok(report)
 }
 
 /// A municipality that follows (or takes part in) a procurement starts its own from it: the
@@ -338,9 +322,9 @@ pub async fn reuse<C: ConnectionTrait>(
     title: &str,
     started_on: NaiveDate,
 ) -> RuleResult<procurement_reuse::Model> {
-    rule!(caller.org.kind == OrganizationKind::Municipality, LearningError::NotAMunicipality(caller.org.name.clone()));
+    ensure(caller.org.kind == OrganizationKind::Municipality, LearningError::NotAMunicipality(caller.org.name.clone()))?;
     let Some(source) = procurement::Entity::find_by_id(source_id).one(db).await? else {
-        return Ok(Err(invalid("sourceProcurementId", "NOT_FOUND", "no such procurement")));
+        return refuse(Invalid::new("sourceProcurementId", "NOT_FOUND", "no such procurement"));
     };
     let follows = participant::Entity::find()
         .filter(participant::Column::ProcurementId.eq(source.id))
@@ -348,12 +332,12 @@ pub async fn reuse<C: ConnectionTrait>(
         .count(db)
         .await?
         > 0;
-    rule!(follows, LearningError::NotFollowing);
+    ensure(follows, LearningError::NotFollowing)?;
     let lead = organization::Entity::find_by_id(source.lead_id).one(db).await?.ok_or_else(|| ApiError::internal("dangling lead"))?;
     let provenance = format!("reused from «{}» led by {}", source.title, lead.name);
-    let copy = check!(
-        procurement_rules::create(db, caller, NewProcurement { title: title.to_string(), category: source.category, started_on }).await?
-    );
+    let copy = procurement_rules::create(db, caller, NewProcurement { title: title.to_string(), category: source.category, started_on })
+        .await
+        .map_err(Refusal::widen)?;
     let reuse = procurement_reuse::ActiveModel {
         source_id: Set(source.id),
         copy_id: Set(copy.id),
@@ -378,10 +362,13 @@ pub async fn reuse<C: ConnectionTrait>(
         .order_by_asc(journey_step::Column::Position)
         .all(db)
         .await?;
+    // Source step id → the copied step's position, which is how a need names its step.
     let mut step_map = std::collections::HashMap::new();
     for step in steps {
-        let copied = check!(procurement_rules::add_journey_step(db, caller, copy.id, &step.title, step.description.clone()).await?);
-        step_map.insert(step.id, copied.id);
+        let copied = procurement_rules::add_journey_step(db, caller, copy.id, &step.title, step.description.clone())
+            .await
+            .map_err(Refusal::widen)?;
+        step_map.insert(step.id, copied.position);
         record(ReusedKind::JourneyStep, step.id, copied.id, copied.title.clone()).insert(db).await?;
     }
     let needs = need::Entity::find()
@@ -391,7 +378,8 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     for n in needs {
         let step = n.journey_step_id.and_then(|s| step_map.get(&s).copied());
-        let copied = check!(procurement_rules::add_need(db, caller, copy.id, &n.description, step).await?);
+        let copied =
+            procurement_rules::add_need(db, caller, copy.id, &n.description, step).await.map_err(Refusal::widen)?;
         record(ReusedKind::Need, n.id, copied.id, copied.description.clone()).insert(db).await?;
     }
     let stories = user_story::Entity::find()
@@ -401,16 +389,15 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     for s in stories {
         let criteria: Vec<String> = serde_json::from_str(&s.acceptance_criteria).unwrap_or_default();
-        let copied = check!(
-            procurement_rules::add_user_story(db, caller, copy.id, NewUserStory {
-                code: s.code.clone(),
-                title: s.title.clone(),
-                narrative: s.narrative.clone(),
-                acceptance_criteria: criteria,
-            })
-            .await?
-        );
+        let copied = procurement_rules::add_user_story(db, caller, copy.id, NewUserStory {
+            code: s.code.clone(),
+            title: s.title.clone(),
+            narrative: s.narrative.clone(),
+            acceptance_criteria: criteria,
+        })
+        .await
+        .map_err(Refusal::widen)?;
         record(ReusedKind::UserStory, s.id, copied.id, format!("{} {}", copied.code, copied.title)).insert(db).await?;
     }
-    Ok(Ok(reuse))
+    Ok(reuse)
 }

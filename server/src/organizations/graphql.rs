@@ -12,9 +12,11 @@ use super::model::{self, OrganizationKind};
 use super::service::{self, MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
 use crate::auth::Role;
 use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
-use crate::graphql::errors::{ApiError, UserError};
+use crate::errors::{ApiError, Refusal};
+use crate::graphql::context::{load_existing, load_one, require_role, state};
+use crate::graphql::errors::UserError;
+use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id};
-use crate::graphql::{load_existing, require_role, state};
 
 /// A municipality, supplier, programme or response centre.
 #[derive(Clone, Debug)]
@@ -24,6 +26,13 @@ impl Organization {
     /// The organisation a row refers to, through the request's DataLoader.
     pub async fn by_id(ctx: &Context<'_>, id: i64) -> Result<Organization> {
         Ok(Organization(load_existing(ctx, crate::graphql::loaders::OrganizationById(id), "organisation").await?))
+    }
+}
+
+/// Organisations are public.
+impl NodeObject for Organization {
+    async fn fetch(ctx: &Context<'_>, row_id: i64) -> Result<Option<Organization>, ApiError> {
+        Ok(load_one(ctx, crate::graphql::loaders::OrganizationById(row_id)).await?.map(Organization))
     }
 }
 
@@ -294,20 +303,21 @@ impl OrganizationMutation {
         require_role(ctx, Role::Admin, "register organisations")?;
         let rejected = |errors: Vec<OrganizationError>| OrganizationCreatePayload {
             organization: None,
-            user_errors: errors.iter().map(OrganizationError::to_user_error).collect(),
+            user_errors: errors.iter().map(UserError::from_violation).collect(),
         };
         let new = match input.parse() {
             Ok(new) => new,
             Err(errors) => return Ok(rejected(errors)),
         };
         let app = state(ctx);
-        match service::insert(app.db.write(), new).await? {
+        match service::insert(app.db.write(), new).await {
             Ok(model) => {
                 let organization = Organization(model);
                 app.events.organization_created(organization.clone());
                 Ok(OrganizationCreatePayload { organization: Some(organization), user_errors: vec![] })
             }
-            Err(error) => Ok(rejected(vec![error])),
+            Err(Refusal::Rule(error)) => Ok(rejected(vec![error])),
+            Err(Refusal::Fault(fault)) => Err(fault.into()),
         }
     }
 }
@@ -352,7 +362,7 @@ mod tests {
         bad.org_number = "123".into();
         bad.county = None;
         let errors = bad.parse().unwrap_err();
-        let codes: Vec<_> = errors.iter().map(|e| e.to_user_error().code).collect();
+        let codes: Vec<_> = errors.iter().map(|e| UserError::from_violation(e).code).collect();
         assert_eq!(codes, ["INVALID_NAME", "INVALID_ORG_NUMBER", "MUNICIPALITY_FACTS_MISSING"]);
     }
 

@@ -5,7 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Pagin
 
 use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 use super::model::{self, OrganizationKind};
-use crate::graphql::errors::{ApiError, UserError};
+use crate::errors::{ApiError, Refusal, RuleResult, RuleViolation};
 
 /// The facts only a municipality has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,22 +54,30 @@ pub enum OrganizationError {
     InvalidPopulation(String),
 }
 
-impl OrganizationError {
-    /// The input field a form should mark, and the stable code.
-    pub fn to_user_error(&self) -> UserError {
-        let (field, code) = match self {
-            OrganizationError::InvalidOrgNumber(_) => ("orgNumber", "INVALID_ORG_NUMBER"),
-            OrganizationError::OrgNumberTaken(_) => ("orgNumber", "ORG_NUMBER_TAKEN"),
-            OrganizationError::InvalidName(_) => ("name", "INVALID_NAME"),
-            OrganizationError::InvalidMunicipalityNumber(_) => {
-                ("municipalityNumber", "INVALID_MUNICIPALITY_NUMBER")
-            }
-            OrganizationError::InvalidCounty(_) => ("county", "INVALID_COUNTY"),
-            OrganizationError::MunicipalityFactsMissing => ("municipalityNumber", "MUNICIPALITY_FACTS_MISSING"),
-            OrganizationError::MunicipalityFactsOnNonMunicipality => ("kind", "NOT_A_MUNICIPALITY"),
-            OrganizationError::InvalidPopulation(_) => ("population", "INVALID_POPULATION"),
-        };
-        UserError::new(&["input", field], code, self.to_string())
+impl RuleViolation for OrganizationError {
+    fn field(&self) -> &'static str {
+        match self {
+            OrganizationError::InvalidOrgNumber(_) | OrganizationError::OrgNumberTaken(_) => "orgNumber",
+            OrganizationError::InvalidName(_) => "name",
+            OrganizationError::InvalidMunicipalityNumber(_) => "municipalityNumber",
+            OrganizationError::InvalidCounty(_) => "county",
+            OrganizationError::MunicipalityFactsMissing => "municipalityNumber",
+            OrganizationError::MunicipalityFactsOnNonMunicipality => "kind",
+            OrganizationError::InvalidPopulation(_) => "population",
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            OrganizationError::InvalidOrgNumber(_) => "INVALID_ORG_NUMBER",
+            OrganizationError::OrgNumberTaken(_) => "ORG_NUMBER_TAKEN",
+            OrganizationError::InvalidName(_) => "INVALID_NAME",
+            OrganizationError::InvalidMunicipalityNumber(_) => "INVALID_MUNICIPALITY_NUMBER",
+            OrganizationError::InvalidCounty(_) => "INVALID_COUNTY",
+            OrganizationError::MunicipalityFactsMissing => "MUNICIPALITY_FACTS_MISSING",
+            OrganizationError::MunicipalityFactsOnNonMunicipality => "NOT_A_MUNICIPALITY",
+            OrganizationError::InvalidPopulation(_) => "INVALID_POPULATION",
+        }
     }
 }
 
@@ -78,11 +86,11 @@ impl OrganizationError {
 pub async fn insert<C: ConnectionTrait>(
     db: &C,
     new: NewOrganization,
-) -> Result<Result<model::Model, OrganizationError>, ApiError> {
+) -> RuleResult<model::Model, OrganizationError> {
     if let Some(number) = new.org_number
         && find_by_org_number(db, number).await?.is_some()
     {
-        return Ok(Err(OrganizationError::OrgNumberTaken(number.to_string())));
+        return Err(Refusal::Rule(OrganizationError::OrgNumberTaken(number.to_string())));
     }
     let row = model::ActiveModel {
         kind: Set(new.kind),
@@ -96,8 +104,8 @@ pub async fn insert<C: ConnectionTrait>(
         ..Default::default()
     };
     match row.insert(db).await {
-        Ok(model) => Ok(Ok(model)),
-        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(Err(
+        Ok(model) => Ok(model),
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Err(Refusal::Rule(
             OrganizationError::OrgNumberTaken(new.org_number.map(|n| n.to_string()).unwrap_or_default()),
         )),
         Err(e) => Err(e.into()),

@@ -7,9 +7,9 @@ use chrono::Utc;
 
 use super::model::{ParticipantRole, procurement, tender};
 use crate::auth::Role;
-use crate::graphql::errors::ApiError;
+use crate::errors::ApiError;
 use crate::graphql::loaders::ParticipantsOf;
-use crate::graphql::{load_one, session};
+use crate::graphql::context::{load_one, session};
 
 /// The viewer's standing towards one procurement.
 #[derive(Debug, Clone)]

@@ -35,7 +35,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde_json::{Value, json};
 
 use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
-use crate::graphql::errors::ApiError;
+use crate::errors::ApiError;
 use crate::organizations::model::{self as organization, OrganizationKind};
 use crate::procurement::model::{
     Category, ParticipantRole, award, evaluation_criterion, participant, phase_transition, procurement, tender,

@@ -1,5 +1,5 @@
 //! The business rules of a procurement, independent of GraphQL. Every function runs inside the
-//! caller's transaction and returns `Ok(Err(ProcurementError))` for a rule broken — the
+//! caller's transaction and refuses a broken rule with `Refusal::Rule(ProcurementError)` — the
 //! transaction is then rolled back, so a refused change writes nothing.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -13,23 +13,16 @@ use super::model::{
     tender_response, user_story,
 };
 use super::phase::{Phase, PhaseError, PhaseState, transition};
-use crate::graphql::errors::{ApiError, RuleViolation, UserError};
+use crate::auth::Caller;
+use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse, text};
 use crate::money::Nok;
 use crate::organizations::{OrganizationKind, model as organization};
-
-/// The authenticated caller of a mutation, with its registered organisation.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub subject: String,
-    pub org_number: String,
-    pub org: organization::Model,
-}
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcurementError {
-    #[error("{0}")]
-    Invalid(&'static str, &'static str, String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error(transparent)]
     Phase(#[from] PhaseError),
     #[error("only the lead municipality's procurement officers may {0}")]
@@ -67,56 +60,57 @@ pub enum ProcurementError {
 }
 
 impl RuleViolation for ProcurementError {
-    fn to_user_error(&self) -> UserError {
-        let (field, code): (&str, &str) = match self {
-            ProcurementError::Invalid(field, code, _) => (field, code),
-            ProcurementError::Phase(PhaseError::HoldWithoutReason) => ("reason", "REASON_REQUIRED"),
-            ProcurementError::Phase(_) => ("phase", "ILLEGAL_PHASE_TRANSITION"),
-            ProcurementError::NotLead(_) => ("procurementId", "NOT_LEAD"),
-            ProcurementError::NotAMunicipality(_) => ("organizationId", "NOT_A_MUNICIPALITY"),
-            ProcurementError::NotASupplier(_) => ("", "NOT_A_SUPPLIER"),
-            ProcurementError::AlreadyParticipant(_) => ("organizationId", "ALREADY_PARTICIPANT"),
-            ProcurementError::WrongPhase { .. } => ("procurementId", "WRONG_PHASE"),
-            ProcurementError::NoUserStories => ("phase", "NO_USER_STORIES"),
-            ProcurementError::NoAwards => ("phase", "NO_AWARDS"),
-            ProcurementError::DuplicateUserStory(_) => ("code", "DUPLICATE_USER_STORY"),
-            ProcurementError::NoticeAlreadyPublished => ("procurementId", "NOTICE_PUBLISHED"),
-            ProcurementError::NoticeNotPublished => ("procurementId", "NOTICE_NOT_PUBLISHED"),
-            ProcurementError::DeadlinePassed(_) => ("procurementId", "DEADLINE_PASSED"),
-            ProcurementError::DeadlineNotPassed(_) => ("procurementId", "DEADLINE_NOT_PASSED"),
-            ProcurementError::TenderExists => ("procurementId", "TENDER_EXISTS"),
-            ProcurementError::WeightsOverHundred(_) => ("weight", "WEIGHTS_OVER_100"),
-            ProcurementError::AlreadyAwarded(_) => ("userStoryId", "ALREADY_AWARDED"),
-            ProcurementError::AgreementExists => ("awardId", "AGREEMENT_EXISTS"),
-        };
-        let path: Vec<&str> = if field.is_empty() { vec!["input"] } else { vec!["input", field] };
-        UserError::new(&path, code, self.to_string())
-    }
-}
-
-pub type RuleResult<T> = Result<Result<T, ProcurementError>, ApiError>;
-
-/// Shorthand for an input that fails a simple check.
-pub fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> ProcurementError {
-    ProcurementError::Invalid(field, code, message.into())
-}
-
-macro_rules! rule {
-    ($check:expr, $error:expr) => {
-        if !$check {
-            return Ok(Err($error));
+    fn field(&self) -> &'static str {
+        match self {
+            ProcurementError::Invalid(e) => e.field,
+            ProcurementError::Phase(PhaseError::HoldWithoutReason) => "reason",
+            ProcurementError::Phase(_) => "phase",
+            ProcurementError::NotLead(_) => "procurementId",
+            ProcurementError::NotAMunicipality(_) => "organizationId",
+            ProcurementError::NotASupplier(_) => "",
+            ProcurementError::AlreadyParticipant(_) => "organizationId",
+            ProcurementError::WrongPhase { .. } => "procurementId",
+            ProcurementError::NoUserStories => "phase",
+            ProcurementError::NoAwards => "phase",
+            ProcurementError::DuplicateUserStory(_) => "code",
+            ProcurementError::NoticeAlreadyPublished => "procurementId",
+            ProcurementError::NoticeNotPublished => "procurementId",
+            ProcurementError::DeadlinePassed(_) => "procurementId",
+            ProcurementError::DeadlineNotPassed(_) => "procurementId",
+            ProcurementError::TenderExists => "procurementId",
+            ProcurementError::WeightsOverHundred(_) => "weight",
+            ProcurementError::AlreadyAwarded(_) => "userStoryId",
+            ProcurementError::AgreementExists => "awardId",
         }
-    };
-}
+    }
 
-fn text(field: &'static str, value: &str, max: usize) -> Result<String, ProcurementError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        Err(invalid(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
-    } else {
-        Ok(value.to_string())
+    fn code(&self) -> &'static str {
+        match self {
+            ProcurementError::Invalid(e) => e.code,
+            ProcurementError::Phase(PhaseError::HoldWithoutReason) => "REASON_REQUIRED",
+            ProcurementError::Phase(_) => "ILLEGAL_PHASE_TRANSITION",
+            ProcurementError::NotLead(_) => "NOT_LEAD",
+            ProcurementError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
+            ProcurementError::NotASupplier(_) => "NOT_A_SUPPLIER",
+            ProcurementError::AlreadyParticipant(_) => "ALREADY_PARTICIPANT",
+            ProcurementError::WrongPhase { .. } => "WRONG_PHASE",
+            ProcurementError::NoUserStories => "NO_USER_STORIES",
+            ProcurementError::NoAwards => "NO_AWARDS",
+            ProcurementError::DuplicateUserStory(_) => "DUPLICATE_USER_STORY",
+            ProcurementError::NoticeAlreadyPublished => "NOTICE_PUBLISHED",
+            ProcurementError::NoticeNotPublished => "NOTICE_NOT_PUBLISHED",
+            ProcurementError::DeadlinePassed(_) => "DEADLINE_PASSED",
+            ProcurementError::DeadlineNotPassed(_) => "DEADLINE_NOT_PASSED",
+            ProcurementError::TenderExists => "TENDER_EXISTS",
+            ProcurementError::WeightsOverHundred(_) => "WEIGHTS_OVER_100",
+            ProcurementError::AlreadyAwarded(_) => "ALREADY_AWARDED",
+            ProcurementError::AgreementExists => "AGREEMENT_EXISTS",
+        }
     }
 }
+
+/// What a procurement rule returns: its value, or why not.
+pub type RuleResult<T> = crate::errors::RuleResult<T, ProcurementError>;
 
 pub fn state_of(p: &procurement::Model) -> PhaseState {
     match (p.phase, p.resume_phase) {
@@ -135,14 +129,14 @@ async fn led_by<C: ConnectionTrait>(
     what: &'static str,
 ) -> RuleResult<procurement::Model> {
     let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
-        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+        return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
-    rule!(p.lead_id == caller.org.id, ProcurementError::NotLead(what));
-    Ok(Ok(p))
+    ensure(p.lead_id == caller.org.id, ProcurementError::NotLead(what))?;
+    Ok(p)
 }
 
-fn require_phase(p: &procurement::Model, expected: Phase) -> Result<(), ProcurementError> {
-    if p.phase == expected { Ok(()) } else { Err(ProcurementError::WrongPhase { expected, actual: p.phase }) }
+fn require_phase(p: &procurement::Model, expected: Phase) -> RuleResult<()> {
+    ensure(p.phase == expected, ProcurementError::WrongPhase { expected, actual: p.phase })
 }
 
 async fn record_transition<C: ConnectionTrait>(
@@ -178,11 +172,8 @@ pub struct NewProcurement {
 
 /// A municipality's procurement officer starts a procurement; the municipality leads it.
 pub async fn create<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewProcurement) -> RuleResult<procurement::Model> {
-    rule!(caller.org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(caller.org.name.clone()));
-    let title = match text("title", &new.title, 300) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(e)),
-    };
+    ensure(caller.org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(caller.org.name.clone()))?;
+    let title = text("title", &new.title, 300)?;
     let p = procurement::ActiveModel {
         title: Set(title),
         category: Set(new.category),
@@ -203,7 +194,7 @@ pub async fn create<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewProcure
     .insert(db)
     .await?;
     record_transition(db, caller, p.id, None, Phase::Needs, None, new.started_on).await?;
-    Ok(Ok(p))
+    Ok(p)
 }
 
 pub async fn add_participant<C: ConnectionTrait>(
@@ -214,22 +205,19 @@ pub async fn add_participant<C: ConnectionTrait>(
     role: ParticipantRole,
     joined_on: NaiveDate,
 ) -> RuleResult<participant::Model> {
-    let p = match led_by(db, caller, procurement_id, "add participants").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(p.phase != Phase::Closed, ProcurementError::Phase(PhaseError::Closed));
-    rule!(role != ParticipantRole::Lead, invalid("role", "ONE_LEAD", "a procurement has exactly one lead"));
+    let p = led_by(db, caller, procurement_id, "add participants").await?;
+    ensure(p.phase != Phase::Closed, ProcurementError::Phase(PhaseError::Closed))?;
+    ensure(role != ParticipantRole::Lead, Invalid::new("role", "ONE_LEAD", "a procurement has exactly one lead"))?;
     let Some(org) = organization::Entity::find_by_id(organization_id).one(db).await? else {
-        return Ok(Err(invalid("organizationId", "NOT_FOUND", "no such organisation")));
+        return refuse(Invalid::new("organizationId", "NOT_FOUND", "no such organisation"));
     };
-    rule!(org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(org.name.clone()));
+    ensure(org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(org.name.clone()))?;
     let existing = participant::Entity::find()
         .filter(participant::Column::ProcurementId.eq(p.id))
         .filter(participant::Column::OrganizationId.eq(org.id))
         .count(db)
         .await?;
-    rule!(existing == 0, ProcurementError::AlreadyParticipant(org.name.clone()));
+    ensure(existing == 0, ProcurementError::AlreadyParticipant(org.name.clone()))?;
     let row = participant::ActiveModel {
         procurement_id: Set(p.id),
         organization_id: Set(org.id),
@@ -239,7 +227,7 @@ pub async fn add_participant<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub async fn change_phase<C: ConnectionTrait>(
@@ -250,21 +238,15 @@ pub async fn change_phase<C: ConnectionTrait>(
     reason: Option<String>,
     effective_on: NaiveDate,
 ) -> RuleResult<procurement::Model> {
-    let p = match led_by(db, caller, procurement_id, "change the phase").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let next = match transition(&state_of(&p), to, reason.as_deref()) {
-        Ok(next) => next,
-        Err(e) => return Ok(Err(e.into())),
-    };
+    let p = led_by(db, caller, procurement_id, "change the phase").await?;
+    let next = transition(&state_of(&p), to, reason.as_deref()).map_err(|e| Refusal::Rule(e.into()))?;
     if to == Phase::Competition && p.phase == Phase::Dialogue {
         let stories = user_story::Entity::find().filter(user_story::Column::ProcurementId.eq(p.id)).count(db).await?;
-        rule!(stories > 0, ProcurementError::NoUserStories);
+        ensure(stories > 0, ProcurementError::NoUserStories)?;
     }
     if to == Phase::Implementation && p.phase == Phase::Competition {
         let awards = award::Entity::find().filter(award::Column::ProcurementId.eq(p.id)).count(db).await?;
-        rule!(awards > 0, ProcurementError::NoAwards);
+        ensure(awards > 0, ProcurementError::NoAwards)?;
     }
     let from = p.phase;
     let mut active: procurement::ActiveModel = p.into();
@@ -286,7 +268,7 @@ pub async fn change_phase<C: ConnectionTrait>(
         PhaseState::Active(_) => reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
     };
     record_transition(db, caller, updated.id, Some(from), to, reason, effective_on).await?;
-    Ok(Ok(updated))
+    Ok(updated)
 }
 
 pub async fn publish_notice<C: ConnectionTrait>(
@@ -297,27 +279,19 @@ pub async fn publish_notice<C: ConnectionTrait>(
     published_on: NaiveDate,
     deadline: DateTime<Utc>,
 ) -> RuleResult<procurement::Model> {
-    let p = match led_by(db, caller, procurement_id, "publish the notice").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    if let Err(e) = require_phase(&p, Phase::Competition) {
-        return Ok(Err(e));
-    }
-    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
-    let reference = match text("reference", reference, 100) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(
+    let p = led_by(db, caller, procurement_id, "publish the notice").await?;
+    require_phase(&p, Phase::Competition)?;
+    ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
+    let reference = text("reference", reference, 100)?;
+    ensure(
         deadline.date_naive() > published_on,
-        invalid("tenderDeadline", "DEADLINE_BEFORE_NOTICE", "the tender deadline must be after the notice is published")
-    );
+        Invalid::new("tenderDeadline", "DEADLINE_BEFORE_NOTICE", "the tender deadline must be after the notice is published")
+    )?;
     let mut active: procurement::ActiveModel = p.into();
     active.notice_reference = Set(Some(reference));
     active.notice_published_on = Set(Some(published_on));
     active.tender_deadline = Set(Some(deadline.fixed_offset()));
-    Ok(Ok(active.update(db).await?))
+    Ok(active.update(db).await?)
 }
 
 pub async fn add_journey_step<C: ConnectionTrait>(
@@ -327,14 +301,8 @@ pub async fn add_journey_step<C: ConnectionTrait>(
     title: &str,
     description: Option<String>,
 ) -> RuleResult<journey_step::Model> {
-    let p = match led_by(db, caller, procurement_id, "edit the service journey").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let title = match text("title", title, 300) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(e)),
-    };
+    let p = led_by(db, caller, procurement_id, "edit the service journey").await?;
+    let title = text("title", title, 300)?;
     let count = journey_step::Entity::find().filter(journey_step::Column::ProcurementId.eq(p.id)).count(db).await?;
     let row = journey_step::ActiveModel {
         procurement_id: Set(p.id),
@@ -345,31 +313,36 @@ pub async fn add_journey_step<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
+/// Records a need, optionally on the step of the service journey at `journey_step_position`.
 pub async fn add_need<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
     description: &str,
-    journey_step_id: Option<i64>,
+    journey_step_position: Option<i32>,
 ) -> RuleResult<need::Model> {
-    let p = match led_by(db, caller, procurement_id, "record needs").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
+    let p = led_by(db, caller, procurement_id, "record needs").await?;
+    let description = text("description", description, 4000)?;
+    let journey_step_id = match journey_step_position {
+        None => None,
+        Some(position) => {
+            let step = journey_step::Entity::find()
+                .filter(journey_step::Column::ProcurementId.eq(p.id))
+                .filter(journey_step::Column::Position.eq(position))
+                .one(db)
+                .await?;
+            let Some(step) = step else {
+                return refuse(Invalid::not_found(
+                    "journeyStepPosition",
+                    format!("this procurement's service journey has no step at position {position}"),
+                ));
+            };
+            Some(step.id)
+        }
     };
-    let description = match text("description", description, 4000) {
-        Ok(d) => d,
-        Err(e) => return Ok(Err(e)),
-    };
-    if let Some(step) = journey_step_id {
-        let found = journey_step::Entity::find_by_id(step).one(db).await?;
-        rule!(
-            found.is_some_and(|s| s.procurement_id == p.id),
-            invalid("journeyStepId", "NOT_FOUND", "no such step in this procurement's service journey")
-        );
-    }
     let row = need::ActiveModel {
         procurement_id: Set(p.id),
         journey_step_id: Set(journey_step_id),
@@ -378,7 +351,7 @@ pub async fn add_need<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub struct NewActivity {
@@ -395,20 +368,14 @@ pub async fn add_activity<C: ConnectionTrait>(
     procurement_id: i64,
     new: NewActivity,
 ) -> RuleResult<dialogue_activity::Model> {
-    let p = match led_by(db, caller, procurement_id, "record dialogue activities").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let title = match text("title", &new.title, 300) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(e)),
-    };
+    let p = led_by(db, caller, procurement_id, "record dialogue activities").await?;
+    let title = text("title", &new.title, 300)?;
     let mut seen = std::collections::BTreeSet::new();
     for (org_id, people) in &new.attendees {
-        rule!(seen.insert(*org_id), invalid("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"));
-        rule!(people.is_none_or(|n| n > 0), invalid("attendees", "INVALID_PEOPLE", "people must be at least 1"));
+        ensure(seen.insert(*org_id), Invalid::new("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"))?;
+        ensure(people.is_none_or(|n| n > 0), Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1"))?;
         let exists = organization::Entity::find_by_id(*org_id).count(db).await? > 0;
-        rule!(exists, invalid("attendees", "NOT_FOUND", "an attending organisation does not exist"));
+        ensure(exists, Invalid::new("attendees", "NOT_FOUND", "an attending organisation does not exist"))?;
     }
     let activity = dialogue_activity::ActiveModel {
         procurement_id: Set(p.id),
@@ -430,7 +397,7 @@ pub async fn add_activity<C: ConnectionTrait>(
         .insert(db)
         .await?;
     }
-    Ok(Ok(activity))
+    Ok(activity)
 }
 
 pub async fn submit_sketch<C: ConnectionTrait>(
@@ -441,17 +408,13 @@ pub async fn submit_sketch<C: ConnectionTrait>(
     summary: &str,
     submitted_on: NaiveDate,
 ) -> RuleResult<solution_sketch::Model> {
-    rule!(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()));
+    ensure(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()))?;
     let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
-        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+        return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
-    if let Err(e) = require_phase(&p, Phase::Dialogue) {
-        return Ok(Err(e));
-    }
-    let (title, summary) = match (text("title", title, 300), text("summary", summary, 20_000)) {
-        (Ok(t), Ok(s)) => (t, s),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
-    };
+    require_phase(&p, Phase::Dialogue)?;
+    let title = text("title", title, 300)?;
+    let summary = text("summary", summary, 20_000)?;
     let row = solution_sketch::ActiveModel {
         procurement_id: Set(p.id),
         supplier_id: Set(caller.org.id),
@@ -462,7 +425,7 @@ pub async fn submit_sketch<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub struct NewUserStory {
@@ -478,24 +441,19 @@ pub async fn add_user_story<C: ConnectionTrait>(
     procurement_id: i64,
     new: NewUserStory,
 ) -> RuleResult<user_story::Model> {
-    let p = match led_by(db, caller, procurement_id, "write user stories").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
-    rule!(
+    let p = led_by(db, caller, procurement_id, "write user stories").await?;
+    ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
+    ensure(
         matches!(p.phase, Phase::Needs | Phase::Dialogue | Phase::Competition),
         ProcurementError::WrongPhase { expected: Phase::Competition, actual: p.phase }
-    );
+    )?;
     let code = new.code.trim().to_string();
-    rule!(
+    ensure(
         !code.is_empty() && code.len() <= 20 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
-        invalid("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'")
-    );
-    let (title, narrative) = match (text("title", &new.title, 300), text("narrative", &new.narrative, 20_000)) {
-        (Ok(t), Ok(n)) => (t, n),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
-    };
+        Invalid::new("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'")
+    )?;
+    let title = text("title", &new.title, 300)?;
+    let narrative = text("narrative", &new.narrative, 20_000)?;
     let criteria: Vec<String> =
         new.acceptance_criteria.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
     let taken = user_story::Entity::find()
@@ -503,7 +461,7 @@ pub async fn add_user_story<C: ConnectionTrait>(
         .filter(user_story::Column::Code.eq(code.clone()))
         .count(db)
         .await?;
-    rule!(taken == 0, ProcurementError::DuplicateUserStory(code));
+    ensure(taken == 0, ProcurementError::DuplicateUserStory(code.clone()))?;
     let row = user_story::ActiveModel {
         procurement_id: Set(p.id),
         code: Set(code),
@@ -514,7 +472,7 @@ pub async fn add_user_story<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub async fn add_criterion<C: ConnectionTrait>(
@@ -524,16 +482,10 @@ pub async fn add_criterion<C: ConnectionTrait>(
     name: &str,
     weight: i32,
 ) -> RuleResult<evaluation_criterion::Model> {
-    let p = match led_by(db, caller, procurement_id, "set evaluation criteria").await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished);
-    let name = match text("name", name, 200) {
-        Ok(n) => n,
-        Err(e) => return Ok(Err(e)),
-    };
-    rule!((1..=100).contains(&weight), invalid("weight", "INVALID_WEIGHT", "a weight is 1 to 100 percent"));
+    let p = led_by(db, caller, procurement_id, "set evaluation criteria").await?;
+    ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
+    let name = text("name", name, 200)?;
+    ensure((1..=100).contains(&weight), Invalid::new("weight", "INVALID_WEIGHT", "a weight is 1 to 100 percent"))?;
     let existing: i32 = evaluation_criterion::Entity::find()
         .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -541,7 +493,7 @@ pub async fn add_criterion<C: ConnectionTrait>(
         .iter()
         .map(|c| c.weight)
         .sum();
-    rule!(existing + weight <= 100, ProcurementError::WeightsOverHundred(existing + weight));
+    ensure(existing + weight <= 100, ProcurementError::WeightsOverHundred(existing + weight))?;
     let row = evaluation_criterion::ActiveModel {
         procurement_id: Set(p.id),
         name: Set(name),
@@ -550,7 +502,7 @@ pub async fn add_criterion<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 pub struct NewResponse {
@@ -568,17 +520,15 @@ pub async fn submit_tender<C: ConnectionTrait>(
     responses: Vec<NewResponse>,
     now: DateTime<Utc>,
 ) -> RuleResult<tender::Model> {
-    rule!(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()));
+    ensure(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()))?;
     let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
-        return Ok(Err(invalid("procurementId", "NOT_FOUND", "no such procurement")));
+        return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
-    if let Err(e) = require_phase(&p, Phase::Competition) {
-        return Ok(Err(e));
-    }
-    let Some(deadline) = p.tender_deadline else { return Ok(Err(ProcurementError::NoticeNotPublished)) };
+    require_phase(&p, Phase::Competition)?;
+    let Some(deadline) = p.tender_deadline else { return refuse(ProcurementError::NoticeNotPublished) };
     let deadline = deadline.with_timezone(&Utc);
-    rule!(now < deadline, ProcurementError::DeadlinePassed(deadline));
-    rule!(!responses.is_empty(), invalid("responses", "NO_RESPONSES", "a tender answers at least one user story"));
+    ensure(now < deadline, ProcurementError::DeadlinePassed(deadline))?;
+    ensure(!responses.is_empty(), Invalid::new("responses", "NO_RESPONSES", "a tender answers at least one user story"))?;
     let stories: Vec<i64> = user_story::Entity::find()
         .filter(user_story::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -588,22 +538,20 @@ pub async fn submit_tender<C: ConnectionTrait>(
         .collect();
     let mut answered = std::collections::BTreeSet::new();
     for r in &responses {
-        rule!(stories.contains(&r.user_story_id), invalid("responses", "NOT_FOUND", "a response names a user story of another procurement"));
-        rule!(answered.insert(r.user_story_id), invalid("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"));
-        rule!(
+        ensure(stories.contains(&r.user_story_id), Invalid::new("responses", "NOT_FOUND", "a response names a user story of another procurement"))?;
+        ensure(answered.insert(r.user_story_id), Invalid::new("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"))?;
+        ensure(
             r.purchase_price.is_some() || r.lease_price_per_month.is_some(),
-            invalid("responses", "NO_PRICE", "each response needs a purchase price, a monthly lease price or both")
-        );
-        if let Err(e) = text("solution", &r.solution, 20_000) {
-            return Ok(Err(e));
-        }
+            Invalid::new("responses", "NO_PRICE", "each response needs a purchase price, a monthly lease price or both")
+        )?;
+        text("solution", &r.solution, 20_000)?;
     }
     let existing = tender::Entity::find()
         .filter(tender::Column::ProcurementId.eq(p.id))
         .filter(tender::Column::SupplierId.eq(caller.org.id))
         .count(db)
         .await?;
-    rule!(existing == 0, ProcurementError::TenderExists);
+    ensure(existing == 0, ProcurementError::TenderExists)?;
     let t = tender::ActiveModel {
         procurement_id: Set(p.id),
         supplier_id: Set(caller.org.id),
@@ -624,7 +572,7 @@ pub async fn submit_tender<C: ConnectionTrait>(
         .insert(db)
         .await?;
     }
-    Ok(Ok(t))
+    Ok(t)
 }
 
 /// The procurement a tender response belongs to, for a change only its lead may make after the
@@ -638,17 +586,14 @@ async fn response_after_deadline<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> RuleResult<(procurement::Model, tender_response::Model)> {
     let Some(response) = tender_response::Entity::find_by_id(response_id).one(db).await? else {
-        return Ok(Err(invalid(field, "NOT_FOUND", "no such tender response")));
+        return refuse(Invalid::new(field, "NOT_FOUND", "no such tender response"));
     };
     let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
-    let p = match led_by(db, caller, t.procurement_id, what).await? {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let Some(deadline) = p.tender_deadline else { return Ok(Err(ProcurementError::NoticeNotPublished)) };
+    let p = led_by(db, caller, t.procurement_id, what).await?;
+    let Some(deadline) = p.tender_deadline else { return refuse(ProcurementError::NoticeNotPublished) };
     let deadline = deadline.with_timezone(&Utc);
-    rule!(now >= deadline, ProcurementError::DeadlineNotPassed(deadline));
-    Ok(Ok((p, response)))
+    ensure(now >= deadline, ProcurementError::DeadlineNotPassed(deadline))?;
+    Ok((p, response))
 }
 
 /// Scores one tender response against the procurement's criteria (0–10, two decimals).
@@ -659,10 +604,7 @@ pub async fn score_response<C: ConnectionTrait>(
     scores: Vec<(i64, f64)>,
     now: DateTime<Utc>,
 ) -> RuleResult<tender_response::Model> {
-    let (p, response) = match response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await? {
-        Ok(found) => found,
-        Err(e) => return Ok(Err(e)),
-    };
+    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await?;
     let criteria: Vec<i64> = evaluation_criterion::Entity::find()
         .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -671,8 +613,8 @@ pub async fn score_response<C: ConnectionTrait>(
         .map(|c| c.id)
         .collect();
     for (criterion_id, value) in &scores {
-        rule!(criteria.contains(criterion_id), invalid("scores", "NOT_FOUND", "a score names a criterion of another procurement"));
-        rule!(value.is_finite() && (0.0..=10.0).contains(value), invalid("scores", "INVALID_SCORE", "a score is from 0 to 10"));
+        ensure(criteria.contains(criterion_id), Invalid::new("scores", "NOT_FOUND", "a score names a criterion of another procurement"))?;
+        ensure(value.is_finite() && (0.0..=10.0).contains(value), Invalid::new("scores", "INVALID_SCORE", "a score is from 0 to 10"))?;
     }
     for (criterion_id, value) in scores {
         let hundredths = (value * 100.0).round() as i32;
@@ -690,7 +632,7 @@ pub async fn score_response<C: ConnectionTrait>(
         .insert(db)
         .await?;
     }
-    Ok(Ok(response))
+    Ok(response)
 }
 
 pub async fn award<C: ConnectionTrait>(
@@ -700,16 +642,11 @@ pub async fn award<C: ConnectionTrait>(
     awarded_on: NaiveDate,
     now: DateTime<Utc>,
 ) -> RuleResult<award::Model> {
-    let (p, response) = match response_after_deadline(db, caller, response_id, "tenderResponseId", "award", now).await? {
-        Ok(found) => found,
-        Err(e) => return Ok(Err(e)),
-    };
-    if let Err(e) = require_phase(&p, Phase::Competition) {
-        return Ok(Err(e));
-    }
+    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", "award", now).await?;
+    require_phase(&p, Phase::Competition)?;
     let story = user_story::Entity::find_by_id(response.user_story_id).one(db).await?.ok_or_else(|| ApiError::internal("response without story"))?;
     let taken = award::Entity::find().filter(award::Column::UserStoryId.eq(story.id)).count(db).await?;
-    rule!(taken == 0, ProcurementError::AlreadyAwarded(story.code.clone()));
+    ensure(taken == 0, ProcurementError::AlreadyAwarded(story.code.clone()))?;
     let row = award::ActiveModel {
         procurement_id: Set(p.id),
         user_story_id: Set(story.id),
@@ -719,7 +656,7 @@ pub async fn award<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// A tender response's standing on one user story.

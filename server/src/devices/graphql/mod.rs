@@ -1,0 +1,164 @@
+//! GraphQL face of devices and their adapters: signing keys, adapter upload and lifecycle,
+//! replay review, device registration, events and dead letters.
+//!
+//! One file per resource: products, adapters and signing keys (`adapters.rs`); devices, events
+//! and dead letters (`events.rs`); the lists (`query.rs`); the mutations (`mutations.rs`).
+//!
+//! Who sees what: a municipality sees its own devices, their events and the dead letters that
+//! name them; a supplier sees its products, their adapters and dead letters, and the devices
+//! and events of its products without recipient data; admins see everything but recipient
+//! data.
+
+use std::io::Read;
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload, ID};
+use futures_util::{Stream, StreamExt};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Query;
+use sea_orm::sea_query::ExprTrait;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+
+use super::identifiers::ProductSlug;
+use super::ingest::{self, MessageResult, MessageStatus};
+use super::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
+use super::review::{self, ReplayReview};
+use super::rules::{self, DevicesError, RuleResult};
+use crate::agreements::graphql::CallOff;
+use crate::auth::Role;
+use crate::errors::{ApiError, Invalid, Refusal, ensure, refuse};
+use crate::graphql::connection::{OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, require_role, session, state};
+use crate::graphql::errors::{UserError, payload};
+use crate::graphql::loaders::*;
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
+use crate::organizations::{Organization, OrganizationKind};
+
+mod adapters;
+mod events;
+mod mutations;
+mod query;
+
+pub use adapters::*;
+pub use events::*;
+pub use mutations::*;
+pub use query::*;
+
+type Page<T> = Connection<String, T, TotalCount>;
+
+/// Most dead letters one `deadLettersReplay` handles; call it again for more.
+const MAX_REPLAY: u64 = 100;
+/// Most messages one replay review decodes (twice each).
+const MAX_REVIEW: i32 = 200;
+
+/// The viewer's standing towards devices.
+#[derive(Clone, Copy)]
+struct DeviceViewer {
+    org_id: Option<i64>,
+    kind: Option<OrganizationKind>,
+    admin: bool,
+    /// Holds the `supplier` role: its staff, not its machine (`integration`) tokens, manage
+    /// its adapters.
+    supplier_staff: bool,
+}
+
+impl DeviceViewer {
+    async fn of(ctx: &Context<'_>) -> Result<DeviceViewer, ApiError> {
+        let session = session(ctx);
+        if session.actor.principal().is_none() {
+            return Err(ApiError::Unauthenticated("sign in to see devices".into()));
+        }
+        let org = session.organization().await?;
+        Ok(DeviceViewer {
+            org_id: org.map(|o| o.id),
+            kind: org.map(|o| o.kind),
+            admin: session.has_role(Role::Admin),
+            supplier_staff: session.has_role(Role::Supplier),
+        })
+    }
+
+    fn supplier(&self) -> Option<i64> {
+        self.org_id.filter(|_| self.kind == Some(OrganizationKind::Supplier))
+    }
+
+    fn municipality(&self) -> Option<i64> {
+        self.org_id.filter(|_| self.kind == Some(OrganizationKind::Municipality))
+    }
+
+    /// Admins and the staff of the supplier that owns the product.
+    fn manages(&self, product: &device_product::Model) -> bool {
+        self.admin || (self.supplier_staff && self.supplier() == Some(product.supplier_id))
+    }
+
+    fn sees_device(&self, d: &device::Model, product: &device_product::Model) -> bool {
+        self.sees(d.municipality_id, product.supplier_id)
+    }
+
+    /// Admins see every device, a municipality its own, a supplier those of its products.
+    fn sees(&self, municipality_id: i64, supplier_id: i64) -> bool {
+        self.admin || self.municipality() == Some(municipality_id) || self.supplier() == Some(supplier_id)
+    }
+
+    /// The devices the viewer may see, as a filter on `device`.
+    fn device_condition(&self) -> Condition {
+        if self.admin {
+            return Condition::all();
+        }
+        let mut any = Condition::any();
+        if let Some(m) = self.municipality() {
+            any = any.add(device::Column::MunicipalityId.eq(m));
+        }
+        if let Some(s) = self.supplier() {
+            any = any.add(device::Column::ProductId.in_subquery(products_of(s)));
+        }
+        // No branch: nothing (an empty `any` is false).
+        any
+    }
+
+    /// The dead letters the viewer may see: its products' (suppliers) or those naming one of
+    /// its devices (municipalities).
+    fn dead_letter_condition(&self) -> Condition {
+        if self.admin {
+            return Condition::all();
+        }
+        let mut any = Condition::any();
+        if let Some(s) = self.supplier() {
+            any = any.add(dead_letter::Column::ProductId.in_subquery(products_of(s)));
+        }
+        if let Some(m) = self.municipality() {
+            let named = Query::select()
+                .column(device::Column::Serial)
+                .from(device::Entity)
+                .and_where(device::Column::MunicipalityId.eq(m))
+                .and_where(sea_orm::sea_query::Expr::col((device::Entity, device::Column::ProductId)).equals((dead_letter::Entity, dead_letter::Column::ProductId)))
+                .to_owned();
+            any = any.add(dead_letter::Column::DeviceSerial.in_subquery(named));
+        }
+        any
+    }
+}
+
+fn products_of(supplier_id: i64) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(device_product::Column::Id)
+        .from(device_product::Entity)
+        .and_where(device_product::Column::SupplierId.eq(supplier_id))
+        .to_owned()
+}
+
+fn slug_argument(slug: &str) -> Result<ProductSlug, ApiError> {
+    slug.parse().map_err(ApiError::BadUserInput)
+}
+
+async fn product_by_slug(ctx: &Context<'_>, slug: &ProductSlug) -> Result<Option<device_product::Model>, ApiError> {
+    Ok(device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(state(ctx).db.read()).await?)
+}
+
+/// The signed-in viewer's standing towards devices; `None` for anonymous callers.
+async fn device_viewer(ctx: &Context<'_>) -> Result<Option<DeviceViewer>, ApiError> {
+    if session(ctx).actor.principal().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(DeviceViewer::of(ctx).await?))
+}

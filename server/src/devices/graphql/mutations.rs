@@ -1,0 +1,287 @@
+//! The mutations of adapters, signing keys, devices and dead letters.
+
+use super::*;
+
+payload!(SigningKeyRegisterPayload, signing_key: SigningKey, "Result of `signingKeyRegister`.");
+payload!(SigningKeyRevokePayload, signing_key: SigningKey, "Result of `signingKeyRevoke`.");
+payload!(AdapterUploadPayload, adapter: Adapter, "Result of `adapterUpload`.");
+payload!(AdapterActivatePayload, adapter: Adapter, "Result of `adapterActivate`.");
+payload!(AdapterRollBackPayload, adapter: Adapter, "Result of `adapterRollBack`: the version active now.");
+payload!(AdapterRetirePayload, adapter: Adapter, "Result of `adapterRetire`.");
+payload!(DeviceRegisterPayload, device: Device, "Result of `deviceRegister`.");
+
+#[derive(InputObject)]
+pub struct SigningKeyRegisterInput {
+    /// An Ed25519 public key: PEM (`openssl pkey -pubout`) or the raw 32 bytes in base64.
+    pub public_key: String,
+    pub label: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SigningKeyRevokeInput {
+    pub id: ID,
+}
+
+#[derive(InputObject)]
+pub struct AdapterUploadInput {
+    /// The product's slug (created on its first upload), e.g. `reference-dispenser`.
+    pub product: String,
+    /// The component (`.wasm`), as a multipart upload (GraphQL multipart request spec).
+    pub component: Upload,
+    /// Detached Ed25519 signature over the component's bytes, base64 (64 bytes).
+    pub signature: String,
+}
+
+#[derive(InputObject)]
+pub struct AdapterInput {
+    pub adapter_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct AdapterRollBackInput {
+    /// The product's slug.
+    pub product: String,
+}
+
+#[derive(InputObject)]
+pub struct DeviceRegisterInput {
+    /// The product's slug.
+    pub product: String,
+    pub serial: String,
+    /// The call-off the device was bought or leased under.
+    pub call_off_id: Option<ID>,
+    /// Your reference to the service recipient; only your municipality sees it.
+    pub recipient_ref: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DeadLettersReplayInput {
+    /// The product's slug.
+    pub product: String,
+    /// Only these dead letters; all unresolved ones (up to 100) when absent.
+    pub ids: Option<Vec<ID>>,
+}
+
+/// What replaying one dead letter came to.
+#[derive(SimpleObject)]
+pub struct DeadLetterReplay {
+    pub dead_letter: DeadLetter,
+    /// True when it became events.
+    pub resolved: bool,
+    pub events_stored: i32,
+    pub events_duplicate: i32,
+}
+
+/// Result of `deadLettersReplay`.
+#[derive(SimpleObject)]
+pub struct DeadLettersReplayPayload {
+    pub replayed: i32,
+    pub resolved: i32,
+    pub results: Vec<DeadLetterReplay>,
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct DeviceMutation;
+
+/// Admins and supplier staff manage adapters; anyone else is refused before any lookup.
+fn require_adapter_manager(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
+    let session = session(ctx);
+    match session.actor.principal() {
+        None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
+        Some(_) if session.has_role(Role::Admin) || session.has_role(Role::Supplier) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `supplier` or `admin`)"))),
+    }
+}
+
+/// The product named by `slug` when the caller manages it (its supplier, or an admin).
+async fn managed_product(ctx: &Context<'_>, slug: &str) -> RuleResult<device_product::Model> {
+    let slug = rules::parse_slug("product", slug)?;
+    let viewer = DeviceViewer::of(ctx).await?;
+    match product_by_slug(ctx, &slug).await? {
+        Some(p) if viewer.manages(&p) => Ok(p),
+        // Another supplier's product answers like a missing one.
+        _ => refuse(Invalid::not_found("product", format!("no device product {slug} of yours"))),
+    }
+}
+
+#[Object]
+impl DeviceMutation {
+    /// Registers an Ed25519 public key that your adapter uploads will be signed with.
+    async fn signing_key_register(&self, ctx: &Context<'_>, input: SigningKeyRegisterInput) -> Result<SigningKeyRegisterPayload> {
+        let caller = caller(ctx, Role::Supplier, "register signing keys").await?;
+        let result =
+            in_transaction(ctx, async |txn| rules::register_signing_key(txn, &caller, &input.public_key, input.label).await).await;
+        Ok(SigningKeyRegisterPayload::from_rule(result, SigningKey)?)
+    }
+
+    /// Revokes one of your signing keys.
+    async fn signing_key_revoke(&self, ctx: &Context<'_>, input: SigningKeyRevokeInput) -> Result<SigningKeyRevokePayload> {
+        let caller = caller(ctx, Role::Supplier, "revoke signing keys").await?;
+        let result: RuleResult<_> = async {
+            let id = input_row(&input.id, NodeType::SigningKey, "id")?;
+            in_transaction(ctx, async |txn| rules::revoke_signing_key(txn, &caller, id).await).await
+        }
+        .await;
+        Ok(SigningKeyRevokePayload::from_rule(result, SigningKey)?)
+    }
+
+    /// Uploads a signed adapter version for one of your products. It is validated (it
+    /// compiles, exports a served `velferd:device` version, imports nothing the sandbox does
+    /// not grant, `describe` answers) and waits for review (`PENDING_REVIEW`).
+    async fn adapter_upload(&self, ctx: &Context<'_>, input: AdapterUploadInput) -> Result<AdapterUploadPayload> {
+        let caller = caller(ctx, Role::Supplier, "upload adapters").await?;
+        let slug = match rules::parse_slug("product", &input.product) {
+            Ok(slug) => slug,
+            Err(e) => {
+                let refused: RuleResult<adapter::Summary> = Err(Refusal::Rule(e.into()));
+                return Ok(AdapterUploadPayload::from_rule(refused, Adapter)?);
+            }
+        };
+        let runtime = &state(ctx).adapters;
+        let limit = runtime.limits().component_bytes;
+        let upload = input.component.value(ctx).map_err(|e| ApiError::BadUserInput(format!("component: {}", e)))?;
+        let mut component = Vec::new();
+        upload
+            .into_read()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut component)
+            .map_err(|e| ApiError::BadUserInput(format!("component could not be read: {e}")))?;
+        let result: RuleResult<_> = async {
+            ensure(
+                component.len() <= limit,
+                DevicesError::InvalidComponent("too-large", format!("the component is larger than {limit} bytes")),
+            )?;
+            // The signature is checked before the component is compiled: unsigned code never
+            // reaches the compiler.
+            let key =
+                in_transaction(ctx, async |txn| rules::verify_upload(txn, &caller, &component, &input.signature).await).await?;
+            let validated = match runtime.validate(component.clone()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let code =
+                        serde_json::to_value(&e).ok().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+                    return refuse(DevicesError::InvalidComponent("invalid", format!("{code}: {e}")));
+                }
+            };
+            in_transaction(ctx, async |txn| rules::record_upload(txn, &caller, &slug, &key, &validated, component).await).await
+        }
+        .await;
+        Ok(AdapterUploadPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
+    }
+
+    /// Activates a reviewed version (admins). The product's active version becomes
+    /// `INACTIVE` and can be rolled back to.
+    async fn adapter_activate(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterActivatePayload> {
+        require_role(ctx, Role::Admin, "activate adapters")?;
+        let result: RuleResult<_> = async {
+            let id = input_row(&input.adapter_id, NodeType::Adapter, "adapterId")?;
+            in_transaction(ctx, async |txn| rules::activate(txn, id).await).await
+        }
+        .await;
+        Ok(AdapterActivatePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
+    }
+
+    /// Rolls a product back to the version active before the current one (admins).
+    async fn adapter_roll_back(&self, ctx: &Context<'_>, input: AdapterRollBackInput) -> Result<AdapterRollBackPayload> {
+        require_role(ctx, Role::Admin, "roll adapters back")?;
+        let result: RuleResult<_> = async {
+            let product = managed_product(ctx, &input.product).await?;
+            in_transaction(ctx, async |txn| rules::roll_back(txn, &product).await).await
+        }
+        .await;
+        Ok(AdapterRollBackPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
+    }
+
+    /// Retires a version for good (admins, or the product's supplier). Retiring the active
+    /// version leaves the product without one: its messages are kept as dead letters.
+    async fn adapter_retire(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterRetirePayload> {
+        require_adapter_manager(ctx, "retire adapters")?;
+        let viewer = DeviceViewer::of(ctx).await?;
+        let result: RuleResult<_> = async {
+            let target = match row_id(&input.adapter_id, NodeType::Adapter) {
+                Some(id) => load_one(ctx, AdapterById(id)).await?,
+                None => None,
+            };
+            let product = match &target {
+                Some(a) => load_one(ctx, ProductById(a.product_id)).await?,
+                None => None,
+            };
+            let Some((target, _)) = target.zip(product).filter(|(_, p)| viewer.manages(p)) else {
+                return refuse(Invalid::not_found("adapterId", "no such adapter of yours"));
+            };
+            let retired = in_transaction(ctx, async |txn| rules::retire(txn, target.id).await).await?;
+            state(ctx).adapters.forget(target.id);
+            Ok(retired)
+        }
+        .await;
+        Ok(AdapterRetirePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
+    }
+
+    /// Registers one of your municipality's devices (case workers).
+    async fn device_register(&self, ctx: &Context<'_>, input: DeviceRegisterInput) -> Result<DeviceRegisterPayload> {
+        let caller = caller(ctx, Role::CaseWorker, "register devices").await?;
+        let result: RuleResult<_> = async {
+            let call_off = input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
+            in_transaction(ctx, async |txn| {
+                rules::register_device(txn, &caller, &input.product, &input.serial, call_off, input.recipient_ref).await
+            })
+            .await
+        }
+        .await;
+        Ok(DeviceRegisterPayload::from_rule(result, Device)?)
+    }
+
+    /// Replays a product's unresolved dead letters through its active adapter (the product's
+    /// supplier, or admins). Those that now decode and name registered devices become events;
+    /// the others keep their new reason.
+    async fn dead_letters_replay(&self, ctx: &Context<'_>, input: DeadLettersReplayInput) -> Result<DeadLettersReplayPayload> {
+        require_adapter_manager(ctx, "replay dead letters")?;
+        let chosen: RuleResult<_> = async {
+            let product = managed_product(ctx, &input.product).await?;
+            let ids = match &input.ids {
+                None => None,
+                Some(ids) => Some(
+                    ids.iter()
+                        .map(|id| input_row(id, NodeType::DeadLetter, "ids"))
+                        .collect::<std::result::Result<Vec<_>, Invalid>>()?,
+                ),
+            };
+            Ok((product, ids))
+        }
+        .await;
+        let (product, ids) = match chosen {
+            Ok(chosen) => chosen,
+            Err(Refusal::Rule(e)) => {
+                return Ok(DeadLettersReplayPayload {
+                    replayed: 0,
+                    resolved: 0,
+                    results: vec![],
+                    user_errors: vec![UserError::from_violation(&e)],
+                });
+            }
+            Err(Refusal::Fault(fault)) => return Err(fault.into()),
+        };
+        let state = state(ctx);
+        let outcomes = ingest::replay_dead_letters(&state.db, &state.adapters, &product, ids, MAX_REPLAY).await?;
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.dead_letter_id).collect();
+        let letters = dead_letter::Entity::find().filter(dead_letter::Column::Id.is_in(ids)).all(state.db.write()).await.map_err(ApiError::from)?;
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            let Some(letter) = letters.iter().find(|l| l.id == outcome.dead_letter_id) else { continue };
+            let MessageResult { status, events_stored, events_duplicate, .. } = outcome.result;
+            results.push(DeadLetterReplay {
+                dead_letter: DeadLetter(letter.clone()),
+                resolved: matches!(status, MessageStatus::Accepted | MessageStatus::Duplicate),
+                events_stored: events_stored as i32,
+                events_duplicate: events_duplicate as i32,
+            });
+        }
+        Ok(DeadLettersReplayPayload {
+            replayed: results.len() as i32,
+            resolved: results.iter().filter(|r| r.resolved).count() as i32,
+            results,
+            user_errors: vec![],
+        })
+    }
+}

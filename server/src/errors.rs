@@ -1,0 +1,160 @@
+//! The one shape of a refusal, for every area, knowing nothing of GraphQL or HTTP.
+//!
+//! A rule either holds, is broken ([`Refusal::Rule`]: a typed violation the caller can fix, with
+//! the input field it concerns and a stable code), or cannot be judged ([`Refusal::Fault`]: the
+//! database or the server failed). The GraphQL edge maps a violation to `userErrors` and a fault
+//! to a top-level error, once, in `graphql::errors`.
+
+/// A broken business rule. Its message is its `Display`.
+pub trait RuleViolation: std::fmt::Display {
+    /// The input field at fault, in the API's spelling (`orgNumber`); empty for the whole input.
+    fn field(&self) -> &'static str;
+    /// Stable, machine-readable code, e.g. `INVALID_TEXT`.
+    fn code(&self) -> &'static str;
+}
+
+/// A one-field check that failed: an input that is malformed, out of range or names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Invalid {
+        Invalid { field, code, message: message.into() }
+    }
+
+    /// An id that names no row of the expected kind (or one the caller may not touch).
+    pub fn not_found(field: &'static str, message: impl Into<String>) -> Invalid {
+        Invalid::new(field, "NOT_FOUND", message)
+    }
+}
+
+impl RuleViolation for Invalid {
+    fn field(&self) -> &'static str {
+        self.field
+    }
+
+    fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+/// Free text of 1 to `max` characters, trimmed.
+pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        Err(Invalid::new(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// Most entries a list in one mutation input may have: longer lists are refused at the edge,
+/// before any rule runs, so one request cannot make a transaction arbitrarily long.
+pub const MAX_ENTRIES: usize = 100;
+
+/// A list input of at most [`MAX_ENTRIES`] entries.
+pub fn bounded<T>(field: &'static str, entries: &[T]) -> Result<(), Invalid> {
+    if entries.len() <= MAX_ENTRIES {
+        Ok(())
+    } else {
+        let message = format!("{field} has {} entries; at most {MAX_ENTRIES} are allowed", entries.len());
+        Err(Invalid::new(field, "TOO_MANY_ENTRIES", message))
+    }
+}
+
+/// Why a rule did not let a change through.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    /// A broken rule: the change is rolled back and the violation reported to the caller.
+    Rule(E),
+    /// The rule could not be judged; the caller sees only an incident id.
+    Fault(ApiError),
+}
+
+/// What every rule returns: its value, or why not.
+pub type RuleResult<T, E> = Result<T, Refusal<E>>;
+
+impl<E> Refusal<E> {
+    /// The same refusal as a wider area's error (a rule that calls another area's rule).
+    pub fn widen<F: From<E>>(self) -> Refusal<F> {
+        match self {
+            Refusal::Rule(e) => Refusal::Rule(e.into()),
+            Refusal::Fault(f) => Refusal::Fault(f),
+        }
+    }
+}
+
+impl<E> From<sea_orm::DbErr> for Refusal<E> {
+    fn from(e: sea_orm::DbErr) -> Refusal<E> {
+        Refusal::Fault(e.into())
+    }
+}
+
+impl<E> From<ApiError> for Refusal<E> {
+    fn from(e: ApiError) -> Refusal<E> {
+        Refusal::Fault(e)
+    }
+}
+
+/// A one-field check fails as any area's violation that can hold it.
+impl<E: From<Invalid>> From<Invalid> for Refusal<E> {
+    fn from(e: Invalid) -> Refusal<E> {
+        Refusal::Rule(e.into())
+    }
+}
+
+/// Refuses with `violation` unless `condition` holds: `ensure(ok, Error::X)?`.
+pub fn ensure<E, V: Into<E>>(condition: bool, violation: V) -> Result<(), Refusal<E>> {
+    if condition { Ok(()) } else { Err(Refusal::Rule(violation.into())) }
+}
+
+/// Refuses with `violation`: `return refuse(Error::X)`.
+pub fn refuse<T, E, V: Into<E>>(violation: V) -> RuleResult<T, E> {
+    Err(Refusal::Rule(violation.into()))
+}
+
+/// Faults reported as top-level GraphQL errors. Resolvers return them with `?`; the request
+/// policy (`limits.rs`) reads them back from the error's source to set `extensions.code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadUserInput(String),
+    /// Details are logged with an incident id; the client sees only the id.
+    #[error("internal error (incident {incident})")]
+    Internal { incident: String },
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
+            ApiError::Internal { .. } => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Logs an unexpected failure and returns the error the client sees, which never carries
+    /// the cause (no SQL, no stack trace).
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        let incident = crate::telemetry::incident_id();
+        tracing::error!(%incident, %cause, "internal error");
+        ApiError::Internal { incident }
+    }
+}
+
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> ApiError {
+        ApiError::internal(e)
+    }
+}

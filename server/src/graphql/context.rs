@@ -1,0 +1,97 @@
+//! What every resolver needs from the request: the state, the session and its caller, the
+//! DataLoader, "today", and the write transaction a mutation's rules run in. Areas import
+//! their plumbing from here, never from each other.
+
+use async_graphql::Context;
+use chrono::{NaiveDate, Utc};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+
+use super::loaders::DbLoader;
+use super::session::Session;
+use crate::app::AppState;
+use crate::auth::{Actor, Caller, Principal, Role};
+use crate::errors::{ApiError, Refusal, RuleResult};
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+/// The request's session; every execution path (HTTP, WebSocket) inserts one.
+pub(crate) fn session<'a>(ctx: &Context<'a>) -> &'a Session {
+    ctx.data_unchecked::<std::sync::Arc<Session>>()
+}
+
+pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
+    &session(ctx).actor
+}
+
+/// The date a change takes effect on when the input names none.
+pub(crate) fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// The caller, if it holds `role`: anonymous callers are told to authenticate, others that
+/// their roles do not allow `what`.
+pub(crate) fn require_role<'a>(ctx: &Context<'a>, role: Role, what: &str) -> Result<&'a Principal, ApiError> {
+    match actor(ctx).principal() {
+        None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
+        Some(p) if p.roles.contains(&role) => Ok(p),
+        Some(_) => Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `{role}`)"))),
+    }
+}
+
+/// The signed-in caller with `role`, acting for a registered organisation.
+pub(crate) async fn caller(ctx: &Context<'_>, role: Role, what: &str) -> Result<Caller, ApiError> {
+    let principal = require_role(ctx, role, what)?;
+    let org = session(ctx)
+        .organization()
+        .await?
+        .ok_or_else(|| ApiError::Forbidden(format!("organisation {} is not registered in Velferd", principal.org)))?;
+    Ok(Caller { subject: principal.subject.clone(), org_number: principal.org.to_string(), org: org.clone() })
+}
+
+/// Loads one value through the request's DataLoader.
+pub(crate) async fn load_one<K>(
+    ctx: &Context<'_>,
+    key: K,
+) -> Result<Option<<DbLoader as async_graphql::dataloader::Loader<K>>::Value>, ApiError>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    DbLoader: async_graphql::dataloader::Loader<K, Error = std::sync::Arc<sea_orm::DbErr>>,
+{
+    session(ctx).loader.load_one(key).await.map_err(ApiError::internal)
+}
+
+/// Loads a row another row refers to: its absence is a broken reference, an internal error.
+pub(crate) async fn load_existing<K>(
+    ctx: &Context<'_>,
+    key: K,
+    what: &str,
+) -> Result<<DbLoader as async_graphql::dataloader::Loader<K>>::Value, ApiError>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    DbLoader: async_graphql::dataloader::Loader<K, Error = std::sync::Arc<sea_orm::DbErr>>,
+{
+    load_one(ctx, key).await?.ok_or_else(|| ApiError::internal(format!("dangling reference to {what}")))
+}
+
+/// Runs a mutation's rules in one write transaction: committed when they hold, rolled back
+/// (nothing written) when one is broken or the database fails.
+pub(crate) async fn in_transaction<T, E, F>(ctx: &Context<'_>, work: F) -> RuleResult<T, E>
+where
+    F: AsyncFnOnce(&DatabaseTransaction) -> RuleResult<T, E>,
+{
+    let txn = state(ctx).db.write().begin().await?;
+    match work(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(Refusal::Rule(rule)) => {
+            txn.rollback().await?;
+            Err(Refusal::Rule(rule))
+        }
+        // Dropping the transaction rolls it back.
+        Err(fault) => Err(fault),
+    }
+}

@@ -1,0 +1,242 @@
+//! Learning networks, their members and gatherings, with `node(id:)`.
+
+use super::*;
+
+/// A learning network (læringsnettverk): municipalities that learn together in gatherings,
+/// coordinated by a programme.
+#[derive(Clone)]
+pub struct LearningNetwork(pub learning_network::Model);
+
+#[Object]
+impl LearningNetwork {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::LearningNetwork, self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// The programme organisation that coordinates the network.
+    async fn coordinator(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.coordinator_id).await
+    }
+
+    /// Member organisations. Signed-in users only.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<NetworkMember>>> {
+        require_signed_in(ctx, "a network's members")?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<NetworkMember> =
+            load_one(ctx, MembersOfNetwork(self.0.id)).await?.unwrap_or_default().into_iter().map(NetworkMember).collect();
+        Ok(Some(page_in_memory(&rows, |m| m.0.id, &page)))
+    }
+
+    /// Gatherings (samlinger), in the order recorded. Signed-in users only.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn gatherings(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<Gathering>>> {
+        require_signed_in(ctx, "a network's gatherings")?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let mut rows: Vec<Gathering> =
+            load_one(ctx, GatheringsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Gathering).collect();
+        rows.sort_by_key(|g| g.0.id);
+        Ok(Some(page_in_memory(&rows, |g| g.0.id, &page)))
+    }
+}
+
+/// An organisation's membership of a learning network.
+#[derive(Clone)]
+pub struct NetworkMember(pub network_member::Model);
+
+#[Object]
+impl NetworkMember {
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.organization_id).await
+    }
+
+    async fn joined_on(&self) -> Option<NaiveDate> {
+        self.0.joined_on
+    }
+}
+
+/// How many people a member sent to a gathering, in three bands: "one person from a
+/// municipality is too thin".
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AttendanceLevel {
+    /// Nobody came.
+    None,
+    /// One person came.
+    OnePerson,
+    /// Two or more came.
+    Several,
+}
+
+impl AttendanceLevel {
+    fn of(people: i32) -> AttendanceLevel {
+        match people {
+            ..=0 => AttendanceLevel::None,
+            1 => AttendanceLevel::OnePerson,
+            _ => AttendanceLevel::Several,
+        }
+    }
+}
+
+/// A gathering (samling) of a learning network, hosted by a member municipality.
+#[derive(Clone)]
+pub struct Gathering(pub gathering::Model);
+
+/// An organisation at a gathering, with how many people it sent.
+#[derive(Clone)]
+pub struct GatheringAttendee(pub gathering_attendance::Model);
+
+#[Object]
+impl GatheringAttendee {
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.organization_id).await
+    }
+
+    async fn people(&self) -> i32 {
+        self.0.people
+    }
+}
+
+/// A member of the network and how many people it sent to one gathering (0 when none).
+#[derive(Clone)]
+pub struct MemberAttendance {
+    member: network_member::Model,
+    people: i32,
+}
+
+#[Object]
+impl MemberAttendance {
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.member.organization_id).await
+    }
+
+    /// People who came; 0 when the member sent no one.
+    async fn people(&self) -> i32 {
+        self.people
+    }
+
+    async fn level(&self) -> AttendanceLevel {
+        AttendanceLevel::of(self.people)
+    }
+}
+
+#[Object]
+impl Gathering {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::Gathering, self.0.id)
+    }
+
+    /// 1 for the network's first gathering, 4 for its fourth …
+    async fn number(&self) -> i32 {
+        self.0.number
+    }
+
+    async fn held_on(&self) -> NaiveDate {
+        self.0.held_on
+    }
+
+    /// The hosting municipality.
+    async fn host(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.host_id).await
+    }
+
+    /// Where, e.g. the host's town hall.
+    async fn venue(&self) -> Option<&str> {
+        self.0.venue.as_deref()
+    }
+
+    async fn topic(&self) -> &str {
+        &self.0.topic
+    }
+
+    async fn network(&self, ctx: &Context<'_>) -> Result<LearningNetwork> {
+        let n = load_existing(ctx, NetworkById(self.0.network_id), "network").await?;
+        Ok(LearningNetwork(n))
+    }
+
+    /// Every organisation that came (members and others, e.g. the programme), with how many
+    /// people.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn attendees(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<GatheringAttendee>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<GatheringAttendee> =
+            load_one(ctx, AttendanceAt(self.0.id)).await?.unwrap_or_default().into_iter().map(GatheringAttendee).collect();
+        Ok(page_in_memory(&rows, |a| a.0.id, &page))
+    }
+
+    /// People at the gathering, all organisations together.
+    async fn total_people(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(load_one(ctx, AttendanceAt(self.0.id)).await?.unwrap_or_default().iter().map(|a| i64::from(a.people)).sum())
+    }
+
+    /// Every member of the network with how many people it sent (0 for none); `levels` keeps
+    /// only those bands, e.g. `[NONE, ONE_PERSON]` for the members that sent one or none.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn member_attendance(
+        &self,
+        ctx: &Context<'_>,
+        levels: Option<Vec<AttendanceLevel>>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MemberAttendance>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let members = load_one(ctx, MembersOfNetwork(self.0.network_id)).await?.unwrap_or_default();
+        let attendance = load_one(ctx, AttendanceAt(self.0.id)).await?.unwrap_or_default();
+        let rows: Vec<MemberAttendance> = members
+            .into_iter()
+            .map(|member| {
+                let people = attendance.iter().find(|a| a.organization_id == member.organization_id).map_or(0, |a| a.people);
+                MemberAttendance { member, people }
+            })
+            .filter(|m| levels.as_ref().is_none_or(|l| l.contains(&AttendanceLevel::of(m.people))))
+            .collect();
+        Ok(page_in_memory(&rows, |m| m.member.id, &page))
+    }
+}
+
+/// Networks are public.
+impl NodeObject for LearningNetwork {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<LearningNetwork>, ApiError> {
+        Ok(load_one(ctx, NetworkById(id)).await?.map(LearningNetwork))
+    }
+}
+
+/// Gatherings are for signed-in users.
+impl NodeObject for Gathering {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Gathering>, ApiError> {
+        if session(ctx).actor.principal().is_none() {
+            return Ok(None);
+        }
+        Ok(load_one(ctx, GatheringById(id)).await?.map(Gathering))
+    }
+}

@@ -1,0 +1,119 @@
+//! The learning lists: networks, experience reports (with search), reuses and arenas.
+
+use super::*;
+
+#[derive(InputObject, Default)]
+pub struct ExperienceReportFilter {
+    /// Reports on this procurement (global id).
+    pub procurement: Option<ID>,
+    /// Reports by this organisation (global id).
+    pub author: Option<ID>,
+    /// Reports covering this phase.
+    pub phase: Option<Phase>,
+}
+
+
+#[derive(Default)]
+pub struct LearningQuery;
+
+#[Object]
+impl LearningQuery {
+    /// Learning networks; their names are public.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn learning_networks(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<LearningNetwork>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        page_by_id(ctx, OrderDirection::Asc, learning_network::Entity::find(), learning_network::Column::Id, &page, |n| n.id, LearningNetwork).await
+    }
+
+    /// Experience reports you may read: public ones for everyone; members-only ones for the
+    /// procurement's municipalities (followers too), the network's members, the author,
+    /// programme advisers and admins. `search` matches every word of it in the title, summary
+    /// or lessons (full-text, ignoring case).
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn experience_reports(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        filter: Option<ExperienceReportFilter>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<ExperienceReport>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let filter = filter.unwrap_or_default();
+        let reader = Reader::of(ctx).await?;
+        let mut select = experience_report::Entity::find().filter(reader.condition());
+        if let Some(procurement) = &filter.procurement {
+            select = select.filter(experience_report::Column::ProcurementId.eq(argument_row(procurement, NodeType::Procurement, "procurement")?));
+        }
+        if let Some(author) = &filter.author {
+            select = select.filter(experience_report::Column::AuthorId.eq(argument_row(author, NodeType::Organization, "author")?));
+        }
+        if let Some(phase) = filter.phase {
+            select = select.filter(experience_report::Column::Phase.eq(phase));
+        }
+        if let Some(query) = search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            if query.chars().count() > 200 {
+                return Err(ApiError::BadUserInput("`search` is at most 200 characters".into()).into());
+            }
+            select = select.filter(search::matches(state(ctx).db.backend(), query));
+        }
+        page_by_id(ctx, OrderDirection::Asc, select, experience_report::Column::Id, &page, |r| r.id, ExperienceReport).await
+    }
+
+    /// Procurements started from another by reuse: pass `source` to see who reused a
+    /// procurement, `procurement` to see where one came from. Signed-in users only.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn procurement_reuses(
+        &self,
+        ctx: &Context<'_>,
+        source: Option<ID>,
+        procurement: Option<ID>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<ProcurementReuse>> {
+        require_signed_in(ctx, "reuse between procurements")?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let mut select = procurement_reuse::Entity::find();
+        if let Some(source) = &source {
+            select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(source, NodeType::Procurement, "source")?));
+        }
+        if let Some(copy) = &procurement {
+            select = select.filter(procurement_reuse::Column::CopyId.eq(argument_row(copy, NodeType::Procurement, "procurement")?));
+        }
+        page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse).await
+    }
+
+    /// Learning arenas of all procurements (or one), with their attendance. Signed-in users
+    /// only, like the dialogue activities they are.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn learning_arenas(
+        &self,
+        ctx: &Context<'_>,
+        procurement: Option<ID>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<LearningArena>> {
+        require_signed_in(ctx, "learning arenas")?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let mut select = dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
+        if let Some(p) = &procurement {
+            select = select.filter(dialogue_activity::Column::ProcurementId.eq(argument_row(p, NodeType::Procurement, "procurement")?));
+        }
+        page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena).await
+    }
+}

@@ -1,0 +1,247 @@
+//! Experience reports with their lessons, follower reuse of a procurement, and learning arenas,
+//! with `node(id:)`.
+
+use super::*;
+
+/// An experience report (erfaringsrapport) on a procurement, e.g. Larvik's report on the whole
+/// process: public, or for members only.
+#[derive(Clone)]
+pub struct ExperienceReport(pub experience_report::Model);
+
+/// One lesson learned, tagged with the phase it concerns.
+#[derive(Clone)]
+pub struct Lesson(pub lesson::Model);
+
+#[Object]
+impl Lesson {
+    async fn phase(&self) -> Phase {
+        self.0.phase
+    }
+
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+}
+
+#[Object]
+impl ExperienceReport {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::ExperienceReport, self.0.id)
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn summary(&self) -> &str {
+        &self.0.summary
+    }
+
+    /// The phase the report covers; null for the whole process.
+    async fn phase(&self) -> Option<Phase> {
+        self.0.phase
+    }
+
+    /// False for members-only reports.
+    async fn public(&self) -> bool {
+        self.0.public
+    }
+
+    async fn published_on(&self) -> NaiveDate {
+        self.0.published_on
+    }
+
+    /// The reporting organisation.
+    async fn author(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.author_id).await
+    }
+
+    /// The procurement reported on; null when you may not see it.
+    async fn procurement(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
+        visible_procurement(ctx, self.0.procurement_id).await
+    }
+
+    /// The learning network the report is shared in.
+    async fn network(&self, ctx: &Context<'_>) -> Result<Option<LearningNetwork>> {
+        let Some(id) = self.0.network_id else { return Ok(None) };
+        Ok(load_one(ctx, NetworkById(id)).await?.map(LearningNetwork))
+    }
+
+    /// Lessons learned, optionally only those about one phase.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn lessons(
+        &self,
+        ctx: &Context<'_>,
+        phase: Option<Phase>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<Lesson>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Lesson> = load_one(ctx, LessonsOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| phase.is_none_or(|p| l.phase == p))
+            .map(Lesson)
+            .collect();
+        Ok(page_in_memory(&rows, |l| l.0.id, &page))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Follower reuse
+
+/// A procurement started from another one by a municipality that followed it: the service
+/// journey, needs and user stories were copied, each with its provenance.
+#[derive(Clone)]
+pub struct ProcurementReuse(pub procurement_reuse::Model);
+
+/// One copied item and where it came from.
+#[derive(Clone)]
+pub struct ReusedItem(pub reused_item::Model);
+
+#[Object]
+impl ReusedItem {
+    async fn kind(&self) -> ReusedKind {
+        self.0.kind
+    }
+
+    /// The copied text: a step's title, a need's description, a user story's code and title.
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+
+    /// "reused from «source title» led by …".
+    async fn provenance(&self) -> &str {
+        &self.0.provenance
+    }
+}
+
+#[Object]
+impl ProcurementReuse {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::ProcurementReuse, self.0.id)
+    }
+
+    /// The procurement that was followed and reused.
+    async fn source(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
+        visible_procurement(ctx, self.0.source_id).await
+    }
+
+    /// The procurement started from it.
+    async fn procurement(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
+        visible_procurement(ctx, self.0.copy_id).await
+    }
+
+    /// The municipality that reused it.
+    async fn reused_by(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.organization_id).await
+    }
+
+    async fn reused_on(&self) -> NaiveDate {
+        self.0.reused_on
+    }
+
+    /// What was copied, with provenance.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn items(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<ReusedKind>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<ReusedItem>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<ReusedItem> = load_one(ctx, ReusedItemsOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| kind.is_none_or(|k| i.kind == k))
+            .map(ReusedItem)
+            .collect();
+        Ok(page_in_memory(&rows, |i| i.0.id, &page))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Learning arenas
+
+/// A learning arena (læringsarena): a dialogue activity of a procurement opened to other
+/// municipalities, where the lead presents its procurement to many.
+#[derive(Clone)]
+pub struct LearningArena(pub dialogue_activity::Model);
+
+#[Object]
+impl LearningArena {
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn held_on(&self) -> NaiveDate {
+        self.0.held_on
+    }
+
+    async fn procurement(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
+        visible_procurement(ctx, self.0.procurement_id).await
+    }
+
+    /// The presenting municipality: the procurement's lead.
+    async fn presented_by(&self, ctx: &Context<'_>) -> Result<Organization> {
+        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
+        Organization::by_id(ctx, p.lead_id).await
+    }
+
+    /// The attending organisations, with people counts where known.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn attendees(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<Attendee>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Attendee> =
+            load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Attendee).collect();
+        Ok(page_in_memory(&rows, |a| a.0.id, &page))
+    }
+
+    /// How many organisations attended.
+    async fn organizations(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().len() as i64)
+    }
+
+    /// People from the organisations whose count is known.
+    async fn people(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().iter().filter_map(|a| a.people).map(i64::from).sum())
+    }
+
+    /// Attending organisations whose people count is unknown (not in `people`).
+    async fn organizations_with_unknown_people(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().iter().filter(|a| a.people.is_none()).count() as i64)
+    }
+}
+
+impl NodeObject for ExperienceReport {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ExperienceReport>, ApiError> {
+        match load_one(ctx, ReportById(id)).await? {
+            Some(r) if Reader::of(ctx).await?.can_read(&r) => Ok(Some(ExperienceReport(r))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reuses are for signed-in users.
+impl NodeObject for ProcurementReuse {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ProcurementReuse>, ApiError> {
+        if session(ctx).actor.principal().is_none() {
+            return Ok(None);
+        }
+        Ok(load_one(ctx, ReuseById(id)).await?.map(ProcurementReuse))
+    }
+}

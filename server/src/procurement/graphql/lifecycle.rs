@@ -1,0 +1,477 @@
+//! The procurement: its object, the `procurements` connection and `node(id:)` for it.
+
+use super::*;
+
+/// A joint procurement, from needs to call-offs.
+#[derive(Clone)]
+pub struct Procurement(pub procurement::Model);
+
+/// Why and from where a procurement was put on hold.
+#[derive(SimpleObject)]
+pub struct OnHold {
+    pub reason: String,
+    /// The phase it resumes to.
+    pub resume_to: Phase,
+}
+
+/// The competition notice (Doffin).
+#[derive(SimpleObject)]
+pub struct Notice {
+    /// Doffin reference.
+    pub reference: String,
+    pub published_on: NaiveDate,
+    /// Tenders are sealed until this moment and refused after it.
+    pub tender_deadline: DateTime<Utc>,
+}
+
+/// Derived from the participating municipalities (lead and participants; followers do not buy
+/// and are not counted).
+#[derive(SimpleObject)]
+pub struct ProcurementTotals {
+    pub municipalities: u64,
+    pub counties: u64,
+    /// Sum of the known populations.
+    pub inhabitants: u64,
+    /// Municipalities whose population is unknown (not in the sum).
+    pub municipalities_with_unknown_population: u64,
+    pub followers: u64,
+}
+
+#[Object]
+impl Procurement {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::Procurement, self.0.id)
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn category(&self) -> Category {
+        self.0.category
+    }
+
+    async fn phase(&self) -> Phase {
+        self.0.phase
+    }
+
+    /// Set while the procurement is ON_HOLD.
+    async fn on_hold(&self) -> Option<OnHold> {
+        match (self.0.phase, &self.0.hold_reason, self.0.resume_phase) {
+            (Phase::OnHold, Some(reason), Some(resume_to)) => Some(OnHold { reason: reason.clone(), resume_to }),
+            _ => None,
+        }
+    }
+
+    /// The lead municipality.
+    async fn lead(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.lead_id).await
+    }
+
+    async fn notice(&self) -> Option<Notice> {
+        match (&self.0.notice_reference, self.0.notice_published_on, self.0.tender_deadline) {
+            (Some(reference), Some(published_on), Some(deadline)) => Some(Notice {
+                reference: reference.clone(),
+                published_on,
+                tender_deadline: deadline.with_timezone(&Utc),
+            }),
+            _ => None,
+        }
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.with_timezone(&Utc)
+    }
+
+    /// Municipalities taking part, with their role and join date. Signed-in users only.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn participants(
+        &self,
+        ctx: &Context<'_>,
+        role: Option<ParticipantRole>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<Participant>>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Participant> = load_one(ctx, ParticipantsOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| role.is_none_or(|r| p.role == r))
+            .map(Participant)
+            .collect();
+        Ok(Some(page_in_memory(&rows, |p| p.0.id, &page)))
+    }
+
+    /// Municipalities, counties and inhabitants covered. Signed-in users only.
+    async fn totals(&self, ctx: &Context<'_>) -> Result<Option<ProcurementTotals>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
+        let session = session(ctx);
+        let buyers: Vec<i64> =
+            members.iter().filter(|m| m.role != ParticipantRole::Follower).map(|m| m.organization_id).collect();
+        let orgs = session.loader.load_many(buyers.iter().map(|id| OrganizationById(*id))).await.map_err(ApiError::internal)?;
+        let counties: std::collections::BTreeSet<&str> = orgs.values().filter_map(|o| o.county.as_deref()).collect();
+        Ok(Some(ProcurementTotals {
+            municipalities: orgs.len() as u64,
+            counties: counties.len() as u64,
+            inhabitants: orgs.values().filter_map(|o| o.population).map(|p| p as u64).sum(),
+            municipalities_with_unknown_population: orgs.values().filter(|o| o.population.is_none()).count() as u64,
+            followers: members.iter().filter(|m| m.role == ParticipantRole::Follower).count() as u64,
+        }))
+    }
+
+    /// Every phase change, oldest first, with who made it and when. Signed-in users only.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn phase_history(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<PhaseChange>>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<PhaseChange> =
+            load_one(ctx, TransitionsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(PhaseChange).collect();
+        Ok(Some(page_in_memory(&rows, |p| p.0.id, &page)))
+    }
+
+    /// The common service journey (tjenestereise) from the needs phase, in order.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn journey_steps(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<JourneyStep>>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<JourneyStep> =
+            load_one(ctx, JourneyStepsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(JourneyStep).collect();
+        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+    }
+
+    /// Needs mapped in the needs phase.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn needs(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<Need>>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Need> = load_one(ctx, NeedsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Need).collect();
+        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+    }
+
+    /// Workshops, the dialogue conference, one-to-one meetings and learning arenas.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn dialogue_activities(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<ActivityKind>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<DialogueActivity>>> {
+        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<DialogueActivity> = load_one(ctx, ActivitiesOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| kind.is_none_or(|k| a.kind == k))
+            .map(DialogueActivity)
+            .collect();
+        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+    }
+
+    /// Suppliers' written solution sketches. The procurement's municipalities and advisers see
+    /// all; a supplier sees only its own.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn solution_sketches(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<Page<SolutionSketch>>> {
+        let access = Access::of(ctx, &self.0).await?;
+        access.require_signed_in()?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<SolutionSketch> = load_one(ctx, SketchesOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| access.can_see_sketch_of(s.supplier_id))
+            .map(SolutionSketch)
+            .collect();
+        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+    }
+
+    /// The user stories tenders answer: the lots of the competition. Public with the notice.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn user_stories(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<UserStory>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<UserStory> =
+            load_one(ctx, UserStoriesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(UserStory).collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+
+    /// Evaluation criteria with their weights (percent). Public with the notice.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn evaluation_criteria(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<EvaluationCriterion>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<EvaluationCriterion> = load_one(ctx, CriteriaOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(EvaluationCriterion)
+            .collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+
+    /// Tenders you may see: your own as a supplier; all of them, after the deadline, as the lead's
+    /// procurement officer. A competitor's tender is never listed.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn tenders(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<Tender>> {
+        let access = Access::of(ctx, &self.0).await?;
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Tender> = load_one(ctx, TendersOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| access.can_see_tender(t))
+            .map(Tender)
+            .collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+
+    /// Awards, one per user story: published results, public.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn awards(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<Award>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Award> = load_one(ctx, AwardsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Award).collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+
+    /// Framework agreements that followed the awards.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn framework_agreements(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<FrameworkAgreement>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<FrameworkAgreement> = load_one(ctx, AgreementsOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(FrameworkAgreement)
+            .collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+
+    /// This procurement as an OCDS 1.1 release package (the same document as
+    /// `GET /ocds/procurements/{id}`).
+    async fn ocds(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        let options = crate::procurement::ocds::public_options();
+        let package = crate::procurement::ocds::release_package(state(ctx).db.read(), self.0.id, &options)
+            .await?
+            .ok_or_else(|| ApiError::internal("procurement vanished"))?;
+        Ok(Json(package))
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct ProcurementFilter {
+    pub phase: Option<Phase>,
+    pub category: Option<Category>,
+    /// Procurements with a participating municipality in this county.
+    pub county: Option<String>,
+    /// Procurements this municipality (global id) takes part in.
+    pub municipality: Option<ID>,
+    /// Procurements where this supplier (global id) won an award.
+    pub supplier: Option<ID>,
+}
+
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum ProcurementOrderField {
+    Title,
+    #[default]
+    CreatedAt,
+}
+
+#[derive(InputObject, Default)]
+pub struct ProcurementOrder {
+    #[graphql(default)]
+    pub field: ProcurementOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+#[derive(Default)]
+pub struct ProcurementQuery;
+
+#[Object]
+impl ProcurementQuery {
+    /// Procurements: all for signed-in users; those with a published notice for anonymous ones.
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn procurements(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+        filter: Option<ProcurementFilter>,
+        order_by: Option<ProcurementOrder>,
+    ) -> Result<Page<Procurement>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.unwrap_or_default();
+        let mut select = procurement::Entity::find();
+        if session(ctx).actor.principal().is_none() {
+            select = select.filter(procurement::Column::NoticePublishedOn.is_not_null());
+        }
+        if let Some(phase) = filter.phase {
+            select = select.filter(procurement::Column::Phase.eq(phase));
+        }
+        if let Some(category) = filter.category {
+            select = select.filter(procurement::Column::Category.eq(category));
+        }
+        if let Some(county) = filter.county {
+            let in_county = Query::select()
+                .column((participant::Entity, participant::Column::ProcurementId))
+                .from(participant::Entity)
+                .inner_join(
+                    organization::Entity,
+                    sea_orm::sea_query::Expr::col((organization::Entity, organization::Column::Id))
+                        .equals((participant::Entity, participant::Column::OrganizationId)),
+                )
+                .and_where(organization::Column::County.eq(county.trim()))
+                .to_owned();
+            select = select.filter(procurement::Column::Id.in_subquery(in_county));
+        }
+        if let Some(municipality) = filter.municipality {
+            let org = row_id(&municipality, NodeType::Organization)
+                .ok_or_else(|| ApiError::BadUserInput("`municipality` is not an organisation id".into()))?;
+            let taking_part = Query::select()
+                .column(participant::Column::ProcurementId)
+                .from(participant::Entity)
+                .and_where(participant::Column::OrganizationId.eq(org))
+                .to_owned();
+            select = select.filter(procurement::Column::Id.in_subquery(taking_part));
+        }
+        if let Some(supplier) = filter.supplier {
+            let org = row_id(&supplier, NodeType::Organization)
+                .ok_or_else(|| ApiError::BadUserInput("`supplier` is not an organisation id".into()))?;
+            let won = Query::select()
+                .column(framework_agreement::Column::ProcurementId)
+                .from(framework_agreement::Entity)
+                .and_where(framework_agreement::Column::SupplierId.eq(org))
+                .to_owned();
+            let awarded = Query::select()
+                .column((award::Entity, award::Column::ProcurementId))
+                .from(award::Entity)
+                .inner_join(
+                    tender_response::Entity,
+                    sea_orm::sea_query::Expr::col((tender_response::Entity, tender_response::Column::Id))
+                        .equals((award::Entity, award::Column::TenderResponseId)),
+                )
+                .inner_join(
+                    tender::Entity,
+                    sea_orm::sea_query::Expr::col((tender::Entity, tender::Column::Id))
+                        .equals((tender_response::Entity, tender_response::Column::TenderId)),
+                )
+                .and_where(tender::Column::SupplierId.eq(org))
+                .to_owned();
+            select = select.filter(
+                sea_orm::Condition::any()
+                    .add(procurement::Column::Id.in_subquery(won))
+                    .add(procurement::Column::Id.in_subquery(awarded)),
+            );
+        }
+        let db = state(ctx).db.read().clone();
+        let counted = select.clone();
+        let total = TotalCount::new(move || {
+            let (select, db) = (counted.clone(), db.clone());
+            async move { Ok(select.count(&db).await?) }
+        });
+        let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
+            ProcurementOrderField::Title => (procurement::Column::Title, |k| k.as_str().map(|s| Value::from(s.to_string()))),
+            ProcurementOrderField::CreatedAt => (procurement::Column::Id, |k| k.as_i64().map(Value::from)),
+        };
+        let rows = fetch_page(state(ctx).db.read(), select, sort, procurement::Column::Id, order.direction, &page, key_of).await?;
+        let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
+        connection.edges = rows
+            .rows
+            .into_iter()
+            .map(|row| {
+                let key = match order.field {
+                    ProcurementOrderField::Title => serde_json::json!(row.title),
+                    ProcurementOrderField::CreatedAt => serde_json::json!(row.id),
+                };
+                Edge::new(Cursor { key, id: row.id }.encode(), Procurement(row))
+            })
+            .collect();
+        Ok(connection)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `node(id:)`, with the same visibility as the connections: an object the viewer may not see is
+// `None`, exactly like a missing one.
+
+impl NodeObject for Procurement {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Procurement>, ApiError> {
+        match load_one(ctx, ProcurementById(id)).await? {
+            Some(p) if Access::of(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
+            _ => Ok(None),
+        }
+    }
+}

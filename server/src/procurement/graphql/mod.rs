@@ -1,0 +1,49 @@
+//! GraphQL face of procurements, one file per resource: the procurement itself and its list
+//! (`lifecycle.rs`), the needs and dialogue phases (`needs.rs`), the competition
+//! (`competition.rs`) and the mutations of all three (`mutations.rs`).
+
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::sea_query::{ExprTrait, Query};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
+
+use super::access::Access;
+use super::model::{
+    ActivityKind, Category, ParticipantRole, activity_attendee, award, dialogue_activity, evaluation_criterion,
+    journey_step, need, participant, phase_transition, procurement, solution_sketch, tender, tender_response,
+    user_story,
+};
+use super::phase::Phase;
+use super::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory, RuleResult};
+use crate::agreements::graphql::FrameworkAgreement;
+use crate::agreements::model::framework_agreement;
+use crate::auth::Role;
+use crate::errors::{ApiError, Invalid, bounded};
+use crate::graphql::connection::{
+    Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
+};
+use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
+use crate::graphql::errors::payload;
+use crate::graphql::loaders::*;
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
+use crate::money::{Money, MoneyInput, Nok};
+use crate::organizations::{Organization, model as organization};
+
+mod competition;
+mod lifecycle;
+mod mutations;
+mod needs;
+
+pub use competition::*;
+pub use lifecycle::*;
+pub use mutations::*;
+pub use needs::*;
+
+type Page<T> = Connection<String, T, TotalCount>;
+
+async fn procurement_row(ctx: &Context<'_>, id: i64) -> Result<procurement::Model> {
+    Ok(load_existing(ctx, ProcurementById(id), "procurement").await?)
+}

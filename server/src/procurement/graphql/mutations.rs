@@ -1,0 +1,373 @@
+//! The mutations of the needs, dialogue and competition phases.
+
+use super::*;
+
+payload!(ProcurementCreatePayload, procurement: Procurement, "Result of `procurementCreate`.");
+payload!(ProcurementParticipantAddPayload, participant: Participant, "Result of `procurementParticipantAdd`.");
+payload!(ProcurementPhaseChangePayload, procurement: Procurement, "Result of `procurementPhaseChange`.");
+payload!(ProcurementNoticePublishPayload, procurement: Procurement, "Result of `procurementNoticePublish`.");
+payload!(JourneyStepAddPayload, journey_step: JourneyStep, "Result of `journeyStepAdd`.");
+payload!(NeedAddPayload, need: Need, "Result of `needAdd`.");
+payload!(DialogueActivityAddPayload, dialogue_activity: DialogueActivity, "Result of `dialogueActivityAdd`.");
+payload!(SolutionSketchSubmitPayload, solution_sketch: SolutionSketch, "Result of `solutionSketchSubmit`.");
+payload!(UserStoryAddPayload, user_story: UserStory, "Result of `userStoryAdd`.");
+payload!(EvaluationCriterionAddPayload, evaluation_criterion: EvaluationCriterion, "Result of `evaluationCriterionAdd`.");
+payload!(TenderSubmitPayload, tender: Tender, "Result of `tenderSubmit`.");
+payload!(TenderResponseScorePayload, tender_response: TenderResponse, "Result of `tenderResponseScore`.");
+payload!(AwardCreatePayload, award: Award, "Result of `awardCreate`.");
+
+#[derive(InputObject)]
+pub struct ProcurementCreateInput {
+    pub title: String,
+    pub category: Category,
+    /// When the procurement started (defaults to today).
+    pub started_on: Option<NaiveDate>,
+}
+
+#[derive(InputObject)]
+pub struct ProcurementParticipantAddInput {
+    pub procurement_id: ID,
+    /// A municipality's global id.
+    pub organization_id: ID,
+    /// PARTICIPANT (buys) or FOLLOWER (learns, does not buy).
+    pub role: ParticipantRole,
+    pub joined_on: Option<NaiveDate>,
+}
+
+#[derive(InputObject)]
+pub struct ProcurementPhaseChangeInput {
+    pub procurement_id: ID,
+    /// The next phase, ON_HOLD (with a reason), or — from ON_HOLD — the phase it left.
+    pub phase: Phase,
+    pub reason: Option<String>,
+    /// When the change took effect in the real process (defaults to today).
+    pub effective_on: Option<NaiveDate>,
+}
+
+#[derive(InputObject)]
+pub struct ProcurementNoticePublishInput {
+    pub procurement_id: ID,
+    /// The Doffin reference.
+    pub reference: String,
+    pub published_on: NaiveDate,
+    pub tender_deadline: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct JourneyStepAddInput {
+    pub procurement_id: ID,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct NeedAddInput {
+    pub procurement_id: ID,
+    pub description: String,
+    /// Position of the journey step it belongs to.
+    pub journey_step_position: Option<i32>,
+}
+
+#[derive(InputObject)]
+pub struct AttendeeInput {
+    pub organization_id: ID,
+    /// How many people came, when known.
+    pub people: Option<i32>,
+}
+
+#[derive(InputObject)]
+pub struct DialogueActivityAddInput {
+    pub procurement_id: ID,
+    pub kind: ActivityKind,
+    pub title: String,
+    pub held_on: NaiveDate,
+    pub questions_sent_in_advance: Option<bool>,
+    #[graphql(default)]
+    pub attendees: Vec<AttendeeInput>,
+}
+
+#[derive(InputObject)]
+pub struct SolutionSketchSubmitInput {
+    pub procurement_id: ID,
+    pub title: String,
+    pub summary: String,
+    pub submitted_on: Option<NaiveDate>,
+}
+
+#[derive(InputObject)]
+pub struct UserStoryAddInput {
+    pub procurement_id: ID,
+    /// Short code, e.g. "US1".
+    pub code: String,
+    pub title: String,
+    pub narrative: String,
+    #[graphql(default)]
+    pub acceptance_criteria: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct EvaluationCriterionAddInput {
+    pub procurement_id: ID,
+    pub name: String,
+    /// Percent; a procurement's weights add up to at most 100.
+    pub weight: i32,
+}
+
+#[derive(InputObject)]
+pub struct TenderResponseInput {
+    pub user_story_id: ID,
+    pub solution: String,
+    pub purchase_price: Option<MoneyInput>,
+    pub lease_price_per_month: Option<MoneyInput>,
+}
+
+#[derive(InputObject)]
+pub struct TenderSubmitInput {
+    pub procurement_id: ID,
+    pub responses: Vec<TenderResponseInput>,
+}
+
+#[derive(InputObject)]
+pub struct ScoreInput {
+    pub criterion_id: ID,
+    /// 0–10, at most two decimals count.
+    pub score: f64,
+}
+
+#[derive(InputObject)]
+pub struct TenderResponseScoreInput {
+    pub tender_response_id: ID,
+    pub scores: Vec<ScoreInput>,
+}
+
+#[derive(InputObject)]
+pub struct AwardCreateInput {
+    /// The winning response; its user story is the one awarded.
+    pub tender_response_id: ID,
+    pub awarded_on: Option<NaiveDate>,
+}
+
+fn parse_money(field: &'static str, input: &Option<MoneyInput>) -> std::result::Result<Option<Nok>, Invalid> {
+    input.as_ref().map(|m| m.parse().map_err(|e| Invalid::new(field, "INVALID_MONEY", e.to_string()))).transpose()
+}
+
+#[derive(Default)]
+pub struct ProcurementMutation;
+
+#[Object]
+impl ProcurementMutation {
+    /// Starts a procurement led by your municipality. Role: `procurement_officer`.
+    async fn procurement_create(&self, ctx: &Context<'_>, input: ProcurementCreateInput) -> Result<ProcurementCreatePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
+        let new = NewProcurement { title: input.title, category: input.category, started_on: input.started_on.unwrap_or_else(today) };
+        let result = in_transaction(ctx, async |txn| rules::create(txn, &caller, new).await).await;
+        Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
+    }
+
+    /// Adds a municipality as participant or follower. Role: the lead's `procurement_officer`.
+    async fn procurement_participant_add(
+        &self,
+        ctx: &Context<'_>,
+        input: ProcurementParticipantAddInput,
+    ) -> Result<ProcurementParticipantAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
+            let joined_on = input.joined_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await).await
+        }
+        .await;
+        Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
+    }
+
+    /// Moves a procurement to its next phase, puts it on hold, or resumes it. Role: the lead's
+    /// `procurement_officer`.
+    async fn procurement_phase_change(
+        &self,
+        ctx: &Context<'_>,
+        input: ProcurementPhaseChangeInput,
+    ) -> Result<ProcurementPhaseChangePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "change procurement phases").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let effective_on = input.effective_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::change_phase(txn, &caller, p, input.phase, input.reason, effective_on).await)
+                .await
+        }
+        .await;
+        Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
+    }
+
+    /// Publishes the competition notice with its Doffin reference and tender deadline. Role: the
+    /// lead's `procurement_officer`, in COMPETITION.
+    async fn procurement_notice_publish(
+        &self,
+        ctx: &Context<'_>,
+        input: ProcurementNoticePublishInput,
+    ) -> Result<ProcurementNoticePublishPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "publish notices").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| {
+                rules::publish_notice(txn, &caller, p, &input.reference, input.published_on, input.tender_deadline).await
+            })
+            .await
+        }
+        .await;
+        Ok(ProcurementNoticePublishPayload::from_rule(result, Procurement)?)
+    }
+
+    /// Adds a step to the service journey. Role: the lead's `procurement_officer`.
+    async fn journey_step_add(&self, ctx: &Context<'_>, input: JourneyStepAddInput) -> Result<JourneyStepAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| rules::add_journey_step(txn, &caller, p, &input.title, input.description).await)
+                .await
+        }
+        .await;
+        Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
+    }
+
+    /// Records a need from the needs mapping. Role: the lead's `procurement_officer`.
+    async fn need_add(&self, ctx: &Context<'_>, input: NeedAddInput) -> Result<NeedAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "record needs").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| {
+                rules::add_need(txn, &caller, p, &input.description, input.journey_step_position).await
+            })
+            .await
+        }
+        .await;
+        Ok(NeedAddPayload::from_rule(result, Need)?)
+    }
+
+    /// Records a workshop, dialogue conference, one-to-one meeting or learning arena with its
+    /// attendees. Role: the lead's `procurement_officer`.
+    async fn dialogue_activity_add(&self, ctx: &Context<'_>, input: DialogueActivityAddInput) -> Result<DialogueActivityAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
+        let result: RuleResult<_> = async {
+            bounded("attendees", &input.attendees)?;
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let attendees = input
+                .attendees
+                .iter()
+                .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendees")?, a.people)))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            let new = NewActivity {
+                kind: input.kind,
+                title: input.title,
+                held_on: input.held_on,
+                questions_sent_in_advance: input.questions_sent_in_advance,
+                attendees,
+            };
+            in_transaction(ctx, async |txn| rules::add_activity(txn, &caller, p, new).await).await
+        }
+        .await;
+        Ok(DialogueActivityAddPayload::from_rule(result, DialogueActivity)?)
+    }
+
+    /// A supplier submits a written solution sketch in the dialogue phase. Role: `supplier`.
+    async fn solution_sketch_submit(&self, ctx: &Context<'_>, input: SolutionSketchSubmitInput) -> Result<SolutionSketchSubmitPayload> {
+        let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let submitted_on = input.submitted_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| {
+                rules::submit_sketch(txn, &caller, p, &input.title, &input.summary, submitted_on).await
+            })
+            .await
+        }
+        .await;
+        Ok(SolutionSketchSubmitPayload::from_rule(result, SolutionSketch)?)
+    }
+
+    /// Adds a user story (a lot) before the notice is published. Role: the lead's
+    /// `procurement_officer`.
+    async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
+        let result: RuleResult<_> = async {
+            bounded("acceptanceCriteria", &input.acceptance_criteria)?;
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let new = NewUserStory {
+                code: input.code,
+                title: input.title,
+                narrative: input.narrative,
+                acceptance_criteria: input.acceptance_criteria,
+            };
+            in_transaction(ctx, async |txn| rules::add_user_story(txn, &caller, p, new).await).await
+        }
+        .await;
+        Ok(UserStoryAddPayload::from_rule(result, UserStory)?)
+    }
+
+    /// Adds an evaluation criterion before the notice is published. Role: the lead's
+    /// `procurement_officer`.
+    async fn evaluation_criterion_add(&self, ctx: &Context<'_>, input: EvaluationCriterionAddInput) -> Result<EvaluationCriterionAddPayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
+        let result: RuleResult<_> = async {
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, &input.name, input.weight).await).await
+        }
+        .await;
+        Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
+    }
+
+    /// Submits your sealed tender: one response per user story you answer, before the deadline.
+    /// Role: `supplier`.
+    async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
+        let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
+        let result: RuleResult<_> = async {
+            bounded("responses", &input.responses)?;
+            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
+            let responses = input
+                .responses
+                .iter()
+                .map(|r| {
+                    Ok(NewResponse {
+                        user_story_id: input_row(&r.user_story_id, NodeType::UserStory, "responses")?,
+                        solution: r.solution.clone(),
+                        purchase_price: parse_money("responses", &r.purchase_price)?,
+                        lease_price_per_month: parse_money("responses", &r.lease_price_per_month)?,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            in_transaction(ctx, async |txn| rules::submit_tender(txn, &caller, p, responses, Utc::now()).await).await
+        }
+        .await;
+        Ok(TenderSubmitPayload::from_rule(result, Tender)?)
+    }
+
+    /// Scores a tender response against the criteria, after the deadline. Role: the lead's
+    /// `procurement_officer`.
+    async fn tender_response_score(&self, ctx: &Context<'_>, input: TenderResponseScoreInput) -> Result<TenderResponseScorePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
+        let result: RuleResult<_> = async {
+            bounded("scores", &input.scores)?;
+            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+            let scores = input
+                .scores
+                .iter()
+                .map(|s| Ok((input_row(&s.criterion_id, NodeType::EvaluationCriterion, "scores")?, s.score)))
+                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+            in_transaction(ctx, async |txn| rules::score_response(txn, &caller, r, scores, Utc::now()).await).await
+        }
+        .await;
+        Ok(TenderResponseScorePayload::from_rule(result, TenderResponse)?)
+    }
+
+    /// Awards a user story to a tender response, after the deadline. Role: the lead's
+    /// `procurement_officer`.
+    async fn award_create(&self, ctx: &Context<'_>, input: AwardCreateInput) -> Result<AwardCreatePayload> {
+        let caller = caller(ctx, Role::ProcurementOfficer, "award").await?;
+        let result: RuleResult<_> = async {
+            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+            let awarded_on = input.awarded_on.unwrap_or_else(today);
+            in_transaction(ctx, async |txn| rules::award(txn, &caller, r, awarded_on, Utc::now()).await).await
+        }
+        .await;
+        Ok(AwardCreatePayload::from_rule(result, Award)?)
+    }
+}

@@ -1,0 +1,177 @@
+//! The needs and dialogue phases: participants, phase history, the service journey, needs,
+//! dialogue activities and solution sketches.
+
+use super::*;
+
+/// A municipality's part in a procurement.
+#[derive(Clone)]
+pub struct Participant(pub participant::Model);
+
+#[Object]
+impl Participant {
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.organization_id).await
+    }
+
+    async fn role(&self) -> ParticipantRole {
+        self.0.role
+    }
+
+    async fn joined_on(&self) -> NaiveDate {
+        self.0.joined_on
+    }
+}
+
+/// One recorded phase change.
+#[derive(Clone)]
+pub struct PhaseChange(pub phase_transition::Model);
+
+#[Object]
+impl PhaseChange {
+    /// Null for the procurement's start.
+    async fn from(&self) -> Option<Phase> {
+        self.0.from_phase
+    }
+
+    async fn to(&self) -> Phase {
+        self.0.to_phase
+    }
+
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+
+    /// When the change took effect in the real process.
+    async fn effective_on(&self) -> NaiveDate {
+        self.0.effective_on
+    }
+
+    /// The token subject that made the change.
+    async fn changed_by(&self) -> &str {
+        &self.0.actor_subject
+    }
+
+    /// Organisation number the change was made for.
+    async fn changed_by_org_number(&self) -> Option<&str> {
+        self.0.actor_org_number.as_deref()
+    }
+
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.0.recorded_at.with_timezone(&Utc)
+    }
+}
+
+#[derive(Clone)]
+pub struct JourneyStep(pub journey_step::Model);
+
+#[Object]
+impl JourneyStep {
+    async fn position(&self) -> i32 {
+        self.0.position
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+}
+
+#[derive(Clone)]
+pub struct Need(pub need::Model);
+
+#[Object]
+impl Need {
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    /// The step of the service journey this need belongs to, if any.
+    async fn journey_step(&self, ctx: &Context<'_>) -> Result<Option<JourneyStep>> {
+        let Some(id) = self.0.journey_step_id else { return Ok(None) };
+        Ok(Some(JourneyStep(load_existing(ctx, JourneyStepById(id), "journey step").await?)))
+    }
+
+    /// The journey step's database row id, if any: not a global id, and no use to a client.
+    #[graphql(deprecation = "use journeyStep")]
+    async fn journey_step_id(&self) -> Option<i64> {
+        self.0.journey_step_id
+    }
+}
+
+#[derive(Clone)]
+pub struct DialogueActivity(pub dialogue_activity::Model);
+
+/// An organisation at a dialogue activity, with how many people it sent when known.
+#[derive(Clone)]
+pub struct Attendee(pub activity_attendee::Model);
+
+#[Object]
+impl Attendee {
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.organization_id).await
+    }
+
+    async fn people(&self) -> Option<i32> {
+        self.0.people
+    }
+}
+
+#[Object]
+impl DialogueActivity {
+    async fn kind(&self) -> ActivityKind {
+        self.0.kind
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn held_on(&self) -> NaiveDate {
+        self.0.held_on
+    }
+
+    /// For one-to-one meetings: whether questions were sent to suppliers in advance.
+    async fn questions_sent_in_advance(&self) -> Option<bool> {
+        self.0.questions_sent_in_advance
+    }
+
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn attendees(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<Attendee>> {
+        let page = PageRequest::parse(after, before, first, last)?;
+        let rows: Vec<Attendee> =
+            load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Attendee).collect();
+        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+    }
+}
+
+#[derive(Clone)]
+pub struct SolutionSketch(pub solution_sketch::Model);
+
+#[Object]
+impl SolutionSketch {
+    async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.supplier_id).await
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn summary(&self) -> &str {
+        &self.0.summary
+    }
+
+    async fn submitted_on(&self) -> NaiveDate {
+        self.0.submitted_on
+    }
+}
