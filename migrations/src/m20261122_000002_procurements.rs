@@ -197,11 +197,7 @@ fn fk(
     to_table: impl IntoIden,
     to_col: impl IntoIden,
 ) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(from_table, from_col)
-        .to(to_table, to_col)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    ForeignKey::create().from(from_table, from_col).to(to_table, to_col).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
 #[async_trait::async_trait]
@@ -232,8 +228,18 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Participant::OrganizationId))
                 .col(string_len(Participant::Role, 20))
                 .col(date(Participant::JoinedOn))
-                .foreign_key(&mut fk(Participant::Table, Participant::ProcurementId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(Participant::Table, Participant::OrganizationId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    Participant::Table,
+                    Participant::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    Participant::Table,
+                    Participant::OrganizationId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(PhaseTransition::Table)
@@ -247,7 +253,12 @@ impl MigrationTrait for Migration {
                 .col(string_len(PhaseTransition::ActorSubject, 200))
                 .col(string_len_null(PhaseTransition::ActorOrgNumber, 9))
                 .col(timestamp_with_time_zone(PhaseTransition::RecordedAt))
-                .foreign_key(&mut fk(PhaseTransition::Table, PhaseTransition::ProcurementId, Procurement::Table, Procurement::Id))
+                .foreign_key(&mut fk(
+                    PhaseTransition::Table,
+                    PhaseTransition::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(JourneyStep::Table)
@@ -257,7 +268,12 @@ impl MigrationTrait for Migration {
                 .col(integer(JourneyStep::Position))
                 .col(string_len(JourneyStep::Title, 300))
                 .col(text_null(JourneyStep::Description))
-                .foreign_key(&mut fk(JourneyStep::Table, JourneyStep::ProcurementId, Procurement::Table, Procurement::Id))
+                .foreign_key(&mut fk(
+                    JourneyStep::Table,
+                    JourneyStep::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Need::Table)
@@ -278,7 +294,12 @@ impl MigrationTrait for Migration {
                 .col(string_len(DialogueActivity::Title, 300))
                 .col(date(DialogueActivity::HeldOn))
                 .col(boolean_null(DialogueActivity::QuestionsSentInAdvance))
-                .foreign_key(&mut fk(DialogueActivity::Table, DialogueActivity::ProcurementId, Procurement::Table, Procurement::Id))
+                .foreign_key(&mut fk(
+                    DialogueActivity::Table,
+                    DialogueActivity::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(ActivityAttendee::Table)
@@ -287,8 +308,18 @@ impl MigrationTrait for Migration {
                 .col(big_integer(ActivityAttendee::ActivityId))
                 .col(big_integer(ActivityAttendee::OrganizationId))
                 .col(integer_null(ActivityAttendee::People))
-                .foreign_key(&mut fk(ActivityAttendee::Table, ActivityAttendee::ActivityId, DialogueActivity::Table, DialogueActivity::Id))
-                .foreign_key(&mut fk(ActivityAttendee::Table, ActivityAttendee::OrganizationId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    ActivityAttendee::Table,
+                    ActivityAttendee::ActivityId,
+                    DialogueActivity::Table,
+                    DialogueActivity::Id,
+                ))
+                .foreign_key(&mut fk(
+                    ActivityAttendee::Table,
+                    ActivityAttendee::OrganizationId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(SolutionSketch::Table)
@@ -299,8 +330,18 @@ impl MigrationTrait for Migration {
                 .col(string_len(SolutionSketch::Title, 300))
                 .col(text(SolutionSketch::Summary))
                 .col(date(SolutionSketch::SubmittedOn))
-                .foreign_key(&mut fk(SolutionSketch::Table, SolutionSketch::ProcurementId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(SolutionSketch::Table, SolutionSketch::SupplierId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    SolutionSketch::Table,
+                    SolutionSketch::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    SolutionSketch::Table,
+                    SolutionSketch::SupplierId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(UserStory::Table)
@@ -333,7 +374,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer_null(TenderResponse::PurchasePriceOre))
                 .col(big_integer_null(TenderResponse::LeasePriceOrePerMonth))
                 .foreign_key(&mut fk(TenderResponse::Table, TenderResponse::TenderId, Tender::Table, Tender::Id))
-                .foreign_key(&mut fk(TenderResponse::Table, TenderResponse::UserStoryId, UserStory::Table, UserStory::Id))
+                .foreign_key(&mut fk(
+                    TenderResponse::Table,
+                    TenderResponse::UserStoryId,
+                    UserStory::Table,
+                    UserStory::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(EvaluationCriterion::Table)
@@ -342,7 +388,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(EvaluationCriterion::ProcurementId))
                 .col(string_len(EvaluationCriterion::Name, 200))
                 .col(integer(EvaluationCriterion::Weight))
-                .foreign_key(&mut fk(EvaluationCriterion::Table, EvaluationCriterion::ProcurementId, Procurement::Table, Procurement::Id))
+                .foreign_key(&mut fk(
+                    EvaluationCriterion::Table,
+                    EvaluationCriterion::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Score::Table)
@@ -352,7 +403,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Score::CriterionId))
                 .col(integer(Score::Hundredths))
                 .foreign_key(&mut fk(Score::Table, Score::TenderResponseId, TenderResponse::Table, TenderResponse::Id))
-                .foreign_key(&mut fk(Score::Table, Score::CriterionId, EvaluationCriterion::Table, EvaluationCriterion::Id))
+                .foreign_key(&mut fk(
+                    Score::Table,
+                    Score::CriterionId,
+                    EvaluationCriterion::Table,
+                    EvaluationCriterion::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Award::Table)
@@ -380,8 +436,18 @@ impl MigrationTrait for Migration {
                 .col(big_integer_null(FrameworkAgreement::LeasePriceOrePerMonth))
                 .col(integer(FrameworkAgreement::VolumeCap))
                 .foreign_key(&mut fk(FrameworkAgreement::Table, FrameworkAgreement::AwardId, Award::Table, Award::Id))
-                .foreign_key(&mut fk(FrameworkAgreement::Table, FrameworkAgreement::ProcurementId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(FrameworkAgreement::Table, FrameworkAgreement::SupplierId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    FrameworkAgreement::Table,
+                    FrameworkAgreement::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    FrameworkAgreement::Table,
+                    FrameworkAgreement::SupplierId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(CallOff::Table)
@@ -395,7 +461,12 @@ impl MigrationTrait for Migration {
                 .col(string_len(CallOff::Status, 20))
                 .col(date(CallOff::PlacedOn))
                 .col(timestamp_with_time_zone(CallOff::CreatedAt))
-                .foreign_key(&mut fk(CallOff::Table, CallOff::AgreementId, FrameworkAgreement::Table, FrameworkAgreement::Id))
+                .foreign_key(&mut fk(
+                    CallOff::Table,
+                    CallOff::AgreementId,
+                    FrameworkAgreement::Table,
+                    FrameworkAgreement::Id,
+                ))
                 .foreign_key(&mut fk(CallOff::Table, CallOff::MunicipalityId, Organization::Table, Organization::Id))
                 .to_owned(),
         ];
@@ -405,13 +476,37 @@ impl MigrationTrait for Migration {
 
         // Uniqueness the rules rely on, enforced by the database so races cannot break them.
         let unique = [
-            ("uq_participant", Participant::Table.into_iden(), vec![Participant::ProcurementId.into_iden(), Participant::OrganizationId.into_iden()]),
-            ("uq_user_story_code", UserStory::Table.into_iden(), vec![UserStory::ProcurementId.into_iden(), UserStory::Code.into_iden()]),
-            ("uq_tender_supplier", Tender::Table.into_iden(), vec![Tender::ProcurementId.into_iden(), Tender::SupplierId.into_iden()]),
-            ("uq_tender_response", TenderResponse::Table.into_iden(), vec![TenderResponse::TenderId.into_iden(), TenderResponse::UserStoryId.into_iden()]),
-            ("uq_score", Score::Table.into_iden(), vec![Score::TenderResponseId.into_iden(), Score::CriterionId.into_iden()]),
+            (
+                "uq_participant",
+                Participant::Table.into_iden(),
+                vec![Participant::ProcurementId.into_iden(), Participant::OrganizationId.into_iden()],
+            ),
+            (
+                "uq_user_story_code",
+                UserStory::Table.into_iden(),
+                vec![UserStory::ProcurementId.into_iden(), UserStory::Code.into_iden()],
+            ),
+            (
+                "uq_tender_supplier",
+                Tender::Table.into_iden(),
+                vec![Tender::ProcurementId.into_iden(), Tender::SupplierId.into_iden()],
+            ),
+            (
+                "uq_tender_response",
+                TenderResponse::Table.into_iden(),
+                vec![TenderResponse::TenderId.into_iden(), TenderResponse::UserStoryId.into_iden()],
+            ),
+            (
+                "uq_score",
+                Score::Table.into_iden(),
+                vec![Score::TenderResponseId.into_iden(), Score::CriterionId.into_iden()],
+            ),
             ("uq_award_user_story", Award::Table.into_iden(), vec![Award::UserStoryId.into_iden()]),
-            ("uq_agreement_award", FrameworkAgreement::Table.into_iden(), vec![FrameworkAgreement::AwardId.into_iden()]),
+            (
+                "uq_agreement_award",
+                FrameworkAgreement::Table.into_iden(),
+                vec![FrameworkAgreement::AwardId.into_iden()],
+            ),
         ];
         for (name, table, columns) in unique {
             let mut index = Index::create().name(name).table(table).unique().if_not_exists().to_owned();
@@ -423,15 +518,31 @@ impl MigrationTrait for Migration {
         let lookups = [
             ("idx_procurement_lead", Procurement::Table.into_iden(), Procurement::LeadId.into_iden()),
             ("idx_participant_org", Participant::Table.into_iden(), Participant::OrganizationId.into_iden()),
-            ("idx_transition_procurement", PhaseTransition::Table.into_iden(), PhaseTransition::ProcurementId.into_iden()),
+            (
+                "idx_transition_procurement",
+                PhaseTransition::Table.into_iden(),
+                PhaseTransition::ProcurementId.into_iden(),
+            ),
             ("idx_step_procurement", JourneyStep::Table.into_iden(), JourneyStep::ProcurementId.into_iden()),
             ("idx_need_procurement", Need::Table.into_iden(), Need::ProcurementId.into_iden()),
-            ("idx_activity_procurement", DialogueActivity::Table.into_iden(), DialogueActivity::ProcurementId.into_iden()),
+            (
+                "idx_activity_procurement",
+                DialogueActivity::Table.into_iden(),
+                DialogueActivity::ProcurementId.into_iden(),
+            ),
             ("idx_attendee_activity", ActivityAttendee::Table.into_iden(), ActivityAttendee::ActivityId.into_iden()),
             ("idx_sketch_procurement", SolutionSketch::Table.into_iden(), SolutionSketch::ProcurementId.into_iden()),
-            ("idx_criterion_procurement", EvaluationCriterion::Table.into_iden(), EvaluationCriterion::ProcurementId.into_iden()),
+            (
+                "idx_criterion_procurement",
+                EvaluationCriterion::Table.into_iden(),
+                EvaluationCriterion::ProcurementId.into_iden(),
+            ),
             ("idx_award_procurement", Award::Table.into_iden(), Award::ProcurementId.into_iden()),
-            ("idx_agreement_procurement", FrameworkAgreement::Table.into_iden(), FrameworkAgreement::ProcurementId.into_iden()),
+            (
+                "idx_agreement_procurement",
+                FrameworkAgreement::Table.into_iden(),
+                FrameworkAgreement::ProcurementId.into_iden(),
+            ),
             ("idx_call_off_agreement", CallOff::Table.into_iden(), CallOff::AgreementId.into_iden()),
             ("idx_call_off_municipality", CallOff::Table.into_iden(), CallOff::MunicipalityId.into_iden()),
         ];

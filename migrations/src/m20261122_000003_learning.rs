@@ -117,11 +117,7 @@ fn fk(
     to_table: impl IntoIden,
     to_col: impl IntoIden,
 ) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(from_table, from_col)
-        .to(to_table, to_col)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    ForeignKey::create().from(from_table, from_col).to(to_table, to_col).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
 #[async_trait::async_trait]
@@ -136,7 +132,12 @@ impl MigrationTrait for Migration {
                 .col(text_null(LearningNetwork::Description))
                 .col(big_integer(LearningNetwork::CoordinatorId))
                 .col(timestamp_with_time_zone(LearningNetwork::CreatedAt))
-                .foreign_key(&mut fk(LearningNetwork::Table, LearningNetwork::CoordinatorId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    LearningNetwork::Table,
+                    LearningNetwork::CoordinatorId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(NetworkMember::Table)
@@ -145,8 +146,18 @@ impl MigrationTrait for Migration {
                 .col(big_integer(NetworkMember::NetworkId))
                 .col(big_integer(NetworkMember::OrganizationId))
                 .col(date_null(NetworkMember::JoinedOn))
-                .foreign_key(&mut fk(NetworkMember::Table, NetworkMember::NetworkId, LearningNetwork::Table, LearningNetwork::Id))
-                .foreign_key(&mut fk(NetworkMember::Table, NetworkMember::OrganizationId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    NetworkMember::Table,
+                    NetworkMember::NetworkId,
+                    LearningNetwork::Table,
+                    LearningNetwork::Id,
+                ))
+                .foreign_key(&mut fk(
+                    NetworkMember::Table,
+                    NetworkMember::OrganizationId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Gathering::Table)
@@ -158,7 +169,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Gathering::HostId))
                 .col(string_len_null(Gathering::Venue, 300))
                 .col(string_len(Gathering::Topic, 300))
-                .foreign_key(&mut fk(Gathering::Table, Gathering::NetworkId, LearningNetwork::Table, LearningNetwork::Id))
+                .foreign_key(&mut fk(
+                    Gathering::Table,
+                    Gathering::NetworkId,
+                    LearningNetwork::Table,
+                    LearningNetwork::Id,
+                ))
                 .foreign_key(&mut fk(Gathering::Table, Gathering::HostId, Organization::Table, Organization::Id))
                 .to_owned(),
             Table::create()
@@ -168,8 +184,18 @@ impl MigrationTrait for Migration {
                 .col(big_integer(GatheringAttendance::GatheringId))
                 .col(big_integer(GatheringAttendance::OrganizationId))
                 .col(integer(GatheringAttendance::People))
-                .foreign_key(&mut fk(GatheringAttendance::Table, GatheringAttendance::GatheringId, Gathering::Table, Gathering::Id))
-                .foreign_key(&mut fk(GatheringAttendance::Table, GatheringAttendance::OrganizationId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    GatheringAttendance::Table,
+                    GatheringAttendance::GatheringId,
+                    Gathering::Table,
+                    Gathering::Id,
+                ))
+                .foreign_key(&mut fk(
+                    GatheringAttendance::Table,
+                    GatheringAttendance::OrganizationId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(ExperienceReport::Table)
@@ -185,9 +211,24 @@ impl MigrationTrait for Migration {
                 .col(date(ExperienceReport::PublishedOn))
                 .col(text(ExperienceReport::SearchText))
                 .col(timestamp_with_time_zone(ExperienceReport::CreatedAt))
-                .foreign_key(&mut fk(ExperienceReport::Table, ExperienceReport::AuthorId, Organization::Table, Organization::Id))
-                .foreign_key(&mut fk(ExperienceReport::Table, ExperienceReport::ProcurementId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(ExperienceReport::Table, ExperienceReport::NetworkId, LearningNetwork::Table, LearningNetwork::Id))
+                .foreign_key(&mut fk(
+                    ExperienceReport::Table,
+                    ExperienceReport::AuthorId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
+                .foreign_key(&mut fk(
+                    ExperienceReport::Table,
+                    ExperienceReport::ProcurementId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    ExperienceReport::Table,
+                    ExperienceReport::NetworkId,
+                    LearningNetwork::Table,
+                    LearningNetwork::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Lesson::Table)
@@ -206,9 +247,24 @@ impl MigrationTrait for Migration {
                 .col(big_integer(ProcurementReuse::CopyId))
                 .col(big_integer(ProcurementReuse::OrganizationId))
                 .col(date(ProcurementReuse::ReusedOn))
-                .foreign_key(&mut fk(ProcurementReuse::Table, ProcurementReuse::SourceId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(ProcurementReuse::Table, ProcurementReuse::CopyId, Procurement::Table, Procurement::Id))
-                .foreign_key(&mut fk(ProcurementReuse::Table, ProcurementReuse::OrganizationId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    ProcurementReuse::Table,
+                    ProcurementReuse::SourceId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    ProcurementReuse::Table,
+                    ProcurementReuse::CopyId,
+                    Procurement::Table,
+                    Procurement::Id,
+                ))
+                .foreign_key(&mut fk(
+                    ProcurementReuse::Table,
+                    ProcurementReuse::OrganizationId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(ReusedItem::Table)
@@ -220,7 +276,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(ReusedItem::CopyItemId))
                 .col(text(ReusedItem::Text))
                 .col(text(ReusedItem::Provenance))
-                .foreign_key(&mut fk(ReusedItem::Table, ReusedItem::ReuseId, ProcurementReuse::Table, ProcurementReuse::Id))
+                .foreign_key(&mut fk(
+                    ReusedItem::Table,
+                    ReusedItem::ReuseId,
+                    ProcurementReuse::Table,
+                    ProcurementReuse::Id,
+                ))
                 .to_owned(),
         ];
         for table in tables {
@@ -228,9 +289,21 @@ impl MigrationTrait for Migration {
         }
 
         let unique = [
-            ("uq_network_member", NetworkMember::Table.into_iden(), vec![NetworkMember::NetworkId.into_iden(), NetworkMember::OrganizationId.into_iden()]),
-            ("uq_gathering_number", Gathering::Table.into_iden(), vec![Gathering::NetworkId.into_iden(), Gathering::Number.into_iden()]),
-            ("uq_gathering_attendance", GatheringAttendance::Table.into_iden(), vec![GatheringAttendance::GatheringId.into_iden(), GatheringAttendance::OrganizationId.into_iden()]),
+            (
+                "uq_network_member",
+                NetworkMember::Table.into_iden(),
+                vec![NetworkMember::NetworkId.into_iden(), NetworkMember::OrganizationId.into_iden()],
+            ),
+            (
+                "uq_gathering_number",
+                Gathering::Table.into_iden(),
+                vec![Gathering::NetworkId.into_iden(), Gathering::Number.into_iden()],
+            ),
+            (
+                "uq_gathering_attendance",
+                GatheringAttendance::Table.into_iden(),
+                vec![GatheringAttendance::GatheringId.into_iden(), GatheringAttendance::OrganizationId.into_iden()],
+            ),
             ("uq_reuse_copy", ProcurementReuse::Table.into_iden(), vec![ProcurementReuse::CopyId.into_iden()]),
         ];
         for (name, table, columns) in unique {
@@ -242,7 +315,11 @@ impl MigrationTrait for Migration {
         }
         let lookups = [
             ("idx_member_org", NetworkMember::Table.into_iden(), NetworkMember::OrganizationId.into_iden()),
-            ("idx_report_procurement", ExperienceReport::Table.into_iden(), ExperienceReport::ProcurementId.into_iden()),
+            (
+                "idx_report_procurement",
+                ExperienceReport::Table.into_iden(),
+                ExperienceReport::ProcurementId.into_iden(),
+            ),
             ("idx_lesson_report", Lesson::Table.into_iden(), Lesson::ReportId.into_iden()),
             ("idx_reuse_source", ProcurementReuse::Table.into_iden(), ProcurementReuse::SourceId.into_iden()),
             ("idx_reused_item_reuse", ReusedItem::Table.into_iden(), ReusedItem::ReuseId.into_iden()),

@@ -154,7 +154,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(DeviceProduct::SupplierId))
                 .col(string_len(DeviceProduct::Slug, 63))
                 .col(timestamp_with_time_zone(DeviceProduct::CreatedAt))
-                .foreign_key(&mut fk(DeviceProduct::Table, DeviceProduct::SupplierId, Organization::Table, Organization::Id))
+                .foreign_key(&mut fk(
+                    DeviceProduct::Table,
+                    DeviceProduct::SupplierId,
+                    Organization::Table,
+                    Organization::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(Adapter::Table)
@@ -222,7 +227,12 @@ impl MigrationTrait for Migration {
                 .col(integer(IngestReceipt::EventsStored))
                 .col(integer(IngestReceipt::EventsDuplicate))
                 .col(big_integer_null(IngestReceipt::DeadLetterId))
-                .foreign_key(&mut fk(IngestReceipt::Table, IngestReceipt::ProductId, DeviceProduct::Table, DeviceProduct::Id))
+                .foreign_key(&mut fk(
+                    IngestReceipt::Table,
+                    IngestReceipt::ProductId,
+                    DeviceProduct::Table,
+                    DeviceProduct::Id,
+                ))
                 .to_owned(),
             Table::create()
                 .table(DeviceEvent::Table)
@@ -240,7 +250,12 @@ impl MigrationTrait for Migration {
                 .col(text_null(DeviceEvent::Detail))
                 .col(text(DeviceEvent::Data))
                 .foreign_key(&mut fk(DeviceEvent::Table, DeviceEvent::DeviceId, Device::Table, Device::Id))
-                .foreign_key(&mut fk(DeviceEvent::Table, DeviceEvent::ReceiptId, IngestReceipt::Table, IngestReceipt::Id))
+                .foreign_key(&mut fk(
+                    DeviceEvent::Table,
+                    DeviceEvent::ReceiptId,
+                    IngestReceipt::Table,
+                    IngestReceipt::Id,
+                ))
                 .to_owned(),
         ];
         for table in tables {
@@ -250,12 +265,32 @@ impl MigrationTrait for Migration {
         let unique = [
             ("uq_signing_key", SigningKey::Table.into_iden(), vec![SigningKey::PublicKey.into_iden()]),
             ("uq_product_slug", DeviceProduct::Table.into_iden(), vec![DeviceProduct::Slug.into_iden()]),
-            ("uq_adapter_component", Adapter::Table.into_iden(), vec![Adapter::ProductId.into_iden(), Adapter::Sha256.into_iden()]),
-            ("uq_device_serial", Device::Table.into_iden(), vec![Device::ProductId.into_iden(), Device::Serial.into_iden()]),
-            ("uq_dead_letter_body", DeadLetter::Table.into_iden(), vec![DeadLetter::ProductId.into_iden(), DeadLetter::BodySha256.into_iden()]),
+            (
+                "uq_adapter_component",
+                Adapter::Table.into_iden(),
+                vec![Adapter::ProductId.into_iden(), Adapter::Sha256.into_iden()],
+            ),
+            (
+                "uq_device_serial",
+                Device::Table.into_iden(),
+                vec![Device::ProductId.into_iden(), Device::Serial.into_iden()],
+            ),
+            (
+                "uq_dead_letter_body",
+                DeadLetter::Table.into_iden(),
+                vec![DeadLetter::ProductId.into_iden(), DeadLetter::BodySha256.into_iden()],
+            ),
             // The idempotency key of ingest: one event per device and supplier event id.
-            ("uq_device_event", DeviceEvent::Table.into_iden(), vec![DeviceEvent::DeviceId.into_iden(), DeviceEvent::SupplierEventId.into_iden()]),
-            ("idx_receipt_product", IngestReceipt::Table.into_iden(), vec![IngestReceipt::ProductId.into_iden(), IngestReceipt::Id.into_iden()]),
+            (
+                "uq_device_event",
+                DeviceEvent::Table.into_iden(),
+                vec![DeviceEvent::DeviceId.into_iden(), DeviceEvent::SupplierEventId.into_iden()],
+            ),
+            (
+                "idx_receipt_product",
+                IngestReceipt::Table.into_iden(),
+                vec![IngestReceipt::ProductId.into_iden(), IngestReceipt::Id.into_iden()],
+            ),
         ];
         for (name, table, columns) in unique {
             let mut index = Index::create().name(name).table(table).if_not_exists().to_owned();
@@ -274,7 +309,9 @@ impl MigrationTrait for Migration {
             ("idx_product_supplier", DeviceProduct::Table.into_iden(), DeviceProduct::SupplierId.into_iden()),
         ];
         for (name, table, column) in lookups {
-            manager.create_index(Index::create().name(name).table(table).col(column).if_not_exists().to_owned()).await?;
+            manager
+                .create_index(Index::create().name(name).table(table).col(column).if_not_exists().to_owned())
+                .await?;
         }
         Ok(())
     }
