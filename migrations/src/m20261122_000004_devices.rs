@@ -42,6 +42,7 @@ enum DeviceProduct {
 }
 
 #[derive(DeriveIden)]
+#[allow(clippy::enum_variant_names, reason = "variants are the column names: renaming one renames its column")]
 enum Adapter {
     Table,
     Id,
