@@ -64,7 +64,11 @@ fn main() {
     let received_at = Utc.with_ymd_and_hms(2026, 11, 22, 7, 30, 0).unwrap();
     let messages = [
         ("dispenser", "morning-dose.json (2 events, 330 B)", common::sample("dispenser-json", "morning-dose.json")),
-        ("dispenser", "lid-power-offline.json (7 events, 630 B)", common::sample("dispenser-json", "lid-power-offline.json")),
+        (
+            "dispenser",
+            "lid-power-offline.json (7 events, 630 B)",
+            common::sample("dispenser-json", "lid-power-offline.json"),
+        ),
         ("alarm", "alarm-button.xml (1 event, 170 B)", common::sample("alarm-scaip", "alarm-button.xml")),
     ];
     let native = common::native_decoder_bench();
@@ -135,7 +139,9 @@ fn main() {
             });
             let wasm_ns = (call - overhead) / f64::from(n);
             line += &format!(" | {fuel} {} ({:.2}×)", us(wasm_ns), wasm_ns / native_ns);
-            if let Some(per_call) = warm.decode(&format!("bench/{decoder};n=1"), &payload, received_at).cost.instructions {
+            if let Some(per_call) =
+                warm.decode(&format!("bench/{decoder};n=1"), &payload, received_at).cost.instructions
+            {
                 line += &format!(" [{per_call} instr/call]");
             }
         }
@@ -145,7 +151,11 @@ fn main() {
     // (d) per message, whole cost: fresh instance per message (the policy
     // the host implements) against one warm instance per batch.
     println!("\n(d) whole per-message cost (decode with a reference adapter, events converted, output capped)");
-    let hub_message = ("hub", "night-round.json (5 events, 540 B; interface 2.0.0)", common::sample("sensor-hub-json", "night-round.json"));
+    let hub_message = (
+        "hub",
+        "night-round.json (5 events, 540 B; interface 2.0.0)",
+        common::sample("sensor-hub-json", "night-round.json"),
+    );
     for (label, s) in [("fuel on ", &fuel_on), ("fuel off", &fuel_off)] {
         for (decoder, msg_label, path) in messages.iter().chain([&hub_message]) {
             let payload = std::fs::read(path).unwrap();

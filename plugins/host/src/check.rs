@@ -125,19 +125,12 @@ fn bytes(n: usize) -> String {
 
 fn cost_lines(f: &mut fmt::Formatter<'_>, cost: &CallCost, limits: &Limits) -> fmt::Result {
     match (cost.instructions, limits.fuel) {
-        (Some(used), Some(limit)) => writeln!(
-            f,
-            "    instructions  {used:>12} of {limit} ({:.2} %)",
-            used as f64 * 100.0 / limit as f64
-        )?,
+        (Some(used), Some(limit)) => {
+            writeln!(f, "    instructions  {used:>12} of {limit} ({:.2} %)", used as f64 * 100.0 / limit as f64)?
+        }
         _ => writeln!(f, "    instructions  not metered (fuel off)")?,
     }
-    writeln!(
-        f,
-        "    peak memory   {:>12} of {}",
-        bytes(cost.peak_memory_bytes),
-        bytes(limits.memory_bytes)
-    )?;
+    writeln!(f, "    peak memory   {:>12} of {}", bytes(cost.peak_memory_bytes), bytes(limits.memory_bytes))?;
     writeln!(
         f,
         "    time          {:>9.3} ms of {} ms",
@@ -146,7 +139,12 @@ fn cost_lines(f: &mut fmt::Formatter<'_>, cost: &CallCost, limits: &Limits) -> f
     )?;
     writeln!(f, "    output        {:>12} of {}", bytes(cost.output_bytes), bytes(limits.output_bytes))?;
     if cost.log_bytes_dropped > 0 {
-        writeln!(f, "    log dropped   {:>12} over the {} cap", bytes(cost.log_bytes_dropped), bytes(limits.log_bytes))?;
+        writeln!(
+            f,
+            "    log dropped   {:>12} over the {} cap",
+            bytes(cost.log_bytes_dropped),
+            bytes(limits.log_bytes)
+        )?;
     }
     Ok(())
 }
@@ -166,7 +164,10 @@ impl fmt::Display for CheckReport {
                     writeln!(f, "interface velferd:device@{version}")?;
                 } else {
                     // Served, but a supplier starting work should know.
-                    writeln!(f, "interface velferd:device@{version} (served; the newest is {newest}, see docs/adapters.md)")?;
+                    writeln!(
+                        f,
+                        "interface velferd:device@{version} (served; the newest is {newest}, see docs/adapters.md)"
+                    )?;
                 }
                 writeln!(f, "\ndescribe")?;
                 writeln!(f, "  supplier        {}", info.supplier)?;
@@ -175,7 +176,9 @@ impl fmt::Display for CheckReport {
                 let classes: Vec<String> = info
                     .device_classes
                     .iter()
-                    .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+                    .map(|c| {
+                        serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                    })
                     .collect();
                 writeln!(f, "  device classes  {}", classes.join(", "))?;
                 writeln!(f, "  content types   {}", info.content_types.join(", "))?;

@@ -365,7 +365,15 @@ mod tests {
 
     fn event(id: &str, serial: &str, gateway: Option<&str>, detail: Option<String>) -> Result<Event, String> {
         let at = DateTime::from_timestamp(1_795_331_052, 0).unwrap();
-        Event::new(id.into(), serial.into(), gateway.map(Into::into), at, EventKind::Heartbeat, Severity::Normal, detail)
+        Event::new(
+            id.into(),
+            serial.into(),
+            gateway.map(Into::into),
+            at,
+            EventKind::Heartbeat,
+            Severity::Normal,
+            detail,
+        )
     }
 
     #[test]

@@ -124,7 +124,9 @@ pub struct AdapterInfo {
 pub enum Command {
     TestAlarm,
     /// Times of day as (hour, minute), local to the device.
-    SetDispensingSchedule { times: Vec<(u8, u8)> },
+    SetDispensingSchedule {
+        times: Vec<(u8, u8)>,
+    },
 }
 
 /// A command in the supplier's wire format.
@@ -249,9 +251,7 @@ impl AdapterHost {
         let engine = Engine::new(&config)?;
         let linker = sandbox::linker(&engine)?;
         spawn_epoch_ticker(&engine, limits.epoch_tick);
-        Ok(AdapterHost {
-            inner: Arc::new(Inner { engine, linker, limits, cache: Mutex::new(HashMap::new()) }),
-        })
+        Ok(AdapterHost { inner: Arc::new(Inner { engine, linker, limits, cache: Mutex::new(HashMap::new()) }) })
     }
 
     /// The limits calls run under.
@@ -291,10 +291,8 @@ impl AdapterHost {
         for (import, _) in ty.imports(&self.inner.engine) {
             check_import(import, &version)?;
         }
-        let incompatible = |e: wasmtime::Error| ValidationError::Incompatible {
-            version: version.clone(),
-            message: format!("{e:#}"),
-        };
+        let incompatible =
+            |e: wasmtime::Error| ValidationError::Incompatible { version: version.clone(), message: format!("{e:#}") };
         let pre = self.inner.linker.instantiate_pre(&component).map_err(incompatible)?;
         let bindings = match major {
             1 => Bindings::V1(v1::DeviceAdapterPre::new(pre).map_err(incompatible)?),
@@ -464,11 +462,9 @@ impl AdapterHost {
         let result = match outcome {
             // Reaching for a capability fails the call even when the adapter
             // coped with the empty answer: the supplier must hear about it.
-            Ok(Ok(_) | Err(DecodeError::Malformed(_) | DecodeError::Unsupported(_) | DecodeError::InvalidCommand(_)))
-                if !denied.is_empty() =>
-            {
-                Err(DecodeError::CapabilityDenied(sandbox::capability_denied(&denied)))
-            }
+            Ok(
+                Ok(_) | Err(DecodeError::Malformed(_) | DecodeError::Unsupported(_) | DecodeError::InvalidCommand(_)),
+            ) if !denied.is_empty() => Err(DecodeError::CapabilityDenied(sandbox::capability_denied(&denied))),
             Ok(result) => result,
             Err(error) => Err(self.classify(error, store.data())),
         };

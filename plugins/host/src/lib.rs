@@ -28,8 +28,8 @@ pub use check::{CheckReport, SampleReport, check};
 pub use contract::{NEWEST_INTERFACE_VERSION, SUPPORTED_INTERFACE_MAJORS};
 pub use event::{Event, EventKind, Severity};
 pub use host::{
-    AdapterHost, AdapterInfo, CallCost, CallReport, Command, DecodeError, EncodedCommand,
-    ValidatedAdapter, ValidationError, WarmInstance,
+    AdapterHost, AdapterInfo, CallCost, CallReport, Command, DecodeError, EncodedCommand, ValidatedAdapter,
+    ValidationError, WarmInstance,
 };
 pub use limits::Limits;
 pub use sandbox::{LogLine, LogSource};

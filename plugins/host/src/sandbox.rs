@@ -108,9 +108,10 @@ impl LogBuffer {
 
     /// Split stdout and stderr into lines and append them.
     pub(crate) fn finish(&mut self) {
-        for (source, bytes) in
-            [(LogSource::Stdout, std::mem::take(&mut self.stdout)), (LogSource::Stderr, std::mem::take(&mut self.stderr))]
-        {
+        for (source, bytes) in [
+            (LogSource::Stdout, std::mem::take(&mut self.stdout)),
+            (LogSource::Stderr, std::mem::take(&mut self.stderr)),
+        ] {
             for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
                 self.lines.push(LogLine { source, text: line.to_owned() });
             }
@@ -173,7 +174,10 @@ impl tokio::io::AsyncWrite for CappedStream {
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 

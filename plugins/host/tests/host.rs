@@ -39,7 +39,12 @@ fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn decode_sample(adapter: &ValidatedAdapter, dir: &str, file: &str, content_type: &str) -> Result<Vec<Event>, DecodeError> {
+fn decode_sample(
+    adapter: &ValidatedAdapter,
+    dir: &str,
+    file: &str,
+    content_type: &str,
+) -> Result<Vec<Event>, DecodeError> {
     let payload = std::fs::read(common::sample(dir, file)).unwrap();
     host().decode_with_report(adapter, "3805", content_type, &payload, received_at()).result
 }
@@ -52,7 +57,14 @@ fn assert_events(events: &[Event], expected: &[Expected]) {
     let got: Vec<Row> = events
         .iter()
         .map(|e| {
-            (e.supplier_event_id.clone(), e.device_serial.clone(), e.kind.name(), e.severity, e.vkp.map(|v| v.code), e.occurred_at)
+            (
+                e.supplier_event_id.clone(),
+                e.device_serial.clone(),
+                e.kind.name(),
+                e.severity,
+                e.vkp.map(|v| v.code),
+                e.occurred_at,
+            )
         })
         .collect();
     let want: Vec<Row> = expected
@@ -84,10 +96,13 @@ fn dispenser_samples_decode_to_the_expected_events() {
     use Severity::*;
     let a = adapter(DISPENSER);
     let events = decode_sample(&a, "dispenser-json", "morning-dose.json", "application/json").unwrap();
-    assert_events(&events, &[
-        ("e-1001", "RD-100234", "dose-available", Normal, None, "2026-11-22T07:00:00Z"),
-        ("e-1002", "RD-100234", "dose-dispensed", Normal, Some("1.1"), "2026-11-22T07:04:12Z"),
-    ]);
+    assert_events(
+        &events,
+        &[
+            ("e-1001", "RD-100234", "dose-available", Normal, None, "2026-11-22T07:00:00Z"),
+            ("e-1002", "RD-100234", "dose-dispensed", Normal, Some("1.1"), "2026-11-22T07:04:12Z"),
+        ],
+    );
     let EventKind::DoseDispensed(dose) = &events[1].kind else { unreachable!() };
     assert_eq!(dose.dose_id.as_deref(), Some("d-5501"));
     assert_eq!(dose.scheduled_for, Some(utc("2026-11-22T07:00:00Z")));
@@ -95,32 +110,41 @@ fn dispenser_samples_decode_to_the_expected_events() {
     assert_eq!(events[1].vkp.unwrap().system, velferd_plugins::event::VKP_DISPENSE_SYSTEM);
 
     let events = decode_sample(&a, "dispenser-json", "missed-dose.json", "application/json; charset=utf-8").unwrap();
-    assert_events(&events, &[
-        ("e-1003", "RD-100234", "dose-available", Normal, None, "2026-11-22T12:00:00Z"),
-        ("e-1004", "RD-100234", "dose-missed", Serious, Some("1.1"), "2026-11-22T13:00:00Z"),
-    ]);
+    assert_events(
+        &events,
+        &[
+            ("e-1003", "RD-100234", "dose-available", Normal, None, "2026-11-22T12:00:00Z"),
+            ("e-1004", "RD-100234", "dose-missed", Serious, Some("1.1"), "2026-11-22T13:00:00Z"),
+        ],
+    );
     assert_eq!(events[1].detail.as_deref(), Some("Dose not taken within 60 minutes"));
     assert_eq!(events[1].vkp.unwrap().system, velferd_plugins::event::VKP_ALERT_SYSTEM);
 
     let events = decode_sample(&a, "dispenser-json", "refill-jam-fault.json", "application/json").unwrap();
-    assert_events(&events, &[
-        ("e-2001", "RD-100235", "refilled", Normal, Some("1.16"), "2026-11-20T09:15:00Z"),
-        ("e-2002", "RD-100235", "roll-jammed", Serious, Some("1.8"), "2026-11-21T18:00:30.5Z"),
-        ("e-2003", "RD-100235", "technical-fault", Serious, Some("1.5"), "2026-11-21T18:00:31Z"),
-    ]);
+    assert_events(
+        &events,
+        &[
+            ("e-2001", "RD-100235", "refilled", Normal, Some("1.16"), "2026-11-20T09:15:00Z"),
+            ("e-2002", "RD-100235", "roll-jammed", Serious, Some("1.8"), "2026-11-21T18:00:30.5Z"),
+            ("e-2003", "RD-100235", "technical-fault", Serious, Some("1.5"), "2026-11-21T18:00:31Z"),
+        ],
+    );
     assert!(matches!(&events[0].kind, EventKind::Refilled(s) if s.doses_remaining == Some(28)));
     assert!(matches!(&events[2].kind, EventKind::TechnicalFault(f) if f.code == "E42"));
 
     let events = decode_sample(&a, "dispenser-json", "lid-power-offline.json", "application/json").unwrap();
-    assert_events(&events, &[
-        ("e-3001", "RD-100236", "lid-opened", Moderate, Some("1.21"), "2026-11-22T06:10:00Z"),
-        ("e-3002", "RD-100236", "lid-closed", Normal, None, "2026-11-22T06:11:00Z"),
-        ("e-3003", "RD-100236", "mains-power-lost", Moderate, Some("1.19"), "2026-11-22T06:20:00Z"),
-        ("e-3004", "RD-100236", "battery-low", Moderate, Some("1.17"), "2026-11-22T09:20:00Z"),
-        ("e-3005", "RD-100236", "offline", Serious, Some("1.20"), "2026-11-22T10:00:00Z"),
-        ("e-3006", "RD-100236", "online", Normal, Some("1.20"), "2026-11-22T10:45:00Z"),
-        ("e-3007", "RD-100236", "mains-power-restored", Normal, Some("1.19"), "2026-11-22T10:45:05Z"),
-    ]);
+    assert_events(
+        &events,
+        &[
+            ("e-3001", "RD-100236", "lid-opened", Moderate, Some("1.21"), "2026-11-22T06:10:00Z"),
+            ("e-3002", "RD-100236", "lid-closed", Normal, None, "2026-11-22T06:11:00Z"),
+            ("e-3003", "RD-100236", "mains-power-lost", Moderate, Some("1.19"), "2026-11-22T06:20:00Z"),
+            ("e-3004", "RD-100236", "battery-low", Moderate, Some("1.17"), "2026-11-22T09:20:00Z"),
+            ("e-3005", "RD-100236", "offline", Serious, Some("1.20"), "2026-11-22T10:00:00Z"),
+            ("e-3006", "RD-100236", "online", Normal, Some("1.20"), "2026-11-22T10:45:00Z"),
+            ("e-3007", "RD-100236", "mains-power-restored", Normal, Some("1.19"), "2026-11-22T10:45:05Z"),
+        ],
+    );
     assert!(matches!(&events[3].kind, EventKind::BatteryLow(b) if b.level_percent == Some(15)));
 
     let err = decode_sample(&a, "dispenser-json", "malformed.json", "application/json").unwrap_err();
@@ -151,7 +175,8 @@ fn alarm_samples_decode_to_the_expected_events() {
         ("pull-cord-accessory.xml", ("A-000140", "SA-7734001", "pull-cord", Critical, Some("4.14"), now)),
     ];
     for (file, expected) in cases {
-        let events = decode_sample(&a, "alarm-scaip", file, "application/xml").unwrap_or_else(|e| panic!("{file}: {e}"));
+        let events =
+            decode_sample(&a, "alarm-scaip", file, "application/xml").unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_events(&events, std::slice::from_ref(expected));
     }
     let events = decode_sample(&a, "alarm-scaip", "alarm-button.xml", "text/xml").unwrap();
@@ -169,14 +194,23 @@ fn commands_are_encoded_or_refused_with_a_reason() {
     assert_eq!(encoded.content_type, "application/xml");
     assert_eq!(String::from_utf8(encoded.body).unwrap(), "<cmd><cid>SA-7734001</cid><act>test</act></cmd>");
     let schedule = Command::SetDispensingSchedule { times: vec![(14, 0), (8, 30)] };
-    assert!(matches!(host().encode_command(&alarm, "3805", "SA-1", &schedule).result, Err(DecodeError::Unsupported(_))));
+    assert!(matches!(
+        host().encode_command(&alarm, "3805", "SA-1", &schedule).result,
+        Err(DecodeError::Unsupported(_))
+    ));
 
     let dispenser = adapter(DISPENSER);
     let encoded = host().encode_command(&dispenser, "3805", "RD-100234", &schedule).result.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&encoded.body).unwrap();
-    assert_eq!(body, serde_json::json!({"serial": "RD-100234", "command": "set_schedule", "times": ["08:30", "14:00"]}));
+    assert_eq!(
+        body,
+        serde_json::json!({"serial": "RD-100234", "command": "set_schedule", "times": ["08:30", "14:00"]})
+    );
     let bad = Command::SetDispensingSchedule { times: vec![(25, 0)] };
-    assert!(matches!(host().encode_command(&dispenser, "3805", "RD-1", &bad).result, Err(DecodeError::InvalidCommand(_))));
+    assert!(matches!(
+        host().encode_command(&dispenser, "3805", "RD-1", &bad).result,
+        Err(DecodeError::InvalidCommand(_))
+    ));
 }
 
 #[test]
@@ -236,12 +270,23 @@ fn hostile_infinite_loop_runs_out_of_fuel() {
 
 #[test]
 fn hostile_infinite_loop_hits_the_deadline_without_fuel() {
-    let host = AdapterHost::new(Limits { fuel: None, deadline: Duration::from_millis(50), ..Limits::default() }).unwrap();
+    let host =
+        AdapterHost::new(Limits { fuel: None, deadline: Duration::from_millis(50), ..Limits::default() }).unwrap();
     let (err, took) = hostile_decode(&host, "hostile_infinite_loop");
     assert_eq!(err, DecodeError::DeadlineExceeded { limit_ms: 50 });
     assert!(took >= Duration::from_millis(45) && took < Duration::from_millis(500), "{took:?}");
     let dispenser = host.validate(&common::component(DISPENSER)).unwrap();
-    assert_eq!(host.decode(&dispenser, "3805", "application/json", &std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap()).unwrap().len(), 2);
+    assert_eq!(
+        host.decode(
+            &dispenser,
+            "3805",
+            "application/json",
+            &std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap()
+        )
+        .unwrap()
+        .len(),
+        2
+    );
 }
 
 #[test]
@@ -280,7 +325,10 @@ fn hostile_panic_is_a_trap_with_the_panic_message() {
 #[test]
 fn hostile_gigantic_output_is_refused() {
     let (err, took) = hostile_decode(host(), "hostile_gigantic_output");
-    assert!(matches!(err, DecodeError::OutputTooLarge { size, limit } if size > 1_000_000 && limit == 64 << 10), "{err:?}");
+    assert!(
+        matches!(err, DecodeError::OutputTooLarge { size, limit } if size > 1_000_000 && limit == 64 << 10),
+        "{err:?}"
+    );
     assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
@@ -308,7 +356,12 @@ fn hostile_socket_is_rejected_on_upload() {
 #[test]
 fn hostile_environment_read_is_denied_at_run_time() {
     let (err, took) = hostile_decode(host(), "hostile_read_env");
-    assert_eq!(err, DecodeError::CapabilityDenied("the adapter tried to read environment variables; the sandbox grants none".into()));
+    assert_eq!(
+        err,
+        DecodeError::CapabilityDenied(
+            "the adapter tried to read environment variables; the sandbox grants none".into()
+        )
+    );
     assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
@@ -316,14 +369,20 @@ fn hostile_environment_read_is_denied_at_run_time() {
 #[test]
 fn hostile_wrong_world_is_rejected_on_upload() {
     let err = host().validate(&common::component("hostile_wrong_world")).unwrap_err();
-    assert!(matches!(&err, ValidationError::WrongWorld { exports } if exports == &["acme:gadget/runner@1.0.0"]), "{err:?}");
+    assert!(
+        matches!(&err, ValidationError::WrongWorld { exports } if exports == &["acme:gadget/runner@1.0.0"]),
+        "{err:?}"
+    );
     assert_reference_still_serves();
 }
 
 #[test]
 fn hostile_other_interface_version_is_rejected_on_upload() {
     let err = host().validate(&common::component("hostile_other_version")).unwrap_err();
-    assert_eq!(err, ValidationError::UnsupportedInterfaceVersion { found: "3.0.0".into(), supported: "1.x, 2.x".into() });
+    assert_eq!(
+        err,
+        ValidationError::UnsupportedInterfaceVersion { found: "3.0.0".into(), supported: "1.x, 2.x".into() }
+    );
     assert_reference_still_serves();
 }
 
@@ -336,13 +395,16 @@ fn sensor_hub_samples_decode_to_events_that_name_their_gateway() {
     assert_eq!(hub.interface_version, "2.0.0");
     assert_eq!(hub.info.device_classes, [velferd_plugins::event::DeviceClass::HomeSensor]);
     let events = decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
-    assert_events(&events, &[
-        ("h-7001", "BS-0311", "left-bed", Moderate, Some("4.2"), "2026-11-30T01:41:10Z"),
-        ("h-7002", "DS-0042", "door-opened", Normal, Some("4.15"), "2026-11-30T01:43:55Z"),
-        ("h-7003", "SM-0007", "fire", Critical, Some("4.11"), "2026-11-22T07:30:00Z"),
-        ("h-7004", "HUB-5521007", "heartbeat", Normal, None, "2026-11-30T01:45:00Z"),
-        ("h-7005", "HUB-5521007", "mains-power-lost", Moderate, Some("1.19"), "2026-11-30T01:46:00Z"),
-    ]);
+    assert_events(
+        &events,
+        &[
+            ("h-7001", "BS-0311", "left-bed", Moderate, Some("4.2"), "2026-11-30T01:41:10Z"),
+            ("h-7002", "DS-0042", "door-opened", Normal, Some("4.15"), "2026-11-30T01:43:55Z"),
+            ("h-7003", "SM-0007", "fire", Critical, Some("4.11"), "2026-11-22T07:30:00Z"),
+            ("h-7004", "HUB-5521007", "heartbeat", Normal, None, "2026-11-30T01:45:00Z"),
+            ("h-7005", "HUB-5521007", "mains-power-lost", Moderate, Some("1.19"), "2026-11-30T01:46:00Z"),
+        ],
+    );
     let gateways: Vec<Option<&str>> = events.iter().map(|e| e.gateway_serial.as_deref()).collect();
     assert_eq!(gateways, [Some("HUB-5521007"), Some("HUB-5521007"), Some("HUB-5521007"), None, None]);
     assert!(matches!(&events[2].kind, EventKind::Fire(p) if p.location.as_deref() == Some("kitchen")));
@@ -391,9 +453,11 @@ fn versions_1_and_2_are_served_side_by_side_by_one_host() {
         for _ in 0..4 {
             scope.spawn(|| {
                 for _ in 0..10 {
-                    let events = decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
+                    let events =
+                        decode_sample(&hub, "sensor-hub-json", "night-round.json", "application/json").unwrap();
                     assert_eq!(events[0].gateway_serial.as_deref(), Some("HUB-5521007"));
-                    let events = decode_sample(&dispenser, "dispenser-json", "morning-dose.json", "application/json").unwrap();
+                    let events =
+                        decode_sample(&dispenser, "dispenser-json", "morning-dose.json", "application/json").unwrap();
                     assert_eq!(events.len(), 2);
                     assert!(events.iter().all(|e| e.gateway_serial.is_none()));
                     let events = decode_sample(&alarm, "alarm-scaip", "fall.xml", "application/xml").unwrap();
@@ -486,7 +550,10 @@ fn check_gives_the_right_verdict_on_every_hostile_adapter() {
     for (name, code) in runtime {
         let (passed, out) = check_output(name, Some((&sample, "application/json")));
         assert!(!passed, "{name}\n{out}");
-        assert!(out.contains(code) && out.contains("verdict   FAILED") && out.contains("instructions"), "{name}\n{out}");
+        assert!(
+            out.contains(code) && out.contains("verdict   FAILED") && out.contains("instructions"),
+            "{name}\n{out}"
+        );
     }
     let (passed, out) = check_output("hostile_deep_recursion", Some((&sample, "application/json")));
     assert!(!passed && (out.contains("[stack-overflow]") || out.contains("[trap]")), "{out}");
@@ -516,12 +583,14 @@ fn calls_work_from_tokio_through_spawn_blocking() {
         let payload = std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap();
         let mut tasks = Vec::new();
         for i in 0..8 {
-            let (host, dispenser, panicky, payload) = (host().clone(), dispenser.clone(), panicky.clone(), payload.clone());
+            let (host, dispenser, panicky, payload) =
+                (host().clone(), dispenser.clone(), panicky.clone(), payload.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
                 // The panicking guest writes to stderr, which goes through
                 // WASI's stream glue: it must work off the async workers.
                 let trapped = host.decode(&panicky, "0301", "application/json", b"{}");
-                let decoded = host.decode(&dispenser, if i % 2 == 0 { "3805" } else { "0301" }, "application/json", &payload);
+                let decoded =
+                    host.decode(&dispenser, if i % 2 == 0 { "3805" } else { "0301" }, "application/json", &payload);
                 (trapped, decoded)
             }));
         }
@@ -580,7 +649,8 @@ fn every_vkp_code_of_the_vocabulary_exists_in_vkp() {
     .iter()
     .map(|f| codes_of(&dir.join(f)))
     .collect();
-    let exists = |code: &VkpCode| systems.iter().any(|(url, codes)| url == code.system && codes.iter().any(|c| c == code.code));
+    let exists =
+        |code: &VkpCode| systems.iter().any(|(url, codes)| url == code.system && codes.iter().any(|c| c == code.code));
     assert!(systems.iter().all(|(_, codes)| codes.len() >= 5), "parsed too few codes: {systems:?}");
     let mut checked = 0;
     for kind in VOCABULARY {
@@ -606,10 +676,17 @@ fn every_served_version_has_the_same_event_vocabulary() {
     // vocabulary (and its VKP mapping) covers every served version.
     assert_eq!(wit_event_kinds_of("device-v1"), wit_event_kinds_of("device-v2"));
     for major in velferd_plugins::SUPPORTED_INTERFACE_MAJORS {
-        let wit = std::fs::read_to_string(common::repo_root().join(format!("schema/wit/device-v{major}/device.wit"))).unwrap();
-        assert!(wit.contains(&format!("package velferd:device@{major}.")), "schema/wit/device-v{major} holds version {major}");
+        let wit = std::fs::read_to_string(common::repo_root().join(format!("schema/wit/device-v{major}/device.wit")))
+            .unwrap();
+        assert!(
+            wit.contains(&format!("package velferd:device@{major}.")),
+            "schema/wit/device-v{major} holds version {major}"
+        );
     }
-    assert!(velferd_plugins::NEWEST_INTERFACE_VERSION.starts_with(&format!("{}.", velferd_plugins::SUPPORTED_INTERFACE_MAJORS.last().unwrap())));
+    assert!(
+        velferd_plugins::NEWEST_INTERFACE_VERSION
+            .starts_with(&format!("{}.", velferd_plugins::SUPPORTED_INTERFACE_MAJORS.last().unwrap()))
+    );
 }
 
 fn wit_event_kinds_of(dir: &str) -> Vec<(String, Vec<String>)> {
@@ -631,7 +708,10 @@ fn wit_event_kinds_of(dir: &str) -> Vec<(String, Vec<String>)> {
                     let mut j = i + 1;
                     while let Some(next) = words.get(j) {
                         let code = next.trim_end_matches([',', '.', ';', ')']);
-                        if code.is_empty() || !code.chars().all(|c| c.is_ascii_digit() || c == '.') || code.ends_with('.') {
+                        if code.is_empty()
+                            || !code.chars().all(|c| c.is_ascii_digit() || c == '.')
+                            || code.ends_with('.')
+                        {
                             break;
                         }
                         codes.push(format!("{w} {code}"));
@@ -641,7 +721,18 @@ fn wit_event_kinds_of(dir: &str) -> Vec<(String, Vec<String>)> {
                             if skip.chars().next().is_some_and(|c| c.is_ascii_digit()) {
                                 break;
                             }
-                            if ["when", "unassisted,", "assisted,", "unassisted", "assisted", "unknown.", "unknown", "or"].contains(skip) {
+                            if [
+                                "when",
+                                "unassisted,",
+                                "assisted,",
+                                "unassisted",
+                                "assisted",
+                                "unknown.",
+                                "unknown",
+                                "or",
+                            ]
+                            .contains(skip)
+                            {
                                 j += 1;
                             } else {
                                 break;
@@ -667,7 +758,9 @@ fn the_vocabulary_matches_the_wit_and_its_documented_codes() {
         let mut ours: Vec<String> = kind
             .vkp_codes
             .iter()
-            .map(|c| format!("{} {}", if c.system.contains("medicationdispense") { "dispense" } else { "alert" }, c.code))
+            .map(|c| {
+                format!("{} {}", if c.system.contains("medicationdispense") { "dispense" } else { "alert" }, c.code)
+            })
             .collect();
         let mut documented = documented.clone();
         ours.sort();

@@ -26,8 +26,8 @@
 // The including crate chooses the contract version: `crate::sdk` is the SDK module it builds
 // against, and `super::event_of` turns an [`Alarm`] into that version's event.
 use crate::sdk::{
-    AdapterInfo, Battery, Command, CommandError, DecodeError, DeviceClass, EncodedCommand, Event,
-    EventKind, Message, Place, Severity, Timestamp, truncate,
+    AdapterInfo, Battery, Command, CommandError, DecodeError, DeviceClass, EncodedCommand, Event, EventKind, Message,
+    Place, Severity, Timestamp, truncate,
 };
 
 /// One decoded `<mrq>`, before it becomes an event of the including crate's contract version.
@@ -179,7 +179,8 @@ fn parse_dtm(text: &str) -> Result<Timestamp, DecodeError> {
 pub fn encode_command(serial: &str, command: &Command) -> Result<EncodedCommand, CommandError> {
     match command {
         Command::TestAlarm => {
-            if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            {
                 return Err(CommandError::Invalid("serial must be 1 to 64 letters, digits or dashes".into()));
             }
             let body = format!("<cmd><cid>{serial}</cid><act>test</act></cmd>");

@@ -7,10 +7,10 @@
 //! Content type `bench/dispenser;n=1000` or `bench/alarm;n=1000`; the payload
 //! is one message for that decoder. Returns no events.
 
-#[path = "../../dispenser-json/src/decoder.rs"]
-pub mod dispenser;
 #[path = "../../alarm-scaip/src/decoder.rs"]
 pub mod alarm;
+#[path = "../../dispenser-json/src/decoder.rs"]
+pub mod dispenser;
 
 use velferd_adapter_sdk as sdk;
 use velferd_adapter_sdk::*;

@@ -12,8 +12,8 @@
 
 use serde::Deserialize;
 use velferd_adapter_sdk::{
-    AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose,
-    EncodedCommand, Event, EventKind, Fault, Message, Severity, Supply, Timestamp, truncate,
+    AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose, EncodedCommand, Event,
+    EventKind, Fault, Message, Severity, Supply, Timestamp, truncate,
 };
 
 /// Content types this adapter accepts.

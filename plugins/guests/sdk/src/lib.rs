@@ -61,9 +61,8 @@ macro_rules! sdk_surface {
     () => {
         pub use exports::velferd::device::adapter::Guest as Adapter;
         pub use velferd::device::types::{
-            AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose,
-            EncodedCommand, Event, EventKind, Fault, Message, Place, Severity, Supply, TimeOfDay,
-            Timestamp,
+            AdapterInfo, Assistance, Battery, Command, CommandError, DecodeError, DeviceClass, Dose, EncodedCommand,
+            Event, EventKind, Fault, Message, Place, Severity, Supply, TimeOfDay, Timestamp,
         };
         pub use $crate::text::truncate;
 
@@ -104,7 +103,8 @@ macro_rules! sdk_surface {
                 second: u32,
                 nanosecond: u32,
             ) -> Option<Timestamp> {
-                let (seconds, nanoseconds) = $crate::time::from_utc(year, month, day, hour, minute, second, nanosecond)?;
+                let (seconds, nanoseconds) =
+                    $crate::time::from_utc(year, month, day, hour, minute, second, nanosecond)?;
                 Some(Timestamp { seconds, nanoseconds })
             }
 
@@ -189,18 +189,18 @@ mod time {
     pub(crate) fn parse_rfc3339(text: &str) -> Result<(i64, u32), String> {
         let bad = || format!("not an RFC 3339 timestamp: {:?}", crate::truncate(text, 40));
         let b = text.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ')
-            || b[13] != b':' || b[16] != b':'
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
         {
             return Err(bad());
         }
         let num = |range: std::ops::Range<usize>| -> Result<u32, String> {
             let part = &text[range];
-            if part.bytes().all(|c| c.is_ascii_digit()) {
-                part.parse::<u32>().map_err(|_| bad())
-            } else {
-                Err(bad())
-            }
+            if part.bytes().all(|c| c.is_ascii_digit()) { part.parse::<u32>().map_err(|_| bad()) } else { Err(bad()) }
         };
         let year = num(0..4)? as i32;
         let (month, day) = (num(5..7)?, num(8..10)?);
@@ -217,9 +217,7 @@ mod time {
         }
         let offset_seconds: i64 = match rest.as_bytes() {
             [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
-                if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) =>
-            {
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) => {
                 let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
                 let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
                 if hours > 23 || minutes > 59 {

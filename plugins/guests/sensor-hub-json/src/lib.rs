@@ -83,7 +83,8 @@ impl Adapter for SensorHub {
         match command {
             Command::TestAlarm => Ok(EncodedCommand {
                 content_type: "application/json".into(),
-                body: format!("{{\"hub\":{},\"command\":\"test\"}}", serde_json::Value::from(device_serial)).into_bytes(),
+                body: format!("{{\"hub\":{},\"command\":\"test\"}}", serde_json::Value::from(device_serial))
+                    .into_bytes(),
             }),
             Command::SetDispensingSchedule(_) => {
                 Err(CommandError::Unsupported("a sensor hub has no dispensing schedule".into()))

@@ -33,7 +33,12 @@ fn cargo() -> Command {
     // build (they would e.g. point it at the host's target directory).
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" && !key.starts_with("CARGO_REGISTRIES_") && !key.starts_with("CARGO_NET_") && !key.starts_with("CARGO_HTTP_") {
+        if key.starts_with("CARGO_")
+            && key != "CARGO_HOME"
+            && !key.starts_with("CARGO_REGISTRIES_")
+            && !key.starts_with("CARGO_NET_")
+            && !key.starts_with("CARGO_HTTP_")
+        {
             cmd.env_remove(&key);
         }
     }
@@ -56,7 +61,11 @@ pub fn guests_dir() -> &'static Path {
             .expect("run cargo to build the guest adapters");
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
-            if stderr.contains("wasm32-wasip2") && (stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") || stderr.contains("can't find crate for `std`")) {
+            if stderr.contains("wasm32-wasip2")
+                && (stderr.contains("target may not be installed")
+                    || stderr.contains("can't find crate for `core`")
+                    || stderr.contains("can't find crate for `std`"))
+            {
                 panic!("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`\n\n{stderr}");
             }
             panic!("building the guest adapters failed:\n{stderr}");

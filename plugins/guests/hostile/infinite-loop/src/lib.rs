@@ -27,6 +27,4 @@ impl Adapter for Hostile {
     }
 }
 
-
-
 export_adapter!(Hostile);

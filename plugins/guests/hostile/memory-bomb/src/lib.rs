@@ -28,6 +28,4 @@ impl Adapter for Hostile {
     }
 }
 
-
-
 export_adapter!(Hostile);

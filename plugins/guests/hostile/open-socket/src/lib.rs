@@ -36,6 +36,4 @@ impl Adapter for Hostile {
     }
 }
 
-
-
 export_adapter!(Hostile);

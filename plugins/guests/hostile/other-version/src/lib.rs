@@ -2,6 +2,8 @@
 //! an interface version this host does not serve. The host must reject it on
 //! upload with an unsupported-version error, not misread it as a version it serves.
 
+#![allow(unsafe_code, reason = "the export! macro wit-bindgen generates in this crate expands to unsafe raw exports")]
+
 wit_bindgen::generate!({
     inline: r#"
         package velferd:device@3.0.0;

@@ -24,6 +24,4 @@ impl Adapter for Hostile {
     }
 }
 
-
-
 export_adapter!(Hostile);

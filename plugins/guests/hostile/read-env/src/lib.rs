@@ -35,6 +35,4 @@ impl Adapter for Hostile {
     }
 }
 
-
-
 export_adapter!(Hostile);
