@@ -41,7 +41,11 @@ impl Bench {
     }
 
     /// POSTs to /graphql with `token`; returns the whole JSON reply.
-    async fn post_graphql(&self, token: &str, body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Value {
+    async fn post_graphql(
+        &self,
+        token: &str,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Value {
         let request = body(self.client.post(format!("{}/graphql", self.base)).bearer_auth(token));
         request.send().await.unwrap().json().await.unwrap()
     }
@@ -63,20 +67,35 @@ impl Bench {
             .text("map", json!({ "0": ["variables.input.component"] }).to_string())
             .part("0", reqwest::multipart::Part::bytes(bytes).file_name("a.wasm"));
         let body = self.post_graphql(&self.token(SUPPLIER, Role::Supplier), |r| r.multipart(form)).await;
-        let id = body["data"]["adapterUpload"]["adapter"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_string();
+        let id =
+            body["data"]["adapterUpload"]["adapter"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_string();
         let admin = self.token(MUNICIPALITY, Role::Admin);
-        self.graphql(&admin, "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { userErrors { code } } }", json!({ "id": id }))
-            .await;
+        self.graphql(
+            &admin,
+            "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
         id
     }
 
     async fn setup(&self) {
         let admin = self.token(MUNICIPALITY, Role::Admin);
-        let create = "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { userErrors { code } } }";
-        self.graphql(&admin, create, json!({ "input": { "kind": "SUPPLIER", "name": "Bench Devices AS", "orgNumber": SUPPLIER } })).await;
-        self.graphql(&admin, create, json!({ "input": { "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": MUNICIPALITY,
-            "municipalityNumber": "3805", "county": "Vestfold" } }))
-            .await;
+        let create =
+            "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { userErrors { code } } }";
+        self.graphql(
+            &admin,
+            create,
+            json!({ "input": { "kind": "SUPPLIER", "name": "Bench Devices AS", "orgNumber": SUPPLIER } }),
+        )
+        .await;
+        self.graphql(
+            &admin,
+            create,
+            json!({ "input": { "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": MUNICIPALITY,
+            "municipalityNumber": "3805", "county": "Vestfold" } }),
+        )
+        .await;
         let key = SigningKey::from_bytes(&[9; 32]);
         self.graphql(
             &self.token(SUPPLIER, Role::Supplier),
@@ -269,7 +288,9 @@ async fn run(label: &str, database_url: String, hostile: bool) {
         for attacker in attackers {
             contained += attacker.await.unwrap();
         }
-        println!("{label}: {contained} messages to an infinite-loop adapter contained as dead letters in 5 s by 8 senders");
+        println!(
+            "{label}: {contained} messages to an infinite-loop adapter contained as dead letters in 5 s by 8 senders"
+        );
         report(&format!("{label}: GraphQL during the attack"), attacked.len(), attacked.iter().sum(), attacked);
     }
     server.stop().await;

@@ -18,9 +18,7 @@ use crate::organizations::OrgNumber;
 
 /// What a person or machine may do. Authorization combines a role with the organisation the
 /// token names: a case worker sees only their own municipality's recipients.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, async_graphql::Enum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Operates the platform: registers organisations, activates adapters.
@@ -253,8 +251,7 @@ impl TokenSigner {
             nbf: Some(now),
             iat: now,
         };
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
-            .expect("claims always serialise")
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key).expect("claims always serialise")
     }
 }
 

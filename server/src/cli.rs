@@ -155,7 +155,9 @@ fn run(cli: Cli) -> Result<(), String> {
 /// The limits `adapter check` judges with, as one line.
 fn limits_line(limits: &velferd_plugins::Limits) -> String {
     let fuel = limits.fuel.map_or("unmetered (fuel off)".to_string(), |fuel| format!("{fuel} per call"));
-    let size = |bytes: usize| if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) };
+    let size = |bytes: usize| {
+        if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) }
+    };
     format!(
         "limits    instructions {fuel}, deadline {} ms, memory {}, input {}, output {} \
          (VELFERD_ADAPTER_FUEL, VELFERD_ADAPTER_DEADLINE_MS)",
@@ -167,8 +169,8 @@ fn limits_line(limits: &velferd_plugins::Limits) -> String {
 }
 
 async fn stop_on_signal(server: crate::http::RunningServer) -> Result<(), String> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -41,8 +41,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
-    ("VELFERD_LOG_FORMAT", "`json` (one object a line) or `text` (default `json` in production, `text` in development)"),
-    ("VELFERD_METRICS_BIND", "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)"),
+    (
+        "VELFERD_LOG_FORMAT",
+        "`json` (one object a line) or `text` (default `json` in production, `text` in development)",
+    ),
+    (
+        "VELFERD_METRICS_BIND",
+        "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -141,14 +147,13 @@ impl Settings {
     }
 
     /// Parses settings from name/value pairs, as if they were environment variables.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Settings, ConfigError> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Settings, ConfigError> {
         let mut raw = RawSettings::new();
         for (name, value) in pairs {
-            let known = SETTINGS.iter().find(|(n, _)| *n == name).ok_or(
-                ConfigError::Invalid { setting: "settings", reason: format!("unknown setting {name}") },
-            )?;
+            let known = SETTINGS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or(ConfigError::Invalid { setting: "settings", reason: format!("unknown setting {name}") })?;
             raw.insert(known.0, value.to_string());
         }
         Settings::from_raw(&raw)
@@ -169,8 +174,7 @@ impl Settings {
         };
 
         let database_url = get("VELFERD_DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_string();
-        crate::db::Backend::of_url(&database_url)
-            .map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
+        crate::db::Backend::of_url(&database_url).map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
 
         let bind_text = get("VELFERD_BIND").unwrap_or(DEFAULT_BIND);
         let bind: SocketAddr = bind_text.parse().map_err(|e| {
@@ -186,13 +190,20 @@ impl Settings {
             max_complexity: parse_number(get, "VELFERD_GRAPHQL_MAX_COMPLEXITY", 10_000, 10..=10_000_000)?,
             max_batch: parse_number(get, "VELFERD_GRAPHQL_MAX_BATCH", 10, 1..=1000)?,
             max_body_bytes: parse_number(get, "VELFERD_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?,
-            batch_window: Duration::from_millis(parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64),
+            batch_window: Duration::from_millis(
+                parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64
+            ),
         };
 
         let adapter_limits = adapter_limits(get)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let devices = DeviceSettings {
-            adapter_concurrency: parse_number(get, "VELFERD_ADAPTER_CONCURRENCY", cores.saturating_sub(1).max(1), 1..=64)?,
+            adapter_concurrency: parse_number(
+                get,
+                "VELFERD_ADAPTER_CONCURRENCY",
+                cores.saturating_sub(1).max(1),
+                1..=64,
+            )?,
             max_batch: parse_number(get, "VELFERD_INGEST_MAX_BATCH", 500, 1..=10_000)?,
             max_batch_bytes: parse_number(get, "VELFERD_INGEST_MAX_BATCH_BYTES", 8 << 20, 1024..=(256 << 20))?,
             replay_retention: parse_number(get, "VELFERD_REPLAY_RETENTION", 200, 1..=100_000)? as u32,
@@ -213,7 +224,10 @@ impl Settings {
             })?),
         };
         if metrics_bind.is_some_and(|m| m == bind && m.port() != 0) {
-            return Err(invalid("VELFERD_METRICS_BIND", "must differ from VELFERD_BIND: metrics are not for the public port".into()));
+            return Err(invalid(
+                "VELFERD_METRICS_BIND",
+                "must differ from VELFERD_BIND: metrics are not for the public port".into(),
+            ));
         }
 
         Ok(Settings {
@@ -268,10 +282,7 @@ fn adapter_limits<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<ve
     Ok(velferd_plugins::Limits { deadline, fuel, ..velferd_plugins::Limits::default() })
 }
 
-fn jwt_settings<'a>(
-    get: impl Fn(&str) -> Option<&'a str>,
-    profile: Profile,
-) -> Result<JwtSettings, ConfigError> {
+fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> Result<JwtSettings, ConfigError> {
     let algorithm = match get("VELFERD_JWT_ALGORITHM").unwrap_or("HS256") {
         "HS256" => Algorithm::HS256,
         "RS256" => Algorithm::RS256,
@@ -344,10 +355,7 @@ fn parse_number<'a>(
     let Some(text) = get(setting) else { return Ok(default) };
     match text.parse::<usize>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(invalid(
-            setting,
-            format!("{text:?} is not a whole number from {} to {}", range.start(), range.end()),
-        )),
+        _ => Err(invalid(setting, format!("{text:?} is not a whole number from {} to {}", range.start(), range.end()))),
     }
 }
 

@@ -64,11 +64,7 @@ pub struct Database {
 }
 
 impl Database {
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        timeout: Duration,
-    ) -> Result<Database, DbStartError> {
+    pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Database, DbStartError> {
         let backend = Backend::of_url(url).expect("URL checked when settings were parsed");
         let unreachable = |reason: String| DbStartError::Connect { backend, url: redact(url), reason };
         if backend == Backend::Postgres {
@@ -144,18 +140,11 @@ impl Database {
 
     /// Readiness: the database answers and no migration is pending.
     pub async fn readiness(&self) -> Result<(), String> {
-        self.reader
-            .execute_unprepared("SELECT 1")
-            .await
-            .map_err(|e| format!("database unreachable: {e}"))?;
+        self.reader.execute_unprepared("SELECT 1").await.map_err(|e| format!("database unreachable: {e}"))?;
         let pending = Migrator::get_pending_migrations_read_only(&self.reader)
             .await
             .map_err(|e| format!("cannot read migration state: {e}"))?;
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} migration(s) pending", pending.len()))
-        }
+        if pending.is_empty() { Ok(()) } else { Err(format!("{} migration(s) pending", pending.len())) }
     }
 }
 

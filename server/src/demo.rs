@@ -98,7 +98,10 @@ fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {
                 _ => return Err(bad("population", &"a figure needs its year")),
             };
             let name = o.name.parse().map_err(|e| bad("name", &e))?;
-            Ok((NewOrganization { kind: o.kind, name, org_number, municipality, population }, o.larvik_medication_procurement))
+            Ok((
+                NewOrganization { kind: o.kind, name, org_number, municipality, population },
+                o.larvik_medication_procurement,
+            ))
         })
         .collect()
 }
@@ -165,55 +168,119 @@ mod procurements {
             .map(|(o, _)| o.clone())
             .ok_or_else(|| DemoError::File("no lead in the Larvik procurement".into()))?;
         let lead = caller(&larvik);
-        let p = hold("procurement", rules::create(txn, &lead, NewProcurement {
-            title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
-            category: Category::MedicationSupport,
-            started_on: day(2017, 2, 1),
-        }).await)?;
+        let p = hold(
+            "procurement",
+            rules::create(
+                txn,
+                &lead,
+                NewProcurement {
+                    title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
+                    category: Category::MedicationSupport,
+                    started_on: day(2017, 2, 1),
+                },
+            )
+            .await,
+        )?;
         for (org, role) in members.iter().filter(|(_, r)| *r == LarvikRole::Participant) {
             let _ = role;
-            hold("participant", rules::add_participant(txn, &lead, p.id, org.id, ParticipantRole::Participant, day(2017, 2, 1)).await)?;
+            hold(
+                "participant",
+                rules::add_participant(txn, &lead, p.id, org.id, ParticipantRole::Participant, day(2017, 2, 1)).await,
+            )?;
         }
-        for step in ["Forskrivning", "Multidose fra apotek", "Påfylling av dispenser", "Varsel og dosering", "Oppfølging ved glemt dose"] {
+        for step in [
+            "Forskrivning",
+            "Multidose fra apotek",
+            "Påfylling av dispenser",
+            "Varsel og dosering",
+            "Oppfølging ved glemt dose",
+        ] {
             hold("journey step", rules::add_journey_step(txn, &lead, p.id, step, None).await)?;
         }
-        hold("workshop", rules::add_activity(txn, &lead, p.id, NewActivity {
-            kind: ActivityKind::Workshop,
-            title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
-            held_on: day(2017, 2, 1),
-            questions_sent_in_advance: None,
-            attendees: vec![],
-        }).await)?;
+        hold(
+            "workshop",
+            rules::add_activity(
+                txn,
+                &lead,
+                p.id,
+                NewActivity {
+                    kind: ActivityKind::Workshop,
+                    title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
+                    held_on: day(2017, 2, 1),
+                    questions_sent_in_advance: None,
+                    attendees: vec![],
+                },
+            )
+            .await,
+        )?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2017, 4, 6)).await)?;
-        hold("conference", rules::add_activity(txn, &lead, p.id, NewActivity {
-            kind: ActivityKind::DialogueConference,
-            title: "Dialogkonferanse".into(),
-            held_on: day(2017, 4, 6),
-            questions_sent_in_advance: None,
-            attendees: vec![],
-        }).await)?;
-        hold("one-to-one", rules::add_activity(txn, &lead, p.id, NewActivity {
-            kind: ActivityKind::OneToOneMeeting,
-            title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
-            held_on: day(2017, 5, 29),
-            questions_sent_in_advance: None,
-            attendees: vec![],
-        }).await)?;
+        hold(
+            "conference",
+            rules::add_activity(
+                txn,
+                &lead,
+                p.id,
+                NewActivity {
+                    kind: ActivityKind::DialogueConference,
+                    title: "Dialogkonferanse".into(),
+                    held_on: day(2017, 4, 6),
+                    questions_sent_in_advance: None,
+                    attendees: vec![],
+                },
+            )
+            .await,
+        )?;
+        hold(
+            "one-to-one",
+            rules::add_activity(
+                txn,
+                &lead,
+                p.id,
+                NewActivity {
+                    kind: ActivityKind::OneToOneMeeting,
+                    title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
+                    held_on: day(2017, 5, 29),
+                    questions_sent_in_advance: None,
+                    attendees: vec![],
+                },
+            )
+            .await,
+        )?;
         let mut stories = Vec::new();
         for n in 1..=4 {
-            let story = hold("user story", rules::add_user_story(txn, &lead, p.id, NewUserStory {
-                code: format!("BH{n}"),
-                title: format!("Brukerhistorie {n}"),
-                narrative: "The user story's text is not in our public sources.".into(),
-                acceptance_criteria: vec![],
-            }).await)?;
+            let story = hold(
+                "user story",
+                rules::add_user_story(
+                    txn,
+                    &lead,
+                    p.id,
+                    NewUserStory {
+                        code: format!("BH{n}"),
+                        title: format!("Brukerhistorie {n}"),
+                        narrative: "The user story's text is not in our public sources.".into(),
+                        acceptance_criteria: vec![],
+                    },
+                )
+                .await,
+            )?;
             stories.push(story);
         }
         hold("criterion", rules::add_criterion(txn, &lead, p.id, "Kvalitet (illustrative)", 60).await)?;
         hold("criterion", rules::add_criterion(txn, &lead, p.id, "Pris (illustrative)", 40).await)?;
         hold("competition", rules::change_phase(txn, &lead, p.id, Phase::Competition, None, day(2018, 1, 1)).await)?;
         let deadline = Utc.with_ymd_and_hms(2018, 2, 28, 12, 0, 0).single().expect("valid");
-        hold("notice", rules::publish_notice(txn, &lead, p.id, "Doffin, January 2018 (reference not in our sources)", day(2018, 1, 1), deadline).await)?;
+        hold(
+            "notice",
+            rules::publish_notice(
+                txn,
+                &lead,
+                p.id,
+                "Doffin, January 2018 (reference not in our sources)",
+                day(2018, 1, 1),
+                deadline,
+            )
+            .await,
+        )?;
 
         let dignio = caller(&by_name(txn, "Dignio AS").await?);
         let evondos = caller(&by_name(txn, "Evondos Oy").await?);
@@ -246,12 +313,19 @@ mod procurements {
                 let scores = criteria.iter().map(|c| (c.id, score)).collect();
                 hold("score", rules::score_response(txn, &lead, response.id, scores, evaluated).await)?;
             }
-            let winning = responses.iter().find(|r| r.user_story_id == story.id && r.tender_id == winner).expect("answered");
+            let winning =
+                responses.iter().find(|r| r.user_story_id == story.id && r.tender_id == winner).expect("answered");
             let award = hold("award", rules::award(txn, &lead, winning.id, day(2018, 6, 1), evaluated).await)?;
-            let agreement = hold("agreement", agreements::create_agreement(txn, &lead, award.id, day(2018, 6, 1), day(2022, 5, 31), 2000).await)?;
+            let agreement = hold(
+                "agreement",
+                agreements::create_agreement(txn, &lead, award.id, day(2018, 6, 1), day(2022, 5, 31), 2000).await,
+            )?;
             agreements_made.push(agreement);
         }
-        hold("implementation", rules::change_phase(txn, &lead, p.id, Phase::Implementation, None, day(2019, 3, 7)).await)?;
+        hold(
+            "implementation",
+            rules::change_phase(txn, &lead, p.id, Phase::Implementation, None, day(2019, 3, 7)).await,
+        )?;
         // Call-offs by several municipalities: buy and lease, zone and full rollout.
         let orders = [
             ("Larvik kommune", 0, Acquisition::Lease, RolloutScope::PilotZone, 25),
@@ -261,14 +335,23 @@ mod procurements {
         ];
         for (name, agreement, acquisition, scope, quantity) in orders {
             let municipality = caller(&by_name(txn, name).await?);
-            hold("call-off", agreements::create_call_off(txn, crate::db::Backend::Sqlite, &municipality, agreements::NewCallOff {
-                agreement_id: agreements_made[agreement].id,
-                acquisition,
-                scope,
-                quantity,
-                placed_on: day(2019, 3, 15),
-                status: CallOffStatus::Placed,
-            }).await)?;
+            hold(
+                "call-off",
+                agreements::create_call_off(
+                    txn,
+                    crate::db::Backend::Sqlite,
+                    &municipality,
+                    agreements::NewCallOff {
+                        agreement_id: agreements_made[agreement].id,
+                        acquisition,
+                        scope,
+                        quantity,
+                        placed_on: day(2019, 3, 15),
+                        status: CallOffStatus::Placed,
+                    },
+                )
+                .await,
+            )?;
         }
         Ok(())
     }
@@ -277,24 +360,54 @@ mod procurements {
         let asker = by_name(txn, "Asker kommune").await?;
         let baerum = by_name(txn, "Bærum kommune").await?;
         let lead = caller(&baerum);
-        let p = hold("procurement", rules::create(txn, &lead, NewProcurement {
-            title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
-            category: Category::SafetyAlarm,
-            started_on: day(2019, 1, 1),
-        }).await)?;
-        hold("participant", rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await)?;
+        let p = hold(
+            "procurement",
+            rules::create(
+                txn,
+                &lead,
+                NewProcurement {
+                    title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
+                    category: Category::SafetyAlarm,
+                    started_on: day(2019, 1, 1),
+                },
+            )
+            .await,
+        )?;
+        hold(
+            "participant",
+            rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await,
+        )?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2019, 3, 1)).await)?;
-        hold("one-to-one", rules::add_activity(txn, &lead, p.id, NewActivity {
-            kind: ActivityKind::OneToOneMeeting,
-            title: "En-til-en-møter med leverandører (illustrative date)".into(),
-            held_on: day(2019, 4, 1),
-            questions_sent_in_advance: Some(true),
-            attendees: vec![(asker.id, None), (baerum.id, None)],
-        }).await)?;
+        hold(
+            "one-to-one",
+            rules::add_activity(
+                txn,
+                &lead,
+                p.id,
+                NewActivity {
+                    kind: ActivityKind::OneToOneMeeting,
+                    title: "En-til-en-møter med leverandører (illustrative date)".into(),
+                    held_on: day(2019, 4, 1),
+                    questions_sent_in_advance: Some(true),
+                    attendees: vec![(asker.id, None), (baerum.id, None)],
+                },
+            )
+            .await,
+        )?;
         for supplier in ["Dignio AS", "Evondos Oy"] {
             let supplier = caller(&by_name(txn, supplier).await?);
-            hold("sketch", rules::submit_sketch(txn, &supplier, p.id,
-                "Løsningsskisse (illustrative)", "An illustrative sketch: the real sketches are not public.", day(2019, 3, 20)).await)?;
+            hold(
+                "sketch",
+                rules::submit_sketch(
+                    txn,
+                    &supplier,
+                    p.id,
+                    "Løsningsskisse (illustrative)",
+                    "An illustrative sketch: the real sketches are not public.",
+                    day(2019, 3, 20),
+                )
+                .await,
+            )?;
         }
         Ok(())
     }

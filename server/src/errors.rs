@@ -152,7 +152,6 @@ impl ApiError {
     }
 }
 
-
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> ApiError {
         ApiError::internal(e)

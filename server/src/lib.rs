@@ -3,23 +3,23 @@
 //! Areas live in their own modules (storage model, rules and GraphQL types together);
 //! `http` and `cli` are thin shells around them.
 
+pub mod agreements;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod errors;
-pub mod ids;
 pub mod devices;
+pub mod errors;
 pub mod graphql;
 pub mod http;
+pub mod ids;
 pub mod learning;
 pub mod money;
 pub mod organizations;
 pub mod procurement;
 pub mod telemetry;
-pub mod agreements;
 
 use crate::app::AppState;
 use crate::config::Settings;
@@ -56,10 +56,13 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     .map_err(StartError::Adapters)?;
     let state = AppState::new(db, adapters, settings.devices.clone());
     let metrics = match settings.metrics_bind {
-        Some(addr) => Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?),
+        Some(addr) => {
+            Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)
+        }
         None => None,
     };
-    let server = http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
+    let server =
+        http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
     Ok(match metrics {
         Some(metrics) => server.with_metrics(metrics),
         None => server,

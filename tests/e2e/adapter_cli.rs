@@ -26,10 +26,8 @@ fn reference_adapters_pass_the_check_and_report_their_cost() {
     assert!(out.contains("cost of decode on a fresh instance"), "{out}");
     assert!(out.contains("event(s)"), "{out}");
 
-    let (code, out) = check(
-        "velferd_alarm_scaip.wasm",
-        Some(("plugins/guests/alarm-scaip/samples/fall.xml", "application/xml")),
-    );
+    let (code, out) =
+        check("velferd_alarm_scaip.wasm", Some(("plugins/guests/alarm-scaip/samples/fall.xml", "application/xml")));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verdict   OK"), "{out}");
     assert!(out.contains("interface velferd:device@1.0.0 (served; the newest is 2.0.0"), "{out}");
@@ -54,7 +52,8 @@ fn hostile_adapters_get_the_right_verdict() {
     }
     // A valid component whose decode misbehaves fails on the sample, with the call's cost.
     for component in ["hostile_infinite_loop.wasm", "hostile_memory_bomb.wasm", "hostile_panic.wasm"] {
-        let (code, out) = check(component, Some(("plugins/guests/dispenser-json/samples/missed-dose.json", "application/json")));
+        let (code, out) =
+            check(component, Some(("plugins/guests/dispenser-json/samples/missed-dose.json", "application/json")));
         assert_eq!(code, 1, "{component}: {out}");
         assert!(out.contains("FAILED"), "{component}: {out}");
         assert!(out.contains("cost of decode"), "{component}: {out}");

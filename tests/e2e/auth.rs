@@ -129,8 +129,14 @@ async fn rs256_server_refuses_hs256_tokens() {
     assert_eq!(data["viewer"]["roles"], json!(["OPERATOR"]));
 
     let public_pem = std::fs::read(fixture("rs256-public.pem")).unwrap();
-    assert_refused(&app, "HS256 with the public key as secret", &format!("Bearer {}", hs256(&good_claims(), &public_pem))).await;
-    assert_refused(&app, "HS256 with the dev secret", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes()))).await;
+    assert_refused(
+        &app,
+        "HS256 with the public key as secret",
+        &format!("Bearer {}", hs256(&good_claims(), &public_pem)),
+    )
+    .await;
+    assert_refused(&app, "HS256 with the dev secret", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes())))
+        .await;
 }
 
 /// EdDSA works as the production alternative to RS256.
@@ -149,7 +155,8 @@ async fn eddsa_tokens_are_accepted_when_configured() {
     let token = app.token(SUPPLIER_ORG, &[Role::Supplier]);
     let data = app.graphql(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data["viewer"]["roles"], json!(["SUPPLIER"]));
-    assert_refused(&app, "HS256 on an EdDSA server", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes()))).await;
+    assert_refused(&app, "HS256 on an EdDSA server", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes())))
+        .await;
 }
 
 on_both_backends! {

@@ -23,12 +23,7 @@ fn velferd() -> Command {
 /// Runs `velferd serve` with `env` and expects it to refuse to start.
 fn refused_start(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let output = velferd()
-        .current_dir(dir.path())
-        .args(["serve"])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let output = velferd().current_dir(dir.path()).args(["serve"]).envs(env.iter().copied()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{env:?}: {stderr}");
@@ -54,7 +49,8 @@ fn bad_configuration_stops_the_start_with_a_message_naming_the_setting() {
     let stderr = refused_start(&[("VELFERD_JWT_ALGORITHM", "RS256")]);
     assert!(stderr.contains("VELFERD_JWT_PUBLIC_KEY_FILE is required"), "{stderr}");
 
-    let stderr = refused_start(&[("VELFERD_JWT_ALGORITHM", "RS256"), ("VELFERD_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")]);
+    let stderr =
+        refused_start(&[("VELFERD_JWT_ALGORITHM", "RS256"), ("VELFERD_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")]);
     assert!(stderr.contains("VELFERD_JWT_PUBLIC_KEY_FILE") && stderr.contains("cannot read"), "{stderr}");
 
     let stderr = refused_start(&[("VELFERD_JWT_SECRET", SECRET), ("VELFERD_BIND", "everywhere")]);
@@ -145,7 +141,11 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["data"]["organizations"]["totalCount"], velferd::demo::KNOWN_LARVIK_MEMBERS + 2 + 6, "the Larvik municipalities, Asker, Bærum and six from the learning demo: {body}");
+    assert_eq!(
+        body["data"]["organizations"]["totalCount"],
+        velferd::demo::KNOWN_LARVIK_MEMBERS + 2 + 6,
+        "the Larvik municipalities, Asker, Bærum and six from the learning demo: {body}"
+    );
     let suppliers = body["data"]["suppliers"]["nodes"].to_string();
     assert!(suppliers.contains("Dignio") && suppliers.contains("Evondos"), "{suppliers}");
 
@@ -165,7 +165,10 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["data"]["viewer"], json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" }));
+    assert_eq!(
+        body["data"]["viewer"],
+        json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" })
+    );
 
     // The demo procurements: Larvik's in implementation with awards 2 and 2, Asker and Bærum's
     // in dialogue, and the one the Lillestrøm municipalities started from Larvik's.
@@ -188,11 +191,15 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
     assert_eq!(larvik["phase"], "IMPLEMENTATION");
     assert_eq!(larvik["totals"]["municipalities"], velferd::demo::KNOWN_LARVIK_MEMBERS);
     assert_eq!(larvik["totals"]["counties"], 7);
-    let winners: Vec<&str> = larvik["awards"]["nodes"].as_array().unwrap().iter().map(|a| a["supplier"]["name"].as_str().unwrap()).collect();
+    let winners: Vec<&str> =
+        larvik["awards"]["nodes"].as_array().unwrap().iter().map(|a| a["supplier"]["name"].as_str().unwrap()).collect();
     assert_eq!(winners, ["Dignio AS", "Dignio AS", "Evondos Oy", "Evondos Oy"]);
     assert_eq!(larvik["frameworkAgreements"]["nodes"][0]["remainingVolume"], 2000 - 325);
     assert_eq!(procurements[1]["phase"], "DIALOGUE");
-    assert_eq!(procurements[1]["solutionSketches"]["totalCount"], 0, "an organisation outside the procurement sees no sketches");
+    assert_eq!(
+        procurements[1]["solutionSketches"]["totalCount"], 0,
+        "an organisation outside the procurement sees no sketches"
+    );
 
     // SIGTERM stops it cleanly.
     send_sigterm(child.id());

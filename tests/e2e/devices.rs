@@ -35,14 +35,22 @@ impl Fleet {
     pub async fn new(app: &TestApp) -> Fleet {
         let other_supplier = org_number(901);
         let other_municipality = org_number(902);
-        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Reference Devices AS", "orgNumber": SUPPLIER_ORG })).await;
-        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Other Devices AS", "orgNumber": other_supplier })).await;
-        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": MUNICIPALITY_ORG,
-            "municipalityNumber": "3805", "county": "Vestfold" }))
+        app.create_organization(
+            json!({ "kind": "SUPPLIER", "name": "Reference Devices AS", "orgNumber": SUPPLIER_ORG }),
+        )
+        .await;
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Other Devices AS", "orgNumber": other_supplier }))
             .await;
-        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Asker kommune", "orgNumber": other_municipality,
-            "municipalityNumber": "3203", "county": "Akershus" }))
-            .await;
+        app.create_organization(
+            json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": MUNICIPALITY_ORG,
+            "municipalityNumber": "3805", "county": "Vestfold" }),
+        )
+        .await;
+        app.create_organization(
+            json!({ "kind": "MUNICIPALITY", "name": "Asker kommune", "orgNumber": other_municipality,
+            "municipalityNumber": "3203", "county": "Akershus" }),
+        )
+        .await;
         let fleet = Fleet {
             supplier: SUPPLIER_ORG.to_string(),
             other_supplier,
@@ -87,7 +95,10 @@ pub async fn upload(app: &TestApp, token: &str, product: &str, component: Vec<u8
     let form = reqwest::multipart::Form::new()
         .text("operations", operations.to_string())
         .text("map", json!({ "0": ["variables.input.component"] }).to_string())
-        .part("0", reqwest::multipart::Part::bytes(component).file_name("adapter.wasm").mime_str("application/wasm").unwrap());
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(component).file_name("adapter.wasm").mime_str("application/wasm").unwrap(),
+        );
     let response = app.client.post(app.url("/graphql")).bearer_auth(token).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -178,7 +189,12 @@ async fn events_seen(app: &TestApp, token: &str, kinds: &[&str]) -> Vec<String> 
         .iter()
         .map(|n| {
             let via = n["gatewaySerial"].as_str().map(|g| format!(" via {g}")).unwrap_or_default();
-            format!("{} {} {}{via}", n["kind"].as_str().unwrap(), n["supplierEventId"].as_str().unwrap(), n["device"]["serial"].as_str().unwrap())
+            format!(
+                "{} {} {}{via}",
+                n["kind"].as_str().unwrap(),
+                n["supplierEventId"].as_str().unwrap(),
+                n["device"]["serial"].as_str().unwrap()
+            )
         })
         .collect();
     seen.sort();
@@ -717,7 +733,8 @@ async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering
         let attack_until = Instant::now() + Duration::from_millis(600);
         let mut senders = Vec::new();
         for _ in 0..4 {
-            let (client, url, token) = (app.client.clone(), app.url(&format!("/ingest/{product}")), integration.clone());
+            let (client, url, token) =
+                (app.client.clone(), app.url(&format!("/ingest/{product}")), integration.clone());
             senders.push(tokio::spawn(async move {
                 let mut codes = Vec::new();
                 // At least one message each, however slow the machine.
@@ -741,7 +758,9 @@ async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering
         let mut latencies = Vec::new();
         while latencies.is_empty() || Instant::now() < attack_until {
             let started = Instant::now();
-            let data = app.graphql(Some(&viewer), "{ viewer { authenticated } deviceProducts { totalCount } }", json!({})).await;
+            let data = app
+                .graphql(Some(&viewer), "{ viewer { authenticated } deviceProducts { totalCount } }", json!({}))
+                .await;
             latencies.push(started.elapsed());
             assert_eq!(data["viewer"]["authenticated"], true);
         }
@@ -760,18 +779,29 @@ async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering
             // paused and its messages are kept at once, without a call.
             let mut last = String::new();
             for n in 0..21 {
-                let (status, reply) = ingest(&app, &integration, &product, "application/json", format!("{{\"after\": {n}}}").into_bytes()).await;
+                let (status, reply) = ingest(
+                    &app,
+                    &integration,
+                    &product,
+                    "application/json",
+                    format!("{{\"after\": {n}}}").into_bytes(),
+                )
+                .await;
                 assert_eq!(status, 202);
                 last = reply["results"][0]["reason"]["code"].as_str().unwrap().to_string();
             }
             assert_eq!(last, "adapter-quarantined");
         }
         let (p50, p99, max) = percentiles(latencies.clone());
-        println!("{guest}: {} GraphQL requests during the attack, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms", latencies.len());
+        println!(
+            "{guest}: {} GraphQL requests during the attack, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+            latencies.len()
+        );
     }
     // The host still serves a well-behaved adapter afterwards.
     live_reference_adapters(&app, &fleet).await;
-    let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+    let (status, reply) =
+        ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
     assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
 }
 
@@ -790,7 +820,9 @@ async fn dead_letter_lines(app: &TestApp, token: &str, product: &str, resolved: 
         .as_array()
         .unwrap_or_else(|| panic!("{data}"))
         .iter()
-        .map(|n| format!("{} {} {}", n["contentType"].as_str().unwrap(), n["reasonCode"].as_str().unwrap(), n["attempts"]))
+        .map(|n| {
+            format!("{} {} {}", n["contentType"].as_str().unwrap(), n["reasonCode"].as_str().unwrap(), n["attempts"])
+        })
         .collect()
 }
 
@@ -864,7 +896,12 @@ async fn row_count(app: &TestApp, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let db = app.db().read();
     let sql = format!("SELECT COUNT(*) AS n FROM {table}");
-    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap().try_get("", "n").unwrap()
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap()
 }
 
 on_both_backends! {

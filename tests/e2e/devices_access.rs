@@ -22,7 +22,8 @@ async fn snapshot(app: &TestApp) -> BTreeMap<String, String> {
     let db = app.db().read();
     let backend = db.get_database_backend();
     let mut state = BTreeMap::new();
-    for table in ["signing_key", "device_product", "adapter", "device", "device_event", "dead_letter", "ingest_receipt"] {
+    for table in ["signing_key", "device_product", "adapter", "device", "device_event", "dead_letter", "ingest_receipt"]
+    {
         let row = db
             .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM {table}")))
             .await
@@ -35,7 +36,10 @@ async fn snapshot(app: &TestApp) -> BTreeMap<String, String> {
         ("dead letter attempts", "SELECT CAST(attempts AS TEXT) AS v FROM dead_letter ORDER BY id"),
     ] {
         let rows = db.query_all_raw(Statement::from_string(backend, sql.to_string())).await.unwrap();
-        state.insert(name.to_string(), rows.iter().map(|r| r.try_get::<String>("", "v").unwrap()).collect::<Vec<_>>().join(","));
+        state.insert(
+            name.to_string(),
+            rows.iter().map(|r| r.try_get::<String>("", "v").unwrap()).collect::<Vec<_>>().join(","),
+        );
     }
     state
 }
@@ -127,7 +131,12 @@ async fn dispenser_ids(app: &TestApp, fleet: &Fleet) -> (Vec<String>, String) {
             json!({}),
         )
         .await;
-    let adapters = data["deviceProduct"]["adapters"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    let adapters = data["deviceProduct"]["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
     (adapters, data["signingKeys"][0]["id"].as_str().unwrap().to_string())
 }
 
@@ -136,9 +145,12 @@ async fn node_is_null(app: &TestApp, token: &str, id: &str) -> bool {
 }
 
 const REVIEW: &str = "query($slug: String!, $last: Int!) { deviceProduct(slug: $slug) { activeAdapter { replayReview(last: $last) { messagesCompared } } } }";
-const ACTIVATE: &str = "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
-const RETIRE: &str = "mutation($id: ID!) { adapterRetire(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
-const ROLL_BACK: &str = "mutation($p: String!) { adapterRollBack(input: { product: $p }) { adapter { id } userErrors { field code } } }";
+const ACTIVATE: &str =
+    "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
+const RETIRE: &str =
+    "mutation($id: ID!) { adapterRetire(input: { adapterId: $id }) { adapter { id } userErrors { field code } } }";
+const ROLL_BACK: &str =
+    "mutation($p: String!) { adapterRollBack(input: { product: $p }) { adapter { id } userErrors { field code } } }";
 const REPLAY: &str = "mutation($p: String!) { deadLettersReplay(input: { product: $p }) { replayed resolved userErrors { field code } } }";
 const REGISTER: &str = "mutation($p: String!, $s: String!, $c: ID) { deviceRegister(input: { product: $p, serial: $s, callOffId: $c }) { device { id } userErrors { field code } } }";
 
@@ -374,13 +386,17 @@ async fn batch_ingest_refuses_bad_batches_whole_and_oversized_messages_one_by_on
     ] });
     let (status, reply) = ingest_batch(&app, &integration, batch.to_string().into_bytes()).await;
     assert_eq!(status, 200, "{reply}");
-    let statuses: Vec<&str> = reply["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        reply["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["ACCEPTED", "REFUSED", "ACCEPTED"], "{reply}");
     assert_eq!((reply["accepted"].as_u64(), reply["refused"].as_u64()), (Some(2), Some(1)));
     let refused = &reply["results"][1];
     assert_eq!(refused["reason"]["code"], "input-too-large");
     assert_eq!((refused["receiptId"].clone(), refused["deadLetterId"].clone()), (Value::Null, Value::Null));
-    assert_eq!((reply["results"][0]["eventsStored"].as_u64(), reply["results"][2]["eventsStored"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (reply["results"][0]["eventsStored"].as_u64(), reply["results"][2]["eventsStored"].as_u64()),
+        (Some(2), Some(2))
+    );
 
     let after = snapshot(&app).await;
     assert_eq!(after["ingest_receipt"], "2", "receipts only for the two processed messages");
@@ -518,10 +534,17 @@ async fn another_supplier_cannot_read_a_signing_key_through_the_active_adapter()
     let other = OtherSupplier::register(&app, &fleet).await;
     assert!(node_is_null(&app, &other.token, &key_id).await);
     let (_, body) = app
-        .graphql_raw(Some(&other.token), "{ deviceProduct(slug: \"reference-dispenser\") { activeAdapter { signingKey { id publicKey } } } }", json!({}))
+        .graphql_raw(
+            Some(&other.token),
+            "{ deviceProduct(slug: \"reference-dispenser\") { activeAdapter { signingKey { id publicKey } } } }",
+            json!({}),
+        )
         .await;
     let leaked = &body["data"]["deviceProduct"]["activeAdapter"]["signingKey"];
-    assert!(leaked["id"] != key_id.as_str() && leaked["publicKey"].is_null(), "another supplier's key is readable: {body}");
+    assert!(
+        leaked["id"] != key_id.as_str() && leaked["publicKey"].is_null(),
+        "another supplier's key is readable: {body}"
+    );
 }
 
 /// Retiring an adapter and replaying dead letters are for admins and the product's `supplier`

@@ -188,7 +188,12 @@ async fn procurement_with_follower(app: &TestApp) -> Cast {
 const REPORTS: &str = r#"query($search: String) { experienceReports(search: $search) { totalCount nodes { id title public phase author { name } lessons { nodes { phase text } } } } }"#;
 
 fn titles(data: &Value) -> Vec<String> {
-    data["experienceReports"]["nodes"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap().to_string()).collect()
+    data["experienceReports"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_string())
+        .collect()
 }
 
 on_both_backends! {
@@ -356,7 +361,10 @@ mod the_learning_demo_data_loads_on_top_of_the_demo {
         let data = app.graphql(Some(&larvik), COORDINATOR_QUERY, json!({ "id": network })).await;
         let g = &data["node"]["gatherings"]["nodes"][0];
         assert_eq!((g["number"].as_i64(), g["host"]["name"].as_str()), (Some(4), Some("Inderøy kommune")));
-        assert_eq!(names(&g["thin"]), [("Snåsa kommune".into(), 1), ("Verran kommune".into(), 0), ("Vikna kommune".into(), 1)]);
+        assert_eq!(
+            names(&g["thin"]),
+            [("Snåsa kommune".into(), 1), ("Verran kommune".into(), 0), ("Vikna kommune".into(), 1)]
+        );
         let data = app.graphql(None, REPORTS, json!({ "search": "tjenestereise" })).await;
         assert_eq!(data["experienceReports"]["nodes"][0]["author"]["name"], "Larvik kommune");
         let data = app.graphql(Some(&larvik), "{ learningArenas { nodes { presentedBy { name } } } procurementReuses { nodes { reusedBy { name } items { totalCount } procurement { participants { totalCount } } } } }", json!({})).await;

@@ -7,8 +7,8 @@ mod support;
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
 
-mod auth;
 mod adapter_cli;
+mod auth;
 mod binary;
 mod devices;
 mod devices_access;

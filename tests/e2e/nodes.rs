@@ -18,15 +18,24 @@ const LARVIK: &str = "918082956";
 const NODE: &str = "query($id: ID!) { node(id: $id) { __typename id } }";
 
 fn ids(value: &Value) -> Vec<String> {
-    value.as_array().unwrap_or_else(|| panic!("not a list: {value}")).iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// One id of each kind the Larvik procurement officer may see, from the demo data (in small
 /// queries: the cost limit applies).
 async fn procurement_side(app: &TestApp, token: &str) -> Vec<(&'static str, String)> {
     let data = app
-        .graphql(Some(token), "{ viewer { organization { id } }
-            procurements(first: 20) { nodes { id lead { id } awards(first: 1) { nodes { id } } } } }", json!({}))
+        .graphql(
+            Some(token),
+            "{ viewer { organization { id } }
+            procurements(first: 20) { nodes { id lead { id } awards(first: 1) { nodes { id } } } } }",
+            json!({}),
+        )
         .await;
     let larvik_org = data["viewer"]["organization"]["id"].as_str().unwrap().to_string();
     let mut found = vec![("Organization", larvik_org.clone())];
@@ -41,9 +50,13 @@ async fn procurement_side(app: &TestApp, token: &str) -> Vec<(&'static str, Stri
     found.push(("Award", ids(&led["awards"]["nodes"])[0].clone()));
 
     let data = app
-        .graphql(Some(token), "query($id: ID!) { node(id: $id) { ... on Procurement {
+        .graphql(
+            Some(token),
+            "query($id: ID!) { node(id: $id) { ... on Procurement {
             userStories(first: 1) { nodes { id } } evaluationCriteria(first: 1) { nodes { id } }
-            tenders(first: 1) { nodes { id responses { id } } } } } }", json!({ "id": procurement }))
+            tenders(first: 1) { nodes { id responses { id } } } } } }",
+            json!({ "id": procurement }),
+        )
         .await;
     let led = &data["node"];
     found.push(("UserStory", ids(&led["userStories"]["nodes"])[0].clone()));
@@ -53,8 +66,12 @@ async fn procurement_side(app: &TestApp, token: &str) -> Vec<(&'static str, Stri
     found.push(("TenderResponse", ids(&tender["responses"])[0].clone()));
 
     let data = app
-        .graphql(Some(token), "query($id: ID!) { node(id: $id) { ... on Procurement {
-            frameworkAgreements(first: 10) { nodes { id callOffs(first: 1) { nodes { id } } } } } } }", json!({ "id": procurement }))
+        .graphql(
+            Some(token),
+            "query($id: ID!) { node(id: $id) { ... on Procurement {
+            frameworkAgreements(first: 10) { nodes { id callOffs(first: 1) { nodes { id } } } } } } }",
+            json!({ "id": procurement }),
+        )
         .await;
     let agreement = data["node"]["frameworkAgreements"]["nodes"]
         .as_array()
@@ -66,8 +83,12 @@ async fn procurement_side(app: &TestApp, token: &str) -> Vec<(&'static str, Stri
     found.push(("CallOff", ids(&agreement["callOffs"]["nodes"])[0].clone()));
 
     let data = app
-        .graphql(Some(token), "{ learningNetworks(first: 1) { nodes { id gatherings(first: 1) { nodes { id } } } }
-            experienceReports(first: 1) { nodes { id } } procurementReuses(first: 1) { nodes { id } } }", json!({}))
+        .graphql(
+            Some(token),
+            "{ learningNetworks(first: 1) { nodes { id gatherings(first: 1) { nodes { id } } } }
+            experienceReports(first: 1) { nodes { id } } procurementReuses(first: 1) { nodes { id } } }",
+            json!({}),
+        )
         .await;
     let network = &data["learningNetworks"]["nodes"][0];
     found.push(("LearningNetwork", network["id"].as_str().unwrap().to_string()));
@@ -82,21 +103,30 @@ async fn procurement_side(app: &TestApp, token: &str) -> Vec<(&'static str, Stri
 async fn device_side(app: &TestApp, fleet: &Fleet) -> Vec<(&'static str, String)> {
     let adapter = upload_signed(app, fleet, DISPENSER, "velferd_dispenser_json").await;
     assert_eq!(activate(app, &adapter).await["adapter"]["status"], "ACTIVE");
-    assert_eq!(register_device(app, &fleet.case_worker_token(app), DISPENSER, "RD-100234").await["userErrors"], json!([]));
+    assert_eq!(
+        register_device(app, &fleet.case_worker_token(app), DISPENSER, "RD-100234").await["userErrors"],
+        json!([])
+    );
     let integration = fleet.integration_token(app);
-    let (status, reply) = ingest(app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
     assert_eq!(status, 200, "{reply}");
     let stranger = json!({ "serial": "RD-999999", "events": [{ "id": "e-8101", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
-    let (status, reply) = ingest(app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
     assert_eq!(status, 202, "{reply}");
 
     let data = app
-        .graphql(Some(&fleet.supplier_token(app)), "{
+        .graphql(
+            Some(&fleet.supplier_token(app)),
+            "{
             signingKeys { id }
             deviceProducts(first: 1) { nodes { id adapters { id } } }
             devices(first: 1) { nodes { id } }
             deviceEvents(first: 1) { nodes { id } }
-            deadLetters(first: 1) { nodes { id } } }", json!({}))
+            deadLetters(first: 1) { nodes { id } } }",
+            json!({}),
+        )
         .await;
     let product = &data["deviceProducts"]["nodes"][0];
     vec![
@@ -133,8 +163,11 @@ async fn every_node_type_round_trips_through_node_and_foreign_ids_answer_null(ap
         assert_eq!(data["node"], Value::Null, "node({id:?})");
     }
     let data = app
-        .graphql(Some(&larvik), "query($ids: [ID!]!) { nodes(ids: $ids) { __typename } }",
-            json!({ "ids": [unknown_type, "not an id!", missing] }))
+        .graphql(
+            Some(&larvik),
+            "query($ids: [ID!]!) { nodes(ids: $ids) { __typename } }",
+            json!({ "ids": [unknown_type, "not an id!", missing] }),
+        )
         .await;
     assert_eq!(data["nodes"], json!([null, null, null]));
 }

@@ -22,7 +22,8 @@ pub fn org_number(n: u32) -> String {
     }
 }
 
-const COUNTIES: [&str; 7] = ["Vestfold", "Hordaland", "Sør-Trøndelag", "Nord-Trøndelag", "Akershus", "Nordland", "Telemark"];
+const COUNTIES: [&str; 7] =
+    ["Vestfold", "Hordaland", "Sør-Trøndelag", "Nord-Trøndelag", "Akershus", "Nordland", "Telemark"];
 
 /// The cast of the Larvik story, with their ids and tokens.
 pub struct Story {
@@ -77,8 +78,14 @@ pub async fn larvik_to_competition(app: &TestApp, deadline_secs: u64) -> Story {
     let add = "mutation($input: ProcurementParticipantAddInput!) { procurementParticipantAdd(input: $input) { participant { role } userErrors { code message } } }";
     for (i, (id, _)) in municipalities.iter().enumerate().skip(1) {
         let role = if i >= 29 { "FOLLOWER" } else { "PARTICIPANT" };
-        ok(app, &lead_po, add, "procurementParticipantAdd",
-            json!({ "procurementId": procurement, "organizationId": id, "role": role, "joinedOn": "2017-01-10" })).await;
+        ok(
+            app,
+            &lead_po,
+            add,
+            "procurementParticipantAdd",
+            json!({ "procurementId": procurement, "organizationId": id, "role": role, "joinedOn": "2017-01-10" }),
+        )
+        .await;
     }
 
     // Needs phase: service journey, needs, the February 2017 workshops.
@@ -94,11 +101,32 @@ pub async fn larvik_to_competition(app: &TestApp, deadline_secs: u64) -> Story {
         "attendees": [{ "organizationId": municipalities[1].0, "people": 3 }, { "organizationId": municipalities[2].0, "people": 1 }] })).await;
 
     let phase = "mutation($input: ProcurementPhaseChangeInput!) { procurementPhaseChange(input: $input) { procurement { phase } userErrors { code message } } }";
-    ok(app, &lead_po, phase, "procurementPhaseChange", json!({ "procurementId": procurement, "phase": "DIALOGUE", "effectiveOn": "2017-03-01" })).await;
-    ok(app, &lead_po, activity, "dialogueActivityAdd", json!({ "procurementId": procurement, "kind": "DIALOGUE_CONFERENCE",
-        "title": "Dialogkonferanse", "heldOn": "2017-04-06" })).await;
-    ok(app, &lead_po, activity, "dialogueActivityAdd", json!({ "procurementId": procurement, "kind": "ONE_TO_ONE_MEETING",
-        "title": "En-til-en-møter", "heldOn": "2017-05-29", "questionsSentInAdvance": true })).await;
+    ok(
+        app,
+        &lead_po,
+        phase,
+        "procurementPhaseChange",
+        json!({ "procurementId": procurement, "phase": "DIALOGUE", "effectiveOn": "2017-03-01" }),
+    )
+    .await;
+    ok(
+        app,
+        &lead_po,
+        activity,
+        "dialogueActivityAdd",
+        json!({ "procurementId": procurement, "kind": "DIALOGUE_CONFERENCE",
+        "title": "Dialogkonferanse", "heldOn": "2017-04-06" }),
+    )
+    .await;
+    ok(
+        app,
+        &lead_po,
+        activity,
+        "dialogueActivityAdd",
+        json!({ "procurementId": procurement, "kind": "ONE_TO_ONE_MEETING",
+        "title": "En-til-en-møter", "heldOn": "2017-05-29", "questionsSentInAdvance": true }),
+    )
+    .await;
 
     let dignio = app.token(&dignio_org, &[Role::Supplier]);
     let evondos = app.token(&evondos_org, &[Role::Supplier]);
@@ -116,10 +144,31 @@ pub async fn larvik_to_competition(app: &TestApp, deadline_secs: u64) -> Story {
         user_stories.push(story["userStory"]["id"].as_str().unwrap().to_string());
     }
     let criterion = "mutation($input: EvaluationCriterionAddInput!) { evaluationCriterionAdd(input: $input) { evaluationCriterion { id } userErrors { code message } } }";
-    ok(app, &lead_po, criterion, "evaluationCriterionAdd", json!({ "procurementId": procurement, "name": "Kvalitet", "weight": 60 })).await;
-    ok(app, &lead_po, criterion, "evaluationCriterionAdd", json!({ "procurementId": procurement, "name": "Pris", "weight": 40 })).await;
+    ok(
+        app,
+        &lead_po,
+        criterion,
+        "evaluationCriterionAdd",
+        json!({ "procurementId": procurement, "name": "Kvalitet", "weight": 60 }),
+    )
+    .await;
+    ok(
+        app,
+        &lead_po,
+        criterion,
+        "evaluationCriterionAdd",
+        json!({ "procurementId": procurement, "name": "Pris", "weight": 40 }),
+    )
+    .await;
 
-    ok(app, &lead_po, phase, "procurementPhaseChange", json!({ "procurementId": procurement, "phase": "COMPETITION", "effectiveOn": "2018-01-15" })).await;
+    ok(
+        app,
+        &lead_po,
+        phase,
+        "procurementPhaseChange",
+        json!({ "procurementId": procurement, "phase": "COMPETITION", "effectiveOn": "2018-01-15" }),
+    )
+    .await;
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(deadline_secs as i64);
     ok(app, &lead_po,
         "mutation($input: ProcurementNoticePublishInput!) { procurementNoticePublish(input: $input) { procurement { notice { reference } } userErrors { code message } } }",
@@ -146,8 +195,22 @@ pub async fn submit_tenders(app: &TestApp, story: &Story) -> (String, String) {
         Value::Array(story.user_stories.iter().map(|s| json!({ "userStoryId": s, "solution": "Dispenser",
             "purchasePrice": { "amount": price, "currencyCode": "NOK" }, "leasePricePerMonth": { "amount": "650.00", "currencyCode": "NOK" } })).collect())
     };
-    let dignio = ok(app, &story.dignio, TENDER, "tenderSubmit", json!({ "procurementId": story.procurement, "responses": responses("9800.00") })).await;
-    let evondos = ok(app, &story.evondos, TENDER, "tenderSubmit", json!({ "procurementId": story.procurement, "responses": responses("12500.50") })).await;
+    let dignio = ok(
+        app,
+        &story.dignio,
+        TENDER,
+        "tenderSubmit",
+        json!({ "procurementId": story.procurement, "responses": responses("9800.00") }),
+    )
+    .await;
+    let evondos = ok(
+        app,
+        &story.evondos,
+        TENDER,
+        "tenderSubmit",
+        json!({ "procurementId": story.procurement, "responses": responses("12500.50") }),
+    )
+    .await;
     (dignio["tender"]["id"].as_str().unwrap().to_string(), evondos["tender"]["id"].as_str().unwrap().to_string())
 }
 
@@ -160,10 +223,21 @@ const TENDERS_OF: &str = "query($id: ID!) { node(id: $id) { ... on Procurement {
 /// Scores so that Dignio wins US1–US2 and Evondos US3–US4, awards rank 1 of each, moves to
 /// implementation and makes the four framework agreements. Returns the agreement ids.
 pub async fn evaluate_award_and_contract(app: &TestApp, story: &Story) -> Vec<String> {
-    let data = app.graphql(Some(&story.lead_po), "query($id: ID!) { node(id: $id) { ... on Procurement {
+    let data = app
+        .graphql(
+            Some(&story.lead_po),
+            "query($id: ID!) { node(id: $id) { ... on Procurement {
         evaluationCriteria { nodes { id name } }
-        tenders { nodes { supplier { name } responses { id userStory { code } } } } } } }", json!({ "id": story.procurement })).await;
-    let criteria: Vec<String> = data["node"]["evaluationCriteria"]["nodes"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+        tenders { nodes { supplier { name } responses { id userStory { code } } } } } } }",
+            json!({ "id": story.procurement }),
+        )
+        .await;
+    let criteria: Vec<String> = data["node"]["evaluationCriteria"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
     let score = "mutation($input: TenderResponseScoreInput!) { tenderResponseScore(input: $input) { tenderResponse { id } userErrors { code message } } }";
     for tender in data["node"]["tenders"]["nodes"].as_array().unwrap() {
         let dignio = tender["supplier"]["name"] == "Dignio AS";
@@ -184,7 +258,8 @@ pub async fn evaluate_award_and_contract(app: &TestApp, story: &Story) -> Vec<St
         assert_eq!(ranking[0]["weightedScore"], 8.8);
         assert_eq!(ranking[1]["weightedScore"], 6.6);
         let winner = &ranking[0]["response"];
-        let expected = if matches!(data["node"]["code"].as_str().unwrap(), "US1" | "US2") { "Dignio AS" } else { "Evondos Oy" };
+        let expected =
+            if matches!(data["node"]["code"].as_str().unwrap(), "US1" | "US2") { "Dignio AS" } else { "Evondos Oy" };
         assert_eq!(winner["tender"]["supplier"]["name"], expected);
         let award = ok(app, &story.lead_po, "mutation($input: AwardCreateInput!) { awardCreate(input: $input) { award { id } userErrors { code message } } }",
             "awardCreate", json!({ "tenderResponseId": winner["id"], "awardedOn": "2018-06-01" })).await;
@@ -313,15 +388,46 @@ async fn snapshot(app: &TestApp) -> BTreeMap<String, i64> {
     use sea_orm::{ConnectionTrait, Statement};
     let db = app.db().read();
     let mut counts = BTreeMap::new();
-    for table in ["organization", "procurement", "participant", "phase_transition", "journey_step", "need", "dialogue_activity",
-        "activity_attendee", "solution_sketch", "user_story", "tender", "tender_response", "evaluation_criterion", "score",
-        "award", "framework_agreement", "call_off"] {
-        let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
-            .await.unwrap().unwrap();
+    for table in [
+        "organization",
+        "procurement",
+        "participant",
+        "phase_transition",
+        "journey_step",
+        "need",
+        "dialogue_activity",
+        "activity_attendee",
+        "solution_sketch",
+        "user_story",
+        "tender",
+        "tender_response",
+        "evaluation_criterion",
+        "score",
+        "award",
+        "framework_agreement",
+        "call_off",
+    ] {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
         counts.insert(table.to_string(), row.try_get::<i64>("", "n").unwrap());
     }
-    let phases = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT phase FROM procurement ORDER BY id".to_string())).await.unwrap();
-    counts.insert(format!("phases:{:?}", phases.iter().map(|r| r.try_get::<String>("", "phase").unwrap()).collect::<Vec<_>>()), 0);
+    let phases = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT phase FROM procurement ORDER BY id".to_string(),
+        ))
+        .await
+        .unwrap();
+    counts.insert(
+        format!("phases:{:?}", phases.iter().map(|r| r.try_get::<String>("", "phase").unwrap()).collect::<Vec<_>>()),
+        0,
+    );
     counts
 }
 
@@ -380,12 +486,17 @@ on_both_backends! {
 
 /// What a supplier gets when asking for a tender: through the connection, `node` and `nodes`.
 async fn supplier_view_of(app: &TestApp, token: &str, procurement: &str, tender: &str) -> Value {
-    let data = app.graphql(Some(token), "query($p: ID!, $t: ID!, $missing: ID!) {
+    let data = app
+        .graphql(
+            Some(token),
+            "query($p: ID!, $t: ID!, $missing: ID!) {
         p: node(id: $p) { ... on Procurement { tenders { totalCount nodes { id } } } }
         t: node(id: $t) { id }
         missing: node(id: $missing) { id }
         many: nodes(ids: [$t, $missing]) { id } }",
-        json!({ "p": procurement, "t": tender, "missing": "VGVuZGVyOjk5OTk5" })).await; // "Tender:99999"
+            json!({ "p": procurement, "t": tender, "missing": "VGVuZGVyOjk5OTk5" }),
+        )
+        .await; // "Tender:99999"
     assert_eq!(data["t"], data["missing"], "a competitor's tender answers like one that does not exist");
     data
 }
@@ -436,22 +547,81 @@ async fn seed_procurements(app: &TestApp, n: usize) {
     let now = chrono::Utc::now().fixed_offset();
     let day = chrono::NaiveDate::from_ymd_opt(2018, 1, 15).unwrap();
     for i in 0..n {
-        let p = procurement::ActiveModel { title: Set(format!("Procurement {i}")), category: Set(Category::SafetyAlarm), lead_id: Set(lead),
-            phase: Set(velferd::procurement::phase::Phase::Competition), notice_reference: Set(Some(format!("REF-{i}"))),
-            notice_published_on: Set(Some(day)), tender_deadline: Set(Some(now)), created_at: Set(now), ..Default::default() }.insert(db).await.unwrap();
-        for (org, role) in [(lead, ParticipantRole::Lead), (participants[0], ParticipantRole::Participant), (participants[1], ParticipantRole::Participant)] {
-            participant::ActiveModel { procurement_id: Set(p.id), organization_id: Set(org), role: Set(role), joined_on: Set(day), ..Default::default() }.insert(db).await.unwrap();
+        let p = procurement::ActiveModel {
+            title: Set(format!("Procurement {i}")),
+            category: Set(Category::SafetyAlarm),
+            lead_id: Set(lead),
+            phase: Set(velferd::procurement::phase::Phase::Competition),
+            notice_reference: Set(Some(format!("REF-{i}"))),
+            notice_published_on: Set(Some(day)),
+            tender_deadline: Set(Some(now)),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        for (org, role) in [
+            (lead, ParticipantRole::Lead),
+            (participants[0], ParticipantRole::Participant),
+            (participants[1], ParticipantRole::Participant),
+        ] {
+            participant::ActiveModel {
+                procurement_id: Set(p.id),
+                organization_id: Set(org),
+                role: Set(role),
+                joined_on: Set(day),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .unwrap();
         }
         let mut first_story = None;
         for code in ["US1", "US2"] {
-            let s = user_story::ActiveModel { procurement_id: Set(p.id), code: Set(code.into()), title: Set(code.into()), narrative: Set("n".into()),
-                acceptance_criteria: Set("[]".into()), ..Default::default() }.insert(db).await.unwrap();
+            let s = user_story::ActiveModel {
+                procurement_id: Set(p.id),
+                code: Set(code.into()),
+                title: Set(code.into()),
+                narrative: Set("n".into()),
+                acceptance_criteria: Set("[]".into()),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .unwrap();
             first_story.get_or_insert(s.id);
         }
-        let t = tender::ActiveModel { procurement_id: Set(p.id), supplier_id: Set(supplier), submitted_at: Set(now), ..Default::default() }.insert(db).await.unwrap();
-        let r = tender_response::ActiveModel { tender_id: Set(t.id), user_story_id: Set(first_story.unwrap()), solution: Set("s".into()),
-            purchase_price_ore: Set(Some(100)), lease_price_ore_per_month: Set(None), ..Default::default() }.insert(db).await.unwrap();
-        award::ActiveModel { procurement_id: Set(p.id), user_story_id: Set(first_story.unwrap()), tender_response_id: Set(r.id), awarded_on: Set(day), ..Default::default() }.insert(db).await.unwrap();
+        let t = tender::ActiveModel {
+            procurement_id: Set(p.id),
+            supplier_id: Set(supplier),
+            submitted_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        let r = tender_response::ActiveModel {
+            tender_id: Set(t.id),
+            user_story_id: Set(first_story.unwrap()),
+            solution: Set("s".into()),
+            purchase_price_ore: Set(Some(100)),
+            lease_price_ore_per_month: Set(None),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        award::ActiveModel {
+            procurement_id: Set(p.id),
+            user_story_id: Set(first_story.unwrap()),
+            tender_response_id: Set(r.id),
+            awarded_on: Set(day),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
     }
 }
 
@@ -493,7 +663,8 @@ on_both_backends! {
 async fn one_procurement(app: &TestApp, title: &str) -> (String, String) {
     let number = org_number(0);
     app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": number,
-        "municipalityNumber": "0712", "county": "Vestfold" })).await;
+        "municipalityNumber": "0712", "county": "Vestfold" }))
+        .await;
     let po = app.token(&number, &[Role::ProcurementOfficer]);
     let created = ok(app, &po,
         "mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { code message } } }",

@@ -92,7 +92,8 @@ async fn abusive_queries_are_refused_before_execution() {
     assert_eq!(body["errors"][0]["extensions"]["limit"], 3);
     assert!(body.get("data").is_none() || body["data"].is_null(), "{body}");
 
-    let aliases: String = (0..30).map(|i| format!("a{i}: organizations(first: 100) {{ nodes {{ id name kind }} }} ")).collect();
+    let aliases: String =
+        (0..30).map(|i| format!("a{i}: organizations(first: 100) {{ nodes {{ id name kind }} }} ")).collect();
     let started = Instant::now();
     let (_, body) = post_json(&app, &json!({ "query": format!("{{ {aliases} }}") })).await;
     assert!(started.elapsed() < Duration::from_secs(1));

@@ -154,7 +154,8 @@ impl TestApp {
 
     /// POSTs a GraphQL operation and returns the HTTP status and the JSON body.
     pub async fn graphql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
-        let mut request = self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        let mut request =
+            self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -185,7 +186,6 @@ impl TestApp {
         assert_eq!(payload["userErrors"], json!([]), "{payload}");
         payload["organization"]["id"].as_str().unwrap().to_string()
     }
-
 }
 
 impl Drop for TestApp {
@@ -210,10 +210,7 @@ pub struct PostgresDatabase {
 impl PostgresDatabase {
     pub async fn create() -> Option<PostgresDatabase> {
         let Ok(admin_url) = std::env::var("VELFERD_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the PostgreSQL pass: set VELFERD_TEST_POSTGRES_URL"
-            );
+            assert!(std::env::var("CI").is_err(), "CI must run the PostgreSQL pass: set VELFERD_TEST_POSTGRES_URL");
             eprintln!("skipped: VELFERD_TEST_POSTGRES_URL is not set");
             return None;
         };

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::NaiveDate;
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
@@ -33,7 +33,6 @@ pub struct MunicipalityCallOffTotal {
     pub quantity: i64,
     pub call_offs: u64,
 }
-
 
 impl FrameworkAgreement {
     /// The call-offs under this agreement the viewer may see.
@@ -127,7 +126,11 @@ impl FrameworkAgreement {
         }
         let mut out = Vec::with_capacity(totals.len());
         for (municipality, (quantity, call_offs)) in totals {
-            out.push(MunicipalityCallOffTotal { municipality: Organization::by_id(ctx, municipality).await?, quantity, call_offs });
+            out.push(MunicipalityCallOffTotal {
+                municipality: Organization::by_id(ctx, municipality).await?,
+                quantity,
+                call_offs,
+            });
         }
         Ok(out)
     }
@@ -271,7 +274,11 @@ impl AgreementMutation {
 
     /// Moves a call-off along. Roles: `procurement_officer` of the municipality (PLACED,
     /// CANCELLED) or `supplier` of the agreement (CONFIRMED, DELIVERED).
-    async fn call_off_status_change(&self, ctx: &Context<'_>, input: CallOffStatusChangeInput) -> Result<CallOffStatusChangePayload> {
+    async fn call_off_status_change(
+        &self,
+        ctx: &Context<'_>,
+        input: CallOffStatusChangeInput,
+    ) -> Result<CallOffStatusChangePayload> {
         let role = if matches!(input.status, CallOffStatus::Confirmed | CallOffStatus::Delivered) {
             Role::Supplier
         } else {

@@ -85,14 +85,24 @@ pub async fn create_agreement<C: ConnectionTrait>(
     let Some(award) = award::Entity::find_by_id(award_id).one(db).await? else {
         return refuse(Invalid::new("awardId", "NOT_FOUND", "no such award"));
     };
-    let p = procurement::Entity::find_by_id(award.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("award without procurement"))?;
+    let p = procurement::Entity::find_by_id(award.procurement_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("award without procurement"))?;
     ensure(p.lead_id == caller.org.id, AgreementError::NotLead)?;
     ensure(ends_on > starts_on, Invalid::new("endsOn", "INVALID_PERIOD", "the agreement must end after it starts"))?;
     ensure(volume_cap > 0, Invalid::new("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1"))?;
-    let existing = framework_agreement::Entity::find().filter(framework_agreement::Column::AwardId.eq(award.id)).one(db).await?;
+    let existing =
+        framework_agreement::Entity::find().filter(framework_agreement::Column::AwardId.eq(award.id)).one(db).await?;
     ensure(existing.is_none(), AgreementError::AgreementExists)?;
-    let response = tender_response::Entity::find_by_id(award.tender_response_id).one(db).await?.ok_or_else(|| ApiError::internal("award without response"))?;
-    let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
+    let response = tender_response::Entity::find_by_id(award.tender_response_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("award without response"))?;
+    let t = tender::Entity::find_by_id(response.tender_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("response without tender"))?;
     let row = framework_agreement::ActiveModel {
         award_id: Set(award.id),
         procurement_id: Set(p.id),
@@ -140,7 +150,10 @@ pub async fn create_call_off<C: ConnectionTrait>(
     let Some(agreement) = query.one(db).await? else {
         return refuse(Invalid::new("agreementId", "NOT_FOUND", "no such framework agreement"));
     };
-    let p = procurement::Entity::find_by_id(agreement.procurement_id).one(db).await?.ok_or_else(|| ApiError::internal("agreement without procurement"))?;
+    let p = procurement::Entity::find_by_id(agreement.procurement_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("agreement without procurement"))?;
     let membership = participant::Entity::find()
         .filter(participant::Column::ProcurementId.eq(p.id))
         .filter(participant::Column::OrganizationId.eq(caller.org.id))
@@ -155,11 +168,11 @@ pub async fn create_call_off<C: ConnectionTrait>(
     ensure(new.quantity > 0, Invalid::new("quantity", "INVALID_QUANTITY", "the quantity must be at least 1"))?;
     ensure(
         matches!(new.status, CallOffStatus::Draft | CallOffStatus::Placed),
-        Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED")
+        Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED"),
     )?;
     ensure(
         (agreement.starts_on..=agreement.ends_on).contains(&new.placed_on),
-        AgreementError::OutsidePeriod { starts: agreement.starts_on, ends: agreement.ends_on, placed: new.placed_on }
+        AgreementError::OutsidePeriod { starts: agreement.starts_on, ends: agreement.ends_on, placed: new.placed_on },
     )?;
     let has_price = match new.acquisition {
         Acquisition::Buy => agreement.purchase_price_ore.is_some(),
@@ -170,7 +183,7 @@ pub async fn create_call_off<C: ConnectionTrait>(
     let remaining = i64::from(agreement.volume_cap) - used_volume(&existing);
     ensure(
         i64::from(new.quantity) <= remaining,
-        AgreementError::OverVolume { remaining, requested: i64::from(new.quantity) }
+        AgreementError::OverVolume { remaining, requested: i64::from(new.quantity) },
     )?;
     let row = call_off::ActiveModel {
         agreement_id: Set(agreement.id),
@@ -199,7 +212,10 @@ pub async fn change_status<C: ConnectionTrait>(
     let Some(row) = call_off::Entity::find_by_id(call_off_id).one(db).await? else {
         return refuse(Invalid::new("callOffId", "NOT_FOUND", "no such call-off"));
     };
-    let agreement = framework_agreement::Entity::find_by_id(row.agreement_id).one(db).await?.ok_or_else(|| ApiError::internal("call-off without agreement"))?;
+    let agreement = framework_agreement::Entity::find_by_id(row.agreement_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("call-off without agreement"))?;
     use CallOffStatus::*;
     let legal = matches!(
         (row.status, to),
@@ -208,7 +224,10 @@ pub async fn change_status<C: ConnectionTrait>(
     ensure(legal, AgreementError::IllegalStatus { from: row.status, to })?;
     let by_municipality = matches!(to, Placed | Cancelled);
     if by_municipality {
-        ensure(row.municipality_id == caller.org.id, AgreementError::WrongParty("municipality that placed the call-off"))?;
+        ensure(
+            row.municipality_id == caller.org.id,
+            AgreementError::WrongParty("municipality that placed the call-off"),
+        )?;
     } else {
         ensure(agreement.supplier_id == caller.org.id, AgreementError::WrongParty("agreement's supplier"))?;
     }

@@ -84,8 +84,9 @@ impl FromStr for SigningPublicKey {
             VerifyingKey::from_public_key_pem(s).map_err(|e| format!("not an Ed25519 public key in PEM: {e}"))?
         } else {
             let bytes = decode_base64(s).ok_or("not base64 and not PEM")?;
-            let bytes: [u8; 32] =
-                bytes.try_into().map_err(|b: Vec<u8>| format!("an Ed25519 public key has 32 bytes, not {}", b.len()))?;
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|b: Vec<u8>| format!("an Ed25519 public key has 32 bytes, not {}", b.len()))?;
             VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 public key".to_string())?
         };
         if key.is_weak() {

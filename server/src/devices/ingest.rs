@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use velferd_plugins::{DecodeError, Event, ValidatedAdapter};
 
 use super::content_type::ContentType;
-use super::model::{AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt};
+use super::model::{
+    AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt,
+};
 use super::runtime::AdapterRuntime;
 use crate::app::EventBus;
 use crate::db::Database;
@@ -149,7 +151,11 @@ pub async fn active_adapter(
 
 /// Adapter `id`, compiled; `Err` when its stored component no longer validates (e.g. the
 /// limits were lowered since it was uploaded).
-pub async fn compiled(db: &Database, runtime: &AdapterRuntime, id: i64) -> Result<Result<ValidatedAdapter, String>, ApiError> {
+pub async fn compiled(
+    db: &Database,
+    runtime: &AdapterRuntime,
+    id: i64,
+) -> Result<Result<ValidatedAdapter, String>, ApiError> {
     if let Some(hit) = runtime.cached(id) {
         return Ok(Ok(hit));
     }
@@ -171,14 +177,19 @@ async fn decode(
     received_at: DateTime<Utc>,
 ) -> Decoded {
     match active {
-        None => Decoded::Failed(reason("no-active-adapter", "the product has no active adapter yet; the message is kept")),
+        None => {
+            Decoded::Failed(reason("no-active-adapter", "the product has no active adapter yet; the message is kept"))
+        }
         Some((_, Err(e))) => Decoded::Failed(reason("adapter-unavailable", e.clone())),
         Some((id, Ok(_))) if runtime.quarantined_until(*id).is_some() => Decoded::Failed(reason(
             "adapter-quarantined",
             "the active adapter kept running into its limits and is paused; the message is kept for replay",
         )),
         Some((id, Ok(adapter))) => {
-            match runtime.decode_guarded(*id, adapter, key, message.content_type.as_str(), message.body.clone(), received_at).await {
+            match runtime
+                .decode_guarded(*id, adapter, key, message.content_type.as_str(), message.body.clone(), received_at)
+                .await
+            {
                 Ok(events) => Decoded::Events(events),
                 Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
                 Err(e) => Decoded::Failed(decode_reason(&e)),
@@ -212,7 +223,10 @@ pub async fn ingest(
     let (reply, answer) = oneshot::channel();
     let pending = Pending { product_id: product.id, adapter_id, retention, received_at, items, reply };
     writer.queue.send(pending).await.map_err(|_| ApiError::internal("the ingest writer stopped"))?;
-    let results = answer.await.map_err(|_| ApiError::internal("the ingest writer dropped a request"))?.map_err(ApiError::internal)?;
+    let results = answer
+        .await
+        .map_err(|_| ApiError::internal("the ingest writer dropped a request"))?
+        .map_err(ApiError::internal)?;
     Ok(IngestReply::of(results))
 }
 
@@ -257,14 +271,20 @@ impl IngestWriter {
                 let written = AssertUnwindSafe(write_group(&db, &mut group)).catch_unwind().await;
                 match written {
                     Ok(Ok(results)) => {
-                        let receipts: Vec<i64> =
-                            results.iter().flatten().filter(|r| r.events_stored > 0).filter_map(|r| r.receipt_id).collect();
+                        let receipts: Vec<i64> = results
+                            .iter()
+                            .flatten()
+                            .filter(|r| r.events_stored > 0)
+                            .filter_map(|r| r.receipt_id)
+                            .collect();
                         for (pending, results) in group.into_iter().zip(results) {
                             let _ = pending.reply.send(Ok(results));
                         }
                         // Reading the events back is the publisher's work, off the write path.
                         if bus.device_events_wanted() && !receipts.is_empty() && publisher.try_send(receipts).is_err() {
-                            tracing::warn!("live device-event publisher is behind; subscribers miss a group (deviceEvents has it)");
+                            tracing::warn!(
+                                "live device-event publisher is behind; subscribers miss a group (deviceEvents has it)"
+                            );
                         }
                     }
                     failed => {
@@ -307,17 +327,24 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
                 }
                 Decoded::Events(events) => match unknown_serial(product_id, &events, &devices) {
                     Some(serial) => {
-                        let why = reason("unknown-device", format!("no device {serial:?} of this product is registered; the message is kept"));
-                        results[g][i] = Some(reject(&txn, product_id, adapter_id, &message, why, Some(serial), received_at).await?)
+                        let why = reason(
+                            "unknown-device",
+                            format!("no device {serial:?} of this product is registered; the message is kept"),
+                        );
+                        results[g][i] =
+                            Some(reject(&txn, product_id, adapter_id, &message, why, Some(serial), received_at).await?)
                     }
-                    None => accepted.push(((g, i), Accepted {
-                        product_id,
-                        adapter_id: adapter_id.expect("events come from an adapter"),
-                        message,
-                        events,
-                        received_at,
-                        keep_body: true,
-                    })),
+                    None => accepted.push((
+                        (g, i),
+                        Accepted {
+                            product_id,
+                            adapter_id: adapter_id.expect("events come from an adapter"),
+                            message,
+                            events,
+                            received_at,
+                            keep_body: true,
+                        },
+                    )),
                 },
             }
         }
@@ -454,11 +481,17 @@ struct Accepted {
 /// one query finds which events are stored already, one insert per message writes its receipt
 /// with the final counts, and multi-row inserts write the events (idempotent on device and
 /// supplier event id).
-async fn accept_all<C: ConnectionTrait>(db: &C, accepted: Vec<Accepted>, devices: &DeviceIds) -> Result<Vec<MessageResult>, DbErr> {
+async fn accept_all<C: ConnectionTrait>(
+    db: &C,
+    accepted: Vec<Accepted>,
+    devices: &DeviceIds,
+) -> Result<Vec<MessageResult>, DbErr> {
     let device_of = |a: &Accepted, e: &Event| devices[&(a.product_id, e.device_serial.clone())];
     let mut seen: HashSet<(i64, String)> = HashSet::new();
-    let keys: Vec<(i64, &str)> =
-        accepted.iter().flat_map(|a| a.events.iter().map(move |e| (device_of(a, e), e.supplier_event_id.as_str()))).collect();
+    let keys: Vec<(i64, &str)> = accepted
+        .iter()
+        .flat_map(|a| a.events.iter().map(move |e| (device_of(a, e), e.supplier_event_id.as_str())))
+        .collect();
     for chunk in keys.chunks(500) {
         let rows: Vec<(i64, String)> = device_event::Entity::find()
             .select_only()
@@ -508,7 +541,11 @@ async fn accept_all<C: ConnectionTrait>(db: &C, accepted: Vec<Accepted>, devices
             ..Default::default()
         }));
         results.push(MessageResult {
-            status: if outcome == IngestOutcome::Duplicate { MessageStatus::Duplicate } else { MessageStatus::Accepted },
+            status: if outcome == IngestOutcome::Duplicate {
+                MessageStatus::Duplicate
+            } else {
+                MessageStatus::Accepted
+            },
             receipt_id: Some(receipt.id),
             events_stored: stored as u32,
             events_duplicate: duplicate as u32,
@@ -522,7 +559,9 @@ async fn accept_all<C: ConnectionTrait>(db: &C, accepted: Vec<Accepted>, devices
         let chunk: Vec<_> = chunks.by_ref().take(200).collect();
         device_event::Entity::insert_many(chunk)
             .on_conflict(
-                OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId]).do_nothing().to_owned(),
+                OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId])
+                    .do_nothing()
+                    .to_owned(),
             )
             .exec_without_returning(db)
             .await?;
@@ -672,7 +711,10 @@ pub async fn replay_dead_letters(
     let now = Utc::now();
     let mut decoded = Vec::with_capacity(letters.len());
     for letter in &letters {
-        let message = Message { content_type: ContentType::from_stored(&letter.content_type), body: Arc::from(letter.body.as_slice()) };
+        let message = Message {
+            content_type: ContentType::from_stored(&letter.content_type),
+            body: Arc::from(letter.body.as_slice()),
+        };
         decoded.push(decode(runtime, &active, &product.slug, &message, now).await);
     }
     let txn = db.write().begin().await?;
@@ -687,7 +729,10 @@ pub async fn replay_dead_letters(
     let devices = devices_by_serial(&txn, &named).await?;
     let mut outcomes = Vec::with_capacity(letters.len());
     for (letter, decoded) in letters.into_iter().zip(decoded) {
-        let message = Message { content_type: ContentType::from_stored(&letter.content_type), body: Arc::from(letter.body.as_slice()) };
+        let message = Message {
+            content_type: ContentType::from_stored(&letter.content_type),
+            body: Arc::from(letter.body.as_slice()),
+        };
         let failure = match decoded {
             Decoded::Retry(why) | Decoded::Failed(why) => Some((why, None)),
             Decoded::Events(events) => match unknown_serial(product.id, &events, &devices) {
@@ -697,7 +742,14 @@ pub async fn replay_dead_letters(
                 )),
                 None => {
                     let adapter_id = adapter_id.expect("events come from an adapter");
-                    let replayed = Accepted { product_id: product.id, adapter_id, message, events, received_at: now, keep_body: false };
+                    let replayed = Accepted {
+                        product_id: product.id,
+                        adapter_id,
+                        message,
+                        events,
+                        received_at: now,
+                        keep_body: false,
+                    };
                     let result = accept_all(&txn, vec![replayed], &devices).await?.remove(0);
                     dead_letter::Entity::update_many()
                         .col_expr(dead_letter::Column::ResolvedAt, Expr::value(now.fixed_offset()))
@@ -739,7 +791,11 @@ pub async fn replay_dead_letters(
 }
 
 /// The most recent retained messages of a product, newest first, for replay review.
-pub async fn recent_messages(db: &Database, product_id: i64, last: u64) -> Result<Vec<ingest_receipt::Model>, ApiError> {
+pub async fn recent_messages(
+    db: &Database,
+    product_id: i64,
+    last: u64,
+) -> Result<Vec<ingest_receipt::Model>, ApiError> {
     Ok(ingest_receipt::Entity::find()
         .filter(ingest_receipt::Column::ProductId.eq(product_id))
         .filter(ingest_receipt::Column::Body.is_not_null())
@@ -748,4 +804,3 @@ pub async fn recent_messages(db: &Database, product_id: i64, last: u64) -> Resul
         .all(db.read())
         .await?)
 }
-

@@ -103,12 +103,9 @@ pub fn differences(baseline: &[Value], candidate: &[Value]) -> Vec<EventDifferen
             }),
             Some(c) if c != b => {
                 let mut fields: Vec<String> = match (b.as_object(), c.as_object()) {
-                    (Some(bo), Some(co)) => bo
-                        .keys()
-                        .chain(co.keys())
-                        .filter(|k| bo.get(*k) != co.get(*k))
-                        .cloned()
-                        .collect(),
+                    (Some(bo), Some(co)) => {
+                        bo.keys().chain(co.keys()).filter(|k| bo.get(*k) != co.get(*k)).cloned().collect()
+                    }
                     _ => vec![],
                 };
                 fields.sort();
@@ -143,7 +140,9 @@ pub fn differences(baseline: &[Value], candidate: &[Value]) -> Vec<EventDifferen
 
 fn outcome(result: &Outcome) -> DecodeOutcome {
     match result {
-        Ok(events) => DecodeOutcome { events: Some(events.iter().cloned().map(Json).collect()), error_code: None, error: None },
+        Ok(events) => {
+            DecodeOutcome { events: Some(events.iter().cloned().map(Json).collect()), error_code: None, error: None }
+        }
         Err(e) => DecodeOutcome { events: None, error_code: Some(e.code().to_string()), error: Some(e.to_string()) },
     }
 }
@@ -170,9 +169,15 @@ pub async fn review(
         .into_partial_model::<adapter::Summary>()
         .one(db.read())
         .await?;
-    let candidate = ingest::compiled(db, runtime, candidate_id).await?.map_err(|e| ApiError::BadUserInput(format!("the candidate no longer validates: {e}")))?;
+    let candidate = ingest::compiled(db, runtime, candidate_id)
+        .await?
+        .map_err(|e| ApiError::BadUserInput(format!("the candidate no longer validates: {e}")))?;
     let baseline = match &baseline_row {
-        Some(row) => Some(ingest::compiled(db, runtime, row.id).await?.map_err(|e| ApiError::BadUserInput(format!("the active version no longer validates: {e}")))?),
+        Some(row) => Some(
+            ingest::compiled(db, runtime, row.id)
+                .await?
+                .map_err(|e| ApiError::BadUserInput(format!("the active version no longer validates: {e}")))?,
+        ),
         None => None,
     };
     let messages = recent_messages(db, product.id, last).await?;

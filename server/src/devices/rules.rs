@@ -126,7 +126,11 @@ pub async fn register_signing_key<C: ConnectionTrait>(
 }
 
 /// A supplier revokes one of its keys: uploads signed with it are refused from now on.
-pub async fn revoke_signing_key<C: ConnectionTrait>(db: &C, caller: &Caller, key_id: i64) -> RuleResult<signing_key::Model> {
+pub async fn revoke_signing_key<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    key_id: i64,
+) -> RuleResult<signing_key::Model> {
     let key = signing_key::Entity::find_by_id(key_id).one(db).await?;
     let Some(key) = key.filter(|k| k.supplier_id == caller.org.id) else {
         return refuse(Invalid::new("id", "NOT_FOUND", "no such signing key of yours"));
@@ -147,16 +151,17 @@ pub async fn verify_upload<C: ConnectionTrait>(
     signature: &str,
 ) -> RuleResult<signing_key::Model> {
     require_supplier(caller, "upload adapters")?;
-    let signature: DetachedSignature = signature.parse().map_err(|e| Invalid::new("signature", "INVALID_SIGNATURE", e))?;
+    let signature: DetachedSignature =
+        signature.parse().map_err(|e| Invalid::new("signature", "INVALID_SIGNATURE", e))?;
     let keys = signing_key::Entity::find()
         .filter(signing_key::Column::SupplierId.eq(caller.org.id))
         .filter(signing_key::Column::RevokedAt.is_null())
         .all(db)
         .await?;
     ensure(!keys.is_empty(), DevicesError::NoSigningKey)?;
-    let verified = keys.into_iter().find(|k| {
-        k.public_key.parse::<SigningPublicKey>().is_ok_and(|public| public.verifies(component, &signature))
-    });
+    let verified = keys
+        .into_iter()
+        .find(|k| k.public_key.parse::<SigningPublicKey>().is_ok_and(|public| public.verifies(component, &signature)));
     match verified {
         Some(key) => Ok(key),
         None => refuse(DevicesError::SignatureMismatch),
@@ -174,22 +179,23 @@ pub async fn record_upload<C: ConnectionTrait>(
     component: Vec<u8>,
 ) -> RuleResult<adapter::Model> {
     let now = Utc::now().fixed_offset();
-    let product = match device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? {
-        Some(p) => {
-            ensure(p.supplier_id == caller.org.id, DevicesError::ProductOfAnotherSupplier(slug.to_string()))?;
-            p
-        }
-        None => {
-            device_product::ActiveModel {
-                supplier_id: Set(caller.org.id),
-                slug: Set(slug.to_string()),
-                created_at: Set(now),
-                ..Default::default()
+    let product =
+        match device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? {
+            Some(p) => {
+                ensure(p.supplier_id == caller.org.id, DevicesError::ProductOfAnotherSupplier(slug.to_string()))?;
+                p
             }
-            .insert(db)
-            .await?
-        }
-    };
+            None => {
+                device_product::ActiveModel {
+                    supplier_id: Set(caller.org.id),
+                    slug: Set(slug.to_string()),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(db)
+                .await?
+            }
+        };
     let again = adapter::Entity::find()
         .filter(adapter::Column::ProductId.eq(product.id))
         .filter(adapter::Column::Sha256.eq(&validated.sha256))
@@ -245,7 +251,10 @@ async fn active_of<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<Option
 /// inactive and stays available for roll-back.
 pub async fn activate<C: ConnectionTrait>(db: &C, adapter_id: i64) -> RuleResult<adapter::Model> {
     let a = adapter_row(db, adapter_id).await?;
-    ensure(matches!(a.status, AdapterStatus::PendingReview | AdapterStatus::Inactive), DevicesError::CannotActivate(a.status))?;
+    ensure(
+        matches!(a.status, AdapterStatus::PendingReview | AdapterStatus::Inactive),
+        DevicesError::CannotActivate(a.status),
+    )?;
     if let Some(current) = active_of(db, a.product_id).await? {
         set_status(db, current.id, AdapterStatus::Inactive).await?;
     }
@@ -265,7 +274,9 @@ pub async fn roll_back<C: ConnectionTrait>(db: &C, product: &device_product::Mod
     if let Some(at) = current.as_ref().and_then(|c| c.activated_at) {
         earlier = earlier.filter(adapter::Column::ActivatedAt.lt(at));
     }
-    let Some(previous) = earlier.order_by_desc(adapter::Column::ActivatedAt).order_by_desc(adapter::Column::Id).one(db).await? else {
+    let Some(previous) =
+        earlier.order_by_desc(adapter::Column::ActivatedAt).order_by_desc(adapter::Column::Id).one(db).await?
+    else {
         return refuse(DevicesError::NothingToRollBackTo(product.slug.clone()));
     };
     if let Some(current) = current {
@@ -299,7 +310,9 @@ pub async fn register_device<C: ConnectionTrait>(
     ensure(caller.org.kind == OrganizationKind::Municipality, DevicesError::NotAMunicipality(caller.org.name.clone()))?;
     let slug = parse_slug("product", product_slug)?;
     let serial: DeviceSerial = serial.parse().map_err(|e| Invalid::new("serial", "INVALID_SERIAL", e))?;
-    let Some(product) = device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? else {
+    let Some(product) =
+        device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await?
+    else {
         return refuse(Invalid::new("product", "UNKNOWN_PRODUCT", format!("no device product {slug}")));
     };
     if let Some(call_off_id) = call_off_id {

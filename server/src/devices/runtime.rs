@@ -126,7 +126,10 @@ impl AdapterRuntime {
                     breaker.open_until = Some(Instant::now() + QUARANTINE_FOR);
                     breaker.consecutive = 0;
                     breaker.tripped = true;
-                    tracing::warn!(adapter = id, "adapter quarantined: {QUARANTINE_AFTER} calls in a row hit a resource limit");
+                    tracing::warn!(
+                        adapter = id,
+                        "adapter quarantined: {QUARANTINE_AFTER} calls in a row hit a resource limit"
+                    );
                 }
             }
             _ => *breaker = Breaker::default(),

@@ -134,9 +134,7 @@ where
             .ok_or_else(|| ApiError::BadUserInput(format!("`{name}` cursor belongs to another ordering")))?;
         // "after" in ascending order means greater; descending flips it.
         let greater = after == (direction == OrderDirection::Asc);
-        let beyond = |col: E::Column, v: Value| -> SimpleExpr {
-            if greater { col.gt(v) } else { col.lt(v) }
-        };
+        let beyond = |col: E::Column, v: Value| -> SimpleExpr { if greater { col.gt(v) } else { col.lt(v) } };
         Ok(Condition::any()
             .add(beyond(sort, key.clone()))
             .add(Condition::all().add(Expr::col(sort).eq(key)).add(beyond(id, cursor.id.into()))))
@@ -150,12 +148,7 @@ where
     }
     let ascending = (direction == OrderDirection::Asc) != request.backward;
     let order = if ascending { Order::Asc } else { Order::Desc };
-    let mut rows = select
-        .order_by(sort, order.clone())
-        .order_by(id, order)
-        .limit(request.size + 1)
-        .all(db)
-        .await?;
+    let mut rows = select.order_by(sort, order.clone()).order_by(id, order).limit(request.size + 1).all(db).await?;
     let more = rows.len() as u64 > request.size;
     rows.truncate(request.size as usize);
     if request.backward {
@@ -213,7 +206,8 @@ where
         let end = window.len().min(size);
         (&window[..end], request.after.is_some(), window.len() > size)
     };
-    let mut connection = Connection::with_additional_fields(has_previous, has_next, TotalCount::known(rows.len() as u64));
+    let mut connection =
+        Connection::with_additional_fields(has_previous, has_next, TotalCount::known(rows.len() as u64));
     connection.edges = chosen
         .iter()
         .map(|row| {
@@ -283,7 +277,10 @@ where
         let (select, db) = (counted.clone(), db.clone());
         async move { Ok(select.count(&db).await?) }
     });
-    let rows = fetch_page(super::context::state(ctx).db.read(), select, id, id, direction, page, |k| k.as_i64().map(Value::from)).await?;
+    let rows = fetch_page(super::context::state(ctx).db.read(), select, id, id, direction, page, |k| {
+        k.as_i64().map(Value::from)
+    })
+    .await?;
     let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
     connection.edges = rows
         .rows

@@ -15,10 +15,10 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
     NextSubscribe, NextValidation,
 };
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use super::errors::ApiError;
 use crate::app::AppState;
@@ -107,7 +107,8 @@ impl Operation {
 fn is_operation_selection_error(error: &ServerError) -> bool {
     error.extensions.as_ref().is_none_or(|e| e.get("code").is_none())
         && error.source.is_none()
-        && (error.message.starts_with("Unknown operation named ") || error.message == "Operation name required in request.")
+        && (error.message.starts_with("Unknown operation named ")
+            || error.message == "Operation name required in request.")
 }
 
 fn metrics_of(ctx: &ExtensionContext<'_>) -> Option<Arc<Metrics>> {
@@ -183,8 +184,8 @@ impl Extension for QueryLimitsExtension {
                 let _live = &live;
                 operation.finish_errors(metrics.as_deref(), &mut response);
                 if let Some(metrics) = &metrics {
-                    let is_subscription = operation.executed.lock().expect("not poisoned").is_none()
-                        && response.errors.is_empty();
+                    let is_subscription =
+                        operation.executed.lock().expect("not poisoned").is_none() && response.errors.is_empty();
                     operation.record(metrics, !is_subscription);
                 }
                 response
@@ -207,30 +208,25 @@ impl Extension for QueryLimitsExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next
-            .run(ctx)
-            .await
-            .map_err(|errors| {
-                errors
-                    .into_iter()
-                    .map(|e| {
-                        // A variable or argument value of the wrong shape is bad input, as in
-                        // Apollo's convention; anything else is a malformed operation.
-                        let code = if e.message.starts_with("Invalid value") {
-                            "BAD_USER_INPUT"
-                        } else {
-                            "GRAPHQL_VALIDATION_FAILED"
-                        };
-                        with_code(e, code)
-                    })
-                    .collect::<Vec<_>>()
-            })?;
+        let result = next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    // A variable or argument value of the wrong shape is bad input, as in
+                    // Apollo's convention; anything else is a malformed operation.
+                    let code = if e.message.starts_with("Invalid value") {
+                        "BAD_USER_INPUT"
+                    } else {
+                        "GRAPHQL_VALIDATION_FAILED"
+                    };
+                    with_code(e, code)
+                })
+                .collect::<Vec<_>>()
+        })?;
         let QueryLimits { max_depth, max_complexity } = self.limits;
         if result.depth > max_depth {
-            let mut error = ServerError::new(
-                format!("query depth {} exceeds the limit of {max_depth}", result.depth),
-                None,
-            );
+            let mut error =
+                ServerError::new(format!("query depth {} exceeds the limit of {max_depth}", result.depth), None);
             let ext = error.extensions.get_or_insert_with(Default::default);
             ext.set("code", "MAX_DEPTH_EXCEEDED");
             ext.set("depth", result.depth as u64);

@@ -70,8 +70,7 @@ macro_rules! children {
                     .all(&self.db)
                     .await
                     .map_err(Arc::new)?;
-                let mut grouped: HashMap<$key, Vec<$entity::Model>> =
-                    keys.iter().map(|k| (*k, Vec::new())).collect();
+                let mut grouped: HashMap<$key, Vec<$entity::Model>> = keys.iter().map(|k| (*k, Vec::new())).collect();
                 for row in rows {
                     grouped.entry($key(row.$field)).or_default().push(row);
                 }

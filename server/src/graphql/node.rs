@@ -3,7 +3,7 @@
 //! [`NodeObject`] impl), so a type cannot be listed without a way to fetch it, and no id falls
 //! through to another table.
 
-use async_graphql::{Context, Interface, Object, Result, ID};
+use async_graphql::{Context, ID, Interface, Object, Result};
 
 use super::connection;
 use crate::errors::ApiError;

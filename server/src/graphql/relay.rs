@@ -3,8 +3,8 @@
 
 use async_graphql::ID;
 
-pub use crate::ids::{NodeType, parse_global_id, row_id};
 use crate::errors::{ApiError, Invalid};
+pub use crate::ids::{NodeType, parse_global_id, row_id};
 
 pub fn global_id(node_type: NodeType, row_id: i64) -> ID {
     ID(crate::ids::global_id(node_type, row_id))

@@ -40,10 +40,8 @@ impl Session {
     /// The registered organisation the caller acts for, looked up once per request.
     pub async fn organization(&self) -> Result<Option<&organization::Model>, ApiError> {
         let Some(principal) = self.actor.principal() else { return Ok(None) };
-        let org = self
-            .organization
-            .get_or_try_init(|| organizations::find_by_org_number(&self.db, principal.org))
-            .await?;
+        let org =
+            self.organization.get_or_try_init(|| organizations::find_by_org_number(&self.db, principal.org)).await?;
         Ok(org.as_ref())
     }
 

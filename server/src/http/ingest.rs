@@ -27,7 +27,11 @@ use crate::devices::model::device_product;
 use crate::graphql::errors::ApiError;
 
 /// Reads a body of at most `limit` bytes; `Err` is the response to send.
-pub(super) async fn read_body(mut payload: web::Payload, limit: usize, what: &str) -> Result<web::BytesMut, HttpResponse> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    what: &str,
+) -> Result<web::BytesMut, HttpResponse> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
@@ -53,13 +57,25 @@ fn internal(e: ApiError) -> HttpResponse {
 }
 
 /// The product named in the path, when the caller is its supplier's integration.
-async fn authorised_product(shared: &Shared, req: &HttpRequest, slug: &str) -> Result<device_product::Model, HttpResponse> {
+async fn authorised_product(
+    shared: &Shared,
+    req: &HttpRequest,
+    slug: &str,
+) -> Result<device_product::Model, HttpResponse> {
     let actor = authenticate(shared, req)?;
     let Some(principal) = actor.principal() else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "send the supplier's integration token"));
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "send the supplier's integration token",
+        ));
     };
     if !principal.roles.contains(&Role::Integration) {
-        return Err(error_response(StatusCode::FORBIDDEN, "FORBIDDEN", "ingest needs a token with the `integration` role"));
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "ingest needs a token with the `integration` role",
+        ));
     }
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
     let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
@@ -81,7 +97,11 @@ async fn authorised_product(shared: &Shared, req: &HttpRequest, slug: &str) -> R
     Ok(product)
 }
 
-async fn run(shared: &Shared, product: &device_product::Model, messages: Vec<Message>) -> Result<IngestReply, HttpResponse> {
+async fn run(
+    shared: &Shared,
+    product: &device_product::Model,
+    messages: Vec<Message>,
+) -> Result<IngestReply, HttpResponse> {
     let state = &shared.state;
     ingest::ingest(&state.db, &state.adapters, &state.ingest, product, messages, state.devices.replay_retention)
         .await
@@ -169,7 +189,9 @@ enum BatchError {
 /// Reads a batch body: untrusted bytes in, messages or the reason they are refused.
 fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Submitted>, BatchError> {
     let batch: Batch = serde_json::from_slice(body).map_err(|e| {
-        BatchError::Invalid(format!("the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}"))
+        BatchError::Invalid(format!(
+            "the batch is not {{\"messages\": [{{\"contentType\", \"body\" or \"bodyBase64\"}}]}}: {e}"
+        ))
     })?;
     if batch.messages.is_empty() {
         return Err(BatchError::Invalid("the batch holds no messages".into()));
@@ -184,7 +206,11 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Submitted>, BatchError> {
             (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
                 .decode(encoded.as_bytes())
                 .map_err(|e| BatchError::Invalid(format!("messages[{index}].bodyBase64 is not base64: {e}")))?,
-            _ => return Err(BatchError::Invalid(format!("messages[{index}] needs exactly one of `body` and `bodyBase64`"))),
+            _ => {
+                return Err(BatchError::Invalid(format!(
+                    "messages[{index}] needs exactly one of `body` and `bodyBase64`"
+                )));
+            }
         };
         messages.push(Submitted { content_type: m.content_type, body: bytes.into() });
     }

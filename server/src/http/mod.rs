@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::dev::{Service, ServerHandle};
+use actix_web::dev::{ServerHandle, Service};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::http::GraphiQLSource;
@@ -193,11 +193,7 @@ fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpRespons
         .map_err(|e| error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.0))
 }
 
-async fn graphql_post(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let actor = match authenticate(&shared, &req) {
         Ok(actor) => actor,
         Err(response) => return response,
@@ -214,7 +210,13 @@ async fn graphql_post(
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let parsed = if is_multipart {
         let options = async_graphql::http::MultipartOptions::default().max_num_files(1);
-        match async_graphql::http::receive_batch_body(Some(content_type), futures_util::io::Cursor::new(body.to_vec()), options).await {
+        match async_graphql::http::receive_batch_body(
+            Some(content_type),
+            futures_util::io::Cursor::new(body.to_vec()),
+            options,
+        )
+        .await
+        {
             Ok(batch) => Ok(batch),
             Err(e) => {
                 return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("multipart request: {e}"));
@@ -359,16 +361,14 @@ async fn graphql_ws(
     let connection = telemetry::current_request_id();
     GraphQLSubscription::new(TracedSchema { schema: shared.schema.clone(), connection: Arc::from(connection) })
         .on_connection_init(move |init: serde_json::Value| async move {
-            let token = init
-                .get("authorization")
-                .or_else(|| init.get("Authorization"))
-                .and_then(|v| v.as_str());
+            let token = init.get("authorization").or_else(|| init.get("Authorization")).and_then(|v| v.as_str());
             let actor = match token {
                 Some(value) => verifier.actor_from_header(Some(value)).map_err(|e| async_graphql::Error::new(e.0))?,
                 None => header_actor,
             };
             let mut data = Data::default();
-            let session = Session::start(actor, db, batch_window).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            let session =
+                Session::start(actor, db, batch_window).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
             data.insert(Arc::new(session));
             Ok(data)
         })
@@ -388,11 +388,16 @@ impl async_graphql::Executor for TracedSchema {
         self.schema.execute(request).await
     }
 
-    fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, async_graphql::Response> {
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, async_graphql::Response> {
         let id: Arc<str> = Arc::from(telemetry::generate_id());
         // The name as the client sent it, capped: it is logged, not counted.
         let name: String = request.operation_name.as_deref().unwrap_or("anonymous").chars().take(64).collect();
-        let span = tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
+        let span =
+            tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
         let inner = self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default());
         TracedStream { inner, span, id }.boxed()
     }
@@ -459,7 +464,8 @@ async fn healthz() -> HttpResponse {
 async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
     match shared.state.db.readiness().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Err(reason) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "not ready", "reason": reason })),
+        Err(reason) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "reason": reason }))
+        }
     }
 }

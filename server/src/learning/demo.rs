@@ -44,41 +44,70 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
     // The Trøndelag network and its fourth gathering at Inderøy.
     let programme = by_name(txn, "Leverandørutviklingsprogrammet (LUP)").await?;
     let adviser = caller(&programme);
-    let network = hold("network", rules::create_network(txn, &adviser,
-        "Læringsnettverk for innovative anskaffelser av velferdsteknologi i Trøndelag",
-        Some("Coordinating programme illustrative.".into())).await)?;
+    let network = hold(
+        "network",
+        rules::create_network(
+            txn,
+            &adviser,
+            "Læringsnettverk for innovative anskaffelser av velferdsteknologi i Trøndelag",
+            Some("Coordinating programme illustrative.".into()),
+        )
+        .await,
+    )?;
     let mut members = Vec::new();
     for name in ["Steinkjer kommune", "Snåsa kommune", "Verran kommune", "Inderøy kommune", "Vikna kommune"] {
         let org = by_name(txn, name).await?;
         hold("member", rules::add_member(txn, &adviser, network.id, org.id, None).await)?;
         members.push(org);
     }
-    hold("gathering", rules::add_gathering(txn, &adviser, network.id, NewGathering {
-        number: 4,
-        held_on: day(2018, 3, 1),
-        host_id: members[3].id,
-        venue: Some("Inderøy rådhus".into()),
-        topic: "Fjerde samling (illustrative topic and date)".into(),
-        attendance: vec![(members[0].id, 2), (members[1].id, 1), (members[3].id, 3), (members[4].id, 1)],
-    }).await)?;
+    hold(
+        "gathering",
+        rules::add_gathering(
+            txn,
+            &adviser,
+            network.id,
+            NewGathering {
+                number: 4,
+                held_on: day(2018, 3, 1),
+                host_id: members[3].id,
+                venue: Some("Inderøy rådhus".into()),
+                topic: "Fjerde samling (illustrative topic and date)".into(),
+                attendance: vec![(members[0].id, 2), (members[1].id, 1), (members[3].id, 3), (members[4].id, 1)],
+            },
+        )
+        .await,
+    )?;
 
     // Larvik's report on the whole process.
     let larvik = by_name(txn, "Larvik kommune").await?;
     let larvik_procurement = led_by(txn, &larvik).await?;
-    hold("report", rules::publish_report(txn, &caller(&larvik), NewReport {
-        procurement_id: larvik_procurement.id,
-        network_id: None,
-        phase: None,
-        title: "Rapport: felles anskaffelse av elektronisk medisineringsstøtte".into(),
-        summary: "Larvik kommune's report on the whole process (April 2019). Lesson texts are illustrative.".into(),
-        public: true,
-        published_on: day(2019, 4, 1),
-        lessons: vec![
-            (Phase::Needs, "Behovskartleggingen med brukere og tjenesteytere ga en felles tjenestereise (illustrative).".into()),
-            (Phase::Dialogue, "En-til-en-møtene ga leverandørene et bedre grunnlag (illustrative).".into()),
-            (Phase::Implementation, "Hver kommune gjør sin egen faglige vurdering (illustrative).".into()),
-        ],
-    }).await)?;
+    hold(
+        "report",
+        rules::publish_report(
+            txn,
+            &caller(&larvik),
+            NewReport {
+                procurement_id: larvik_procurement.id,
+                network_id: None,
+                phase: None,
+                title: "Rapport: felles anskaffelse av elektronisk medisineringsstøtte".into(),
+                summary: "Larvik kommune's report on the whole process (April 2019). Lesson texts are illustrative."
+                    .into(),
+                public: true,
+                published_on: day(2019, 4, 1),
+                lessons: vec![
+                    (
+                        Phase::Needs,
+                        "Behovskartleggingen med brukere og tjenesteytere ga en felles tjenestereise (illustrative)."
+                            .into(),
+                    ),
+                    (Phase::Dialogue, "En-til-en-møtene ga leverandørene et bedre grunnlag (illustrative).".into()),
+                    (Phase::Implementation, "Hver kommune gjør sin egen faglige vurdering (illustrative).".into()),
+                ],
+            },
+        )
+        .await,
+    )?;
 
     // Asker and Bærum's learning arena.
     let baerum = by_name(txn, "Bærum kommune").await?;
@@ -94,12 +123,43 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
 
     // The Lillestrøm municipalities reuse Larvik's needs mapping.
     let sorum = by_name(txn, "Sørum kommune").await?;
-    hold("follower", procurement_rules::add_participant(txn, &caller(&larvik), larvik_procurement.id, sorum.id, ParticipantRole::Follower, day(2019, 3, 7)).await)?;
-    let reuse = hold("reuse", rules::reuse(txn, &caller(&sorum), larvik_procurement.id,
-        "Medisineringsstøtte for Skedsmo, Fet og Sørum (illustrative)", day(2019, 6, 1)).await)?;
+    hold(
+        "follower",
+        procurement_rules::add_participant(
+            txn,
+            &caller(&larvik),
+            larvik_procurement.id,
+            sorum.id,
+            ParticipantRole::Follower,
+            day(2019, 3, 7),
+        )
+        .await,
+    )?;
+    let reuse = hold(
+        "reuse",
+        rules::reuse(
+            txn,
+            &caller(&sorum),
+            larvik_procurement.id,
+            "Medisineringsstøtte for Skedsmo, Fet og Sørum (illustrative)",
+            day(2019, 6, 1),
+        )
+        .await,
+    )?;
     for name in ["Skedsmo kommune", "Fet kommune"] {
         let org = by_name(txn, name).await?;
-        hold("participant", procurement_rules::add_participant(txn, &caller(&sorum), reuse.copy_id, org.id, ParticipantRole::Participant, day(2019, 6, 1)).await)?;
+        hold(
+            "participant",
+            procurement_rules::add_participant(
+                txn,
+                &caller(&sorum),
+                reuse.copy_id,
+                org.id,
+                ParticipantRole::Participant,
+                day(2019, 6, 1),
+            )
+            .await,
+        )?;
     }
     Ok(())
 }

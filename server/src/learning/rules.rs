@@ -3,7 +3,9 @@
 //! — the transaction is then rolled back, so a refused change writes nothing.
 
 use chrono::{NaiveDate, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 
 use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
@@ -155,7 +157,14 @@ pub struct NewGathering {
 }
 
 async fn check_attendee<C: ConnectionTrait>(db: &C, organization_id: i64, people: i32) -> RuleResult<()> {
-    ensure(people >= 1, Invalid::new("attendance", "INVALID_PEOPLE", "people must be at least 1; leave out organisations that sent no one"))?;
+    ensure(
+        people >= 1,
+        Invalid::new(
+            "attendance",
+            "INVALID_PEOPLE",
+            "people must be at least 1; leave out organisations that sent no one",
+        ),
+    )?;
     let exists = organization::Entity::find_by_id(organization_id).count(db).await? > 0;
     ensure(exists, Invalid::new("attendance", "NOT_FOUND", "an attending organisation does not exist"))?;
     Ok(())
@@ -182,7 +191,10 @@ pub async fn add_gathering<C: ConnectionTrait>(
     ensure(is_member(db, n.id, host.id).await?, LearningError::NotAMember(host.name.clone()))?;
     let mut seen = std::collections::BTreeSet::new();
     for (org_id, people) in &new.attendance {
-        ensure(seen.insert(*org_id), Invalid::new("attendance", "DUPLICATE_ATTENDEE", "an organisation is listed twice"))?;
+        ensure(
+            seen.insert(*org_id),
+            Invalid::new("attendance", "DUPLICATE_ATTENDEE", "an organisation is listed twice"),
+        )?;
         check_attendee(db, *org_id, *people).await?;
     }
     let row = gathering::ActiveModel {
@@ -255,7 +267,11 @@ pub struct NewReport {
 
 /// A municipality taking part in a procurement (as lead, participant or follower) reports its
 /// experience of it.
-pub async fn publish_report<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewReport) -> RuleResult<experience_report::Model> {
+pub async fn publish_report<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    new: NewReport,
+) -> RuleResult<experience_report::Model> {
     let Some(p) = procurement::Entity::find_by_id(new.procurement_id).one(db).await? else {
         return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
@@ -272,14 +288,17 @@ pub async fn publish_report<C: ConnectionTrait>(db: &C, caller: &Caller, new: Ne
         };
         ensure(
             n.coordinator_id == caller.org.id || is_member(db, n.id, caller.org.id).await?,
-            LearningError::NotAMember(caller.org.name.clone())
+            LearningError::NotAMember(caller.org.name.clone()),
         )?;
     }
     let title = text("title", &new.title, 300)?;
     let summary = text("summary", &new.summary, 20_000)?;
     let mut lessons = Vec::with_capacity(new.lessons.len());
     for (phase, lesson) in &new.lessons {
-        ensure(*phase != Phase::OnHold, Invalid::new("lessons", "INVALID_PHASE", "a lesson concerns a phase of the process, not ON_HOLD"))?;
+        ensure(
+            *phase != Phase::OnHold,
+            Invalid::new("lessons", "INVALID_PHASE", "a lesson concerns a phase of the process, not ON_HOLD"),
+        )?;
         lessons.push((*phase, text("lessons", lesson, 4000)?));
     }
     let mut search_text = format!("{title}\n{summary}");
@@ -322,7 +341,10 @@ pub async fn reuse<C: ConnectionTrait>(
     title: &str,
     started_on: NaiveDate,
 ) -> RuleResult<procurement_reuse::Model> {
-    ensure(caller.org.kind == OrganizationKind::Municipality, LearningError::NotAMunicipality(caller.org.name.clone()))?;
+    ensure(
+        caller.org.kind == OrganizationKind::Municipality,
+        LearningError::NotAMunicipality(caller.org.name.clone()),
+    )?;
     let Some(source) = procurement::Entity::find_by_id(source_id).one(db).await? else {
         return refuse(Invalid::new("sourceProcurementId", "NOT_FOUND", "no such procurement"));
     };
@@ -333,11 +355,18 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?
         > 0;
     ensure(follows, LearningError::NotFollowing)?;
-    let lead = organization::Entity::find_by_id(source.lead_id).one(db).await?.ok_or_else(|| ApiError::internal("dangling lead"))?;
+    let lead = organization::Entity::find_by_id(source.lead_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("dangling lead"))?;
     let provenance = format!("reused from «{}» led by {}", source.title, lead.name);
-    let copy = procurement_rules::create(db, caller, NewProcurement { title: title.to_string(), category: source.category, started_on })
-        .await
-        .map_err(Refusal::widen)?;
+    let copy = procurement_rules::create(
+        db,
+        caller,
+        NewProcurement { title: title.to_string(), category: source.category, started_on },
+    )
+    .await
+    .map_err(Refusal::widen)?;
     let reuse = procurement_reuse::ActiveModel {
         source_id: Set(source.id),
         copy_id: Set(copy.id),
@@ -389,12 +418,17 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     for s in stories {
         let criteria: Vec<String> = serde_json::from_str(&s.acceptance_criteria).unwrap_or_default();
-        let copied = procurement_rules::add_user_story(db, caller, copy.id, NewUserStory {
-            code: s.code.clone(),
-            title: s.title.clone(),
-            narrative: s.narrative.clone(),
-            acceptance_criteria: criteria,
-        })
+        let copied = procurement_rules::add_user_story(
+            db,
+            caller,
+            copy.id,
+            NewUserStory {
+                code: s.code.clone(),
+                title: s.title.clone(),
+                narrative: s.narrative.clone(),
+                acceptance_criteria: criteria,
+            },
+        )
         .await
         .map_err(Refusal::widen)?;
         record(ReusedKind::UserStory, s.id, copied.id, format!("{} {}", copied.code, copied.title)).insert(db).await?;

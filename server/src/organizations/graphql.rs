@@ -1,7 +1,7 @@
 //! GraphQL face of organisations.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription, ID};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
@@ -11,8 +11,8 @@ use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, Organization
 use super::model::{self, OrganizationKind};
 use super::service::{self, MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
 use crate::auth::Role;
-use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
 use crate::errors::{ApiError, Refusal};
+use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
 use crate::graphql::context::{load_existing, load_one, require_role, state};
 use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
@@ -141,9 +141,8 @@ impl OrganizationQuery {
         if let Some(part) = filter.name_contains {
             let pattern = format!("%{}%", escape_like(&part.to_lowercase()));
             select = select.filter(
-                Expr::expr(Func::lower(Expr::col(model::Column::Name))).like(
-                    sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'),
-                ),
+                Expr::expr(Func::lower(Expr::col(model::Column::Name)))
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
             );
         }
         let db = state(ctx).db.read().clone();
@@ -153,21 +152,11 @@ impl OrganizationQuery {
             async move { Ok(select.count(&db).await?) }
         });
         let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
-            OrganizationOrderField::Name => {
-                (model::Column::Name, |k| k.as_str().map(|s| Value::from(s.to_string())))
-            }
+            OrganizationOrderField::Name => (model::Column::Name, |k| k.as_str().map(|s| Value::from(s.to_string()))),
             OrganizationOrderField::CreatedAt => (model::Column::Id, |k| k.as_i64().map(Value::from)),
         };
-        let rows = fetch_page(
-            state(ctx).db.read(),
-            select,
-            sort,
-            model::Column::Id,
-            order.direction,
-            &page,
-            key_of,
-        )
-        .await?;
+        let rows =
+            fetch_page(state(ctx).db.read(), select, sort, model::Column::Id, order.direction, &page, key_of).await?;
         let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
         connection.edges = rows
             .rows
@@ -185,8 +174,9 @@ impl OrganizationQuery {
 
     /// The organisation with this organisation number, if registered.
     async fn organization(&self, ctx: &Context<'_>, org_number: String) -> Result<Option<Organization>> {
-        let number: OrgNumber =
-            org_number.parse().map_err(|e: super::identifiers::OrgNumberError| ApiError::BadUserInput(e.to_string()))?;
+        let number: OrgNumber = org_number
+            .parse()
+            .map_err(|e: super::identifiers::OrgNumberError| ApiError::BadUserInput(e.to_string()))?;
         Ok(service::find_by_org_number(state(ctx).db.read(), number).await?.map(Organization))
     }
 }
@@ -227,9 +217,10 @@ impl OrganizationCreateInput {
             n.parse::<MunicipalityNumber>()
                 .map_err(|e| errors.push(OrganizationError::InvalidMunicipalityNumber(e.to_string())))
         });
-        let county = self.county.as_deref().map(|c| {
-            c.parse::<CountyName>().map_err(|e| errors.push(OrganizationError::InvalidCounty(e.to_string())))
-        });
+        let county = self
+            .county
+            .as_deref()
+            .map(|c| c.parse::<CountyName>().map_err(|e| errors.push(OrganizationError::InvalidCounty(e.to_string()))));
         let population = match (self.population, self.population_year) {
             (None, None) => None,
             (Some(n), Some(year)) if n >= 0 && (1800..=2100).contains(&year) => {
@@ -242,9 +233,7 @@ impl OrganizationCreateInput {
                 None
             }
             _ => {
-                errors.push(OrganizationError::InvalidPopulation(
-                    "give population and populationYear together".into(),
-                ));
+                errors.push(OrganizationError::InvalidPopulation("give population and populationYear together".into()));
                 None
             }
         };
@@ -270,13 +259,9 @@ impl OrganizationCreateInput {
             errors.push(OrganizationError::MunicipalityFactsOnNonMunicipality);
         }
         match (name, org_number) {
-            (Some(name), Some(org_number)) if errors.is_empty() => Ok(NewOrganization {
-                kind: self.kind,
-                name,
-                org_number: Some(org_number),
-                municipality,
-                population,
-            }),
+            (Some(name), Some(org_number)) if errors.is_empty() => {
+                Ok(NewOrganization { kind: self.kind, name, org_number: Some(org_number), municipality, population })
+            }
             _ => Err(errors),
         }
     }

@@ -120,8 +120,8 @@ impl FromStr for CountyName {
     type Err = CountyNameError;
     fn from_str(s: &str) -> Result<CountyName, CountyNameError> {
         let name = s.trim();
-        let ok = (2..=64).contains(&name.chars().count())
-            && name.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '-');
+        let ok =
+            (2..=64).contains(&name.chars().count()) && name.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '-');
         if ok { Ok(CountyName(name.to_string())) } else { Err(CountyNameError(s.to_string())) }
     }
 }

@@ -83,10 +83,7 @@ impl RuleViolation for OrganizationError {
 
 /// Stores a new organisation. A duplicate organisation number is a business error, also when
 /// two requests race for it (the unique index decides).
-pub async fn insert<C: ConnectionTrait>(
-    db: &C,
-    new: NewOrganization,
-) -> RuleResult<model::Model, OrganizationError> {
+pub async fn insert<C: ConnectionTrait>(db: &C, new: NewOrganization) -> RuleResult<model::Model, OrganizationError> {
     if let Some(number) = new.org_number
         && find_by_org_number(db, number).await?.is_some()
     {
@@ -116,10 +113,7 @@ pub async fn find_by_org_number<C: ConnectionTrait>(
     db: &C,
     number: OrgNumber,
 ) -> Result<Option<model::Model>, ApiError> {
-    Ok(model::Entity::find()
-        .filter(model::Column::OrgNumber.eq(number.to_string()))
-        .one(db)
-        .await?)
+    Ok(model::Entity::find().filter(model::Column::OrgNumber.eq(number.to_string())).one(db).await?)
 }
 
 pub async fn count<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {

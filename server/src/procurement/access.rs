@@ -8,8 +8,8 @@ use chrono::Utc;
 use super::model::{ParticipantRole, procurement, tender};
 use crate::auth::Role;
 use crate::errors::ApiError;
-use crate::graphql::loaders::ParticipantsOf;
 use crate::graphql::context::{load_one, session};
+use crate::graphql::loaders::ParticipantsOf;
 
 /// The viewer's standing towards one procurement.
 #[derive(Debug, Clone)]

@@ -4,6 +4,6 @@
 pub mod access;
 pub mod graphql;
 pub mod model;
+pub mod ocds;
 pub mod phase;
 pub mod rules;
-pub mod ocds;

@@ -380,10 +380,8 @@ fn procurement_release(loaded: &Loaded, options: &OcdsOptions, now: DateTime<Utc
         })
         .collect();
 
-    let buyer_names: Vec<&str> = parties
-        .with_role("buyer")
-        .filter_map(|id| loaded.organizations.get(&id).map(|o| o.name.as_str()))
-        .collect();
+    let buyer_names: Vec<&str> =
+        parties.with_role("buyer").filter_map(|id| loaded.organizations.get(&id).map(|o| o.name.as_str())).collect();
     let mut framework = json!({ "method": "withoutReopeningCompetition" });
     if !buyer_names.is_empty() {
         framework["buyerCategories"] = json!(format!("The participating municipalities: {}", buyer_names.join(", ")));
@@ -739,9 +737,9 @@ fn datetime(at: DateTime<FixedOffset>) -> String {
 fn with_release_id(mut release: Value) -> Value {
     let text = serde_json::to_string(&release).expect("a JSON value serialises");
     // FNV-1a: stable across Rust versions, unlike the standard library's hashers.
-    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let digest = text
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     let ocid = release["ocid"].as_str().unwrap_or_default().to_string();
     release["id"] = json!(format!("{ocid}-{digest:016x}"));
     release
@@ -1103,10 +1101,7 @@ mod tests {
     struct LocalSchemas(Value);
 
     impl jsonschema::Retrieve for LocalSchemas {
-        fn retrieve(
-            &self,
-            uri: &jsonschema::Uri<String>,
-        ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
             if uri.as_str() == RELEASE_SCHEMA_URL {
                 Ok(self.0.clone())
             } else {
@@ -1373,7 +1368,8 @@ mod tests {
         let b = party(main, &f.supplier_b.name).unwrap();
         assert_eq!(b["id"], format!("velferd-org-{}", f.supplier_b.id), "no org number: a local id");
         assert!(b.get("identifier").is_none() && b.get("address").is_none());
-        let party_ids: Vec<&str> = main["parties"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        let party_ids: Vec<&str> =
+            main["parties"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
         assert_eq!(party_ids.len(), 4);
 
         // Tender: user stories as lots, a framework agreement without reopening competition.
@@ -1381,7 +1377,10 @@ mod tests {
         assert_eq!(tender["status"], "complete");
         assert_eq!(tender["procurementMethod"], "open");
         assert_eq!(tender["procuringEntity"]["id"], lead_id);
-        assert_eq!(tender["tenderPeriod"], json!({ "startDate": "2025-03-01T00:00:00Z", "endDate": "2025-04-15T10:00:00Z" }));
+        assert_eq!(
+            tender["tenderPeriod"],
+            json!({ "startDate": "2025-03-01T00:00:00Z", "endDate": "2025-04-15T10:00:00Z" })
+        );
         assert_eq!(tender["documents"][0]["id"], "2025-101234");
         assert_eq!(tender["documents"][0]["documentType"], "tenderNotice");
         assert_eq!(tender["awardCriteria"], "ratedCriteria");
@@ -1425,7 +1424,10 @@ mod tests {
             assert_eq!(contract["awardID"], award["id"]);
         }
         assert_eq!(contracts[0]["status"], "active");
-        assert_eq!(contracts[0]["period"], json!({ "startDate": "2025-06-01T00:00:00Z", "endDate": "2027-05-31T00:00:00Z" }));
+        assert_eq!(
+            contracts[0]["period"],
+            json!({ "startDate": "2025-06-01T00:00:00Z", "endDate": "2027-05-31T00:00:00Z" })
+        );
         assert_eq!(contracts[0]["value"], json!({ "amount": 4500, "currency": "NOK" }));
         assert_eq!(contracts[0]["items"][0]["quantity"], 500);
         assert_eq!(contracts[0]["items"][0]["relatedLot"], "US1");
@@ -1460,7 +1462,10 @@ mod tests {
         assert_eq!(buy["contracts"][0]["value"], json!({ "amount": 90000, "currency": "NOK" }), "20 × 4500");
         assert_eq!(lease["contracts"][0]["status"], "active", "a delivered lease runs on");
         assert!(lease["contracts"][0].get("value").is_none(), "a lease has no total");
-        assert_eq!(lease["contracts"][0]["items"][0]["unit"], json!({ "name": "unit per month", "value": { "amount": 125, "currency": "NOK" } }));
+        assert_eq!(
+            lease["contracts"][0]["items"][0]["unit"],
+            json!({ "name": "unit per month", "value": { "amount": 125, "currency": "NOK" } })
+        );
     }
 
     #[tokio::test]
@@ -1482,7 +1487,10 @@ mod tests {
             assert_eq!(package["releases"].as_array().unwrap().len(), 1);
             assert_eq!(strings(&main["tag"]), ["tender"]);
             assert_eq!(main["tender"]["status"], "active");
-            assert_eq!(strings(&main["tender"]["lots"].as_array().unwrap().iter().map(|l| l["id"].clone()).collect()), ["A1"]);
+            assert_eq!(
+                strings(&main["tender"]["lots"].as_array().unwrap().iter().map(|l| l["id"].clone()).collect()),
+                ["A1"]
+            );
             for absent in ["bids", "awards", "contracts"] {
                 assert!(main.get(absent).is_none(), "{absent} before the deadline");
             }

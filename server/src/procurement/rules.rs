@@ -3,14 +3,12 @@
 //! transaction is then rolled back, so a refused change writes nothing.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 use super::model::{
     ActivityKind, Category, ParticipantRole, activity_attendee, award, dialogue_activity, evaluation_criterion,
-    journey_step, need, participant, phase_transition, procurement, score, solution_sketch, tender,
-    tender_response, user_story,
+    journey_step, need, participant, phase_transition, procurement, score, solution_sketch, tender, tender_response,
+    user_story,
 };
 use super::phase::{Phase, PhaseError, PhaseState, transition};
 use crate::auth::Caller;
@@ -171,8 +169,15 @@ pub struct NewProcurement {
 }
 
 /// A municipality's procurement officer starts a procurement; the municipality leads it.
-pub async fn create<C: ConnectionTrait>(db: &C, caller: &Caller, new: NewProcurement) -> RuleResult<procurement::Model> {
-    ensure(caller.org.kind == OrganizationKind::Municipality, ProcurementError::NotAMunicipality(caller.org.name.clone()))?;
+pub async fn create<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    new: NewProcurement,
+) -> RuleResult<procurement::Model> {
+    ensure(
+        caller.org.kind == OrganizationKind::Municipality,
+        ProcurementError::NotAMunicipality(caller.org.name.clone()),
+    )?;
     let title = text("title", &new.title, 300)?;
     let p = procurement::ActiveModel {
         title: Set(title),
@@ -285,7 +290,11 @@ pub async fn publish_notice<C: ConnectionTrait>(
     let reference = text("reference", reference, 100)?;
     ensure(
         deadline.date_naive() > published_on,
-        Invalid::new("tenderDeadline", "DEADLINE_BEFORE_NOTICE", "the tender deadline must be after the notice is published")
+        Invalid::new(
+            "tenderDeadline",
+            "DEADLINE_BEFORE_NOTICE",
+            "the tender deadline must be after the notice is published",
+        ),
     )?;
     let mut active: procurement::ActiveModel = p.into();
     active.notice_reference = Set(Some(reference));
@@ -372,7 +381,10 @@ pub async fn add_activity<C: ConnectionTrait>(
     let title = text("title", &new.title, 300)?;
     let mut seen = std::collections::BTreeSet::new();
     for (org_id, people) in &new.attendees {
-        ensure(seen.insert(*org_id), Invalid::new("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"))?;
+        ensure(
+            seen.insert(*org_id),
+            Invalid::new("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"),
+        )?;
         ensure(people.is_none_or(|n| n > 0), Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1"))?;
         let exists = organization::Entity::find_by_id(*org_id).count(db).await? > 0;
         ensure(exists, Invalid::new("attendees", "NOT_FOUND", "an attending organisation does not exist"))?;
@@ -445,12 +457,12 @@ pub async fn add_user_story<C: ConnectionTrait>(
     ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
     ensure(
         matches!(p.phase, Phase::Needs | Phase::Dialogue | Phase::Competition),
-        ProcurementError::WrongPhase { expected: Phase::Competition, actual: p.phase }
+        ProcurementError::WrongPhase { expected: Phase::Competition, actual: p.phase },
     )?;
     let code = new.code.trim().to_string();
     ensure(
         !code.is_empty() && code.len() <= 20 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
-        Invalid::new("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'")
+        Invalid::new("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'"),
     )?;
     let title = text("title", &new.title, 300)?;
     let narrative = text("narrative", &new.narrative, 20_000)?;
@@ -528,7 +540,10 @@ pub async fn submit_tender<C: ConnectionTrait>(
     let Some(deadline) = p.tender_deadline else { return refuse(ProcurementError::NoticeNotPublished) };
     let deadline = deadline.with_timezone(&Utc);
     ensure(now < deadline, ProcurementError::DeadlinePassed(deadline))?;
-    ensure(!responses.is_empty(), Invalid::new("responses", "NO_RESPONSES", "a tender answers at least one user story"))?;
+    ensure(
+        !responses.is_empty(),
+        Invalid::new("responses", "NO_RESPONSES", "a tender answers at least one user story"),
+    )?;
     let stories: Vec<i64> = user_story::Entity::find()
         .filter(user_story::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -538,11 +553,21 @@ pub async fn submit_tender<C: ConnectionTrait>(
         .collect();
     let mut answered = std::collections::BTreeSet::new();
     for r in &responses {
-        ensure(stories.contains(&r.user_story_id), Invalid::new("responses", "NOT_FOUND", "a response names a user story of another procurement"))?;
-        ensure(answered.insert(r.user_story_id), Invalid::new("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"))?;
+        ensure(
+            stories.contains(&r.user_story_id),
+            Invalid::new("responses", "NOT_FOUND", "a response names a user story of another procurement"),
+        )?;
+        ensure(
+            answered.insert(r.user_story_id),
+            Invalid::new("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"),
+        )?;
         ensure(
             r.purchase_price.is_some() || r.lease_price_per_month.is_some(),
-            Invalid::new("responses", "NO_PRICE", "each response needs a purchase price, a monthly lease price or both")
+            Invalid::new(
+                "responses",
+                "NO_PRICE",
+                "each response needs a purchase price, a monthly lease price or both",
+            ),
         )?;
         text("solution", &r.solution, 20_000)?;
     }
@@ -588,7 +613,10 @@ async fn response_after_deadline<C: ConnectionTrait>(
     let Some(response) = tender_response::Entity::find_by_id(response_id).one(db).await? else {
         return refuse(Invalid::new(field, "NOT_FOUND", "no such tender response"));
     };
-    let t = tender::Entity::find_by_id(response.tender_id).one(db).await?.ok_or_else(|| ApiError::internal("response without tender"))?;
+    let t = tender::Entity::find_by_id(response.tender_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("response without tender"))?;
     let p = led_by(db, caller, t.procurement_id, what).await?;
     let Some(deadline) = p.tender_deadline else { return refuse(ProcurementError::NoticeNotPublished) };
     let deadline = deadline.with_timezone(&Utc);
@@ -604,7 +632,8 @@ pub async fn score_response<C: ConnectionTrait>(
     scores: Vec<(i64, f64)>,
     now: DateTime<Utc>,
 ) -> RuleResult<tender_response::Model> {
-    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await?;
+    let (p, response) =
+        response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await?;
     let criteria: Vec<i64> = evaluation_criterion::Entity::find()
         .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -613,8 +642,14 @@ pub async fn score_response<C: ConnectionTrait>(
         .map(|c| c.id)
         .collect();
     for (criterion_id, value) in &scores {
-        ensure(criteria.contains(criterion_id), Invalid::new("scores", "NOT_FOUND", "a score names a criterion of another procurement"))?;
-        ensure(value.is_finite() && (0.0..=10.0).contains(value), Invalid::new("scores", "INVALID_SCORE", "a score is from 0 to 10"))?;
+        ensure(
+            criteria.contains(criterion_id),
+            Invalid::new("scores", "NOT_FOUND", "a score names a criterion of another procurement"),
+        )?;
+        ensure(
+            value.is_finite() && (0.0..=10.0).contains(value),
+            Invalid::new("scores", "INVALID_SCORE", "a score is from 0 to 10"),
+        )?;
     }
     for (criterion_id, value) in scores {
         let hundredths = (value * 100.0).round() as i32;
@@ -644,7 +679,10 @@ pub async fn award<C: ConnectionTrait>(
 ) -> RuleResult<award::Model> {
     let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", "award", now).await?;
     require_phase(&p, Phase::Competition)?;
-    let story = user_story::Entity::find_by_id(response.user_story_id).one(db).await?.ok_or_else(|| ApiError::internal("response without story"))?;
+    let story = user_story::Entity::find_by_id(response.user_story_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("response without story"))?;
     let taken = award::Entity::find().filter(award::Column::UserStoryId.eq(story.id)).count(db).await?;
     ensure(taken == 0, ProcurementError::AlreadyAwarded(story.code.clone()))?;
     let row = award::ActiveModel {
@@ -733,9 +771,12 @@ mod tests {
         let criteria = [criterion(1, 60), criterion(2, 40)];
         let responses = [response(1), response(2), response(3)];
         let scores = [
-            score(1, 1, 800), score(1, 2, 500), // 6.8
-            score(2, 1, 600), score(2, 2, 900), // 7.2
-            score(3, 1, 800), score(3, 2, 500), // 6.8
+            score(1, 1, 800),
+            score(1, 2, 500), // 6.8
+            score(2, 1, 600),
+            score(2, 2, 900), // 7.2
+            score(3, 1, 800),
+            score(3, 2, 500), // 6.8
         ];
         let ranked = rank(&responses, &criteria, &scores);
         let order: Vec<(i64, usize)> = ranked.iter().map(|r| (r.response.id, r.rank)).collect();
@@ -746,7 +787,8 @@ mod tests {
     #[test]
     fn a_missing_score_counts_as_zero() {
         let criteria = [criterion(1, 50), criterion(2, 50)];
-        let ranked = rank(&[response(1), response(2)], &criteria, &[score(1, 1, 1000), score(2, 1, 600), score(2, 2, 600)]);
+        let ranked =
+            rank(&[response(1), response(2)], &criteria, &[score(1, 1, 1000), score(2, 1, 600), score(2, 2, 600)]);
         assert_eq!(ranked[0].response.id, 2);
     }
 }

@@ -149,7 +149,9 @@ impl Adapter {
     async fn replay_review(&self, ctx: &Context<'_>, #[graphql(default = 50)] last: i32) -> Result<ReplayReview> {
         let product = load_existing(ctx, ProductById(self.0.product_id), "device product").await?;
         if !DeviceViewer::of(ctx).await?.manages(&product) {
-            return Err(ApiError::Forbidden("only admins and the product's supplier may review its adapters".into()).into());
+            return Err(
+                ApiError::Forbidden("only admins and the product's supplier may review its adapters".into()).into()
+            );
         }
         if !(1..=MAX_REVIEW).contains(&last) {
             return Err(ApiError::BadUserInput(format!("`last` must be 1 to {MAX_REVIEW}")).into());

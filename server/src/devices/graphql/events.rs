@@ -56,7 +56,9 @@ impl Device {
         last: Option<i32>,
     ) -> Result<Page<DeviceEvent>> {
         let page = PageRequest::parse(after, before, first, last)?;
-        let select = filter.unwrap_or_default().apply(device_event::Entity::find().filter(device_event::Column::DeviceId.eq(self.0.id)));
+        let select = filter
+            .unwrap_or_default()
+            .apply(device_event::Entity::find().filter(device_event::Column::DeviceId.eq(self.0.id)));
         page_by_id(ctx, OrderDirection::Desc, select, device_event::Column::Id, &page, |e| e.id, DeviceEvent).await
     }
 }
@@ -111,7 +113,10 @@ impl DeviceEventFilter {
             && self.min_severity.is_none_or(|min| Severity::of(&event.severity) >= min)
     }
 
-    pub(super) fn apply(self, mut select: sea_orm::Select<device_event::Entity>) -> sea_orm::Select<device_event::Entity> {
+    pub(super) fn apply(
+        self,
+        mut select: sea_orm::Select<device_event::Entity>,
+    ) -> sea_orm::Select<device_event::Entity> {
         if let Some(kinds) = self.kinds {
             select = select.filter(device_event::Column::Kind.is_in(kinds));
         }
@@ -166,7 +171,10 @@ impl DeviceEvent {
     async fn vkp(&self) -> Option<VkpCoding> {
         let data: serde_json::Value = serde_json::from_str(&self.0.data).ok()?;
         let vkp = data.get("vkp")?;
-        Some(VkpCoding { system: vkp.get("system")?.as_str()?.to_string(), code: vkp.get("code")?.as_str()?.to_string() })
+        Some(VkpCoding {
+            system: vkp.get("system")?.as_str()?.to_string(),
+            code: vkp.get("code")?.as_str()?.to_string(),
+        })
     }
 
     async fn severity(&self) -> Severity {
@@ -199,7 +207,12 @@ impl DeviceEvent {
         if !DeviceViewer::of(ctx).await?.manages(&product) {
             return Ok(None);
         }
-        Ok(load_one(ctx, AdaptersOf(product.id)).await?.unwrap_or_default().into_iter().find(|a| a.id == self.0.adapter_id).map(Adapter))
+        Ok(load_one(ctx, AdaptersOf(product.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.id == self.0.adapter_id)
+            .map(Adapter))
     }
 }
 

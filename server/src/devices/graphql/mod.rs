@@ -12,11 +12,11 @@
 use std::io::Read;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload, ID};
-use futures_util::{Stream, StreamExt};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Query;
+use futures_util::{Stream, StreamExt};
 use sea_orm::sea_query::ExprTrait;
+use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::identifiers::ProductSlug;
@@ -131,7 +131,10 @@ impl DeviceViewer {
                 .column(device::Column::Serial)
                 .from(device::Entity)
                 .and_where(device::Column::MunicipalityId.eq(m))
-                .and_where(sea_orm::sea_query::Expr::col((device::Entity, device::Column::ProductId)).equals((dead_letter::Entity, dead_letter::Column::ProductId)))
+                .and_where(
+                    sea_orm::sea_query::Expr::col((device::Entity, device::Column::ProductId))
+                        .equals((dead_letter::Entity, dead_letter::Column::ProductId)),
+                )
                 .to_owned();
             any = any.add(dead_letter::Column::DeviceSerial.in_subquery(named));
         }
@@ -152,7 +155,10 @@ fn slug_argument(slug: &str) -> Result<ProductSlug, ApiError> {
 }
 
 async fn product_by_slug(ctx: &Context<'_>, slug: &ProductSlug) -> Result<Option<device_product::Model>, ApiError> {
-    Ok(device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(state(ctx).db.read()).await?)
+    Ok(device_product::Entity::find()
+        .filter(device_product::Column::Slug.eq(slug.as_str()))
+        .one(state(ctx).db.read())
+        .await?)
 }
 
 /// The signed-in viewer's standing towards devices; `None` for anonymous callers.

@@ -90,7 +90,9 @@ fn require_adapter_manager(ctx: &Context<'_>, what: &str) -> Result<(), ApiError
     match session.actor.principal() {
         None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
         Some(_) if session.has_role(Role::Admin) || session.has_role(Role::Supplier) => Ok(()),
-        Some(_) => Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `supplier` or `admin`)"))),
+        Some(_) => {
+            Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `supplier` or `admin`)")))
+        }
     }
 }
 
@@ -108,15 +110,25 @@ async fn managed_product(ctx: &Context<'_>, slug: &str) -> RuleResult<device_pro
 #[Object]
 impl DeviceMutation {
     /// Registers an Ed25519 public key that your adapter uploads will be signed with.
-    async fn signing_key_register(&self, ctx: &Context<'_>, input: SigningKeyRegisterInput) -> Result<SigningKeyRegisterPayload> {
+    async fn signing_key_register(
+        &self,
+        ctx: &Context<'_>,
+        input: SigningKeyRegisterInput,
+    ) -> Result<SigningKeyRegisterPayload> {
         let caller = caller(ctx, Role::Supplier, "register signing keys").await?;
-        let result =
-            in_transaction(ctx, async |txn| rules::register_signing_key(txn, &caller, &input.public_key, input.label).await).await;
+        let result = in_transaction(ctx, async |txn| {
+            rules::register_signing_key(txn, &caller, &input.public_key, input.label).await
+        })
+        .await;
         Ok(SigningKeyRegisterPayload::from_rule(result, SigningKey)?)
     }
 
     /// Revokes one of your signing keys.
-    async fn signing_key_revoke(&self, ctx: &Context<'_>, input: SigningKeyRevokeInput) -> Result<SigningKeyRevokePayload> {
+    async fn signing_key_revoke(
+        &self,
+        ctx: &Context<'_>,
+        input: SigningKeyRevokeInput,
+    ) -> Result<SigningKeyRevokePayload> {
         let caller = caller(ctx, Role::Supplier, "revoke signing keys").await?;
         let result: RuleResult<_> = async {
             let id = input_row(&input.id, NodeType::SigningKey, "id")?;
@@ -155,16 +167,22 @@ impl DeviceMutation {
             // The signature is checked before the component is compiled: unsigned code never
             // reaches the compiler.
             let key =
-                in_transaction(ctx, async |txn| rules::verify_upload(txn, &caller, &component, &input.signature).await).await?;
+                in_transaction(ctx, async |txn| rules::verify_upload(txn, &caller, &component, &input.signature).await)
+                    .await?;
             let validated = match runtime.validate(component.clone()).await {
                 Ok(v) => v,
                 Err(e) => {
-                    let code =
-                        serde_json::to_value(&e).ok().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+                    let code = serde_json::to_value(&e)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     return refuse(DevicesError::InvalidComponent("invalid", format!("{code}: {e}")));
                 }
             };
-            in_transaction(ctx, async |txn| rules::record_upload(txn, &caller, &slug, &key, &validated, component).await).await
+            in_transaction(ctx, async |txn| {
+                rules::record_upload(txn, &caller, &slug, &key, &validated, component).await
+            })
+            .await
         }
         .await;
         Ok(AdapterUploadPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
@@ -183,7 +201,11 @@ impl DeviceMutation {
     }
 
     /// Rolls a product back to the version active before the current one (admins).
-    async fn adapter_roll_back(&self, ctx: &Context<'_>, input: AdapterRollBackInput) -> Result<AdapterRollBackPayload> {
+    async fn adapter_roll_back(
+        &self,
+        ctx: &Context<'_>,
+        input: AdapterRollBackInput,
+    ) -> Result<AdapterRollBackPayload> {
         require_role(ctx, Role::Admin, "roll adapters back")?;
         let result: RuleResult<_> = async {
             let product = managed_product(ctx, &input.product).await?;
@@ -222,7 +244,8 @@ impl DeviceMutation {
     async fn device_register(&self, ctx: &Context<'_>, input: DeviceRegisterInput) -> Result<DeviceRegisterPayload> {
         let caller = caller(ctx, Role::CaseWorker, "register devices").await?;
         let result: RuleResult<_> = async {
-            let call_off = input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
+            let call_off =
+                input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
             in_transaction(ctx, async |txn| {
                 rules::register_device(txn, &caller, &input.product, &input.serial, call_off, input.recipient_ref).await
             })
@@ -235,7 +258,11 @@ impl DeviceMutation {
     /// Replays a product's unresolved dead letters through its active adapter (the product's
     /// supplier, or admins). Those that now decode and name registered devices become events;
     /// the others keep their new reason.
-    async fn dead_letters_replay(&self, ctx: &Context<'_>, input: DeadLettersReplayInput) -> Result<DeadLettersReplayPayload> {
+    async fn dead_letters_replay(
+        &self,
+        ctx: &Context<'_>,
+        input: DeadLettersReplayInput,
+    ) -> Result<DeadLettersReplayPayload> {
         require_adapter_manager(ctx, "replay dead letters")?;
         let chosen: RuleResult<_> = async {
             let product = managed_product(ctx, &input.product).await?;
@@ -265,7 +292,11 @@ impl DeviceMutation {
         let state = state(ctx);
         let outcomes = ingest::replay_dead_letters(&state.db, &state.adapters, &product, ids, MAX_REPLAY).await?;
         let ids: Vec<i64> = outcomes.iter().map(|o| o.dead_letter_id).collect();
-        let letters = dead_letter::Entity::find().filter(dead_letter::Column::Id.is_in(ids)).all(state.db.write()).await.map_err(ApiError::from)?;
+        let letters = dead_letter::Entity::find()
+            .filter(dead_letter::Column::Id.is_in(ids))
+            .all(state.db.write())
+            .await
+            .map_err(ApiError::from)?;
         let mut results = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let Some(letter) = letters.iter().find(|l| l.id == outcome.dead_letter_id) else { continue };

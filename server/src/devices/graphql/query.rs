@@ -67,8 +67,14 @@ impl DeviceQuery {
     ) -> Result<Page<DeviceEvent>> {
         let viewer = DeviceViewer::of(ctx).await?;
         let page = PageRequest::parse(after, before, first, last)?;
-        let visible = Query::select().column(device::Column::Id).from(device::Entity).cond_where(viewer.device_condition()).to_owned();
-        let select = filter.unwrap_or_default().apply(device_event::Entity::find().filter(device_event::Column::DeviceId.in_subquery(visible)));
+        let visible = Query::select()
+            .column(device::Column::Id)
+            .from(device::Entity)
+            .cond_where(viewer.device_condition())
+            .to_owned();
+        let select = filter
+            .unwrap_or_default()
+            .apply(device_event::Entity::find().filter(device_event::Column::DeviceId.in_subquery(visible)));
         page_by_id(ctx, OrderDirection::Desc, select, device_event::Column::Id, &page, |e| e.id, DeviceEvent).await
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, InputObject, Object, Result, ID};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::NaiveDate;
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
@@ -47,7 +47,6 @@ pub use reports::*;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
-
 fn require_signed_in(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
     if session(ctx).actor.principal().is_some() {
         Ok(())
@@ -79,8 +78,18 @@ impl Reader {
         let signed_in = session.actor.principal().is_some();
         let (mut procurements, mut networks) = (HashSet::new(), HashSet::new());
         if let Some(org) = org_id {
-            procurements = load_one(ctx, ParticipationsOf(org)).await?.unwrap_or_default().iter().map(|p| p.procurement_id).collect();
-            networks = load_one(ctx, NetworkMembershipsOf(org)).await?.unwrap_or_default().iter().map(|m| m.network_id).collect();
+            procurements = load_one(ctx, ParticipationsOf(org))
+                .await?
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.procurement_id)
+                .collect();
+            networks = load_one(ctx, NetworkMembershipsOf(org))
+                .await?
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m.network_id)
+                .collect();
         }
         Ok(Reader {
             org_id,

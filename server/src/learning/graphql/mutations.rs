@@ -90,10 +90,15 @@ pub struct LearningMutation;
 #[Object]
 impl LearningMutation {
     /// A programme adviser starts a learning network coordinated by the adviser's programme.
-    async fn learning_network_create(&self, ctx: &Context<'_>, input: LearningNetworkCreateInput) -> Result<LearningNetworkCreatePayload> {
+    async fn learning_network_create(
+        &self,
+        ctx: &Context<'_>,
+        input: LearningNetworkCreateInput,
+    ) -> Result<LearningNetworkCreatePayload> {
         let caller = caller(ctx, Role::Advisor, "start learning networks").await?;
         let result =
-            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, &input.name, input.description).await).await;
+            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, &input.name, input.description).await)
+                .await;
         Ok(LearningNetworkCreatePayload::from_rule(result, LearningNetwork)?)
     }
 
@@ -136,7 +141,11 @@ impl LearningMutation {
         Ok(GatheringAddPayload::from_rule(result, Gathering)?)
     }
 
-    async fn gathering_attendance_set(&self, ctx: &Context<'_>, input: GatheringAttendanceSetInput) -> Result<GatheringAttendanceSetPayload> {
+    async fn gathering_attendance_set(
+        &self,
+        ctx: &Context<'_>,
+        input: GatheringAttendanceSetInput,
+    ) -> Result<GatheringAttendanceSetPayload> {
         let caller = caller(ctx, Role::Advisor, "record attendance").await?;
         let result: RuleResult<_> = async {
             let g = input_row(&input.gathering_id, NodeType::Gathering, "gatheringId")?;
@@ -157,7 +166,11 @@ impl LearningMutation {
         let result: RuleResult<_> = async {
             let new = NewReport {
                 procurement_id: input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?,
-                network_id: input.network_id.as_ref().map(|n| input_row(n, NodeType::LearningNetwork, "networkId")).transpose()?,
+                network_id: input
+                    .network_id
+                    .as_ref()
+                    .map(|n| input_row(n, NodeType::LearningNetwork, "networkId"))
+                    .transpose()?,
                 phase: input.phase,
                 title: input.title,
                 summary: input.summary,
@@ -173,7 +186,11 @@ impl LearningMutation {
 
     /// A municipality that follows a procurement starts its own from it: service journey,
     /// needs and user stories are copied with provenance, and the source records the reuse.
-    async fn procurement_reuse(&self, ctx: &Context<'_>, input: ProcurementReuseInput) -> Result<ProcurementReusePayload> {
+    async fn procurement_reuse(
+        &self,
+        ctx: &Context<'_>,
+        input: ProcurementReuseInput,
+    ) -> Result<ProcurementReusePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
         let result: RuleResult<_> = async {
             let source = input_row(&input.source_procurement_id, NodeType::Procurement, "sourceProcurementId")?;

@@ -38,8 +38,12 @@ impl LearningNetwork {
     ) -> Result<Option<Page<NetworkMember>>> {
         require_signed_in(ctx, "a network's members")?;
         let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<NetworkMember> =
-            load_one(ctx, MembersOfNetwork(self.0.id)).await?.unwrap_or_default().into_iter().map(NetworkMember).collect();
+        let rows: Vec<NetworkMember> = load_one(ctx, MembersOfNetwork(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(NetworkMember)
+            .collect();
         Ok(Some(page_in_memory(&rows, |m| m.0.id, &page)))
     }
 
@@ -187,8 +191,12 @@ impl Gathering {
         last: Option<i32>,
     ) -> Result<Page<GatheringAttendee>> {
         let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<GatheringAttendee> =
-            load_one(ctx, AttendanceAt(self.0.id)).await?.unwrap_or_default().into_iter().map(GatheringAttendee).collect();
+        let rows: Vec<GatheringAttendee> = load_one(ctx, AttendanceAt(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(GatheringAttendee)
+            .collect();
         Ok(page_in_memory(&rows, |a| a.0.id, &page))
     }
 
@@ -215,7 +223,8 @@ impl Gathering {
         let rows: Vec<MemberAttendance> = members
             .into_iter()
             .map(|member| {
-                let people = attendance.iter().find(|a| a.organization_id == member.organization_id).map_or(0, |a| a.people);
+                let people =
+                    attendance.iter().find(|a| a.organization_id == member.organization_id).map_or(0, |a| a.people);
                 MemberAttendance { member, people }
             })
             .filter(|m| levels.as_ref().is_none_or(|l| l.contains(&AttendanceLevel::of(m.people))))

@@ -12,7 +12,6 @@ pub struct ExperienceReportFilter {
     pub phase: Option<Phase>,
 }
 
-
 #[derive(Default)]
 pub struct LearningQuery;
 
@@ -29,7 +28,16 @@ impl LearningQuery {
         last: Option<i32>,
     ) -> Result<Page<LearningNetwork>> {
         let page = PageRequest::parse(after, before, first, last)?;
-        page_by_id(ctx, OrderDirection::Asc, learning_network::Entity::find(), learning_network::Column::Id, &page, |n| n.id, LearningNetwork).await
+        page_by_id(
+            ctx,
+            OrderDirection::Asc,
+            learning_network::Entity::find(),
+            learning_network::Column::Id,
+            &page,
+            |n| n.id,
+            LearningNetwork,
+        )
+        .await
     }
 
     /// Experience reports you may read: public ones for everyone; members-only ones for the
@@ -53,10 +61,18 @@ impl LearningQuery {
         let reader = Reader::of(ctx).await?;
         let mut select = experience_report::Entity::find().filter(reader.condition());
         if let Some(procurement) = &filter.procurement {
-            select = select.filter(experience_report::Column::ProcurementId.eq(argument_row(procurement, NodeType::Procurement, "procurement")?));
+            select = select.filter(experience_report::Column::ProcurementId.eq(argument_row(
+                procurement,
+                NodeType::Procurement,
+                "procurement",
+            )?));
         }
         if let Some(author) = &filter.author {
-            select = select.filter(experience_report::Column::AuthorId.eq(argument_row(author, NodeType::Organization, "author")?));
+            select = select.filter(experience_report::Column::AuthorId.eq(argument_row(
+                author,
+                NodeType::Organization,
+                "author",
+            )?));
         }
         if let Some(phase) = filter.phase {
             select = select.filter(experience_report::Column::Phase.eq(phase));
@@ -67,7 +83,8 @@ impl LearningQuery {
             }
             select = select.filter(search::matches(state(ctx).db.backend(), query));
         }
-        page_by_id(ctx, OrderDirection::Asc, select, experience_report::Column::Id, &page, |r| r.id, ExperienceReport).await
+        page_by_id(ctx, OrderDirection::Asc, select, experience_report::Column::Id, &page, |r| r.id, ExperienceReport)
+            .await
     }
 
     /// Procurements started from another by reuse: pass `source` to see who reused a
@@ -88,12 +105,21 @@ impl LearningQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let mut select = procurement_reuse::Entity::find();
         if let Some(source) = &source {
-            select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(source, NodeType::Procurement, "source")?));
+            select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(
+                source,
+                NodeType::Procurement,
+                "source",
+            )?));
         }
         if let Some(copy) = &procurement {
-            select = select.filter(procurement_reuse::Column::CopyId.eq(argument_row(copy, NodeType::Procurement, "procurement")?));
+            select = select.filter(procurement_reuse::Column::CopyId.eq(argument_row(
+                copy,
+                NodeType::Procurement,
+                "procurement",
+            )?));
         }
-        page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse).await
+        page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse)
+            .await
     }
 
     /// Learning arenas of all procurements (or one), with their attendance. Signed-in users
@@ -110,10 +136,16 @@ impl LearningQuery {
     ) -> Result<Page<LearningArena>> {
         require_signed_in(ctx, "learning arenas")?;
         let page = PageRequest::parse(after, before, first, last)?;
-        let mut select = dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
+        let mut select =
+            dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
         if let Some(p) = &procurement {
-            select = select.filter(dialogue_activity::Column::ProcurementId.eq(argument_row(p, NodeType::Procurement, "procurement")?));
+            select = select.filter(dialogue_activity::Column::ProcurementId.eq(argument_row(
+                p,
+                NodeType::Procurement,
+                "procurement",
+            )?));
         }
-        page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena).await
+        page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena)
+            .await
     }
 }

@@ -218,12 +218,23 @@ impl LearningArena {
 
     /// People from the organisations whose count is known.
     async fn people(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().iter().filter_map(|a| a.people).map(i64::from).sum())
+        Ok(load_one(ctx, AttendeesOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.people)
+            .map(i64::from)
+            .sum())
     }
 
     /// Attending organisations whose people count is unknown (not in `people`).
     async fn organizations_with_unknown_people(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().iter().filter(|a| a.people.is_none()).count() as i64)
+        Ok(load_one(ctx, AttendeesOf(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| a.people.is_none())
+            .count() as i64)
     }
 }
 

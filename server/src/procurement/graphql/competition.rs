@@ -227,7 +227,6 @@ impl Award {
     }
 }
 
-
 /// Whether the viewer may see the procurement a part of it belongs to.
 async fn sees_procurement(ctx: &Context<'_>, procurement_id: i64) -> Result<bool, ApiError> {
     let p = load_existing(ctx, ProcurementById(procurement_id), "procurement").await?;

@@ -113,7 +113,11 @@ impl Procurement {
         let session = session(ctx);
         let buyers: Vec<i64> =
             members.iter().filter(|m| m.role != ParticipantRole::Follower).map(|m| m.organization_id).collect();
-        let orgs = session.loader.load_many(buyers.iter().map(|id| OrganizationById(*id))).await.map_err(ApiError::internal)?;
+        let orgs = session
+            .loader
+            .load_many(buyers.iter().map(|id| OrganizationById(*id)))
+            .await
+            .map_err(ApiError::internal)?;
         let counties: std::collections::BTreeSet<&str> = orgs.values().filter_map(|o| o.county.as_deref()).collect();
         Ok(Some(ProcurementTotals {
             municipalities: orgs.len() as u64,
@@ -170,7 +174,8 @@ impl Procurement {
     ) -> Result<Option<Page<Need>>> {
         Access::of(ctx, &self.0).await?.require_signed_in()?;
         let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Need> = load_one(ctx, NeedsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Need).collect();
+        let rows: Vec<Need> =
+            load_one(ctx, NeedsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Need).collect();
         Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
     }
 
@@ -291,7 +296,8 @@ impl Procurement {
         last: Option<i32>,
     ) -> Result<Page<Award>> {
         let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Award> = load_one(ctx, AwardsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Award).collect();
+        let rows: Vec<Award> =
+            load_one(ctx, AwardsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Award).collect();
         Ok(page_in_memory(&rows, |s| s.0.id, &page))
     }
 
@@ -443,10 +449,14 @@ impl ProcurementQuery {
             async move { Ok(select.count(&db).await?) }
         });
         let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
-            ProcurementOrderField::Title => (procurement::Column::Title, |k| k.as_str().map(|s| Value::from(s.to_string()))),
+            ProcurementOrderField::Title => {
+                (procurement::Column::Title, |k| k.as_str().map(|s| Value::from(s.to_string())))
+            }
             ProcurementOrderField::CreatedAt => (procurement::Column::Id, |k| k.as_i64().map(Value::from)),
         };
-        let rows = fetch_page(state(ctx).db.read(), select, sort, procurement::Column::Id, order.direction, &page, key_of).await?;
+        let rows =
+            fetch_page(state(ctx).db.read(), select, sort, procurement::Column::Id, order.direction, &page, key_of)
+                .await?;
         let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
         connection.edges = rows
             .rows

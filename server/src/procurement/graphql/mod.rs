@@ -2,9 +2,8 @@
 //! (`lifecycle.rs`), the needs and dialogue phases (`needs.rs`), the competition
 //! (`competition.rs`) and the mutations of all three (`mutations.rs`).
 
-
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};

@@ -157,9 +157,17 @@ pub struct ProcurementMutation;
 #[Object]
 impl ProcurementMutation {
     /// Starts a procurement led by your municipality. Role: `procurement_officer`.
-    async fn procurement_create(&self, ctx: &Context<'_>, input: ProcurementCreateInput) -> Result<ProcurementCreatePayload> {
+    async fn procurement_create(
+        &self,
+        ctx: &Context<'_>,
+        input: ProcurementCreateInput,
+    ) -> Result<ProcurementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let new = NewProcurement { title: input.title, category: input.category, started_on: input.started_on.unwrap_or_else(today) };
+        let new = NewProcurement {
+            title: input.title,
+            category: input.category,
+            started_on: input.started_on.unwrap_or_else(today),
+        };
         let result = in_transaction(ctx, async |txn| rules::create(txn, &caller, new).await).await;
         Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
     }
@@ -175,7 +183,8 @@ impl ProcurementMutation {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
             let joined_on = input.joined_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await).await
+            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await)
+                .await
         }
         .await;
         Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
@@ -192,8 +201,10 @@ impl ProcurementMutation {
         let result: RuleResult<_> = async {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             let effective_on = input.effective_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::change_phase(txn, &caller, p, input.phase, input.reason, effective_on).await)
-                .await
+            in_transaction(ctx, async |txn| {
+                rules::change_phase(txn, &caller, p, input.phase, input.reason, effective_on).await
+            })
+            .await
         }
         .await;
         Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
@@ -210,7 +221,8 @@ impl ProcurementMutation {
         let result: RuleResult<_> = async {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
             in_transaction(ctx, async |txn| {
-                rules::publish_notice(txn, &caller, p, &input.reference, input.published_on, input.tender_deadline).await
+                rules::publish_notice(txn, &caller, p, &input.reference, input.published_on, input.tender_deadline)
+                    .await
             })
             .await
         }
@@ -223,8 +235,10 @@ impl ProcurementMutation {
         let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
         let result: RuleResult<_> = async {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| rules::add_journey_step(txn, &caller, p, &input.title, input.description).await)
-                .await
+            in_transaction(ctx, async |txn| {
+                rules::add_journey_step(txn, &caller, p, &input.title, input.description).await
+            })
+            .await
         }
         .await;
         Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
@@ -246,7 +260,11 @@ impl ProcurementMutation {
 
     /// Records a workshop, dialogue conference, one-to-one meeting or learning arena with its
     /// attendees. Role: the lead's `procurement_officer`.
-    async fn dialogue_activity_add(&self, ctx: &Context<'_>, input: DialogueActivityAddInput) -> Result<DialogueActivityAddPayload> {
+    async fn dialogue_activity_add(
+        &self,
+        ctx: &Context<'_>,
+        input: DialogueActivityAddInput,
+    ) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
         let result: RuleResult<_> = async {
             bounded("attendees", &input.attendees)?;
@@ -270,7 +288,11 @@ impl ProcurementMutation {
     }
 
     /// A supplier submits a written solution sketch in the dialogue phase. Role: `supplier`.
-    async fn solution_sketch_submit(&self, ctx: &Context<'_>, input: SolutionSketchSubmitInput) -> Result<SolutionSketchSubmitPayload> {
+    async fn solution_sketch_submit(
+        &self,
+        ctx: &Context<'_>,
+        input: SolutionSketchSubmitInput,
+    ) -> Result<SolutionSketchSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
         let result: RuleResult<_> = async {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
@@ -305,11 +327,16 @@ impl ProcurementMutation {
 
     /// Adds an evaluation criterion before the notice is published. Role: the lead's
     /// `procurement_officer`.
-    async fn evaluation_criterion_add(&self, ctx: &Context<'_>, input: EvaluationCriterionAddInput) -> Result<EvaluationCriterionAddPayload> {
+    async fn evaluation_criterion_add(
+        &self,
+        ctx: &Context<'_>,
+        input: EvaluationCriterionAddInput,
+    ) -> Result<EvaluationCriterionAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
         let result: RuleResult<_> = async {
             let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, &input.name, input.weight).await).await
+            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, &input.name, input.weight).await)
+                .await
         }
         .await;
         Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
@@ -342,7 +369,11 @@ impl ProcurementMutation {
 
     /// Scores a tender response against the criteria, after the deadline. Role: the lead's
     /// `procurement_officer`.
-    async fn tender_response_score(&self, ctx: &Context<'_>, input: TenderResponseScoreInput) -> Result<TenderResponseScorePayload> {
+    async fn tender_response_score(
+        &self,
+        ctx: &Context<'_>,
+        input: TenderResponseScoreInput,
+    ) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
         let result: RuleResult<_> = async {
             bounded("scores", &input.scores)?;
