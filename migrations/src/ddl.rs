@@ -118,6 +118,9 @@ macro_rules! schema {
         }
     )*) => {
         $(
+            // A column may be named after its table (`adapter.adapter_id` style); renaming the
+            // variant would rename the column.
+            #[allow(clippy::enum_variant_names)]
             #[derive($crate::DeriveIden)]
             pub enum $table {
                 Table,

@@ -185,13 +185,13 @@ impl TotalCount {
 /// Pages through a list already in memory, ordered by id: the nested lists of one object
 /// (participants, user stories …) are loaded for many parents in one batched query, then paged
 /// here, so their statement count does not grow with the number of parents.
-pub fn page_in_memory<T: Clone>(
+pub fn page_in_memory<T>(
     rows: &[T],
     id_of: impl Fn(&T) -> i64,
     request: &PageRequest,
 ) -> Connection<String, T, TotalCount>
 where
-    T: async_graphql::OutputType,
+    T: Clone + async_graphql::OutputType,
 {
     let within = |row: &&T| {
         let id = id_of(row);
@@ -223,35 +223,6 @@ impl TotalCount {
     /// How many items match the filter, across all pages.
     async fn total_count(&self) -> async_graphql::Result<u64> {
         Ok((self.0)().await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_sizes_are_capped_with_a_clear_error() {
-        assert_eq!(PageRequest::parse(None, None, None, None).unwrap().size, DEFAULT_PAGE);
-        assert_eq!(PageRequest::parse(None, None, Some(100), None).unwrap().size, 100);
-        let e = PageRequest::parse(None, None, Some(101), None).unwrap_err();
-        assert!(e.to_string().contains("exceeds the limit of 100"), "{e}");
-        assert!(PageRequest::parse(None, None, None, Some(-1)).is_err());
-        assert!(PageRequest::parse(None, None, Some(1), Some(1)).is_err());
-        assert!(PageRequest::parse(Some("garbage".into()), None, None, None).is_err());
-    }
-
-    #[test]
-    fn cursors_round_trip() {
-        let c = Cursor { key: serde_json::json!("Bergen"), id: 7 };
-        let text = c.encode();
-        assert_eq!(Cursor::decode("after", &text).unwrap(), c);
-    }
-
-    #[test]
-    fn complexity_grows_with_page_size() {
-        assert!(page_complexity(Some(100), None, 3) > page_complexity(Some(10), None, 3));
-        assert_eq!(page_complexity(Some(1000), None, 1), page_complexity(Some(100), None, 1));
     }
 }
 
@@ -291,4 +262,33 @@ where
         })
         .collect();
     Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_are_capped_with_a_clear_error() {
+        assert_eq!(PageRequest::parse(None, None, None, None).unwrap().size, DEFAULT_PAGE);
+        assert_eq!(PageRequest::parse(None, None, Some(100), None).unwrap().size, 100);
+        let e = PageRequest::parse(None, None, Some(101), None).unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit of 100"), "{e}");
+        assert!(PageRequest::parse(None, None, None, Some(-1)).is_err());
+        assert!(PageRequest::parse(None, None, Some(1), Some(1)).is_err());
+        assert!(PageRequest::parse(Some("garbage".into()), None, None, None).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor { key: serde_json::json!("Bergen"), id: 7 };
+        let text = c.encode();
+        assert_eq!(Cursor::decode("after", &text).unwrap(), c);
+    }
+
+    #[test]
+    fn complexity_grows_with_page_size() {
+        assert!(page_complexity(Some(100), None, 3) > page_complexity(Some(10), None, 3));
+        assert_eq!(page_complexity(Some(1000), None, 1), page_complexity(Some(100), None, 1));
+    }
 }

@@ -80,7 +80,7 @@ async fn authorised_product(
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
     let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
     let db = shared.state.db.read();
-    let org = crate::organizations::find_by_org_number(db, principal.org).await.map_err(|e| internal(e.into()))?;
+    let org = crate::organizations::find_by_org_number(db, principal.org).await.map_err(internal)?;
     let product = device_product::Entity::find()
         .filter(device_product::Column::Slug.eq(slug.as_str()))
         .one(db)

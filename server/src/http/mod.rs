@@ -180,6 +180,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
     }))
 }
 
+#[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
 fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpResponse> {
     let header = match req.headers().get(header::AUTHORIZATION) {
         None => None,

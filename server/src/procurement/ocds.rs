@@ -745,6 +745,16 @@ fn with_release_id(mut release: Value) -> Value {
     release
 }
 
+/// The options of the public export (GraphQL `ocds` and `GET /ocds/procurements/{id}`).
+pub fn public_options() -> OcdsOptions {
+    OcdsOptions {
+        ocid_prefix: "ocds-velferd".into(),
+        publisher_name: "Velferd".into(),
+        base_uri: "https://velferd.example/ocds".into(),
+        include_sealed_tenders: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -1527,15 +1537,5 @@ mod tests {
         assert_eq!(nok(1), json!({ "amount": 0.01, "currency": "NOK" }));
         assert_eq!(date(day(2025, 3, 1)), "2025-03-01T00:00:00Z");
         assert_eq!(datetime(at("2025-04-15T12:00:00+02:00")), "2025-04-15T10:00:00Z");
-    }
-}
-
-/// The options of the public export (GraphQL `ocds` and `GET /ocds/procurements/{id}`).
-pub fn public_options() -> OcdsOptions {
-    OcdsOptions {
-        ocid_prefix: "ocds-velferd".into(),
-        publisher_name: "Velferd".into(),
-        base_uri: "https://velferd.example/ocds".into(),
-        include_sealed_tenders: false,
     }
 }
