@@ -333,24 +333,25 @@ fn hostile_gigantic_output_is_refused() {
     assert_reference_still_serves();
 }
 
-#[test]
-fn hostile_file_access_is_rejected_on_upload() {
-    let err = host().validate(&common::component("hostile_open_file")).unwrap_err();
+/// Uploading the hostile component `name` is refused for an import under `prefix`, with a
+/// reason that says `why`, and the reference adapter still serves.
+fn assert_rejected_for_import(name: &str, prefix: &str, why: &str) {
+    let err = host().validate(&common::component(name)).unwrap_err();
     assert!(
-        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:filesystem/") && reason.contains("file system")),
+        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with(prefix) && reason.contains(why)),
         "{err:?}"
     );
     assert_reference_still_serves();
 }
 
 #[test]
+fn hostile_file_access_is_rejected_on_upload() {
+    assert_rejected_for_import("hostile_open_file", "wasi:filesystem/", "file system");
+}
+
+#[test]
 fn hostile_socket_is_rejected_on_upload() {
-    let err = host().validate(&common::component("hostile_open_socket")).unwrap_err();
-    assert!(
-        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:sockets/") && reason.contains("network")),
-        "{err:?}"
-    );
-    assert_reference_still_serves();
+    assert_rejected_for_import("hostile_open_socket", "wasi:sockets/", "network");
 }
 
 #[test]
