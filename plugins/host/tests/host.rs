@@ -260,11 +260,18 @@ fn hostile_decode(host: &AdapterHost, name: &str) -> (DecodeError, Duration) {
 
 const BOUND: Duration = Duration::from_secs(2);
 
+/// Decode with a hostile adapter on the default host, which must stop it within [`BOUND`];
+/// returns the error it stopped it with.
+fn contained(name: &str) -> DecodeError {
+    let (err, took) = hostile_decode(host(), name);
+    assert!(took < BOUND, "{took:?}");
+    err
+}
+
 #[test]
 fn hostile_infinite_loop_runs_out_of_fuel() {
-    let (err, took) = hostile_decode(host(), "hostile_infinite_loop");
+    let err = contained("hostile_infinite_loop");
     assert_eq!(err, DecodeError::FuelExhausted { limit: 10_000_000 });
-    assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
 
@@ -291,15 +298,14 @@ fn hostile_infinite_loop_hits_the_deadline_without_fuel() {
 
 #[test]
 fn hostile_memory_bomb_hits_the_memory_cap() {
-    let (err, took) = hostile_decode(host(), "hostile_memory_bomb");
+    let err = contained("hostile_memory_bomb");
     assert_eq!(err, DecodeError::MemoryExceeded { limit: 4 << 20 });
-    assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
 
 #[test]
 fn hostile_deep_recursion_overflows_its_stack() {
-    let (err, took) = hostile_decode(host(), "hostile_deep_recursion");
+    let err = contained("hostile_deep_recursion");
     // Rust keeps its stack in linear memory: overflowing it runs off the
     // bottom of memory (an out-of-bounds trap) unless the Wasm stack limit
     // strikes first.
@@ -307,62 +313,59 @@ fn hostile_deep_recursion_overflows_its_stack() {
         err == DecodeError::StackOverflow || matches!(&err, DecodeError::Trap(t) if t.contains("out of bounds")),
         "{err:?}"
     );
-    assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
 
 #[test]
 fn hostile_panic_is_a_trap_with_the_panic_message() {
-    let (err, took) = hostile_decode(host(), "hostile_panic");
+    let err = contained("hostile_panic");
     assert!(
         matches!(&err, DecodeError::Trap(t) if t.contains("unreachable") && t.contains("hostile adapter gives up on a 14-byte message")),
         "{err:?}"
     );
-    assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
 
 #[test]
 fn hostile_gigantic_output_is_refused() {
-    let (err, took) = hostile_decode(host(), "hostile_gigantic_output");
+    let err = contained("hostile_gigantic_output");
     assert!(
         matches!(err, DecodeError::OutputTooLarge { size, limit } if size > 1_000_000 && limit == 64 << 10),
         "{err:?}"
     );
-    assert!(took < BOUND, "{took:?}");
+    assert_reference_still_serves();
+}
+
+/// Uploading the hostile component `name` is refused for an import under `prefix`, with a
+/// reason that says `why`, and the reference adapter still serves.
+fn assert_rejected_for_import(name: &str, prefix: &str, why: &str) {
+    let err = host().validate(&common::component(name)).unwrap_err();
+    assert!(
+        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with(prefix) && reason.contains(why)),
+        "{err:?}"
+    );
     assert_reference_still_serves();
 }
 
 #[test]
 fn hostile_file_access_is_rejected_on_upload() {
-    let err = host().validate(&common::component("hostile_open_file")).unwrap_err();
-    assert!(
-        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:filesystem/") && reason.contains("file system")),
-        "{err:?}"
-    );
-    assert_reference_still_serves();
+    assert_rejected_for_import("hostile_open_file", "wasi:filesystem/", "file system");
 }
 
 #[test]
 fn hostile_socket_is_rejected_on_upload() {
-    let err = host().validate(&common::component("hostile_open_socket")).unwrap_err();
-    assert!(
-        matches!(&err, ValidationError::ForbiddenImport { import, reason } if import.starts_with("wasi:sockets/") && reason.contains("network")),
-        "{err:?}"
-    );
-    assert_reference_still_serves();
+    assert_rejected_for_import("hostile_open_socket", "wasi:sockets/", "network");
 }
 
 #[test]
 fn hostile_environment_read_is_denied_at_run_time() {
-    let (err, took) = hostile_decode(host(), "hostile_read_env");
+    let err = contained("hostile_read_env");
     assert_eq!(
         err,
         DecodeError::CapabilityDenied(
             "the adapter tried to read environment variables; the sandbox grants none".into()
         )
     );
-    assert!(took < BOUND, "{took:?}");
     assert_reference_still_serves();
 }
 

@@ -13,20 +13,4 @@ fn event_of(alarm: decoder::Alarm) -> Event {
     Event { supplier_event_id, device_serial: unit, occurred_at, kind, severity, detail }
 }
 
-struct ScaipAlarm;
-
-impl Adapter for ScaipAlarm {
-    fn describe() -> AdapterInfo {
-        decoder::describe()
-    }
-
-    fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
-        decoder::decode(&message)
-    }
-
-    fn encode_command(device_serial: String, command: Command) -> Result<EncodedCommand, CommandError> {
-        decoder::encode_command(&device_serial, &command)
-    }
-}
-
-export_adapter!(ScaipAlarm);
+export_decoder!(decoder);

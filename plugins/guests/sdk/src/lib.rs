@@ -22,6 +22,11 @@
 //! export_adapter!(MyAdapter);
 //! ```
 //!
+//! When your decoding lives in a module of free functions `describe()`,
+//! `decode(&Message)` and `encode_command(&str, &Command)` (so that it can also be
+//! tested or benchmarked natively), `export_decoder!(decoder);` exports that module
+//! as the adapter in one line, in place of the `impl Adapter` and `export_adapter!`.
+//!
 //! Build with the stock target: `cargo build --release --target wasm32-wasip2`,
 //! then check the component with `velferd adapter check`. The full guide is
 //! `docs/adapters.md` in the Velferd repository; every type is documented in
@@ -103,8 +108,8 @@ macro_rules! sdk_surface {
                 second: u32,
                 nanosecond: u32,
             ) -> Option<Timestamp> {
-                let (seconds, nanoseconds) =
-                    $crate::time::from_utc(year, month, day, hour, minute, second, nanosecond)?;
+                let civil = $crate::time::Civil { year, month, day, hour, minute, second, nanosecond };
+                let (seconds, nanoseconds) = civil.to_utc()?;
                 Some(Timestamp { seconds, nanoseconds })
             }
 
@@ -120,6 +125,56 @@ macro_rules! sdk_surface {
 }
 
 sdk_surface!();
+
+/// Export a module of free functions as the adapter: `export_decoder!(decoder);` implements
+/// [`Adapter`] by calling `decoder::describe()`, `decoder::decode(&message)` and
+/// `decoder::encode_command(&device_serial, &command)`, and exports it as
+/// `export_adapter!` would. For the 2.0.0 contract use `v2::export_decoder!`.
+#[macro_export]
+macro_rules! export_decoder {
+    ($decoder:ident) => {
+        $crate::__export_decoder!(($crate) $decoder);
+    };
+}
+
+/// `v2::export_decoder!`, exported at the root because `#[macro_export]` puts every macro there.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_decoder_v2 {
+    ($decoder:ident) => {
+        $crate::__export_decoder!(($crate::v2) $decoder);
+    };
+}
+
+/// The body of both versions' `export_decoder!`, given the SDK module of the version.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_decoder {
+    (($($sdk:tt)*) $decoder:ident) => {
+        const _: () = {
+            struct DecoderAdapter;
+
+            impl $($sdk)*::Adapter for DecoderAdapter {
+                fn describe() -> $($sdk)*::AdapterInfo {
+                    $decoder::describe()
+                }
+
+                fn decode(message: $($sdk)*::Message) -> Result<Vec<$($sdk)*::Event>, $($sdk)*::DecodeError> {
+                    $decoder::decode(&message)
+                }
+
+                fn encode_command(
+                    device_serial: String,
+                    command: $($sdk)*::Command,
+                ) -> Result<$($sdk)*::EncodedCommand, $($sdk)*::CommandError> {
+                    $decoder::encode_command(&device_serial, &command)
+                }
+            }
+
+            $($sdk)*::export_adapter!(DecoderAdapter);
+        };
+    };
+}
 
 /// The contract `velferd:device@2.0.0`, for new adapters: the same surface as
 /// the crate root, plus `gateway-serial` on [`v2::Event`] for devices that
@@ -159,31 +214,44 @@ pub mod v2 {
     pub const INTERFACE_VERSION: &str = "2.0.0";
 
     sdk_surface!();
+
+    /// Export a module of free functions as a 2.0.0 adapter, like the crate root's
+    /// [`export_decoder!`](crate::export_decoder).
+    #[doc(inline)]
+    pub use crate::__export_decoder_v2 as export_decoder;
 }
 
 /// Calendar arithmetic behind every version's `Timestamp` helpers.
 mod time {
-    pub(crate) fn from_utc(
-        year: i32,
-        month: u32,
-        day: u32,
-        hour: u32,
-        minute: u32,
-        second: u32,
-        nanosecond: u32,
-    ) -> Option<(i64, u32)> {
-        if !(1..=12).contains(&month)
-            || day == 0
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 60
-            || nanosecond >= 1_000_000_000
-        {
-            return None;
+    /// A calendar date and time of day, as the `Timestamp` helpers take it.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Civil {
+        pub(crate) year: i32,
+        pub(crate) month: u32,
+        pub(crate) day: u32,
+        pub(crate) hour: u32,
+        pub(crate) minute: u32,
+        pub(crate) second: u32,
+        pub(crate) nanosecond: u32,
+    }
+
+    impl Civil {
+        /// Seconds since the epoch and nanoseconds, or `None` when a part is out of range.
+        pub(crate) fn to_utc(self) -> Option<(i64, u32)> {
+            let Civil { year, month, day, hour, minute, second, nanosecond } = self;
+            if !(1..=12).contains(&month)
+                || day == 0
+                || day > days_in_month(year, month)
+                || hour > 23
+                || minute > 59
+                || second > 60
+                || nanosecond >= 1_000_000_000
+            {
+                return None;
+            }
+            let days = days_from_civil(year, month, day);
+            Some((days * 86_400 + i64::from(hour * 3600 + minute * 60 + second), nanosecond))
         }
-        let days = days_from_civil(year, month, day);
-        Some((days * 86_400 + i64::from(hour * 3600 + minute * 60 + second), nanosecond))
     }
 
     pub(crate) fn parse_rfc3339(text: &str) -> Result<(i64, u32), String> {
@@ -228,7 +296,7 @@ mod time {
             }
             _ => return Err(bad()),
         };
-        let (local, nanos) = from_utc(year, month, day, hour, minute, second, nanosecond).ok_or_else(bad)?;
+        let (local, nanos) = Civil { year, month, day, hour, minute, second, nanosecond }.to_utc().ok_or_else(bad)?;
         Ok((local - offset_seconds, nanos))
     }
 

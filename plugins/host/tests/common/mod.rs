@@ -46,17 +46,25 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo <args> --locked` on the guest workspace, building into `target`.
+fn guests_cargo(args: &[&str], target: &Path) -> Command {
+    let mut cmd = cargo();
+    cmd.args(args)
+        .arg("--locked")
+        .arg("--manifest-path")
+        .arg(repo_root().join("plugins/guests/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target);
+    cmd
+}
+
 /// Build every guest for `wasm32-wasip2` in release; returns the directory
 /// holding the `.wasm` files.
 pub fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = target_dir("wasm-guests");
-        let output = cargo()
-            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(repo_root().join("plugins/guests/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
+        let output = guests_cargo(&["build", "--release", "--target", "wasm32-wasip2"], &target)
             .output()
             .expect("run cargo to build the guest adapters");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -77,11 +85,7 @@ pub fn guests_dir() -> &'static Path {
 /// Run the SDK's own unit tests (its time and text helpers, for every contract version) natively,
 /// in the guests' target directory; returns cargo's combined output on failure.
 pub fn sdk_unit_tests() -> Result<(), String> {
-    let output = cargo()
-        .args(["test", "--locked", "-p", "velferd-adapter-sdk", "--manifest-path"])
-        .arg(repo_root().join("plugins/guests/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir("wasm-guests"))
+    let output = guests_cargo(&["test", "-p", "velferd-adapter-sdk"], &target_dir("wasm-guests"))
         .output()
         .expect("run cargo to test the SDK");
     if output.status.success() {
@@ -110,11 +114,7 @@ pub fn sample(adapter_dir: &str, file: &str) -> PathBuf {
 /// Build the native decoder benchmark binary (release) and return its path.
 pub fn native_decoder_bench() -> PathBuf {
     let target = target_dir("native-guests");
-    let status = cargo()
-        .args(["build", "--release", "--locked", "--bin", "native-decoder-bench", "--manifest-path"])
-        .arg(repo_root().join("plugins/guests/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
+    let status = guests_cargo(&["build", "--release", "--bin", "native-decoder-bench"], &target)
         .status()
         .expect("run cargo to build the native decoder benchmark");
     assert!(status.success(), "building native-decoder-bench failed");
