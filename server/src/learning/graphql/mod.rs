@@ -22,7 +22,7 @@ use super::search;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{
-    OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity, page_in_memory,
+    OrderDirection, PageArgs, PageRequest, TotalCount, load_page, page_by_id, page_complexity, page_in_memory,
 };
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;

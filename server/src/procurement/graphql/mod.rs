@@ -21,7 +21,7 @@ use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{
-    Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
+    Cursor, OrderDirection, PageArgs, PageRequest, TotalCount, fetch_page, load_page, page_complexity,
 };
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;
