@@ -94,7 +94,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<Participant>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         load_page(
             ctx,
             ParticipantsOf(self.0.id),
@@ -109,7 +109,7 @@ impl Procurement {
 
     /// Municipalities, counties and inhabitants covered. Signed-in users only.
     async fn totals(&self, ctx: &Context<'_>) -> Result<Option<ProcurementTotals>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
         let session = session(ctx);
         let buyers: Vec<i64> =
@@ -139,7 +139,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<PhaseChange>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         load_page(
             ctx,
             TransitionsOf(self.0.id),
@@ -162,7 +162,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<JourneyStep>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         load_page(
             ctx,
             JourneyStepsOf(self.0.id),
@@ -185,7 +185,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<Need>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         load_page(ctx, NeedsOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Need, |s| s.0.id)
             .await
             .map(Some)
@@ -202,7 +202,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<DialogueActivity>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         load_page(
             ctx,
             ActivitiesOf(self.0.id),
@@ -226,7 +226,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<SolutionSketch>>> {
-        let access = Access::of(ctx, &self.0).await?;
+        let access = access(ctx, &self.0).await?;
         access.require_signed_in()?;
         load_page(
             ctx,
@@ -293,7 +293,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Tender>> {
-        let access = Access::of(ctx, &self.0).await?;
+        let access = access(ctx, &self.0).await?;
         load_page(
             ctx,
             TendersOf(self.0.id),
@@ -398,10 +398,7 @@ impl ProcurementQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
-        let mut select = procurement::Entity::find();
-        if session(ctx).actor.principal().is_none() {
-            select = select.filter(procurement::Column::NoticePublishedOn.is_not_null());
-        }
+        let mut select = procurement::Entity::find().filter(viewer(ctx).await?.visible_procurements());
         if let Some(phase) = filter.phase {
             select = select.filter(procurement::Column::Phase.eq(phase));
         }
@@ -498,7 +495,7 @@ impl ProcurementQuery {
 impl NodeObject for Procurement {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Procurement>, ApiError> {
         match load_one(ctx, ProcurementById(id)).await? {
-            Some(p) if Access::of(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
+            Some(p) if access(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
             _ => Ok(None),
         }
     }
