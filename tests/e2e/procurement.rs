@@ -767,3 +767,58 @@ on_both_backends! {
         }
     }
 }
+
+on_both_backends! {
+    /// The `procurements` list, `node` and `GET /ocds/procurements/{id}` apply the same read
+    /// rule: for every kind of viewer, the ids the list gives are exactly those `node` resolves
+    /// and OCDS answers 200 for (anonymous viewers: published notices only).
+    async fn the_list_node_and_ocds_endpoint_apply_one_read_rule(app) {
+        let story = larvik_to_competition(&app, 3600).await;
+        let draft = ok(&app, &story.lead_po,
+            "mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { code message } } }",
+            "procurementCreate", json!({ "title": "Digitalt tilsyn", "category": "MEDICATION_SUPPORT" })).await;
+        let draft = draft["procurement"]["id"].as_str().unwrap().to_string();
+        let outsider_org = org_number(50);
+        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Utenfor kommune", "orgNumber": outsider_org,
+            "municipalityNumber": "0999", "county": "Nordland" })).await;
+        let outsider = app.token(&outsider_org, &[Role::ProcurementOfficer]);
+        let adviser = app.token(&org_number(60), &[Role::Advisor]);
+        let all: std::collections::BTreeSet<String> = [story.procurement.clone(), draft.clone()].into();
+
+        let viewers: [(&str, Option<&str>, std::collections::BTreeSet<String>); 4] = [
+            ("anonymous", None, [story.procurement.clone()].into()),
+            ("participant", Some(&story.participant_po[0]), all.clone()),
+            ("outsider municipality", Some(&outsider), all.clone()),
+            ("adviser", Some(&adviser), all.clone()),
+        ];
+        for (who, token, expected) in viewers {
+            let data = app.graphql(token, "{ procurements(first: 100) { nodes { id } } }", json!({})).await;
+            let listed: std::collections::BTreeSet<String> = data["procurements"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().to_string())
+                .collect();
+            let mut by_node = std::collections::BTreeSet::new();
+            let mut by_ocds = std::collections::BTreeSet::new();
+            for id in &all {
+                let data = app.graphql(token, "query($id: ID!) { node(id: $id) { id } }", json!({ "id": id })).await;
+                if !data["node"].is_null() {
+                    by_node.insert(id.clone());
+                }
+                let mut request = app.client.get(app.url(&format!("/ocds/procurements/{id}")));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let status = request.send().await.unwrap().status().as_u16();
+                assert!(status == 200 || status == 404, "{who}: OCDS answered {status}");
+                if status == 200 {
+                    by_ocds.insert(id.clone());
+                }
+            }
+            assert_eq!(listed, expected, "{who}: the list");
+            assert_eq!(by_node, listed, "{who}: node against the list");
+            assert_eq!(by_ocds, listed, "{who}: OCDS against the list");
+        }
+    }
+}

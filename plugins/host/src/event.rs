@@ -92,12 +92,18 @@ impl Event {
 
 /// Severity on the VKP scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
+    /// Not reported by the device (VKP 0).
     NotReported,
+    /// VKP 10.
     Normal,
+    /// VKP 20.
     Moderate,
+    /// VKP 30.
     Serious,
+    /// VKP 40.
     Critical,
 }
 
@@ -112,6 +118,17 @@ impl Severity {
             Severity::Critical => "40",
         };
         VkpCode { system: VKP_SEVERITY_SYSTEM, code }
+    }
+
+    /// The name it is stored and serialised by (`not-reported`, `critical` …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::NotReported => "not-reported",
+            Severity::Normal => "normal",
+            Severity::Moderate => "moderate",
+            Severity::Serious => "serious",
+            Severity::Critical => "critical",
+        }
     }
 
     /// Every severity, for exhaustive checks.

@@ -18,7 +18,7 @@ use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row};
 use crate::money::{Money, Nok};
 use crate::organizations::Organization;
-use crate::procurement::access::Access;
+use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
 
 /// A framework agreement (rammeavtale) with one supplier for one user story.
@@ -38,7 +38,7 @@ impl FrameworkAgreement {
     /// The call-offs under this agreement the viewer may see.
     async fn visible_call_offs(&self, ctx: &Context<'_>) -> Result<Vec<call_off::Model>> {
         let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
-        let access = Access::of(ctx, &p).await?;
+        let access = access(ctx, &p).await?;
         Ok(load_one(ctx, CallOffsUnder(self.0.id))
             .await?
             .unwrap_or_default()
@@ -182,7 +182,7 @@ impl NodeObject for FrameworkAgreement {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<FrameworkAgreement>, ApiError> {
         let Some(a) = load_one(ctx, AgreementById(id)).await? else { return Ok(None) };
         let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
-        Ok(Access::of(ctx, &p).await?.can_see(&p).then_some(FrameworkAgreement(a)))
+        Ok(access(ctx, &p).await?.can_see(&p).then_some(FrameworkAgreement(a)))
     }
 }
 
@@ -191,7 +191,7 @@ impl NodeObject for CallOff {
         let Some(c) = crate::agreements::find_call_off(state(ctx).db.read(), id).await? else { return Ok(None) };
         let a = load_existing(ctx, AgreementById(c.agreement_id), "agreement").await?;
         let p = load_existing(ctx, ProcurementById(a.procurement_id), "procurement").await?;
-        Ok(Access::of(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then_some(CallOff(c)))
+        Ok(access(ctx, &p).await?.can_see_call_off(c.municipality_id, a.supplier_id).then_some(CallOff(c)))
     }
 }
 

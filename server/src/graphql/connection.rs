@@ -218,6 +218,36 @@ where
     connection
 }
 
+/// A connection field's arguments as the client gave them, unchecked.
+pub struct PageArgs {
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub first: Option<i32>,
+    pub last: Option<i32>,
+}
+
+/// The nested list of one parent, loaded (batched) by its DataLoader `key`, filtered by `keep`,
+/// wrapped for GraphQL and paged in memory: the chain every nested connection repeats.
+pub(crate) async fn load_page<K, M, T>(
+    ctx: &async_graphql::Context<'_>,
+    key: K,
+    args: PageArgs,
+    keep: impl Fn(&M) -> bool,
+    wrap: impl Fn(M) -> T,
+    id_of: impl Fn(&T) -> i64,
+) -> async_graphql::Result<Connection<String, T, TotalCount>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    super::loaders::DbLoader:
+        async_graphql::dataloader::Loader<K, Value = Vec<M>, Error = std::sync::Arc<sea_orm::DbErr>>,
+    T: Clone + async_graphql::OutputType,
+{
+    let page = PageRequest::parse(args.after, args.before, args.first, args.last)?;
+    let rows: Vec<T> =
+        super::context::load_one(ctx, key).await?.unwrap_or_default().into_iter().filter(keep).map(wrap).collect();
+    Ok(page_in_memory(&rows, id_of, &page))
+}
+
 #[Object]
 impl TotalCount {
     /// How many items match the filter, across all pages.

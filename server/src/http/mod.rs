@@ -440,13 +440,22 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
     };
     let db = shared.state.db.read();
     use sea_orm::EntityTrait;
+    let internal = |error: crate::graphql::errors::ApiError| {
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, error.code(), &error.to_string())
+    };
+    // The same viewer and read rule as the GraphQL `procurements` list and `node`.
+    let org_id = match actor.principal() {
+        Some(principal) => match crate::organizations::find_by_org_number(db, principal.org).await {
+            Ok(org) => org.map(|o| o.id),
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
+    let viewer = crate::procurement::access::Viewer::new(&actor, org_id);
     let visible = match crate::procurement::model::procurement::Entity::find_by_id(id).one(db).await {
-        Ok(Some(p)) => actor.principal().is_some() || p.notice_published_on.is_some(),
+        Ok(Some(p)) => viewer.can_see(&p),
         Ok(None) => false,
-        Err(e) => {
-            let error = crate::graphql::errors::ApiError::internal(e);
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, error.code(), &error.to_string());
-        }
+        Err(e) => return internal(crate::graphql::errors::ApiError::internal(e)),
     };
     if !visible {
         return not_found();

@@ -1,61 +1,81 @@
 //! Who may see what of a procurement. The rule table is in `docs/authorization.md`; this is
-//! its one implementation, used by connections, `node` and `nodes` alike so every path gives
-//! the same answer.
+//! its one implementation, used by connections (as SQL), `node`, `nodes` and the OCDS endpoint
+//! alike so every path gives the same answer. It knows no GraphQL: callers build a [`Viewer`].
 
-use async_graphql::Context;
 use chrono::Utc;
+use sea_orm::{ColumnTrait, Condition};
 
-use super::model::{ParticipantRole, procurement, tender};
-use crate::auth::Role;
+use super::model::{ParticipantRole, participant, procurement, tender};
+use crate::auth::{Actor, Role};
 use crate::errors::ApiError;
-use crate::graphql::context::{load_one, session};
-use crate::graphql::loaders::ParticipantsOf;
+
+/// Who is asking, whatever the way in: built once per request at the edge (the GraphQL session,
+/// the HTTP handler's actor), so the rules below know no transport.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub signed_in: bool,
+    /// The registered organisation the viewer acts for.
+    pub org_id: Option<i64>,
+    roles: Vec<Role>,
+}
+
+impl Viewer {
+    pub fn new(actor: &Actor, org_id: Option<i64>) -> Viewer {
+        let roles = actor.principal().map(|p| p.roles.iter().copied().collect()).unwrap_or_default();
+        Viewer { signed_in: actor.principal().is_some(), org_id, roles }
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The read rule for one procurement: anonymous viewers see those with a published notice;
+    /// everyone signed in sees all.
+    pub fn can_see(&self, p: &procurement::Model) -> bool {
+        self.signed_in || p.notice_published_on.is_some()
+    }
+
+    /// The same rule as [`Viewer::can_see`], as a SQL condition for lists.
+    pub fn visible_procurements(&self) -> Condition {
+        if self.signed_in {
+            Condition::all()
+        } else {
+            Condition::all().add(procurement::Column::NoticePublishedOn.is_not_null())
+        }
+    }
+}
 
 /// The viewer's standing towards one procurement.
 #[derive(Debug, Clone)]
 pub struct Access {
-    pub authenticated: bool,
-    pub org_id: Option<i64>,
-    pub admin: bool,
-    pub advisor: bool,
+    viewer: Viewer,
     /// A procurement officer of the lead municipality.
-    pub lead_officer: bool,
-    pub membership: Option<ParticipantRole>,
+    lead_officer: bool,
+    membership: Option<ParticipantRole>,
     deadline_passed: bool,
 }
 
 impl Access {
-    pub async fn of(ctx: &Context<'_>, p: &procurement::Model) -> Result<Access, ApiError> {
-        let session = session(ctx);
-        let org_id = session.organization_id().await?;
-        let membership = match org_id {
-            Some(org) => load_one(ctx, ParticipantsOf(p.id))
-                .await?
-                .unwrap_or_default()
-                .into_iter()
-                .find(|m| m.organization_id == org)
-                .map(|m| m.role),
-            None => None,
-        };
-        Ok(Access {
-            authenticated: session.actor.principal().is_some(),
-            org_id,
-            admin: session.has_role(Role::Admin),
-            advisor: session.has_role(Role::Advisor),
-            lead_officer: org_id == Some(p.lead_id) && session.has_role(Role::ProcurementOfficer),
+    /// `participants` are the procurement's; they matter only when the viewer has an organisation.
+    pub fn of(viewer: &Viewer, p: &procurement::Model, participants: &[participant::Model]) -> Access {
+        let membership =
+            viewer.org_id.and_then(|org| participants.iter().find(|m| m.organization_id == org)).map(|m| m.role);
+        Access {
+            viewer: viewer.clone(),
+            lead_officer: viewer.org_id == Some(p.lead_id) && viewer.has_role(Role::ProcurementOfficer),
             membership,
             deadline_passed: p.tender_deadline.is_some_and(|d| d.with_timezone(&Utc) <= Utc::now()),
-        })
+        }
     }
 
-    /// Anonymous callers see procurements with a published notice; everyone signed in sees all.
+    /// The procurement itself: see [`Viewer::can_see`].
     pub fn can_see(&self, p: &procurement::Model) -> bool {
-        self.authenticated || p.notice_published_on.is_some()
+        self.viewer.can_see(p)
     }
 
     /// Participants, totals, phase history, the needs and dialogue phases: for signed-in users.
     pub fn require_signed_in(&self) -> Result<(), ApiError> {
-        if self.authenticated {
+        if self.viewer.signed_in {
             Ok(())
         } else {
             Err(ApiError::Unauthenticated("sign in to see the inside of a procurement".into()))
@@ -65,13 +85,16 @@ impl Access {
     /// Solution sketches: the procurement's municipalities and advisers see all; a supplier its
     /// own only.
     pub fn can_see_sketch_of(&self, supplier_id: i64) -> bool {
-        self.membership.is_some() || self.advisor || self.admin || self.org_id == Some(supplier_id)
+        self.membership.is_some()
+            || self.viewer.has_role(Role::Advisor)
+            || self.viewer.has_role(Role::Admin)
+            || self.viewer.org_id == Some(supplier_id)
     }
 
     /// Sealed bids: the submitting supplier always; the lead's procurement officers after the
     /// deadline; nobody else, ever.
     pub fn can_see_tender(&self, t: &tender::Model) -> bool {
-        self.org_id == Some(t.supplier_id) || (self.lead_officer && self.deadline_passed)
+        self.viewer.org_id == Some(t.supplier_id) || (self.lead_officer && self.deadline_passed)
     }
 
     /// Scores and rankings: the lead's procurement officers, after the deadline.
@@ -82,6 +105,10 @@ impl Access {
     /// A call-off: the municipality that placed it, the agreement's supplier, the lead's
     /// procurement officers and platform admins.
     pub fn can_see_call_off(&self, municipality_id: i64, supplier_id: i64) -> bool {
-        self.admin || self.lead_officer || self.org_id == Some(municipality_id) || self.org_id == Some(supplier_id)
+        let org = self.viewer.org_id;
+        self.viewer.has_role(Role::Admin)
+            || self.lead_officer
+            || org == Some(municipality_id)
+            || org == Some(supplier_id)
     }
 }

@@ -1,6 +1,7 @@
 //! Devices, their events (listed and live) and dead letters, with `node(id:)`.
 
 use super::*;
+pub use velferd_plugins::Severity;
 
 /// A device registered to a municipality.
 #[derive(Clone)]
@@ -63,38 +64,14 @@ impl Device {
     }
 }
 
-/// Severity on the VKP scale.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Not reported by the device (VKP 0).
-    NotReported,
-    /// VKP 10.
-    Normal,
-    /// VKP 20.
-    Moderate,
-    /// VKP 30.
-    Serious,
-    /// VKP 40.
-    Critical,
+/// An event's severity by its stored name; unknown names read as not reported.
+fn severity_of(name: &str) -> Severity {
+    Severity::ALL.into_iter().find(|s| s.name() == name).unwrap_or(Severity::NotReported)
 }
 
-impl Severity {
-    const NAMES: [(Severity, &'static str); 5] = [
-        (Severity::NotReported, "not-reported"),
-        (Severity::Normal, "normal"),
-        (Severity::Moderate, "moderate"),
-        (Severity::Serious, "serious"),
-        (Severity::Critical, "critical"),
-    ];
-
-    fn of(name: &str) -> Severity {
-        Severity::NAMES.iter().find(|(_, n)| *n == name).map_or(Severity::NotReported, |(s, _)| *s)
-    }
-
-    /// This severity and every higher one, by stored name.
-    fn at_least(self) -> Vec<&'static str> {
-        Severity::NAMES.iter().filter(|(s, _)| *s >= self).map(|(_, n)| *n).collect()
-    }
+/// `min` and every higher severity, by stored name.
+fn at_least(min: Severity) -> Vec<&'static str> {
+    Severity::ALL.into_iter().filter(|s| *s >= min).map(Severity::name).collect()
 }
 
 /// Narrows a list of device events.
@@ -110,7 +87,7 @@ impl DeviceEventFilter {
     /// The same narrowing as [`DeviceEventFilter::apply`], for one event in memory.
     fn matches(&self, event: &device_event::Model) -> bool {
         self.kinds.as_ref().is_none_or(|kinds| kinds.contains(&event.kind))
-            && self.min_severity.is_none_or(|min| Severity::of(&event.severity) >= min)
+            && self.min_severity.is_none_or(|min| severity_of(&event.severity) >= min)
     }
 
     pub(super) fn apply(
@@ -121,7 +98,7 @@ impl DeviceEventFilter {
             select = select.filter(device_event::Column::Kind.is_in(kinds));
         }
         if let Some(min) = self.min_severity {
-            select = select.filter(device_event::Column::Severity.is_in(min.at_least()));
+            select = select.filter(device_event::Column::Severity.is_in(at_least(min)));
         }
         select
     }
@@ -178,7 +155,7 @@ impl DeviceEvent {
     }
 
     async fn severity(&self) -> Severity {
-        Severity::of(&self.0.severity)
+        severity_of(&self.0.severity)
     }
 
     /// When it happened at the device.

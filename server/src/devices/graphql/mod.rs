@@ -12,7 +12,7 @@
 use std::io::Read;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use sea_orm::sea_query::ExprTrait;

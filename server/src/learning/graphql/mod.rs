@@ -22,7 +22,7 @@ use super::search;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{
-    OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity, page_in_memory,
+    OrderDirection, PageArgs, PageRequest, TotalCount, load_page, page_by_id, page_complexity, page_in_memory,
 };
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;
@@ -30,7 +30,7 @@ use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, argument_row, global_id, input_row};
 use crate::organizations::Organization;
-use crate::procurement::access::Access;
+use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Attendee, Procurement};
 use crate::procurement::model::{ActivityKind, dialogue_activity, participant};
 use crate::procurement::phase::Phase;
@@ -58,7 +58,7 @@ fn require_signed_in(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
 /// A procurement, when the viewer may see it (anonymous viewers: with a published notice).
 async fn visible_procurement(ctx: &Context<'_>, id: i64) -> Result<Option<Procurement>> {
     let Some(p) = load_one(ctx, ProcurementById(id)).await? else { return Ok(None) };
-    Ok(Access::of(ctx, &p).await?.can_see(&p).then_some(Procurement(p)))
+    Ok(access(ctx, &p).await?.can_see(&p).then_some(Procurement(p)))
 }
 
 /// The viewer's standing towards learning material: members-only reports are for the

@@ -37,14 +37,16 @@ impl LearningNetwork {
         last: Option<i32>,
     ) -> Result<Option<Page<NetworkMember>>> {
         require_signed_in(ctx, "a network's members")?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<NetworkMember> = load_one(ctx, MembersOfNetwork(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(NetworkMember)
-            .collect();
-        Ok(Some(page_in_memory(&rows, |m| m.0.id, &page)))
+        load_page(
+            ctx,
+            MembersOfNetwork(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            NetworkMember,
+            |m| m.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// Gatherings (samlinger), in the order recorded. Signed-in users only.
@@ -190,14 +192,15 @@ impl Gathering {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<GatheringAttendee>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<GatheringAttendee> = load_one(ctx, AttendanceAt(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(GatheringAttendee)
-            .collect();
-        Ok(page_in_memory(&rows, |a| a.0.id, &page))
+        load_page(
+            ctx,
+            AttendanceAt(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            GatheringAttendee,
+            |a| a.0.id,
+        )
+        .await
     }
 
     /// People at the gathering, all organisations together.

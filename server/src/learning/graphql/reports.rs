@@ -78,15 +78,15 @@ impl ExperienceReport {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Lesson>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Lesson> = load_one(ctx, LessonsOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|l| phase.is_none_or(|p| l.phase == p))
-            .map(Lesson)
-            .collect();
-        Ok(page_in_memory(&rows, |l| l.0.id, &page))
+        load_page(
+            ctx,
+            LessonsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |l| phase.is_none_or(|p| l.phase == p),
+            Lesson,
+            |l| l.0.id,
+        )
+        .await
     }
 }
 
@@ -155,15 +155,15 @@ impl ProcurementReuse {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<ReusedItem>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<ReusedItem> = load_one(ctx, ReusedItemsOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|i| kind.is_none_or(|k| i.kind == k))
-            .map(ReusedItem)
-            .collect();
-        Ok(page_in_memory(&rows, |i| i.0.id, &page))
+        load_page(
+            ctx,
+            ReusedItemsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |i| kind.is_none_or(|k| i.kind == k),
+            ReusedItem,
+            |i| i.0.id,
+        )
+        .await
     }
 }
 
@@ -205,10 +205,8 @@ impl LearningArena {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Attendee>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Attendee> =
-            load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Attendee).collect();
-        Ok(page_in_memory(&rows, |a| a.0.id, &page))
+        load_page(ctx, AttendeesOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Attendee, |a| a.0.id)
+            .await
     }
 
     /// How many organisations attended.

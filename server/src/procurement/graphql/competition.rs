@@ -66,7 +66,7 @@ impl UserStory {
     /// procurement officers see it, after the tender deadline; null for everyone else.
     async fn ranking(&self, ctx: &Context<'_>) -> Result<Option<Vec<RankedResponse>>> {
         let p = procurement_row(ctx, self.0.procurement_id).await?;
-        if !Access::of(ctx, &p).await?.can_see_evaluation() {
+        if !access(ctx, &p).await?.can_see_evaluation() {
             return Ok(None);
         }
         let responses = load_one(ctx, ResponsesToStory(self.0.id)).await?.unwrap_or_default();
@@ -174,7 +174,7 @@ impl TenderResponse {
     async fn scores(&self, ctx: &Context<'_>) -> Result<Option<Vec<Score>>> {
         let t = load_existing(ctx, TenderById(self.0.tender_id), "tender").await?;
         let p = procurement_row(ctx, t.procurement_id).await?;
-        if !Access::of(ctx, &p).await?.can_see_evaluation() {
+        if !access(ctx, &p).await?.can_see_evaluation() {
             return Ok(None);
         }
         Ok(Some(
@@ -230,7 +230,7 @@ impl Award {
 /// Whether the viewer may see the procurement a part of it belongs to.
 async fn sees_procurement(ctx: &Context<'_>, procurement_id: i64) -> Result<bool, ApiError> {
     let p = load_existing(ctx, ProcurementById(procurement_id), "procurement").await?;
-    Ok(Access::of(ctx, &p).await?.can_see(&p))
+    Ok(access(ctx, &p).await?.can_see(&p))
 }
 
 impl NodeObject for UserStory {
@@ -252,7 +252,7 @@ impl NodeObject for Tender {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Tender>, ApiError> {
         let Some(t) = load_one(ctx, TenderById(id)).await? else { return Ok(None) };
         let p = load_existing(ctx, ProcurementById(t.procurement_id), "procurement").await?;
-        Ok(Access::of(ctx, &p).await?.can_see_tender(&t).then_some(Tender(t)))
+        Ok(access(ctx, &p).await?.can_see_tender(&t).then_some(Tender(t)))
     }
 }
 
@@ -261,7 +261,7 @@ impl NodeObject for TenderResponse {
         let Some(r) = load_one(ctx, TenderResponseById(id)).await? else { return Ok(None) };
         let t = load_existing(ctx, TenderById(r.tender_id), "tender").await?;
         let p = load_existing(ctx, ProcurementById(t.procurement_id), "procurement").await?;
-        Ok(Access::of(ctx, &p).await?.can_see_tender(&t).then_some(TenderResponse(r)))
+        Ok(access(ctx, &p).await?.can_see_tender(&t).then_some(TenderResponse(r)))
     }
 }
 

@@ -94,21 +94,22 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<Participant>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Participant> = load_one(ctx, ParticipantsOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| role.is_none_or(|r| p.role == r))
-            .map(Participant)
-            .collect();
-        Ok(Some(page_in_memory(&rows, |p| p.0.id, &page)))
+        access(ctx, &self.0).await?.require_signed_in()?;
+        load_page(
+            ctx,
+            ParticipantsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |p| role.is_none_or(|r| p.role == r),
+            Participant,
+            |p| p.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// Municipalities, counties and inhabitants covered. Signed-in users only.
     async fn totals(&self, ctx: &Context<'_>) -> Result<Option<ProcurementTotals>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
+        access(ctx, &self.0).await?.require_signed_in()?;
         let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
         let session = session(ctx);
         let buyers: Vec<i64> =
@@ -138,11 +139,17 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<PhaseChange>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<PhaseChange> =
-            load_one(ctx, TransitionsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(PhaseChange).collect();
-        Ok(Some(page_in_memory(&rows, |p| p.0.id, &page)))
+        access(ctx, &self.0).await?.require_signed_in()?;
+        load_page(
+            ctx,
+            TransitionsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            PhaseChange,
+            |p| p.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// The common service journey (tjenestereise) from the needs phase, in order.
@@ -155,11 +162,17 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<JourneyStep>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<JourneyStep> =
-            load_one(ctx, JourneyStepsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(JourneyStep).collect();
-        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+        access(ctx, &self.0).await?.require_signed_in()?;
+        load_page(
+            ctx,
+            JourneyStepsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            JourneyStep,
+            |s| s.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// Needs mapped in the needs phase.
@@ -172,11 +185,10 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<Need>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Need> =
-            load_one(ctx, NeedsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Need).collect();
-        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+        access(ctx, &self.0).await?.require_signed_in()?;
+        load_page(ctx, NeedsOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Need, |s| s.0.id)
+            .await
+            .map(Some)
     }
 
     /// Workshops, the dialogue conference, one-to-one meetings and learning arenas.
@@ -190,16 +202,17 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<DialogueActivity>>> {
-        Access::of(ctx, &self.0).await?.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<DialogueActivity> = load_one(ctx, ActivitiesOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| kind.is_none_or(|k| a.kind == k))
-            .map(DialogueActivity)
-            .collect();
-        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+        access(ctx, &self.0).await?.require_signed_in()?;
+        load_page(
+            ctx,
+            ActivitiesOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |a| kind.is_none_or(|k| a.kind == k),
+            DialogueActivity,
+            |s| s.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// Suppliers' written solution sketches. The procurement's municipalities and advisers see
@@ -213,17 +226,18 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Option<Page<SolutionSketch>>> {
-        let access = Access::of(ctx, &self.0).await?;
+        let access = access(ctx, &self.0).await?;
         access.require_signed_in()?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<SolutionSketch> = load_one(ctx, SketchesOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| access.can_see_sketch_of(s.supplier_id))
-            .map(SolutionSketch)
-            .collect();
-        Ok(Some(page_in_memory(&rows, |s| s.0.id, &page)))
+        load_page(
+            ctx,
+            SketchesOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |s| access.can_see_sketch_of(s.supplier_id),
+            SolutionSketch,
+            |s| s.0.id,
+        )
+        .await
+        .map(Some)
     }
 
     /// The user stories tenders answer: the lots of the competition. Public with the notice.
@@ -236,10 +250,15 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<UserStory>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<UserStory> =
-            load_one(ctx, UserStoriesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(UserStory).collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        load_page(
+            ctx,
+            UserStoriesOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            UserStory,
+            |s| s.0.id,
+        )
+        .await
     }
 
     /// Evaluation criteria with their weights (percent). Public with the notice.
@@ -252,14 +271,15 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<EvaluationCriterion>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<EvaluationCriterion> = load_one(ctx, CriteriaOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(EvaluationCriterion)
-            .collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        load_page(
+            ctx,
+            CriteriaOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            EvaluationCriterion,
+            |s| s.0.id,
+        )
+        .await
     }
 
     /// Tenders you may see: your own as a supplier; all of them, after the deadline, as the lead's
@@ -273,16 +293,16 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Tender>> {
-        let access = Access::of(ctx, &self.0).await?;
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Tender> = load_one(ctx, TendersOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| access.can_see_tender(t))
-            .map(Tender)
-            .collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        let access = access(ctx, &self.0).await?;
+        load_page(
+            ctx,
+            TendersOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |t| access.can_see_tender(t),
+            Tender,
+            |s| s.0.id,
+        )
+        .await
     }
 
     /// Awards, one per user story: published results, public.
@@ -295,10 +315,7 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Award>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Award> =
-            load_one(ctx, AwardsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Award).collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        load_page(ctx, AwardsOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Award, |s| s.0.id).await
     }
 
     /// Framework agreements that followed the awards.
@@ -311,14 +328,15 @@ impl Procurement {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<FrameworkAgreement>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<FrameworkAgreement> = load_one(ctx, AgreementsOf(self.0.id))
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(FrameworkAgreement)
-            .collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        load_page(
+            ctx,
+            AgreementsOf(self.0.id),
+            PageArgs { after, before, first, last },
+            |_| true,
+            FrameworkAgreement,
+            |s| s.0.id,
+        )
+        .await
     }
 
     /// This procurement as an OCDS 1.1 release package (the same document as
@@ -380,10 +398,7 @@ impl ProcurementQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
-        let mut select = procurement::Entity::find();
-        if session(ctx).actor.principal().is_none() {
-            select = select.filter(procurement::Column::NoticePublishedOn.is_not_null());
-        }
+        let mut select = procurement::Entity::find().filter(viewer(ctx).await?.visible_procurements());
         if let Some(phase) = filter.phase {
             select = select.filter(procurement::Column::Phase.eq(phase));
         }
@@ -480,7 +495,7 @@ impl ProcurementQuery {
 impl NodeObject for Procurement {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Procurement>, ApiError> {
         match load_one(ctx, ProcurementById(id)).await? {
-            Some(p) if Access::of(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
+            Some(p) if access(ctx, &p).await?.can_see(&p) => Ok(Some(Procurement(p))),
             _ => Ok(None),
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
 
-use super::access::Access;
+use super::access::{Access, Viewer};
 use super::model::{
     ActivityKind, Category, ParticipantRole, activity_attendee, award, dialogue_activity, evaluation_criterion,
     journey_step, need, participant, phase_transition, procurement, solution_sketch, tender, tender_response,
@@ -21,7 +21,7 @@ use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{
-    Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity, page_in_memory,
+    Cursor, OrderDirection, PageArgs, PageRequest, TotalCount, fetch_page, load_page, page_complexity,
 };
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;
@@ -42,6 +42,23 @@ pub use mutations::*;
 pub use needs::*;
 
 type Page<T> = Connection<String, T, TotalCount>;
+
+/// The caller as the procurement rules see it, from the request's session.
+pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {
+    let session = session(ctx);
+    Ok(Viewer::new(&session.actor, session.organization_id().await?))
+}
+
+/// The caller's standing towards `p` (its participants are loaded only for a caller with an
+/// organisation, the only one they matter for).
+pub(crate) async fn access(ctx: &Context<'_>, p: &procurement::Model) -> Result<Access, ApiError> {
+    let viewer = viewer(ctx).await?;
+    let participants = match viewer.org_id {
+        Some(_) => load_one(ctx, ParticipantsOf(p.id)).await?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(Access::of(&viewer, p, &participants))
+}
 
 async fn procurement_row(ctx: &Context<'_>, id: i64) -> Result<procurement::Model> {
     Ok(load_existing(ctx, ProcurementById(id), "procurement").await?)

@@ -147,10 +147,8 @@ impl DialogueActivity {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<Attendee>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let rows: Vec<Attendee> =
-            load_one(ctx, AttendeesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Attendee).collect();
-        Ok(page_in_memory(&rows, |s| s.0.id, &page))
+        load_page(ctx, AttendeesOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Attendee, |s| s.0.id)
+            .await
     }
 }
 
