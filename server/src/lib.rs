@@ -20,6 +20,7 @@ pub mod money;
 pub mod organizations;
 pub mod procurement;
 pub mod telemetry;
+pub mod text;
 
 use crate::app::AppState;
 use crate::config::Settings;

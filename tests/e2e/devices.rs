@@ -1041,3 +1041,28 @@ on_both_backends! {
         assert_eq!(row_count(&app, "dead_letter").await, 2);
     }
 }
+
+on_both_backends! {
+    /// `deadLettersReplay.ids` is bounded at 100: a longer list is refused before any replay,
+    /// so the dead letter that would have become events stays unresolved.
+    async fn replaying_more_than_100_dead_letter_ids_is_refused_and_replays_nothing(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let integration = fleet.integration_token(&app);
+        let supplier = fleet.supplier_token(&app);
+        let (status, first) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
+        assert_eq!(status, 202, "{first}");
+        activate(&app, &v1).await;
+        register_device(&app, &fleet.case_worker_token(&app), DISPENSER, "RD-100234").await;
+        let letter = first["results"][0]["deadLetterId"].as_str().unwrap().to_string();
+        let ids: Vec<String> = (0..101).map(|_| letter.clone()).collect();
+        let replay = "mutation($ids: [ID!]) { deadLettersReplay(input: { product: \"reference-dispenser\", ids: $ids }) {
+            replayed userErrors { field code } } }";
+        let data = app.graphql(Some(&supplier), replay, json!({ "ids": ids })).await;
+        let outcome = &data["deadLettersReplay"];
+        assert_eq!(outcome["replayed"], 0, "{data}");
+        assert_eq!(outcome["userErrors"][0]["code"], "TOO_MANY_ENTRIES", "{data}");
+        assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, ["application/json no-active-adapter 1"]);
+        assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, 0);
+    }
+}

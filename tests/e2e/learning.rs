@@ -391,3 +391,33 @@ mod the_learning_demo_data_loads_on_top_of_the_demo {
         }
     }
 }
+
+on_both_backends! {
+    /// A stranger's lists are bounded at 100 before any rule runs: a gathering with 101
+    /// attendance entries and a report with 101 lessons are refused and write nothing.
+    async fn attendance_and_lessons_over_100_entries_are_refused_and_write_nothing(app) {
+        let (_, lup_org) = programme(&app, 330, "Leverandørutviklingsprogrammet").await;
+        let (host, _) = municipality(&app, 331, "Inderøy kommune").await;
+        let adviser = app.token(&lup_org, &[Role::Advisor]);
+        let created = ok(&app, &adviser, NETWORK_CREATE, "learningNetworkCreate", json!({ "name": "Nettverk" })).await;
+        let network = created["learningNetwork"]["id"].as_str().unwrap().to_string();
+        ok(&app, &adviser, MEMBER_ADD, "learningNetworkMemberAdd", json!({ "networkId": network, "organizationId": host })).await;
+        let attendance: Vec<Value> = (0..101).map(|_| json!({ "organizationId": host, "people": 1 })).collect();
+        let input = json!({ "networkId": network, "number": 1, "heldOn": "2018-03-01", "hostId": host,
+            "topic": "Samling", "attendance": attendance });
+        let data = app.graphql(Some(&adviser), GATHERING_ADD, json!({ "input": input })).await;
+        let errors = &data["gatheringAdd"]["userErrors"];
+        assert_eq!((&errors[0]["field"], errors[0]["code"].as_str()), (&json!(["input", "attendance"]), Some("TOO_MANY_ENTRIES")), "{data}");
+        let data = app.graphql(Some(&adviser), COORDINATOR_QUERY, json!({ "id": network })).await;
+        assert_eq!(data["node"]["gatherings"]["nodes"], json!([]), "{data}");
+
+        let cast = procurement_with_follower(&app).await;
+        let lessons: Vec<Value> = (0..101).map(|i| json!({ "phase": "NEEDS", "text": format!("Lærdom {i}") })).collect();
+        let input = json!({ "procurementId": cast.procurement, "title": "Rapport", "summary": "Kort", "public": true, "lessons": lessons });
+        let data = app.graphql(Some(&cast.lead), REPORT_PUBLISH, json!({ "input": input })).await;
+        let errors = &data["experienceReportPublish"]["userErrors"];
+        assert_eq!((&errors[0]["field"], errors[0]["code"].as_str()), (&json!(["input", "lessons"]), Some("TOO_MANY_ENTRIES")), "{data}");
+        let data = app.graphql(Some(&cast.lead), REPORTS, json!({})).await;
+        assert_eq!(data["experienceReports"]["totalCount"], 0, "{data}");
+    }
+}

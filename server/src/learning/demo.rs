@@ -13,12 +13,18 @@
 use chrono::NaiveDate;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-use super::rules::{self, NewGathering, NewReport};
+use super::rules::{self, NewGathering, NewNetwork, NewReport};
 use crate::demo::{DemoError, caller, hold};
 use crate::organizations::model as organization;
 use crate::procurement::model::{ActivityKind, ParticipantRole, procurement};
 use crate::procurement::phase::Phase;
 use crate::procurement::rules::{self as procurement_rules, NewActivity};
+use crate::text::Text;
+
+/// Demo text, known to fit its bound.
+fn t<const MAX: usize>(value: &str) -> Text<MAX> {
+    Text::parse("demo", value).expect("demo text within its bound")
+}
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
@@ -49,8 +55,10 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
         rules::create_network(
             txn,
             &adviser,
-            "Læringsnettverk for innovative anskaffelser av velferdsteknologi i Trøndelag",
-            Some("Coordinating programme illustrative.".into()),
+            NewNetwork {
+                name: t("Læringsnettverk for innovative anskaffelser av velferdsteknologi i Trøndelag"),
+                description: Some(t("Coordinating programme illustrative.")),
+            },
         )
         .await,
     )?;
@@ -70,8 +78,8 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
                 number: 4,
                 held_on: day(2018, 3, 1),
                 host_id: members[3].id,
-                venue: Some("Inderøy rådhus".into()),
-                topic: "Fjerde samling (illustrative topic and date)".into(),
+                venue: Some(t("Inderøy rådhus")),
+                topic: t("Fjerde samling (illustrative topic and date)"),
                 attendance: vec![(members[0].id, 2), (members[1].id, 1), (members[3].id, 3), (members[4].id, 1)],
             },
         )
@@ -90,19 +98,17 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
                 procurement_id: larvik_procurement.id,
                 network_id: None,
                 phase: None,
-                title: "Rapport: felles anskaffelse av elektronisk medisineringsstøtte".into(),
-                summary: "Larvik kommune's report on the whole process (April 2019). Lesson texts are illustrative."
-                    .into(),
+                title: t("Rapport: felles anskaffelse av elektronisk medisineringsstøtte"),
+                summary: t("Larvik kommune's report on the whole process (April 2019). Lesson texts are illustrative."),
                 public: true,
                 published_on: day(2019, 4, 1),
                 lessons: vec![
                     (
                         Phase::Needs,
-                        "Behovskartleggingen med brukere og tjenesteytere ga en felles tjenestereise (illustrative)."
-                            .into(),
+                        t("Behovskartleggingen med brukere og tjenesteytere ga en felles tjenestereise (illustrative)."),
                     ),
-                    (Phase::Dialogue, "En-til-en-møtene ga leverandørene et bedre grunnlag (illustrative).".into()),
-                    (Phase::Implementation, "Hver kommune gjør sin egen faglige vurdering (illustrative).".into()),
+                    (Phase::Dialogue, t("En-til-en-møtene ga leverandørene et bedre grunnlag (illustrative).")),
+                    (Phase::Implementation, t("Hver kommune gjør sin egen faglige vurdering (illustrative).")),
                 ],
             },
         )
@@ -141,7 +147,7 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
             txn,
             &caller(&sorum),
             larvik_procurement.id,
-            "Medisineringsstøtte for Skedsmo, Fet og Sørum (illustrative)",
+            t("Medisineringsstøtte for Skedsmo, Fet og Sørum (illustrative)"),
             day(2019, 6, 1),
         )
         .await,

@@ -12,11 +12,12 @@ use super::model::{
     procurement_reuse, reused_item,
 };
 use crate::auth::Caller;
-use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse, text};
+use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse};
 use crate::organizations::{OrganizationKind, model as organization};
 use crate::procurement::model::{journey_step, need, participant, procurement, user_story};
 use crate::procurement::phase::Phase;
 use crate::procurement::rules::{self as procurement_rules, NewProcurement, NewUserStory, ProcurementError};
+use crate::text::{LongText, Paragraph, Title};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,18 +102,21 @@ async fn is_member<C: ConnectionTrait>(db: &C, network_id: i64, organization_id:
         > 0)
 }
 
+pub struct NewNetwork {
+    pub name: Title,
+    pub description: Option<Paragraph>,
+}
+
 /// A programme adviser starts a learning network; the adviser's programme coordinates it.
 pub async fn create_network<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
-    name: &str,
-    description: Option<String>,
+    new: NewNetwork,
 ) -> RuleResult<learning_network::Model> {
     ensure(caller.org.kind == OrganizationKind::Programme, LearningError::NotAProgramme(caller.org.name.clone()))?;
-    let name = text("name", name, 300)?;
     let row = learning_network::ActiveModel {
-        name: Set(name),
-        description: Set(description.map(|d| d.trim().to_string()).filter(|d| !d.is_empty())),
+        name: Set(new.name.into_string()),
+        description: Set(new.description.map(Paragraph::into_string)),
         coordinator_id: Set(caller.org.id),
         created_at: Set(Utc::now().fixed_offset()),
         ..Default::default()
@@ -146,25 +150,31 @@ pub async fn add_member<C: ConnectionTrait>(
     Ok(row)
 }
 
+/// A gathering as parsed at the edge: numbered from 1, at most `MAX_ENTRIES` attendees.
 pub struct NewGathering {
     pub number: i32,
     pub held_on: NaiveDate,
     pub host_id: i64,
-    pub venue: Option<String>,
-    pub topic: String,
-    /// Organisation and how many people came from it.
+    pub venue: Option<Title>,
+    pub topic: Title,
+    /// Organisation and how many people (at least 1) came from it.
     pub attendance: Vec<(i64, i32)>,
 }
 
-async fn check_attendee<C: ConnectionTrait>(db: &C, organization_id: i64, people: i32) -> RuleResult<()> {
-    ensure(
-        people >= 1,
-        Invalid::new(
+/// At least 1: an organisation that sent no one is left out of a gathering's attendance.
+pub fn attendees(people: i32) -> Result<i32, Invalid> {
+    if people >= 1 {
+        Ok(people)
+    } else {
+        Err(Invalid::new(
             "attendance",
             "INVALID_PEOPLE",
             "people must be at least 1; leave out organisations that sent no one",
-        ),
-    )?;
+        ))
+    }
+}
+
+async fn check_attendee<C: ConnectionTrait>(db: &C, organization_id: i64) -> RuleResult<()> {
     let exists = organization::Entity::find_by_id(organization_id).count(db).await? > 0;
     ensure(exists, Invalid::new("attendance", "NOT_FOUND", "an attending organisation does not exist"))?;
     Ok(())
@@ -177,8 +187,6 @@ pub async fn add_gathering<C: ConnectionTrait>(
     new: NewGathering,
 ) -> RuleResult<gathering::Model> {
     let n = coordinated_by(db, caller, network_id, "record gatherings").await?;
-    ensure(new.number >= 1, Invalid::new("number", "INVALID_NUMBER", "gatherings are numbered from 1"))?;
-    let topic = text("topic", &new.topic, 300)?;
     let taken = gathering::Entity::find()
         .filter(gathering::Column::NetworkId.eq(n.id))
         .filter(gathering::Column::Number.eq(new.number))
@@ -190,20 +198,20 @@ pub async fn add_gathering<C: ConnectionTrait>(
     };
     ensure(is_member(db, n.id, host.id).await?, LearningError::NotAMember(host.name.clone()))?;
     let mut seen = std::collections::BTreeSet::new();
-    for (org_id, people) in &new.attendance {
+    for (org_id, _) in &new.attendance {
         ensure(
             seen.insert(*org_id),
             Invalid::new("attendance", "DUPLICATE_ATTENDEE", "an organisation is listed twice"),
         )?;
-        check_attendee(db, *org_id, *people).await?;
+        check_attendee(db, *org_id).await?;
     }
     let row = gathering::ActiveModel {
         network_id: Set(n.id),
         number: Set(new.number),
         held_on: Set(new.held_on),
         host_id: Set(host.id),
-        venue: Set(new.venue.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())),
-        topic: Set(topic),
+        venue: Set(new.venue.map(Title::into_string)),
+        topic: Set(new.topic.into_string()),
         ..Default::default()
     }
     .insert(db)
@@ -221,26 +229,27 @@ pub async fn add_gathering<C: ConnectionTrait>(
     Ok(row)
 }
 
-/// Records how many people an organisation sent to a gathering; 0 removes the record.
+/// Records how many people (checked at the edge to be at least 0) an organisation sent to a
+/// gathering; 0 removes the record.
 pub async fn set_attendance<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     gathering_id: i64,
     organization_id: i64,
-    people: i32,
+    people: u32,
 ) -> RuleResult<gathering::Model> {
     let Some(g) = gathering::Entity::find_by_id(gathering_id).one(db).await? else {
         return refuse(Invalid::new("gatheringId", "NOT_FOUND", "no such gathering"));
     };
     coordinated_by(db, caller, g.network_id, "record attendance").await?;
-    ensure(people >= 0, Invalid::new("people", "INVALID_PEOPLE", "people must not be negative"))?;
+    let people = i32::try_from(people).map_err(ApiError::internal)?;
     gathering_attendance::Entity::delete_many()
         .filter(gathering_attendance::Column::GatheringId.eq(g.id))
         .filter(gathering_attendance::Column::OrganizationId.eq(organization_id))
         .exec(db)
         .await?;
     if people > 0 {
-        check_attendee(db, organization_id, people).await?;
+        check_attendee(db, organization_id).await?;
         gathering_attendance::ActiveModel {
             gathering_id: Set(g.id),
             organization_id: Set(organization_id),
@@ -257,12 +266,12 @@ pub struct NewReport {
     pub procurement_id: i64,
     pub network_id: Option<i64>,
     pub phase: Option<Phase>,
-    pub title: String,
-    pub summary: String,
+    pub title: Title,
+    pub summary: LongText,
     pub public: bool,
     pub published_on: NaiveDate,
-    /// Each lesson with the phase it concerns.
-    pub lessons: Vec<(Phase, String)>,
+    /// Each lesson with the phase it concerns (never `OnHold`); at most `MAX_ENTRIES`.
+    pub lessons: Vec<(Phase, Paragraph)>,
 }
 
 /// A municipality taking part in a procurement (as lead, participant or follower) reports its
@@ -291,16 +300,8 @@ pub async fn publish_report<C: ConnectionTrait>(
             LearningError::NotAMember(caller.org.name.clone()),
         )?;
     }
-    let title = text("title", &new.title, 300)?;
-    let summary = text("summary", &new.summary, 20_000)?;
-    let mut lessons = Vec::with_capacity(new.lessons.len());
-    for (phase, lesson) in &new.lessons {
-        ensure(
-            *phase != Phase::OnHold,
-            Invalid::new("lessons", "INVALID_PHASE", "a lesson concerns a phase of the process, not ON_HOLD"),
-        )?;
-        lessons.push((*phase, text("lessons", lesson, 4000)?));
-    }
+    let (title, summary) = (new.title.into_string(), new.summary.into_string());
+    let lessons: Vec<(Phase, String)> = new.lessons.into_iter().map(|(p, l)| (p, l.into_string())).collect();
     let mut search_text = format!("{title}\n{summary}");
     for (_, lesson) in &lessons {
         search_text.push('\n');
@@ -338,7 +339,7 @@ pub async fn reuse<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     source_id: i64,
-    title: &str,
+    title: Title,
     started_on: NaiveDate,
 ) -> RuleResult<procurement_reuse::Model> {
     ensure(
@@ -363,7 +364,7 @@ pub async fn reuse<C: ConnectionTrait>(
     let copy = procurement_rules::create(
         db,
         caller,
-        NewProcurement { title: title.to_string(), category: source.category, started_on },
+        NewProcurement { title: title.into_string(), category: source.category, started_on },
     )
     .await
     .map_err(Refusal::widen)?;

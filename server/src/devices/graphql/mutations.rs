@@ -265,6 +265,10 @@ impl DeviceMutation {
     ) -> Result<DeadLettersReplayPayload> {
         require_adapter_manager(ctx, "replay dead letters")?;
         let chosen: RuleResult<_> = async {
+            // A stranger's list is bounded before anything is looked up or replayed.
+            if let Some(ids) = &input.ids {
+                crate::errors::bounded("ids", ids)?;
+            }
             let product = managed_product(ctx, &input.product).await?;
             let ids = match &input.ids {
                 None => None,

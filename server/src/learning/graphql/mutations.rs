@@ -1,6 +1,9 @@
 //! The mutations of learning networks, gatherings, experience reports and reuse.
 
 use super::*;
+use crate::errors::bounded;
+use crate::learning::rules::NewNetwork;
+use crate::text::{LongText, Paragraph, Title};
 
 payload!(LearningNetworkCreatePayload, learning_network: LearningNetwork, "Result of `learningNetworkCreate`.");
 payload!(LearningNetworkMemberAddPayload, member: NetworkMember, "Result of `learningNetworkMemberAdd`.");
@@ -84,6 +87,93 @@ pub struct ProcurementReuseInput {
     pub started_on: Option<NaiveDate>,
 }
 
+// Each input is parsed into its rule's domain struct before any rule (or caller check) runs: texts
+// trimmed and bounded, ids decoded, lists bounded at `MAX_ENTRIES`.
+
+impl LearningNetworkCreateInput {
+    fn parse(self) -> Result<NewNetwork, Invalid> {
+        Ok(NewNetwork {
+            name: Title::parse("name", &self.name)?,
+            description: Paragraph::parse_optional("description", self.description.as_deref())?,
+        })
+    }
+}
+
+impl GatheringAddInput {
+    fn parse(self) -> Result<(i64, NewGathering), Invalid> {
+        let network_id = input_row(&self.network_id, NodeType::LearningNetwork, "networkId")?;
+        let host_id = input_row(&self.host_id, NodeType::Organization, "hostId")?;
+        bounded("attendance", &self.attendance)?;
+        if self.number < 1 {
+            return Err(Invalid::new("number", "INVALID_NUMBER", "gatherings are numbered from 1"));
+        }
+        let topic = Title::parse("topic", &self.topic)?;
+        let attendance = self
+            .attendance
+            .iter()
+            .map(|a| {
+                let org = input_row(&a.organization_id, NodeType::Organization, "attendance")?;
+                Ok((org, rules::attendees(a.people)?))
+            })
+            .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+        let venue = Title::parse_optional("venue", self.venue.as_deref())?;
+        let new = NewGathering { number: self.number, held_on: self.held_on, host_id, venue, topic, attendance };
+        Ok((network_id, new))
+    }
+}
+
+impl GatheringAttendanceSetInput {
+    /// The gathering, the organisation and how many people it sent.
+    fn parse(self) -> Result<(i64, i64, u32), Invalid> {
+        let g = input_row(&self.gathering_id, NodeType::Gathering, "gatheringId")?;
+        let org = input_row(&self.organization_id, NodeType::Organization, "organizationId")?;
+        let people = u32::try_from(self.people)
+            .map_err(|_| Invalid::new("people", "INVALID_PEOPLE", "people must not be negative"))?;
+        Ok((g, org, people))
+    }
+}
+
+impl ExperienceReportPublishInput {
+    fn parse(self) -> Result<NewReport, Invalid> {
+        let procurement_id = input_row(&self.procurement_id, NodeType::Procurement, "procurementId")?;
+        let network_id =
+            self.network_id.as_ref().map(|n| input_row(n, NodeType::LearningNetwork, "networkId")).transpose()?;
+        let title = Title::parse("title", &self.title)?;
+        let summary = LongText::parse("summary", &self.summary)?;
+        bounded("lessons", &self.lessons)?;
+        let lessons = self
+            .lessons
+            .into_iter()
+            .map(|l| {
+                if l.phase == Phase::OnHold {
+                    let message = "a lesson concerns a phase of the process, not ON_HOLD";
+                    return Err(Invalid::new("lessons", "INVALID_PHASE", message));
+                }
+                Ok((l.phase, Paragraph::parse("lessons", &l.text)?))
+            })
+            .collect::<std::result::Result<Vec<_>, Invalid>>()?;
+        Ok(NewReport {
+            procurement_id,
+            network_id,
+            phase: self.phase,
+            title,
+            summary,
+            public: self.public,
+            published_on: self.published_on.unwrap_or_else(today),
+            lessons,
+        })
+    }
+}
+
+impl ProcurementReuseInput {
+    /// The source procurement, the new one's title and its start.
+    fn parse(self) -> Result<(i64, Title, NaiveDate), Invalid> {
+        let source = input_row(&self.source_procurement_id, NodeType::Procurement, "sourceProcurementId")?;
+        let title = Title::parse("title", &self.title)?;
+        Ok((source, title, self.started_on.unwrap_or_else(today)))
+    }
+}
+
 #[derive(Default)]
 pub struct LearningMutation;
 
@@ -96,9 +186,11 @@ impl LearningMutation {
         input: LearningNetworkCreateInput,
     ) -> Result<LearningNetworkCreatePayload> {
         let caller = caller(ctx, Role::Advisor, "start learning networks").await?;
-        let result =
-            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, &input.name, input.description).await)
-                .await;
+        let result: RuleResult<_> = async {
+            let new = input.parse()?;
+            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, new).await).await
+        }
+        .await;
         Ok(LearningNetworkCreatePayload::from_rule(result, LearningNetwork)?)
     }
 
@@ -120,21 +212,7 @@ impl LearningMutation {
     async fn gathering_add(&self, ctx: &Context<'_>, input: GatheringAddInput) -> Result<GatheringAddPayload> {
         let caller = caller(ctx, Role::Advisor, "record gatherings").await?;
         let result: RuleResult<_> = async {
-            let n = input_row(&input.network_id, NodeType::LearningNetwork, "networkId")?;
-            let host_id = input_row(&input.host_id, NodeType::Organization, "hostId")?;
-            let attendance = input
-                .attendance
-                .iter()
-                .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendance")?, a.people)))
-                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
-            let new = NewGathering {
-                number: input.number,
-                held_on: input.held_on,
-                host_id,
-                venue: input.venue,
-                topic: input.topic,
-                attendance,
-            };
+            let (n, new) = input.parse()?;
             in_transaction(ctx, async |txn| rules::add_gathering(txn, &caller, n, new).await).await
         }
         .await;
@@ -148,9 +226,8 @@ impl LearningMutation {
     ) -> Result<GatheringAttendanceSetPayload> {
         let caller = caller(ctx, Role::Advisor, "record attendance").await?;
         let result: RuleResult<_> = async {
-            let g = input_row(&input.gathering_id, NodeType::Gathering, "gatheringId")?;
-            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
-            in_transaction(ctx, async |txn| rules::set_attendance(txn, &caller, g, org, input.people).await).await
+            let (g, org, people) = input.parse()?;
+            in_transaction(ctx, async |txn| rules::set_attendance(txn, &caller, g, org, people).await).await
         }
         .await;
         Ok(GatheringAttendanceSetPayload::from_rule(result, Gathering)?)
@@ -164,20 +241,7 @@ impl LearningMutation {
     ) -> Result<ExperienceReportPublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish experience reports").await?;
         let result: RuleResult<_> = async {
-            let new = NewReport {
-                procurement_id: input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?,
-                network_id: input
-                    .network_id
-                    .as_ref()
-                    .map(|n| input_row(n, NodeType::LearningNetwork, "networkId"))
-                    .transpose()?,
-                phase: input.phase,
-                title: input.title,
-                summary: input.summary,
-                public: input.public,
-                published_on: input.published_on.unwrap_or_else(today),
-                lessons: input.lessons.into_iter().map(|l| (l.phase, l.text)).collect(),
-            };
+            let new = input.parse()?;
             in_transaction(ctx, async |txn| rules::publish_report(txn, &caller, new).await).await
         }
         .await;
@@ -193,9 +257,8 @@ impl LearningMutation {
     ) -> Result<ProcurementReusePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
         let result: RuleResult<_> = async {
-            let source = input_row(&input.source_procurement_id, NodeType::Procurement, "sourceProcurementId")?;
-            let started_on = input.started_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::reuse(txn, &caller, source, &input.title, started_on).await).await
+            let (source, title, started_on) = input.parse()?;
+            in_transaction(ctx, async |txn| rules::reuse(txn, &caller, source, title, started_on).await).await
         }
         .await;
         Ok(ProcurementReusePayload::from_rule(result, ProcurementReuse)?)
