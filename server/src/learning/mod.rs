@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod graphql;
+pub mod loaders;
 pub mod model;
 pub mod rules;
 pub mod search;

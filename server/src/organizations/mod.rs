@@ -4,6 +4,7 @@
 
 mod graphql;
 mod identifiers;
+pub mod loaders;
 pub mod model;
 mod service;
 

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod graphql;
+pub mod loaders;
 pub mod model;
 pub mod ocds;
 pub mod phase;
