@@ -17,6 +17,7 @@ mod health;
 mod learning;
 mod nodes;
 mod ocds;
+mod oracles;
 mod organizations;
 mod procurement;
 mod protocol;

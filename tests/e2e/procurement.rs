@@ -372,14 +372,20 @@ on_both_backends! {
         let (_, body) = app.graphql_raw(Some(&story.lead_po), "{ procurements(filter: { supplier: \"bm9wZQ\" }) { totalCount } }", json!({})).await;
         assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
 
-        // The OCDS export validates against the official schema.
-        let response = app.client.get(app.url(&format!("/ocds/procurements/{}", story.procurement))).send().await.unwrap();
+        // The OCDS export validates against the official schema. Call-offs are for those who
+        // may read them (here the lead's officer), never in the anonymous export.
+        let url = app.url(&format!("/ocds/procurements/{}", story.procurement));
+        let response = app.client.get(&url).bearer_auth(&story.lead_po).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let package: Value = response.json().await.unwrap();
         crate::ocds::assert_valid_release_package(&package);
         let releases = package["releases"].as_array().unwrap();
         assert_eq!(releases.len(), 1 + 4, "the framework process and one release per call-off");
         assert!(releases[1]["relatedProcesses"][0]["relationship"] == json!(["framework"]));
+        let anonymous: Value = app.client.get(&url).send().await.unwrap().json().await.unwrap();
+        crate::ocds::assert_valid_release_package(&anonymous);
+        assert_eq!(anonymous["releases"].as_array().unwrap().len(), 1, "no call-offs for anonymous callers");
+        assert_eq!(anonymous["releases"][0], releases[0], "the framework process is the same for everyone");
     }
 }
 

@@ -209,13 +209,26 @@ pub async fn change_status<C: ConnectionTrait>(
     call_off_id: i64,
     to: CallOffStatus,
 ) -> AgreementResult<call_off::Model> {
+    let not_found = || refuse(Invalid::new("callOffId", "NOT_FOUND", "no such call-off"));
     let Some(row) = call_off::Entity::find_by_id(call_off_id).one(db).await? else {
-        return refuse(Invalid::new("callOffId", "NOT_FOUND", "no such call-off"));
+        return not_found();
     };
     let agreement = framework_agreement::Entity::find_by_id(row.agreement_id)
         .one(db)
         .await?
         .ok_or_else(|| ApiError::internal("call-off without agreement"))?;
+    // A call-off the caller may not read answers like a missing one: its status, and that it
+    // exists, are the placing municipality's, the supplier's and the lead's business only.
+    let party = row.municipality_id == caller.org.id || agreement.supplier_id == caller.org.id;
+    if !party {
+        let lead = procurement::Entity::find_by_id(agreement.procurement_id)
+            .one(db)
+            .await?
+            .is_some_and(|p| p.lead_id == caller.org.id);
+        if !lead {
+            return not_found();
+        }
+    }
     use CallOffStatus::*;
     let legal = matches!(
         (row.status, to),

@@ -428,7 +428,8 @@ impl Drop for TracedStream {
 }
 
 /// A procurement as an OCDS 1.1 release package, by its global id. Anonymous callers get
-/// procurements with a published notice; signed-in callers any procurement.
+/// procurements with a published notice and no call-offs; signed-in callers any procurement,
+/// with the call-offs they may read (see `docs/authorization.md`).
 async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let actor = match authenticate(&shared, &req) {
         Ok(actor) => actor,
@@ -439,11 +440,10 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
         return not_found();
     };
     let db = shared.state.db.read();
-    use sea_orm::EntityTrait;
     let internal = |error: crate::graphql::errors::ApiError| {
         error_response(StatusCode::INTERNAL_SERVER_ERROR, error.code(), &error.to_string())
     };
-    // The same viewer and read rule as the GraphQL `procurements` list and `node`.
+    // The same viewer and read rules as the GraphQL `procurements` list, `node` and `ocds`.
     let org_id = match actor.principal() {
         Some(principal) => match crate::organizations::find_by_org_number(db, principal.org).await {
             Ok(org) => org.map(|o| o.id),
@@ -452,18 +452,11 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
         None => None,
     };
     let viewer = crate::procurement::access::Viewer::new(&actor, org_id);
-    let visible = match crate::procurement::model::procurement::Entity::find_by_id(id).one(db).await {
-        Ok(Some(p)) => viewer.can_see(&p),
-        Ok(None) => false,
-        Err(e) => return internal(crate::graphql::errors::ApiError::internal(e)),
-    };
-    if !visible {
-        return not_found();
-    }
-    match crate::procurement::ocds::release_package(db, id, &crate::procurement::ocds::public_options()).await {
+    match crate::procurement::ocds::release_package(db, id, &viewer, &crate::procurement::ocds::public_options()).await
+    {
         Ok(Some(package)) => HttpResponse::Ok().json(package),
         Ok(None) => not_found(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+        Err(e) => internal(e),
     }
 }
 

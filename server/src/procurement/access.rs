@@ -25,6 +25,11 @@ impl Viewer {
         Viewer { signed_in: actor.principal().is_some(), org_id, roles }
     }
 
+    /// The platform operator reading everything, for exports made by the platform itself.
+    pub fn platform_admin() -> Viewer {
+        Viewer { signed_in: true, org_id: None, roles: vec![Role::Admin] }
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -41,6 +46,20 @@ impl Viewer {
             Condition::all()
         } else {
             Condition::all().add(procurement::Column::NoticePublishedOn.is_not_null())
+        }
+    }
+}
+
+impl Viewer {
+    /// Which memberships a list filter may match on (`procurements(filter: { municipality,
+    /// county })`), so a filter never reveals what the viewer cannot read. Signed-in viewers
+    /// see every participant; anonymous ones only the buyers (the lead and participants), whom
+    /// the published notice and the OCDS export name anyway — never followers.
+    pub fn visible_memberships(&self) -> Condition {
+        if self.signed_in {
+            Condition::all()
+        } else {
+            Condition::all().add(participant::Column::Role.is_in([ParticipantRole::Lead, ParticipantRole::Participant]))
         }
     }
 }

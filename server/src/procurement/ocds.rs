@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
 use crate::errors::ApiError;
 use crate::organizations::model::{self as organization, OrganizationKind};
+use crate::procurement::access::{Access, Viewer};
 use crate::procurement::model::{
     Category, ParticipantRole, award, evaluation_criterion, participant, phase_transition, procurement, tender,
     tender_response, user_story,
@@ -82,14 +83,17 @@ pub fn call_off_ocid(prefix: &str, procurement_id: i64, call_off_id: i64) -> Str
     format!("{prefix}-{procurement_id}-calloff-{call_off_id}")
 }
 
-/// The release package of one procurement: its own release followed by one release per
-/// call-off placed under its framework agreements. `Ok(None)` when there is no such procurement.
+/// The release package of one procurement as `viewer` may read it: its own release followed by
+/// one release per call-off placed under its framework agreements that the viewer may see (none
+/// for anonymous viewers: call-offs are never published proactively). `Ok(None)` when there is
+/// no such procurement or the viewer may not see it — the same answer, so ids cannot be probed.
 pub async fn release_package<C: ConnectionTrait>(
     db: &C,
     procurement_id: i64,
+    viewer: &Viewer,
     options: &OcdsOptions,
 ) -> Result<Option<Value>, ApiError> {
-    release_package_at(db, procurement_id, options, Utc::now()).await
+    release_package_at(db, procurement_id, viewer, options, Utc::now()).await
 }
 
 /// As [`release_package`], as seen at `now` (which decides whether tenders are still sealed,
@@ -97,10 +101,18 @@ pub async fn release_package<C: ConnectionTrait>(
 async fn release_package_at<C: ConnectionTrait>(
     db: &C,
     procurement_id: i64,
+    viewer: &Viewer,
     options: &OcdsOptions,
     now: DateTime<Utc>,
 ) -> Result<Option<Value>, ApiError> {
-    Ok(Loaded::load(db, procurement_id).await?.map(|loaded| package(&loaded, options, now)))
+    let Some(procurement) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
+        return Ok(None);
+    };
+    if !viewer.can_see(&procurement) {
+        return Ok(None);
+    }
+    let loaded = Loaded::load(db, procurement).await?;
+    Ok(Some(package(&loaded, viewer, options, now)))
 }
 
 /// Everything the export reads, loaded up front so the mapping itself is a pure function.
@@ -119,10 +131,8 @@ struct Loaded {
 }
 
 impl Loaded {
-    async fn load<C: ConnectionTrait>(db: &C, procurement_id: i64) -> Result<Option<Loaded>, ApiError> {
-        let Some(procurement) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
-            return Ok(None);
-        };
+    async fn load<C: ConnectionTrait>(db: &C, procurement: procurement::Model) -> Result<Loaded, ApiError> {
+        let procurement_id = procurement.id;
         let participants = participant::Entity::find()
             .filter(participant::Column::ProcurementId.eq(procurement_id))
             .order_by_asc(participant::Column::JoinedOn)
@@ -195,7 +205,7 @@ impl Loaded {
             .map(|o| (o.id, o))
             .collect();
 
-        Ok(Some(Loaded {
+        Ok(Loaded {
             procurement,
             participants,
             transitions,
@@ -207,7 +217,7 @@ impl Loaded {
             agreements,
             call_offs,
             organizations,
-        }))
+        })
     }
 
     fn story(&self, id: i64) -> Option<&user_story::Model> {
@@ -290,7 +300,7 @@ impl Loaded {
     }
 }
 
-fn package(loaded: &Loaded, options: &OcdsOptions, now: DateTime<Utc>) -> Value {
+fn package(loaded: &Loaded, viewer: &Viewer, options: &OcdsOptions, now: DateTime<Utc>) -> Value {
     let ocid = ocid(&options.ocid_prefix, loaded.procurement.id);
     let main = procurement_release(loaded, options, now, &ocid);
     let mut extensions = vec![LOTS_EXTENSION, TECHNIQUES_EXTENSION];
@@ -298,12 +308,15 @@ fn package(loaded: &Loaded, options: &OcdsOptions, now: DateTime<Utc>) -> Value 
         extensions.push(BID_EXTENSION);
     }
     let mut releases = vec![main];
+    let access = Access::of(viewer, &loaded.procurement, &loaded.participants);
     for call_off in &loaded.call_offs {
         // A draft is the municipality's work in progress, not yet an order to anyone.
         if call_off.status == CallOffStatus::Draft {
             continue;
         }
-        if let Some(agreement) = loaded.agreements.iter().find(|a| a.id == call_off.agreement_id) {
+        let Some(agreement) = loaded.agreements.iter().find(|a| a.id == call_off.agreement_id) else { continue };
+        // The call-off's one read rule, as for the `CallOff` object.
+        if access.can_see_call_off(call_off.municipality_id, agreement.supplier_id) {
             releases.push(call_off_release(loaded, options, &ocid, agreement, call_off));
         }
     }
@@ -1076,10 +1089,16 @@ mod tests {
     }
 
     async fn export(f: &Fixture, procurement_id: i64, include_sealed: bool) -> Value {
-        release_package_at(f.db.read(), procurement_id, &options(include_sealed), june_2026())
-            .await
-            .unwrap()
-            .expect("the procurement exists")
+        release_package_at(
+            f.db.read(),
+            procurement_id,
+            &Viewer::platform_admin(),
+            &options(include_sealed),
+            june_2026(),
+        )
+        .await
+        .unwrap()
+        .expect("the procurement exists")
     }
 
     // ---- the schemas -----------------------------------------------------------------------
@@ -1295,7 +1314,10 @@ mod tests {
             assert_valid(&v, &export(&f, f.open_competition.id, include_sealed).await);
         }
         // And through the public entry point, at the real clock.
-        let now = release_package(f.db.read(), f.procurement.id, &options(false)).await.unwrap().unwrap();
+        let now = release_package(f.db.read(), f.procurement.id, &Viewer::platform_admin(), &options(false))
+            .await
+            .unwrap()
+            .unwrap();
         assert_valid(&v, &now);
     }
 
@@ -1527,7 +1549,9 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_procurement_has_no_package() {
         let f = fixture().await;
-        assert!(release_package(f.db.read(), 9_999, &options(false)).await.unwrap().is_none());
+        assert!(
+            release_package(f.db.read(), 9_999, &Viewer::platform_admin(), &options(false)).await.unwrap().is_none()
+        );
     }
 
     #[test]

@@ -45,8 +45,6 @@ pub enum ProcurementError {
     NoticeNotPublished,
     #[error("the tender deadline {0} has passed")]
     DeadlinePassed(DateTime<Utc>),
-    #[error("the tender deadline {0} has not passed yet; tenders stay sealed until then")]
-    DeadlineNotPassed(DateTime<Utc>),
     #[error("your organisation has already submitted a tender")]
     TenderExists,
     #[error("evaluation weights would add up to {0}%; they may not exceed 100%")]
@@ -74,7 +72,6 @@ impl RuleViolation for ProcurementError {
             ProcurementError::NoticeAlreadyPublished => "procurementId",
             ProcurementError::NoticeNotPublished => "procurementId",
             ProcurementError::DeadlinePassed(_) => "procurementId",
-            ProcurementError::DeadlineNotPassed(_) => "procurementId",
             ProcurementError::TenderExists => "procurementId",
             ProcurementError::WeightsOverHundred(_) => "weight",
             ProcurementError::AlreadyAwarded(_) => "userStoryId",
@@ -98,7 +95,6 @@ impl RuleViolation for ProcurementError {
             ProcurementError::NoticeAlreadyPublished => "NOTICE_PUBLISHED",
             ProcurementError::NoticeNotPublished => "NOTICE_NOT_PUBLISHED",
             ProcurementError::DeadlinePassed(_) => "DEADLINE_PASSED",
-            ProcurementError::DeadlineNotPassed(_) => "DEADLINE_NOT_PASSED",
             ProcurementError::TenderExists => "TENDER_EXISTS",
             ProcurementError::WeightsOverHundred(_) => "WEIGHTS_OVER_100",
             ProcurementError::AlreadyAwarded(_) => "ALREADY_AWARDED",
@@ -601,26 +597,32 @@ pub async fn submit_tender<C: ConnectionTrait>(
 }
 
 /// The procurement a tender response belongs to, for a change only its lead may make after the
-/// deadline.
+/// deadline. Until then the response is sealed, and to anyone but the lead it is never visible:
+/// either way it answers exactly like a missing one, so ids cannot be probed for how many sealed
+/// tenders exist or whose they are.
 async fn response_after_deadline<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     response_id: i64,
     field: &'static str,
-    what: &'static str,
     now: DateTime<Utc>,
 ) -> RuleResult<(procurement::Model, tender_response::Model)> {
+    let not_found = || refuse(Invalid::new(field, "NOT_FOUND", "no such tender response"));
     let Some(response) = tender_response::Entity::find_by_id(response_id).one(db).await? else {
-        return refuse(Invalid::new(field, "NOT_FOUND", "no such tender response"));
+        return not_found();
     };
     let t = tender::Entity::find_by_id(response.tender_id)
         .one(db)
         .await?
         .ok_or_else(|| ApiError::internal("response without tender"))?;
-    let p = led_by(db, caller, t.procurement_id, what).await?;
-    let Some(deadline) = p.tender_deadline else { return refuse(ProcurementError::NoticeNotPublished) };
-    let deadline = deadline.with_timezone(&Utc);
-    ensure(now >= deadline, ProcurementError::DeadlineNotPassed(deadline))?;
+    let p = procurement::Entity::find_by_id(t.procurement_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("tender without procurement"))?;
+    let opened = p.tender_deadline.is_some_and(|deadline| now >= deadline.with_timezone(&Utc));
+    if p.lead_id != caller.org.id || !opened {
+        return not_found();
+    }
     Ok((p, response))
 }
 
@@ -632,8 +634,7 @@ pub async fn score_response<C: ConnectionTrait>(
     scores: Vec<(i64, f64)>,
     now: DateTime<Utc>,
 ) -> RuleResult<tender_response::Model> {
-    let (p, response) =
-        response_after_deadline(db, caller, response_id, "tenderResponseId", "score tenders", now).await?;
+    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", now).await?;
     let criteria: Vec<i64> = evaluation_criterion::Entity::find()
         .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -677,7 +678,7 @@ pub async fn award<C: ConnectionTrait>(
     awarded_on: NaiveDate,
     now: DateTime<Utc>,
 ) -> RuleResult<award::Model> {
-    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", "award", now).await?;
+    let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", now).await?;
     require_phase(&p, Phase::Competition)?;
     let story = user_story::Entity::find_by_id(response.user_story_id)
         .one(db)

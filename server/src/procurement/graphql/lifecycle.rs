@@ -343,7 +343,8 @@ impl Procurement {
     /// `GET /ocds/procurements/{id}`).
     async fn ocds(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
         let options = crate::procurement::ocds::public_options();
-        let package = crate::procurement::ocds::release_package(state(ctx).db.read(), self.0.id, &options)
+        let viewer = viewer(ctx).await?;
+        let package = crate::procurement::ocds::release_package(state(ctx).db.read(), self.0.id, &viewer, &options)
             .await?
             .ok_or_else(|| ApiError::internal("procurement vanished"))?;
         Ok(Json(package))
@@ -398,7 +399,8 @@ impl ProcurementQuery {
         let page = PageRequest::parse(after, before, first, last)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
-        let mut select = procurement::Entity::find().filter(viewer(ctx).await?.visible_procurements());
+        let viewer = viewer(ctx).await?;
+        let mut select = procurement::Entity::find().filter(viewer.visible_procurements());
         if let Some(phase) = filter.phase {
             select = select.filter(procurement::Column::Phase.eq(phase));
         }
@@ -415,6 +417,7 @@ impl ProcurementQuery {
                         .equals((participant::Entity, participant::Column::OrganizationId)),
                 )
                 .and_where(organization::Column::County.eq(county.trim()))
+                .cond_where(viewer.visible_memberships())
                 .to_owned();
             select = select.filter(procurement::Column::Id.in_subquery(in_county));
         }
@@ -425,6 +428,7 @@ impl ProcurementQuery {
                 .column(participant::Column::ProcurementId)
                 .from(participant::Entity)
                 .and_where(participant::Column::OrganizationId.eq(org))
+                .cond_where(viewer.visible_memberships())
                 .to_owned();
             select = select.filter(procurement::Column::Id.in_subquery(taking_part));
         }
