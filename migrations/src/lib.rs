@@ -9,6 +9,7 @@ mod m20261122_000002_procurements;
 mod m20261122_000003_learning;
 mod m20261122_000004_devices;
 mod m20261205_000005_dead_letter_identity;
+mod m20261206_000006_device_delivery;
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_learning::Migration),
             Box::new(m20261122_000004_devices::Migration),
             Box::new(m20261205_000005_dead_letter_identity::Migration),
+            Box::new(m20261206_000006_device_delivery::Migration),
         ]
     }
 }

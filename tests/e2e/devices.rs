@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use velferd::auth::Role;
+use velferd::ids::{NodeType, global_id};
 
 use crate::guests;
 use crate::procurement::org_number;
@@ -126,7 +127,159 @@ pub async fn activate(app: &TestApp, adapter_id: &str) -> Value {
         .clone()
 }
 
+/// A confirmed call-off of `municipality` under a framework agreement with `supplier` (row ids),
+/// to deliver devices under: the first there is, or one made straight in the database (the
+/// procurement path that makes them over HTTP has tests of its own).
+pub async fn confirmed_call_off(app: &TestApp, municipality: i64, supplier: i64) -> i64 {
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    use velferd::agreements::model::*;
+    use velferd::procurement::model::*;
+    let db = app.db().write();
+    let agreements = framework_agreement::Entity::find()
+        .filter(framework_agreement::Column::SupplierId.eq(supplier))
+        .all(db)
+        .await
+        .unwrap();
+    let existing = call_off::Entity::find()
+        .filter(call_off::Column::MunicipalityId.eq(municipality))
+        .filter(call_off::Column::AgreementId.is_in(agreements.iter().map(|a| a.id)))
+        .filter(call_off::Column::Status.eq(CallOffStatus::Confirmed))
+        .one(db)
+        .await
+        .unwrap();
+    if let Some(call_off) = existing {
+        return call_off.id;
+    }
+    let now = chrono::Utc::now().fixed_offset();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 15).unwrap();
+    let p = procurement::ActiveModel {
+        title: Set("Trygghetsalarmer".into()),
+        category: Set(Category::SafetyAlarm),
+        lead_id: Set(municipality),
+        phase: Set(velferd::procurement::phase::Phase::Implementation),
+        notice_reference: Set(Some("2026-100".into())),
+        notice_published_on: Set(Some(day)),
+        tender_deadline: Set(Some(now)),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let story = user_story::ActiveModel {
+        procurement_id: Set(p.id),
+        code: Set("US1".into()),
+        title: Set("Alarm".into()),
+        narrative: Set("n".into()),
+        acceptance_criteria: Set("[]".into()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let tender = tender::ActiveModel {
+        procurement_id: Set(p.id),
+        supplier_id: Set(supplier),
+        submitted_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let response = tender_response::ActiveModel {
+        tender_id: Set(tender.id),
+        user_story_id: Set(story.id),
+        solution: Set("s".into()),
+        purchase_price_ore: Set(Some(100_000)),
+        lease_price_ore_per_month: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let award = award::ActiveModel {
+        procurement_id: Set(p.id),
+        user_story_id: Set(story.id),
+        tender_response_id: Set(response.id),
+        awarded_on: Set(day),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let agreement = framework_agreement::ActiveModel {
+        award_id: Set(award.id),
+        procurement_id: Set(p.id),
+        supplier_id: Set(supplier),
+        user_story_id: Set(story.id),
+        starts_on: Set(day),
+        ends_on: Set(chrono::NaiveDate::from_ymd_opt(2099, 12, 31).unwrap()),
+        purchase_price_ore: Set(Some(100_000)),
+        lease_price_ore_per_month: Set(None),
+        volume_cap: Set(100_000),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    call_off::ActiveModel {
+        agreement_id: Set(agreement.id),
+        municipality_id: Set(municipality),
+        acquisition: Set(Acquisition::Buy),
+        scope: Set(RolloutScope::FullRollout),
+        quantity: Set(10_000),
+        status: Set(CallOffStatus::Confirmed),
+        placed_on: Set(day),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap()
+    .id
+}
+
+pub const DELIVER: &str = "mutation($input: DeviceDeliverInput!) { deviceDeliver(input: $input) { deliveries { serial } userErrors { field code message } } }";
+
+/// The product's supplier delivers `serial` to the municipality `token` acts for, under a
+/// confirmed call-off of theirs, when both exist; returns the `deviceDeliver` payload, or `None`
+/// when there is nobody to deliver to (the registration under test then answers for it).
+pub async fn deliver(app: &TestApp, token: &str, product: &str, serial: &str) -> Option<Value> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::devices::model::device_product;
+    use velferd::organizations::model as organization;
+    let db = app.db().read();
+    let org = token_claims(token)["org"].as_str()?.to_string();
+    let municipality =
+        organization::Entity::find().filter(organization::Column::OrgNumber.eq(org)).one(db).await.unwrap()?;
+    if municipality.kind != velferd::organizations::OrganizationKind::Municipality {
+        return None;
+    }
+    let product =
+        device_product::Entity::find().filter(device_product::Column::Slug.eq(product)).one(db).await.unwrap()?;
+    let supplier = organization::Entity::find_by_id(product.supplier_id).one(db).await.unwrap()?;
+    let call_off = confirmed_call_off(app, municipality.id, supplier.id).await;
+    let supplier_token = app.token(supplier.org_number.as_deref()?, &[Role::Supplier]);
+    let input =
+        json!({ "callOffId": global_id(NodeType::CallOff, call_off), "product": product.slug, "serials": [serial] });
+    Some(app.graphql(Some(&supplier_token), DELIVER, json!({ "input": input })).await["deviceDeliver"].clone())
+}
+
+/// The claims of a token minted by `TestApp::token`.
+fn token_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Delivers `serial` to the token's municipality (see [`deliver`]) and registers it with the
+/// token; returns the `deviceRegister` payload.
 pub async fn register_device(app: &TestApp, token: &str, product: &str, serial: &str) -> Value {
+    deliver(app, token, product, serial).await;
+    register_delivered(app, token, product, serial).await
+}
+
+/// Registers `serial` with the token, with no delivery made first.
+pub async fn register_delivered(app: &TestApp, token: &str, product: &str, serial: &str) -> Value {
     app.graphql(
         Some(token),
         "mutation($p: String!, $s: String!) { deviceRegister(input: { product: $p, serial: $s, recipientRef: \"case-2026-0042\" }) { device { id serial } userErrors { field code message } } }",
@@ -960,7 +1113,7 @@ on_both_backends! {
         let supplier = fleet.supplier_token(&app);
         let db = app.db().write();
         let backend = db.get_database_backend();
-        Migrator::down(db, Some(1)).await.expect("down to 000004");
+        down_to(db, "m20261122_000004_devices").await.expect("down to 000004");
         let product: i64 = db
             .query_one_raw(Statement::from_string(backend, format!("SELECT id FROM device_product WHERE slug = '{DISPENSER}'")))
             .await
@@ -982,7 +1135,7 @@ on_both_backends! {
                 .to_owned();
             db.execute_raw(backend.build(&insert)).await.unwrap();
         }
-        Migrator::up(db, None).await.expect("up to 000005");
+        Migrator::up(db, None).await.expect("up to the latest");
 
         let keys: Vec<String> = db
             .query_all_raw(Statement::from_string(backend, "SELECT message_key FROM dead_letter ORDER BY id".to_string()))
@@ -1018,9 +1171,11 @@ on_both_backends! {
         ]);
 
         // Two dead letters share their bytes now: down would have to drop one, so it refuses.
+        down_to(db, "m20261205_000005_dead_letter_identity").await.expect("down to 000005");
         let refused = Migrator::down(db, Some(1)).await.expect_err("down must refuse");
         assert!(refused.to_string().contains("share their bytes"), "{refused}");
         assert_eq!(row_count(&app, "dead_letter").await, 3);
+        Migrator::up(db, None).await.expect("up to the latest");
 
         // Replay decodes each as its own type: the JSON message becomes events.
         activate(&app, &v1).await;
@@ -1036,9 +1191,22 @@ on_both_backends! {
         db.execute_raw(Statement::from_string(backend, "DELETE FROM dead_letter WHERE content_type = 'text/plain'".to_string()))
             .await
             .unwrap();
-        Migrator::down(db, Some(1)).await.expect("down to 000004");
+        down_to(db, "m20261122_000004_devices").await.expect("down to 000004");
         Migrator::up(db, None).await.expect("up again");
         assert_eq!(row_count(&app, "dead_letter").await, 2);
+    }
+}
+
+/// Rolls migrations back one at a time until `name` is the last one applied, so the test keeps
+/// meaning the same as later migrations are added.
+async fn down_to(db: &sea_orm::DatabaseConnection, name: &str) -> Result<(), sea_orm::DbErr> {
+    use velferd_migration::{Migrator, MigratorTrait};
+    loop {
+        let applied = Migrator::get_applied_migrations(db).await?;
+        if applied.last().map(|m| m.name()) == Some(name) {
+            return Ok(());
+        }
+        Migrator::down(db, Some(1)).await?;
     }
 }
 

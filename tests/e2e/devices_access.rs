@@ -22,8 +22,16 @@ async fn snapshot(app: &TestApp) -> BTreeMap<String, String> {
     let db = app.db().read();
     let backend = db.get_database_backend();
     let mut state = BTreeMap::new();
-    for table in ["signing_key", "device_product", "adapter", "device", "device_event", "dead_letter", "ingest_receipt"]
-    {
+    for table in [
+        "signing_key",
+        "device_product",
+        "adapter",
+        "device_delivery",
+        "device",
+        "device_event",
+        "dead_letter",
+        "ingest_receipt",
+    ] {
         let row = db
             .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM {table}")))
             .await
@@ -258,10 +266,10 @@ on_both_backends! {
         assert!(node_is_null(&app, &other, &event).await);
         assert!(node_is_null(&app, &other, &device).await);
 
-        // Nor can it take over a registered device.
+        // Nor can it take over a registered device: it was not delivered to it.
         let before = snapshot(&app).await;
-        let payload = register_device(&app, &other, DISPENSER, "RD-100234").await;
-        assert_eq!(user_error(&payload), ("DEVICE_ALREADY_REGISTERED".into(), json!(["input", "serial"])));
+        let payload = register_delivered(&app, &other, DISPENSER, "RD-100234").await;
+        assert_eq!(user_error(&payload), ("NOT_DELIVERED".into(), json!(["input", "serial"])));
         assert_eq!(payload["device"], Value::Null);
         assert_eq!(snapshot(&app).await, before);
         let data = app.graphql(Some(&other), "{ devices { totalCount } }", json!({})).await;
@@ -563,4 +571,130 @@ async fn an_integration_token_cannot_retire_adapters_or_replay_dead_letters() {
     let (_, body) = app.graphql_raw(Some(&integration), REPLAY, json!({ "p": DISPENSER })).await;
     assert_eq!(first_error_code(&body), "FORBIDDEN", "{body}");
     assert_eq!(snapshot(&app).await, before);
+}
+
+/// The call-off the fleet's supplier delivers under to the municipality with `org_number`.
+async fn call_off_of(app: &TestApp, org_number: &str) -> i64 {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::organizations::model::{Column, Entity};
+    let find = async |number: &str| {
+        Entity::find().filter(Column::OrgNumber.eq(number)).one(app.db().read()).await.unwrap().unwrap().id
+    };
+    confirmed_call_off(app, find(org_number).await, find(crate::support::SUPPLIER_ORG).await).await
+}
+
+on_both_backends! {
+    /// Serial squatting: a serial enters a municipality only when the product's supplier has
+    /// delivered it under that municipality's own call-off and the municipality registers it. A
+    /// municipality with a call-off of its own with the same supplier cannot claim it; what the
+    /// device sent before registration (dead letters with raw bodies) stays hidden from the new
+    /// owner; and every refusal answers alike, whether the serial is unknown, delivered elsewhere
+    /// or in another municipality's service.
+    async fn a_serial_enters_a_municipality_only_through_a_delivery_to_it(app) {
+        let fleet = Fleet::new(&app).await;
+        let adapter = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        activate(&app, &adapter).await;
+        let integration = fleet.integration_token(&app);
+        let larvik = fleet.case_worker_token(&app);
+        let asker = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
+        let supplier = fleet.supplier_token(&app);
+
+        // Before anyone owns it, the device's message is kept as a dead letter, raw body and all.
+        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+        assert_eq!(status, 202);
+        // Asker has a confirmed call-off with the same supplier: not enough to claim the serial.
+        deliver(&app, &asker, DISPENSER, "RD-777777").await.expect("Asker's own delivery");
+        let before = snapshot(&app).await;
+        let unknown = register_delivered(&app, &asker, DISPENSER, "RD-100234").await;
+        assert_eq!(user_error(&unknown), ("NOT_DELIVERED".into(), json!(["input", "serial"])));
+        assert_eq!(snapshot(&app).await, before);
+
+        // The supplier delivers it to Larvik; Asker's answer does not change, before or after
+        // Larvik registers it.
+        let delivered = deliver(&app, &larvik, DISPENSER, "RD-100234").await.unwrap();
+        assert_eq!(delivered["userErrors"], json!([]), "{delivered}");
+        assert_eq!(delivered["deliveries"], json!([{ "serial": "RD-100234" }]));
+        assert_eq!(register_delivered(&app, &asker, DISPENSER, "RD-100234").await, unknown);
+        let registered = register_delivered(&app, &larvik, DISPENSER, "RD-100234").await;
+        assert_eq!(registered["userErrors"], json!([]), "{registered}");
+        let before = snapshot(&app).await;
+        assert_eq!(register_delivered(&app, &asker, DISPENSER, "RD-100234").await, unknown);
+        assert_eq!(snapshot(&app).await, before);
+
+        // The new owner does not read what the device sent before it was registered; the
+        // supplier does.
+        let count = "{ deadLetters { totalCount } }";
+        assert_eq!(app.graphql(Some(&larvik), count, json!({})).await["deadLetters"]["totalCount"], 0);
+        assert_eq!(app.graphql(Some(&supplier), count, json!({})).await["deadLetters"]["totalCount"], 1);
+
+        // Delivering: the product's supplier only, under a confirmed call-off of its own
+        // agreements, each serial once, within the call-off's quantity, a bounded list.
+        let larvik_call_off = global_id(NodeType::CallOff, call_off_of(&app, &fleet.municipality).await).to_string();
+        let missing_call_off = global_id(NodeType::CallOff, 999_999).to_string();
+        let other = app.token(&fleet.other_supplier, &[Role::Supplier]);
+        let before = snapshot(&app).await;
+        let many: Vec<String> = (0..101).map(|i| format!("RD-{i}")).collect();
+        let cases: Vec<(&str, &str, Value, &str, &str)> = vec![
+            (&supplier, &larvik_call_off, json!(["RD-100234"]), "ALREADY_DELIVERED", "serials"),
+            (&supplier, &larvik_call_off, json!(["RD-1", "RD-1"]), "DUPLICATE_SERIAL", "serials"),
+            (&supplier, &larvik_call_off, json!(["RD 1"]), "INVALID_SERIAL", "serials"),
+            (&supplier, &larvik_call_off, json!(many), "TOO_MANY_ENTRIES", "serials"),
+            (&supplier, &missing_call_off, json!(["RD-2"]), "NOT_FOUND", "callOffId"),
+            (&other, &larvik_call_off, json!(["RD-2"]), "PRODUCT_OF_ANOTHER_SUPPLIER", "product"),
+        ];
+        for (token, call_off, serials, code, field) in cases {
+            let data = app.graphql(Some(token), DELIVER,
+                json!({ "input": { "callOffId": call_off, "product": DISPENSER, "serials": serials } })).await;
+            let payload = &data["deviceDeliver"];
+            assert_eq!(user_error(payload), (code.to_string(), json!(["input", field])), "{payload}");
+            assert_eq!(payload["deliveries"], Value::Null);
+        }
+        assert_eq!(top_level_error(&app, Some(&larvik), DELIVER,
+            json!({ "input": { "callOffId": larvik_call_off, "product": DISPENSER, "serials": ["RD-2"] } })).await, "FORBIDDEN");
+        assert_eq!(snapshot(&app).await, before, "a refused delivery wrote something");
+    }
+}
+
+on_both_backends! {
+    /// Another supplier's call-off answers like a missing one, and a call-off takes no more
+    /// devices than it ordered, and none before the supplier confirmed it.
+    async fn deliveries_keep_to_the_suppliers_own_confirmed_call_offs_and_their_quantity(app) {
+        use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+        use velferd::agreements::model::{CallOffStatus, call_off};
+        let fleet = Fleet::new(&app).await;
+        upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        let other = OtherSupplier::register(&app, &fleet).await;
+        let bytes = guests::component("velferd_dispenser_json");
+        let payload = upload(&app, &other.token, "other-dispenser", bytes.clone(), &other.sign(&bytes)).await;
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        let larvik = fleet.case_worker_token(&app);
+        deliver(&app, &larvik, DISPENSER, "RD-1").await.expect("delivered");
+        deliver(&app, &larvik, "other-dispenser", "OD-1").await.expect("delivered");
+        let db = app.db().write();
+        let calls = call_off::Entity::find().all(db).await.unwrap();
+        assert_eq!(calls.len(), 2, "one call-off per supplier");
+        let (mine, theirs) = (global_id(NodeType::CallOff, calls[0].id).to_string(), global_id(NodeType::CallOff, calls[1].id).to_string());
+        let missing = global_id(NodeType::CallOff, 999_999).to_string();
+        let deliver_under = async |call_off: &str, serials: Value| -> Value {
+            let data = app.graphql(Some(&fleet.supplier_token(&app)), DELIVER,
+                json!({ "input": { "callOffId": call_off, "product": DISPENSER, "serials": serials } })).await;
+            data["deviceDeliver"].clone()
+        };
+        assert_eq!(deliver_under(&theirs, json!(["RD-2"])).await, deliver_under(&missing, json!(["RD-2"])).await);
+        assert_eq!(user_error(&deliver_under(&theirs, json!(["RD-2"])).await).0, "NOT_FOUND");
+
+        let mut row: call_off::ActiveModel = calls[0].clone().into();
+        row.quantity = Set(2);
+        row.update(db).await.unwrap();
+        let payload = deliver_under(&mine, json!(["RD-2", "RD-3"])).await;
+        assert_eq!(user_error(&payload), ("OVER_QUANTITY".into(), json!(["input", "serials"])), "{payload}");
+        assert_eq!(deliver_under(&mine, json!(["RD-2"])).await["userErrors"], json!([]));
+
+        let mut row: call_off::ActiveModel = calls[0].clone().into();
+        row.quantity = Set(10);
+        row.status = Set(CallOffStatus::Placed);
+        row.update(db).await.unwrap();
+        let payload = deliver_under(&mine, json!(["RD-4"])).await;
+        assert_eq!(user_error(&payload), ("CALL_OFF_NOT_CONFIRMED".into(), json!(["input", "callOffId"])), "{payload}");
+    }
 }

@@ -152,6 +152,31 @@ pub mod adapter {
     }
 }
 
+pub mod device_delivery {
+    use super::*;
+
+    /// A device the product's supplier delivered under a municipality's call-off. Only that
+    /// municipality may then register (take into service) a device with this serial.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "device_delivery")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i64,
+        pub serial: String,
+        pub call_off_id: i64,
+        pub municipality_id: i64,
+        /// The subject of the supplier's token that recorded it.
+        pub delivered_by: String,
+        pub delivered_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod device {
     use super::*;
 

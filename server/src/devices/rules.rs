@@ -4,12 +4,14 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use velferd_plugins::ValidatedAdapter;
 
 use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey};
-use super::model::{AdapterStatus, adapter, device, device_product, signing_key};
-use crate::agreements::model::{call_off, framework_agreement};
+use super::model::{AdapterStatus, adapter, device, device_delivery, device_product, signing_key};
+use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
 use crate::auth::Caller;
 use crate::errors::{ApiError, Invalid, RuleViolation, ensure, refuse};
 use crate::organizations::OrganizationKind;
@@ -46,6 +48,21 @@ pub enum DevicesError {
     DeviceAlreadyRegistered(String),
     #[error("the call-off is not one of your municipality's call-offs with this product's supplier")]
     CallOffMismatch,
+    #[error(
+        "no device {0} of this product has been delivered to your municipality; the supplier records \
+         each delivery under your call-off (deviceDeliver) before you register it"
+    )]
+    NotDelivered(String),
+    #[error("no such call-off")]
+    UnknownCallOff,
+    #[error("the call-off is {0:?}; deliver under it once you have confirmed it")]
+    CallOffNotConfirmed(CallOffStatus),
+    #[error("the call-off is for {quantity} devices; {delivered} are delivered already and {more} more were given")]
+    OverQuantity { quantity: i32, delivered: u64, more: usize },
+    #[error("device {0} of this product is delivered already")]
+    AlreadyDelivered(String),
+    #[error("serial {0} is given twice")]
+    DuplicateSerial(String),
 }
 
 impl RuleViolation for DevicesError {
@@ -65,6 +82,12 @@ impl RuleViolation for DevicesError {
             DevicesError::NothingToRollBackTo(_) => "product",
             DevicesError::DeviceAlreadyRegistered(_) => "serial",
             DevicesError::CallOffMismatch => "callOffId",
+            DevicesError::NotDelivered(_) => "serial",
+            DevicesError::UnknownCallOff => "callOffId",
+            DevicesError::CallOffNotConfirmed(_) => "callOffId",
+            DevicesError::OverQuantity { .. } => "serials",
+            DevicesError::AlreadyDelivered(_) => "serials",
+            DevicesError::DuplicateSerial(_) => "serials",
         }
     }
 
@@ -84,6 +107,12 @@ impl RuleViolation for DevicesError {
             DevicesError::NothingToRollBackTo(_) => "NOTHING_TO_ROLL_BACK_TO",
             DevicesError::DeviceAlreadyRegistered(_) => "DEVICE_ALREADY_REGISTERED",
             DevicesError::CallOffMismatch => "CALL_OFF_MISMATCH",
+            DevicesError::NotDelivered(_) => "NOT_DELIVERED",
+            DevicesError::UnknownCallOff => "NOT_FOUND",
+            DevicesError::CallOffNotConfirmed(_) => "CALL_OFF_NOT_CONFIRMED",
+            DevicesError::OverQuantity { .. } => "OVER_QUANTITY",
+            DevicesError::AlreadyDelivered(_) => "ALREADY_DELIVERED",
+            DevicesError::DuplicateSerial(_) => "DUPLICATE_SERIAL",
         }
     }
 }
@@ -298,7 +327,86 @@ pub async fn retire<C: ConnectionTrait>(db: &C, adapter_id: i64) -> RuleResult<a
     Ok(row.update(db).await?)
 }
 
-/// A municipality registers one of its devices, optionally under one of its call-offs.
+/// The product's supplier records devices it has delivered under a municipality's call-off (one
+/// it has confirmed, under one of its own agreements), so that the municipality can take them
+/// into service. A serial is delivered once per product, and never while a device with it is in
+/// service; a call-off takes at most its quantity.
+pub async fn record_deliveries<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    product_slug: &str,
+    call_off_id: i64,
+    serials: &[DeviceSerial],
+) -> RuleResult<Vec<device_delivery::Model>> {
+    require_supplier(caller, "deliver devices")?;
+    let slug = parse_slug("product", product_slug)?;
+    let Some(product) =
+        device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await?
+    else {
+        return refuse(Invalid::new("product", "UNKNOWN_PRODUCT", format!("no device product {slug}")));
+    };
+    ensure(product.supplier_id == caller.org.id, DevicesError::ProductOfAnotherSupplier(slug.to_string()))?;
+    // A call-off under another supplier's agreement answers like a missing one.
+    let Some(call_off) = call_off::Entity::find_by_id(call_off_id).one(db).await? else {
+        return refuse(DevicesError::UnknownCallOff);
+    };
+    let agreement = framework_agreement::Entity::find_by_id(call_off.agreement_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::internal("call-off without agreement"))?;
+    ensure(agreement.supplier_id == caller.org.id, DevicesError::UnknownCallOff)?;
+    ensure(
+        matches!(call_off.status, CallOffStatus::Confirmed | CallOffStatus::Delivered),
+        DevicesError::CallOffNotConfirmed(call_off.status),
+    )?;
+    let mut seen = std::collections::BTreeSet::new();
+    for serial in serials {
+        ensure(seen.insert(serial.as_str()), DevicesError::DuplicateSerial(serial.to_string()))?;
+    }
+    let delivered =
+        device_delivery::Entity::find().filter(device_delivery::Column::CallOffId.eq(call_off.id)).count(db).await?;
+    ensure(
+        delivered + serials.len() as u64 <= u64::try_from(call_off.quantity).unwrap_or(0),
+        DevicesError::OverQuantity { quantity: call_off.quantity, delivered, more: serials.len() },
+    )?;
+    let names: Vec<&str> = serials.iter().map(DeviceSerial::as_str).collect();
+    let known = device_delivery::Entity::find()
+        .filter(device_delivery::Column::ProductId.eq(product.id))
+        .filter(device_delivery::Column::Serial.is_in(names.clone()))
+        .one(db)
+        .await?
+        .map(|d| d.serial);
+    let in_service = device::Entity::find()
+        .filter(device::Column::ProductId.eq(product.id))
+        .filter(device::Column::Serial.is_in(names))
+        .one(db)
+        .await?
+        .map(|d| d.serial);
+    if let Some(serial) = known.or(in_service) {
+        return refuse(DevicesError::AlreadyDelivered(serial));
+    }
+    let now = Utc::now().fixed_offset();
+    let mut rows = Vec::with_capacity(serials.len());
+    for serial in serials {
+        let row = device_delivery::ActiveModel {
+            product_id: Set(product.id),
+            serial: Set(serial.to_string()),
+            call_off_id: Set(call_off.id),
+            municipality_id: Set(call_off.municipality_id),
+            delivered_by: Set(caller.subject.chars().take(200).collect()),
+            delivered_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// A municipality's case worker takes a delivered device into service: it must have been
+/// delivered to this municipality. A serial delivered elsewhere, never delivered, or unknown
+/// answers the same `NOT_DELIVERED`, so other municipalities' devices cannot be probed.
 pub async fn register_device<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
@@ -310,36 +418,40 @@ pub async fn register_device<C: ConnectionTrait>(
     ensure(caller.org.kind == OrganizationKind::Municipality, DevicesError::NotAMunicipality(caller.org.name.clone()))?;
     let slug = parse_slug("product", product_slug)?;
     let serial: DeviceSerial = serial.parse().map_err(|e| Invalid::new("serial", "INVALID_SERIAL", e))?;
+    let recipient_ref = recipient_ref.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if recipient_ref.as_ref().is_some_and(|r| r.chars().count() > 100) {
+        return refuse(Invalid::new("recipientRef", "INVALID_TEXT", "recipientRef must be at most 100 characters"));
+    }
     let Some(product) =
         device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await?
     else {
         return refuse(Invalid::new("product", "UNKNOWN_PRODUCT", format!("no device product {slug}")));
     };
+    let Some(delivery) = device_delivery::Entity::find()
+        .filter(device_delivery::Column::ProductId.eq(product.id))
+        .filter(device_delivery::Column::Serial.eq(serial.as_str()))
+        .filter(device_delivery::Column::MunicipalityId.eq(caller.org.id))
+        .one(db)
+        .await?
+    else {
+        return refuse(DevicesError::NotDelivered(serial.to_string()));
+    };
     if let Some(call_off_id) = call_off_id {
-        let call_off = call_off::Entity::find_by_id(call_off_id).one(db).await?;
-        let agreement = match &call_off {
-            Some(c) => framework_agreement::Entity::find_by_id(c.agreement_id).one(db).await?,
-            None => None,
-        };
-        let fits = call_off.is_some_and(|c| c.municipality_id == caller.org.id)
-            && agreement.is_some_and(|a| a.supplier_id == product.supplier_id);
-        ensure(fits, DevicesError::CallOffMismatch)?;
+        ensure(call_off_id == delivery.call_off_id, DevicesError::CallOffMismatch)?;
     }
+    // Delivered to this municipality, and deliveries refuse serials in service: a device with
+    // this serial can only be this municipality's own.
     let taken = device::Entity::find()
         .filter(device::Column::ProductId.eq(product.id))
         .filter(device::Column::Serial.eq(serial.as_str()))
         .one(db)
         .await?;
     ensure(taken.is_none(), DevicesError::DeviceAlreadyRegistered(serial.to_string()))?;
-    let recipient_ref = recipient_ref.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if recipient_ref.as_ref().is_some_and(|r| r.chars().count() > 100) {
-        return refuse(Invalid::new("recipientRef", "INVALID_TEXT", "recipientRef must be at most 100 characters"));
-    }
     let row = device::ActiveModel {
         product_id: Set(product.id),
         municipality_id: Set(caller.org.id),
         serial: Set(serial.to_string()),
-        call_off_id: Set(call_off_id),
+        call_off_id: Set(Some(delivery.call_off_id)),
         recipient_ref: Set(recipient_ref),
         registered_at: Set(Utc::now().fixed_offset()),
         ..Default::default()

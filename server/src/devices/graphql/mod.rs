@@ -5,7 +5,7 @@
 //! and dead letters (`events.rs`); the lists (`query.rs`); the mutations (`mutations.rs`).
 //!
 //! Who sees what: a municipality sees its own devices, their events and the dead letters that
-//! name them; a supplier sees its products, their adapters and dead letters, and the devices
+//! name them, received since it took the device into service; a supplier sees its products, their adapters and dead letters, and the devices
 //! and events of its products without recipient data; admins see everything but recipient
 //! data.
 
@@ -19,9 +19,11 @@ use sea_orm::sea_query::ExprTrait;
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
-use super::identifiers::ProductSlug;
+use super::identifiers::{DeviceSerial, ProductSlug};
 use super::ingest::{self, MessageResult, MessageStatus};
-use super::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
+use super::model::{
+    AdapterStatus, adapter, dead_letter, device, device_delivery, device_event, device_product, signing_key,
+};
 use super::review::{self, ReplayReview};
 use super::rules::{self, DevicesError, RuleResult};
 use crate::agreements::graphql::CallOff;
@@ -127,6 +129,8 @@ impl DeviceViewer {
             any = any.add(dead_letter::Column::ProductId.in_subquery(products_of(s)));
         }
         if let Some(m) = self.municipality() {
+            // Only what the device sent since the municipality took it into service: what came
+            // before (at the supplier, or at another owner) is not the new owner's to read.
             let named = Query::select()
                 .column(device::Column::Serial)
                 .from(device::Entity)
@@ -134,6 +138,10 @@ impl DeviceViewer {
                 .and_where(
                     sea_orm::sea_query::Expr::col((device::Entity, device::Column::ProductId))
                         .equals((dead_letter::Entity, dead_letter::Column::ProductId)),
+                )
+                .and_where(
+                    sea_orm::sea_query::Expr::col((dead_letter::Entity, dead_letter::Column::FirstReceivedAt))
+                        .gte(sea_orm::sea_query::Expr::col((device::Entity, device::Column::RegisteredAt))),
                 )
                 .to_owned();
             any = any.add(dead_letter::Column::DeviceSerial.in_subquery(named));

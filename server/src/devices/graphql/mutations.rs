@@ -9,6 +9,30 @@ payload!(AdapterActivatePayload, adapter: Adapter, "Result of `adapterActivate`.
 payload!(AdapterRollBackPayload, adapter: Adapter, "Result of `adapterRollBack`: the version active now.");
 payload!(AdapterRetirePayload, adapter: Adapter, "Result of `adapterRetire`.");
 payload!(DeviceRegisterPayload, device: Device, "Result of `deviceRegister`.");
+payload!(DeviceDeliverPayload, deliveries: Vec<DeviceDelivery>, "Result of `deviceDeliver`.");
+
+/// A device its supplier delivered under a municipality's call-off.
+#[derive(SimpleObject)]
+pub struct DeviceDelivery {
+    pub serial: String,
+    pub delivered_at: DateTime<Utc>,
+}
+
+impl From<device_delivery::Model> for DeviceDelivery {
+    fn from(row: device_delivery::Model) -> Self {
+        DeviceDelivery { serial: row.serial, delivered_at: row.delivered_at.with_timezone(&Utc) }
+    }
+}
+
+#[derive(InputObject)]
+pub struct DeviceDeliverInput {
+    /// The municipality's call-off, under one of your framework agreements, confirmed by you.
+    pub call_off_id: ID,
+    /// The product's slug; the product must be yours.
+    pub product: String,
+    /// The serials delivered, up to 100 at a time and the call-off's quantity in all.
+    pub serials: Vec<String>,
+}
 
 #[derive(InputObject)]
 pub struct SigningKeyRegisterInput {
@@ -48,7 +72,7 @@ pub struct DeviceRegisterInput {
     /// The product's slug.
     pub product: String,
     pub serial: String,
-    /// The call-off the device was bought or leased under.
+    /// The call-off the device was delivered under; when given, it must be the delivery's.
     pub call_off_id: Option<ID>,
     /// Your reference to the service recipient; only your municipality sees it.
     pub recipient_ref: Option<String>,
@@ -241,6 +265,30 @@ impl DeviceMutation {
     }
 
     /// Registers one of your municipality's devices (case workers).
+    /// Records devices you delivered under a municipality's call-off. Only that municipality can
+    /// then take them into service (`deviceRegister`); the supplier of the product only.
+    async fn device_deliver(&self, ctx: &Context<'_>, input: DeviceDeliverInput) -> Result<DeviceDeliverPayload> {
+        let caller = caller(ctx, Role::Supplier, "deliver devices").await?;
+        let result: RuleResult<_> = async {
+            // A stranger's list is bounded and parsed before anything is looked up.
+            crate::errors::bounded("serials", &input.serials)?;
+            let serials = input
+                .serials
+                .iter()
+                .map(|s| s.parse::<DeviceSerial>().map_err(|e| Invalid::new("serials", "INVALID_SERIAL", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let call_off = input_row(&input.call_off_id, NodeType::CallOff, "callOffId")?;
+            in_transaction(ctx, async |txn| {
+                rules::record_deliveries(txn, &caller, &input.product, call_off, &serials).await
+            })
+            .await
+        }
+        .await;
+        Ok(DeviceDeliverPayload::from_rule(result, |rows| rows.into_iter().map(DeviceDelivery::from).collect())?)
+    }
+
+    /// Takes a device delivered to your municipality into service (a case worker). The
+    /// supplier records the delivery first (`deviceDeliver`).
     async fn device_register(&self, ctx: &Context<'_>, input: DeviceRegisterInput) -> Result<DeviceRegisterPayload> {
         let caller = caller(ctx, Role::CaseWorker, "register devices").await?;
         let result: RuleResult<_> = async {
