@@ -79,7 +79,7 @@ impl Bench {
         id
     }
 
-    async fn setup(&self) {
+    async fn setup(&self, db: &sea_orm::DatabaseConnection) {
         let admin = self.token(MUNICIPALITY, Role::Admin);
         let create =
             "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { userErrors { code } } }";
@@ -97,24 +97,57 @@ impl Bench {
         )
         .await;
         let key = SigningKey::from_bytes(&[9; 32]);
-        self.graphql(
-            &self.token(SUPPLIER, Role::Supplier),
-            "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { userErrors { code } } }",
-            json!({ "k": STANDARD.encode(key.verifying_key().as_bytes()) }),
-        )
-        .await;
-        self.upload("bench-dispenser", "velferd_dispenser_json", &key).await;
-        self.upload("bench-hostile", "hostile_infinite_loop", &key).await;
-        let case_worker = self.token(MUNICIPALITY, Role::CaseWorker);
-        for i in 0..DEVICES {
-            self.graphql(
-                &case_worker,
-                "mutation($s: String!) { deviceRegister(input: { product: \"bench-dispenser\", serial: $s }) { userErrors { code } } }",
-                json!({ "s": format!("RD-B{i:05}") }),
+        let proof = key.sign(&velferd::devices::identifiers::key_registration_message(SUPPLIER));
+        let data = self
+            .graphql(
+                &self.token(SUPPLIER, Role::Supplier),
+                "mutation($k: String!, $p: String!) { signingKeyRegister(input: { publicKey: $k, proof: $p }) { userErrors { code } } }",
+                json!({ "k": STANDARD.encode(key.verifying_key().as_bytes()), "p": STANDARD.encode(proof.to_bytes()) }),
             )
             .await;
+        assert_eq!(data["signingKeyRegister"]["userErrors"], json!([]), "{data}");
+        self.upload("bench-dispenser", "velferd_dispenser_json", &key).await;
+        self.upload("bench-hostile", "hostile_infinite_loop", &key).await;
+        // The supplier delivers the devices under the municipality's call-off; the municipality
+        // registers them.
+        let call_off = velferd::agreements::seed::confirmed_call_off(
+            db,
+            org_id(db, MUNICIPALITY).await,
+            org_id(db, SUPPLIER).await,
+        )
+        .await
+        .unwrap();
+        let serials: Vec<String> = (0..DEVICES).map(|i| format!("RD-B{i:05}")).collect();
+        for batch in serials.chunks(100) {
+            let data = self
+                .graphql(
+                    &self.token(SUPPLIER, Role::Supplier),
+                    "mutation($input: DeviceDeliverInput!) { deviceDeliver(input: $input) { userErrors { code message } } }",
+                    json!({ "input": { "callOffId": velferd::ids::global_id(velferd::ids::NodeType::CallOff, call_off),
+                        "product": "bench-dispenser", "serials": batch } }),
+                )
+                .await;
+            assert_eq!(data["deviceDeliver"]["userErrors"], json!([]), "{data}");
+        }
+        let case_worker = self.token(MUNICIPALITY, Role::CaseWorker);
+        for serial in &serials {
+            let data = self
+                .graphql(
+                    &case_worker,
+                    "mutation($s: String!) { deviceRegister(input: { product: \"bench-dispenser\", serial: $s }) { userErrors { code } } }",
+                    json!({ "s": serial }),
+                )
+                .await;
+            assert_eq!(data["deviceRegister"]["userErrors"], json!([]), "{data}");
         }
     }
+}
+
+/// The row id of the organisation with `org_number`.
+async fn org_id(db: &sea_orm::DatabaseConnection, org_number: &str) -> i64 {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::organizations::model::{Column, Entity};
+    Entity::find().filter(Column::OrgNumber.eq(org_number)).one(db).await.unwrap().expect("registered").id
 }
 
 /// A realistic dispenser message: a dose made available and taken, with unique event ids.
@@ -191,7 +224,7 @@ async fn run(label: &str, database_url: String, hostile: bool) {
         client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         signer: TokenSigner::new(&settings.jwt).unwrap(),
     });
-    bench.setup().await;
+    bench.setup(server.db.write()).await;
     let total: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let integration = Arc::new(bench.token(SUPPLIER, Role::Integration));

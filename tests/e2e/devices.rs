@@ -62,8 +62,8 @@ impl Fleet {
         let data = app
             .graphql(
                 Some(&fleet.supplier_token(app)),
-                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k, label: \"release key\" }) { signingKey { id } userErrors { code } } }",
-                json!({ "k": STANDARD.encode(fleet.key.verifying_key().as_bytes()) }),
+                "mutation($k: String!, $p: String!) { signingKeyRegister(input: { publicKey: $k, proof: $p, label: \"release key\" }) { signingKey { id } userErrors { code } } }",
+                json!({ "k": STANDARD.encode(fleet.key.verifying_key().as_bytes()), "p": key_proof(&fleet.key, &fleet.supplier) }),
             )
             .await;
         assert_eq!(data["signingKeyRegister"]["userErrors"], json!([]));
@@ -86,6 +86,13 @@ impl Fleet {
         STANDARD.encode(self.key.sign(bytes).to_bytes())
     }
 }
+
+/// The proof that the holder of `key` registers it for the organisation `org_number`.
+pub fn key_proof(key: &SigningKey, org_number: &str) -> String {
+    STANDARD.encode(key.sign(&velferd::devices::identifiers::key_registration_message(org_number)).to_bytes())
+}
+
+pub const REGISTER_KEY: &str = "mutation($k: String!, $p: String!) { signingKeyRegister(input: { publicKey: $k, proof: $p }) { signingKey { id } userErrors { field code message } } }";
 
 /// Uploads a component as a GraphQL multipart request; returns the `adapterUpload` payload.
 pub async fn upload(app: &TestApp, token: &str, product: &str, component: Vec<u8>, signature: &str) -> Value {
@@ -127,116 +134,10 @@ pub async fn activate(app: &TestApp, adapter_id: &str) -> Value {
         .clone()
 }
 
-/// A confirmed call-off of `municipality` under a framework agreement with `supplier` (row ids),
-/// to deliver devices under: the first there is, or one made straight in the database (the
-/// procurement path that makes them over HTTP has tests of its own).
+/// A confirmed call-off of `municipality` with `supplier` (row ids): see
+/// `velferd::agreements::seed`.
 pub async fn confirmed_call_off(app: &TestApp, municipality: i64, supplier: i64) -> i64 {
-    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-    use velferd::agreements::model::*;
-    use velferd::procurement::model::*;
-    let db = app.db().write();
-    let agreements = framework_agreement::Entity::find()
-        .filter(framework_agreement::Column::SupplierId.eq(supplier))
-        .all(db)
-        .await
-        .unwrap();
-    let existing = call_off::Entity::find()
-        .filter(call_off::Column::MunicipalityId.eq(municipality))
-        .filter(call_off::Column::AgreementId.is_in(agreements.iter().map(|a| a.id)))
-        .filter(call_off::Column::Status.eq(CallOffStatus::Confirmed))
-        .one(db)
-        .await
-        .unwrap();
-    if let Some(call_off) = existing {
-        return call_off.id;
-    }
-    let now = chrono::Utc::now().fixed_offset();
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 15).unwrap();
-    let p = procurement::ActiveModel {
-        title: Set("Trygghetsalarmer".into()),
-        category: Set(Category::SafetyAlarm),
-        lead_id: Set(municipality),
-        phase: Set(velferd::procurement::phase::Phase::Implementation),
-        notice_reference: Set(Some("2026-100".into())),
-        notice_published_on: Set(Some(day)),
-        tender_deadline: Set(Some(now)),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let story = user_story::ActiveModel {
-        procurement_id: Set(p.id),
-        code: Set("US1".into()),
-        title: Set("Alarm".into()),
-        narrative: Set("n".into()),
-        acceptance_criteria: Set("[]".into()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let tender = tender::ActiveModel {
-        procurement_id: Set(p.id),
-        supplier_id: Set(supplier),
-        submitted_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let response = tender_response::ActiveModel {
-        tender_id: Set(tender.id),
-        user_story_id: Set(story.id),
-        solution: Set("s".into()),
-        purchase_price_ore: Set(Some(100_000)),
-        lease_price_ore_per_month: Set(None),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let award = award::ActiveModel {
-        procurement_id: Set(p.id),
-        user_story_id: Set(story.id),
-        tender_response_id: Set(response.id),
-        awarded_on: Set(day),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let agreement = framework_agreement::ActiveModel {
-        award_id: Set(award.id),
-        procurement_id: Set(p.id),
-        supplier_id: Set(supplier),
-        user_story_id: Set(story.id),
-        starts_on: Set(day),
-        ends_on: Set(chrono::NaiveDate::from_ymd_opt(2099, 12, 31).unwrap()),
-        purchase_price_ore: Set(Some(100_000)),
-        lease_price_ore_per_month: Set(None),
-        volume_cap: Set(100_000),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    call_off::ActiveModel {
-        agreement_id: Set(agreement.id),
-        municipality_id: Set(municipality),
-        acquisition: Set(Acquisition::Buy),
-        scope: Set(RolloutScope::FullRollout),
-        quantity: Set(10_000),
-        status: Set(CallOffStatus::Confirmed),
-        placed_on: Set(day),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    velferd::agreements::seed::confirmed_call_off(app.db().write(), municipality, supplier).await.unwrap()
 }
 
 pub const DELIVER: &str = "mutation($input: DeviceDeliverInput!) { deviceDeliver(input: $input) { deliveries { serial } userErrors { field code message } } }";
@@ -821,19 +722,15 @@ on_both_backends! {
         let data = app.graphql(Some(&token), "{ deviceProducts { totalCount } }", json!({})).await;
         assert_eq!(data["deviceProducts"]["totalCount"], 0);
         // Bad keys are refused with a clear error.
+        let proof = key_proof(&fleet.key, &fleet.supplier);
         for bad in ["", "AAAA", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"] {
-            let data = app
-                .graphql(Some(&token), "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }", json!({ "k": bad }))
-                .await;
+            let data = app.graphql(Some(&token), REGISTER_KEY, json!({ "k": bad, "p": proof })).await;
             assert_eq!(data["signingKeyRegister"]["userErrors"][0]["code"], "INVALID_PUBLIC_KEY", "{bad}");
         }
-        let data = app
-            .graphql(
-                Some(&token),
-                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }",
-                json!({ "k": STANDARD.encode(fleet.key.verifying_key().as_bytes()) }),
-            )
-            .await;
+        let public = STANDARD.encode(fleet.key.verifying_key().as_bytes());
+        let data = app.graphql(Some(&token), REGISTER_KEY, json!({ "k": public, "p": "AAAA" })).await;
+        assert_eq!(data["signingKeyRegister"]["userErrors"][0]["code"], "INVALID_SIGNATURE");
+        let data = app.graphql(Some(&token), REGISTER_KEY, json!({ "k": public, "p": proof })).await;
         assert_eq!(data["signingKeyRegister"]["userErrors"][0]["code"], "KEY_ALREADY_REGISTERED");
     }
 }

@@ -115,8 +115,8 @@ impl OtherSupplier {
         let data = app
             .graphql(
                 Some(&token),
-                "mutation($k: String!) { signingKeyRegister(input: { publicKey: $k }) { signingKey { id } userErrors { code } } }",
-                json!({ "k": STANDARD.encode(key.verifying_key().as_bytes()) }),
+                REGISTER_KEY,
+                json!({ "k": STANDARD.encode(key.verifying_key().as_bytes()), "p": key_proof(&key, &fleet.other_supplier) }),
             )
             .await;
         assert_eq!(data["signingKeyRegister"]["userErrors"], json!([]));
@@ -696,5 +696,29 @@ on_both_backends! {
         row.update(db).await.unwrap();
         let payload = deliver_under(&mine, json!(["RD-4"])).await;
         assert_eq!(user_error(&payload), ("CALL_OFF_NOT_CONFIRMED".into(), json!(["input", "callOffId"])), "{payload}");
+    }
+}
+
+on_both_backends! {
+    /// Only the holder of a key's private half gets past `signingKeyRegister`'s proof, so another
+    /// supplier learns nothing of whether, or by whom, a public key is registered: trying the
+    /// first supplier's registered key and a key nobody registered answers alike.
+    async fn signing_key_registration_tells_nobody_but_the_keys_holder_that_it_is_taken(app) {
+        let fleet = Fleet::new(&app).await;
+        let other = OtherSupplier::register(&app, &fleet).await;
+        let registered = STANDARD.encode(fleet.key.verifying_key().as_bytes());
+        let fresh = STANDARD.encode(SigningKey::from_bytes(&[77; 32]).verifying_key().as_bytes());
+        // The other supplier's best proof: its own key's signature, for its own organisation.
+        let proof = key_proof(&other.key, &fleet.other_supplier);
+        let before = snapshot(&app).await;
+        let taken = app.graphql_raw(Some(&other.token), REGISTER_KEY, json!({ "k": registered, "p": proof })).await;
+        let free = app.graphql_raw(Some(&other.token), REGISTER_KEY, json!({ "k": fresh, "p": proof })).await;
+        assert_eq!(taken, free);
+        assert_eq!(taken.1["data"]["signingKeyRegister"]["userErrors"][0]["code"], "PROOF_MISMATCH", "{taken:?}");
+        // A proof the first supplier made for itself does not register its key elsewhere.
+        let replayed = key_proof(&fleet.key, &fleet.supplier);
+        let data = app.graphql(Some(&other.token), REGISTER_KEY, json!({ "k": registered, "p": replayed })).await;
+        assert_eq!(user_error(&data["signingKeyRegister"]), ("PROOF_MISMATCH".into(), json!(["input", "proof"])));
+        assert_eq!(snapshot(&app).await, before);
     }
 }

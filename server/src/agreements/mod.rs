@@ -4,6 +4,7 @@ pub mod graphql;
 pub mod loaders;
 pub mod model;
 pub mod rules;
+pub mod seed;
 
 use sea_orm::{ConnectionTrait, EntityTrait};
 

@@ -108,6 +108,13 @@ impl SigningPublicKey {
     }
 }
 
+/// What a supplier signs to prove it holds the private half of a key it registers: the key is
+/// bound to the supplier's organisation number, so a proof made for one organisation does not
+/// register the key for another.
+pub fn key_registration_message(org_number: &str) -> Vec<u8> {
+    format!("velferd signing key for {org_number}").into_bytes()
+}
+
 /// A detached Ed25519 signature over an uploaded component: 64 bytes in base64.
 #[derive(Debug, Clone)]
 pub struct DetachedSignature(Signature);

@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use velferd_plugins::ValidatedAdapter;
 
-use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey};
+use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey, key_registration_message};
 use super::model::{AdapterStatus, adapter, device, device_delivery, device_product, signing_key};
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
 use crate::auth::Caller;
@@ -28,6 +28,8 @@ pub enum DevicesError {
     NotAMunicipality(String),
     #[error("this public key is registered already")]
     KeyAlreadyRegistered,
+    #[error("the proof is not this key's signature over \"velferd signing key for {0}\"")]
+    ProofMismatch(String),
     #[error("register an Ed25519 signing key (signingKeyRegister) before uploading adapters")]
     NoSigningKey,
     #[error("the signature does not verify with any of your registered signing keys")]
@@ -72,6 +74,7 @@ impl RuleViolation for DevicesError {
             DevicesError::NotASupplier(..) => "",
             DevicesError::NotAMunicipality(_) => "",
             DevicesError::KeyAlreadyRegistered => "publicKey",
+            DevicesError::ProofMismatch(_) => "proof",
             DevicesError::NoSigningKey => "signature",
             DevicesError::SignatureMismatch => "signature",
             DevicesError::InvalidComponent(..) => "component",
@@ -97,6 +100,7 @@ impl RuleViolation for DevicesError {
             DevicesError::NotASupplier(..) => "NOT_A_SUPPLIER",
             DevicesError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
             DevicesError::KeyAlreadyRegistered => "KEY_ALREADY_REGISTERED",
+            DevicesError::ProofMismatch(_) => "PROOF_MISMATCH",
             DevicesError::NoSigningKey => "NO_SIGNING_KEY",
             DevicesError::SignatureMismatch => "SIGNATURE_MISMATCH",
             DevicesError::InvalidComponent(..) => "INVALID_COMPONENT",
@@ -128,15 +132,25 @@ pub fn parse_slug(field: &'static str, slug: &str) -> Result<ProductSlug, Invali
     slug.parse().map_err(|e| Invalid::new(field, "INVALID_PRODUCT", e))
 }
 
-/// A supplier registers a public key its uploads will be signed with.
+/// A supplier registers a public key its uploads will be signed with, proving it holds the
+/// private half (a signature over [`key_registration_message`]). Only the key's holder can get
+/// past the proof, so `KEY_ALREADY_REGISTERED` tells nobody else whether, or by whom, a key is
+/// registered; and a key stays bound to one supplier, so nobody can claim another's signed
+/// components as its own.
 pub async fn register_signing_key<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     public_key: &str,
+    proof: &str,
     label: Option<String>,
 ) -> RuleResult<signing_key::Model> {
     require_supplier(caller, "register signing keys")?;
     let key: SigningPublicKey = public_key.parse().map_err(|e| Invalid::new("publicKey", "INVALID_PUBLIC_KEY", e))?;
+    let proof: DetachedSignature = proof.parse().map_err(|e| Invalid::new("proof", "INVALID_SIGNATURE", e))?;
+    ensure(
+        key.verifies(&key_registration_message(&caller.org_number), &proof),
+        DevicesError::ProofMismatch(caller.org_number.clone()),
+    )?;
     let encoded = key.to_base64();
     let taken = signing_key::Entity::find().filter(signing_key::Column::PublicKey.eq(&encoded)).one(db).await?;
     ensure(taken.is_none(), DevicesError::KeyAlreadyRegistered)?;

@@ -38,6 +38,9 @@ pub struct DeviceDeliverInput {
 pub struct SigningKeyRegisterInput {
     /// An Ed25519 public key: PEM (`openssl pkey -pubout`) or the raw 32 bytes in base64.
     pub public_key: String,
+    /// Proof that you hold the private key: its detached signature (base64, 64 bytes) over the
+    /// text `velferd signing key for <your organisation number>`.
+    pub proof: String,
     pub label: Option<String>,
 }
 
@@ -141,7 +144,7 @@ impl DeviceMutation {
     ) -> Result<SigningKeyRegisterPayload> {
         let caller = caller(ctx, Role::Supplier, "register signing keys").await?;
         let result = in_transaction(ctx, async |txn| {
-            rules::register_signing_key(txn, &caller, &input.public_key, input.label).await
+            rules::register_signing_key(txn, &caller, &input.public_key, &input.proof, input.label).await
         })
         .await;
         Ok(SigningKeyRegisterPayload::from_rule(result, SigningKey)?)
