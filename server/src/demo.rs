@@ -2,7 +2,8 @@
 //! Where no public source gave a figure the field is empty; `server/demo/README.md` lists the
 //! sources.
 
-use sea_orm::TransactionTrait;
+use chrono::NaiveDate;
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Deserialize;
 
 use crate::auth::Caller;
@@ -66,6 +67,21 @@ pub(crate) fn hold<T, E: std::fmt::Display>(what: &str, result: RuleResult<T, E>
         Err(Refusal::Rule(rule)) => Err(DemoError::File(format!("{what}: {rule}"))),
         Err(Refusal::Fault(fault)) => Err(fault.into()),
     }
+}
+
+/// A demo date, known to be valid.
+pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
+}
+
+/// A demo organisation, loaded before the procurements, by its name.
+pub(crate) async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organizations::model::Model, DemoError> {
+    use organizations::model::{Column, Entity};
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .one(txn)
+        .await?
+        .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
 }
 
 /// The demo loader acting for `org`.
@@ -134,10 +150,10 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
 /// month is given as its first day. Prices, scores, the tender deadline's day and which user
 /// stories each supplier won are not public: they are illustrative, and the README says so.
 mod procurements {
-    use chrono::{NaiveDate, TimeZone, Utc};
+    use chrono::{TimeZone, Utc};
     use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-    use super::{DemoError, LarvikRole, caller, hold};
+    use super::{DemoError, LarvikRole, by_name, caller, day, hold};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
     use crate::agreements::rules as agreements;
     use crate::money::Nok;
@@ -145,18 +161,6 @@ mod procurements {
     use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
     use crate::procurement::phase::Phase;
     use crate::procurement::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory};
-
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
-    }
-
-    async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {
-        organization::Entity::find()
-            .filter(organization::Column::Name.eq(name))
-            .one(txn)
-            .await?
-            .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
-    }
 
     pub async fn larvik_medication_support(
         txn: &DatabaseTransaction,
