@@ -115,17 +115,17 @@ pub(super) async fn ingest_one(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    one(&shared, &req, &path, payload).await.unwrap_or_else(|refused| refused)
+    let answer = async { one(&shared, &req, authorised_product(&shared, &req, &path).await?, payload).await };
+    answer.await.unwrap_or_else(|refused| refused)
 }
 
 /// The single form; `Err` is the response that refuses the request.
 async fn one(
     shared: &Shared,
     req: &HttpRequest,
-    slug: &str,
+    product: device_product::Model,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
-    let product = authorised_product(shared, req, slug).await?;
     // Part of the message's identity: parsed before anything is read or stored.
     let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
         None => Ok(ContentType::octet_stream()),
@@ -222,17 +222,16 @@ pub(super) async fn ingest_batch(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    batch(&shared, &req, &path, payload).await.unwrap_or_else(|refused| refused)
+    let answer = async { batch(&shared, authorised_product(&shared, &req, &path).await?, payload).await };
+    answer.await.unwrap_or_else(|refused| refused)
 }
 
 /// The batch form; `Err` is the response that refuses the whole batch.
 async fn batch(
     shared: &Shared,
-    req: &HttpRequest,
-    slug: &str,
+    product: device_product::Model,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
-    let product = authorised_product(shared, req, slug).await?;
     let settings = &shared.state.devices;
     let body = read_body(payload, settings.max_batch_bytes, "the batch").await?;
     let messages = parse_batch(&body, settings.max_batch).map_err(|e| match e {
