@@ -185,6 +185,10 @@ mod procurements {
             )
             .await,
         )?;
+        // The lead records the procurement's dialogue activities.
+        let activity = async |new: NewActivity| {
+            hold(&format!("{:?}", new.kind), rules::add_activity(txn, &lead, p.id, new).await).map(drop)
+        };
         for (org, role) in members.iter().filter(|(_, r)| *r == LarvikRole::Participant) {
             let _ = role;
             hold(
@@ -201,55 +205,31 @@ mod procurements {
         ] {
             hold("journey step", rules::add_journey_step(txn, &lead, p.id, step, None).await)?;
         }
-        hold(
-            "workshop",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::Workshop,
-                    title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
-                    held_on: day(2017, 2, 1),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::Workshop,
+            title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
+            held_on: day(2017, 2, 1),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2017, 4, 6)).await)?;
-        hold(
-            "conference",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::DialogueConference,
-                    title: "Dialogkonferanse".into(),
-                    held_on: day(2017, 4, 6),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
-        hold(
-            "one-to-one",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::OneToOneMeeting,
-                    title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
-                    held_on: day(2017, 5, 29),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::DialogueConference,
+            title: "Dialogkonferanse".into(),
+            held_on: day(2017, 4, 6),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
+        activity(NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
+            held_on: day(2017, 5, 29),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
         let mut stories = Vec::new();
         for n in 1..=4 {
             let story = hold(
@@ -377,27 +357,23 @@ mod procurements {
             )
             .await,
         )?;
+        // The lead records the procurement's dialogue activities.
+        let activity = async |new: NewActivity| {
+            hold(&format!("{:?}", new.kind), rules::add_activity(txn, &lead, p.id, new).await).map(drop)
+        };
         hold(
             "participant",
             rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await,
         )?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2019, 3, 1)).await)?;
-        hold(
-            "one-to-one",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::OneToOneMeeting,
-                    title: "En-til-en-møter med leverandører (illustrative date)".into(),
-                    held_on: day(2019, 4, 1),
-                    questions_sent_in_advance: Some(true),
-                    attendees: vec![(asker.id, None), (baerum.id, None)],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med leverandører (illustrative date)".into(),
+            held_on: day(2019, 4, 1),
+            questions_sent_in_advance: Some(true),
+            attendees: vec![(asker.id, None), (baerum.id, None)],
+        })
+        .await?;
         for supplier in ["Dignio AS", "Evondos Oy"] {
             let supplier = caller(&by_name(txn, supplier).await?);
             hold(
