@@ -156,11 +156,23 @@ mod procurements {
     use super::{DemoError, LarvikRole, by_name, caller, day, hold};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
     use crate::agreements::rules as agreements;
+    use crate::auth::Caller;
     use crate::money::Nok;
     use crate::organizations::model as organization;
     use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
     use crate::procurement::phase::Phase;
     use crate::procurement::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory};
+
+    /// Records dialogue activities of procurement `p` as its lead.
+    fn activities<'a>(
+        txn: &'a DatabaseTransaction,
+        lead: &'a Caller,
+        p: i64,
+    ) -> impl AsyncFn(NewActivity) -> Result<(), DemoError> + 'a {
+        async move |new: NewActivity| {
+            hold(&format!("{:?}", new.kind), rules::add_activity(txn, lead, p, new).await).map(drop)
+        }
+    }
 
     pub async fn larvik_medication_support(
         txn: &DatabaseTransaction,
@@ -172,23 +184,13 @@ mod procurements {
             .map(|(o, _)| o.clone())
             .ok_or_else(|| DemoError::File("no lead in the Larvik procurement".into()))?;
         let lead = caller(&larvik);
-        let p = hold(
-            "procurement",
-            rules::create(
-                txn,
-                &lead,
-                NewProcurement {
-                    title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
-                    category: Category::MedicationSupport,
-                    started_on: day(2017, 2, 1),
-                },
-            )
-            .await,
-        )?;
-        // The lead records the procurement's dialogue activities.
-        let activity = async |new: NewActivity| {
-            hold(&format!("{:?}", new.kind), rules::add_activity(txn, &lead, p.id, new).await).map(drop)
+        let new = NewProcurement {
+            title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
+            category: Category::MedicationSupport,
+            started_on: day(2017, 2, 1),
         };
+        let p = hold("procurement", rules::create(txn, &lead, new).await)?;
+        let activity = activities(txn, &lead, p.id);
         for (org, role) in members.iter().filter(|(_, r)| *r == LarvikRole::Participant) {
             let _ = role;
             hold(
@@ -344,23 +346,13 @@ mod procurements {
         let asker = by_name(txn, "Asker kommune").await?;
         let baerum = by_name(txn, "Bærum kommune").await?;
         let lead = caller(&baerum);
-        let p = hold(
-            "procurement",
-            rules::create(
-                txn,
-                &lead,
-                NewProcurement {
-                    title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
-                    category: Category::SafetyAlarm,
-                    started_on: day(2019, 1, 1),
-                },
-            )
-            .await,
-        )?;
-        // The lead records the procurement's dialogue activities.
-        let activity = async |new: NewActivity| {
-            hold(&format!("{:?}", new.kind), rules::add_activity(txn, &lead, p.id, new).await).map(drop)
+        let new = NewProcurement {
+            title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
+            category: Category::SafetyAlarm,
+            started_on: day(2019, 1, 1),
         };
+        let p = hold("procurement", rules::create(txn, &lead, new).await)?;
+        let activity = activities(txn, &lead, p.id);
         hold(
             "participant",
             rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await,
