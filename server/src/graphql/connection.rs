@@ -283,8 +283,7 @@ where
     E::Model: Sync,
     T: async_graphql::OutputType,
 {
-    let by_id = SortKey { column: id, key_of: |k| k.as_i64().map(Value::from) };
-    page_sorted(ctx, select, by_id, id, direction, page, |row| {
+    page_sorted(ctx, select, SortKey::integer(id), id, direction, page, |row| {
         let id = id_of(&row);
         (Cursor { key: serde_json::json!(id), id }, wrap(row))
     })
@@ -295,6 +294,18 @@ where
 pub struct SortKey<C> {
     pub column: C,
     pub key_of: fn(&serde_json::Value) -> Option<Value>,
+}
+
+impl<C> SortKey<C> {
+    /// A text column: its cursor keys are strings.
+    pub fn text(column: C) -> SortKey<C> {
+        SortKey { column, key_of: |k| k.as_str().map(|s| Value::from(s.to_string())) }
+    }
+
+    /// An integer column, such as the id: its cursor keys are numbers.
+    pub fn integer(column: C) -> SortKey<C> {
+        SortKey { column, key_of: |k| k.as_i64().map(Value::from) }
+    }
 }
 
 /// Pages a query ordered by `sort` then `id` in `direction`, with a lazily counted

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subs
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use velferd_macros::connections;
 
 use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
@@ -143,12 +143,8 @@ impl OrganizationQuery {
             );
         }
         let sort = match order.field {
-            OrganizationOrderField::Name => {
-                SortKey { column: model::Column::Name, key_of: |k| k.as_str().map(|s| Value::from(s.to_string())) }
-            }
-            OrganizationOrderField::CreatedAt => {
-                SortKey { column: model::Column::Id, key_of: |k| k.as_i64().map(Value::from) }
-            }
+            OrganizationOrderField::Name => SortKey::text(model::Column::Name),
+            OrganizationOrderField::CreatedAt => SortKey::integer(model::Column::Id),
         };
         page_sorted(ctx, select, sort, model::Column::Id, order.direction, &page, |row| {
             let key = match order.field {

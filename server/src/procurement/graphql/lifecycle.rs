@@ -316,13 +316,8 @@ impl ProcurementQuery {
             );
         }
         let sort = match order.field {
-            ProcurementOrderField::Title => SortKey {
-                column: procurement::Column::Title,
-                key_of: |k| k.as_str().map(|s| Value::from(s.to_string())),
-            },
-            ProcurementOrderField::CreatedAt => {
-                SortKey { column: procurement::Column::Id, key_of: |k| k.as_i64().map(Value::from) }
-            }
+            ProcurementOrderField::Title => SortKey::text(procurement::Column::Title),
+            ProcurementOrderField::CreatedAt => SortKey::integer(procurement::Column::Id),
         };
         page_sorted(ctx, select, sort, procurement::Column::Id, order.direction, &page, |row| {
             let key = match order.field {

@@ -5,7 +5,7 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::access::{Access, Viewer};
 use super::model::{
