@@ -2,7 +2,8 @@
 //! Where no public source gave a figure the field is empty; `server/demo/README.md` lists the
 //! sources.
 
-use sea_orm::TransactionTrait;
+use chrono::NaiveDate;
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Deserialize;
 
 use crate::auth::Caller;
@@ -66,6 +67,21 @@ pub(crate) fn hold<T, E: std::fmt::Display>(what: &str, result: RuleResult<T, E>
         Err(Refusal::Rule(rule)) => Err(DemoError::File(format!("{what}: {rule}"))),
         Err(Refusal::Fault(fault)) => Err(fault.into()),
     }
+}
+
+/// A demo date, known to be valid.
+pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
+}
+
+/// A demo organisation, loaded before the procurements, by its name.
+pub(crate) async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organizations::model::Model, DemoError> {
+    use organizations::model::{Column, Entity};
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .one(txn)
+        .await?
+        .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
 }
 
 /// The demo loader acting for `org`.
@@ -134,28 +150,28 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
 /// month is given as its first day. Prices, scores, the tender deadline's day and which user
 /// stories each supplier won are not public: they are illustrative, and the README says so.
 mod procurements {
-    use chrono::{NaiveDate, TimeZone, Utc};
+    use chrono::{TimeZone, Utc};
     use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-    use super::{DemoError, LarvikRole, caller, hold};
+    use super::{DemoError, LarvikRole, by_name, caller, day, hold};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
     use crate::agreements::rules as agreements;
+    use crate::auth::Caller;
     use crate::money::Nok;
     use crate::organizations::model as organization;
     use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
     use crate::procurement::phase::Phase;
     use crate::procurement::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory};
 
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
-    }
-
-    async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {
-        organization::Entity::find()
-            .filter(organization::Column::Name.eq(name))
-            .one(txn)
-            .await?
-            .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
+    /// Records dialogue activities of procurement `p` as its lead.
+    fn activities<'a>(
+        txn: &'a DatabaseTransaction,
+        lead: &'a Caller,
+        p: i64,
+    ) -> impl AsyncFn(NewActivity) -> Result<(), DemoError> + 'a {
+        async move |new: NewActivity| {
+            hold(&format!("{:?}", new.kind), rules::add_activity(txn, lead, p, new).await).map(drop)
+        }
     }
 
     pub async fn larvik_medication_support(
@@ -168,19 +184,13 @@ mod procurements {
             .map(|(o, _)| o.clone())
             .ok_or_else(|| DemoError::File("no lead in the Larvik procurement".into()))?;
         let lead = caller(&larvik);
-        let p = hold(
-            "procurement",
-            rules::create(
-                txn,
-                &lead,
-                NewProcurement {
-                    title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
-                    category: Category::MedicationSupport,
-                    started_on: day(2017, 2, 1),
-                },
-            )
-            .await,
-        )?;
+        let new = NewProcurement {
+            title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
+            category: Category::MedicationSupport,
+            started_on: day(2017, 2, 1),
+        };
+        let p = hold("procurement", rules::create(txn, &lead, new).await)?;
+        let activity = activities(txn, &lead, p.id);
         for (org, role) in members.iter().filter(|(_, r)| *r == LarvikRole::Participant) {
             let _ = role;
             hold(
@@ -197,55 +207,31 @@ mod procurements {
         ] {
             hold("journey step", rules::add_journey_step(txn, &lead, p.id, step, None).await)?;
         }
-        hold(
-            "workshop",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::Workshop,
-                    title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
-                    held_on: day(2017, 2, 1),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::Workshop,
+            title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
+            held_on: day(2017, 2, 1),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2017, 4, 6)).await)?;
-        hold(
-            "conference",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::DialogueConference,
-                    title: "Dialogkonferanse".into(),
-                    held_on: day(2017, 4, 6),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
-        hold(
-            "one-to-one",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::OneToOneMeeting,
-                    title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
-                    held_on: day(2017, 5, 29),
-                    questions_sent_in_advance: None,
-                    attendees: vec![],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::DialogueConference,
+            title: "Dialogkonferanse".into(),
+            held_on: day(2017, 4, 6),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
+        activity(NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
+            held_on: day(2017, 5, 29),
+            questions_sent_in_advance: None,
+            attendees: vec![],
+        })
+        .await?;
         let mut stories = Vec::new();
         for n in 1..=4 {
             let story = hold(
@@ -360,40 +346,26 @@ mod procurements {
         let asker = by_name(txn, "Asker kommune").await?;
         let baerum = by_name(txn, "Bærum kommune").await?;
         let lead = caller(&baerum);
-        let p = hold(
-            "procurement",
-            rules::create(
-                txn,
-                &lead,
-                NewProcurement {
-                    title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
-                    category: Category::SafetyAlarm,
-                    started_on: day(2019, 1, 1),
-                },
-            )
-            .await,
-        )?;
+        let new = NewProcurement {
+            title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
+            category: Category::SafetyAlarm,
+            started_on: day(2019, 1, 1),
+        };
+        let p = hold("procurement", rules::create(txn, &lead, new).await)?;
+        let activity = activities(txn, &lead, p.id);
         hold(
             "participant",
             rules::add_participant(txn, &lead, p.id, asker.id, ParticipantRole::Participant, day(2019, 1, 1)).await,
         )?;
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2019, 3, 1)).await)?;
-        hold(
-            "one-to-one",
-            rules::add_activity(
-                txn,
-                &lead,
-                p.id,
-                NewActivity {
-                    kind: ActivityKind::OneToOneMeeting,
-                    title: "En-til-en-møter med leverandører (illustrative date)".into(),
-                    held_on: day(2019, 4, 1),
-                    questions_sent_in_advance: Some(true),
-                    attendees: vec![(asker.id, None), (baerum.id, None)],
-                },
-            )
-            .await,
-        )?;
+        activity(NewActivity {
+            kind: ActivityKind::OneToOneMeeting,
+            title: "En-til-en-møter med leverandører (illustrative date)".into(),
+            held_on: day(2019, 4, 1),
+            questions_sent_in_advance: Some(true),
+            attendees: vec![(asker.id, None), (baerum.id, None)],
+        })
+        .await?;
         for supplier in ["Dignio AS", "Evondos Oy"] {
             let supplier = caller(&by_name(txn, supplier).await?);
             hold(

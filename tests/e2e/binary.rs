@@ -132,15 +132,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
 
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .json(&json!({ "query": "{ organizations(filter: { kind: MUNICIPALITY }) { totalCount } suppliers: organizations(filter: { kind: SUPPLIER }) { nodes { name } } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = graphql(&client, &base, None, "{ organizations(filter: { kind: MUNICIPALITY }) { totalCount } suppliers: organizations(filter: { kind: SUPPLIER }) { nodes { name } } }").await;
     assert_eq!(
         body["data"]["organizations"]["totalCount"],
         velferd::demo::KNOWN_LARVIK_MEMBERS + 2 + 6,
@@ -155,16 +147,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
         .output()
         .unwrap();
     let token = String::from_utf8(token.stdout).unwrap();
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token.trim())
-        .json(&json!({ "query": "{ viewer { roles orgNumber } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = graphql(&client, &base, Some(token.trim()), "{ viewer { roles orgNumber } }").await;
     assert_eq!(
         body["data"]["viewer"],
         json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" })
@@ -172,19 +155,11 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
 
     // The demo procurements: Larvik's in implementation with awards 2 and 2, Asker and Bærum's
     // in dialogue, and the one the Lillestrøm municipalities started from Larvik's.
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token.trim())
-        .json(&json!({ "query": "{ procurements(orderBy: { field: CREATED_AT }) { nodes { phase
+    let query = "{ procurements(orderBy: { field: CREATED_AT }) { nodes { phase
             totals { municipalities counties municipalitiesWithUnknownPopulation }
             awards { nodes { supplier { name } } } solutionSketches { totalCount }
-            frameworkAgreements { nodes { remainingVolume } } } } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            frameworkAgreements { nodes { remainingVolume } } } } }";
+    let body = graphql(&client, &base, Some(token.trim()), query).await;
     let procurements = body["data"]["procurements"]["nodes"].as_array().unwrap_or_else(|| panic!("{body}"));
     assert_eq!(procurements.len(), 3, "Larvik's, Asker and Bærum's, and the Lillestrøm reuse: {body}");
     let larvik = &procurements[0];
@@ -205,6 +180,15 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
     send_sigterm(child.id());
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Posts `query` to the running binary's GraphQL endpoint, signed in with `token` when given.
+async fn graphql(client: &reqwest::Client, base: &str, token: Option<&str>, query: &str) -> Value {
+    let mut request = client.post(format!("{base}/graphql")).json(&json!({ "query": query }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 fn send_sigterm(pid: u32) {

@@ -101,6 +101,20 @@ async fn abusive_queries_are_refused_before_execution() {
     assert!(body["errors"][0]["extensions"]["cost"].as_u64().unwrap() > 10_000);
 }
 
+/// A nested connection costs its page size times its items, as a top-level one does: a small
+/// outer page cannot hide large inner ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_connections_cost_their_page_size() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let cost = async |inner: u32| {
+        let query = format!("{{ procurements(first: 2) {{ nodes {{ needs(first: {inner}) {{ totalCount }} }} }} }}");
+        let (_, body) = post_json(&app, &json!({ "query": query })).await;
+        body["extensions"]["cost"]["requestedQueryCost"].as_u64().unwrap_or_else(|| panic!("{body}"))
+    };
+    let (small, large) = (cost(1).await, cost(100).await);
+    assert!(large >= small + 2 * 99, "two procurements, each with 99 more needs: {small} then {large}");
+}
+
 /// The production profile: no GraphiQL, no introspection, no field suggestions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_hides_the_developer_conveniences() {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::NaiveDate;
 
@@ -10,7 +9,7 @@ use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework
 use super::rules::{self, AgreementResult, NewCallOff};
 use crate::auth::Role;
 use crate::errors::ApiError;
-use crate::graphql::connection::{PageRequest, TotalCount, page_complexity, page_in_memory};
+use crate::graphql::connection::{Page, PageArgs, page_in_memory};
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
@@ -20,6 +19,7 @@ use crate::money::{Money, Nok};
 use crate::organizations::Organization;
 use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
+use velferd_macros::connections;
 
 /// A framework agreement (rammeavtale) with one supplier for one user story.
 #[derive(Clone)]
@@ -48,6 +48,7 @@ impl FrameworkAgreement {
     }
 }
 
+#[connections]
 #[Object]
 impl FrameworkAgreement {
     pub async fn id(&self) -> ID {
@@ -100,16 +101,8 @@ impl FrameworkAgreement {
 
     /// Call-offs you may see: your municipality's, or all as the supplier, the lead's
     /// procurement officers or an admin.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn call_offs(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Connection<String, CallOff, TotalCount>> {
-        let page = PageRequest::parse(after, before, first, last)?;
+    async fn call_offs(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<CallOff>> {
+        let page = page.parse()?;
         let rows: Vec<CallOff> = self.visible_call_offs(ctx).await?.into_iter().map(CallOff).collect();
         Ok(page_in_memory(&rows, |c| c.0.id, &page))
     }

@@ -186,10 +186,8 @@ async fn decode(
             "the active adapter kept running into its limits and is paused; the message is kept for replay",
         )),
         Some((id, Ok(adapter))) => {
-            match runtime
-                .decode_guarded(*id, adapter, key, message.content_type.as_str(), message.body.clone(), received_at)
-                .await
-            {
+            let decode = runtime.decode(adapter, key, message.content_type.as_str(), message.body.clone(), received_at);
+            match runtime.guarded(*id, decode).await {
                 Ok(events) => Decoded::Events(events),
                 Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
                 Err(e) => Decoded::Failed(decode_reason(&e)),

@@ -106,17 +106,13 @@ impl AdapterRuntime {
         breakers.get(&id).and_then(|b| b.open_until).filter(|until| *until > Instant::now())
     }
 
-    /// Decodes with adapter `id` through its circuit breaker.
-    pub async fn decode_guarded(
+    /// Runs `call`, a decode with adapter `id`, through that adapter's circuit breaker.
+    pub async fn guarded<T>(
         &self,
         id: i64,
-        adapter: &ValidatedAdapter,
-        key: &str,
-        content_type: &str,
-        payload: Arc<[u8]>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<Event>, DecodeError> {
-        let result = self.decode(adapter, key, content_type, payload, received_at).await;
+        call: impl Future<Output = Result<T, DecodeError>>,
+    ) -> Result<T, DecodeError> {
+        let result = call.await;
         let mut breakers = self.breakers.lock().expect("breaker lock");
         let breaker = breakers.entry(id).or_default();
         match &result {

@@ -106,8 +106,11 @@ impl PageRequest {
     }
 }
 
+/// A connection field's answer: one page of `T`, with `totalCount`.
+pub type Page<T> = Connection<String, T, TotalCount>;
+
 /// One page of rows, in the order the client asked for, with the page's flags.
-pub struct Page<M> {
+pub struct Rows<M> {
     pub rows: Vec<M>,
     pub has_previous_page: bool,
     pub has_next_page: bool,
@@ -124,7 +127,7 @@ pub async fn fetch_page<E, C>(
     direction: OrderDirection,
     request: &PageRequest,
     key_of: impl Fn(&serde_json::Value) -> Option<Value>,
-) -> Result<Page<E::Model>, ApiError>
+) -> Result<Rows<E::Model>, ApiError>
 where
     E: EntityTrait,
     C: sea_orm::ConnectionTrait,
@@ -153,9 +156,9 @@ where
     rows.truncate(request.size as usize);
     if request.backward {
         rows.reverse();
-        Ok(Page { rows, has_previous_page: more, has_next_page: request.before.is_some() })
+        Ok(Rows { rows, has_previous_page: more, has_next_page: request.before.is_some() })
     } else {
-        Ok(Page { rows, has_previous_page: request.after.is_some(), has_next_page: more })
+        Ok(Rows { rows, has_previous_page: request.after.is_some(), has_next_page: more })
     }
 }
 
@@ -218,7 +221,9 @@ where
     connection
 }
 
-/// A connection field's arguments as the client gave them, unchecked.
+/// A connection field's arguments as the client gave them, unchecked: a resolver takes them as
+/// one `page: PageArgs` parameter, which `#[velferd_macros::connections]` on its `#[Object]`
+/// impl writes out as the four GraphQL arguments.
 pub struct PageArgs {
     pub after: Option<String>,
     pub before: Option<String>,
@@ -226,12 +231,19 @@ pub struct PageArgs {
     pub last: Option<i32>,
 }
 
+impl PageArgs {
+    /// Checks the arguments: sizes within [`MAX_PAGE`], cursors from this API.
+    pub fn parse(self) -> Result<PageRequest, ApiError> {
+        PageRequest::parse(self.after, self.before, self.first, self.last)
+    }
+}
+
 /// The nested list of one parent, loaded (batched) by its DataLoader `key`, filtered by `keep`,
 /// wrapped for GraphQL and paged in memory: the chain every nested connection repeats.
 pub(crate) async fn load_page<K, M, T>(
     ctx: &async_graphql::Context<'_>,
     key: K,
-    args: PageArgs,
+    page: PageArgs,
     keep: impl Fn(&M) -> bool,
     wrap: impl Fn(M) -> T,
     id_of: impl Fn(&T) -> i64,
@@ -242,7 +254,7 @@ where
         async_graphql::dataloader::Loader<K, Value = Vec<M>, Error = std::sync::Arc<sea_orm::DbErr>>,
     T: Clone + async_graphql::OutputType,
 {
-    let page = PageRequest::parse(args.after, args.before, args.first, args.last)?;
+    let page = page.parse()?;
     let rows: Vec<T> =
         super::context::load_one(ctx, key).await?.unwrap_or_default().into_iter().filter(keep).map(wrap).collect();
     Ok(page_in_memory(&rows, id_of, &page))
@@ -271,6 +283,47 @@ where
     E::Model: Sync,
     T: async_graphql::OutputType,
 {
+    page_sorted(ctx, select, SortKey::integer(id), id, direction, page, |row| {
+        let id = id_of(&row);
+        (Cursor { key: serde_json::json!(id), id }, wrap(row))
+    })
+    .await
+}
+
+/// The column a list is sorted by, and how a cursor's key is read back as a value of it.
+pub struct SortKey<C> {
+    pub column: C,
+    pub key_of: fn(&serde_json::Value) -> Option<Value>,
+}
+
+impl<C> SortKey<C> {
+    /// A text column: its cursor keys are strings.
+    pub fn text(column: C) -> SortKey<C> {
+        SortKey { column, key_of: |k| k.as_str().map(|s| Value::from(s.to_string())) }
+    }
+
+    /// An integer column, such as the id: its cursor keys are numbers.
+    pub fn integer(column: C) -> SortKey<C> {
+        SortKey { column, key_of: |k| k.as_i64().map(Value::from) }
+    }
+}
+
+/// Pages a query ordered by `sort` then `id` in `direction`, with a lazily counted
+/// `totalCount`; `edge` gives a row's cursor (its sort key and id) and its GraphQL object.
+pub async fn page_sorted<E, T>(
+    ctx: &async_graphql::Context<'_>,
+    select: Select<E>,
+    sort: SortKey<E::Column>,
+    id: E::Column,
+    direction: OrderDirection,
+    page: &PageRequest,
+    edge: impl Fn(E::Model) -> (Cursor, T),
+) -> async_graphql::Result<Connection<String, T, TotalCount>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    T: async_graphql::OutputType,
+{
     use sea_orm::PaginatorTrait;
     let db = super::context::state(ctx).db.read().clone();
     let counted = select.clone();
@@ -278,17 +331,15 @@ where
         let (select, db) = (counted.clone(), db.clone());
         async move { Ok(select.count(&db).await?) }
     });
-    let rows = fetch_page(super::context::state(ctx).db.read(), select, id, id, direction, page, |k| {
-        k.as_i64().map(Value::from)
-    })
-    .await?;
+    let rows =
+        fetch_page(super::context::state(ctx).db.read(), select, sort.column, id, direction, page, sort.key_of).await?;
     let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
     connection.edges = rows
         .rows
         .into_iter()
         .map(|row| {
-            let id = id_of(&row);
-            Edge::new(Cursor { key: serde_json::json!(id), id }.encode(), wrap(row))
+            let (cursor, item) = edge(row);
+            Edge::new(cursor.encode(), item)
         })
         .collect();
     Ok(connection)

@@ -115,45 +115,43 @@ pub(super) async fn ingest_one(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let product = match authorised_product(&shared, &req, &path).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
+    let answer = async { one(&shared, &req, authorised_product(&shared, &req, &path).await?, payload).await };
+    answer.await.unwrap_or_else(|refused| refused)
+}
+
+/// The single form; `Err` is the response that refuses the request.
+async fn one(
+    shared: &Shared,
+    req: &HttpRequest,
+    product: device_product::Model,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpResponse> {
     // Part of the message's identity: parsed before anything is read or stored.
     let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
         None => Ok(ContentType::octet_stream()),
         Some(Ok(text)) => text.parse::<ContentType>().map_err(|e| e.to_string()),
         Some(Err(_)) => Err("the content type holds bytes that are not visible ASCII".to_string()),
     };
-    let content_type = match content_type {
-        Ok(content_type) => content_type,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message),
-    };
+    let content_type =
+        content_type.map_err(|message| error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message))?;
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
-    let body = match read_body(payload, limit, "the message").await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    let body = read_body(payload, limit, "the message").await?;
     let message = Message { content_type, body: body.freeze().to_vec().into() };
-    match run(&shared, &product, vec![message]).await {
-        Ok(reply) => {
-            shared.state.metrics.ingest_reply(&product.slug, &reply);
-            let status = match reply.results[0].status {
-                MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
-                // Kept as a dead letter: acknowledged, to be processed later.
-                MessageStatus::Rejected => StatusCode::ACCEPTED,
-                MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
-                MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
-            };
-            let mut response = HttpResponse::build(status).json(&reply);
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            }
-            response
-        }
-        Err(response) => response,
+    let reply = run(shared, &product, vec![message]).await?;
+    shared.state.metrics.ingest_reply(&product.slug, &reply);
+    let status = match reply.results[0].status {
+        MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
+        // Kept as a dead letter: acknowledged, to be processed later.
+        MessageStatus::Rejected => StatusCode::ACCEPTED,
+        MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
+        MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    let mut response = HttpResponse::build(status).json(&reply);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -224,26 +222,26 @@ pub(super) async fn ingest_batch(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let product = match authorised_product(&shared, &req, &path).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
+    let answer = async { batch(&shared, authorised_product(&shared, &req, &path).await?, payload).await };
+    answer.await.unwrap_or_else(|refused| refused)
+}
+
+/// The batch form; `Err` is the response that refuses the whole batch.
+async fn batch(
+    shared: &Shared,
+    product: device_product::Model,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpResponse> {
     let settings = &shared.state.devices;
-    let body = match read_body(payload, settings.max_batch_bytes, "the batch").await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let messages = match parse_batch(&body, settings.max_batch) {
-        Ok(messages) => messages,
-        Err(BatchError::TooMany(max)) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "BATCH_TOO_LARGE",
-                &format!("a batch may hold at most {max} messages"),
-            );
-        }
-        Err(BatchError::Invalid(message)) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
-    };
+    let body = read_body(payload, settings.max_batch_bytes, "the batch").await?;
+    let messages = parse_batch(&body, settings.max_batch).map_err(|e| match e {
+        BatchError::TooMany(max) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BATCH_TOO_LARGE",
+            &format!("a batch may hold at most {max} messages"),
+        ),
+        BatchError::Invalid(message) => error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
+    })?;
     // Messages over the adapter's input cap or with an invalid content type are refused one by
     // one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
@@ -260,13 +258,10 @@ pub(super) async fn ingest_batch(
             Err(e) => refused.push((i, Reason { code: "invalid-content-type".into(), message: e.to_string() })),
         }
     }
-    let reply = match run(&shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await {
-        Ok(reply) => reply,
-        Err(response) => return response,
-    };
+    let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
-        return HttpResponse::Ok().json(&reply);
+        return Ok(HttpResponse::Ok().json(&reply));
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
     results.extend(refused.into_iter().map(|(i, why)| {
@@ -285,7 +280,7 @@ pub(super) async fn ingest_batch(
     results.sort_by_key(|(i, _)| *i);
     let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
     shared.state.metrics.ingest_reply(&product.slug, &reply);
-    HttpResponse::Ok().json(&reply)
+    Ok(HttpResponse::Ok().json(&reply))
 }
 
 #[cfg(test)]

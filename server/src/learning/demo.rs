@@ -10,11 +10,10 @@
 //! gathering's date, topic and attendance figures, the report's lesson texts, the arena's date,
 //! Sørum's follower role in Larvik's procurement and the reuse date.
 
-use chrono::NaiveDate;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use super::rules::{self, NewGathering, NewNetwork, NewReport};
-use crate::demo::{DemoError, caller, hold};
+use crate::demo::{DemoError, by_name, caller, day, hold};
 use crate::organizations::model as organization;
 use crate::procurement::model::{ActivityKind, ParticipantRole, procurement};
 use crate::procurement::phase::Phase;
@@ -24,18 +23,6 @@ use crate::text::Text;
 /// Demo text, known to fit its bound.
 fn t<const MAX: usize>(value: &str) -> Text<MAX> {
     Text::parse("demo", value).expect("demo text within its bound")
-}
-
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
-}
-
-async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<organization::Model, DemoError> {
-    organization::Entity::find()
-        .filter(organization::Column::Name.eq(name))
-        .one(txn)
-        .await?
-        .ok_or_else(|| DemoError::File(format!("demo organisation {name} missing")))
 }
 
 async fn led_by(txn: &DatabaseTransaction, lead: &organization::Model) -> Result<procurement::Model, DemoError> {

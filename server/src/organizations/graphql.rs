@@ -1,18 +1,19 @@
 //! GraphQL face of organisations.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use velferd_macros::connections;
 
 use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 use super::model::{self, OrganizationKind};
 use super::service::{self, MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
 use crate::auth::Role;
 use crate::errors::{ApiError, Refusal};
-use crate::graphql::connection::{Cursor, OrderDirection, PageRequest, TotalCount, fetch_page, page_complexity};
+use crate::graphql::connection::{Cursor, OrderDirection, PageArgs, SortKey, TotalCount, page_sorted};
 use crate::graphql::context::{load_existing, load_one, require_role, state};
 use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
@@ -113,22 +114,18 @@ pub type OrganizationConnection = Connection<String, Organization, TotalCount>;
 #[derive(Default)]
 pub struct OrganizationQuery;
 
+#[connections]
 #[Object]
 impl OrganizationQuery {
     /// All organisations, public to everyone: these are facts from public registers.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    #[allow(clippy::too_many_arguments)]
     async fn organizations(
         &self,
         ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
         filter: Option<OrganizationFilter>,
         order_by: Option<OrganizationOrder>,
     ) -> Result<OrganizationConnection> {
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
         let mut select = model::Entity::find();
@@ -145,31 +142,18 @@ impl OrganizationQuery {
                     .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
             );
         }
-        let db = state(ctx).db.read().clone();
-        let counted = select.clone();
-        let total = TotalCount::new(move || {
-            let (select, db) = (counted.clone(), db.clone());
-            async move { Ok(select.count(&db).await?) }
-        });
-        let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
-            OrganizationOrderField::Name => (model::Column::Name, |k| k.as_str().map(|s| Value::from(s.to_string()))),
-            OrganizationOrderField::CreatedAt => (model::Column::Id, |k| k.as_i64().map(Value::from)),
+        let sort = match order.field {
+            OrganizationOrderField::Name => SortKey::text(model::Column::Name),
+            OrganizationOrderField::CreatedAt => SortKey::integer(model::Column::Id),
         };
-        let rows =
-            fetch_page(state(ctx).db.read(), select, sort, model::Column::Id, order.direction, &page, key_of).await?;
-        let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
-        connection.edges = rows
-            .rows
-            .into_iter()
-            .map(|row| {
-                let key = match order.field {
-                    OrganizationOrderField::Name => serde_json::json!(row.name),
-                    OrganizationOrderField::CreatedAt => serde_json::json!(row.id),
-                };
-                Edge::new(Cursor { key, id: row.id }.encode(), Organization(row))
-            })
-            .collect();
-        Ok(connection)
+        page_sorted(ctx, select, sort, model::Column::Id, order.direction, &page, |row| {
+            let key = match order.field {
+                OrganizationOrderField::Name => serde_json::json!(row.name),
+                OrganizationOrderField::CreatedAt => serde_json::json!(row.id),
+            };
+            (Cursor { key, id: row.id }, Organization(row))
+        })
+        .await
     }
 
     /// The organisation with this organisation number, if registered.

@@ -75,14 +75,7 @@ struct Mrq<'a> {
 
 /// Decode one posted message.
 pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
-    let base = message.content_type.split(';').next().unwrap_or("").trim();
-    if !CONTENT_TYPES.iter().any(|c| c.eq_ignore_ascii_case(base)) {
-        return Err(DecodeError::Unsupported(format!(
-            "content type {:?} (accepted: {})",
-            truncate(&message.content_type, 100),
-            CONTENT_TYPES.join(", ")
-        )));
-    }
+    message.require_content_type(&CONTENT_TYPES)?;
     let text = std::str::from_utf8(&message.payload)
         .map_err(|e| DecodeError::Malformed(format!("message is not UTF-8: {e}")))?;
     let doc = roxmltree::Document::parse(text).map_err(|e| DecodeError::Malformed(format!("invalid XML: {e}")))?;

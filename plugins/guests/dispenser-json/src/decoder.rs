@@ -94,14 +94,7 @@ pub fn decode(message: &Message) -> Result<Vec<Event>, DecodeError> {
 
 /// Decode one posted message as release `revision` does.
 pub fn decode_revision(message: &Message, revision: &Revision) -> Result<Vec<Event>, DecodeError> {
-    let base = message.content_type.split(';').next().unwrap_or("").trim();
-    if !CONTENT_TYPES.iter().any(|c| c.eq_ignore_ascii_case(base)) {
-        return Err(DecodeError::Unsupported(format!(
-            "content type {:?} (accepted: {})",
-            truncate(&message.content_type, 100),
-            CONTENT_TYPES.join(", ")
-        )));
-    }
+    message.require_content_type(&CONTENT_TYPES)?;
     let batch: Batch = serde_json::from_slice(&message.payload)
         .map_err(|e| DecodeError::Malformed(format!("invalid message JSON: {e}")))?;
     if batch.serial.is_empty() || batch.serial.len() > 64 {

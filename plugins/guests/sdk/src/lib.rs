@@ -94,6 +94,24 @@ macro_rules! sdk_surface {
             }
         }
 
+        impl Message {
+            /// `Ok` when the message's content type is one of `accepted` (ignoring case and
+            /// parameters such as `charset`); else the `unsupported` error that names them.
+            /// Call it first in `decode`:
+            /// `message.require_content_type(&["application/json"])?;`
+            pub fn require_content_type(&self, accepted: &[&str]) -> Result<(), DecodeError> {
+                let base = self.content_type.split(';').next().unwrap_or("").trim();
+                if accepted.iter().any(|c| c.eq_ignore_ascii_case(base)) {
+                    return Ok(());
+                }
+                Err(DecodeError::Unsupported(format!(
+                    "content type {:?} (accepted: {})",
+                    $crate::text::truncate(&self.content_type, 100),
+                    accepted.join(", ")
+                )))
+            }
+        }
+
         impl Timestamp {
             /// A UTC timestamp from calendar parts; `None` when a part is out of
             /// range (month 1–12, day valid for the month, hour 0–23, minute 0–59,

@@ -7,6 +7,7 @@ pub use velferd_plugins::Severity;
 #[derive(Clone)]
 pub struct Device(pub device::Model);
 
+#[connections]
 #[Object]
 impl Device {
     pub async fn id(&self) -> ID {
@@ -46,22 +47,27 @@ impl Device {
     }
 
     /// The device's events, newest first.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
         filter: Option<DeviceEventFilter>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<DeviceEvent>> {
-        let page = PageRequest::parse(after, before, first, last)?;
-        let select = filter
-            .unwrap_or_default()
-            .apply(device_event::Entity::find().filter(device_event::Column::DeviceId.eq(self.0.id)));
-        page_by_id(ctx, OrderDirection::Desc, select, device_event::Column::Id, &page, |e| e.id, DeviceEvent).await
+        let events = device_event::Entity::find().filter(device_event::Column::DeviceId.eq(self.0.id));
+        page_events(ctx, events, filter, page).await
     }
+}
+
+/// One page of `events` narrowed by `filter`, newest first.
+pub(super) async fn page_events(
+    ctx: &Context<'_>,
+    events: sea_orm::Select<device_event::Entity>,
+    filter: Option<DeviceEventFilter>,
+    page: PageArgs,
+) -> Result<Page<DeviceEvent>> {
+    let page = page.parse()?;
+    let select = filter.unwrap_or_default().apply(events);
+    page_by_id(ctx, OrderDirection::Desc, select, device_event::Column::Id, &page, |e| e.id, DeviceEvent).await
 }
 
 /// An event's severity by its stored name; unknown names read as not reported.
@@ -90,10 +96,7 @@ impl DeviceEventFilter {
             && self.min_severity.is_none_or(|min| severity_of(&event.severity) >= min)
     }
 
-    pub(super) fn apply(
-        self,
-        mut select: sea_orm::Select<device_event::Entity>,
-    ) -> sea_orm::Select<device_event::Entity> {
+    fn apply(self, mut select: sea_orm::Select<device_event::Entity>) -> sea_orm::Select<device_event::Entity> {
         if let Some(kinds) = self.kinds {
             select = select.filter(device_event::Column::Kind.is_in(kinds));
         }

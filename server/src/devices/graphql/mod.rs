@@ -11,7 +11,6 @@
 
 use std::io::Read;
 
-use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
@@ -29,13 +28,14 @@ use super::rules::{self, DevicesError, RuleResult};
 use crate::agreements::graphql::CallOff;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, Refusal, ensure, refuse};
-use crate::graphql::connection::{OrderDirection, PageRequest, TotalCount, page_by_id, page_complexity};
+use crate::graphql::connection::{OrderDirection, Page, PageArgs, page_by_id};
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, require_role, session, state};
 use crate::graphql::errors::{UserError, payload};
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::organizations::{Organization, OrganizationKind};
+use velferd_macros::connections;
 
 mod adapters;
 mod events;
@@ -46,8 +46,6 @@ pub use adapters::*;
 pub use events::*;
 pub use mutations::*;
 pub use query::*;
-
-type Page<T> = Connection<String, T, TotalCount>;
 
 /// Most dead letters one `deadLettersReplay` handles; call it again for more.
 const MAX_REPLAY: u64 = 100;

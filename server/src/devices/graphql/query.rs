@@ -5,21 +5,14 @@ use super::*;
 #[derive(Default)]
 pub struct DeviceQuery;
 
+#[connections]
 #[Object]
 impl DeviceQuery {
     /// Device products, by slug. Every signed-in user may list them (municipalities register
     /// devices by product).
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn device_products(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<DeviceProduct>> {
+    async fn device_products(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<DeviceProduct>> {
         DeviceViewer::of(ctx).await?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let select = device_product::Entity::find().order_by_asc(device_product::Column::Slug);
         page_by_id(ctx, OrderDirection::Asc, select, device_product::Column::Id, &page, |p| p.id, DeviceProduct).await
     }
@@ -32,18 +25,9 @@ impl DeviceQuery {
 
     /// Devices you may see: a municipality its own, a supplier those of its products, admins
     /// all. `product` narrows to one product's, by slug.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn devices(
-        &self,
-        ctx: &Context<'_>,
-        product: Option<String>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Device>> {
+    async fn devices(&self, ctx: &Context<'_>, product: Option<String>, page: PageArgs) -> Result<Page<Device>> {
         let viewer = DeviceViewer::of(ctx).await?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let mut select = device::Entity::find().filter(viewer.device_condition());
         if let Some(slug) = product {
             let slug = slug_argument(&slug)?;
@@ -54,44 +38,32 @@ impl DeviceQuery {
     }
 
     /// Events of the devices you may see, newest first.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    #[allow(clippy::too_many_arguments)]
     async fn device_events(
         &self,
         ctx: &Context<'_>,
         filter: Option<DeviceEventFilter>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<DeviceEvent>> {
         let viewer = DeviceViewer::of(ctx).await?;
-        let page = PageRequest::parse(after, before, first, last)?;
         let visible = Query::select()
             .column(device::Column::Id)
             .from(device::Entity)
             .cond_where(viewer.device_condition())
             .to_owned();
-        let select = filter
-            .unwrap_or_default()
-            .apply(device_event::Entity::find().filter(device_event::Column::DeviceId.in_subquery(visible)));
-        page_by_id(ctx, OrderDirection::Desc, select, device_event::Column::Id, &page, |e| e.id, DeviceEvent).await
+        let events = device_event::Entity::find().filter(device_event::Column::DeviceId.in_subquery(visible));
+        page_events(ctx, events, filter, page).await
     }
 
     /// Dead letters you may see: a supplier its products', a municipality those naming one of
     /// its devices, admins all. Unresolved ones unless `filter.resolved` says otherwise.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn dead_letters(
         &self,
         ctx: &Context<'_>,
         filter: Option<DeadLetterFilter>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<DeadLetter>> {
         let viewer = DeviceViewer::of(ctx).await?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let filter = filter.unwrap_or_default();
         let mut select = dead_letter::Entity::find().filter(viewer.dead_letter_condition());
         select = if filter.resolved.unwrap_or(false) {

@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 
-use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::NaiveDate;
 use sea_orm::sea_query::Query;
@@ -21,9 +20,7 @@ use super::rules::{self, NewGathering, NewReport, RuleResult};
 use super::search;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
-use crate::graphql::connection::{
-    OrderDirection, PageArgs, PageRequest, TotalCount, load_page, page_by_id, page_complexity, page_in_memory,
-};
+use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id, page_in_memory};
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
@@ -34,6 +31,7 @@ use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Attendee, Procurement};
 use crate::procurement::model::{ActivityKind, dialogue_activity, participant};
 use crate::procurement::phase::Phase;
+use velferd_macros::connections;
 
 mod mutations;
 mod networks;
@@ -44,8 +42,6 @@ pub use mutations::*;
 pub use networks::*;
 pub use query::*;
 pub use reports::*;
-
-type Page<T> = Connection<String, T, TotalCount>;
 
 fn require_signed_in(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
     if session(ctx).actor.principal().is_some() {

@@ -7,6 +7,7 @@ use super::*;
 #[derive(Clone)]
 pub struct LearningNetwork(pub learning_network::Model);
 
+#[connections]
 #[Object]
 impl LearningNetwork {
     pub async fn id(&self) -> ID {
@@ -27,40 +28,15 @@ impl LearningNetwork {
     }
 
     /// Member organisations. Signed-in users only.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn members(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<NetworkMember>>> {
+    async fn members(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<NetworkMember>>> {
         require_signed_in(ctx, "a network's members")?;
-        load_page(
-            ctx,
-            MembersOfNetwork(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            NetworkMember,
-            |m| m.0.id,
-        )
-        .await
-        .map(Some)
+        load_page(ctx, MembersOfNetwork(self.0.id), page, |_| true, NetworkMember, |m| m.0.id).await.map(Some)
     }
 
     /// Gatherings (samlinger), in the order recorded. Signed-in users only.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn gatherings(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<Gathering>>> {
+    async fn gatherings(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<Gathering>>> {
         require_signed_in(ctx, "a network's gatherings")?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let mut rows: Vec<Gathering> =
             load_one(ctx, GatheringsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Gathering).collect();
         rows.sort_by_key(|g| g.0.id);
@@ -147,6 +123,7 @@ impl MemberAttendance {
     }
 }
 
+#[connections]
 #[Object]
 impl Gathering {
     pub async fn id(&self) -> ID {
@@ -183,24 +160,8 @@ impl Gathering {
 
     /// Every organisation that came (members and others, e.g. the programme), with how many
     /// people.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn attendees(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<GatheringAttendee>> {
-        load_page(
-            ctx,
-            AttendanceAt(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            GatheringAttendee,
-            |a| a.0.id,
-        )
-        .await
+    async fn attendees(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<GatheringAttendee>> {
+        load_page(ctx, AttendanceAt(self.0.id), page, |_| true, GatheringAttendee, |a| a.0.id).await
     }
 
     /// People at the gathering, all organisations together.
@@ -210,17 +171,13 @@ impl Gathering {
 
     /// Every member of the network with how many people it sent (0 for none); `levels` keeps
     /// only those bands, e.g. `[NONE, ONE_PERSON]` for the members that sent one or none.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn member_attendance(
         &self,
         ctx: &Context<'_>,
         levels: Option<Vec<AttendanceLevel>>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<MemberAttendance>> {
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let members = load_one(ctx, MembersOfNetwork(self.0.network_id)).await?.unwrap_or_default();
         let attendance = load_one(ctx, AttendanceAt(self.0.id)).await?.unwrap_or_default();
         let rows: Vec<MemberAttendance> = members

@@ -15,19 +15,12 @@ pub struct ExperienceReportFilter {
 #[derive(Default)]
 pub struct LearningQuery;
 
+#[connections]
 #[Object]
 impl LearningQuery {
     /// Learning networks; their names are public.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn learning_networks(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<LearningNetwork>> {
-        let page = PageRequest::parse(after, before, first, last)?;
+    async fn learning_networks(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<LearningNetwork>> {
+        let page = page.parse()?;
         page_by_id(
             ctx,
             OrderDirection::Asc,
@@ -44,19 +37,14 @@ impl LearningQuery {
     /// procurement's municipalities (followers too), the network's members, the author,
     /// programme advisers and admins. `search` matches every word of it in the title, summary
     /// or lessons (full-text, ignoring case).
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    #[allow(clippy::too_many_arguments)]
     async fn experience_reports(
         &self,
         ctx: &Context<'_>,
         search: Option<String>,
         filter: Option<ExperienceReportFilter>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<ExperienceReport>> {
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let filter = filter.unwrap_or_default();
         let reader = Reader::of(ctx).await?;
         let mut select = experience_report::Entity::find().filter(reader.condition());
@@ -89,20 +77,15 @@ impl LearningQuery {
 
     /// Procurements started from another by reuse: pass `source` to see who reused a
     /// procurement, `procurement` to see where one came from. Signed-in users only.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    #[allow(clippy::too_many_arguments)]
     async fn procurement_reuses(
         &self,
         ctx: &Context<'_>,
         source: Option<ID>,
         procurement: Option<ID>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<ProcurementReuse>> {
         require_signed_in(ctx, "reuse between procurements")?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let mut select = procurement_reuse::Entity::find();
         if let Some(source) = &source {
             select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(
@@ -124,18 +107,14 @@ impl LearningQuery {
 
     /// Learning arenas of all procurements (or one), with their attendance. Signed-in users
     /// only, like the dialogue activities they are.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn learning_arenas(
         &self,
         ctx: &Context<'_>,
         procurement: Option<ID>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Page<LearningArena>> {
         require_signed_in(ctx, "learning arenas")?;
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let mut select =
             dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
         if let Some(p) = &procurement {

@@ -23,6 +23,7 @@ impl Lesson {
     }
 }
 
+#[connections]
 #[Object]
 impl ExperienceReport {
     pub async fn id(&self) -> ID {
@@ -68,25 +69,8 @@ impl ExperienceReport {
     }
 
     /// Lessons learned, optionally only those about one phase.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn lessons(
-        &self,
-        ctx: &Context<'_>,
-        phase: Option<Phase>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Lesson>> {
-        load_page(
-            ctx,
-            LessonsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |l| phase.is_none_or(|p| l.phase == p),
-            Lesson,
-            |l| l.0.id,
-        )
-        .await
+    async fn lessons(&self, ctx: &Context<'_>, phase: Option<Phase>, page: PageArgs) -> Result<Page<Lesson>> {
+        load_page(ctx, LessonsOf(self.0.id), page, |l| phase.is_none_or(|p| l.phase == p), Lesson, |l| l.0.id).await
     }
 }
 
@@ -119,6 +103,7 @@ impl ReusedItem {
     }
 }
 
+#[connections]
 #[Object]
 impl ProcurementReuse {
     pub async fn id(&self) -> ID {
@@ -145,25 +130,9 @@ impl ProcurementReuse {
     }
 
     /// What was copied, with provenance.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn items(
-        &self,
-        ctx: &Context<'_>,
-        kind: Option<ReusedKind>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<ReusedItem>> {
-        load_page(
-            ctx,
-            ReusedItemsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |i| kind.is_none_or(|k| i.kind == k),
-            ReusedItem,
-            |i| i.0.id,
-        )
-        .await
+    async fn items(&self, ctx: &Context<'_>, kind: Option<ReusedKind>, page: PageArgs) -> Result<Page<ReusedItem>> {
+        load_page(ctx, ReusedItemsOf(self.0.id), page, |i| kind.is_none_or(|k| i.kind == k), ReusedItem, |i| i.0.id)
+            .await
     }
 }
 
@@ -175,6 +144,7 @@ impl ProcurementReuse {
 #[derive(Clone)]
 pub struct LearningArena(pub dialogue_activity::Model);
 
+#[connections]
 #[Object]
 impl LearningArena {
     async fn title(&self) -> &str {
@@ -196,17 +166,8 @@ impl LearningArena {
     }
 
     /// The attending organisations, with people counts where known.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn attendees(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Attendee>> {
-        load_page(ctx, AttendeesOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Attendee, |a| a.0.id)
-            .await
+    async fn attendees(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<Attendee>> {
+        load_page(ctx, AttendeesOf(self.0.id), page, |_| true, Attendee, |a| a.0.id).await
     }
 
     /// How many organisations attended.

@@ -37,6 +37,7 @@ pub struct ProcurementTotals {
     pub followers: u64,
 }
 
+#[connections]
 #[Object]
 impl Procurement {
     pub async fn id(&self) -> ID {
@@ -84,27 +85,16 @@ impl Procurement {
     }
 
     /// Municipalities taking part, with their role and join date. Signed-in users only.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn participants(
         &self,
         ctx: &Context<'_>,
         role: Option<ParticipantRole>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Option<Page<Participant>>> {
         access(ctx, &self.0).await?.require_signed_in()?;
-        load_page(
-            ctx,
-            ParticipantsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |p| role.is_none_or(|r| p.role == r),
-            Participant,
-            |p| p.0.id,
-        )
-        .await
-        .map(Some)
+        load_page(ctx, ParticipantsOf(self.0.id), page, |p| role.is_none_or(|r| p.role == r), Participant, |p| p.0.id)
+            .await
+            .map(Some)
     }
 
     /// Municipalities, counties and inhabitants covered. Signed-in users only.
@@ -130,83 +120,35 @@ impl Procurement {
     }
 
     /// Every phase change, oldest first, with who made it and when. Signed-in users only.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn phase_history(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<PhaseChange>>> {
+    async fn phase_history(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<PhaseChange>>> {
         access(ctx, &self.0).await?.require_signed_in()?;
-        load_page(
-            ctx,
-            TransitionsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            PhaseChange,
-            |p| p.0.id,
-        )
-        .await
-        .map(Some)
+        load_page(ctx, TransitionsOf(self.0.id), page, |_| true, PhaseChange, |p| p.0.id).await.map(Some)
     }
 
     /// The common service journey (tjenestereise) from the needs phase, in order.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn journey_steps(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<JourneyStep>>> {
+    async fn journey_steps(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<JourneyStep>>> {
         access(ctx, &self.0).await?.require_signed_in()?;
-        load_page(
-            ctx,
-            JourneyStepsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            JourneyStep,
-            |s| s.0.id,
-        )
-        .await
-        .map(Some)
+        load_page(ctx, JourneyStepsOf(self.0.id), page, |_| true, JourneyStep, |s| s.0.id).await.map(Some)
     }
 
     /// Needs mapped in the needs phase.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn needs(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<Need>>> {
+    async fn needs(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<Need>>> {
         access(ctx, &self.0).await?.require_signed_in()?;
-        load_page(ctx, NeedsOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Need, |s| s.0.id)
-            .await
-            .map(Some)
+        load_page(ctx, NeedsOf(self.0.id), page, |_| true, Need, |s| s.0.id).await.map(Some)
     }
 
     /// Workshops, the dialogue conference, one-to-one meetings and learning arenas.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn dialogue_activities(
         &self,
         ctx: &Context<'_>,
         kind: Option<ActivityKind>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
     ) -> Result<Option<Page<DialogueActivity>>> {
         access(ctx, &self.0).await?.require_signed_in()?;
         load_page(
             ctx,
             ActivitiesOf(self.0.id),
-            PageArgs { after, before, first, last },
+            page,
             |a| kind.is_none_or(|k| a.kind == k),
             DialogueActivity,
             |s| s.0.id,
@@ -217,21 +159,13 @@ impl Procurement {
 
     /// Suppliers' written solution sketches. The procurement's municipalities and advisers see
     /// all; a supplier sees only its own.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn solution_sketches(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Option<Page<SolutionSketch>>> {
+    async fn solution_sketches(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<SolutionSketch>>> {
         let access = access(ctx, &self.0).await?;
         access.require_signed_in()?;
         load_page(
             ctx,
             SketchesOf(self.0.id),
-            PageArgs { after, before, first, last },
+            page,
             |s| access.can_see_sketch_of(s.supplier_id),
             SolutionSketch,
             |s| s.0.id,
@@ -241,102 +175,30 @@ impl Procurement {
     }
 
     /// The user stories tenders answer: the lots of the competition. Public with the notice.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn user_stories(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<UserStory>> {
-        load_page(
-            ctx,
-            UserStoriesOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            UserStory,
-            |s| s.0.id,
-        )
-        .await
+    async fn user_stories(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<UserStory>> {
+        load_page(ctx, UserStoriesOf(self.0.id), page, |_| true, UserStory, |s| s.0.id).await
     }
 
     /// Evaluation criteria with their weights (percent). Public with the notice.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn evaluation_criteria(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<EvaluationCriterion>> {
-        load_page(
-            ctx,
-            CriteriaOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            EvaluationCriterion,
-            |s| s.0.id,
-        )
-        .await
+    async fn evaluation_criteria(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<EvaluationCriterion>> {
+        load_page(ctx, CriteriaOf(self.0.id), page, |_| true, EvaluationCriterion, |s| s.0.id).await
     }
 
     /// Tenders you may see: your own as a supplier; all of them, after the deadline, as the lead's
     /// procurement officer. A competitor's tender is never listed.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn tenders(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Tender>> {
+    async fn tenders(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<Tender>> {
         let access = access(ctx, &self.0).await?;
-        load_page(
-            ctx,
-            TendersOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |t| access.can_see_tender(t),
-            Tender,
-            |s| s.0.id,
-        )
-        .await
+        load_page(ctx, TendersOf(self.0.id), page, |t| access.can_see_tender(t), Tender, |s| s.0.id).await
     }
 
     /// Awards, one per user story: published results, public.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn awards(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Award>> {
-        load_page(ctx, AwardsOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Award, |s| s.0.id).await
+    async fn awards(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<Award>> {
+        load_page(ctx, AwardsOf(self.0.id), page, |_| true, Award, |s| s.0.id).await
     }
 
     /// Framework agreements that followed the awards.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn framework_agreements(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<FrameworkAgreement>> {
-        load_page(
-            ctx,
-            AgreementsOf(self.0.id),
-            PageArgs { after, before, first, last },
-            |_| true,
-            FrameworkAgreement,
-            |s| s.0.id,
-        )
-        .await
+    async fn framework_agreements(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<FrameworkAgreement>> {
+        load_page(ctx, AgreementsOf(self.0.id), page, |_| true, FrameworkAgreement, |s| s.0.id).await
     }
 
     /// This procurement as an OCDS 1.1 release package (the same document as
@@ -381,22 +243,18 @@ pub struct ProcurementOrder {
 #[derive(Default)]
 pub struct ProcurementQuery;
 
+#[connections]
 #[Object]
 impl ProcurementQuery {
     /// Procurements: all for signed-in users; those with a published notice for anonymous ones.
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    #[allow(clippy::too_many_arguments)]
     async fn procurements(
         &self,
         ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
+        page: PageArgs,
         filter: Option<ProcurementFilter>,
         order_by: Option<ProcurementOrder>,
     ) -> Result<Page<Procurement>> {
-        let page = PageRequest::parse(after, before, first, last)?;
+        let page = page.parse()?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
         let viewer = viewer(ctx).await?;
@@ -461,34 +319,18 @@ impl ProcurementQuery {
                     .add(procurement::Column::Id.in_subquery(awarded)),
             );
         }
-        let db = state(ctx).db.read().clone();
-        let counted = select.clone();
-        let total = TotalCount::new(move || {
-            let (select, db) = (counted.clone(), db.clone());
-            async move { Ok(select.count(&db).await?) }
-        });
-        let (sort, key_of): (_, fn(&serde_json::Value) -> Option<Value>) = match order.field {
-            ProcurementOrderField::Title => {
-                (procurement::Column::Title, |k| k.as_str().map(|s| Value::from(s.to_string())))
-            }
-            ProcurementOrderField::CreatedAt => (procurement::Column::Id, |k| k.as_i64().map(Value::from)),
+        let sort = match order.field {
+            ProcurementOrderField::Title => SortKey::text(procurement::Column::Title),
+            ProcurementOrderField::CreatedAt => SortKey::integer(procurement::Column::Id),
         };
-        let rows =
-            fetch_page(state(ctx).db.read(), select, sort, procurement::Column::Id, order.direction, &page, key_of)
-                .await?;
-        let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
-        connection.edges = rows
-            .rows
-            .into_iter()
-            .map(|row| {
-                let key = match order.field {
-                    ProcurementOrderField::Title => serde_json::json!(row.title),
-                    ProcurementOrderField::CreatedAt => serde_json::json!(row.id),
-                };
-                Edge::new(Cursor { key, id: row.id }.encode(), Procurement(row))
-            })
-            .collect();
-        Ok(connection)
+        page_sorted(ctx, select, sort, procurement::Column::Id, order.direction, &page, |row| {
+            let key = match order.field {
+                ProcurementOrderField::Title => serde_json::json!(row.title),
+                ProcurementOrderField::CreatedAt => serde_json::json!(row.id),
+            };
+            (Cursor { key, id: row.id }, Procurement(row))
+        })
+        .await
     }
 }
 

@@ -2,11 +2,10 @@
 //! (`lifecycle.rs`), the needs and dialogue phases (`needs.rs`), the competition
 //! (`competition.rs`) and the mutations of all three (`mutations.rs`).
 
-use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::access::{Access, Viewer};
 use super::model::{
@@ -20,9 +19,7 @@ use crate::agreements::graphql::FrameworkAgreement;
 use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, bounded};
-use crate::graphql::connection::{
-    Cursor, OrderDirection, PageArgs, PageRequest, TotalCount, fetch_page, load_page, page_complexity,
-};
+use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, load_page, page_sorted};
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
@@ -30,6 +27,7 @@ use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
+use velferd_macros::connections;
 
 mod competition;
 mod lifecycle;
@@ -40,8 +38,6 @@ pub use competition::*;
 pub use lifecycle::*;
 pub use mutations::*;
 pub use needs::*;
-
-type Page<T> = Connection<String, T, TotalCount>;
 
 /// The caller as the procurement rules see it, from the request's session.
 pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {

@@ -119,6 +119,7 @@ impl Attendee {
     }
 }
 
+#[connections]
 #[Object]
 impl DialogueActivity {
     async fn kind(&self) -> ActivityKind {
@@ -138,17 +139,8 @@ impl DialogueActivity {
         self.0.questions_sent_in_advance
     }
 
-    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
-    async fn attendees(
-        &self,
-        ctx: &Context<'_>,
-        after: Option<String>,
-        before: Option<String>,
-        first: Option<i32>,
-        last: Option<i32>,
-    ) -> Result<Page<Attendee>> {
-        load_page(ctx, AttendeesOf(self.0.id), PageArgs { after, before, first, last }, |_| true, Attendee, |s| s.0.id)
-            .await
+    async fn attendees(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<Attendee>> {
+        load_page(ctx, AttendeesOf(self.0.id), page, |_| true, Attendee, |s| s.0.id).await
     }
 }
 

@@ -6,13 +6,7 @@ struct Hostile;
 
 impl Adapter for Hostile {
     fn describe() -> AdapterInfo {
-        AdapterInfo {
-            supplier: "Hostile Ltd".into(),
-            product: "gigantic-output".into(),
-            adapter_version: "0.1.0".into(),
-            device_classes: vec![DeviceClass::SafetyAlarm],
-            content_types: vec!["application/json".into()],
-        }
+        hostile_fixture::describe("gigantic-output")
     }
 
     fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
@@ -32,7 +26,7 @@ impl Adapter for Hostile {
     }
 
     fn encode_command(_: String, _: Command) -> Result<EncodedCommand, CommandError> {
-        Err(CommandError::Unsupported("hostile".into()))
+        hostile_fixture::no_commands()
     }
 }
 

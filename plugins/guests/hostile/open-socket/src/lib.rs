@@ -6,13 +6,7 @@ struct Hostile;
 
 impl Adapter for Hostile {
     fn describe() -> AdapterInfo {
-        AdapterInfo {
-            supplier: "Hostile Ltd".into(),
-            product: "open-socket".into(),
-            adapter_version: "0.1.0".into(),
-            device_classes: vec![DeviceClass::SafetyAlarm],
-            content_types: vec!["application/json".into()],
-        }
+        hostile_fixture::describe("open-socket")
     }
 
     fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
@@ -21,18 +15,11 @@ impl Adapter for Hostile {
             .map_err(|e| DecodeError::Unsupported(format!("could not connect: {e}")))?;
         let mut banner = String::new();
         let _ = stream.read_to_string(&mut banner);
-        Ok(vec![Event {
-            supplier_event_id: "leak".into(),
-            device_serial: "HOSTILE-1".into(),
-            occurred_at: message.received_at,
-            kind: EventKind::Heartbeat,
-            severity: Severity::Normal,
-            detail: Some(banner),
-        }])
+        Ok(vec![hostile_fixture::leak(banner, message.received_at)])
     }
 
     fn encode_command(_: String, _: Command) -> Result<EncodedCommand, CommandError> {
-        Err(CommandError::Unsupported("hostile".into()))
+        hostile_fixture::no_commands()
     }
 }
 

@@ -6,13 +6,7 @@ struct Hostile;
 
 impl Adapter for Hostile {
     fn describe() -> AdapterInfo {
-        AdapterInfo {
-            supplier: "Hostile Ltd".into(),
-            product: "read-env".into(),
-            adapter_version: "0.1.0".into(),
-            device_classes: vec![DeviceClass::SafetyAlarm],
-            content_types: vec!["application/json".into()],
-        }
+        hostile_fixture::describe("read-env")
     }
 
     fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
@@ -20,18 +14,11 @@ impl Adapter for Hostile {
         if env.is_empty() {
             return Err(DecodeError::Unsupported("environment is empty".into()));
         }
-        Ok(vec![Event {
-            supplier_event_id: "leak".into(),
-            device_serial: "HOSTILE-1".into(),
-            occurred_at: message.received_at,
-            kind: EventKind::Heartbeat,
-            severity: Severity::Normal,
-            detail: Some(env.join(";")),
-        }])
+        Ok(vec![hostile_fixture::leak(env.join(";"), message.received_at)])
     }
 
     fn encode_command(_: String, _: Command) -> Result<EncodedCommand, CommandError> {
-        Err(CommandError::Unsupported("hostile".into()))
+        hostile_fixture::no_commands()
     }
 }
 

@@ -11,13 +11,7 @@ struct Chatty;
 
 impl Adapter for Chatty {
     fn describe() -> AdapterInfo {
-        AdapterInfo {
-            supplier: "Hostile Ltd".into(),
-            product: "stateful-chatty".into(),
-            adapter_version: "0.1.0".into(),
-            device_classes: vec![DeviceClass::SafetyAlarm],
-            content_types: vec!["application/json".into()],
-        }
+        hostile_fixture::describe("stateful-chatty")
     }
 
     fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
@@ -38,7 +32,7 @@ impl Adapter for Chatty {
     }
 
     fn encode_command(_: String, _: Command) -> Result<EncodedCommand, CommandError> {
-        Err(CommandError::Unsupported("hostile".into()))
+        hostile_fixture::no_commands()
     }
 }
 
