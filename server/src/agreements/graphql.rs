@@ -21,6 +21,9 @@ use crate::organizations::Organization;
 use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
 
+// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+pub use self::AgreementMutation as Mutation;
+
 /// A framework agreement (rammeavtale) with one supplier for one user story.
 #[derive(Clone)]
 pub struct FrameworkAgreement(pub framework_agreement::Model);

@@ -18,6 +18,11 @@ use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id};
 
+// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+pub use self::OrganizationMutation as Mutation;
+pub use self::OrganizationQuery as Query;
+pub use self::OrganizationSubscription as Subscription;
+
 /// A municipality, supplier, programme or response centre.
 #[derive(Clone, Debug)]
 pub struct Organization(pub model::Model);

@@ -16,7 +16,7 @@ use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use sea_orm::sea_query::ExprTrait;
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::identifiers::ProductSlug;
@@ -44,6 +44,11 @@ pub use adapters::*;
 pub use events::*;
 pub use mutations::*;
 pub use query::*;
+
+// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+pub use events::DeviceSubscription as Subscription;
+pub use mutations::DeviceMutation as Mutation;
+pub use query::DeviceQuery as Query;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
@@ -127,7 +132,7 @@ impl DeviceViewer {
             any = any.add(dead_letter::Column::ProductId.in_subquery(products_of(s)));
         }
         if let Some(m) = self.municipality() {
-            let named = Query::select()
+            let named = SqlQuery::select()
                 .column(device::Column::Serial)
                 .from(device::Entity)
                 .and_where(device::Column::MunicipalityId.eq(m))
@@ -143,7 +148,7 @@ impl DeviceViewer {
 }
 
 fn products_of(supplier_id: i64) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
+    SqlQuery::select()
         .column(device_product::Column::Id)
         .from(device_product::Entity)
         .and_where(device_product::Column::SupplierId.eq(supplier_id))

@@ -67,7 +67,7 @@ impl DeviceQuery {
     ) -> Result<Page<DeviceEvent>> {
         let viewer = DeviceViewer::of(ctx).await?;
         let page = PageRequest::parse(after, before, first, last)?;
-        let visible = Query::select()
+        let visible = SqlQuery::select()
             .column(device::Column::Id)
             .from(device::Entity)
             .cond_where(viewer.device_condition())

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::NaiveDate;
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::model::{
@@ -44,6 +44,10 @@ pub use mutations::*;
 pub use networks::*;
 pub use query::*;
 pub use reports::*;
+
+// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+pub use mutations::LearningMutation as Mutation;
+pub use query::LearningQuery as Query;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
@@ -114,12 +118,12 @@ impl Reader {
         }
         let mut any = Condition::any().add(experience_report::Column::Public.eq(true));
         if let Some(org) = self.org_id {
-            let taking_part = Query::select()
+            let taking_part = SqlQuery::select()
                 .column(participant::Column::ProcurementId)
                 .from(participant::Entity)
                 .and_where(participant::Column::OrganizationId.eq(org))
                 .to_owned();
-            let member_of = Query::select()
+            let member_of = SqlQuery::select()
                 .column(network_member::Column::NetworkId)
                 .from(network_member::Entity)
                 .and_where(network_member::Column::OrganizationId.eq(org))

@@ -5,7 +5,7 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::sea_query::{ExprTrait, Query};
+use sea_orm::sea_query::{ExprTrait, Query as SqlQuery};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Value};
 
 use super::access::{Access, Viewer};
@@ -40,6 +40,10 @@ pub use competition::*;
 pub use lifecycle::*;
 pub use mutations::*;
 pub use needs::*;
+
+// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+pub use lifecycle::ProcurementQuery as Query;
+pub use mutations::ProcurementMutation as Mutation;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
