@@ -21,7 +21,7 @@ use crate::organizations::Organization;
 use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
 
-// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::AgreementMutation as Mutation;
 
 /// A framework agreement (rammeavtale) with one supplier for one user story.

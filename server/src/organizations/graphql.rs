@@ -18,7 +18,7 @@ use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id};
 
-// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::OrganizationMutation as Mutation;
 pub use self::OrganizationQuery as Query;
 pub use self::OrganizationSubscription as Subscription;

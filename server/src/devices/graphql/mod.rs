@@ -40,15 +40,11 @@ mod events;
 mod mutations;
 mod query;
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use adapters::*;
-pub use events::*;
-pub use mutations::*;
-pub use query::*;
-
-// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
-pub use events::DeviceSubscription as Subscription;
-pub use mutations::DeviceMutation as Mutation;
-pub use query::DeviceQuery as Query;
+pub use events::{DeviceSubscription as Subscription, *};
+pub use mutations::{DeviceMutation as Mutation, *};
+pub use query::{DeviceQuery as Query, *};
 
 type Page<T> = Connection<String, T, TotalCount>;
 

@@ -40,14 +40,11 @@ mod networks;
 mod query;
 mod reports;
 
-pub use mutations::*;
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
+pub use mutations::{LearningMutation as Mutation, *};
 pub use networks::*;
-pub use query::*;
+pub use query::{LearningQuery as Query, *};
 pub use reports::*;
-
-// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
-pub use mutations::LearningMutation as Mutation;
-pub use query::LearningQuery as Query;
 
 type Page<T> = Connection<String, T, TotalCount>;
 

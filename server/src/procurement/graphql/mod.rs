@@ -36,14 +36,11 @@ mod lifecycle;
 mod mutations;
 mod needs;
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use competition::*;
-pub use lifecycle::*;
-pub use mutations::*;
+pub use lifecycle::{ProcurementQuery as Query, *};
+pub use mutations::{ProcurementMutation as Mutation, *};
 pub use needs::*;
-
-// The roots this area adds to the schema, under the names the area table (`crate::areas!`) expects.
-pub use lifecycle::ProcurementQuery as Query;
-pub use mutations::ProcurementMutation as Mutation;
 
 type Page<T> = Connection<String, T, TotalCount>;
 
