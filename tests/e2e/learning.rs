@@ -435,11 +435,12 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
             json!({}),
         )
         .await;
-    let network = &data["learningNetworks"]["nodes"][0];
+    let [network, report, reuse] =
+        ["learningNetworks", "experienceReports", "procurementReuses"].map(|list| &data[list]["nodes"][0]);
     vec![
         NodeSample::new("LearningNetwork", &network["id"], &token),
         NodeSample::new("Gathering", &network["gatherings"]["nodes"][0]["id"], &token),
-        NodeSample::new("ExperienceReport", &data["experienceReports"]["nodes"][0]["id"], &token),
-        NodeSample::new("ProcurementReuse", &data["procurementReuses"]["nodes"][0]["id"], &token),
+        NodeSample::new("ExperienceReport", &report["id"], &token),
+        NodeSample::new("ProcurementReuse", &reuse["id"], &token),
     ]
 }

@@ -824,9 +824,9 @@ on_both_backends! {
     }
 }
 
-/// Larvik's awarded procurement in the demo data (`{ id awards { nodes { id } } }`), as `token`
-/// sees it (a small query: the cost limit applies).
-pub async fn larvik_awarded_procurement(app: &TestApp, token: &str) -> Value {
+/// Larvik's awarded procurement in the demo data, as `token` sees it: `{ id awards { nodes { id } } }`,
+/// and `fields` of it (two small queries: the cost limit applies).
+pub async fn larvik_awarded_procurement(app: &TestApp, token: &str, fields: &str) -> (Value, Value) {
     let data = app
         .graphql(
             Some(token),
@@ -836,30 +836,24 @@ pub async fn larvik_awarded_procurement(app: &TestApp, token: &str) -> Value {
         )
         .await;
     let larvik = &data["viewer"]["organization"]["id"];
-    data["procurements"]["nodes"]
+    let procurement = data["procurements"]["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .find(|p| &p["lead"]["id"] == larvik && !p["awards"]["nodes"].as_array().unwrap().is_empty())
-        .unwrap_or_else(|| panic!("the demo has Larvik's awarded procurement: {data}"))
-        .clone()
+        .unwrap_or_else(|| panic!("the demo has Larvik's awarded procurement: {data}"));
+    let query = format!("query($id: ID!) {{ node(id: $id) {{ ... on Procurement {{ {fields} }} }} }}");
+    let data = app.graphql(Some(token), &query, json!({ "id": procurement["id"] })).await;
+    (procurement.clone(), data["node"].clone())
 }
 
 /// For `nodes.rs`: Larvik's awarded procurement and one of each thing in it, as Larvik's
 /// procurement officer sees them.
 pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
     let token = app.token(LARVIK, &[Role::ProcurementOfficer]);
-    let procurement = larvik_awarded_procurement(app, &token).await;
-    let data = app
-        .graphql(
-            Some(&token),
-            "query($id: ID!) { node(id: $id) { ... on Procurement {
-            userStories(first: 1) { nodes { id } } evaluationCriteria(first: 1) { nodes { id } }
-            tenders(first: 1) { nodes { id responses { id } } } } } }",
-            json!({ "id": procurement["id"] }),
-        )
-        .await;
-    let led = &data["node"];
+    let fields = "userStories(first: 1) { nodes { id } } evaluationCriteria(first: 1) { nodes { id } }
+        tenders(first: 1) { nodes { id responses { id } } }";
+    let (procurement, led) = larvik_awarded_procurement(app, &token, fields).await;
     let tender = &led["tenders"]["nodes"][0];
     vec![
         NodeSample::new("Procurement", &procurement["id"], &token),
