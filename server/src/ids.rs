@@ -5,58 +5,31 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The one table of node types: its id name and its GraphQL object. `$callback` receives the
-/// table; this module builds [`NodeType`] from it and `graphql::node` the `Node` interface and
-/// its resolver, so a new type is one line here.
-macro_rules! node_types {
-    ($callback:ident) => {
-        $callback! {
-            Organization => crate::organizations::Organization,
-            Procurement => crate::procurement::graphql::Procurement,
-            UserStory => crate::procurement::graphql::UserStory,
-            EvaluationCriterion => crate::procurement::graphql::EvaluationCriterion,
-            Tender => crate::procurement::graphql::Tender,
-            TenderResponse => crate::procurement::graphql::TenderResponse,
-            Award => crate::procurement::graphql::Award,
-            FrameworkAgreement => crate::agreements::graphql::FrameworkAgreement,
-            CallOff => crate::agreements::graphql::CallOff,
-            LearningNetwork => crate::learning::graphql::LearningNetwork,
-            Gathering => crate::learning::graphql::Gathering,
-            ExperienceReport => crate::learning::graphql::ExperienceReport,
-            ProcurementReuse => crate::learning::graphql::ProcurementReuse,
-            DeviceProduct => crate::devices::graphql::DeviceProduct,
-            Adapter => crate::devices::graphql::Adapter,
-            SigningKey => crate::devices::graphql::SigningKey,
-            Device => crate::devices::graphql::Device,
-            DeviceEvent => crate::devices::graphql::DeviceEvent,
-            DeadLetter => crate::devices::graphql::DeadLetter,
-        }
-    };
-}
-pub(crate) use node_types;
-
+/// Builds [`NodeType`] from the node types of the area table, `crate::areas!` (where
+/// `graphql::node` builds the `Node` interface and its resolver from the same table), so a new
+/// type is one entry there.
 macro_rules! node_type_enum {
-    ($($name:ident => $($path:ident)::+),* $(,)?) => {
+    ($($area:ident: nodes [$($name:ident),*], roots [$($root:ident),*];)*) => {
         /// The node types with global ids. The name is part of every id ever handed out: never
         /// rename.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum NodeType {
-            $($name),*
+            $($($name,)*)*
         }
 
         impl NodeType {
-            pub const ALL: &'static [NodeType] = &[$(NodeType::$name),*];
+            pub const ALL: &'static [NodeType] = &[$($(NodeType::$name,)*)*];
 
             pub fn name(self) -> &'static str {
                 match self {
-                    $(NodeType::$name => stringify!($name)),*
+                    $($(NodeType::$name => stringify!($name),)*)*
                 }
             }
         }
     };
 }
 
-node_types!(node_type_enum);
+crate::areas!(node_type_enum);
 
 pub fn global_id(node_type: NodeType, row_id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{row_id}", node_type.name()))

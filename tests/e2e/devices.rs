@@ -11,6 +11,7 @@ use velferd::auth::Role;
 use velferd::ids::{NodeType, global_id};
 
 use crate::guests;
+use crate::nodes::NodeSample;
 use crate::procurement::org_number;
 use crate::support::{
     Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, graphql_socket, next_text, on_both_backends, subscribe,
@@ -1130,4 +1131,47 @@ on_both_backends! {
         assert_eq!(dead_letter_lines(&app, &supplier, DISPENSER, false).await, ["application/json no-active-adapter 1"]);
         assert_eq!(event_count(&app, &fleet.case_worker_token(&app)).await, 0);
     }
+}
+
+/// For `nodes.rs`: a live dispenser adapter with a registered device, one stored event and one
+/// dead letter (a message from an unregistered device), as the supplier sees them.
+pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
+    let fleet = Fleet::new(app).await;
+    let adapter = upload_signed(app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+    assert_eq!(activate(app, &adapter).await["adapter"]["status"], "ACTIVE");
+    assert_eq!(
+        register_device(app, &fleet.case_worker_token(app), DISPENSER, "RD-100234").await["userErrors"],
+        json!([])
+    );
+    let integration = fleet.integration_token(app);
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
+    assert_eq!(status, 200, "{reply}");
+    let stranger = json!({ "serial": "RD-999999", "events": [{ "id": "e-8101", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
+    assert_eq!(status, 202, "{reply}");
+
+    let token = fleet.supplier_token(app);
+    let data = app
+        .graphql(
+            Some(&token),
+            "{
+            signingKeys { id }
+            deviceProducts(first: 1) { nodes { id adapters { id } } }
+            devices(first: 1) { nodes { id } }
+            deviceEvents(first: 1) { nodes { id } }
+            deadLetters(first: 1) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    let product = &data["deviceProducts"]["nodes"][0];
+    vec![
+        NodeSample::new("SigningKey", &data["signingKeys"][0]["id"], &token),
+        NodeSample::new("DeviceProduct", &product["id"], &token),
+        NodeSample::new("Adapter", &product["adapters"][0]["id"], &token),
+        NodeSample::new("Device", &data["devices"]["nodes"][0]["id"], &token),
+        NodeSample::new("DeviceEvent", &data["deviceEvents"]["nodes"][0]["id"], &token),
+        NodeSample::new("DeadLetter", &data["deadLetters"]["nodes"][0]["id"], &token),
+    ]
 }

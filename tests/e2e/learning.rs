@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use velferd::auth::Role;
 
+use crate::nodes::NodeSample;
 use crate::procurement::org_number;
 use crate::support::*;
 
@@ -420,4 +421,26 @@ on_both_backends! {
         let data = app.graphql(Some(&cast.lead), REPORTS, json!({})).await;
         assert_eq!(data["experienceReports"]["totalCount"], 0, "{data}");
     }
+}
+
+/// For `nodes.rs`: one network, gathering, experience report and reuse of the demo data, as
+/// Larvik's procurement officer sees them.
+pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
+    let token = app.token(LARVIK, &[Role::ProcurementOfficer]);
+    let data = app
+        .graphql(
+            Some(&token),
+            "{ learningNetworks(first: 1) { nodes { id gatherings(first: 1) { nodes { id } } } }
+            experienceReports(first: 1) { nodes { id } } procurementReuses(first: 1) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    let [network, report, reuse] =
+        ["learningNetworks", "experienceReports", "procurementReuses"].map(|list| &data[list]["nodes"][0]);
+    vec![
+        NodeSample::new("LearningNetwork", &network["id"], &token),
+        NodeSample::new("Gathering", &network["gatherings"]["nodes"][0]["id"], &token),
+        NodeSample::new("ExperienceReport", &report["id"], &token),
+        NodeSample::new("ProcurementReuse", &reuse["id"], &token),
+    ]
 }

@@ -8,6 +8,7 @@ mod support;
 mod guests;
 
 mod adapter_cli;
+mod agreements;
 mod auth;
 mod binary;
 mod devices;

@@ -2,7 +2,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use velferd::auth::Role;
 
+use crate::nodes::NodeSample;
 use crate::support::*;
 
 const LIST: &str = "query($first: Int, $after: String, $last: Int, $before: String, $filter: OrganizationFilter, $orderBy: OrganizationOrder) {
@@ -229,4 +231,11 @@ async fn a_bad_token_closes_the_subscription_socket() {
         Message::Close(Some(frame)) => assert!(frame.reason.contains("malformed"), "{frame:?}"),
         other => panic!("expected a close frame, got {other:?}"),
     }
+}
+
+/// For `nodes.rs`: Larvik kommune of the demo data, as its procurement officer sees it.
+pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
+    let token = app.token(LARVIK, &[Role::ProcurementOfficer]);
+    let data = app.graphql(Some(&token), "{ viewer { organization { id } } }", json!({})).await;
+    vec![NodeSample::new("Organization", &data["viewer"]["organization"]["id"], &token)]
 }

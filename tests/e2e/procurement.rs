@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use velferd::auth::Role;
 
+use crate::nodes::NodeSample;
 use crate::support::*;
 
 /// A valid organisation number for test organisation `n` (fixtures, not real ones).
@@ -827,4 +828,45 @@ on_both_backends! {
             assert_eq!(by_ocds, listed, "{who}: OCDS against the list");
         }
     }
+}
+
+/// Larvik's awarded procurement in the demo data, as `token` sees it: `{ id awards { nodes { id } } }`,
+/// and `fields` of it (two small queries: the cost limit applies).
+pub async fn larvik_awarded_procurement(app: &TestApp, token: &str, fields: &str) -> (Value, Value) {
+    let data = app
+        .graphql(
+            Some(token),
+            "{ viewer { organization { id } }
+            procurements(first: 20) { nodes { id lead { id } awards(first: 1) { nodes { id } } } } }",
+            json!({}),
+        )
+        .await;
+    let larvik = &data["viewer"]["organization"]["id"];
+    let procurement = data["procurements"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| &p["lead"]["id"] == larvik && !p["awards"]["nodes"].as_array().unwrap().is_empty())
+        .unwrap_or_else(|| panic!("the demo has Larvik's awarded procurement: {data}"));
+    let query = format!("query($id: ID!) {{ node(id: $id) {{ ... on Procurement {{ {fields} }} }} }}");
+    let data = app.graphql(Some(token), &query, json!({ "id": procurement["id"] })).await;
+    (procurement.clone(), data["node"].clone())
+}
+
+/// For `nodes.rs`: Larvik's awarded procurement and one of each thing in it, as Larvik's
+/// procurement officer sees them.
+pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
+    let token = app.token(LARVIK, &[Role::ProcurementOfficer]);
+    let fields = "userStories(first: 1) { nodes { id } } evaluationCriteria(first: 1) { nodes { id } }
+        tenders(first: 1) { nodes { id responses { id } } }";
+    let (procurement, led) = larvik_awarded_procurement(app, &token, fields).await;
+    let tender = &led["tenders"]["nodes"][0];
+    vec![
+        NodeSample::new("Procurement", &procurement["id"], &token),
+        NodeSample::new("Award", &procurement["awards"]["nodes"][0]["id"], &token),
+        NodeSample::new("UserStory", &led["userStories"]["nodes"][0]["id"], &token),
+        NodeSample::new("EvaluationCriterion", &led["evaluationCriteria"]["nodes"][0]["id"], &token),
+        NodeSample::new("Tender", &tender["id"], &token),
+        NodeSample::new("TenderResponse", &tender["responses"][0]["id"], &token),
+    ]
 }

@@ -17,6 +17,9 @@ pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub const MUNICIPALITY_ORG: &str = "974760673";
 pub const SUPPLIER_ORG: &str = "923609016";
 
+/// Larvik kommune in the demo data: lead of the medication-support procurement.
+pub const LARVIK: &str = "918082956";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -21,6 +21,9 @@ use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
 use velferd_macros::connections;
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
+pub use self::AgreementMutation as Mutation;
+
 /// A framework agreement (rammeavtale) with one supplier for one user story.
 #[derive(Clone)]
 pub struct FrameworkAgreement(pub framework_agreement::Model);

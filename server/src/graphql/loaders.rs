@@ -4,11 +4,14 @@
 //! two macros that declare keys, and re-exports every area's keys so a resolver can follow a
 //! relation into another area.
 
-pub use crate::agreements::loaders::*;
-pub use crate::devices::loaders::*;
-pub use crate::learning::loaders::*;
-pub use crate::organizations::loaders::*;
-pub use crate::procurement::loaders::*;
+/// Re-exports `crate::<area>::loaders::*` of every area in the area table, `crate::areas!`.
+macro_rules! area_keys {
+    ($($area:ident: nodes [$($node:ident),*], roots [$($root:ident),*];)*) => {
+        $(pub use crate::$area::loaders::*;)*
+    };
+}
+
+crate::areas!(area_keys);
 
 use sea_orm::DatabaseConnection;
 

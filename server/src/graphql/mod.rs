@@ -13,30 +13,47 @@ pub mod viewer;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-use crate::agreements::graphql::AgreementMutation;
 use crate::app::AppState;
 use crate::config::{GraphqlLimits, Profile};
-use crate::devices::graphql::{DeviceMutation, DeviceQuery, DeviceSubscription};
-use crate::learning::graphql::{LearningMutation, LearningQuery};
-use crate::organizations::{OrganizationMutation, OrganizationQuery, OrganizationSubscription};
-use crate::procurement::graphql::{ProcurementMutation, ProcurementQuery};
 pub use node::Node;
 use node::NodeQuery;
 use viewer::ViewerQuery;
 
 pub type VelferdSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-#[derive(MergedObject, Default)]
-#[graphql(name = "Query")]
-pub struct QueryRoot(NodeQuery, ViewerQuery, OrganizationQuery, ProcurementQuery, LearningQuery, DeviceQuery);
+/// Builds the three roots from the area table, `crate::areas!`: each merges the shell's own
+/// fields (Query: `node`, `viewer`) and the `crate::<area>::graphql::{Query, Mutation,
+/// Subscription}` of every area that lists it, in the table's order. It first sorts the
+/// (area, root) pairs into one list per root, then declares the roots.
+macro_rules! root_objects {
+    ($($area:ident: nodes [$($node:ident),*], roots [$($root:ident),*];)*) => {
+        root_objects!(@sort [] [] [] $($($area $root)*)*);
+    };
+    (@sort [$($q:ident)*] [$($m:ident)*] [$($s:ident)*] $area:ident Query $($rest:tt)*) => {
+        root_objects!(@sort [$($q)* $area] [$($m)*] [$($s)*] $($rest)*);
+    };
+    (@sort [$($q:ident)*] [$($m:ident)*] [$($s:ident)*] $area:ident Mutation $($rest:tt)*) => {
+        root_objects!(@sort [$($q)*] [$($m)* $area] [$($s)*] $($rest)*);
+    };
+    (@sort [$($q:ident)*] [$($m:ident)*] [$($s:ident)*] $area:ident Subscription $($rest:tt)*) => {
+        root_objects!(@sort [$($q)*] [$($m)*] [$($s)* $area] $($rest)*);
+    };
+    (@sort [$($q:ident)*] [$($m:ident)*] [$($s:ident)*]) => {
+        #[derive(MergedObject, Default)]
+        #[graphql(name = "Query")]
+        pub struct QueryRoot(NodeQuery, ViewerQuery, $(crate::$q::graphql::Query),*);
 
-#[derive(MergedObject, Default)]
-#[graphql(name = "Mutation")]
-pub struct MutationRoot(OrganizationMutation, ProcurementMutation, AgreementMutation, LearningMutation, DeviceMutation);
+        #[derive(MergedObject, Default)]
+        #[graphql(name = "Mutation")]
+        pub struct MutationRoot($(crate::$m::graphql::Mutation),*);
 
-#[derive(MergedSubscription, Default)]
-#[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(OrganizationSubscription, DeviceSubscription);
+        #[derive(MergedSubscription, Default)]
+        #[graphql(name = "Subscription")]
+        pub struct SubscriptionRoot($(crate::$s::graphql::Subscription),*);
+    };
+}
+
+crate::areas!(root_objects);
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlLimits) -> VelferdSchema {

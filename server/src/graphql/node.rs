@@ -1,7 +1,7 @@
-//! Relay's `Node` interface and `node`/`nodes`. Every node type is declared once, in the table
-//! of `crate::ids`: the entry gives the type's id name, its `Node` variant and its fetch (its
-//! [`NodeObject`] impl), so a type cannot be listed without a way to fetch it, and no id falls
-//! through to another table.
+//! Relay's `Node` interface and `node`/`nodes`. Every node type is declared once, in the area
+//! table `crate::areas!`: the entry gives the type's id name, its `Node` variant and its fetch
+//! (the [`NodeObject`] impl of `crate::<area>::graphql::<Type>`), so a type cannot be listed
+//! without a way to fetch it, and no id falls through to another table.
 
 use async_graphql::{Context, ID, Interface, Object, Result};
 
@@ -16,25 +16,27 @@ pub trait NodeObject: Sized {
     fn fetch(ctx: &Context<'_>, row_id: i64) -> impl Future<Output = Result<Option<Self>, ApiError>> + Send;
 }
 
-/// Builds the `Node` interface and its resolver from the table in `crate::ids`.
+/// Builds the `Node` interface and its resolver from the node types of `crate::areas!`.
 macro_rules! node_interface {
-    ($($name:ident => $($path:ident)::+),* $(,)?) => {
+    ($($area:ident: nodes [$($name:ident),*], roots [$($root:ident),*];)*) => {
         /// An object with a global id, fetchable with `node(id:)`.
         #[derive(Interface)]
         #[graphql(field(name = "id", ty = "ID", desc = "Opaque global id."))]
         pub enum Node {
-            $($name($($path)::+)),*
+            $($($name(crate::$area::graphql::$name),)*)*
         }
 
         async fn fetch_node(ctx: &Context<'_>, node_type: NodeType, row_id: i64) -> Result<Option<Node>, ApiError> {
             Ok(match node_type {
-                $(NodeType::$name => <$($path)::+ as NodeObject>::fetch(ctx, row_id).await?.map(Node::$name)),*
+                $($(NodeType::$name => {
+                    <crate::$area::graphql::$name as NodeObject>::fetch(ctx, row_id).await?.map(Node::$name)
+                })*)*
             })
         }
     };
 }
 
-crate::ids::node_types!(node_interface);
+crate::areas!(node_interface);
 
 /// Null for an id of an unknown type, garbage, a missing row or a row the caller may not see.
 async fn resolve_node(ctx: &Context<'_>, id: &str) -> Result<Option<Node>, ApiError> {

@@ -19,6 +19,11 @@ use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id};
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
+pub use self::OrganizationMutation as Mutation;
+pub use self::OrganizationQuery as Query;
+pub use self::OrganizationSubscription as Subscription;
+
 /// A municipality, supplier, programme or response centre.
 #[derive(Clone, Debug)]
 pub struct Organization(pub model::Model);

@@ -2,13 +2,13 @@
 //! part. Every other area refers to them, and authorization is decided by them (a token names
 //! the organisation its holder acts for).
 
-mod graphql;
+pub mod graphql;
 mod identifiers;
 pub mod loaders;
 pub mod model;
 mod service;
 
-pub use graphql::{Organization, OrganizationMutation, OrganizationQuery, OrganizationSubscription};
+pub use graphql::Organization;
 pub use identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 pub use model::OrganizationKind;
 pub use service::{MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};

@@ -15,7 +15,7 @@ use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use sea_orm::sea_query::ExprTrait;
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::identifiers::{DeviceSerial, ProductSlug};
@@ -42,10 +42,11 @@ mod events;
 mod mutations;
 mod query;
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use adapters::*;
-pub use events::*;
-pub use mutations::*;
-pub use query::*;
+pub use events::{DeviceSubscription as Subscription, *};
+pub use mutations::{DeviceMutation as Mutation, *};
+pub use query::{DeviceQuery as Query, *};
 
 /// Most dead letters one `deadLettersReplay` handles; call it again for more.
 const MAX_REPLAY: u64 = 100;
@@ -129,7 +130,7 @@ impl DeviceViewer {
         if let Some(m) = self.municipality() {
             // Only what the device sent since the municipality took it into service: what came
             // before (at the supplier, or at another owner) is not the new owner's to read.
-            let named = Query::select()
+            let named = SqlQuery::select()
                 .column(device::Column::Serial)
                 .from(device::Entity)
                 .and_where(device::Column::MunicipalityId.eq(m))
@@ -149,7 +150,7 @@ impl DeviceViewer {
 }
 
 fn products_of(supplier_id: i64) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
+    SqlQuery::select()
         .column(device_product::Column::Id)
         .from(device_product::Entity)
         .and_where(device_product::Column::SupplierId.eq(supplier_id))

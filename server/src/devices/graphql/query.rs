@@ -45,7 +45,7 @@ impl DeviceQuery {
         page: PageArgs,
     ) -> Result<Page<DeviceEvent>> {
         let viewer = DeviceViewer::of(ctx).await?;
-        let visible = Query::select()
+        let visible = SqlQuery::select()
             .column(device::Column::Id)
             .from(device::Entity)
             .cond_where(viewer.device_condition())

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::NaiveDate;
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::model::{
@@ -38,9 +38,10 @@ mod networks;
 mod query;
 mod reports;
 
-pub use mutations::*;
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
+pub use mutations::{LearningMutation as Mutation, *};
 pub use networks::*;
-pub use query::*;
+pub use query::{LearningQuery as Query, *};
 pub use reports::*;
 
 fn require_signed_in(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
@@ -110,12 +111,12 @@ impl Reader {
         }
         let mut any = Condition::any().add(experience_report::Column::Public.eq(true));
         if let Some(org) = self.org_id {
-            let taking_part = Query::select()
+            let taking_part = SqlQuery::select()
                 .column(participant::Column::ProcurementId)
                 .from(participant::Entity)
                 .and_where(participant::Column::OrganizationId.eq(org))
                 .to_owned();
-            let member_of = Query::select()
+            let member_of = SqlQuery::select()
                 .column(network_member::Column::NetworkId)
                 .from(network_member::Entity)
                 .and_where(network_member::Column::OrganizationId.eq(org))

@@ -266,7 +266,7 @@ impl ProcurementQuery {
             select = select.filter(procurement::Column::Category.eq(category));
         }
         if let Some(county) = filter.county {
-            let in_county = Query::select()
+            let in_county = SqlQuery::select()
                 .column((participant::Entity, participant::Column::ProcurementId))
                 .from(participant::Entity)
                 .inner_join(
@@ -282,7 +282,7 @@ impl ProcurementQuery {
         if let Some(municipality) = filter.municipality {
             let org = row_id(&municipality, NodeType::Organization)
                 .ok_or_else(|| ApiError::BadUserInput("`municipality` is not an organisation id".into()))?;
-            let taking_part = Query::select()
+            let taking_part = SqlQuery::select()
                 .column(participant::Column::ProcurementId)
                 .from(participant::Entity)
                 .and_where(participant::Column::OrganizationId.eq(org))
@@ -293,12 +293,12 @@ impl ProcurementQuery {
         if let Some(supplier) = filter.supplier {
             let org = row_id(&supplier, NodeType::Organization)
                 .ok_or_else(|| ApiError::BadUserInput("`supplier` is not an organisation id".into()))?;
-            let won = Query::select()
+            let won = SqlQuery::select()
                 .column(framework_agreement::Column::ProcurementId)
                 .from(framework_agreement::Entity)
                 .and_where(framework_agreement::Column::SupplierId.eq(org))
                 .to_owned();
-            let awarded = Query::select()
+            let awarded = SqlQuery::select()
                 .column((award::Entity, award::Column::ProcurementId))
                 .from(award::Entity)
                 .inner_join(

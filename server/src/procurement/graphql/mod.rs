@@ -4,7 +4,7 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::sea_query::{ExprTrait, Query};
+use sea_orm::sea_query::{ExprTrait, Query as SqlQuery};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::access::{Access, Viewer};
@@ -34,9 +34,10 @@ mod lifecycle;
 mod mutations;
 mod needs;
 
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use competition::*;
-pub use lifecycle::*;
-pub use mutations::*;
+pub use lifecycle::{ProcurementQuery as Query, *};
+pub use mutations::{ProcurementMutation as Mutation, *};
 pub use needs::*;
 
 /// The caller as the procurement rules see it, from the request's session.
