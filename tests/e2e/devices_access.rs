@@ -722,3 +722,43 @@ on_both_backends! {
         assert_eq!(snapshot(&app).await, before);
     }
 }
+
+on_both_backends! {
+    /// `replayReview` costs in proportion to what it replays, so 150 aliases of a 200-message
+    /// review are refused by cost before anything runs; and one request (a batch included) runs
+    /// at most one review, however many aliases ask for it.
+    async fn replay_reviews_cost_their_messages_and_run_once_per_request(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        activate(&app, &v1).await;
+        let admin = app.admin_token();
+
+        let one = "query($id: ID!) { node(id: $id) { ... on Adapter { replayReview(last: 200) { messagesCompared } } } }";
+        let (_, body) = app.graphql_raw(Some(&admin), one, json!({ "id": v1 })).await;
+        assert!(body["extensions"]["cost"]["requestedQueryCost"].as_u64().unwrap() >= 400, "{body}");
+
+        let aliases: String = (0..150).map(|i| format!("r{i}: replayReview(last: 200) {{ messagesCompared }} ")).collect();
+        let bomb = format!("query($id: ID!) {{ node(id: $id) {{ ... on Adapter {{ {aliases} }} }} }}");
+        let (_, body) = app.graphql_raw(Some(&admin), &bomb, json!({ "id": v1 })).await;
+        assert_eq!(first_error_code(&body), "MAX_COST_EXCEEDED", "{body}");
+        assert!(body.get("data").is_none_or(Value::is_null), "nothing ran: {body}");
+
+        let two = "query($id: ID!) { node(id: $id) { ... on Adapter {
+            a: replayReview(last: 1) { messagesCompared } b: replayReview(last: 1) { messagesCompared } } } }";
+        let (_, body) = app.graphql_raw(Some(&admin), two, json!({ "id": v1 })).await;
+        let reviewed = ["a", "b"].iter().filter(|k| body["data"]["node"][**k].is_object()).count();
+        assert_eq!(reviewed, 1, "{body}");
+        assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("one replayReview per request"), "{body}");
+
+        // A batch is one request.
+        let batch = json!([{ "query": one, "variables": { "id": v1 } }, { "query": one, "variables": { "id": v1 } }]);
+        let replies: Value = app.client.post(app.url("/graphql")).bearer_auth(&admin).json(&batch).send().await.unwrap().json().await.unwrap();
+        let reviewed = replies.as_array().unwrap().iter().filter(|r| r["data"]["node"]["replayReview"].is_object()).count();
+        assert_eq!(reviewed, 1, "{replies}");
+
+        // The next request runs its own.
+        let data = app.graphql(Some(&admin), one, json!({ "id": v1 })).await;
+        assert_eq!(data["node"]["replayReview"]["messagesCompared"], 0);
+    }
+}

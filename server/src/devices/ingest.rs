@@ -28,7 +28,7 @@ use super::content_type::ContentType;
 use super::model::{
     AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt,
 };
-use super::runtime::AdapterRuntime;
+use super::runtime::{AdapterRuntime, Lane};
 use crate::app::EventBus;
 use crate::db::Database;
 use crate::errors::ApiError;
@@ -186,7 +186,14 @@ async fn decode(
             "the active adapter kept running into its limits and is paused; the message is kept for replay",
         )),
         Some((id, Ok(adapter))) => {
-            let decode = runtime.decode(adapter, key, message.content_type.as_str(), message.body.clone(), received_at);
+            let decode = runtime.decode(
+                Lane::Ingest,
+                adapter,
+                key,
+                message.content_type.as_str(),
+                message.body.clone(),
+                received_at,
+            );
             match runtime.guarded(*id, decode).await {
                 Ok(events) => Decoded::Events(events),
                 Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),

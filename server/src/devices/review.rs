@@ -11,7 +11,7 @@ use velferd_plugins::{DecodeError, Event};
 use super::graphql::Adapter;
 use super::ingest::{self, recent_messages};
 use super::model::device_product;
-use super::runtime::AdapterRuntime;
+use super::runtime::{AdapterRuntime, Lane};
 use crate::db::Database;
 use crate::errors::ApiError;
 
@@ -188,7 +188,9 @@ pub async fn review(
         let received_at = message.received_at.to_utc();
         let decode = |adapter: velferd_plugins::ValidatedAdapter| {
             let (body, key, content_type) = (body.clone(), key.clone(), message.content_type.clone());
-            async move { runtime.decode(&adapter, &key, &content_type, body, received_at).await.map(as_values) }
+            async move {
+                runtime.decode(Lane::Review, &adapter, &key, &content_type, body, received_at).await.map(as_values)
+            }
         };
         let candidate_result: Outcome = decode(candidate.clone()).await;
         let baseline_result: Outcome = match &baseline {

@@ -13,11 +13,25 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use velferd_plugins::{AdapterHost, CallReport, DecodeError, Event, Limits, ValidatedAdapter, ValidationError};
 
+/// Whose budget an adapter call runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Live traffic and dead-letter replays: `VELFERD_ADAPTER_CONCURRENCY` calls at once.
+    Ingest,
+    /// Replay reviews of candidate versions: [`REVIEW_CALLS`] at once, apart from ingest.
+    Review,
+}
+
+/// Adapter calls replay reviews run at once, server-wide.
+pub const REVIEW_CALLS: usize = 1;
+
 #[derive(Clone)]
 pub struct AdapterRuntime {
     host: AdapterHost,
     compiled: Arc<Mutex<HashMap<i64, ValidatedAdapter>>>,
     calls: Arc<Semaphore>,
+    /// Replay reviews' own slot: a review never waits for, nor takes, ingest's slots.
+    reviews: Arc<Semaphore>,
     breakers: Arc<Mutex<HashMap<i64, Breaker>>>,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
@@ -59,6 +73,7 @@ impl AdapterRuntime {
             host,
             compiled: Arc::new(Mutex::new(HashMap::new())),
             calls: Arc::new(Semaphore::new(concurrent_calls)),
+            reviews: Arc::new(Semaphore::new(REVIEW_CALLS)),
             breakers: Arc::new(Mutex::new(HashMap::new())),
             metrics: None,
         })
@@ -133,9 +148,11 @@ impl AdapterRuntime {
         result
     }
 
-    /// Decodes one message in a fresh sandbox. `key` names the caller in the adapter's logs.
+    /// Decodes one message in a fresh sandbox, on `lane`'s budget. `key` names the caller in the
+    /// adapter's logs.
     pub async fn decode(
         &self,
+        lane: Lane,
         adapter: &ValidatedAdapter,
         key: &str,
         content_type: &str,
@@ -144,7 +161,11 @@ impl AdapterRuntime {
     ) -> Result<Vec<Event>, DecodeError> {
         let (host, adapter, owned_key, content_type) =
             (self.host.clone(), adapter.clone(), key.to_string(), content_type.to_string());
-        let _permit = self.calls.acquire().await.expect("the semaphore is never closed");
+        let slots = match lane {
+            Lane::Ingest => &self.calls,
+            Lane::Review => &self.reviews,
+        };
+        let _permit = slots.acquire().await.expect("the semaphore is never closed");
         let report: CallReport<Vec<Event>> = tokio::task::spawn_blocking(move || {
             host.decode_with_report(&adapter, &owned_key, &content_type, &payload, received_at)
         })

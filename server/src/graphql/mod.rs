@@ -7,6 +7,7 @@ pub mod errors;
 pub mod limits;
 pub mod loaders;
 pub mod node;
+pub mod operation;
 pub mod relay;
 pub mod session;
 pub mod viewer;

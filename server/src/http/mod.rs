@@ -329,6 +329,8 @@ fn operation_type(request: &Request) -> Option<OperationType> {
 }
 
 async fn execute(shared: &Shared, batch: BatchRequest, req: &HttpRequest) -> HttpResponse {
+    // One set of guards for the whole request: a batch is one request.
+    let batch = batch.data(crate::graphql::operation::OperationGuards::new());
     let run = AssertUnwindSafe(shared.schema.execute_batch(batch)).catch_unwind();
     match run.await {
         Ok(response) => {
@@ -386,7 +388,7 @@ struct TracedSchema {
 
 impl async_graphql::Executor for TracedSchema {
     async fn execute(&self, request: Request) -> async_graphql::Response {
-        self.schema.execute(request).await
+        self.schema.execute(request.data(crate::graphql::operation::OperationGuards::new())).await
     }
 
     fn execute_stream(
@@ -399,6 +401,7 @@ impl async_graphql::Executor for TracedSchema {
         let name: String = request.operation_name.as_deref().unwrap_or("anonymous").chars().take(64).collect();
         let span =
             tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
+        let request = request.data(crate::graphql::operation::OperationGuards::new());
         let inner = self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default());
         TracedStream { inner, span, id }.boxed()
     }

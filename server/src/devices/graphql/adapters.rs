@@ -146,6 +146,10 @@ impl Adapter {
     /// messages the product received (at most 200, newest first; bodies are kept for the most
     /// recent messages only) and shows, message by message, where their events differ. Admins
     /// and the product's supplier.
+    ///
+    /// It costs two per message (each is decoded by both versions), and one request (or
+    /// WebSocket operation) runs at most one review.
+    #[graphql(complexity = "2 * usize::try_from(last).unwrap_or(0).max(1) + child_complexity")]
     async fn replay_review(&self, ctx: &Context<'_>, #[graphql(default = 50)] last: i32) -> Result<ReplayReview> {
         let product = load_existing(ctx, ProductById(self.0.product_id), "device product").await?;
         if !DeviceViewer::of(ctx).await?.manages(&product) {
@@ -156,6 +160,7 @@ impl Adapter {
         if !(1..=MAX_REVIEW).contains(&last) {
             return Err(ApiError::BadUserInput(format!("`last` must be 1 to {MAX_REVIEW}")).into());
         }
+        crate::graphql::operation::claim_replay_review(ctx)?;
         let state = state(ctx);
         Ok(review::review(&state.db, &state.adapters, &product, self.0.id, last as u64).await?)
     }
