@@ -23,6 +23,8 @@ pub struct AppState {
     pub devices: DeviceSettings,
     /// This server's Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Each product's ingest rate limit and what it refused.
+    pub ingest_limits: Arc<crate::devices::limits::IngestLimits>,
 }
 
 impl AppState {
@@ -32,7 +34,8 @@ impl AppState {
         let ingest = IngestWriter::start(db.clone(), events.clone());
         let metrics = Arc::new(Metrics::new());
         let adapters = adapters.with_metrics(metrics.clone());
-        AppState { db, events, adapters, ingest, devices, metrics }
+        let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
+        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits }
     }
 }
 

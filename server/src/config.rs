@@ -40,6 +40,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
+    ("VELFERD_INGEST_RATE", "messages per second one product may send, per server instance (default 1000)"),
+    ("VELFERD_INGEST_BURST", "messages one product may send at once above its rate (default 5000)"),
+    (
+        "VELFERD_DEAD_LETTER_QUOTA_BYTES",
+        "bytes of unresolved dead letters one product may keep (default 268435456, 256 MiB)",
+    ),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
     (
         "VELFERD_LOG_FORMAT",
@@ -135,6 +141,7 @@ pub struct DeviceSettings {
     pub max_batch: usize,
     pub max_batch_bytes: usize,
     pub replay_retention: u32,
+    pub ingest_limits: crate::devices::limits::IngestLimitSettings,
 }
 
 /// Raw setting values by environment-variable name, before parsing.
@@ -207,6 +214,12 @@ impl Settings {
             max_batch: parse_number(get, "VELFERD_INGEST_MAX_BATCH", 500, 1..=10_000)?,
             max_batch_bytes: parse_number(get, "VELFERD_INGEST_MAX_BATCH_BYTES", 8 << 20, 1024..=(256 << 20))?,
             replay_retention: parse_number(get, "VELFERD_REPLAY_RETENTION", 200, 1..=100_000)? as u32,
+            ingest_limits: crate::devices::limits::IngestLimitSettings {
+                rate_per_second: parse_number(get, "VELFERD_INGEST_RATE", 1000, 1..=10_000_000)? as u32,
+                burst: parse_number(get, "VELFERD_INGEST_BURST", 5000, 1..=10_000_000)? as u32,
+                dead_letter_quota_bytes: parse_number(get, "VELFERD_DEAD_LETTER_QUOTA_BYTES", 256 << 20, 0..=(1 << 40))?
+                    as u64,
+            },
             adapter_limits,
         };
 

@@ -216,6 +216,7 @@ pub async fn ingest(
     product: &device_product::Model,
     messages: Vec<Message>,
     retention: u32,
+    dead_letter_quota: u64,
 ) -> Result<IngestReply, ApiError> {
     let received_at = Utc::now();
     let active = active_adapter(db, runtime, product.id).await?;
@@ -226,7 +227,8 @@ pub async fn ingest(
     }
     let adapter_id = active.as_ref().map(|(id, _)| *id);
     let (reply, answer) = oneshot::channel();
-    let pending = Pending { product_id: product.id, adapter_id, retention, received_at, items, reply };
+    let pending =
+        Pending { product_id: product.id, adapter_id, retention, dead_letter_quota, received_at, items, reply };
     writer.queue.send(pending).await.map_err(|_| ApiError::internal("the ingest writer stopped"))?;
     let results = answer
         .await
@@ -243,6 +245,8 @@ struct Pending {
     product_id: i64,
     adapter_id: Option<i64>,
     retention: u32,
+    /// Bytes of unresolved dead letters the product may keep.
+    dead_letter_quota: u64,
     received_at: DateTime<Utc>,
     items: Vec<(Message, Decoded)>,
     reply: oneshot::Sender<Result<Vec<MessageResult>, String>>,
@@ -324,11 +328,13 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
     let mut accepted = Vec::new();
     for (g, pending) in group.iter_mut().enumerate() {
         let (product_id, adapter_id, received_at) = (pending.product_id, pending.adapter_id, pending.received_at);
+        let quota = Some(pending.dead_letter_quota);
         for (i, (message, decoded)) in pending.items.drain(..).enumerate() {
             match decoded {
                 Decoded::Retry(why) => results[g][i] = Some(MessageResult::retry(why)),
                 Decoded::Failed(why) => {
-                    results[g][i] = Some(reject(&txn, product_id, adapter_id, &message, why, None, received_at).await?)
+                    results[g][i] =
+                        Some(reject(&txn, product_id, adapter_id, &message, why, None, received_at, quota).await?)
                 }
                 Decoded::Events(events) => match unknown_serial(product_id, &events, &devices) {
                     Some(serial) => {
@@ -336,8 +342,10 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
                             "unknown-device",
                             format!("no device {serial:?} of this product is registered; the message is kept"),
                         );
-                        results[g][i] =
-                            Some(reject(&txn, product_id, adapter_id, &message, why, Some(serial), received_at).await?)
+                        results[g][i] = Some(
+                            reject(&txn, product_id, adapter_id, &message, why, Some(serial), received_at, quota)
+                                .await?,
+                        )
                     }
                     None => accepted.push((
                         (g, i),
@@ -579,7 +587,10 @@ fn severity_name(e: &Event) -> String {
 }
 
 /// Keeps a message as a dead letter (one per message identity — product, content type and
-/// bytes: the same message sent again updates the same dead letter) and writes its receipt.
+/// bytes: the same message sent again updates the same dead letter) and writes its receipt. A
+/// new dead letter that would take the product's unresolved dead letters over `quota` bytes is
+/// not kept: the message is answered `RETRY` (reason `dead-letter-quota`) and nothing is written,
+/// so the sender keeps it until the supplier has fixed and replayed what is stuck.
 #[allow(clippy::too_many_arguments)]
 async fn reject<C: ConnectionTrait>(
     db: &C,
@@ -589,6 +600,7 @@ async fn reject<C: ConnectionTrait>(
     why: Reason,
     device_serial: Option<String>,
     received_at: DateTime<Utc>,
+    quota: Option<u64>,
 ) -> Result<MessageResult, DbErr> {
     let sha = sha256_hex(&message.body);
     let key = velferd_migration::message_key(product_id, message.content_type.as_str(), &message.body);
@@ -612,6 +624,19 @@ async fn reject<C: ConnectionTrait>(
             letter.update(db).await?.id
         }
         None => {
+            if let Some(quota) = quota {
+                let used = unresolved_dead_letter_bytes(db, product_id).await?;
+                if used.saturating_add(message.body.len() as u64) > quota {
+                    let why = reason(
+                        DEAD_LETTER_QUOTA,
+                        format!(
+                            "the product keeps {used} bytes of unresolved dead letters, its quota is {quota}; \
+                             the message is not kept: send it again once the dead letters are replayed"
+                        ),
+                    );
+                    return Ok(MessageResult::retry(why));
+                }
+            }
             dead_letter::ActiveModel {
                 product_id: Set(product_id),
                 content_type: Set(message.content_type.to_string()),
@@ -682,6 +707,22 @@ async fn prune_bodies<C: ConnectionTrait>(db: &C, product_id: i64, retention: u3
             .await?;
     }
     Ok(())
+}
+
+/// The reason code of a message refused because its product's dead-letter quota is full.
+pub const DEAD_LETTER_QUOTA: &str = "dead-letter-quota";
+
+/// Bytes of the product's unresolved dead letters: what its quota counts.
+pub async fn unresolved_dead_letter_bytes<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<u64, DbErr> {
+    let bytes: Option<i64> = dead_letter::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("COALESCE(SUM(LENGTH(body)), 0)"), "bytes")
+        .filter(dead_letter::Column::ProductId.eq(product_id))
+        .filter(dead_letter::Column::ResolvedAt.is_null())
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
 }
 
 /// What replaying one dead letter came to.

@@ -7,6 +7,7 @@ pub mod content_type;
 pub mod graphql;
 pub mod identifiers;
 pub mod ingest;
+pub mod limits;
 pub mod loaders;
 pub mod model;
 pub mod review;

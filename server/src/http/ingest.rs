@@ -23,6 +23,7 @@ use crate::auth::Role;
 use crate::devices::content_type::ContentType;
 use crate::devices::identifiers::ProductSlug;
 use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageStatus, Reason};
+use crate::devices::limits::{self, Refusal};
 use crate::devices::model::device_product;
 use crate::graphql::errors::ApiError;
 
@@ -103,9 +104,53 @@ async fn run(
     messages: Vec<Message>,
 ) -> Result<IngestReply, HttpResponse> {
     let state = &shared.state;
-    ingest::ingest(&state.db, &state.adapters, &state.ingest, product, messages, state.devices.replay_retention)
+    let settings = &state.devices;
+    let quota = settings.ingest_limits.dead_letter_quota_bytes;
+    ingest::ingest(&state.db, &state.adapters, &state.ingest, product, messages, settings.replay_retention, quota)
         .await
         .map_err(internal)
+}
+
+/// Admits `messages` messages of `product` under its rate limit; `Err` is the 429 to send.
+#[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
+fn admit(shared: &Shared, product: &device_product::Model, messages: usize) -> Result<(), HttpResponse> {
+    shared.state.ingest_limits.admit(product.id, messages).map_err(|wait| {
+        let settings = shared.state.devices.ingest_limits;
+        let message = format!(
+            "{} may send {} messages a second (bursts of {}); send these again after the Retry-After seconds",
+            product.slug, settings.rate_per_second, settings.burst
+        );
+        too_many_requests(Refusal::RateLimited.code(), &message, limits::retry_after_seconds(wait))
+    })
+}
+
+fn too_many_requests(code: &str, message: &str, retry_after: u64) -> HttpResponse {
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, code, message);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+    response
+}
+
+/// How long a sender waits before it offers a message its product's dead-letter quota refused:
+/// the supplier has to fix and replay what is stuck first.
+const QUOTA_RETRY_AFTER_SECONDS: u64 = 60;
+
+/// The reply to send: `429` with `Retry-After` when the product's dead-letter quota refused a
+/// message (the rest of a batch is answered as usual, message by message), else `status`.
+fn reply_with(
+    shared: &Shared,
+    product: &device_product::Model,
+    status: StatusCode,
+    reply: &IngestReply,
+) -> HttpResponse {
+    let over_quota =
+        reply.results.iter().any(|r| r.reason.as_ref().is_some_and(|why| why.code == ingest::DEAD_LETTER_QUOTA));
+    if !over_quota {
+        return HttpResponse::build(status).json(reply);
+    }
+    shared.state.ingest_limits.record(product.id, Refusal::DeadLetterQuota);
+    let mut response = HttpResponse::TooManyRequests().json(reply);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(QUOTA_RETRY_AFTER_SECONDS));
+    response
 }
 
 /// One message.
@@ -134,6 +179,7 @@ async fn one(
     };
     let content_type =
         content_type.map_err(|message| error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message))?;
+    admit(shared, &product, 1)?;
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
     let body = read_body(payload, limit, "the message").await?;
@@ -147,8 +193,8 @@ async fn one(
         MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
         MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
     };
-    let mut response = HttpResponse::build(status).json(&reply);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    let mut response = reply_with(shared, &product, status, &reply);
+    if status == StatusCode::SERVICE_UNAVAILABLE && response.status() == status {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     Ok(response)
@@ -242,6 +288,7 @@ async fn batch(
         ),
         BatchError::Invalid(message) => error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     })?;
+    admit(shared, &product, messages.len())?;
     // Messages over the adapter's input cap or with an invalid content type are refused one by
     // one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
@@ -261,7 +308,7 @@ async fn batch(
     let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
-        return Ok(HttpResponse::Ok().json(&reply));
+        return Ok(reply_with(shared, &product, StatusCode::OK, &reply));
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
     results.extend(refused.into_iter().map(|(i, why)| {
@@ -280,7 +327,7 @@ async fn batch(
     results.sort_by_key(|(i, _)| *i);
     let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
     shared.state.metrics.ingest_reply(&product.slug, &reply);
-    Ok(HttpResponse::Ok().json(&reply))
+    Ok(reply_with(shared, &product, StatusCode::OK, &reply))
 }
 
 #[cfg(test)]

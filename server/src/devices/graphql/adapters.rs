@@ -37,6 +37,48 @@ impl DeviceProduct {
         rows.reverse();
         Ok(Some(rows.into_iter().map(Adapter).collect()))
     }
+
+    /// What the product's ingest may cost the platform, how much of it is used, and the last time
+    /// a limit refused its messages. The supplier and admins only; null for others.
+    async fn ingest_limits(&self, ctx: &Context<'_>) -> Result<Option<IngestLimitsView>> {
+        if !DeviceViewer::of(ctx).await?.manages(&self.0) {
+            return Ok(None);
+        }
+        let state = state(ctx);
+        let settings = state.devices.ingest_limits;
+        let used = crate::devices::ingest::unresolved_dead_letter_bytes(state.db.read(), self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        let last = state.ingest_limits.last_refusal(self.0.id);
+        Ok(Some(IngestLimitsView {
+            rate_per_second: i64::from(settings.rate_per_second),
+            burst: i64::from(settings.burst),
+            dead_letter_quota_bytes: i64::try_from(settings.dead_letter_quota_bytes).unwrap_or(i64::MAX),
+            dead_letter_bytes: i64::try_from(used).unwrap_or(i64::MAX),
+            last_refused_at: last.map(|l| l.at),
+            last_refusal_code: last.map(|l| l.refusal.code().to_string()),
+        }))
+    }
+}
+
+/// A product's ingest limits (`VELFERD_INGEST_RATE`, `VELFERD_INGEST_BURST`,
+/// `VELFERD_DEAD_LETTER_QUOTA_BYTES`) and their use. A refused message is answered `429` with
+/// `Retry-After`; the sender keeps it.
+#[derive(SimpleObject)]
+#[graphql(name = "IngestLimits")]
+pub struct IngestLimitsView {
+    /// Messages per second the product may send, on each server instance.
+    pub rate_per_second: i64,
+    /// Messages it may send at once above that rate.
+    pub burst: i64,
+    /// Bytes of unresolved dead letters it may keep.
+    pub dead_letter_quota_bytes: i64,
+    /// Bytes of unresolved dead letters it keeps now.
+    pub dead_letter_bytes: i64,
+    /// When a limit last refused one of its messages, on the server instance that answers.
+    pub last_refused_at: Option<DateTime<Utc>>,
+    /// `INGEST_RATE_LIMITED` or `DEAD_LETTER_QUOTA_EXCEEDED`.
+    pub last_refusal_code: Option<String>,
 }
 
 /// One uploaded version of a product's adapter.
