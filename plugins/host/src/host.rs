@@ -629,14 +629,58 @@ fn check_input(limits: &Limits, content_type: &str, payload: &[u8]) -> Result<()
 }
 
 fn cap_output(mut report: CallReport<Vec<Event>>, limit: usize) -> CallReport<Vec<Event>> {
-    if let Ok(events) = &report.result {
-        let size = serde_json::to_vec(events).map(|v| v.len()).unwrap_or(usize::MAX);
-        report.cost.output_bytes = size;
-        if size > limit {
-            report.result = Err(DecodeError::OutputTooLarge { size, limit });
+    match &mut report.result {
+        Ok(events) => {
+            let size = serde_json::to_vec(events).map(|v| v.len()).unwrap_or(usize::MAX);
+            report.cost.output_bytes = size;
+            if size > limit {
+                report.result = Err(DecodeError::OutputTooLarge { size, limit });
+            }
         }
+        Err(
+            DecodeError::Malformed(message) | DecodeError::Unsupported(message) | DecodeError::InvalidCommand(message),
+        ) => {
+            cap_message(message);
+        }
+        Err(_) => {}
     }
     report
+}
+
+/// Most characters of an adapter's own error message that are kept: the host stores it with
+/// the dead letter, so an adapter must not choose how much that takes.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
+
+/// Cuts an adapter's error message to [`MAX_ERROR_MESSAGE_CHARS`], saying so.
+fn cap_message(message: &mut String) {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push_str(" … (cut)");
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn an_adapters_error_message_is_cut_to_a_thousand_characters() {
+        let mut long = "ø".repeat(5000);
+        cap_message(&mut long);
+        assert_eq!(long.chars().count(), MAX_ERROR_MESSAGE_CHARS + " … (cut)".chars().count());
+        let mut short = "bad dose".to_string();
+        cap_message(&mut short);
+        assert_eq!(short, "bad dose");
+        let report = CallReport {
+            result: Err(DecodeError::Malformed("x".repeat(2000))),
+            cost: CallCost::default(),
+            logs: vec![],
+        };
+        match cap_output(report, 10).result {
+            Err(DecodeError::Malformed(m)) => assert!(m.len() < 1100, "{}", m.len()),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 fn decode_call(
