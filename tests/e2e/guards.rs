@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use velferd::auth::Role;
 
+use crate::devices::Fleet;
 use crate::support::{Backend, TestApp, first_error_code, on_both_backends};
 
 /// Row counts of every table: equal before and after means nothing was written.
@@ -194,4 +196,138 @@ async fn responses_over_the_cap_are_refused_alone_and_in_batches() {
     let (small, body) = post(&app, json!({ "query": LARGE })).await;
     assert_eq!(first_error_code(&body), "RESPONSE_TOO_LARGE", "{body}");
     assert!(body["data"].is_null() && small < 1000, "{body}");
+}
+
+const DEVICE_EVENTS: &str =
+    "query($kinds: [String!]) { deviceEvents(first: 10, filter: { kinds: $kinds }) { totalCount } }";
+
+on_both_backends! {
+    /// Finding 11: `deviceEvents(filter: { kinds })` takes at most 100 kinds (each is an SQL
+    /// parameter: 40,000 failed inside the database with INTERNAL_SERVER_ERROR), and no list
+    /// anywhere takes more than 1,000 values, in the variables or written in the document.
+    async fn device_event_kinds_are_bounded(app) {
+        let fleet = Fleet::new(&app).await;
+        let token = fleet.case_worker_token(&app);
+        let before = snapshot(&app).await;
+        let kinds = |n: usize| (0..n).map(|i| format!("kind-{i}")).collect::<Vec<_>>();
+        let (_, body) = app.graphql_raw(Some(&token), DEVICE_EVENTS, json!({ "kinds": kinds(100) })).await;
+        assert!(body.get("errors").is_none(), "{body}");
+        for n in [101, 40_000] {
+            let (_, body) = app.graphql_raw(Some(&token), DEVICE_EVENTS, json!({ "kinds": kinds(n) })).await;
+            assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{n}: {body}");
+        }
+        // Written in the document instead of the variables.
+        let literal = format!("{{ deviceEvents(filter: {{ kinds: {:?} }}) {{ totalCount }} }}", kinds(1001));
+        let (_, body) = app.graphql_raw(Some(&token), &literal, json!({})).await;
+        assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(snapshot(&app).await, before);
+    }
+}
+
+/// Every list-typed argument and input field of the schema, with the bound that holds it and
+/// the test that proves it. A list added to the schema fails
+/// [`every_list_argument_is_bounded`] until it is bounded and listed here.
+const BOUNDED_LISTS: &[(&str, &str)] = &[
+    ("DeadLettersReplayInput.ids", "MAX_ENTRIES (devices: dead letters over 100 ids)"),
+    ("DeviceEventFilter.kinds", "validator max_items 100 (guards::device_event_kinds_are_bounded)"),
+    ("DialogueActivityAddInput.attendees", "MAX_ENTRIES, bounded() in the mutation"),
+    ("ExperienceReportPublishInput.lessons", "MAX_ENTRIES (learning: attendance and lessons over 100)"),
+    ("Gathering.memberAttendance(levels)", "validator max_items 100 (guards::member_attendance_levels_are_bounded)"),
+    ("GatheringAddInput.attendance", "MAX_ENTRIES (learning: attendance and lessons over 100)"),
+    ("Query.nodes(ids)", "connection::MAX_PAGE (100) in the resolver"),
+    ("TenderResponseScoreInput.scores", "MAX_ENTRIES, bounded() in the mutation"),
+    ("TenderSubmitInput.responses", "MAX_ENTRIES, bounded() in the mutation"),
+    ("UserStoryAddInput.acceptanceCriteria", "MAX_ENTRIES, bounded() in the mutation"),
+];
+
+/// The list-typed arguments (`Type.field(arg)`) and input fields (`Input.field`) of the SDL.
+fn list_arguments(sdl: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut current: Option<(bool, String)> = None;
+    let mut in_description = false;
+    for line in sdl.lines() {
+        let line = line.trim();
+        if in_description {
+            in_description = !line.ends_with("\"\"\"");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("\"\"\"") {
+            in_description = !rest.ends_with("\"\"\"");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("input ") {
+            current = Some((true, rest.split_whitespace().next().unwrap().to_string()));
+        } else if let Some(rest) = line.strip_prefix("type ").or_else(|| line.strip_prefix("interface ")) {
+            current = Some((false, rest.split_whitespace().next().unwrap().to_string()));
+        } else if line == "}" {
+            current = None;
+        } else if let Some((is_input, owner)) = &current {
+            let Some(name) = line.split(['(', ':']).next().map(str::trim).filter(|n| !n.is_empty()) else { continue };
+            if *is_input {
+                if line.split_once(':').is_some_and(|(_, ty)| ty.trim_start().starts_with('[')) {
+                    found.push(format!("{owner}.{name}"));
+                }
+            } else if let Some((_, rest)) = line.split_once('(')
+                && let Some((args, _)) = rest.rsplit_once(')')
+            {
+                for arg in args.split(',') {
+                    if let Some((arg, ty)) = arg.split_once(':')
+                        && ty.trim_start().starts_with('[')
+                    {
+                        found.push(format!("{owner}.{name}({})", arg.trim()));
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn every_list_argument_is_bounded() {
+    let sdl = velferd::graphql::sdl();
+    let found = list_arguments(&sdl);
+    let listed: Vec<String> = BOUNDED_LISTS.iter().map(|(path, _)| path.to_string()).collect();
+    assert_eq!(found, listed, "a list argument or input field without a listed bound (or a listed one gone)");
+}
+
+on_both_backends! {
+    /// Finding 11: `Gathering.memberAttendance(levels)` takes at most 100 levels.
+    async fn member_attendance_levels_are_bounded(app) {
+        let programme = crate::procurement::org_number(340);
+        app.create_organization(json!({ "kind": "PROGRAMME", "name": "Programmet", "orgNumber": programme })).await;
+        let host = app
+            .create_organization(json!({ "kind": "MUNICIPALITY", "name": "Inderøy kommune",
+                "orgNumber": crate::procurement::org_number(341), "municipalityNumber": "5053", "county": "Trøndelag" }))
+            .await;
+        let adviser = app.token(&programme, &[Role::Advisor]);
+        let data = app
+            .graphql(Some(&adviser), "mutation { learningNetworkCreate(input: { name: \"Nettverk\" }) { learningNetwork { id } } }", json!({}))
+            .await;
+        let network = data["learningNetworkCreate"]["learningNetwork"]["id"].as_str().unwrap().to_string();
+        app.graphql(
+            Some(&adviser),
+            "mutation($n: ID!, $o: ID!) { learningNetworkMemberAdd(input: { networkId: $n, organizationId: $o }) { userErrors { code } } }",
+            json!({ "n": network, "o": host }),
+        )
+        .await;
+        let data = app
+            .graphql(
+                Some(&adviser),
+                "mutation($input: GatheringAddInput!) { gatheringAdd(input: $input) { gathering { id } userErrors { code } } }",
+                json!({ "input": { "networkId": network, "number": 1, "heldOn": "2018-03-01", "hostId": host,
+                    "topic": "Samling", "attendance": [{ "organizationId": host, "people": 1 }] } }),
+            )
+            .await;
+        assert!(data["gatheringAdd"]["gathering"]["id"].is_string(), "{data}");
+        let before = snapshot(&app).await;
+        let query = "query($id: ID!, $levels: [AttendanceLevel!]) { node(id: $id) { ... on LearningNetwork { gatherings { nodes { memberAttendance(levels: $levels) { totalCount } } } } } }";
+        let data = app.graphql(Some(&adviser), query, json!({ "id": network, "levels": vec!["ONE_PERSON"; 100] })).await;
+        assert_eq!(data["node"]["gatherings"]["nodes"][0]["memberAttendance"]["totalCount"], 1, "{data}");
+        let (_, body) = app.graphql_raw(Some(&adviser), query, json!({ "id": network, "levels": vec!["ONE_PERSON"; 101] })).await;
+        assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(snapshot(&app).await, before);
+    }
 }

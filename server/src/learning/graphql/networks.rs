@@ -214,7 +214,7 @@ impl Gathering {
     async fn member_attendance(
         &self,
         ctx: &Context<'_>,
-        levels: Option<Vec<AttendanceLevel>>,
+        #[graphql(validator(max_items = 100))] levels: Option<Vec<AttendanceLevel>>,
         after: Option<String>,
         before: Option<String>,
         first: Option<i32>,
