@@ -331,3 +331,72 @@ on_both_backends! {
         assert_eq!(snapshot(&app).await, before);
     }
 }
+
+on_both_backends! {
+    /// Finding 12: an argument of 100 kB is not echoed back whole in the error that names it.
+    async fn long_arguments_are_not_echoed_whole(app) {
+        let value = "A".repeat(100_000);
+        let query = format!("{{ procurements(first: 1, filter: {{ phase: {value} }}) {{ totalCount }} }}");
+        let response = app.client.post(app.url("/graphql")).json(&json!({ "query": query })).send().await.unwrap();
+        let bytes = response.bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(body["errors"].is_array(), "{body}");
+        assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        // A parse error quotes the line it failed on: cut too.
+        let query = format!("{{ node(id: \"{value}\") {{ id }} ");
+        let response = app.client.post(app.url("/graphql")).json(&json!({ "query": query })).send().await.unwrap();
+        let bytes = response.bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(first_error_code(&body), "GRAPHQL_PARSE_FAILED", "{body}");
+        assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+    }
+}
+
+on_both_backends! {
+    /// Finding 12: a 100 kB bearer token is refused by its size, before it is decoded (actix
+    /// itself refuses request heads over 128 KiB).
+    async fn oversized_authorization_headers_are_refused(app) {
+        let token = format!("{}.{}.{}", "e".repeat(33_000), "e".repeat(33_000), "e".repeat(33_000));
+        let (status, body) = app.graphql_raw(Some(&token), "{ __typename }", json!({})).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("at most 8192"), "{message}");
+        // A real token still works.
+        let token = app.token(crate::support::MUNICIPALITY_ORG, &[Role::CaseWorker]);
+        let (status, _) = app.graphql_raw(Some(&token), "{ __typename }", json!({})).await;
+        assert_eq!(status, 200);
+    }
+}
+
+on_both_backends! {
+    /// Finding 12: a multipart request carries one file; a second is refused before anything is
+    /// read or written.
+    async fn multipart_uploads_with_two_files_are_refused(app) {
+        let fleet = Fleet::new(&app).await;
+        let before = snapshot(&app).await;
+        let component = crate::guests::component("velferd_dispenser_json");
+        let operations = json!({
+            "query": "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id } userErrors { code } } }",
+            "variables": { "input": { "product": crate::devices::DISPENSER, "component": null, "signature": fleet.sign(&component) } },
+        });
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", json!({ "0": ["variables.input.component"], "1": ["variables.input.component"] }).to_string())
+            .part("0", reqwest::multipart::Part::bytes(component.clone()).file_name("adapter.wasm"))
+            .part("1", reqwest::multipart::Part::bytes(component).file_name("second.wasm"));
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(fleet.supplier_token(&app))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(first_error_code(&body), "BAD_REQUEST", "{body}");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("one file"), "{body}");
+        assert_eq!(snapshot(&app).await, before);
+    }
+}

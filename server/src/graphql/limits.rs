@@ -170,6 +170,7 @@ impl Operation {
     /// Codes and counts the errors of one response.
     fn finish_errors(&self, metrics: Option<&Metrics>, response: &mut Response) {
         for error in &mut response.errors {
+            crate::errors::clip_message(&mut error.message);
             if is_operation_selection_error(error) {
                 self.selection_failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 error.extensions.get_or_insert_with(Default::default).set("code", "GRAPHQL_VALIDATION_FAILED");

@@ -177,6 +177,8 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> Arc<str> {
 
 /// A GraphQL-shaped error body, for failures before GraphQL runs.
 fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let mut message = message.to_string();
+    crate::errors::clip_message(&mut message);
     HttpResponse::build(status).json(serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": code } }]
     }))
@@ -240,6 +242,15 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
             );
         }
     };
+    // async-graphql's `max_num_files` only counts together with a file-size limit: count here.
+    let files: usize = batch.iter().map(|request| request.uploads.len()).sum();
+    if files > 1 {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("a multipart request may carry one file; this one carries {files}"),
+        );
+    }
     if let BatchRequest::Batch(requests) = &batch {
         if requests.len() > shared.limits.max_batch {
             return error_response(
