@@ -520,17 +520,21 @@ mod tests {
         }
     }
 
-    /// Selections (with argument values and directives) a naive walk visits, following every
-    /// spread, as validation does; stops counting past `cap` so the test stays fast.
+    /// Selections (weighted by argument values and directives) a naive walk visits, following
+    /// every spread, as validation does; stops counting past `cap` so the test stays fast.
     fn naive(doc: &ExecutableDocument, set: &SelectionSet, count: &mut u64, cap: u64) {
         for selection in &set.items {
             if *count > cap {
                 return;
             }
-            *count += 1;
+            // Each selection weighs as the guard weighs it on its own; only the expansion of
+            // spreads is left to this walk.
+            *count += 1 + directive_weight(selection.node.directives()).unwrap();
             match &selection.node {
                 Selection::Field(field) => {
-                    *count += field.node.arguments.len() as u64;
+                    for (_, value) in &field.node.arguments {
+                        *count += argument_weight(&value.node).unwrap();
+                    }
                     naive(doc, &field.node.selection_set.node, count, cap);
                 }
                 Selection::FragmentSpread(spread) => {
@@ -564,8 +568,12 @@ mod tests {
             let doc = parse_query(&query).unwrap();
             let limits = DocumentLimits { max_selections, ..LIMITS };
             let mut walked = 0;
+            // What validation walks: each operation, and each fragment definition on its own.
             for (_, operation) in doc.operations.iter() {
                 naive(&doc, &operation.node.selection_set.node, &mut walked, max_selections as u64);
+            }
+            for fragment in doc.fragments.values() {
+                naive(&doc, &fragment.node.selection_set.node, &mut walked, max_selections as u64);
             }
             match measure(&doc, &limits) {
                 Ok(measured) => prop_assert!(measured.selections >= walked, "{} < {walked}\n{query}", measured.selections),
