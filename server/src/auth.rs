@@ -138,6 +138,10 @@ pub struct Caller {
 #[error("{0}")]
 pub struct AuthError(pub String);
 
+/// Largest `Authorization` value read: Velferd's tokens are a few hundred bytes, and a larger
+/// one would be decoded and its signature computed before it could be refused.
+pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+
 /// Checks bearer tokens against the configured key, issuer and audience, with the algorithm
 /// pinned by configuration (a token's own `alg` header is never trusted to choose).
 #[derive(Clone)]
@@ -169,6 +173,12 @@ impl TokenVerifier {
     /// Reads an `Authorization` header value. `None` means no header: anonymous.
     pub fn actor_from_header(&self, header: Option<&str>) -> Result<Actor, AuthError> {
         let Some(value) = header else { return Ok(Actor::Anonymous) };
+        if value.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(AuthError(format!(
+                "Authorization header is {} bytes; at most {MAX_AUTHORIZATION_BYTES} are accepted",
+                value.len()
+            )));
+        }
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))

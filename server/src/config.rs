@@ -33,6 +33,15 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_MAX_COMPLEXITY", "highest query cost accepted (default 10000)"),
     ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
     ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body (default 1048576)"),
+    ("VELFERD_GRAPHQL_MAX_TOKENS", "most tokens in one GraphQL document (default 20000)"),
+    ("VELFERD_GRAPHQL_MAX_NESTING", "deepest bracket nesting in one GraphQL document (default 64)"),
+    (
+        "VELFERD_GRAPHQL_MAX_SELECTIONS",
+        "most selections in one GraphQL document with its fragments expanded (default 10000)",
+    ),
+    ("VELFERD_GRAPHQL_MAX_FRAGMENTS", "most fragment definitions in one GraphQL document (default 100)"),
+    ("VELFERD_GRAPHQL_MAX_DIRECTIVES", "most directives in one GraphQL document (default 100)"),
+    ("VELFERD_GRAPHQL_MAX_RESPONSE_BYTES", "largest GraphQL response, batches included (default 8388608)"),
     ("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "how long DataLoaders collect keys before querying (default 2)"),
     ("VELFERD_ADAPTER_DEADLINE_MS", "wall-clock deadline of one adapter call (default 100)"),
     ("VELFERD_ADAPTER_FUEL", "instruction budget of one adapter call; 0 turns fuel metering off (default 10000000)"),
@@ -114,6 +123,10 @@ pub struct GraphqlLimits {
     pub max_complexity: usize,
     pub max_batch: usize,
     pub max_body_bytes: usize,
+    /// Largest response of one HTTP request (all operations of a batch together).
+    pub max_response_bytes: usize,
+    /// Bounds on a document, checked before it is validated.
+    pub document: crate::graphql::guard::DocumentLimits,
     /// How long a DataLoader collects keys before it queries.
     pub batch_window: Duration,
 }
@@ -197,6 +210,14 @@ impl Settings {
             max_complexity: parse_number(get, "VELFERD_GRAPHQL_MAX_COMPLEXITY", 10_000, 10..=10_000_000)?,
             max_batch: parse_number(get, "VELFERD_GRAPHQL_MAX_BATCH", 10, 1..=1000)?,
             max_body_bytes: parse_number(get, "VELFERD_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?,
+            max_response_bytes: parse_number(get, "VELFERD_GRAPHQL_MAX_RESPONSE_BYTES", 8 << 20, 1024..=(1 << 30))?,
+            document: crate::graphql::guard::DocumentLimits {
+                max_tokens: parse_number(get, "VELFERD_GRAPHQL_MAX_TOKENS", 20_000, 100..=1_000_000)?,
+                max_nesting: parse_number(get, "VELFERD_GRAPHQL_MAX_NESTING", 64, 4..=256)?,
+                max_selections: parse_number(get, "VELFERD_GRAPHQL_MAX_SELECTIONS", 10_000, 100..=10_000_000)?,
+                max_fragments: parse_number(get, "VELFERD_GRAPHQL_MAX_FRAGMENTS", 100, 1..=10_000)?,
+                max_directives: parse_number(get, "VELFERD_GRAPHQL_MAX_DIRECTIVES", 100, 1..=10_000)?,
+            },
             batch_window: Duration::from_millis(
                 parse_number(get, "VELFERD_GRAPHQL_BATCH_WINDOW_MS", 2, 0..=1000)? as u64
             ),

@@ -53,6 +53,19 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Inva
     }
 }
 
+/// Most characters of an error message a client sees. Messages quote what the client sent (an
+/// enum value, a parse error's line, an id): a 100 kB argument must not come back as a 100 kB
+/// error, once per field that names it.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters, marked as cut.
+pub fn clip_message(message: &mut String) {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push_str("… (cut)");
+    }
+}
+
 /// Most entries a list in one mutation input may have: longer lists are refused at the edge,
 /// before any rule runs, so one request cannot make a transaction arbitrarily long.
 pub const MAX_ENTRIES: usize = 100;

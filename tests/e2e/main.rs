@@ -14,6 +14,7 @@ mod binary;
 mod devices;
 mod devices_access;
 mod error_codes;
+mod guards;
 mod health;
 mod learning;
 mod nodes;

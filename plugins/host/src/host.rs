@@ -659,30 +659,6 @@ fn cap_message(message: &mut String) {
     }
 }
 
-#[cfg(test)]
-mod message_tests {
-    use super::*;
-
-    #[test]
-    fn an_adapters_error_message_is_cut_to_a_thousand_characters() {
-        let mut long = "ø".repeat(5000);
-        cap_message(&mut long);
-        assert_eq!(long.chars().count(), MAX_ERROR_MESSAGE_CHARS + " … (cut)".chars().count());
-        let mut short = "bad dose".to_string();
-        cap_message(&mut short);
-        assert_eq!(short, "bad dose");
-        let report = CallReport {
-            result: Err(DecodeError::Malformed("x".repeat(2000))),
-            cost: CallCost::default(),
-            logs: vec![],
-        };
-        match cap_output(report, 10).result {
-            Err(DecodeError::Malformed(m)) => assert!(m.len() < 1100, "{}", m.len()),
-            other => panic!("{other:?}"),
-        }
-    }
-}
-
 fn decode_call(
     store: &mut Store<Sandbox>,
     instance: &Instance,
@@ -769,4 +745,28 @@ fn forward_logs(sha256: &str, municipality: &str, operation: &str, logs: &[LogLi
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn an_adapters_error_message_is_cut_to_a_thousand_characters() {
+        let mut long = "ø".repeat(5000);
+        cap_message(&mut long);
+        assert_eq!(long.chars().count(), MAX_ERROR_MESSAGE_CHARS + " … (cut)".chars().count());
+        let mut short = "bad dose".to_string();
+        cap_message(&mut short);
+        assert_eq!(short, "bad dose");
+        let report = CallReport {
+            result: Err(DecodeError::Malformed("x".repeat(2000))),
+            cost: CallCost::default(),
+            logs: vec![],
+        };
+        match cap_output(report, 10).result {
+            Err(DecodeError::Malformed(m)) => assert!(m.len() < 1100, "{}", m.len()),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -30,7 +30,9 @@ impl UserError {
         if !field.is_empty() {
             path.push(field.to_string());
         }
-        UserError { field: path, message: violation.to_string(), code: violation.code().to_string() }
+        let mut message = violation.to_string();
+        crate::errors::clip_message(&mut message);
+        UserError { field: path, message, code: violation.code().to_string() }
     }
 }
 

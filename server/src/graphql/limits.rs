@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
-    NextSubscribe, NextValidation,
+    NextResolve, NextSubscribe, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::errors::ApiError;
+use super::guard::{self, DocumentLimits};
 use crate::app::AppState;
 use crate::telemetry::Metrics;
 
@@ -28,6 +29,79 @@ use crate::telemetry::Metrics;
 pub struct QueryLimits {
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Bounds on the document itself, checked before it is parsed and validated.
+    pub document: DocumentLimits,
+    /// What one operation's response may weigh when no [`ResponseBudget`] comes with the
+    /// request (over WebSocket; HTTP shares one budget across a batch).
+    pub max_response_bytes: usize,
+}
+
+/// The bytes the responses of one HTTP request may weigh, shared by the operations of a batch.
+///
+/// Every resolved leaf (scalar or enum) is charged its JSON size and every field its key as it
+/// is resolved; once the budget is spent, the remaining fields are not resolved and the
+/// operation answers `RESPONSE_TOO_LARGE` alone. So the values held in memory stay near the
+/// budget whatever the query, and the HTTP handler's serialisation, which counts exactly, is
+/// the last word.
+#[derive(Debug)]
+pub struct ResponseBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl ResponseBudget {
+    pub fn new(limit: usize) -> Arc<ResponseBudget> {
+        Arc::new(ResponseBudget { limit, used: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Charges `bytes`; false once the budget is spent.
+    fn spend(&self, bytes: usize) -> bool {
+        let before = self.used.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        before.saturating_add(bytes) <= self.limit
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used.load(std::sync::atomic::Ordering::Relaxed) > self.limit
+    }
+
+    fn reset(&self) {
+        self.used.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The refusal of a response over the budget.
+    pub fn error(&self) -> ServerError {
+        let mut error = ServerError::new(
+            format!(
+                "the response would exceed {} bytes; ask for smaller pages, fewer fields or fewer operations per batch",
+                self.limit
+            ),
+            None,
+        );
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        extensions.set("code", "RESPONSE_TOO_LARGE");
+        extensions.set("limit", self.limit as u64);
+        error
+    }
+}
+
+/// The size of `value` written as JSON, near enough to budget by (escapes are not counted).
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Boolean(_) => 5,
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => s.len() + 2,
+        Value::Enum(name) => name.len() + 2,
+        Value::Binary(bytes) => bytes.len().saturating_mul(4) + 2,
+        Value::List(items) => items.iter().fold(2, |sum, item| sum.saturating_add(json_size(item) + 1)),
+        Value::Object(fields) => {
+            fields.iter().fold(2, |sum, (key, item)| sum.saturating_add(key.len() + 4).saturating_add(json_size(item)))
+        }
+    }
 }
 
 impl ExtensionFactory for QueryLimits {
@@ -35,6 +109,8 @@ impl ExtensionFactory for QueryLimits {
         Arc::new(QueryLimitsExtension {
             limits: *self,
             measured: Mutex::new(None),
+            typenames: std::sync::atomic::AtomicUsize::new(0),
+            own_budget: ResponseBudget::new(self.max_response_bytes),
             operation: Arc::new(Operation { started: Some(Instant::now()), ..Operation::default() }),
         })
     }
@@ -43,7 +119,17 @@ impl ExtensionFactory for QueryLimits {
 struct QueryLimitsExtension {
     limits: QueryLimits,
     measured: Mutex<Option<(usize, usize)>>,
+    /// `__typename` selections of the document, expanded, added to its cost.
+    typenames: std::sync::atomic::AtomicUsize,
+    /// The budget when the request brings none.
+    own_budget: Arc<ResponseBudget>,
     operation: Arc<Operation>,
+}
+
+impl QueryLimitsExtension {
+    fn budget(&self, ctx: &ExtensionContext<'_>) -> Arc<ResponseBudget> {
+        ctx.data_opt::<Arc<ResponseBudget>>().cloned().unwrap_or_else(|| self.own_budget.clone())
+    }
 }
 
 /// What the metrics need to know of one operation, gathered across the hooks.
@@ -84,6 +170,7 @@ impl Operation {
     /// Codes and counts the errors of one response.
     fn finish_errors(&self, metrics: Option<&Metrics>, response: &mut Response) {
         for error in &mut response.errors {
+            crate::errors::clip_message(&mut error.message);
             if is_operation_selection_error(error) {
                 self.selection_failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 error.extensions.get_or_insert_with(Default::default).set("code", "GRAPHQL_VALIDATION_FAILED");
@@ -156,13 +243,23 @@ impl Extension for QueryLimitsExtension {
         response
     }
 
+    /// Bounds the document before async-graphql parses and validates it (see `guard`): the
+    /// query text is scanned, then parsed here once (async-graphql reuses the parse) and weighed
+    /// with its fragments expanded, and the variables' lists are bounded.
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        request: Request,
+        mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         *self.operation.requested.lock().expect("not poisoned") = request.operation_name.clone();
+        let limits = &self.limits.document;
+        guard::scan(&request.query, limits).map_err(guard::Refused::into_server_error)?;
+        guard::check_variables(&request.variables).map_err(guard::Refused::into_server_error)?;
+        let document = request.parsed_query().map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))?;
+        let measure = guard::measure(document, limits).map_err(guard::Refused::into_server_error)?;
+        let typenames = usize::try_from(measure.typenames).unwrap_or(usize::MAX);
+        self.typenames.store(typenames, std::sync::atomic::Ordering::Relaxed);
         next.run(ctx, request).await
     }
 
@@ -179,9 +276,15 @@ impl Extension for QueryLimitsExtension {
         let metrics = metrics_of(ctx);
         let live = metrics.as_ref().map(Metrics::subscriber);
         let operation = self.operation.clone();
+        let budget = self.budget(ctx);
         next.run(ctx, stream)
             .map(move |mut response| {
                 let _live = &live;
+                // Each event of a subscription has the whole budget.
+                if budget.exceeded() {
+                    response = Response::from_errors(vec![budget.error()]);
+                }
+                budget.reset();
                 operation.finish_errors(metrics.as_deref(), &mut response);
                 if let Some(metrics) = &metrics {
                     let is_subscription =
@@ -223,7 +326,11 @@ impl Extension for QueryLimitsExtension {
                 })
                 .collect::<Vec<_>>()
         })?;
-        let QueryLimits { max_depth, max_complexity } = self.limits;
+        let mut result = result;
+        // async-graphql's visitors skip `__typename`, so it would cost nothing: each one costs 1,
+        // once per selection after fragments are expanded (not multiplied by page sizes).
+        result.complexity = result.complexity.saturating_add(self.typenames.load(std::sync::atomic::Ordering::Relaxed));
+        let QueryLimits { max_depth, max_complexity, .. } = self.limits;
         if result.depth > max_depth {
             let mut error =
                 ServerError::new(format!("query depth {} exceeds the limit of {max_depth}", result.depth), None);
@@ -252,6 +359,34 @@ impl Extension for QueryLimitsExtension {
         Ok(result)
     }
 
+    /// Charges every resolved field to the response budget, and resolves nothing once it is
+    /// spent.
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let budget = self.budget(ctx);
+        if budget.exceeded() {
+            return Err(budget.error());
+        }
+        // A list's items pass through here one by one: the list itself is charged only its
+        // brackets, a leaf its whole value, an object its key (its fields are charged apart).
+        let in_list = info.parent_type.starts_with('[');
+        let is_list = info.return_type.starts_with('[');
+        let is_leaf =
+            !is_list && ctx.schema_env.registry.concrete_type_by_name(info.return_type).is_some_and(|t| t.is_leaf());
+        let key = if in_list { 1 } else { info.alias.unwrap_or(info.name).len() + 4 };
+        let value = next.run(ctx, info).await?;
+        let size = match &value {
+            Some(value) if is_leaf => key + json_size(value),
+            Some(_) => key + 2,
+            None => key + 4,
+        };
+        if budget.spend(size) { Ok(value) } else { Err(budget.error()) }
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -260,6 +395,11 @@ impl Extension for QueryLimitsExtension {
     ) -> Response {
         *self.operation.executed.lock().expect("not poisoned") = Some(operation_name.map(str::to_string));
         let mut response = next.run(ctx, operation_name).await;
+        let budget = self.budget(ctx);
+        if budget.exceeded() {
+            // What was resolved is dropped: the operation answers with the refusal alone.
+            response = Response::from_errors(vec![budget.error()]);
+        }
         for error in &mut response.errors {
             classify(error);
         }

@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod context;
 pub mod errors;
+pub mod guard;
 pub mod limits;
 pub mod loaders;
 pub mod node;
@@ -59,7 +60,12 @@ crate::areas!(root_objects);
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlLimits) -> VelferdSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
-        .extension(limits::QueryLimits { max_depth: limits.max_depth, max_complexity: limits.max_complexity });
+        .extension(limits::QueryLimits {
+            max_depth: limits.max_depth,
+            max_complexity: limits.max_complexity,
+            document: limits.document,
+            max_response_bytes: limits.max_response_bytes,
+        });
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -76,6 +82,14 @@ pub fn sdl() -> String {
         max_complexity: 1,
         max_batch: 1,
         max_body_bytes: 1,
+        max_response_bytes: 1,
+        document: guard::DocumentLimits {
+            max_tokens: 1,
+            max_nesting: 1,
+            max_selections: 1,
+            max_fragments: 1,
+            max_directives: 1,
+        },
         batch_window: std::time::Duration::ZERO,
     };
     build_schema(None, Profile::Development, &limits).sdl()

@@ -5,6 +5,7 @@ mod ingest;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data, Request};
-use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
+use async_graphql_actix_web::GraphQLSubscription;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, Stream, StreamExt};
 use tracing::Instrument;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::auth::{Actor, TokenVerifier};
 use crate::config::{GraphqlLimits, Profile, Settings};
+use crate::graphql::limits::ResponseBudget;
 use crate::graphql::session::Session;
 use crate::graphql::{VelferdSchema, build_schema};
 use crate::telemetry;
@@ -175,6 +177,8 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> Arc<str> {
 
 /// A GraphQL-shaped error body, for failures before GraphQL runs.
 fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let mut message = message.to_string();
+    crate::errors::clip_message(&mut message);
     HttpResponse::build(status).json(serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": code } }]
     }))
@@ -238,6 +242,15 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
             );
         }
     };
+    // async-graphql's `max_num_files` only counts together with a file-size limit: count here.
+    let files: usize = batch.iter().map(|request| request.uploads.len()).sum();
+    if files > 1 {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("a multipart request may carry one file; this one carries {files}"),
+        );
+    }
     if let BatchRequest::Batch(requests) = &batch {
         if requests.len() > shared.limits.max_batch {
             return error_response(
@@ -254,7 +267,7 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
         Ok(session) => Arc::new(session),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
     };
-    execute(&shared, batch.data(session), &req).await
+    execute(&shared, batch.data(session)).await
 }
 
 async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
@@ -279,7 +292,7 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Err(message) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
     // GET must be safe: a link or an image tag must never change data.
-    if let Some(kind) = operation_type(&request)
+    if let Some(kind) = operation_type(&request, &shared.limits.document)
         && kind != OperationType::Query
     {
         let mut response = error_response(
@@ -294,7 +307,7 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Ok(session) => Arc::new(session),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
     };
-    execute(&shared, BatchRequest::Single(request.data(session)), &req).await
+    execute(&shared, BatchRequest::Single(request.data(session))).await
 }
 
 /// Reads a GET request per GraphQL over HTTP: `query`, `operationName`, and `variables` and
@@ -317,8 +330,9 @@ fn request_from_query_string(query_string: &str) -> Result<Request, String> {
 }
 
 /// The type of the operation a request would run, when the query parses (a query that does
-/// not parse is left to GraphQL to report).
-fn operation_type(request: &Request) -> Option<OperationType> {
+/// not parse, or is too large to parse safely, is left to GraphQL to report).
+fn operation_type(request: &Request, limits: &crate::graphql::guard::DocumentLimits) -> Option<OperationType> {
+    crate::graphql::guard::scan(&request.query, limits).ok()?;
     let document = async_graphql::parser::parse_query(&request.query).ok()?;
     let name = request.operation_name.as_deref();
     document
@@ -328,20 +342,76 @@ fn operation_type(request: &Request) -> Option<OperationType> {
         .map(|(_, op)| op.node.ty)
 }
 
-async fn execute(shared: &Shared, batch: BatchRequest, req: &HttpRequest) -> HttpResponse {
-    // One set of guards for the whole request: a batch is one request.
-    let batch = batch.data(crate::graphql::operation::OperationGuards::new());
+async fn execute(shared: &Shared, batch: BatchRequest) -> HttpResponse {
+    let budget = ResponseBudget::new(shared.limits.max_response_bytes);
+    let operations = match &batch {
+        BatchRequest::Single(_) => None,
+        BatchRequest::Batch(requests) => Some(requests.len()),
+    };
+    // One set of guards and one response budget for the whole request: a batch is one request.
+    let batch = batch.data(budget.clone()).data(crate::graphql::operation::OperationGuards::new());
     let run = AssertUnwindSafe(shared.schema.execute_batch(batch)).catch_unwind();
     match run.await {
-        Ok(response) => {
-            use actix_web::Responder;
-            GraphQLResponse::from(response).respond_to(req).map_into_boxed_body()
-        }
+        Ok(response) => respond(response, &budget, operations),
         Err(_) => {
             // The panic is printed by the hook; the client gets no trace.
             tracing::error!("a GraphQL request panicked");
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "internal error")
         }
+    }
+}
+
+/// Writes the response as async-graphql-actix-web would, but stops writing at the budget's
+/// limit: a response over it is never held whole, and answers `RESPONSE_TOO_LARGE` instead
+/// (once per operation of a batch).
+fn respond(response: async_graphql::BatchResponse, budget: &ResponseBudget, operations: Option<usize>) -> HttpResponse {
+    let mut body = LimitedWriter { bytes: Vec::new(), limit: budget.limit() };
+    let body = match serde_json::to_writer(&mut body, &response) {
+        Ok(()) => body.bytes,
+        Err(_) => {
+            drop(body);
+            let refusal = async_graphql::Response::from_errors(vec![budget.error()]);
+            let refusal = match operations {
+                None => serde_json::to_vec(&refusal),
+                Some(n) => serde_json::to_vec(&(0..n).map(|_| &refusal).collect::<Vec<_>>()),
+            };
+            refusal.expect("a refusal serialises")
+        }
+    };
+    let mut builder = HttpResponse::Ok();
+    if response.is_ok()
+        && let Some(cache_control) = response.cache_control().value()
+    {
+        builder.insert_header((header::CACHE_CONTROL, cache_control));
+    }
+    let mut http = builder.content_type("application/graphql-response+json").body(body);
+    for (name, value) in response.http_headers_iter() {
+        if let (Ok(name), Ok(value)) =
+            (header::HeaderName::from_str(name.as_str()), header::HeaderValue::from_bytes(value.as_bytes()))
+        {
+            http.headers_mut().append(name, value);
+        }
+    }
+    http
+}
+
+/// A byte buffer that refuses to grow past `limit`.
+struct LimitedWriter {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other("response too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

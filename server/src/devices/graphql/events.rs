@@ -83,7 +83,10 @@ fn at_least(min: Severity) -> Vec<&'static str> {
 /// Narrows a list of device events.
 #[derive(InputObject, Default)]
 pub struct DeviceEventFilter {
-    /// Only events of these kinds, named as in the WIT (`dose-missed`, `fall` …).
+    /// Only events of these kinds, named as in the WIT (`dose-missed`, `fall` …); at most 100.
+    // Bounded where the input is read, for every field and subscription that takes the filter:
+    // each kind becomes an SQL parameter.
+    #[graphql(validator(max_items = 100))]
     pub kinds: Option<Vec<String>>,
     /// Only events at least this severe.
     pub min_severity: Option<Severity>,

@@ -174,7 +174,7 @@ impl Gathering {
     async fn member_attendance(
         &self,
         ctx: &Context<'_>,
-        levels: Option<Vec<AttendanceLevel>>,
+        #[graphql(validator(max_items = 100))] levels: Option<Vec<AttendanceLevel>>,
         page: PageArgs,
     ) -> Result<Page<MemberAttendance>> {
         let page = page.parse()?;
