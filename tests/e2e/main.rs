@@ -22,3 +22,4 @@ mod procurement;
 mod protocol;
 mod schema;
 mod telemetry;
+mod websocket;
