@@ -103,6 +103,9 @@ pub struct Principal {
     pub subject: String,
     pub org: OrgNumber,
     pub roles: BTreeSet<Role>,
+    /// The token's `exp` (seconds since the Unix epoch): a WebSocket signed in with it ends then
+    /// (plus [`TokenVerifier::leeway`]).
+    pub expires_at: u64,
 }
 
 /// Who is asking, as every resolver sees it.
@@ -148,6 +151,7 @@ pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    leeway: Duration,
 }
 
 impl TokenVerifier {
@@ -166,8 +170,13 @@ impl TokenVerifier {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
-        TokenVerifier { key, validation }
+        validation.leeway = settings.leeway.as_secs();
+        TokenVerifier { key, validation, leeway: settings.leeway }
+    }
+
+    /// The clock skew allowed past a token's `exp` (`VELFERD_JWT_LEEWAY_SECONDS`).
+    pub fn leeway(&self) -> Duration {
+        self.leeway
     }
 
     /// Reads an `Authorization` header value. `None` means no header: anonymous.
@@ -196,7 +205,7 @@ impl TokenVerifier {
         if claims.sub.trim().is_empty() {
             return Err(AuthError("token has an empty subject".into()));
         }
-        Ok(Principal { subject: claims.sub, org: claims.org, roles: claims.roles })
+        Ok(Principal { subject: claims.sub, org: claims.org, roles: claims.roles, expires_at: claims.exp })
     }
 }
 

@@ -29,10 +29,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_JWT_PRIVATE_KEY_FILE", "PEM private key; only `velferd token` uses it"),
     ("VELFERD_JWT_ISSUER", "required `iss` claim (default `velferd`)"),
     ("VELFERD_JWT_AUDIENCE", "required `aud` claim (default `velferd`)"),
+    (
+        "VELFERD_JWT_LEEWAY_SECONDS",
+        "clock skew allowed on `exp` and `nbf`; a WebSocket closes at `exp` plus this (default 30)",
+    ),
     ("VELFERD_GRAPHQL_MAX_DEPTH", "deepest query accepted (default 15)"),
     ("VELFERD_GRAPHQL_MAX_COMPLEXITY", "highest query cost accepted (default 10000)"),
     ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
-    ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body (default 1048576)"),
+    ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body or WebSocket message (default 1048576)"),
     ("VELFERD_GRAPHQL_MAX_TOKENS", "most tokens in one GraphQL document (default 20000)"),
     ("VELFERD_GRAPHQL_MAX_NESTING", "deepest bracket nesting in one GraphQL document (default 64)"),
     (
@@ -43,6 +47,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_MAX_DIRECTIVES", "most directives in one GraphQL document (default 100)"),
     ("VELFERD_GRAPHQL_MAX_RESPONSE_BYTES", "largest GraphQL response, batches included (default 8388608)"),
     ("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "how long DataLoaders collect keys before querying (default 2)"),
+    ("VELFERD_WS_MAX_SUBSCRIPTIONS", "operations running at once on one WebSocket (default 100)"),
+    ("VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT", "open WebSockets of one token subject (default 32)"),
+    (
+        "VELFERD_ALLOWED_ORIGINS",
+        "comma-separated browser origins (`https://portal.example.no`) allowed besides the server's own (default none)",
+    ),
     ("VELFERD_ADAPTER_DEADLINE_MS", "wall-clock deadline of one adapter call (default 100)"),
     ("VELFERD_ADAPTER_FUEL", "instruction budget of one adapter call; 0 turns fuel metering off (default 10000000)"),
     ("VELFERD_ADAPTER_CONCURRENCY", "adapter calls running at once (default: CPU cores minus one, at least 1)"),
@@ -115,6 +125,8 @@ pub struct JwtSettings {
     pub key: JwtKey,
     pub issuer: String,
     pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +143,16 @@ pub struct GraphqlLimits {
     pub batch_window: Duration,
 }
 
+/// Bounds of GraphQL over WebSocket (`/graphql/ws`); its message size is
+/// [`GraphqlLimits::max_body_bytes`].
+#[derive(Debug, Clone)]
+pub struct WebSocketLimits {
+    /// Operations (subscriptions, and queries or mutations in flight) at once on one socket.
+    pub max_subscriptions: usize,
+    /// Open sockets of one signed-in subject (per organisation), whatever its tokens.
+    pub max_connections_per_subject: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub profile: Profile,
@@ -139,6 +161,11 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub jwt: JwtSettings,
     pub graphql: GraphqlLimits,
+    pub websocket: WebSocketLimits,
+    /// Browser origins other than the server's own that may call it: checked on the WebSocket
+    /// upgrade (a page's scripts cannot be kept from opening sockets to any host) and meant for
+    /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
+    pub allowed_origins: Vec<String>,
     pub devices: DeviceSettings,
     pub log: String,
     pub log_format: LogFormat,
@@ -223,6 +250,25 @@ impl Settings {
             ),
         };
 
+        let websocket = WebSocketLimits {
+            max_subscriptions: parse_number(get, "VELFERD_WS_MAX_SUBSCRIPTIONS", 100, 1..=10_000)?,
+            max_connections_per_subject: parse_number(
+                get,
+                "VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT",
+                32,
+                1..=1_000_000,
+            )?,
+        };
+        let allowed_origins = match get("VELFERD_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|o| parse_origin(o).map_err(|reason| invalid("VELFERD_ALLOWED_ORIGINS", reason)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+
         let adapter_limits = adapter_limits(get)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let devices = DeviceSettings {
@@ -271,6 +317,8 @@ impl Settings {
             db_max_connections,
             jwt,
             graphql,
+            websocket,
+            allowed_origins,
             devices,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
             log_format,
@@ -373,7 +421,25 @@ fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> 
         key,
         issuer: get("VELFERD_JWT_ISSUER").unwrap_or(DEFAULT_ISSUER).to_string(),
         audience: get("VELFERD_JWT_AUDIENCE").unwrap_or(DEFAULT_AUDIENCE).to_string(),
+        leeway: Duration::from_secs(parse_number(get, "VELFERD_JWT_LEEWAY_SECONDS", 30, 0..=300)? as u64),
     })
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, without path or trailing
+/// slash, compared in lower case. A wildcard is refused: it would switch the check off.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.to_ascii_lowercase();
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!("{text:?} is not an origin like https://portal.example.no"));
+    };
+    let host_ok = !authority.is_empty()
+        && authority.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return Err(format!(
+            "{text:?} is not an origin like https://portal.example.no (scheme, host and port only; no path, no wildcard)"
+        ));
+    }
+    Ok(origin)
 }
 
 fn read_key(setting: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
@@ -451,11 +517,30 @@ mod tests {
             ("VELFERD_LOG_FORMAT", "xml"),
             ("VELFERD_METRICS_BIND", "9464"),
             ("VELFERD_METRICS_BIND", "127.0.0.1:8080"),
+            ("VELFERD_JWT_LEEWAY_SECONDS", "3600"),
+            ("VELFERD_WS_MAX_SUBSCRIPTIONS", "0"),
+            ("VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT", "0"),
+            ("VELFERD_ALLOWED_ORIGINS", "*"),
+            ("VELFERD_ALLOWED_ORIGINS", "https://portal.example.no/"),
+            ("VELFERD_ALLOWED_ORIGINS", "portal.example.no"),
         ] {
             let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
             let e = Settings::from_pairs(pairs).unwrap_err().to_string();
             assert!(e.starts_with(name), "{name}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn allowed_origins_are_lower_case_origins() {
+        let s = Settings::from_pairs([
+            ("VELFERD_JWT_SECRET", SECRET),
+            ("VELFERD_ALLOWED_ORIGINS", " https://Portal.Example.no, http://127.0.0.1:3000 ,"),
+        ])
+        .unwrap();
+        assert_eq!(s.allowed_origins, ["https://portal.example.no", "http://127.0.0.1:3000"]);
+        let defaults = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+        assert!(defaults.allowed_origins.is_empty());
+        assert_eq!(defaults.jwt.leeway, Duration::from_secs(30));
     }
 
     #[test]

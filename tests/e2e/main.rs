@@ -25,3 +25,4 @@ mod procurement;
 mod protocol;
 mod schema;
 mod telemetry;
+mod websocket;

@@ -1,13 +1,12 @@
 //! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
 
 mod ingest;
+mod ws;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::dev::{ServerHandle, Service};
@@ -15,10 +14,8 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, Data, Request};
-use async_graphql_actix_web::GraphQLSubscription;
-use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, Stream, StreamExt};
+use async_graphql::{BatchRequest, Request};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -40,6 +37,9 @@ struct Shared {
     verifier: TokenVerifier,
     profile: Profile,
     limits: GraphqlLimits,
+    ws: Arc<ws::WsPolicy>,
+    /// `VELFERD_ALLOWED_ORIGINS`.
+    allowed_origins: Arc<[String]>,
 }
 
 /// A server that is accepting connections.
@@ -117,6 +117,8 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
         verifier: TokenVerifier::new(&settings.jwt),
         profile: settings.profile,
         limits: settings.graphql.clone(),
+        ws: Arc::new(ws::WsPolicy::new(&settings.websocket)),
+        allowed_origins: settings.allowed_origins.clone().into(),
     };
     let server = HttpServer::new(move || {
         App::new()
@@ -149,7 +151,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
             .app_data(web::Data::new(shared.clone()))
             .route("/graphql", web::post().to(graphql_post))
             .route("/graphql", web::get().to(graphql_get))
-            .route("/graphql/ws", web::get().to(graphql_ws))
+            .route("/graphql/ws", web::get().to(ws::graphql_ws))
             .route("/ocds/procurements/{id}", web::get().to(ocds_procurement))
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
@@ -412,91 +414,6 @@ impl std::io::Write for LimitedWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Subscriptions over the graphql-transport-ws protocol (the legacy subscriptions-transport-ws
-/// is accepted too). The token comes in the `Authorization` header of the upgrade request or,
-/// for browsers, which cannot set headers on WebSockets, as `authorization` in the
-/// `connection_init` payload.
-async fn graphql_ws(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> actix_web::Result<HttpResponse> {
-    let header_actor = match authenticate(&shared, &req) {
-        Ok(actor) => actor,
-        Err(response) => return Ok(response),
-    };
-    let verifier = shared.verifier.clone();
-    let db = shared.state.db.read().clone();
-    let batch_window = shared.limits.batch_window;
-    let connection = telemetry::current_request_id();
-    GraphQLSubscription::new(TracedSchema { schema: shared.schema.clone(), connection: Arc::from(connection) })
-        .on_connection_init(move |init: serde_json::Value| async move {
-            let token = init.get("authorization").or_else(|| init.get("Authorization")).and_then(|v| v.as_str());
-            let actor = match token {
-                Some(value) => verifier.actor_from_header(Some(value)).map_err(|e| async_graphql::Error::new(e.0))?,
-                None => header_actor,
-            };
-            let mut data = Data::default();
-            let session =
-                Session::start(actor, db, batch_window).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
-            data.insert(Arc::new(session));
-            Ok(data)
-        })
-        .start(&req, payload)
-}
-
-/// The schema as WebSocket operations run it: each operation gets a request id of its own (its
-/// incident id) and a span with its name, the id and the connection's request id.
-#[derive(Clone)]
-struct TracedSchema {
-    schema: VelferdSchema,
-    connection: Arc<str>,
-}
-
-impl async_graphql::Executor for TracedSchema {
-    async fn execute(&self, request: Request) -> async_graphql::Response {
-        self.schema.execute(request.data(crate::graphql::operation::OperationGuards::new())).await
-    }
-
-    fn execute_stream(
-        &self,
-        request: Request,
-        session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, async_graphql::Response> {
-        let id: Arc<str> = Arc::from(telemetry::generate_id());
-        // The name as the client sent it, capped: it is logged, not counted.
-        let name: String = request.operation_name.as_deref().unwrap_or("anonymous").chars().take(64).collect();
-        let span =
-            tracing::error_span!("graphql_ws", operation = %name, request_id = %id, connection = %self.connection);
-        let request = request.data(crate::graphql::operation::OperationGuards::new());
-        let inner = self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default());
-        TracedStream { inner, span, id }.boxed()
-    }
-}
-
-/// A WebSocket operation's responses, each produced inside its span and request id.
-struct TracedStream {
-    inner: BoxStream<'static, async_graphql::Response>,
-    span: tracing::Span,
-    id: Arc<str>,
-}
-
-impl Stream for TracedStream {
-    type Item = async_graphql::Response;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let _entered = this.span.enter();
-        telemetry::in_request(this.id.clone(), || this.inner.poll_next_unpin(cx))
-    }
-}
-
-impl Drop for TracedStream {
-    fn drop(&mut self) {
-        self.span.in_scope(|| tracing::info!("operation ended"));
     }
 }
 
