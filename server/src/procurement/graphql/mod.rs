@@ -14,7 +14,8 @@ use super::model::{
     user_story,
 };
 use super::phase::Phase;
-use super::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory, RuleResult};
+use super::rules::{self, NewActivity, NewNotice, NewProcurement, NewResponse, NewSketch, NewUserStory, RuleResult};
+use super::values::{self, CriterionName, Reference, StoryCode, Weight};
 use crate::agreements::graphql::FrameworkAgreement;
 use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
@@ -27,6 +28,7 @@ use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
+use crate::text::{LongText, Paragraph, Title};
 use velferd_macros::connections;
 
 mod competition;
