@@ -161,7 +161,7 @@ mod procurements {
 
     use super::{DemoError, LarvikRole, by_name, caller, day, hold, t};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
-    use crate::agreements::rules as agreements;
+    use crate::agreements::rules::{self as agreements, AgreementTerms, NewCallOff};
     use crate::auth::Caller;
     use crate::money::Nok;
     use crate::organizations::model as organization;
@@ -311,10 +311,8 @@ mod procurements {
             let winning =
                 responses.iter().find(|r| r.user_story_id == story.id && r.tender_id == winner).expect("answered");
             let award = hold("award", rules::award(txn, &lead, winning.id, day(2018, 6, 1), evaluated).await)?;
-            let agreement = hold(
-                "agreement",
-                agreements::create_agreement(txn, &lead, award.id, day(2018, 6, 1), day(2022, 5, 31), 2000).await,
-            )?;
+            let terms = AgreementTerms::new(day(2018, 6, 1), day(2022, 5, 31), 2000).expect("valid terms");
+            let agreement = hold("agreement", agreements::create_agreement(txn, &lead, award.id, terms).await)?;
             agreements_made.push(agreement);
         }
         hold(
@@ -336,14 +334,15 @@ mod procurements {
                     txn,
                     crate::db::Backend::Sqlite,
                     &municipality,
-                    agreements::NewCallOff {
-                        agreement_id: agreements_made[agreement].id,
+                    NewCallOff::new(
+                        agreements_made[agreement].id,
                         acquisition,
                         scope,
                         quantity,
-                        placed_on: day(2019, 3, 15),
-                        status: CallOffStatus::Placed,
-                    },
+                        day(2019, 3, 15),
+                        CallOffStatus::Placed,
+                    )
+                    .expect("a valid call-off"),
                 )
                 .await,
             )?;
