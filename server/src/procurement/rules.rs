@@ -369,6 +369,8 @@ pub async fn add_need<C: ConnectionTrait>(
     Ok(row)
 }
 
+/// A dialogue activity as parsed at the edge: attendees sent at least one person when a number
+/// is given.
 pub struct NewActivity {
     pub kind: ActivityKind,
     pub title: Title,
@@ -385,12 +387,11 @@ pub async fn add_activity<C: ConnectionTrait>(
 ) -> RuleResult<dialogue_activity::Model> {
     let p = led_by(db, caller, procurement_id, "record dialogue activities").await?;
     let mut seen = std::collections::BTreeSet::new();
-    for (org_id, people) in &new.attendees {
+    for (org_id, _) in &new.attendees {
         ensure(
             seen.insert(*org_id),
             Invalid::new("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"),
         )?;
-        ensure(people.is_none_or(|n| n > 0), Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1"))?;
         let exists = organization::Entity::find_by_id(*org_id).count(db).await? > 0;
         ensure(exists, Invalid::new("attendees", "NOT_FOUND", "an attending organisation does not exist"))?;
     }

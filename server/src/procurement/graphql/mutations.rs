@@ -204,7 +204,13 @@ impl DialogueActivityAddInput {
         let attendees = self
             .attendees
             .iter()
-            .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendees")?, a.people)))
+            .map(|a| {
+                let org = input_row(&a.organization_id, NodeType::Organization, "attendees")?;
+                match a.people {
+                    Some(n) if n < 1 => Err(Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1")),
+                    people => Ok((org, people)),
+                }
+            })
             .collect::<Parsed<Vec<_>>>()?;
         let new = NewActivity {
             kind: self.kind,
