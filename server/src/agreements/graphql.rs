@@ -6,11 +6,11 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::NaiveDate;
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
-use super::rules::{self, AgreementResult, AgreementTerms, NewCallOff};
+use super::rules::{self, AgreementTerms, NewCallOff};
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{Page, PageArgs, page_in_memory};
-use crate::graphql::context::{caller, in_transaction, load_existing, load_one, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, run_parsed, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
 use crate::graphql::node::NodeObject;
@@ -253,10 +253,9 @@ impl AgreementMutation {
         input: FrameworkAgreementCreateInput,
     ) -> Result<FrameworkAgreementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "make framework agreements").await?;
-        let result: AgreementResult<_> = async {
-            let (award, terms) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::create_agreement(txn, &caller, award, terms).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (award, terms)| {
+            rules::create_agreement(txn, &caller, award, terms).await
+        })
         .await;
         Ok(FrameworkAgreementCreatePayload::from_rule(result, FrameworkAgreement)?)
     }
@@ -267,11 +266,9 @@ impl AgreementMutation {
     async fn call_off_create(&self, ctx: &Context<'_>, input: CallOffCreateInput) -> Result<CallOffCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
         let backend = state(ctx).db.backend();
-        let result: AgreementResult<_> = async {
-            let new = input.parse()?;
-            in_transaction(ctx, async |txn| rules::create_call_off(txn, backend, &caller, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, new| rules::create_call_off(txn, backend, &caller, new).await)
+                .await;
         Ok(CallOffCreatePayload::from_rule(result, CallOff)?)
     }
 
@@ -288,10 +285,9 @@ impl AgreementMutation {
             Role::ProcurementOfficer
         };
         let caller = caller(ctx, role, "change this call-off's status").await?;
-        let result: AgreementResult<_> = async {
-            let id = input_row(&input.call_off_id, NodeType::CallOff, "callOffId")?;
-            in_transaction(ctx, async |txn| rules::change_status(txn, &caller, id, input.status).await).await
-        }
+        let result = run_parsed(ctx, input_row(&input.call_off_id, NodeType::CallOff, "callOffId"), async |txn, id| {
+            rules::change_status(txn, &caller, id, input.status).await
+        })
         .await;
         Ok(CallOffStatusChangePayload::from_rule(result, CallOff)?)
     }

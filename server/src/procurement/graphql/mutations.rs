@@ -166,6 +166,14 @@ impl ProcurementCreateInput {
     }
 }
 
+impl ProcurementParticipantAddInput {
+    fn parse(self) -> Parsed<(i64, i64, ParticipantRole, NaiveDate)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let org = input_row(&self.organization_id, NodeType::Organization, "organizationId")?;
+        Ok((p, org, self.role, self.joined_on.unwrap_or_else(today)))
+    }
+}
+
 impl ProcurementPhaseChangeInput {
     fn parse(self) -> Parsed<(i64, Phase, Option<Paragraph>, NaiveDate)> {
         let p = procurement_id(&self.procurement_id)?;
@@ -294,6 +302,13 @@ impl TenderResponseScoreInput {
     }
 }
 
+impl AwardCreateInput {
+    fn parse(self) -> Parsed<(i64, NaiveDate)> {
+        let r = input_row(&self.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+        Ok((r, self.awarded_on.unwrap_or_else(today)))
+    }
+}
+
 #[derive(Default)]
 pub struct ProcurementMutation;
 
@@ -306,11 +321,7 @@ impl ProcurementMutation {
         input: ProcurementCreateInput,
     ) -> Result<ProcurementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let result: RuleResult<_> = async {
-            let new = input.parse()?;
-            in_transaction(ctx, async |txn| rules::create(txn, &caller, new).await).await
-        }
-        .await;
+        let result = run_parsed(ctx, input.parse(), async |txn, new| rules::create(txn, &caller, new).await).await;
         Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
     }
 
@@ -321,13 +332,9 @@ impl ProcurementMutation {
         input: ProcurementParticipantAddInput,
     ) -> Result<ProcurementParticipantAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
-        let result: RuleResult<_> = async {
-            let p = procurement_id(&input.procurement_id)?;
-            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
-            let joined_on = input.joined_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await)
-                .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, org, role, joined_on)| {
+            rules::add_participant(txn, &caller, p, org, role, joined_on).await
+        })
         .await;
         Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
     }
@@ -340,10 +347,9 @@ impl ProcurementMutation {
         input: ProcurementPhaseChangeInput,
     ) -> Result<ProcurementPhaseChangePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "change procurement phases").await?;
-        let result: RuleResult<_> = async {
-            let (p, to, reason, effective_on) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::change_phase(txn, &caller, p, to, reason, effective_on).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, to, reason, effective_on)| {
+            rules::change_phase(txn, &caller, p, to, reason, effective_on).await
+        })
         .await;
         Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
     }
@@ -356,10 +362,9 @@ impl ProcurementMutation {
         input: ProcurementNoticePublishInput,
     ) -> Result<ProcurementNoticePublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish notices").await?;
-        let result: RuleResult<_> = async {
-            let (p, notice) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::publish_notice(txn, &caller, p, notice).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, notice)| {
+            rules::publish_notice(txn, &caller, p, notice).await
+        })
         .await;
         Ok(ProcurementNoticePublishPayload::from_rule(result, Procurement)?)
     }
@@ -367,10 +372,9 @@ impl ProcurementMutation {
     /// Adds a step to the service journey. Role: the lead's `procurement_officer`.
     async fn journey_step_add(&self, ctx: &Context<'_>, input: JourneyStepAddInput) -> Result<JourneyStepAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
-        let result: RuleResult<_> = async {
-            let (p, title, description) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_journey_step(txn, &caller, p, title, description).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, title, description)| {
+            rules::add_journey_step(txn, &caller, p, title, description).await
+        })
         .await;
         Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
     }
@@ -378,10 +382,9 @@ impl ProcurementMutation {
     /// Records a need from the needs mapping. Role: the lead's `procurement_officer`.
     async fn need_add(&self, ctx: &Context<'_>, input: NeedAddInput) -> Result<NeedAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record needs").await?;
-        let result: RuleResult<_> = async {
-            let (p, description, position) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_need(txn, &caller, p, description, position).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, description, position)| {
+            rules::add_need(txn, &caller, p, description, position).await
+        })
         .await;
         Ok(NeedAddPayload::from_rule(result, Need)?)
     }
@@ -394,11 +397,8 @@ impl ProcurementMutation {
         input: DialogueActivityAddInput,
     ) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
-        let result: RuleResult<_> = async {
-            let (p, new) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_activity(txn, &caller, p, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_activity(txn, &caller, p, new).await).await;
         Ok(DialogueActivityAddPayload::from_rule(result, DialogueActivity)?)
     }
 
@@ -409,10 +409,9 @@ impl ProcurementMutation {
         input: SolutionSketchSubmitInput,
     ) -> Result<SolutionSketchSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
-        let result: RuleResult<_> = async {
-            let (p, sketch) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::submit_sketch(txn, &caller, p, sketch).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, sketch)| {
+            rules::submit_sketch(txn, &caller, p, sketch).await
+        })
         .await;
         Ok(SolutionSketchSubmitPayload::from_rule(result, SolutionSketch)?)
     }
@@ -421,11 +420,9 @@ impl ProcurementMutation {
     /// `procurement_officer`.
     async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
-        let result: RuleResult<_> = async {
-            let (p, new) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_user_story(txn, &caller, p, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_user_story(txn, &caller, p, new).await)
+                .await;
         Ok(UserStoryAddPayload::from_rule(result, UserStory)?)
     }
 
@@ -437,10 +434,9 @@ impl ProcurementMutation {
         input: EvaluationCriterionAddInput,
     ) -> Result<EvaluationCriterionAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
-        let result: RuleResult<_> = async {
-            let (p, name, weight) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, name, weight).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, name, weight)| {
+            rules::add_criterion(txn, &caller, p, name, weight).await
+        })
         .await;
         Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
     }
@@ -449,10 +445,9 @@ impl ProcurementMutation {
     /// Role: `supplier`.
     async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
-        let result: RuleResult<_> = async {
-            let (p, responses) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::submit_tender(txn, &caller, p, responses, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, responses)| {
+            rules::submit_tender(txn, &caller, p, responses, Utc::now()).await
+        })
         .await;
         Ok(TenderSubmitPayload::from_rule(result, Tender)?)
     }
@@ -465,10 +460,9 @@ impl ProcurementMutation {
         input: TenderResponseScoreInput,
     ) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
-        let result: RuleResult<_> = async {
-            let (r, scores) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::score_response(txn, &caller, r, scores, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (r, scores)| {
+            rules::score_response(txn, &caller, r, scores, Utc::now()).await
+        })
         .await;
         Ok(TenderResponseScorePayload::from_rule(result, TenderResponse)?)
     }
@@ -477,11 +471,9 @@ impl ProcurementMutation {
     /// `procurement_officer`.
     async fn award_create(&self, ctx: &Context<'_>, input: AwardCreateInput) -> Result<AwardCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "award").await?;
-        let result: RuleResult<_> = async {
-            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
-            let awarded_on = input.awarded_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::award(txn, &caller, r, awarded_on, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (r, awarded_on)| {
+            rules::award(txn, &caller, r, awarded_on, Utc::now()).await
+        })
         .await;
         Ok(AwardCreatePayload::from_rule(result, Award)?)
     }
