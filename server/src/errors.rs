@@ -43,16 +43,6 @@ impl RuleViolation for Invalid {
     }
 }
 
-/// Free text of 1 to `max` characters, trimmed.
-pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        Err(Invalid::new(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
-    } else {
-        Ok(value.to_string())
-    }
-}
-
 /// Most entries a list in one mutation input may have: longer lists are refused at the edge,
 /// before any rule runs, so one request cannot make a transaction arbitrarily long.
 pub const MAX_ENTRIES: usize = 100;
