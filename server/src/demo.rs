@@ -13,6 +13,7 @@ use crate::organizations::{
     self, CountyName, MunicipalityFacts, MunicipalityNumber, NewOrganization, OrgNumber, OrganizationKind,
     PopulationFigure,
 };
+use crate::text::Text;
 
 const ORGANIZATIONS: &str = include_str!("../demo/organizations.json");
 
@@ -70,6 +71,11 @@ pub(crate) fn hold<T, E: std::fmt::Display>(what: &str, result: RuleResult<T, E>
 }
 
 /// A demo date, known to be valid.
+/// Demo text, known to fit its bound.
+pub(crate) fn t<const MAX: usize>(value: &str) -> Text<MAX> {
+    Text::parse("demo", value).expect("demo text within its bound")
+}
+
 pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid demo date")
 }
@@ -153,15 +159,18 @@ mod procurements {
     use chrono::{TimeZone, Utc};
     use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-    use super::{DemoError, LarvikRole, by_name, caller, day, hold};
+    use super::{DemoError, LarvikRole, by_name, caller, day, hold, t};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
-    use crate::agreements::rules as agreements;
+    use crate::agreements::rules::{self as agreements, AgreementTerms, NewCallOff};
     use crate::auth::Caller;
     use crate::money::Nok;
     use crate::organizations::model as organization;
     use crate::procurement::model::{ActivityKind, Category, ParticipantRole};
     use crate::procurement::phase::Phase;
-    use crate::procurement::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory};
+    use crate::procurement::rules::{
+        self, NewActivity, NewNotice, NewProcurement, NewResponse, NewSketch, NewUserStory,
+    };
+    use crate::procurement::values::{Score, StoryCode, Weight};
 
     /// Records dialogue activities of procurement `p` as its lead.
     fn activities<'a>(
@@ -185,7 +194,7 @@ mod procurements {
             .ok_or_else(|| DemoError::File("no lead in the Larvik procurement".into()))?;
         let lead = caller(&larvik);
         let new = NewProcurement {
-            title: "Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)".into(),
+            title: t("Elektronisk medisineringsstøtte (fellesanskaffelse ledet av Larvik)"),
             category: Category::MedicationSupport,
             started_on: day(2017, 2, 1),
         };
@@ -205,11 +214,11 @@ mod procurements {
             "Varsel og dosering",
             "Oppfølging ved glemt dose",
         ] {
-            hold("journey step", rules::add_journey_step(txn, &lead, p.id, step, None).await)?;
+            hold("journey step", rules::add_journey_step(txn, &lead, p.id, t(step), None).await)?;
         }
         activity(NewActivity {
             kind: ActivityKind::Workshop,
-            title: "Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere".into(),
+            title: t("Erfaringsdelingsworkshop og behovskartlegging med brukere og tjenesteytere"),
             held_on: day(2017, 2, 1),
             questions_sent_in_advance: None,
             attendees: vec![],
@@ -218,7 +227,7 @@ mod procurements {
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2017, 4, 6)).await)?;
         activity(NewActivity {
             kind: ActivityKind::DialogueConference,
-            title: "Dialogkonferanse".into(),
+            title: t("Dialogkonferanse"),
             held_on: day(2017, 4, 6),
             questions_sent_in_advance: None,
             attendees: vec![],
@@ -226,7 +235,7 @@ mod procurements {
         .await?;
         activity(NewActivity {
             kind: ActivityKind::OneToOneMeeting,
-            title: "En-til-en-møter med interesserte leverandører (uke 22)".into(),
+            title: t("En-til-en-møter med interesserte leverandører (uke 22)"),
             held_on: day(2017, 5, 29),
             questions_sent_in_advance: None,
             attendees: vec![],
@@ -241,9 +250,9 @@ mod procurements {
                     &lead,
                     p.id,
                     NewUserStory {
-                        code: format!("BH{n}"),
-                        title: format!("Brukerhistorie {n}"),
-                        narrative: "The user story's text is not in our public sources.".into(),
+                        code: StoryCode::parse(&format!("BH{n}")).expect("a valid code"),
+                        title: t(&format!("Brukerhistorie {n}")),
+                        narrative: t("The user story's text is not in our public sources."),
                         acceptance_criteria: vec![],
                     },
                 )
@@ -251,8 +260,10 @@ mod procurements {
             )?;
             stories.push(story);
         }
-        hold("criterion", rules::add_criterion(txn, &lead, p.id, "Kvalitet (illustrative)", 60).await)?;
-        hold("criterion", rules::add_criterion(txn, &lead, p.id, "Pris (illustrative)", 40).await)?;
+        for (name, weight) in [("Kvalitet (illustrative)", 60), ("Pris (illustrative)", 40)] {
+            let weight = Weight::parse(weight).expect("a valid weight");
+            hold("criterion", rules::add_criterion(txn, &lead, p.id, t(name), weight).await)?;
+        }
         hold("competition", rules::change_phase(txn, &lead, p.id, Phase::Competition, None, day(2018, 1, 1)).await)?;
         let deadline = Utc.with_ymd_and_hms(2018, 2, 28, 12, 0, 0).single().expect("valid");
         hold(
@@ -261,9 +272,8 @@ mod procurements {
                 txn,
                 &lead,
                 p.id,
-                "Doffin, January 2018 (reference not in our sources)",
-                day(2018, 1, 1),
-                deadline,
+                NewNotice::new(t("Doffin, January 2018 (reference not in our sources)"), day(2018, 1, 1), deadline)
+                    .expect("the deadline follows the notice"),
             )
             .await,
         )?;
@@ -275,11 +285,10 @@ mod procurements {
         for (supplier, purchase, lease) in [(&dignio, "9000", "600"), (&evondos, "11000", "700")] {
             let responses = stories
                 .iter()
-                .map(|s| NewResponse {
-                    user_story_id: s.id,
-                    solution: format!("{}'s answer to {}", supplier.org.name, s.code),
-                    purchase_price: Some(purchase.parse::<Nok>().expect("valid")),
-                    lease_price_per_month: Some(lease.parse::<Nok>().expect("valid")),
+                .map(|s| {
+                    let solution = t(&format!("{}'s answer to {}", supplier.org.name, s.code));
+                    let (purchase, lease) = (purchase.parse::<Nok>().ok(), lease.parse::<Nok>().ok());
+                    NewResponse::new(s.id, solution, purchase, lease).expect("priced")
                 })
                 .collect();
             tenders.push(hold("tender", rules::submit_tender(txn, supplier, p.id, responses, submitted).await)?);
@@ -295,17 +304,15 @@ mod procurements {
             // Dignio and Evondos won two user stories each; which ones is not in our sources.
             let winner = if i < 2 { tenders[0].id } else { tenders[1].id };
             for response in responses.iter().filter(|r| r.user_story_id == story.id) {
-                let score = if response.tender_id == winner { 8.0 } else { 6.0 };
+                let score = Score::parse(if response.tender_id == winner { 8.0 } else { 6.0 }).expect("0 to 10");
                 let scores = criteria.iter().map(|c| (c.id, score)).collect();
                 hold("score", rules::score_response(txn, &lead, response.id, scores, evaluated).await)?;
             }
             let winning =
                 responses.iter().find(|r| r.user_story_id == story.id && r.tender_id == winner).expect("answered");
             let award = hold("award", rules::award(txn, &lead, winning.id, day(2018, 6, 1), evaluated).await)?;
-            let agreement = hold(
-                "agreement",
-                agreements::create_agreement(txn, &lead, award.id, day(2018, 6, 1), day(2022, 5, 31), 2000).await,
-            )?;
+            let terms = AgreementTerms::new(day(2018, 6, 1), day(2022, 5, 31), 2000).expect("valid terms");
+            let agreement = hold("agreement", agreements::create_agreement(txn, &lead, award.id, terms).await)?;
             agreements_made.push(agreement);
         }
         hold(
@@ -327,14 +334,15 @@ mod procurements {
                     txn,
                     crate::db::Backend::Sqlite,
                     &municipality,
-                    agreements::NewCallOff {
-                        agreement_id: agreements_made[agreement].id,
+                    NewCallOff::new(
+                        agreements_made[agreement].id,
                         acquisition,
                         scope,
                         quantity,
-                        placed_on: day(2019, 3, 15),
-                        status: CallOffStatus::Placed,
-                    },
+                        day(2019, 3, 15),
+                        CallOffStatus::Placed,
+                    )
+                    .expect("a valid call-off"),
                 )
                 .await,
             )?;
@@ -347,7 +355,7 @@ mod procurements {
         let baerum = by_name(txn, "Bærum kommune").await?;
         let lead = caller(&baerum);
         let new = NewProcurement {
-            title: "Responssentertjenester og trygghetsalarmer (Asker og Bærum)".into(),
+            title: t("Responssentertjenester og trygghetsalarmer (Asker og Bærum)"),
             category: Category::SafetyAlarm,
             started_on: day(2019, 1, 1),
         };
@@ -360,7 +368,7 @@ mod procurements {
         hold("dialogue", rules::change_phase(txn, &lead, p.id, Phase::Dialogue, None, day(2019, 3, 1)).await)?;
         activity(NewActivity {
             kind: ActivityKind::OneToOneMeeting,
-            title: "En-til-en-møter med leverandører (illustrative date)".into(),
+            title: t("En-til-en-møter med leverandører (illustrative date)"),
             held_on: day(2019, 4, 1),
             questions_sent_in_advance: Some(true),
             attendees: vec![(asker.id, None), (baerum.id, None)],
@@ -374,9 +382,11 @@ mod procurements {
                     txn,
                     &supplier,
                     p.id,
-                    "Løsningsskisse (illustrative)",
-                    "An illustrative sketch: the real sketches are not public.",
-                    day(2019, 3, 20),
+                    NewSketch {
+                        title: t("Løsningsskisse (illustrative)"),
+                        summary: t("An illustrative sketch: the real sketches are not public."),
+                        submitted_on: day(2019, 3, 20),
+                    },
                 )
                 .await,
             )?;

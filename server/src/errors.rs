@@ -43,16 +43,6 @@ impl RuleViolation for Invalid {
     }
 }
 
-/// Free text of 1 to `max` characters, trimmed.
-pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        Err(Invalid::new(field, "INVALID_TEXT", format!("{field} must be 1 to {max} characters")))
-    } else {
-        Ok(value.to_string())
-    }
-}
-
 /// Most characters of an error message a client sees. Messages quote what the client sent (an
 /// enum value, a parse error's line, an id): a 100 kB argument must not come back as a 100 kB
 /// error, once per field that names it.

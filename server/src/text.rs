@@ -1,6 +1,6 @@
 //! Bounded free text, parsed once at the GraphQL edge so rules never see a raw string.
 
-use crate::errors::{Invalid, text};
+use crate::errors::Invalid;
 
 /// Free text of 1 to `MAX` characters with surrounding whitespace trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,12 @@ pub type LongText = Text<20_000>;
 impl<const MAX: usize> Text<MAX> {
     /// `value` trimmed, or `INVALID_TEXT` on `field` when it is empty or longer than `MAX`.
     pub fn parse(field: &'static str, value: &str) -> Result<Self, Invalid> {
-        text(field, value, MAX).map(Text)
+        let value = value.trim();
+        if value.is_empty() || value.chars().count() > MAX {
+            Err(Invalid::new(field, "INVALID_TEXT", format!("{field} must be 1 to {MAX} characters")))
+        } else {
+            Ok(Text(value.to_string()))
+        }
     }
 
     /// An optional text where blank means absent, as the API has always read it.

@@ -776,6 +776,59 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// Free text that was once stored unbounded — a hold reason, a journey step's description,
+    /// an acceptance criterion — is parsed at the edge like every other text: over 4000
+    /// characters it is refused on its field with `INVALID_TEXT`, writing nothing.
+    async fn overlong_reasons_descriptions_and_criteria_are_refused_on_their_field(app) {
+        let (po, procurement) = one_procurement(&app, "Medisineringsstøtte").await;
+        let long = "x".repeat(4001);
+        let cases = [
+            ("mutation($input: ProcurementPhaseChangeInput!) { procurementPhaseChange(input: $input) { procurement { id } userErrors { field code message } } }",
+                "procurementPhaseChange", "reason", json!({ "procurementId": procurement, "phase": "ON_HOLD", "reason": long })),
+            ("mutation($input: JourneyStepAddInput!) { journeyStepAdd(input: $input) { journeyStep { position } userErrors { field code message } } }",
+                "journeyStepAdd", "description", json!({ "procurementId": procurement, "title": "Forskrivning", "description": long })),
+            ("mutation($input: UserStoryAddInput!) { userStoryAdd(input: $input) { userStory { id } userErrors { field code message } } }",
+                "userStoryAdd", "acceptanceCriteria",
+                json!({ "procurementId": procurement, "code": "US1", "title": "x", "narrative": "x", "acceptanceCriteria": ["Varsler", long] })),
+        ];
+        for (mutation, name, field, input) in cases {
+            let before = snapshot(&app).await;
+            let data = app.graphql(Some(&po), mutation, json!({ "input": input })).await;
+            assert_eq!(data[name]["userErrors"], json!([{ "field": ["input", field], "code": "INVALID_TEXT",
+                "message": format!("{field} must be 1 to 4000 characters") }]), "{name}");
+            assert_eq!(snapshot(&app).await, before, "{name} refused but wrote something");
+        }
+    }
+}
+
+on_both_backends! {
+    /// An input is parsed before any rule runs: a malformed value is reported on its field even
+    /// when the caller would also break a rule (not a municipality, not the lead, no such award).
+    async fn a_malformed_input_is_reported_before_any_rule_is_judged(app) {
+        let (_, procurement) = one_procurement(&app, "Medisineringsstøtte").await;
+        let supplier = org_number(100);
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Dignio AS", "orgNumber": supplier })).await;
+        let supplier_po = app.token(&supplier, &[Role::ProcurementOfficer]);
+        let award = velferd::graphql::relay::global_id(velferd::graphql::relay::NodeType::Award, 999).to_string();
+        let cases = [
+            ("mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { field code } } }",
+                "procurementCreate", json!({ "title": "  ", "category": "MEDICATION_SUPPORT" }), "title", "INVALID_TEXT"),
+            ("mutation($input: JourneyStepAddInput!) { journeyStepAdd(input: $input) { journeyStep { position } userErrors { field code } } }",
+                "journeyStepAdd", json!({ "procurementId": procurement, "title": "  " }), "title", "INVALID_TEXT"),
+            ("mutation($input: EvaluationCriterionAddInput!) { evaluationCriterionAdd(input: $input) { evaluationCriterion { id } userErrors { field code } } }",
+                "evaluationCriterionAdd", json!({ "procurementId": procurement, "name": "Pris", "weight": 0 }), "weight", "INVALID_WEIGHT"),
+            ("mutation($input: FrameworkAgreementCreateInput!) { frameworkAgreementCreate(input: $input) { frameworkAgreement { id } userErrors { field code } } }",
+                "frameworkAgreementCreate", json!({ "awardId": award, "startsOn": "2020-01-01", "endsOn": "2019-01-01", "volumeCap": 10 }),
+                "endsOn", "INVALID_PERIOD"),
+        ];
+        for (mutation, name, input, field, code) in cases {
+            let data = app.graphql(Some(&supplier_po), mutation, json!({ "input": input })).await;
+            assert_eq!(data[name]["userErrors"], json!([{ "field": ["input", field], "code": code }]), "{name}");
+        }
+    }
+}
+
+on_both_backends! {
     /// The `procurements` list, `node` and `GET /ocds/procurements/{id}` apply the same read
     /// rule: for every kind of viewer, the ids the list gives are exactly those `node` resolves
     /// and OCDS answers 200 for (anonymous viewers: published notices only).

@@ -6,11 +6,11 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::NaiveDate;
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
-use super::rules::{self, AgreementResult, NewCallOff};
+use super::rules::{self, AgreementTerms, NewCallOff};
 use crate::auth::Role;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{Page, PageArgs, page_in_memory};
-use crate::graphql::context::{caller, in_transaction, load_existing, load_one, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, run_parsed, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
 use crate::graphql::node::NodeObject;
@@ -223,6 +223,26 @@ pub struct CallOffStatusChangeInput {
     pub status: CallOffStatus,
 }
 
+impl FrameworkAgreementCreateInput {
+    fn parse(self) -> Result<(i64, AgreementTerms), Invalid> {
+        let award = input_row(&self.award_id, NodeType::Award, "awardId")?;
+        Ok((award, AgreementTerms::new(self.starts_on, self.ends_on, self.volume_cap)?))
+    }
+}
+
+impl CallOffCreateInput {
+    fn parse(self) -> Result<NewCallOff, Invalid> {
+        NewCallOff::new(
+            input_row(&self.agreement_id, NodeType::FrameworkAgreement, "agreementId")?,
+            self.acquisition,
+            self.scope,
+            self.quantity,
+            self.placed_on.unwrap_or_else(today),
+            self.status.unwrap_or(CallOffStatus::Placed),
+        )
+    }
+}
+
 #[derive(Default)]
 pub struct AgreementMutation;
 
@@ -236,13 +256,9 @@ impl AgreementMutation {
         input: FrameworkAgreementCreateInput,
     ) -> Result<FrameworkAgreementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "make framework agreements").await?;
-        let result: AgreementResult<_> = async {
-            let award = input_row(&input.award_id, NodeType::Award, "awardId")?;
-            in_transaction(ctx, async |txn| {
-                rules::create_agreement(txn, &caller, award, input.starts_on, input.ends_on, input.volume_cap).await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (award, terms)| {
+            rules::create_agreement(txn, &caller, award, terms).await
+        })
         .await;
         Ok(FrameworkAgreementCreatePayload::from_rule(result, FrameworkAgreement)?)
     }
@@ -253,18 +269,9 @@ impl AgreementMutation {
     async fn call_off_create(&self, ctx: &Context<'_>, input: CallOffCreateInput) -> Result<CallOffCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
         let backend = state(ctx).db.backend();
-        let result: AgreementResult<_> = async {
-            let new = NewCallOff {
-                agreement_id: input_row(&input.agreement_id, NodeType::FrameworkAgreement, "agreementId")?,
-                acquisition: input.acquisition,
-                scope: input.scope,
-                quantity: input.quantity,
-                placed_on: input.placed_on.unwrap_or_else(today),
-                status: input.status.unwrap_or(CallOffStatus::Placed),
-            };
-            in_transaction(ctx, async |txn| rules::create_call_off(txn, backend, &caller, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, new| rules::create_call_off(txn, backend, &caller, new).await)
+                .await;
         Ok(CallOffCreatePayload::from_rule(result, CallOff)?)
     }
 
@@ -281,10 +288,9 @@ impl AgreementMutation {
             Role::ProcurementOfficer
         };
         let caller = caller(ctx, role, "change this call-off's status").await?;
-        let result: AgreementResult<_> = async {
-            let id = input_row(&input.call_off_id, NodeType::CallOff, "callOffId")?;
-            in_transaction(ctx, async |txn| rules::change_status(txn, &caller, id, input.status).await).await
-        }
+        let result = run_parsed(ctx, input_row(&input.call_off_id, NodeType::CallOff, "callOffId"), async |txn, id| {
+            rules::change_status(txn, &caller, id, input.status).await
+        })
         .await;
         Ok(CallOffStatusChangePayload::from_rule(result, CallOff)?)
     }

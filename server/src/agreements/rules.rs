@@ -73,14 +73,31 @@ impl RuleViolation for AgreementError {
 /// What an agreement rule returns: its value, or why not.
 pub type AgreementResult<T> = crate::errors::RuleResult<T, AgreementError>;
 
+/// An agreement's period, ending after it starts, and its volume cap of at least one unit.
+pub struct AgreementTerms {
+    starts_on: NaiveDate,
+    ends_on: NaiveDate,
+    volume_cap: i32,
+}
+
+impl AgreementTerms {
+    pub fn new(starts_on: NaiveDate, ends_on: NaiveDate, volume_cap: i32) -> Result<AgreementTerms, Invalid> {
+        if ends_on <= starts_on {
+            return Err(Invalid::new("endsOn", "INVALID_PERIOD", "the agreement must end after it starts"));
+        }
+        if volume_cap < 1 {
+            return Err(Invalid::new("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1"));
+        }
+        Ok(AgreementTerms { starts_on, ends_on, volume_cap })
+    }
+}
+
 /// The framework agreement that follows an award, at the awarded response's prices.
 pub async fn create_agreement<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     award_id: i64,
-    starts_on: NaiveDate,
-    ends_on: NaiveDate,
-    volume_cap: i32,
+    terms: AgreementTerms,
 ) -> AgreementResult<framework_agreement::Model> {
     let Some(award) = award::Entity::find_by_id(award_id).one(db).await? else {
         return refuse(Invalid::new("awardId", "NOT_FOUND", "no such award"));
@@ -90,8 +107,6 @@ pub async fn create_agreement<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| ApiError::internal("award without procurement"))?;
     ensure(p.lead_id == caller.org.id, AgreementError::NotLead)?;
-    ensure(ends_on > starts_on, Invalid::new("endsOn", "INVALID_PERIOD", "the agreement must end after it starts"))?;
-    ensure(volume_cap > 0, Invalid::new("volumeCap", "INVALID_VOLUME", "the volume cap must be at least 1"))?;
     let existing =
         framework_agreement::Entity::find().filter(framework_agreement::Column::AwardId.eq(award.id)).one(db).await?;
     ensure(existing.is_none(), AgreementError::AgreementExists)?;
@@ -108,11 +123,11 @@ pub async fn create_agreement<C: ConnectionTrait>(
         procurement_id: Set(p.id),
         supplier_id: Set(t.supplier_id),
         user_story_id: Set(award.user_story_id),
-        starts_on: Set(starts_on),
-        ends_on: Set(ends_on),
+        starts_on: Set(terms.starts_on),
+        ends_on: Set(terms.ends_on),
         purchase_price_ore: Set(response.purchase_price_ore),
         lease_price_ore_per_month: Set(response.lease_price_ore_per_month),
-        volume_cap: Set(volume_cap),
+        volume_cap: Set(terms.volume_cap),
         ..Default::default()
     }
     .insert(db)
@@ -125,13 +140,33 @@ pub fn used_volume(call_offs: &[call_off::Model]) -> i64 {
     call_offs.iter().filter(|c| c.status.uses_volume()).map(|c| i64::from(c.quantity)).sum()
 }
 
+/// A call-off of at least one unit, made as DRAFT or PLACED.
 pub struct NewCallOff {
-    pub agreement_id: i64,
-    pub acquisition: Acquisition,
-    pub scope: RolloutScope,
-    pub quantity: i32,
-    pub placed_on: NaiveDate,
-    pub status: CallOffStatus,
+    agreement_id: i64,
+    acquisition: Acquisition,
+    scope: RolloutScope,
+    quantity: i32,
+    placed_on: NaiveDate,
+    status: CallOffStatus,
+}
+
+impl NewCallOff {
+    pub fn new(
+        agreement_id: i64,
+        acquisition: Acquisition,
+        scope: RolloutScope,
+        quantity: i32,
+        placed_on: NaiveDate,
+        status: CallOffStatus,
+    ) -> Result<NewCallOff, Invalid> {
+        if quantity < 1 {
+            return Err(Invalid::new("quantity", "INVALID_QUANTITY", "the quantity must be at least 1"));
+        }
+        if !matches!(status, CallOffStatus::Draft | CallOffStatus::Placed) {
+            return Err(Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED"));
+        }
+        Ok(NewCallOff { agreement_id, acquisition, scope, quantity, placed_on, status })
+    }
 }
 
 /// A participating municipality calls off under an agreement, within its period and volume.
@@ -165,11 +200,6 @@ pub async fn create_call_off<C: ConnectionTrait>(
         Some(ParticipantRole::Lead | ParticipantRole::Participant) => {}
     }
     ensure(p.phase == Phase::Implementation, AgreementError::WrongPhase(p.phase))?;
-    ensure(new.quantity > 0, Invalid::new("quantity", "INVALID_QUANTITY", "the quantity must be at least 1"))?;
-    ensure(
-        matches!(new.status, CallOffStatus::Draft | CallOffStatus::Placed),
-        Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED"),
-    )?;
     ensure(
         (agreement.starts_on..=agreement.ends_on).contains(&new.placed_on),
         AgreementError::OutsidePeriod { starts: agreement.starts_on, ends: agreement.ends_on, placed: new.placed_on },

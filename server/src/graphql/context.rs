@@ -10,7 +10,7 @@ use super::loaders::DbLoader;
 use super::session::Session;
 use crate::app::AppState;
 use crate::auth::{Actor, Caller, Principal, Role};
-use crate::errors::{ApiError, Refusal, RuleResult};
+use crate::errors::{ApiError, Invalid, Refusal, RuleResult};
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
@@ -94,4 +94,15 @@ where
         // Dropping the transaction rolls it back.
         Err(fault) => Err(fault),
     }
+}
+
+/// A mutation past its caller check: the input as parsed at the edge (or the field it fails
+/// on, before any rule runs), then the rules on the parsed values, as [`in_transaction`].
+pub(crate) async fn run_parsed<I, T, E, F>(ctx: &Context<'_>, input: Result<I, Invalid>, rules: F) -> RuleResult<T, E>
+where
+    E: From<Invalid>,
+    F: AsyncFnOnce(&DatabaseTransaction, I) -> RuleResult<T, E>,
+{
+    let input = input?;
+    in_transaction(ctx, async |txn| rules(txn, input).await).await
 }

@@ -13,17 +13,11 @@
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use super::rules::{self, NewGathering, NewNetwork, NewReport};
-use crate::demo::{DemoError, by_name, caller, day, hold};
+use crate::demo::{DemoError, by_name, caller, day, hold, t};
 use crate::organizations::model as organization;
 use crate::procurement::model::{ActivityKind, ParticipantRole, procurement};
 use crate::procurement::phase::Phase;
 use crate::procurement::rules::{self as procurement_rules, NewActivity};
-use crate::text::Text;
-
-/// Demo text, known to fit its bound.
-fn t<const MAX: usize>(value: &str) -> Text<MAX> {
-    Text::parse("demo", value).expect("demo text within its bound")
-}
 
 async fn led_by(txn: &DatabaseTransaction, lead: &organization::Model) -> Result<procurement::Model, DemoError> {
     procurement::Entity::find()
@@ -108,7 +102,7 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
     let alarms = led_by(txn, &baerum).await?;
     hold("learning arena", procurement_rules::add_activity(txn, &caller(&baerum), alarms.id, NewActivity {
         kind: ActivityKind::LearningArena,
-        title: "Læringsarena: about 35 people from nearly 20 municipalities (illustrative date; attendees not in our sources)".into(),
+        title: t("Læringsarena: about 35 people from nearly 20 municipalities (illustrative date; attendees not in our sources)"),
         held_on: day(2019, 5, 1),
         questions_sent_in_advance: None,
         attendees: vec![(asker.id, None), (baerum.id, None)],

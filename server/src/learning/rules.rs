@@ -17,6 +17,7 @@ use crate::organizations::{OrganizationKind, model as organization};
 use crate::procurement::model::{journey_step, need, participant, procurement, user_story};
 use crate::procurement::phase::Phase;
 use crate::procurement::rules::{self as procurement_rules, NewProcurement, NewUserStory, ProcurementError};
+use crate::procurement::values::StoryCode;
 use crate::text::{LongText, Paragraph, Title};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
@@ -361,13 +362,9 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| ApiError::internal("dangling lead"))?;
     let provenance = format!("reused from «{}» led by {}", source.title, lead.name);
-    let copy = procurement_rules::create(
-        db,
-        caller,
-        NewProcurement { title: title.into_string(), category: source.category, started_on },
-    )
-    .await
-    .map_err(Refusal::widen)?;
+    let copy = procurement_rules::create(db, caller, NewProcurement { title, category: source.category, started_on })
+        .await
+        .map_err(Refusal::widen)?;
     let reuse = procurement_reuse::ActiveModel {
         source_id: Set(source.id),
         copy_id: Set(copy.id),
@@ -394,8 +391,11 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     // Source step id → the copied step's position, which is how a need names its step.
     let mut step_map = std::collections::HashMap::new();
+    // Copies pass the same parsing as new input: the rules take only parsed text.
     for step in steps {
-        let copied = procurement_rules::add_journey_step(db, caller, copy.id, &step.title, step.description.clone())
+        let title = Title::parse("title", &step.title)?;
+        let description = Paragraph::parse_optional("description", step.description.as_deref())?;
+        let copied = procurement_rules::add_journey_step(db, caller, copy.id, title, description)
             .await
             .map_err(Refusal::widen)?;
         step_map.insert(step.id, copied.position);
@@ -408,8 +408,9 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     for n in needs {
         let step = n.journey_step_id.and_then(|s| step_map.get(&s).copied());
+        let description = Paragraph::parse("description", &n.description)?;
         let copied =
-            procurement_rules::add_need(db, caller, copy.id, &n.description, step).await.map_err(Refusal::widen)?;
+            procurement_rules::add_need(db, caller, copy.id, description, step).await.map_err(Refusal::widen)?;
         record(ReusedKind::Need, n.id, copied.id, copied.description.clone()).insert(db).await?;
     }
     let stories = user_story::Entity::find()
@@ -419,19 +420,16 @@ pub async fn reuse<C: ConnectionTrait>(
         .await?;
     for s in stories {
         let criteria: Vec<String> = serde_json::from_str(&s.acceptance_criteria).unwrap_or_default();
-        let copied = procurement_rules::add_user_story(
-            db,
-            caller,
-            copy.id,
-            NewUserStory {
-                code: s.code.clone(),
-                title: s.title.clone(),
-                narrative: s.narrative.clone(),
-                acceptance_criteria: criteria,
-            },
-        )
-        .await
-        .map_err(Refusal::widen)?;
+        let new = NewUserStory {
+            code: StoryCode::parse(&s.code)?,
+            title: Title::parse("title", &s.title)?,
+            narrative: LongText::parse("narrative", &s.narrative)?,
+            acceptance_criteria: criteria
+                .iter()
+                .map(|c| Paragraph::parse("acceptanceCriteria", c))
+                .collect::<Result<_, _>>()?,
+        };
+        let copied = procurement_rules::add_user_story(db, caller, copy.id, new).await.map_err(Refusal::widen)?;
         record(ReusedKind::UserStory, s.id, copied.id, format!("{} {}", copied.code, copied.title)).insert(db).await?;
     }
     Ok(reuse)

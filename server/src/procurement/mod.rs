@@ -8,3 +8,4 @@ pub mod model;
 pub mod ocds;
 pub mod phase;
 pub mod rules;
+pub mod values;

@@ -7,6 +7,8 @@
 use sea_orm::sea_query::StringLen;
 use serde::{Deserialize, Serialize};
 
+use crate::text::Paragraph;
+
 #[derive(
     Debug,
     Clone,
@@ -92,8 +94,8 @@ pub enum PhaseError {
 }
 
 /// The one place that decides whether a phase change is legal, and what state follows.
-pub fn transition(state: &PhaseState, to: Phase, reason: Option<&str>) -> Result<PhaseState, PhaseError> {
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+/// `reason` is parsed at the edge, where a blank one is none.
+pub fn transition(state: &PhaseState, to: Phase, reason: Option<&Paragraph>) -> Result<PhaseState, PhaseError> {
     match (state, to) {
         (PhaseState::Active(Phase::Closed), _) => Err(PhaseError::Closed),
         (PhaseState::Active(from), to) if *from == to => Err(PhaseError::Unchanged(to)),
@@ -128,6 +130,10 @@ mod tests {
         Phase::OnHold,
     ];
 
+    fn reason(text: &str) -> Paragraph {
+        Paragraph::parse("reason", text).unwrap()
+    }
+
     #[test]
     fn the_ordinary_course_runs_from_needs_to_closed() {
         let mut state = PhaseState::Active(Phase::Needs);
@@ -140,8 +146,8 @@ mod tests {
     #[test]
     fn on_hold_needs_a_reason_and_resumes_where_it_left() {
         let dialogue = PhaseState::Active(Phase::Dialogue);
-        assert_eq!(transition(&dialogue, Phase::OnHold, Some("  ")), Err(PhaseError::HoldWithoutReason));
-        let held = transition(&dialogue, Phase::OnHold, Some("legislation")).unwrap();
+        assert_eq!(transition(&dialogue, Phase::OnHold, None), Err(PhaseError::HoldWithoutReason));
+        let held = transition(&dialogue, Phase::OnHold, Some(&reason("legislation"))).unwrap();
         assert_eq!(held.phase(), Phase::OnHold);
         assert!(matches!(transition(&held, Phase::Competition, None), Err(PhaseError::ResumeElsewhere { .. })));
         assert_eq!(transition(&held, Phase::Dialogue, None), Ok(dialogue));
@@ -153,7 +159,7 @@ mod tests {
         assert!(matches!(transition(&needs, Phase::Competition, None), Err(PhaseError::IllegalJump { .. })));
         assert!(matches!(transition(&needs, Phase::Needs, None), Err(PhaseError::Unchanged(_))));
         let closed = PhaseState::Active(Phase::Closed);
-        assert_eq!(transition(&closed, Phase::OnHold, Some("x")), Err(PhaseError::Closed));
+        assert_eq!(transition(&closed, Phase::OnHold, Some(&reason("x"))), Err(PhaseError::Closed));
     }
 
     proptest! {
@@ -165,7 +171,7 @@ mod tests {
             for (index, with_reason) in requests {
                 let to = ALL[index];
                 let before = state.clone();
-                if let Ok(after) = transition(&before, to, with_reason.then_some("reason")) {
+                if let Ok(after) = transition(&before, to, with_reason.then(|| reason("reason")).as_ref()) {
                     match (&before, &after) {
                         (PhaseState::Active(from), PhaseState::Active(to)) => prop_assert_eq!(from.next(), Some(*to)),
                         (PhaseState::Active(from), PhaseState::OnHold { resume_to, .. }) => prop_assert_eq!(from, resume_to),

@@ -11,10 +11,12 @@ use super::model::{
     user_story,
 };
 use super::phase::{Phase, PhaseError, PhaseState, transition};
+use super::values::{CriterionName, Reference, Score, StoryCode, Weight};
 use crate::auth::Caller;
-use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse, text};
+use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse};
 use crate::money::Nok;
 use crate::organizations::{OrganizationKind, model as organization};
+use crate::text::{LongText, Paragraph, Title};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,7 +161,7 @@ async fn record_transition<C: ConnectionTrait>(
 }
 
 pub struct NewProcurement {
-    pub title: String,
+    pub title: Title,
     pub category: Category,
     pub started_on: NaiveDate,
 }
@@ -174,9 +176,8 @@ pub async fn create<C: ConnectionTrait>(
         caller.org.kind == OrganizationKind::Municipality,
         ProcurementError::NotAMunicipality(caller.org.name.clone()),
     )?;
-    let title = text("title", &new.title, 300)?;
     let p = procurement::ActiveModel {
-        title: Set(title),
+        title: Set(new.title.into_string()),
         category: Set(new.category),
         lead_id: Set(caller.org.id),
         phase: Set(Phase::Needs),
@@ -236,11 +237,11 @@ pub async fn change_phase<C: ConnectionTrait>(
     caller: &Caller,
     procurement_id: i64,
     to: Phase,
-    reason: Option<String>,
+    reason: Option<Paragraph>,
     effective_on: NaiveDate,
 ) -> RuleResult<procurement::Model> {
     let p = led_by(db, caller, procurement_id, "change the phase").await?;
-    let next = transition(&state_of(&p), to, reason.as_deref()).map_err(|e| Refusal::Rule(e.into()))?;
+    let next = transition(&state_of(&p), to, reason.as_ref()).map_err(|e| Refusal::Rule(e.into()))?;
     if to == Phase::Competition && p.phase == Phase::Dialogue {
         let stories = user_story::Entity::find().filter(user_story::Column::ProcurementId.eq(p.id)).count(db).await?;
         ensure(stories > 0, ProcurementError::NoUserStories)?;
@@ -266,36 +267,47 @@ pub async fn change_phase<C: ConnectionTrait>(
     let updated = active.update(db).await?;
     let reason = match next {
         PhaseState::OnHold { reason, .. } => Some(reason),
-        PhaseState::Active(_) => reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
+        PhaseState::Active(_) => reason.map(Paragraph::into_string),
     };
     record_transition(db, caller, updated.id, Some(from), to, reason, effective_on).await?;
     Ok(updated)
+}
+
+/// A competition notice whose tender deadline falls on a day after its publication.
+pub struct NewNotice {
+    reference: Reference,
+    published_on: NaiveDate,
+    tender_deadline: DateTime<Utc>,
+}
+
+impl NewNotice {
+    pub fn new(
+        reference: Reference,
+        published_on: NaiveDate,
+        tender_deadline: DateTime<Utc>,
+    ) -> Result<NewNotice, Invalid> {
+        if tender_deadline.date_naive() > published_on {
+            Ok(NewNotice { reference, published_on, tender_deadline })
+        } else {
+            let message = "the tender deadline must be after the notice is published";
+            Err(Invalid::new("tenderDeadline", "DEADLINE_BEFORE_NOTICE", message))
+        }
+    }
 }
 
 pub async fn publish_notice<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
-    reference: &str,
-    published_on: NaiveDate,
-    deadline: DateTime<Utc>,
+    notice: NewNotice,
 ) -> RuleResult<procurement::Model> {
     let p = led_by(db, caller, procurement_id, "publish the notice").await?;
     require_phase(&p, Phase::Competition)?;
     ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
-    let reference = text("reference", reference, 100)?;
-    ensure(
-        deadline.date_naive() > published_on,
-        Invalid::new(
-            "tenderDeadline",
-            "DEADLINE_BEFORE_NOTICE",
-            "the tender deadline must be after the notice is published",
-        ),
-    )?;
     let mut active: procurement::ActiveModel = p.into();
-    active.notice_reference = Set(Some(reference));
-    active.notice_published_on = Set(Some(published_on));
-    active.tender_deadline = Set(Some(deadline.fixed_offset()));
+    active.notice_reference = Set(Some(notice.reference.into_string()));
+    active.notice_published_on = Set(Some(notice.published_on));
+    active.tender_deadline = Set(Some(notice.tender_deadline.fixed_offset()));
     Ok(active.update(db).await?)
 }
 
@@ -303,17 +315,16 @@ pub async fn add_journey_step<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
-    title: &str,
-    description: Option<String>,
+    title: Title,
+    description: Option<Paragraph>,
 ) -> RuleResult<journey_step::Model> {
     let p = led_by(db, caller, procurement_id, "edit the service journey").await?;
-    let title = text("title", title, 300)?;
     let count = journey_step::Entity::find().filter(journey_step::Column::ProcurementId.eq(p.id)).count(db).await?;
     let row = journey_step::ActiveModel {
         procurement_id: Set(p.id),
         position: Set(count as i32 + 1),
-        title: Set(title),
-        description: Set(description.map(|d| d.trim().to_string()).filter(|d| !d.is_empty())),
+        title: Set(title.into_string()),
+        description: Set(description.map(Paragraph::into_string)),
         ..Default::default()
     }
     .insert(db)
@@ -326,11 +337,10 @@ pub async fn add_need<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
-    description: &str,
+    description: Paragraph,
     journey_step_position: Option<i32>,
 ) -> RuleResult<need::Model> {
     let p = led_by(db, caller, procurement_id, "record needs").await?;
-    let description = text("description", description, 4000)?;
     let journey_step_id = match journey_step_position {
         None => None,
         Some(position) => {
@@ -351,7 +361,7 @@ pub async fn add_need<C: ConnectionTrait>(
     let row = need::ActiveModel {
         procurement_id: Set(p.id),
         journey_step_id: Set(journey_step_id),
-        description: Set(description),
+        description: Set(description.into_string()),
         ..Default::default()
     }
     .insert(db)
@@ -359,9 +369,11 @@ pub async fn add_need<C: ConnectionTrait>(
     Ok(row)
 }
 
+/// A dialogue activity as parsed at the edge: attendees sent at least one person when a number
+/// is given.
 pub struct NewActivity {
     pub kind: ActivityKind,
-    pub title: String,
+    pub title: Title,
     pub held_on: NaiveDate,
     pub questions_sent_in_advance: Option<bool>,
     pub attendees: Vec<(i64, Option<i32>)>,
@@ -374,21 +386,19 @@ pub async fn add_activity<C: ConnectionTrait>(
     new: NewActivity,
 ) -> RuleResult<dialogue_activity::Model> {
     let p = led_by(db, caller, procurement_id, "record dialogue activities").await?;
-    let title = text("title", &new.title, 300)?;
     let mut seen = std::collections::BTreeSet::new();
-    for (org_id, people) in &new.attendees {
+    for (org_id, _) in &new.attendees {
         ensure(
             seen.insert(*org_id),
             Invalid::new("attendees", "DUPLICATE_ATTENDEE", "an organisation is listed twice"),
         )?;
-        ensure(people.is_none_or(|n| n > 0), Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1"))?;
         let exists = organization::Entity::find_by_id(*org_id).count(db).await? > 0;
         ensure(exists, Invalid::new("attendees", "NOT_FOUND", "an attending organisation does not exist"))?;
     }
     let activity = dialogue_activity::ActiveModel {
         procurement_id: Set(p.id),
         kind: Set(new.kind),
-        title: Set(title),
+        title: Set(new.title.into_string()),
         held_on: Set(new.held_on),
         questions_sent_in_advance: Set(new.questions_sent_in_advance),
         ..Default::default()
@@ -408,27 +418,29 @@ pub async fn add_activity<C: ConnectionTrait>(
     Ok(activity)
 }
 
+pub struct NewSketch {
+    pub title: Title,
+    pub summary: LongText,
+    pub submitted_on: NaiveDate,
+}
+
 pub async fn submit_sketch<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
-    title: &str,
-    summary: &str,
-    submitted_on: NaiveDate,
+    sketch: NewSketch,
 ) -> RuleResult<solution_sketch::Model> {
     ensure(caller.org.kind == OrganizationKind::Supplier, ProcurementError::NotASupplier(caller.org.name.clone()))?;
     let Some(p) = procurement::Entity::find_by_id(procurement_id).one(db).await? else {
         return refuse(Invalid::new("procurementId", "NOT_FOUND", "no such procurement"));
     };
     require_phase(&p, Phase::Dialogue)?;
-    let title = text("title", title, 300)?;
-    let summary = text("summary", summary, 20_000)?;
     let row = solution_sketch::ActiveModel {
         procurement_id: Set(p.id),
         supplier_id: Set(caller.org.id),
-        title: Set(title),
-        summary: Set(summary),
-        submitted_on: Set(submitted_on),
+        title: Set(sketch.title.into_string()),
+        summary: Set(sketch.summary.into_string()),
+        submitted_on: Set(sketch.submitted_on),
         ..Default::default()
     }
     .insert(db)
@@ -437,10 +449,10 @@ pub async fn submit_sketch<C: ConnectionTrait>(
 }
 
 pub struct NewUserStory {
-    pub code: String,
-    pub title: String,
-    pub narrative: String,
-    pub acceptance_criteria: Vec<String>,
+    pub code: StoryCode,
+    pub title: Title,
+    pub narrative: LongText,
+    pub acceptance_criteria: Vec<Paragraph>,
 }
 
 pub async fn add_user_story<C: ConnectionTrait>(
@@ -455,26 +467,19 @@ pub async fn add_user_story<C: ConnectionTrait>(
         matches!(p.phase, Phase::Needs | Phase::Dialogue | Phase::Competition),
         ProcurementError::WrongPhase { expected: Phase::Competition, actual: p.phase },
     )?;
-    let code = new.code.trim().to_string();
-    ensure(
-        !code.is_empty() && code.len() <= 20 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
-        Invalid::new("code", "INVALID_CODE", "a code is 1 to 20 letters, digits, '-' or '.'"),
-    )?;
-    let title = text("title", &new.title, 300)?;
-    let narrative = text("narrative", &new.narrative, 20_000)?;
-    let criteria: Vec<String> =
-        new.acceptance_criteria.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    let code = new.code.as_str();
     let taken = user_story::Entity::find()
         .filter(user_story::Column::ProcurementId.eq(p.id))
-        .filter(user_story::Column::Code.eq(code.clone()))
+        .filter(user_story::Column::Code.eq(code))
         .count(db)
         .await?;
-    ensure(taken == 0, ProcurementError::DuplicateUserStory(code.clone()))?;
+    ensure(taken == 0, ProcurementError::DuplicateUserStory(code.to_string()))?;
+    let criteria: Vec<&str> = new.acceptance_criteria.iter().map(Paragraph::as_str).collect();
     let row = user_story::ActiveModel {
         procurement_id: Set(p.id),
-        code: Set(code),
-        title: Set(title),
-        narrative: Set(narrative),
+        code: Set(code.to_string()),
+        title: Set(new.title.into_string()),
+        narrative: Set(new.narrative.into_string()),
         acceptance_criteria: Set(serde_json::to_string(&criteria).expect("strings serialise")),
         ..Default::default()
     }
@@ -487,13 +492,12 @@ pub async fn add_criterion<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     procurement_id: i64,
-    name: &str,
-    weight: i32,
+    name: CriterionName,
+    weight: Weight,
 ) -> RuleResult<evaluation_criterion::Model> {
     let p = led_by(db, caller, procurement_id, "set evaluation criteria").await?;
     ensure(p.notice_reference.is_none(), ProcurementError::NoticeAlreadyPublished)?;
-    let name = text("name", name, 200)?;
-    ensure((1..=100).contains(&weight), Invalid::new("weight", "INVALID_WEIGHT", "a weight is 1 to 100 percent"))?;
+    let weight = weight.percent();
     let existing: i32 = evaluation_criterion::Entity::find()
         .filter(evaluation_criterion::Column::ProcurementId.eq(p.id))
         .all(db)
@@ -504,7 +508,7 @@ pub async fn add_criterion<C: ConnectionTrait>(
     ensure(existing + weight <= 100, ProcurementError::WeightsOverHundred(existing + weight))?;
     let row = evaluation_criterion::ActiveModel {
         procurement_id: Set(p.id),
-        name: Set(name),
+        name: Set(name.into_string()),
         weight: Set(weight),
         ..Default::default()
     }
@@ -513,11 +517,27 @@ pub async fn add_criterion<C: ConnectionTrait>(
     Ok(row)
 }
 
+/// A tender's answer to one user story, with a purchase price, a monthly lease price or both.
 pub struct NewResponse {
-    pub user_story_id: i64,
-    pub solution: String,
-    pub purchase_price: Option<Nok>,
-    pub lease_price_per_month: Option<Nok>,
+    user_story_id: i64,
+    solution: LongText,
+    purchase_price: Option<Nok>,
+    lease_price_per_month: Option<Nok>,
+}
+
+impl NewResponse {
+    pub fn new(
+        user_story_id: i64,
+        solution: LongText,
+        purchase_price: Option<Nok>,
+        lease_price_per_month: Option<Nok>,
+    ) -> Result<NewResponse, Invalid> {
+        if purchase_price.is_none() && lease_price_per_month.is_none() {
+            let message = "each response needs a purchase price, a monthly lease price or both";
+            return Err(Invalid::new("responses", "NO_PRICE", message));
+        }
+        Ok(NewResponse { user_story_id, solution, purchase_price, lease_price_per_month })
+    }
 }
 
 /// A supplier's sealed tender: one response per user story it answers, before the deadline.
@@ -557,15 +577,6 @@ pub async fn submit_tender<C: ConnectionTrait>(
             answered.insert(r.user_story_id),
             Invalid::new("responses", "DUPLICATE_RESPONSE", "a user story is answered twice"),
         )?;
-        ensure(
-            r.purchase_price.is_some() || r.lease_price_per_month.is_some(),
-            Invalid::new(
-                "responses",
-                "NO_PRICE",
-                "each response needs a purchase price, a monthly lease price or both",
-            ),
-        )?;
-        text("solution", &r.solution, 20_000)?;
     }
     let existing = tender::Entity::find()
         .filter(tender::Column::ProcurementId.eq(p.id))
@@ -585,7 +596,7 @@ pub async fn submit_tender<C: ConnectionTrait>(
         tender_response::ActiveModel {
             tender_id: Set(t.id),
             user_story_id: Set(r.user_story_id),
-            solution: Set(r.solution.trim().to_string()),
+            solution: Set(r.solution.into_string()),
             purchase_price_ore: Set(r.purchase_price.map(Nok::ore)),
             lease_price_ore_per_month: Set(r.lease_price_per_month.map(Nok::ore)),
             ..Default::default()
@@ -631,7 +642,7 @@ pub async fn score_response<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     response_id: i64,
-    scores: Vec<(i64, f64)>,
+    scores: Vec<(i64, Score)>,
     now: DateTime<Utc>,
 ) -> RuleResult<tender_response::Model> {
     let (p, response) = response_after_deadline(db, caller, response_id, "tenderResponseId", now).await?;
@@ -642,18 +653,13 @@ pub async fn score_response<C: ConnectionTrait>(
         .iter()
         .map(|c| c.id)
         .collect();
-    for (criterion_id, value) in &scores {
+    for (criterion_id, _) in &scores {
         ensure(
             criteria.contains(criterion_id),
             Invalid::new("scores", "NOT_FOUND", "a score names a criterion of another procurement"),
         )?;
-        ensure(
-            value.is_finite() && (0.0..=10.0).contains(value),
-            Invalid::new("scores", "INVALID_SCORE", "a score is from 0 to 10"),
-        )?;
     }
     for (criterion_id, value) in scores {
-        let hundredths = (value * 100.0).round() as i32;
         score::Entity::delete_many()
             .filter(score::Column::TenderResponseId.eq(response.id))
             .filter(score::Column::CriterionId.eq(criterion_id))
@@ -662,7 +668,7 @@ pub async fn score_response<C: ConnectionTrait>(
         score::ActiveModel {
             tender_response_id: Set(response.id),
             criterion_id: Set(criterion_id),
-            hundredths: Set(hundredths),
+            hundredths: Set(value.hundredths()),
             ..Default::default()
         }
         .insert(db)

@@ -16,12 +16,12 @@ use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
     procurement_reuse, reused_item,
 };
-use super::rules::{self, NewGathering, NewReport, RuleResult};
+use super::rules::{self, NewGathering, NewReport};
 use super::search;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id, page_in_memory};
-use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, run_parsed, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;

@@ -99,6 +99,14 @@ impl LearningNetworkCreateInput {
     }
 }
 
+impl LearningNetworkMemberAddInput {
+    fn parse(self) -> Result<(i64, i64, Option<NaiveDate>), Invalid> {
+        let network_id = input_row(&self.network_id, NodeType::LearningNetwork, "networkId")?;
+        let org = input_row(&self.organization_id, NodeType::Organization, "organizationId")?;
+        Ok((network_id, org, self.joined_on))
+    }
+}
+
 impl GatheringAddInput {
     fn parse(self) -> Result<(i64, NewGathering), Invalid> {
         let network_id = input_row(&self.network_id, NodeType::LearningNetwork, "networkId")?;
@@ -186,11 +194,8 @@ impl LearningMutation {
         input: LearningNetworkCreateInput,
     ) -> Result<LearningNetworkCreatePayload> {
         let caller = caller(ctx, Role::Advisor, "start learning networks").await?;
-        let result: RuleResult<_> = async {
-            let new = input.parse()?;
-            in_transaction(ctx, async |txn| rules::create_network(txn, &caller, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, new| rules::create_network(txn, &caller, new).await).await;
         Ok(LearningNetworkCreatePayload::from_rule(result, LearningNetwork)?)
     }
 
@@ -200,22 +205,18 @@ impl LearningMutation {
         input: LearningNetworkMemberAddInput,
     ) -> Result<LearningNetworkMemberAddPayload> {
         let caller = caller(ctx, Role::Advisor, "manage learning networks").await?;
-        let result: RuleResult<_> = async {
-            let n = input_row(&input.network_id, NodeType::LearningNetwork, "networkId")?;
-            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
-            in_transaction(ctx, async |txn| rules::add_member(txn, &caller, n, org, input.joined_on).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (n, org, joined_on)| {
+            rules::add_member(txn, &caller, n, org, joined_on).await
+        })
         .await;
         Ok(LearningNetworkMemberAddPayload::from_rule(result, NetworkMember)?)
     }
 
     async fn gathering_add(&self, ctx: &Context<'_>, input: GatheringAddInput) -> Result<GatheringAddPayload> {
         let caller = caller(ctx, Role::Advisor, "record gatherings").await?;
-        let result: RuleResult<_> = async {
-            let (n, new) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::add_gathering(txn, &caller, n, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, (n, new)| rules::add_gathering(txn, &caller, n, new).await)
+                .await;
         Ok(GatheringAddPayload::from_rule(result, Gathering)?)
     }
 
@@ -225,10 +226,9 @@ impl LearningMutation {
         input: GatheringAttendanceSetInput,
     ) -> Result<GatheringAttendanceSetPayload> {
         let caller = caller(ctx, Role::Advisor, "record attendance").await?;
-        let result: RuleResult<_> = async {
-            let (g, org, people) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::set_attendance(txn, &caller, g, org, people).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (g, org, people)| {
+            rules::set_attendance(txn, &caller, g, org, people).await
+        })
         .await;
         Ok(GatheringAttendanceSetPayload::from_rule(result, Gathering)?)
     }
@@ -240,11 +240,8 @@ impl LearningMutation {
         input: ExperienceReportPublishInput,
     ) -> Result<ExperienceReportPublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish experience reports").await?;
-        let result: RuleResult<_> = async {
-            let new = input.parse()?;
-            in_transaction(ctx, async |txn| rules::publish_report(txn, &caller, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, new| rules::publish_report(txn, &caller, new).await).await;
         Ok(ExperienceReportPublishPayload::from_rule(result, ExperienceReport)?)
     }
 
@@ -256,10 +253,9 @@ impl LearningMutation {
         input: ProcurementReuseInput,
     ) -> Result<ProcurementReusePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let result: RuleResult<_> = async {
-            let (source, title, started_on) = input.parse()?;
-            in_transaction(ctx, async |txn| rules::reuse(txn, &caller, source, title, started_on).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (source, title, started_on)| {
+            rules::reuse(txn, &caller, source, title, started_on).await
+        })
         .await;
         Ok(ProcurementReusePayload::from_rule(result, ProcurementReuse)?)
     }

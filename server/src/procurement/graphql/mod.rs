@@ -14,19 +14,21 @@ use super::model::{
     user_story,
 };
 use super::phase::Phase;
-use super::rules::{self, NewActivity, NewProcurement, NewResponse, NewUserStory, RuleResult};
+use super::rules::{self, NewActivity, NewNotice, NewProcurement, NewResponse, NewSketch, NewUserStory};
+use super::values::{self, CriterionName, Reference, StoryCode, Weight};
 use crate::agreements::graphql::FrameworkAgreement;
 use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, load_page, page_sorted};
-use crate::graphql::context::{caller, in_transaction, load_existing, load_one, session, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, run_parsed, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
+use crate::text::{LongText, Paragraph, Title};
 use velferd_macros::connections;
 
 mod competition;

@@ -147,8 +147,166 @@ pub struct AwardCreateInput {
     pub awarded_on: Option<NaiveDate>,
 }
 
-fn parse_money(field: &'static str, input: &Option<MoneyInput>) -> std::result::Result<Option<Nok>, Invalid> {
-    input.as_ref().map(|m| m.parse().map_err(|e| Invalid::new(field, "INVALID_MONEY", e.to_string()))).transpose()
+/// An input parsed into the values the rules take, or the first field that is not one.
+type Parsed<T> = std::result::Result<T, Invalid>;
+
+fn parse_money(input: Option<MoneyInput>) -> Parsed<Option<Nok>> {
+    input.map(|m| m.parse().map_err(|e| Invalid::new("responses", "INVALID_MONEY", e.to_string()))).transpose()
+}
+
+/// The procurement an input names.
+fn procurement_id(id: &ID) -> Parsed<i64> {
+    input_row(id, NodeType::Procurement, "procurementId")
+}
+
+impl ProcurementCreateInput {
+    fn parse(self) -> Parsed<NewProcurement> {
+        let title = Title::parse("title", &self.title)?;
+        Ok(NewProcurement { title, category: self.category, started_on: self.started_on.unwrap_or_else(today) })
+    }
+}
+
+impl ProcurementParticipantAddInput {
+    fn parse(self) -> Parsed<(i64, i64, ParticipantRole, NaiveDate)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let org = input_row(&self.organization_id, NodeType::Organization, "organizationId")?;
+        Ok((p, org, self.role, self.joined_on.unwrap_or_else(today)))
+    }
+}
+
+impl ProcurementPhaseChangeInput {
+    fn parse(self) -> Parsed<(i64, Phase, Option<Paragraph>, NaiveDate)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let reason = Paragraph::parse_optional("reason", self.reason.as_deref())?;
+        Ok((p, self.phase, reason, self.effective_on.unwrap_or_else(today)))
+    }
+}
+
+impl ProcurementNoticePublishInput {
+    fn parse(self) -> Parsed<(i64, NewNotice)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let reference = Reference::parse("reference", &self.reference)?;
+        Ok((p, NewNotice::new(reference, self.published_on, self.tender_deadline)?))
+    }
+}
+
+impl JourneyStepAddInput {
+    fn parse(self) -> Parsed<(i64, Title, Option<Paragraph>)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let title = Title::parse("title", &self.title)?;
+        Ok((p, title, Paragraph::parse_optional("description", self.description.as_deref())?))
+    }
+}
+
+impl NeedAddInput {
+    fn parse(self) -> Parsed<(i64, Paragraph, Option<i32>)> {
+        let p = procurement_id(&self.procurement_id)?;
+        Ok((p, Paragraph::parse("description", &self.description)?, self.journey_step_position))
+    }
+}
+
+impl DialogueActivityAddInput {
+    fn parse(self) -> Parsed<(i64, NewActivity)> {
+        bounded("attendees", &self.attendees)?;
+        let p = procurement_id(&self.procurement_id)?;
+        let attendees = self
+            .attendees
+            .iter()
+            .map(|a| {
+                let org = input_row(&a.organization_id, NodeType::Organization, "attendees")?;
+                match a.people {
+                    Some(n) if n < 1 => Err(Invalid::new("attendees", "INVALID_PEOPLE", "people must be at least 1")),
+                    people => Ok((org, people)),
+                }
+            })
+            .collect::<Parsed<Vec<_>>>()?;
+        let new = NewActivity {
+            kind: self.kind,
+            title: Title::parse("title", &self.title)?,
+            held_on: self.held_on,
+            questions_sent_in_advance: self.questions_sent_in_advance,
+            attendees,
+        };
+        Ok((p, new))
+    }
+}
+
+impl SolutionSketchSubmitInput {
+    fn parse(self) -> Parsed<(i64, NewSketch)> {
+        let p = procurement_id(&self.procurement_id)?;
+        let title = Title::parse("title", &self.title)?;
+        let summary = LongText::parse("summary", &self.summary)?;
+        Ok((p, NewSketch { title, summary, submitted_on: self.submitted_on.unwrap_or_else(today) }))
+    }
+}
+
+impl UserStoryAddInput {
+    fn parse(self) -> Parsed<(i64, NewUserStory)> {
+        bounded("acceptanceCriteria", &self.acceptance_criteria)?;
+        let p = procurement_id(&self.procurement_id)?;
+        let code = StoryCode::parse(&self.code)?;
+        let title = Title::parse("title", &self.title)?;
+        let narrative = LongText::parse("narrative", &self.narrative)?;
+        // A blank criterion is none, as the API has always read it.
+        let acceptance_criteria = self
+            .acceptance_criteria
+            .iter()
+            .filter_map(|c| Paragraph::parse_optional("acceptanceCriteria", Some(c)).transpose())
+            .collect::<Parsed<Vec<_>>>()?;
+        Ok((p, NewUserStory { code, title, narrative, acceptance_criteria }))
+    }
+}
+
+impl EvaluationCriterionAddInput {
+    fn parse(self) -> Parsed<(i64, CriterionName, Weight)> {
+        let p = procurement_id(&self.procurement_id)?;
+        Ok((p, CriterionName::parse("name", &self.name)?, Weight::parse(self.weight)?))
+    }
+}
+
+impl TenderSubmitInput {
+    fn parse(self) -> Parsed<(i64, Vec<NewResponse>)> {
+        bounded("responses", &self.responses)?;
+        let p = procurement_id(&self.procurement_id)?;
+        let responses = self
+            .responses
+            .into_iter()
+            .map(|r| {
+                NewResponse::new(
+                    input_row(&r.user_story_id, NodeType::UserStory, "responses")?,
+                    LongText::parse("solution", &r.solution)?,
+                    parse_money(r.purchase_price)?,
+                    parse_money(r.lease_price_per_month)?,
+                )
+            })
+            .collect::<Parsed<Vec<_>>>()?;
+        Ok((p, responses))
+    }
+}
+
+impl TenderResponseScoreInput {
+    fn parse(self) -> Parsed<(i64, Vec<(i64, values::Score)>)> {
+        bounded("scores", &self.scores)?;
+        let r = input_row(&self.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+        let scores = self
+            .scores
+            .iter()
+            .map(|s| {
+                Ok((
+                    input_row(&s.criterion_id, NodeType::EvaluationCriterion, "scores")?,
+                    values::Score::parse(s.score)?,
+                ))
+            })
+            .collect::<Parsed<Vec<_>>>()?;
+        Ok((r, scores))
+    }
+}
+
+impl AwardCreateInput {
+    fn parse(self) -> Parsed<(i64, NaiveDate)> {
+        let r = input_row(&self.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
+        Ok((r, self.awarded_on.unwrap_or_else(today)))
+    }
 }
 
 #[derive(Default)]
@@ -163,12 +321,7 @@ impl ProcurementMutation {
         input: ProcurementCreateInput,
     ) -> Result<ProcurementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let new = NewProcurement {
-            title: input.title,
-            category: input.category,
-            started_on: input.started_on.unwrap_or_else(today),
-        };
-        let result = in_transaction(ctx, async |txn| rules::create(txn, &caller, new).await).await;
+        let result = run_parsed(ctx, input.parse(), async |txn, new| rules::create(txn, &caller, new).await).await;
         Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
     }
 
@@ -179,13 +332,9 @@ impl ProcurementMutation {
         input: ProcurementParticipantAddInput,
     ) -> Result<ProcurementParticipantAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let org = input_row(&input.organization_id, NodeType::Organization, "organizationId")?;
-            let joined_on = input.joined_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::add_participant(txn, &caller, p, org, input.role, joined_on).await)
-                .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, org, role, joined_on)| {
+            rules::add_participant(txn, &caller, p, org, role, joined_on).await
+        })
         .await;
         Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
     }
@@ -198,14 +347,9 @@ impl ProcurementMutation {
         input: ProcurementPhaseChangeInput,
     ) -> Result<ProcurementPhaseChangePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "change procurement phases").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let effective_on = input.effective_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| {
-                rules::change_phase(txn, &caller, p, input.phase, input.reason, effective_on).await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, to, reason, effective_on)| {
+            rules::change_phase(txn, &caller, p, to, reason, effective_on).await
+        })
         .await;
         Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
     }
@@ -218,14 +362,9 @@ impl ProcurementMutation {
         input: ProcurementNoticePublishInput,
     ) -> Result<ProcurementNoticePublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish notices").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| {
-                rules::publish_notice(txn, &caller, p, &input.reference, input.published_on, input.tender_deadline)
-                    .await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, notice)| {
+            rules::publish_notice(txn, &caller, p, notice).await
+        })
         .await;
         Ok(ProcurementNoticePublishPayload::from_rule(result, Procurement)?)
     }
@@ -233,13 +372,9 @@ impl ProcurementMutation {
     /// Adds a step to the service journey. Role: the lead's `procurement_officer`.
     async fn journey_step_add(&self, ctx: &Context<'_>, input: JourneyStepAddInput) -> Result<JourneyStepAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| {
-                rules::add_journey_step(txn, &caller, p, &input.title, input.description).await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, title, description)| {
+            rules::add_journey_step(txn, &caller, p, title, description).await
+        })
         .await;
         Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
     }
@@ -247,13 +382,9 @@ impl ProcurementMutation {
     /// Records a need from the needs mapping. Role: the lead's `procurement_officer`.
     async fn need_add(&self, ctx: &Context<'_>, input: NeedAddInput) -> Result<NeedAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record needs").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| {
-                rules::add_need(txn, &caller, p, &input.description, input.journey_step_position).await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, description, position)| {
+            rules::add_need(txn, &caller, p, description, position).await
+        })
         .await;
         Ok(NeedAddPayload::from_rule(result, Need)?)
     }
@@ -266,24 +397,8 @@ impl ProcurementMutation {
         input: DialogueActivityAddInput,
     ) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
-        let result: RuleResult<_> = async {
-            bounded("attendees", &input.attendees)?;
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let attendees = input
-                .attendees
-                .iter()
-                .map(|a| Ok((input_row(&a.organization_id, NodeType::Organization, "attendees")?, a.people)))
-                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
-            let new = NewActivity {
-                kind: input.kind,
-                title: input.title,
-                held_on: input.held_on,
-                questions_sent_in_advance: input.questions_sent_in_advance,
-                attendees,
-            };
-            in_transaction(ctx, async |txn| rules::add_activity(txn, &caller, p, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_activity(txn, &caller, p, new).await).await;
         Ok(DialogueActivityAddPayload::from_rule(result, DialogueActivity)?)
     }
 
@@ -294,14 +409,9 @@ impl ProcurementMutation {
         input: SolutionSketchSubmitInput,
     ) -> Result<SolutionSketchSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let submitted_on = input.submitted_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| {
-                rules::submit_sketch(txn, &caller, p, &input.title, &input.summary, submitted_on).await
-            })
-            .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, sketch)| {
+            rules::submit_sketch(txn, &caller, p, sketch).await
+        })
         .await;
         Ok(SolutionSketchSubmitPayload::from_rule(result, SolutionSketch)?)
     }
@@ -310,18 +420,9 @@ impl ProcurementMutation {
     /// `procurement_officer`.
     async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
-        let result: RuleResult<_> = async {
-            bounded("acceptanceCriteria", &input.acceptance_criteria)?;
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let new = NewUserStory {
-                code: input.code,
-                title: input.title,
-                narrative: input.narrative,
-                acceptance_criteria: input.acceptance_criteria,
-            };
-            in_transaction(ctx, async |txn| rules::add_user_story(txn, &caller, p, new).await).await
-        }
-        .await;
+        let result =
+            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_user_story(txn, &caller, p, new).await)
+                .await;
         Ok(UserStoryAddPayload::from_rule(result, UserStory)?)
     }
 
@@ -333,11 +434,9 @@ impl ProcurementMutation {
         input: EvaluationCriterionAddInput,
     ) -> Result<EvaluationCriterionAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
-        let result: RuleResult<_> = async {
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            in_transaction(ctx, async |txn| rules::add_criterion(txn, &caller, p, &input.name, input.weight).await)
-                .await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, name, weight)| {
+            rules::add_criterion(txn, &caller, p, name, weight).await
+        })
         .await;
         Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
     }
@@ -346,23 +445,9 @@ impl ProcurementMutation {
     /// Role: `supplier`.
     async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
-        let result: RuleResult<_> = async {
-            bounded("responses", &input.responses)?;
-            let p = input_row(&input.procurement_id, NodeType::Procurement, "procurementId")?;
-            let responses = input
-                .responses
-                .iter()
-                .map(|r| {
-                    Ok(NewResponse {
-                        user_story_id: input_row(&r.user_story_id, NodeType::UserStory, "responses")?,
-                        solution: r.solution.clone(),
-                        purchase_price: parse_money("responses", &r.purchase_price)?,
-                        lease_price_per_month: parse_money("responses", &r.lease_price_per_month)?,
-                    })
-                })
-                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
-            in_transaction(ctx, async |txn| rules::submit_tender(txn, &caller, p, responses, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (p, responses)| {
+            rules::submit_tender(txn, &caller, p, responses, Utc::now()).await
+        })
         .await;
         Ok(TenderSubmitPayload::from_rule(result, Tender)?)
     }
@@ -375,16 +460,9 @@ impl ProcurementMutation {
         input: TenderResponseScoreInput,
     ) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
-        let result: RuleResult<_> = async {
-            bounded("scores", &input.scores)?;
-            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
-            let scores = input
-                .scores
-                .iter()
-                .map(|s| Ok((input_row(&s.criterion_id, NodeType::EvaluationCriterion, "scores")?, s.score)))
-                .collect::<std::result::Result<Vec<_>, Invalid>>()?;
-            in_transaction(ctx, async |txn| rules::score_response(txn, &caller, r, scores, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (r, scores)| {
+            rules::score_response(txn, &caller, r, scores, Utc::now()).await
+        })
         .await;
         Ok(TenderResponseScorePayload::from_rule(result, TenderResponse)?)
     }
@@ -393,11 +471,9 @@ impl ProcurementMutation {
     /// `procurement_officer`.
     async fn award_create(&self, ctx: &Context<'_>, input: AwardCreateInput) -> Result<AwardCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "award").await?;
-        let result: RuleResult<_> = async {
-            let r = input_row(&input.tender_response_id, NodeType::TenderResponse, "tenderResponseId")?;
-            let awarded_on = input.awarded_on.unwrap_or_else(today);
-            in_transaction(ctx, async |txn| rules::award(txn, &caller, r, awarded_on, Utc::now()).await).await
-        }
+        let result = run_parsed(ctx, input.parse(), async |txn, (r, awarded_on)| {
+            rules::award(txn, &caller, r, awarded_on, Utc::now()).await
+        })
         .await;
         Ok(AwardCreatePayload::from_rule(result, Award)?)
     }
