@@ -184,3 +184,57 @@ on_both_backends! {
         assert_eq!(reply["data"]["viewer"]["authenticated"], false, "{reply}");
     }
 }
+
+/// Portals on the origins of `VELFERD_ALLOWED_ORIGINS` may call the API from browsers: their
+/// preflight is answered and their responses carry CORS headers (with `X-Request-Id` readable).
+/// A page of any other origin gets no CORS answer and its request does not run; the server's own
+/// pages (GraphiQL) and clients without `Origin` are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_on_allowed_origins_may_call_the_api_from_browsers_and_others_may_not() {
+    let portal = "https://portal.example.no";
+    let options = Options { pairs: vec![("VELFERD_ALLOWED_ORIGINS", portal.into())], ..Default::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let url = app.url("/graphql");
+
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", portal)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], portal);
+    let methods = preflight.headers()["access-control-allow-methods"].to_str().unwrap().to_string();
+    assert!(methods.contains("POST") && !methods.contains("DELETE"), "{methods}");
+
+    let query = json!({ "query": "{ __typename }" });
+    let response = app.client.post(&url).header("origin", portal).json(&query).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], portal);
+    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+
+    let own = format!("http://{}", app.addr);
+    let response = app.client.post(&url).header("origin", &own).json(&query).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the server's own pages");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["__typename"], "Query");
+
+    for foreign in ["https://evil.example", "null"] {
+        let response = app.client.post(&url).header("origin", foreign).json(&query).send().await.unwrap();
+        assert!(response.headers().get("access-control-allow-origin").is_none(), "{foreign}");
+        assert_ne!(response.status(), 200, "{foreign}: the request does not run");
+        let preflight = app
+            .client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", foreign)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.headers().get("access-control-allow-origin").is_none(), "{foreign}");
+    }
+}

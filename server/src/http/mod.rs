@@ -149,10 +149,19 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
                 })
             })
             .app_data(web::Data::new(shared.clone()))
-            .route("/graphql", web::post().to(graphql_post))
-            .route("/graphql", web::get().to(graphql_get))
+            // What browsers of portals call; `/graphql/ws` checks `Origin` itself (403).
+            .service(
+                web::resource("/graphql")
+                    .wrap(cors(shared.allowed_origins.clone()))
+                    .route(web::post().to(graphql_post))
+                    .route(web::get().to(graphql_get)),
+            )
             .route("/graphql/ws", web::get().to(ws::graphql_ws))
-            .route("/ocds/procurements/{id}", web::get().to(ocds_procurement))
+            .service(
+                web::resource("/ocds/procurements/{id}")
+                    .wrap(cors(shared.allowed_origins.clone()))
+                    .route(web::get().to(ocds_procurement)),
+            )
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
@@ -166,6 +175,39 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     let handle = server.handle();
     let task = tokio::spawn(server);
     Ok(RunningServer { addr, db, metrics_addr: None, handle, task, metrics: None })
+}
+
+/// Cross-origin requests from browsers: portals on the origins of `VELFERD_ALLOWED_ORIGINS` may
+/// send GraphQL (`GET`/`POST` with `Authorization` and `Content-Type`) and read the OCDS export,
+/// and see `X-Request-Id` and `Retry-After`; a request from any other browser origin is refused
+/// (400) before it runs. Tokens go in the `Authorization` header, never in
+/// cookies, so no credentials mode is needed.
+fn cors(allowed: Arc<[String]>) -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([header::HeaderName::from_static(REQUEST_ID_HEADER), header::RETRY_AFTER])
+        .max_age(3600)
+        // A page of another origin is refused outright (400), not only kept from reading the
+        // answer: nothing it sends runs.
+        .block_on_origin_mismatch(true)
+        .allowed_origin_fn(move |origin, head| origin_allowed(&allowed, origin, head.headers().get(header::HOST)))
+}
+
+/// Whether a browser page of `origin` may use this server: the server's own origin (its `Host`)
+/// or one of `VELFERD_ALLOWED_ORIGINS`.
+fn origin_allowed(allowed: &[String], origin: &header::HeaderValue, host: Option<&header::HeaderValue>) -> bool {
+    let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+    let host = host.and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
+    let same_origin = match (origin.split_once("://"), host) {
+        (Some(("http" | "https", authority)), Some(host)) => authority == host,
+        _ => false,
+    };
+    same_origin || allowed.contains(&origin)
 }
 
 /// The client's request id when it is acceptable, else a fresh one.

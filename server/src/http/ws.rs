@@ -251,13 +251,7 @@ fn protocol_of(req: &HttpRequest) -> Option<WebSocketProtocols> {
 #[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
 fn check_origin(allowed: &[String], req: &HttpRequest) -> Result<(), HttpResponse> {
     let Some(origin) = req.headers().get(header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
-    let same_origin = match (origin.split_once("://"), host) {
-        (Some(("http" | "https", authority)), Some(host)) => authority == host,
-        _ => false,
-    };
-    if same_origin || allowed.contains(&origin) {
+    if super::origin_allowed(allowed, origin, req.headers().get(header::HOST)) {
         return Ok(());
     }
     Err(error_response(
