@@ -25,17 +25,24 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Each product's ingest rate limit and what it refused.
     pub ingest_limits: Arc<crate::devices::limits::IngestLimits>,
+    /// Revoked tokens, kept fresh from the database.
+    pub revocations: Arc<crate::organizations::revocations::Revocations>,
 }
 
 impl AppState {
     /// The state of one server; starts the ingest writer on the current Tokio runtime.
-    pub fn new(db: Database, adapters: AdapterRuntime, devices: DeviceSettings) -> AppState {
+    pub fn new(
+        db: Database,
+        adapters: AdapterRuntime,
+        devices: DeviceSettings,
+        revocations: Arc<crate::organizations::revocations::Revocations>,
+    ) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), events.clone());
         let metrics = Arc::new(Metrics::new());
         let adapters = adapters.with_metrics(metrics.clone());
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
-        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits }
+        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits, revocations }
     }
 }
 

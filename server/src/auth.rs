@@ -106,6 +106,8 @@ pub struct Principal {
     /// The token's `exp` (seconds since the Unix epoch): a WebSocket signed in with it ends then
     /// (plus [`TokenVerifier::leeway`]).
     pub expires_at: u64,
+    /// The token's `iat`: a revocation covers the tokens issued up to its time.
+    pub issued_at: u64,
 }
 
 /// Who is asking, as every resolver sees it.
@@ -152,6 +154,7 @@ pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
     leeway: Duration,
+    revocations: Option<std::sync::Arc<crate::organizations::revocations::Revocations>>,
 }
 
 impl TokenVerifier {
@@ -171,10 +174,18 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
-        TokenVerifier { key, validation, leeway: settings.leeway }
+        TokenVerifier { key, validation, leeway: settings.leeway, revocations: None }
     }
 
     /// The clock skew allowed past a token's `exp` (`VELFERD_JWT_LEEWAY_SECONDS`).
+    /// The verifier, refusing the tokens `revocations` names.
+    pub fn with_revocations(
+        self,
+        revocations: std::sync::Arc<crate::organizations::revocations::Revocations>,
+    ) -> TokenVerifier {
+        TokenVerifier { revocations: Some(revocations), ..self }
+    }
+
     pub fn leeway(&self) -> Duration {
         self.leeway
     }
@@ -205,7 +216,16 @@ impl TokenVerifier {
         if claims.sub.trim().is_empty() {
             return Err(AuthError("token has an empty subject".into()));
         }
-        Ok(Principal { subject: claims.sub, org: claims.org, roles: claims.roles, expires_at: claims.exp })
+        if self.revocations.as_ref().is_some_and(|r| r.revokes(&claims.org.as_string(), &claims.sub, claims.iat)) {
+            return Err(AuthError("token has been revoked; ask for a new one".into()));
+        }
+        Ok(Principal {
+            subject: claims.sub,
+            org: claims.org,
+            roles: claims.roles,
+            expires_at: claims.exp,
+            issued_at: claims.iat,
+        })
     }
 }
 

@@ -67,6 +67,8 @@ pub enum StartError {
     Demo(String),
     #[error("{0}")]
     Adapters(String),
+    #[error("reading token revocations failed: {0}")]
+    Revocations(sea_orm::DbErr),
 }
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
@@ -81,7 +83,9 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
         settings.devices.adapter_concurrency,
     )
     .map_err(StartError::Adapters)?;
-    let state = AppState::new(db, adapters, settings.devices.clone());
+    let revocations =
+        organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
+    let state = AppState::new(db, adapters, settings.devices.clone(), revocations);
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)

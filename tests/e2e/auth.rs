@@ -177,3 +177,79 @@ on_both_backends! {
         assert_eq!(data["organizations"]["totalCount"], 0);
     }
 }
+
+const REVOKE: &str = "mutation($input: TokenRevokeInput!) { tokenRevoke(input: $input) { revocation { orgNumber subject reason } userErrors { field code message } } }";
+
+on_both_backends! {
+    /// A leaked token is revoked before it expires: every token of its subject and organisation
+    /// issued up to then is refused (401) on every endpoint, while tokens of other subjects and
+    /// organisations, and tokens issued later, work.
+    async fn a_revoked_subjects_tokens_are_refused_and_later_ones_work(app) {
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Leaky AS", "orgNumber": SUPPLIER_ORG })).await;
+        let leaked = app.token(SUPPLIER_ORG, &[Role::Integration, Role::Supplier]);
+        assert_eq!(app.graphql_raw(Some(&leaked), "{ __typename }", json!({})).await.0, 200);
+
+        let admin = app.admin_token();
+        let input = json!({ "orgNumber": SUPPLIER_ORG, "subject": "test-user", "reason": "found in a build log" });
+        let data = app.graphql(Some(&admin), REVOKE, json!({ "input": input })).await;
+        assert_eq!(data["tokenRevoke"]["userErrors"], json!([]), "{data}");
+        assert_eq!(data["tokenRevoke"]["revocation"]["subject"], "test-user");
+
+        let (status, body) = app.graphql_raw(Some(&leaked), "{ __typename }", json!({})).await;
+        assert_eq!((status, first_error_code(&body)), (401, "UNAUTHENTICATED"), "{body}");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("revoked"), "{body}");
+        let ingest = app.client.post(app.url("/ingest/some-product")).bearer_auth(&leaked).body("{}").send().await.unwrap();
+        assert_eq!(ingest.status(), 401);
+        // The same subject of another organisation (the admin's own token) is not affected.
+        assert_eq!(app.graphql_raw(Some(&admin), "{ __typename }", json!({})).await.0, 200);
+        // A token issued after the revocation works.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let fresh = app.token(SUPPLIER_ORG, &[Role::Integration]);
+        assert_eq!(app.graphql_raw(Some(&fresh), "{ __typename }", json!({})).await.0, 200);
+
+        // Only admins revoke; bad input is refused on its field.
+        let (_, body) = app.graphql_raw(Some(&fresh), REVOKE, json!({ "input": input })).await;
+        assert_eq!(first_error_code(&body), "FORBIDDEN", "{body}");
+        for (input, code, field) in [
+            (json!({ "orgNumber": "123", "subject": "x" }), "INVALID_ORG_NUMBER", "orgNumber"),
+            (json!({ "orgNumber": SUPPLIER_ORG, "subject": "  " }), "INVALID_TEXT", "subject"),
+            (json!({ "orgNumber": SUPPLIER_ORG, "subject": "x", "reason": "r".repeat(501) }), "INVALID_TEXT", "reason"),
+        ] {
+            let data = app.graphql(Some(&admin), REVOKE, json!({ "input": input })).await;
+            let error = &data["tokenRevoke"]["userErrors"][0];
+            assert_eq!((error["code"].as_str(), &error["field"]), (Some(code), &json!(["input", field])), "{data}");
+        }
+    }
+}
+
+on_both_backends! {
+    /// A revocation made on another instance (here: written straight into the shared database)
+    /// is applied by this one within seconds, without a restart.
+    async fn a_revocation_made_by_another_instance_is_applied_within_seconds(app) {
+        use sea_orm::{ActiveModelTrait, Set};
+        use velferd::organizations::revocations::token_revocation;
+        let token = app.token(SUPPLIER_ORG, &[Role::Integration]);
+        assert_eq!(app.graphql_raw(Some(&token), "{ __typename }", json!({})).await.0, 200);
+        let now = chrono::Utc::now();
+        token_revocation::ActiveModel {
+            org_number: Set(SUPPLIER_ORG.into()),
+            subject: Set("test-user".into()),
+            issued_up_to: Set(now.timestamp()),
+            reason: Set(None),
+            revoked_by: Set("another instance".into()),
+            revoked_at: Set(now.fixed_offset()),
+            ..Default::default()
+        }
+        .insert(app.db().write())
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if app.graphql_raw(Some(&token), "{ __typename }", json!({})).await.0 == 401 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the revocation was never applied");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}

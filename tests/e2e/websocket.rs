@@ -300,3 +300,29 @@ async fn a_browser_page_of_a_foreign_origin_may_not_open_a_socket() {
         assert!(matches!(&heard, Heard::Text(ack) if ack["type"] == "connection_ack"), "{allowed:?}: {heard:?}");
     }
 }
+
+/// A token revoked while its socket is open runs no further operation on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_on_a_socket_whose_token_was_revoked_is_refused() {
+    let app = spawn(&[]).await;
+    let (token, _) = token_for(&app, "leaky-robot", &[Role::Admin], Duration::from_secs(600));
+    let mut ws = signed_in(&app, &token).await;
+    let query = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ __typename }" } });
+    send_json(&mut ws, query.clone()).await;
+    assert_eq!(next_text(&mut ws).await["payload"]["data"]["__typename"], "Query");
+    let revoke = "mutation($input: TokenRevokeInput!) { tokenRevoke(input: $input) { userErrors { code } } }";
+    let input = json!({ "orgNumber": crate::support::MUNICIPALITY_ORG, "subject": "leaky-robot" });
+    let data = app.graphql(Some(&app.admin_token()), revoke, json!({ "input": input })).await;
+    assert_eq!(data["tokenRevoke"]["userErrors"], json!([]));
+    let mut again = query;
+    again["id"] = json!("2");
+    send_json(&mut ws, again).await;
+    let reply = loop {
+        let reply = next_text(&mut ws).await;
+        if reply["id"] == "2" && reply["type"] == "next" {
+            break reply;
+        }
+    };
+    assert_eq!(first_error_code(&reply["payload"]), "UNAUTHENTICATED", "{reply}");
+    assert_eq!(reply["payload"]["errors"][0]["message"], "token revoked", "{reply}");
+}

@@ -111,10 +111,11 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Binds `settings.bind` and starts serving on the current Tokio runtime.
 pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::Result<RunningServer> {
     let db = state.db.clone();
+    let verifier = TokenVerifier::new(&settings.jwt).with_revocations(state.revocations.clone());
     let shared = Shared {
         schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
         state,
-        verifier: TokenVerifier::new(&settings.jwt),
+        verifier,
         profile: settings.profile,
         limits: settings.graphql.clone(),
         ws: Arc::new(ws::WsPolicy::new(&settings.websocket)),
@@ -184,7 +185,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
 /// cookies, so no credentials mode is needed.
 fn cors(allowed: Arc<[String]>) -> actix_cors::Cors {
     actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods([actix_web::http::Method::GET, actix_web::http::Method::POST])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

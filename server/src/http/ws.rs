@@ -118,6 +118,10 @@ struct Connection {
     deadline: OnceLock<SystemTime>,
     /// The close code for a refused `connection_init` (async-graphql would send 1002 for all).
     refusal: OnceLock<u16>,
+    /// Who signed the socket in (organisation number, subject, token issued at), so that each
+    /// operation checks the token has not been revoked since.
+    signed_in_as: OnceLock<(String, String, u64)>,
+    revocations: Option<Arc<crate::organizations::revocations::Revocations>>,
 }
 
 impl Connection {
@@ -125,6 +129,11 @@ impl Connection {
     fn admit(self: &Arc<Self>) -> Result<OperationSlot, ServerError> {
         if self.deadline.get().is_some_and(|deadline| SystemTime::now() >= *deadline) {
             return Err(coded("token expired", "UNAUTHENTICATED"));
+        }
+        if let (Some((org, subject, issued_at)), Some(revocations)) = (self.signed_in_as.get(), &self.revocations)
+            && revocations.revokes(org, subject, *issued_at)
+        {
+            return Err(coded("token revoked", "UNAUTHENTICATED"));
         }
         if self.operations.fetch_add(1, Ordering::SeqCst) >= self.max_operations {
             self.operations.fetch_sub(1, Ordering::SeqCst);
@@ -185,6 +194,8 @@ pub(super) async fn graphql_ws(
         operations: AtomicUsize::new(0),
         deadline: OnceLock::new(),
         refusal: OnceLock::new(),
+        signed_in_as: OnceLock::new(),
+        revocations: Some(shared.state.revocations.clone()),
     });
     let (incoming_tx, mut incoming_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(INCOMING_QUEUE);
     let incoming = futures_util::stream::poll_fn(move |cx| incoming_rx.poll_recv(cx));
@@ -216,6 +227,7 @@ pub(super) async fn graphql_ws(
             // Held in the connection's data, which lives as long as the socket.
             data.insert(slot);
             let _ = conn.deadline.set(deadline);
+            let _ = conn.signed_in_as.set((principal.org.as_string(), principal.subject.clone(), principal.issued_at));
         }
         let session =
             Session::start(actor, db, batch_window).await.map_err(|e| refuse(CLOSE_INTERNAL, e.to_string()))?;
@@ -515,6 +527,8 @@ mod tests {
             operations: AtomicUsize::new(0),
             deadline: OnceLock::new(),
             refusal: OnceLock::new(),
+            signed_in_as: OnceLock::new(),
+            revocations: None,
         });
         if let Some(deadline) = deadline {
             connection.deadline.set(deadline).unwrap();

@@ -18,6 +18,7 @@ use crate::graphql::context::{load_existing, load_one, require_role, state};
 use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id};
+use crate::text::Text;
 
 // `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::OrganizationMutation as Mutation;
@@ -292,6 +293,67 @@ impl OrganizationMutation {
             }
             Err(Refusal::Rule(error)) => Ok(rejected(vec![error])),
             Err(Refusal::Fault(fault)) => Err(fault.into()),
+        }
+    }
+
+    /// Revokes every token of one subject of one organisation issued up to now, before they
+    /// expire: for a token that leaked. Tokens issued later work. Every server instance refuses
+    /// them within seconds (401 `token has been revoked`). Requires the `admin` role.
+    async fn token_revoke(&self, ctx: &Context<'_>, input: TokenRevokeInput) -> Result<TokenRevokePayload> {
+        let admin = require_role(ctx, Role::Admin, "revoke tokens")?;
+        let revoked_by = admin.subject.clone();
+        let result: crate::errors::RuleResult<_, crate::errors::Invalid> = async {
+            let org: OrgNumber = input.org_number.parse().map_err(|e: super::identifiers::OrgNumberError| {
+                crate::errors::Invalid::new("orgNumber", "INVALID_ORG_NUMBER", e.to_string())
+            })?;
+            let subject = Text::<200>::parse("subject", &input.subject)?;
+            let reason = Text::<500>::parse_optional("reason", input.reason.as_deref())?;
+            let app = state(ctx);
+            Ok(super::revocations::revoke(
+                app.db.write(),
+                &app.revocations,
+                &org.as_string(),
+                subject.as_str(),
+                reason.map(Text::into_string),
+                &revoked_by,
+            )
+            .await?)
+        }
+        .await;
+        Ok(TokenRevokePayload::from_rule(result, TokenRevocation::from)?)
+    }
+}
+
+crate::graphql::errors::payload!(TokenRevokePayload, revocation: TokenRevocation, "Result of `tokenRevoke`.");
+
+#[derive(InputObject)]
+pub struct TokenRevokeInput {
+    /// The organisation number the tokens name (their `org` claim).
+    pub org_number: String,
+    /// The tokens' subject (their `sub` claim), e.g. a machine's client id.
+    pub subject: String,
+    /// Why, for whoever reads the revocation later.
+    pub reason: Option<String>,
+}
+
+/// Every token of one subject of one organisation issued up to `issuedUpTo` is refused.
+#[derive(SimpleObject)]
+pub struct TokenRevocation {
+    pub org_number: String,
+    pub subject: String,
+    pub issued_up_to: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub revoked_at: DateTime<Utc>,
+}
+
+impl From<super::revocations::token_revocation::Model> for TokenRevocation {
+    fn from(row: super::revocations::token_revocation::Model) -> Self {
+        TokenRevocation {
+            issued_up_to: DateTime::from_timestamp(row.issued_up_to, 0).unwrap_or_default(),
+            org_number: row.org_number,
+            subject: row.subject,
+            reason: row.reason,
+            revoked_at: row.revoked_at.with_timezone(&Utc),
         }
     }
 }

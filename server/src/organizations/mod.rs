@@ -6,6 +6,7 @@ pub mod graphql;
 mod identifiers;
 pub mod loaders;
 pub mod model;
+pub mod revocations;
 mod service;
 
 pub use graphql::Organization;
