@@ -326,3 +326,15 @@ async fn an_operation_on_a_socket_whose_token_was_revoked_is_refused() {
     assert_eq!(first_error_code(&reply["payload"]), "UNAUTHENTICATED", "{reply}");
     assert_eq!(reply["payload"]["errors"][0]["message"], "token revoked", "{reply}");
 }
+
+/// A socket that never sends `connection_init` is closed with 4408 (graphql-transport-ws), so
+/// idle upgrades cannot pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_initialises_is_closed_with_4408() {
+    let app = spawn(&[]).await;
+    let mut ws = open(&app, None).await.expect("upgraded");
+    let started = std::time::Instant::now();
+    let (code, reason) = next_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (4408, "connection initialisation timeout"));
+    assert!(started.elapsed() >= Duration::from_secs(4), "closed before the client had time to initialise");
+}

@@ -57,6 +57,11 @@ const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 const INCOMING_QUEUE: usize = 32;
 /// How often the server pings, and how long a client may stay silent to pings.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a socket may stay open without `connection_init` (graphql-ws waits 3 s by default):
+/// an idle upgrade must not hold a connection for ever.
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Close code for a socket that never initialised (graphql-transport-ws).
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every socket of this server shares: its bounds and the open sockets per subject.
@@ -122,6 +127,8 @@ struct Connection {
     /// operation checks the token has not been revoked since.
     signed_in_as: OnceLock<(String, String, u64)>,
     revocations: Option<Arc<crate::organizations::revocations::Revocations>>,
+    /// Set once `connection_init` has been accepted.
+    initialised: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -196,6 +203,7 @@ pub(super) async fn graphql_ws(
         refusal: OnceLock::new(),
         signed_in_as: OnceLock::new(),
         revocations: Some(shared.state.revocations.clone()),
+        initialised: std::sync::atomic::AtomicBool::new(false),
     });
     let (incoming_tx, mut incoming_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(INCOMING_QUEUE);
     let incoming = futures_util::stream::poll_fn(move |cx| incoming_rx.poll_recv(cx));
@@ -232,6 +240,7 @@ pub(super) async fn graphql_ws(
         let session =
             Session::start(actor, db, batch_window).await.map_err(|e| refuse(CLOSE_INTERNAL, e.to_string()))?;
         data.insert(Arc::new(session));
+        conn.initialised.store(true, Ordering::SeqCst);
         Ok(data)
     });
     let socket = WsSession {
@@ -351,6 +360,11 @@ impl actix::Actor for WsSession {
                 return;
             }
             ctx.ping(b"");
+        });
+        ctx.run_later(INIT_TIMEOUT, |socket, ctx| {
+            if !socket.connection.initialised.load(Ordering::SeqCst) {
+                socket.close(ctx, CloseCode::Other(CLOSE_INIT_TIMEOUT), "connection initialisation timeout");
+            }
         });
         if let Some(outgoing) = self.outgoing.take() {
             ctx.add_stream(outgoing);
@@ -529,6 +543,7 @@ mod tests {
             refusal: OnceLock::new(),
             signed_in_as: OnceLock::new(),
             revocations: None,
+            initialised: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(deadline) = deadline {
             connection.deadline.set(deadline).unwrap();
