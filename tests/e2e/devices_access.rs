@@ -868,3 +868,30 @@ async fn a_product_over_its_rate_gets_429_with_retry_after_and_nothing_is_stored
     assert_eq!(data["deviceProduct"]["ingestLimits"]["lastRefusalCode"], "INGEST_RATE_LIMITED");
     assert_eq!(data["deviceProduct"]["ingestLimits"]["ratePerSecond"], 1);
 }
+
+on_both_backends! {
+    /// A rejected message's body is stored once, on its dead letter, not again on its receipt;
+    /// replay review still reads it from there.
+    async fn a_rejected_body_is_stored_once_and_still_reviewed(app) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let fleet = Fleet::new(&app).await;
+        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
+        activate(&app, &v1).await;
+        let integration = fleet.integration_token(&app);
+        let body = stranger("RD-900009");
+        assert_eq!(ingest(&app, &integration, DISPENSER, "application/json", body.clone()).await.0, 202);
+        let db = app.db().read();
+        let count = async |sql: &str| -> i64 {
+            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await.unwrap().unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        };
+        assert_eq!(count("SELECT COUNT(*) AS n FROM ingest_receipt WHERE outcome = 'rejected' AND body IS NOT NULL").await, 0);
+        assert_eq!(count("SELECT COUNT(*) AS n FROM dead_letter WHERE body IS NOT NULL").await, 1);
+        let review = "query($id: ID!) { node(id: $id) { ... on Adapter { replayReview(last: 10) { messagesCompared messages { bodySha256 } } } } }";
+        let data = app.graphql(Some(&app.admin_token()), review, json!({ "id": v1 })).await;
+        let review = &data["node"]["replayReview"];
+        assert_eq!(review["messagesCompared"], 1, "{data}");
+        let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&body));
+        assert_eq!(review["messages"][0]["bodySha256"], sha.as_str());
+    }
+}

@@ -16,8 +16,8 @@ use futures_util::FutureExt;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -664,8 +664,8 @@ async fn reject<C: ConnectionTrait>(
         received_at: Set(now),
         content_type: Set(message.content_type.to_string()),
         body_sha256: Set(sha),
-        // The active version saw it: keep it for replay review like any other message.
-        body: Set(adapter_id.map(|_| message.body.to_vec())),
+        // The dead letter holds the body: stored once. Replay review reads it from there.
+        body: Set(None),
         outcome: Set(IngestOutcome::Rejected),
         events_stored: Set(0),
         events_duplicate: Set(0),
@@ -842,11 +842,33 @@ pub async fn recent_messages(
     product_id: i64,
     last: u64,
 ) -> Result<Vec<ingest_receipt::Model>, ApiError> {
-    Ok(ingest_receipt::Entity::find()
+    // Accepted messages keep their body on the receipt (the most recent ones); a rejected one
+    // the active version saw keeps it on its dead letter, which is read back here.
+    let mut receipts = ingest_receipt::Entity::find()
         .filter(ingest_receipt::Column::ProductId.eq(product_id))
-        .filter(ingest_receipt::Column::Body.is_not_null())
+        .filter(
+            Condition::any().add(ingest_receipt::Column::Body.is_not_null()).add(
+                Condition::all()
+                    .add(ingest_receipt::Column::DeadLetterId.is_not_null())
+                    .add(ingest_receipt::Column::AdapterId.is_not_null()),
+            ),
+        )
         .order_by_desc(ingest_receipt::Column::Id)
         .limit(last)
         .all(db.read())
-        .await?)
+        .await?;
+    let letters: Vec<i64> = receipts.iter().filter(|r| r.body.is_none()).filter_map(|r| r.dead_letter_id).collect();
+    if !letters.is_empty() {
+        let bodies: std::collections::HashMap<i64, Vec<u8>> = dead_letter::Entity::find()
+            .filter(dead_letter::Column::Id.is_in(letters))
+            .all(db.read())
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l.body))
+            .collect();
+        for receipt in receipts.iter_mut().filter(|r| r.body.is_none()) {
+            receipt.body = receipt.dead_letter_id.and_then(|id| bodies.get(&id).cloned());
+        }
+    }
+    Ok(receipts)
 }
