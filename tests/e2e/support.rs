@@ -283,10 +283,13 @@ pub async fn subscribe(ws: &mut Socket, id: &str, query: &str, variables: Value)
 pub async fn next_text(ws: &mut Socket) -> Value {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
+    // One deadline for the text message, not one per frame: the server's pings every 5 s would
+    // otherwise keep a missing message waiting for ever.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        let message = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .expect("a message within 10 s")
+            .expect("a text message within 10 s")
             .expect("stream open")
             .expect("valid frame");
         match message {
