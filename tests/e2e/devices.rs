@@ -210,6 +210,13 @@ pub fn sample(adapter_dir: &str, file: &str) -> Vec<u8> {
     std::fs::read(guests::sample(adapter_dir, file)).unwrap()
 }
 
+/// The reference dispenser adapter uploaded and activated; its id.
+pub async fn active_dispenser(app: &TestApp, fleet: &Fleet) -> String {
+    let adapter = upload_signed(app, fleet, DISPENSER, "velferd_dispenser_json").await;
+    activate(app, &adapter).await;
+    adapter
+}
+
 /// Both reference adapters uploaded, activated, with the samples' devices registered to the
 /// fleet's municipality.
 pub async fn live_reference_adapters(app: &TestApp, fleet: &Fleet) {

@@ -505,8 +505,7 @@ on_both_backends! {
     /// `activeAdapter` is refused.
     async fn replay_review_takes_1_to_200_messages_for_the_supplier_and_admins_only(app) {
         let fleet = Fleet::new(&app).await;
-        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-        activate(&app, &v1).await;
+        let v1 = active_dispenser(&app, &fleet).await;
         let review = "query($id: ID!, $last: Int!) { node(id: $id) { ... on Adapter { replayReview(last: $last) { messagesCompared } } } }";
         let admin = app.admin_token();
         for last in [0, -1, 201] {
@@ -536,8 +535,7 @@ on_both_backends! {
 async fn another_supplier_cannot_read_a_signing_key_through_the_active_adapter() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let fleet = Fleet::new(&app).await;
-    let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-    activate(&app, &v1).await;
+    active_dispenser(&app, &fleet).await;
     let (_, key_id) = dispenser_ids(&app, &fleet).await;
     let other = OtherSupplier::register(&app, &fleet).await;
     assert!(node_is_null(&app, &other.token, &key_id).await);
@@ -562,8 +560,7 @@ async fn another_supplier_cannot_read_a_signing_key_through_the_active_adapter()
 async fn an_integration_token_cannot_retire_adapters_or_replay_dead_letters() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let fleet = Fleet::new(&app).await;
-    let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-    activate(&app, &v1).await;
+    let v1 = active_dispenser(&app, &fleet).await;
     let integration = fleet.integration_token(&app);
     let before = snapshot(&app).await;
     let (_, body) = app.graphql_raw(Some(&integration), RETIRE, json!({ "id": v1 })).await;
@@ -592,8 +589,7 @@ on_both_backends! {
     /// or in another municipality's service.
     async fn a_serial_enters_a_municipality_only_through_a_delivery_to_it(app) {
         let fleet = Fleet::new(&app).await;
-        let adapter = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-        activate(&app, &adapter).await;
+        active_dispenser(&app, &fleet).await;
         let integration = fleet.integration_token(&app);
         let larvik = fleet.case_worker_token(&app);
         let asker = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
@@ -729,8 +725,7 @@ on_both_backends! {
     /// at most one review, however many aliases ask for it.
     async fn replay_reviews_cost_their_messages_and_run_once_per_request(app) {
         let fleet = Fleet::new(&app).await;
-        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-        activate(&app, &v1).await;
+        let v1 = active_dispenser(&app, &fleet).await;
         let admin = app.admin_token();
 
         let one = "query($id: ID!) { node(id: $id) { ... on Adapter { replayReview(last: 200) { messagesCompared } } } }";
@@ -785,8 +780,7 @@ async fn a_products_dead_letters_stop_at_its_quota_with_429_and_the_operator_see
             Options { pairs: vec![("VELFERD_DEAD_LETTER_QUOTA_BYTES", quota.to_string())], ..Default::default() };
         let Some(app) = TestApp::spawn_with(backend, options).await else { continue };
         let fleet = Fleet::new(&app).await;
-        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-        activate(&app, &v1).await;
+        active_dispenser(&app, &fleet).await;
         let integration = fleet.integration_token(&app);
         let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", first.clone()).await;
         assert_eq!(status, 202, "{backend:?}");
@@ -875,8 +869,7 @@ on_both_backends! {
     async fn a_rejected_body_is_stored_once_and_still_reviewed(app) {
         use sea_orm::{ConnectionTrait, Statement};
         let fleet = Fleet::new(&app).await;
-        let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
-        activate(&app, &v1).await;
+        let v1 = active_dispenser(&app, &fleet).await;
         let integration = fleet.integration_token(&app);
         let body = stranger("RD-900009");
         assert_eq!(ingest(&app, &integration, DISPENSER, "application/json", body.clone()).await.0, 202);

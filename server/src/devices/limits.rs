@@ -29,16 +29,16 @@ pub struct IngestLimitSettings {
 
 /// Why a product's message was refused at the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum IngestRefusal {
     RateLimited,
     DeadLetterQuota,
 }
 
-impl Refusal {
+impl IngestRefusal {
     pub fn code(self) -> &'static str {
         match self {
-            Refusal::RateLimited => "INGEST_RATE_LIMITED",
-            Refusal::DeadLetterQuota => "DEAD_LETTER_QUOTA_EXCEEDED",
+            IngestRefusal::RateLimited => "INGEST_RATE_LIMITED",
+            IngestRefusal::DeadLetterQuota => "DEAD_LETTER_QUOTA_EXCEEDED",
         }
     }
 }
@@ -47,7 +47,7 @@ impl Refusal {
 #[derive(Debug, Clone, Copy)]
 pub struct LastRefusal {
     pub at: DateTime<Utc>,
-    pub refusal: Refusal,
+    pub refusal: IngestRefusal,
 }
 
 pub struct IngestLimits {
@@ -77,18 +77,18 @@ impl IngestLimits {
         match self.rate.check_key_n(&product_id, n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
-                self.record(product_id, Refusal::RateLimited);
+                self.record(product_id, IngestRefusal::RateLimited);
                 Err(not_until.wait_time_from(self.clock.now()))
             }
             Err(_) => {
-                self.record(product_id, Refusal::RateLimited);
+                self.record(product_id, IngestRefusal::RateLimited);
                 Err(Duration::from_secs_f64(f64::from(self.settings.burst) / f64::from(self.settings.rate_per_second)))
             }
         }
     }
 
     /// Remembers a refusal of `product_id`'s traffic and logs it.
-    pub fn record(&self, product_id: i64, refusal: Refusal) {
+    pub fn record(&self, product_id: i64, refusal: IngestRefusal) {
         tracing::warn!(product = product_id, code = refusal.code(), "ingest refused a product's message");
         self.refused.lock().expect("not poisoned").insert(product_id, LastRefusal { at: Utc::now(), refusal });
     }
@@ -119,7 +119,7 @@ mod tests {
         let wait = limits.admit(1, 1).expect_err("over the burst");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert_eq!(limits.admit(2, 3), Ok(()), "products have buckets of their own");
-        assert_eq!(limits.last_refusal(1).map(|r| r.refusal), Some(Refusal::RateLimited));
+        assert_eq!(limits.last_refusal(1).map(|r| r.refusal), Some(IngestRefusal::RateLimited));
         assert!(limits.last_refusal(2).is_none());
     }
 

@@ -23,7 +23,7 @@ use crate::auth::Role;
 use crate::devices::content_type::ContentType;
 use crate::devices::identifiers::ProductSlug;
 use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageStatus, Reason};
-use crate::devices::limits::{self, Refusal};
+use crate::devices::limits::{self, IngestRefusal};
 use crate::devices::model::device_product;
 use crate::graphql::errors::ApiError;
 
@@ -120,7 +120,7 @@ fn admit(shared: &Shared, product: &device_product::Model, messages: usize) -> R
             "{} may send {} messages a second (bursts of {}); send these again after the Retry-After seconds",
             product.slug, settings.rate_per_second, settings.burst
         );
-        too_many_requests(Refusal::RateLimited.code(), &message, limits::retry_after_seconds(wait))
+        too_many_requests(IngestRefusal::RateLimited.code(), &message, limits::retry_after_seconds(wait))
     })
 }
 
@@ -147,7 +147,7 @@ fn reply_with(
     if !over_quota {
         return HttpResponse::build(status).json(reply);
     }
-    shared.state.ingest_limits.record(product.id, Refusal::DeadLetterQuota);
+    shared.state.ingest_limits.record(product.id, IngestRefusal::DeadLetterQuota);
     let mut response = HttpResponse::TooManyRequests().json(reply);
     response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(QUOTA_RETRY_AFTER_SECONDS));
     response
