@@ -5,6 +5,9 @@
 //! database or the server failed). The GraphQL edge maps a violation to `userErrors` and a fault
 //! to a top-level error, once, in `graphql::errors`.
 
+/// Derives [`RuleViolation`] from `#[violation(field = "…", code = "…")]` on each variant.
+pub use velferd_macros::RuleViolation;
+
 /// A broken business rule. Its message is its `Display`.
 pub trait RuleViolation: std::fmt::Display {
     /// The input field at fault, in the API's spelling (`orgNumber`); empty for the whole input.
@@ -158,5 +161,35 @@ impl ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> ApiError {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error, RuleViolation)]
+    enum Sample {
+        #[error(transparent)]
+        #[violation(transparent)]
+        Invalid(#[from] Invalid),
+        #[error("taken")]
+        #[violation(field = "name", code = "NAME_TAKEN")]
+        Taken,
+        #[error("{count} is too many")]
+        #[violation(field = "", code = "TOO_MANY")]
+        TooMany { count: u32 },
+    }
+
+    #[test]
+    fn a_derived_violation_reports_its_variants_field_and_code() {
+        assert_eq!((Sample::Taken.field(), Sample::Taken.code()), ("name", "NAME_TAKEN"));
+        let too_many = Sample::TooMany { count: 3 };
+        assert_eq!(
+            (too_many.field(), too_many.code(), too_many.to_string().as_str()),
+            ("", "TOO_MANY", "3 is too many")
+        );
+        let wrapped = Sample::from(Invalid::new("title", "INVALID_TEXT", "blank"));
+        assert_eq!((wrapped.field(), wrapped.code(), wrapped.to_string().as_str()), ("title", "INVALID_TEXT", "blank"));
     }
 }

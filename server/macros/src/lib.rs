@@ -95,3 +95,122 @@ fn page_args(input: &FnArg) -> Option<(syn::Ident, Type)> {
         _ => None,
     }
 }
+
+/// Implements `crate::errors::RuleViolation` for an error enum from one attribute per variant,
+/// so a rule's message (`#[error]`, thiserror), input field and stable code stand together.
+///
+/// Each variant carries `#[violation(field = "…", code = "…")]` (`field = ""` for the whole
+/// input), or `#[violation(transparent)]` on a one-field variant that wraps another violation
+/// (usually `Invalid`), whose field and code it reports. A variant without the attribute is a
+/// compile error, so no violation goes without a code.
+///
+/// ```ignore
+/// #[derive(Debug, thiserror::Error, RuleViolation)]
+/// pub enum AgreementError {
+///     #[error(transparent)]
+///     #[violation(transparent)]
+///     Invalid(#[from] Invalid),
+///     #[error("only the lead's procurement officers make agreements")]
+///     #[violation(field = "awardId", code = "NOT_LEAD")]
+///     NotLead,
+/// }
+/// ```
+#[proc_macro_derive(RuleViolation, attributes(violation))]
+pub fn derive_rule_violation(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    match rule_violation(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// What one variant reports.
+enum Violation {
+    Fixed { field: syn::LitStr, code: syn::LitStr },
+    Transparent,
+}
+
+fn rule_violation(input: &syn::DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let syn::Data::Enum(data) = &input.data else {
+        return Err(syn::Error::new(input.span(), "`RuleViolation` is derived for enums of violations"));
+    };
+    let name = &input.ident;
+    let mut field_arms = Vec::new();
+    let mut code_arms = Vec::new();
+    for variant in &data.variants {
+        let ident = &variant.ident;
+        match violation_of(variant)? {
+            Violation::Fixed { field, code } => {
+                field_arms.push(quote!(#name::#ident { .. } => #field));
+                code_arms.push(quote!(#name::#ident { .. } => #code));
+            }
+            Violation::Transparent => {
+                let pattern = match &variant.fields {
+                    syn::Fields::Unnamed(fields) if fields.unnamed.len() == 1 => quote!(#name::#ident(inner)),
+                    syn::Fields::Named(fields) if fields.named.len() == 1 => {
+                        let only = fields.named[0].ident.as_ref().expect("named field");
+                        quote!(#name::#ident { #only: inner })
+                    }
+                    _ => {
+                        let message = "`#[violation(transparent)]` needs a variant with exactly one field";
+                        return Err(syn::Error::new(variant.span(), message));
+                    }
+                };
+                field_arms.push(quote!(#pattern => crate::errors::RuleViolation::field(inner)));
+                code_arms.push(quote!(#pattern => crate::errors::RuleViolation::code(inner)));
+            }
+        }
+    }
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+    Ok(quote! {
+        impl #impl_generics crate::errors::RuleViolation for #name #type_generics #where_clause {
+            fn field(&self) -> &'static str {
+                match self { #(#field_arms,)* }
+            }
+            fn code(&self) -> &'static str {
+                match self { #(#code_arms,)* }
+            }
+        }
+    })
+}
+
+/// The `#[violation(…)]` attribute of one variant.
+fn violation_of(variant: &syn::Variant) -> syn::Result<Violation> {
+    let mut found = None;
+    for attr in variant.attrs.iter().filter(|a| a.path().is_ident("violation")) {
+        if found.is_some() {
+            return Err(syn::Error::new(attr.span(), "one `#[violation]` per variant"));
+        }
+        let (mut field, mut code, mut transparent) = (None, None, false);
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("transparent") {
+                transparent = true;
+            } else if meta.path.is_ident("field") {
+                field = Some(meta.value()?.parse::<syn::LitStr>()?);
+            } else if meta.path.is_ident("code") {
+                let literal = meta.value()?.parse::<syn::LitStr>()?;
+                let value = literal.value();
+                let code_shaped = !value.is_empty()
+                    && value.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !code_shaped {
+                    return Err(meta.error("a code is SCREAMING_SNAKE_CASE, e.g. `NOT_FOUND`"));
+                }
+                code = Some(literal);
+            } else {
+                return Err(meta.error("expected `field = \"…\"`, `code = \"…\"` or `transparent`"));
+            }
+            Ok(())
+        })?;
+        found = Some(match (transparent, field, code) {
+            (true, None, None) => Violation::Transparent,
+            (false, Some(field), Some(code)) => Violation::Fixed { field, code },
+            _ => {
+                let message = "write `#[violation(field = \"…\", code = \"…\")]` or `#[violation(transparent)]`";
+                return Err(syn::Error::new(attr.span(), message));
+            }
+        });
+    }
+    found.ok_or_else(|| {
+        syn::Error::new(variant.span(), "every violation needs `#[violation(field = \"…\", code = \"…\")]`")
+    })
+}

@@ -10,64 +10,41 @@ use crate::errors::{ApiError, Invalid, RuleViolation, ensure, refuse};
 use crate::procurement::model::{ParticipantRole, award, participant, procurement, tender, tender_response};
 use crate::procurement::phase::Phase;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, RuleViolation)]
 pub enum AgreementError {
     #[error(transparent)]
+    #[violation(transparent)]
     Invalid(#[from] Invalid),
     #[error("only the lead municipality's procurement officers may make framework agreements")]
+    #[violation(field = "awardId", code = "NOT_LEAD")]
     NotLead,
     #[error("an award already has its framework agreement")]
+    #[violation(field = "awardId", code = "AGREEMENT_EXISTS")]
     AgreementExists,
     #[error("followers learn from a procurement but do not buy under it; only participants call off")]
+    #[violation(field = "agreementId", code = "FOLLOWER_CANNOT_CALL_OFF")]
     FollowerCannotCallOff,
     #[error("your organisation does not take part in this procurement")]
+    #[violation(field = "agreementId", code = "NOT_A_PARTICIPANT")]
     NotAParticipant,
     #[error("call-offs are placed in the implementation phase; the procurement is in {0:?}")]
+    #[violation(field = "agreementId", code = "WRONG_PHASE")]
     WrongPhase(Phase),
     #[error("the agreement runs from {starts} to {ends}; {placed} is outside it")]
+    #[violation(field = "placedOn", code = "OUTSIDE_AGREEMENT_PERIOD")]
     OutsidePeriod { starts: NaiveDate, ends: NaiveDate, placed: NaiveDate },
     #[error("the agreement has {remaining} units left of its volume cap; {requested} were asked for")]
+    #[violation(field = "quantity", code = "OVER_VOLUME_CAP")]
     OverVolume { remaining: i64, requested: i64 },
     #[error("the agreement has no {0:?} price")]
+    #[violation(field = "acquisition", code = "NO_PRICE")]
     NoPriceFor(Acquisition),
     #[error("a call-off cannot go from {from:?} to {to:?}")]
+    #[violation(field = "status", code = "ILLEGAL_STATUS_CHANGE")]
     IllegalStatus { from: CallOffStatus, to: CallOffStatus },
     #[error("only the {0} may set this status")]
+    #[violation(field = "status", code = "WRONG_PARTY")]
     WrongParty(&'static str),
-}
-
-impl RuleViolation for AgreementError {
-    fn field(&self) -> &'static str {
-        match self {
-            AgreementError::Invalid(e) => e.field,
-            AgreementError::NotLead => "awardId",
-            AgreementError::AgreementExists => "awardId",
-            AgreementError::FollowerCannotCallOff => "agreementId",
-            AgreementError::NotAParticipant => "agreementId",
-            AgreementError::WrongPhase(_) => "agreementId",
-            AgreementError::OutsidePeriod { .. } => "placedOn",
-            AgreementError::OverVolume { .. } => "quantity",
-            AgreementError::NoPriceFor(_) => "acquisition",
-            AgreementError::IllegalStatus { .. } => "status",
-            AgreementError::WrongParty(_) => "status",
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            AgreementError::Invalid(e) => e.code,
-            AgreementError::NotLead => "NOT_LEAD",
-            AgreementError::AgreementExists => "AGREEMENT_EXISTS",
-            AgreementError::FollowerCannotCallOff => "FOLLOWER_CANNOT_CALL_OFF",
-            AgreementError::NotAParticipant => "NOT_A_PARTICIPANT",
-            AgreementError::WrongPhase(_) => "WRONG_PHASE",
-            AgreementError::OutsidePeriod { .. } => "OUTSIDE_AGREEMENT_PERIOD",
-            AgreementError::OverVolume { .. } => "OVER_VOLUME_CAP",
-            AgreementError::NoPriceFor(_) => "NO_PRICE",
-            AgreementError::IllegalStatus { .. } => "ILLEGAL_STATUS_CHANGE",
-            AgreementError::WrongParty(_) => "WRONG_PARTY",
-        }
-    }
 }
 
 /// What an agreement rule returns: its value, or why not.

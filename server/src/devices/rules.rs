@@ -18,107 +18,74 @@ use crate::organizations::OrganizationKind;
 
 /// Rule violations of the devices area, each with the input field it concerns and a stable
 /// code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, RuleViolation)]
 pub enum DevicesError {
     #[error(transparent)]
+    #[violation(transparent)]
     Invalid(#[from] Invalid),
     #[error("{0} is not a supplier; only suppliers {1}")]
+    #[violation(field = "", code = "NOT_A_SUPPLIER")]
     NotASupplier(String, &'static str),
     #[error("{0} is not a municipality; only municipalities register devices")]
+    #[violation(field = "", code = "NOT_A_MUNICIPALITY")]
     NotAMunicipality(String),
     #[error("this public key is registered already")]
+    #[violation(field = "publicKey", code = "KEY_ALREADY_REGISTERED")]
     KeyAlreadyRegistered,
     #[error("the proof is not this key's signature over \"velferd signing key for {0}\"")]
+    #[violation(field = "proof", code = "PROOF_MISMATCH")]
     ProofMismatch(String),
     #[error("register an Ed25519 signing key (signingKeyRegister) before uploading adapters")]
+    #[violation(field = "signature", code = "NO_SIGNING_KEY")]
     NoSigningKey,
     #[error("the signature does not verify with any of your registered signing keys")]
+    #[violation(field = "signature", code = "SIGNATURE_MISMATCH")]
     SignatureMismatch,
     #[error("the component was refused: {1}")]
+    #[violation(field = "component", code = "INVALID_COMPONENT")]
     InvalidComponent(&'static str, String),
     #[error("the product {0} belongs to another supplier")]
+    #[violation(field = "product", code = "PRODUCT_OF_ANOTHER_SUPPLIER")]
     ProductOfAnotherSupplier(String),
     #[error("this component was uploaded for {0} already")]
+    #[violation(field = "component", code = "ALREADY_UPLOADED")]
     AlreadyUploaded(String),
     #[error("the adapter is {0:?}; only a pending or inactive version can be activated")]
+    #[violation(field = "adapterId", code = "CANNOT_ACTIVATE")]
     CannotActivate(AdapterStatus),
     #[error("the adapter is retired already")]
+    #[violation(field = "adapterId", code = "ALREADY_RETIRED")]
     AlreadyRetired,
     #[error("{0} has no earlier active version to roll back to")]
+    #[violation(field = "product", code = "NOTHING_TO_ROLL_BACK_TO")]
     NothingToRollBackTo(String),
     #[error("device {0} of this product is registered already")]
+    #[violation(field = "serial", code = "DEVICE_ALREADY_REGISTERED")]
     DeviceAlreadyRegistered(String),
     #[error("the call-off is not one of your municipality's call-offs with this product's supplier")]
+    #[violation(field = "callOffId", code = "CALL_OFF_MISMATCH")]
     CallOffMismatch,
     #[error(
         "no device {0} of this product has been delivered to your municipality; the supplier records \
          each delivery under your call-off (deviceDeliver) before you register it"
     )]
+    #[violation(field = "serial", code = "NOT_DELIVERED")]
     NotDelivered(String),
     #[error("no such call-off")]
+    #[violation(field = "callOffId", code = "NOT_FOUND")]
     UnknownCallOff,
     #[error("the call-off is {0:?}; deliver under it once you have confirmed it")]
+    #[violation(field = "callOffId", code = "CALL_OFF_NOT_CONFIRMED")]
     CallOffNotConfirmed(CallOffStatus),
     #[error("the call-off is for {quantity} devices; {delivered} are delivered already and {more} more were given")]
+    #[violation(field = "serials", code = "OVER_QUANTITY")]
     OverQuantity { quantity: i32, delivered: u64, more: usize },
     #[error("device {0} of this product is delivered already")]
+    #[violation(field = "serials", code = "ALREADY_DELIVERED")]
     AlreadyDelivered(String),
     #[error("serial {0} is given twice")]
+    #[violation(field = "serials", code = "DUPLICATE_SERIAL")]
     DuplicateSerial(String),
-}
-
-impl RuleViolation for DevicesError {
-    fn field(&self) -> &'static str {
-        match self {
-            DevicesError::Invalid(e) => e.field,
-            DevicesError::NotASupplier(..) => "",
-            DevicesError::NotAMunicipality(_) => "",
-            DevicesError::KeyAlreadyRegistered => "publicKey",
-            DevicesError::ProofMismatch(_) => "proof",
-            DevicesError::NoSigningKey => "signature",
-            DevicesError::SignatureMismatch => "signature",
-            DevicesError::InvalidComponent(..) => "component",
-            DevicesError::ProductOfAnotherSupplier(_) => "product",
-            DevicesError::AlreadyUploaded(_) => "component",
-            DevicesError::CannotActivate(_) => "adapterId",
-            DevicesError::AlreadyRetired => "adapterId",
-            DevicesError::NothingToRollBackTo(_) => "product",
-            DevicesError::DeviceAlreadyRegistered(_) => "serial",
-            DevicesError::CallOffMismatch => "callOffId",
-            DevicesError::NotDelivered(_) => "serial",
-            DevicesError::UnknownCallOff => "callOffId",
-            DevicesError::CallOffNotConfirmed(_) => "callOffId",
-            DevicesError::OverQuantity { .. } => "serials",
-            DevicesError::AlreadyDelivered(_) => "serials",
-            DevicesError::DuplicateSerial(_) => "serials",
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            DevicesError::Invalid(e) => e.code,
-            DevicesError::NotASupplier(..) => "NOT_A_SUPPLIER",
-            DevicesError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
-            DevicesError::KeyAlreadyRegistered => "KEY_ALREADY_REGISTERED",
-            DevicesError::ProofMismatch(_) => "PROOF_MISMATCH",
-            DevicesError::NoSigningKey => "NO_SIGNING_KEY",
-            DevicesError::SignatureMismatch => "SIGNATURE_MISMATCH",
-            DevicesError::InvalidComponent(..) => "INVALID_COMPONENT",
-            DevicesError::ProductOfAnotherSupplier(_) => "PRODUCT_OF_ANOTHER_SUPPLIER",
-            DevicesError::AlreadyUploaded(_) => "ALREADY_UPLOADED",
-            DevicesError::CannotActivate(_) => "CANNOT_ACTIVATE",
-            DevicesError::AlreadyRetired => "ALREADY_RETIRED",
-            DevicesError::NothingToRollBackTo(_) => "NOTHING_TO_ROLL_BACK_TO",
-            DevicesError::DeviceAlreadyRegistered(_) => "DEVICE_ALREADY_REGISTERED",
-            DevicesError::CallOffMismatch => "CALL_OFF_MISMATCH",
-            DevicesError::NotDelivered(_) => "NOT_DELIVERED",
-            DevicesError::UnknownCallOff => "NOT_FOUND",
-            DevicesError::CallOffNotConfirmed(_) => "CALL_OFF_NOT_CONFIRMED",
-            DevicesError::OverQuantity { .. } => "OVER_QUANTITY",
-            DevicesError::AlreadyDelivered(_) => "ALREADY_DELIVERED",
-            DevicesError::DuplicateSerial(_) => "DUPLICATE_SERIAL",
-        }
-    }
 }
 
 /// What a devices rule returns: its value, or why not.

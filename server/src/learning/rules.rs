@@ -21,60 +21,38 @@ use crate::procurement::values::StoryCode;
 use crate::text::{LongText, Paragraph, Title};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, RuleViolation)]
 pub enum LearningError {
     #[error(transparent)]
+    #[violation(transparent)]
     Invalid(#[from] Invalid),
     #[error("{0} is not a programme organisation; learning networks are coordinated by a programme")]
+    #[violation(field = "", code = "NOT_A_PROGRAMME")]
     NotAProgramme(String),
     #[error("only advisers of the network's coordinating programme may {0}")]
+    #[violation(field = "networkId", code = "NOT_COORDINATOR")]
     NotCoordinator(&'static str),
     #[error("{0} is not a municipality")]
+    #[violation(field = "organizationId", code = "NOT_A_MUNICIPALITY")]
     NotAMunicipality(String),
     #[error("{0} is already a member of this network")]
+    #[violation(field = "organizationId", code = "ALREADY_MEMBER")]
     AlreadyMember(String),
     #[error("{0} is not a member of this network")]
+    #[violation(field = "hostId", code = "NOT_A_MEMBER")]
     NotAMember(String),
     #[error("the network already has gathering number {0}")]
+    #[violation(field = "number", code = "DUPLICATE_GATHERING")]
     DuplicateGathering(i32),
     #[error("only municipalities taking part in the procurement may report on it")]
+    #[violation(field = "procurementId", code = "NOT_A_PARTICIPANT")]
     NotAParticipant,
     #[error("only municipalities that follow or take part in a procurement may reuse it")]
+    #[violation(field = "sourceProcurementId", code = "NOT_FOLLOWING")]
     NotFollowing,
     #[error(transparent)]
+    #[violation(transparent)]
     Procurement(#[from] ProcurementError),
-}
-
-impl RuleViolation for LearningError {
-    fn field(&self) -> &'static str {
-        match self {
-            LearningError::Invalid(e) => e.field,
-            LearningError::NotAProgramme(_) => "",
-            LearningError::NotCoordinator(_) => "networkId",
-            LearningError::NotAMunicipality(_) => "organizationId",
-            LearningError::AlreadyMember(_) => "organizationId",
-            LearningError::NotAMember(_) => "hostId",
-            LearningError::DuplicateGathering(_) => "number",
-            LearningError::NotAParticipant => "procurementId",
-            LearningError::NotFollowing => "sourceProcurementId",
-            LearningError::Procurement(e) => e.field(),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            LearningError::Invalid(e) => e.code,
-            LearningError::NotAProgramme(_) => "NOT_A_PROGRAMME",
-            LearningError::NotCoordinator(_) => "NOT_COORDINATOR",
-            LearningError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
-            LearningError::AlreadyMember(_) => "ALREADY_MEMBER",
-            LearningError::NotAMember(_) => "NOT_A_MEMBER",
-            LearningError::DuplicateGathering(_) => "DUPLICATE_GATHERING",
-            LearningError::NotAParticipant => "NOT_A_PARTICIPANT",
-            LearningError::NotFollowing => "NOT_FOLLOWING",
-            LearningError::Procurement(e) => e.code(),
-        }
-    }
 }
 
 /// What a learning rule returns: its value, or why not.

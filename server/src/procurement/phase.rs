@@ -7,6 +7,7 @@
 use sea_orm::sea_query::StringLen;
 use serde::{Deserialize, Serialize};
 
+use crate::errors::RuleViolation;
 use crate::text::Paragraph;
 
 #[derive(
@@ -79,17 +80,22 @@ impl PhaseState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, RuleViolation)]
 pub enum PhaseError {
     #[error("a procurement in {from:?} cannot move to {to:?}; the next phase is {expected}")]
+    #[violation(field = "phase", code = "ILLEGAL_PHASE_TRANSITION")]
     IllegalJump { from: Phase, to: Phase, expected: String },
     #[error("a procurement on hold resumes to the phase it left ({resume_to:?}), not {to:?}")]
+    #[violation(field = "phase", code = "ILLEGAL_PHASE_TRANSITION")]
     ResumeElsewhere { resume_to: Phase, to: Phase },
     #[error("putting a procurement on hold needs a reason")]
+    #[violation(field = "reason", code = "REASON_REQUIRED")]
     HoldWithoutReason,
     #[error("a closed procurement cannot change phase")]
+    #[violation(field = "phase", code = "ILLEGAL_PHASE_TRANSITION")]
     Closed,
     #[error("the procurement is already in {0:?}")]
+    #[violation(field = "phase", code = "ILLEGAL_PHASE_TRANSITION")]
     Unchanged(Phase),
 }
 

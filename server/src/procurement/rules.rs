@@ -19,90 +19,59 @@ use crate::organizations::{OrganizationKind, model as organization};
 use crate::text::{LongText, Paragraph, Title};
 
 /// Business-rule violations, each with the input field it concerns and a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, RuleViolation)]
 pub enum ProcurementError {
     #[error(transparent)]
+    #[violation(transparent)]
     Invalid(#[from] Invalid),
     #[error(transparent)]
+    #[violation(transparent)]
     Phase(#[from] PhaseError),
     #[error("only the lead municipality's procurement officers may {0}")]
+    #[violation(field = "procurementId", code = "NOT_LEAD")]
     NotLead(&'static str),
     #[error("{0} is not a municipality")]
+    #[violation(field = "organizationId", code = "NOT_A_MUNICIPALITY")]
     NotAMunicipality(String),
     #[error("{0} is not a supplier")]
+    #[violation(field = "", code = "NOT_A_SUPPLIER")]
     NotASupplier(String),
     #[error("{0} already takes part in this procurement")]
+    #[violation(field = "organizationId", code = "ALREADY_PARTICIPANT")]
     AlreadyParticipant(String),
     #[error("this can only be done in the {expected:?} phase; the procurement is in {actual:?}")]
+    #[violation(field = "procurementId", code = "WRONG_PHASE")]
     WrongPhase { expected: Phase, actual: Phase },
     #[error("entering competition needs at least one user story")]
+    #[violation(field = "phase", code = "NO_USER_STORIES")]
     NoUserStories,
     #[error("entering implementation needs at least one award")]
+    #[violation(field = "phase", code = "NO_AWARDS")]
     NoAwards,
     #[error("user story code {0} is already used in this procurement")]
+    #[violation(field = "code", code = "DUPLICATE_USER_STORY")]
     DuplicateUserStory(String),
     #[error("the notice is published; user stories and criteria are fixed")]
+    #[violation(field = "procurementId", code = "NOTICE_PUBLISHED")]
     NoticeAlreadyPublished,
     #[error("the notice is not published yet")]
+    #[violation(field = "procurementId", code = "NOTICE_NOT_PUBLISHED")]
     NoticeNotPublished,
     #[error("the tender deadline {0} has passed")]
+    #[violation(field = "procurementId", code = "DEADLINE_PASSED")]
     DeadlinePassed(DateTime<Utc>),
     #[error("your organisation has already submitted a tender")]
+    #[violation(field = "procurementId", code = "TENDER_EXISTS")]
     TenderExists,
     #[error("evaluation weights would add up to {0}%; they may not exceed 100%")]
+    #[violation(field = "weight", code = "WEIGHTS_OVER_100")]
     WeightsOverHundred(i32),
     #[error("user story {0} is already awarded")]
+    #[violation(field = "userStoryId", code = "ALREADY_AWARDED")]
     AlreadyAwarded(String),
     #[error("an award already has its framework agreement")]
+    #[violation(field = "awardId", code = "AGREEMENT_EXISTS")]
     AgreementExists,
-}
-
-impl RuleViolation for ProcurementError {
-    fn field(&self) -> &'static str {
-        match self {
-            ProcurementError::Invalid(e) => e.field,
-            ProcurementError::Phase(PhaseError::HoldWithoutReason) => "reason",
-            ProcurementError::Phase(_) => "phase",
-            ProcurementError::NotLead(_) => "procurementId",
-            ProcurementError::NotAMunicipality(_) => "organizationId",
-            ProcurementError::NotASupplier(_) => "",
-            ProcurementError::AlreadyParticipant(_) => "organizationId",
-            ProcurementError::WrongPhase { .. } => "procurementId",
-            ProcurementError::NoUserStories => "phase",
-            ProcurementError::NoAwards => "phase",
-            ProcurementError::DuplicateUserStory(_) => "code",
-            ProcurementError::NoticeAlreadyPublished => "procurementId",
-            ProcurementError::NoticeNotPublished => "procurementId",
-            ProcurementError::DeadlinePassed(_) => "procurementId",
-            ProcurementError::TenderExists => "procurementId",
-            ProcurementError::WeightsOverHundred(_) => "weight",
-            ProcurementError::AlreadyAwarded(_) => "userStoryId",
-            ProcurementError::AgreementExists => "awardId",
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            ProcurementError::Invalid(e) => e.code,
-            ProcurementError::Phase(PhaseError::HoldWithoutReason) => "REASON_REQUIRED",
-            ProcurementError::Phase(_) => "ILLEGAL_PHASE_TRANSITION",
-            ProcurementError::NotLead(_) => "NOT_LEAD",
-            ProcurementError::NotAMunicipality(_) => "NOT_A_MUNICIPALITY",
-            ProcurementError::NotASupplier(_) => "NOT_A_SUPPLIER",
-            ProcurementError::AlreadyParticipant(_) => "ALREADY_PARTICIPANT",
-            ProcurementError::WrongPhase { .. } => "WRONG_PHASE",
-            ProcurementError::NoUserStories => "NO_USER_STORIES",
-            ProcurementError::NoAwards => "NO_AWARDS",
-            ProcurementError::DuplicateUserStory(_) => "DUPLICATE_USER_STORY",
-            ProcurementError::NoticeAlreadyPublished => "NOTICE_PUBLISHED",
-            ProcurementError::NoticeNotPublished => "NOTICE_NOT_PUBLISHED",
-            ProcurementError::DeadlinePassed(_) => "DEADLINE_PASSED",
-            ProcurementError::TenderExists => "TENDER_EXISTS",
-            ProcurementError::WeightsOverHundred(_) => "WEIGHTS_OVER_100",
-            ProcurementError::AlreadyAwarded(_) => "ALREADY_AWARDED",
-            ProcurementError::AgreementExists => "AGREEMENT_EXISTS",
-        }
-    }
 }
 
 /// What a procurement rule returns: its value, or why not.
