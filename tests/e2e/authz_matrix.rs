@@ -24,7 +24,7 @@ use velferd::organizations::model as organization;
 
 use crate::devices::{DISPENSER, Fleet, active_dispenser, ingest, register_device, sample};
 use crate::procurement::org_number;
-use crate::support::{LARVIK, MUNICIPALITY_ORG, SUPPLIER_ORG, TestApp, graphql_socket, next_text, on_both_backends};
+use crate::support::{LARVIK, MUNICIPALITY_ORG, SUPPLIER_ORG, TestApp, graphql_socket, on_both_backends};
 use edges::{Edge, Schema};
 use rules::{Readers, Rule, rule_of};
 
@@ -71,6 +71,7 @@ const KNOWN_LEAKS: &[(&str, &str, &str)] = &[
     // procurements and their lots, gatherings, reuses, device products and active adapters.
     ("unregistered *", "Procurement", "*"),
     ("unregistered *", "UserStory", "*"),
+    ("unregistered *", "EvaluationCriterion", "*"),
     ("unregistered *", "Gathering", "*"),
     ("unregistered *", "ProcurementReuse", "*"),
     ("unregistered *", "DeviceProduct", "*"),
@@ -137,10 +138,12 @@ async fn build_world(app: &TestApp) -> Fleet {
     let (status, reply) =
         ingest(app, &integration, DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
     assert_eq!(status, 200, "{reply}");
-    let (status, reply) = ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-200001", "e-2001")).await;
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-200001", "e-2001")).await;
     assert_eq!(status, 200, "{reply}");
     // Nobody's device: the supplier's dead letter.
-    let (status, reply) = ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-999999", "e-9901")).await;
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-999999", "e-9901")).await;
     assert_eq!(status, 202, "{reply}");
 
     // A members-only report on Larvik's procurement.
@@ -156,6 +159,26 @@ async fn build_world(app: &TestApp) -> Fleet {
         )
         .await;
     assert_eq!(data["experienceReportPublish"]["userErrors"], json!([]), "{data}");
+
+    // An evaluation criterion before the notice (Bærum's procurement is in dialogue): not public.
+    use velferd::procurement::model::procurement;
+    let unpublished = procurement::Entity::find()
+        .filter(procurement::Column::NoticePublishedOn.is_null())
+        .one(app.db().read())
+        .await
+        .unwrap()
+        .expect("the demo has a procurement without a notice");
+    let lead = organization::Entity::find_by_id(unpublished.lead_id).one(app.db().read()).await.unwrap().unwrap();
+    let input =
+        json!({ "procurementId": global_id(NodeType::Procurement, unpublished.id), "name": "Kvalitet", "weight": 60 });
+    let data = app
+        .graphql(
+            Some(&app.token(lead.org_number.as_deref().unwrap(), &[Role::ProcurementOfficer])),
+            "mutation($input: EvaluationCriterionAddInput!) { evaluationCriterionAdd(input: $input) { userErrors { code message } } }",
+            json!({ "input": input }),
+        )
+        .await;
+    assert_eq!(data["evaluationCriterionAdd"]["userErrors"], json!([]), "{data}");
     fleet
 }
 
@@ -265,8 +288,11 @@ async fn callers(app: &TestApp, fleet: &Fleet) -> Vec<Caller> {
     callers
 }
 
-/// What every caller reached: (edge label, parent id, object id) → the callers (indexes).
-type Reach = BTreeMap<(String, String, String), BTreeSet<usize>>;
+/// (edge label, parent id, object id): one object reached by one path.
+type Reached = (String, String, String);
+
+/// What every caller reached → the callers (indexes).
+type Reach = BTreeMap<Reached, BTreeSet<usize>>;
 
 /// One piece of a probe: the edge `edge` of the parent `parent` (`None`: the query root).
 #[derive(Clone)]
@@ -368,7 +394,12 @@ async fn matrix(app: TestApp) {
     for parent in node_types.iter().chain([&schema.query]) {
         let edges = schema.edges_from(parent, &root_argument);
         for edge in &edges {
-            assert!(rule_of(&edge.target).is_some(), "{} yields {}, which the matrix cannot classify", edge.label(), edge.target);
+            assert!(
+                rule_of(&edge.target).is_some(),
+                "{} yields {}, which the matrix cannot classify",
+                edge.label(),
+                edge.target
+            );
         }
         edges_by_parent.insert(parent.clone(), edges);
     }
@@ -437,7 +468,7 @@ async fn matrix(app: TestApp) {
     // procurement (and the call-offs in it).
     let private: Vec<String> =
         objects.iter().filter(|(_, ty)| rule_of(ty) != Some(Rule::Public)).map(|(id, _)| id.clone()).collect();
-    let results: Vec<(usize, Vec<(String, String, String)>)> = futures_util::stream::iter(callers.iter().enumerate())
+    let results: Vec<(usize, Vec<Reached>)> = futures_util::stream::iter(callers.iter().enumerate())
         .map(|(c, caller)| {
             let app = &app;
             let private = &private;
@@ -509,6 +540,7 @@ async fn matrix(app: TestApp) {
     let mut known_hit = vec![0usize; KNOWN_LEAKS.len()];
     let (mut cases, mut controls) = (0usize, 0usize);
     let mut per_type: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut controlled: BTreeSet<&str> = BTreeSet::new();
     for ((edge, parent, id), reached_by) in &reach {
         let r = &readers[id];
         if r.anyone {
@@ -519,18 +551,21 @@ async fn matrix(app: TestApp) {
             continue;
         }
         controls += 1;
+        controlled.insert(edge.as_str());
         per_type.entry(ty).or_default().1 += 1;
         for (c, caller) in callers.iter().enumerate() {
             if caller.may_read(r) {
                 continue;
             }
             if reached_by.contains(&c) {
-                let known = KNOWN_LEAKS.iter().position(|(who, t, e)| {
-                    matches(who, &caller.label) && matches(t, ty) && matches(e, edge)
-                });
+                let known = KNOWN_LEAKS
+                    .iter()
+                    .position(|(who, t, e)| matches(who, &caller.label) && matches(t, ty) && matches(e, edge));
                 match known {
                     Some(k) => known_hit[k] += 1,
-                    None => leaks.push(format!("{ty} {id} reached by {} through {edge} (parent {parent})", caller.label)),
+                    None => {
+                        leaks.push(format!("{ty} {id} reached by {} through {edge} (parent {parent})", caller.label))
+                    }
                 }
             } else {
                 cases += 1;
@@ -546,6 +581,28 @@ async fn matrix(app: TestApp) {
         objects.len(),
         known_hit.iter().sum::<usize>()
     );
+    let probed: BTreeSet<String> = edges_by_parent
+        .values()
+        .flatten()
+        .filter(|e| rule_of(&e.target) != Some(Rule::Public))
+        .map(Edge::label)
+        .collect();
+    let reached: BTreeSet<&str> = reach.keys().map(|(edge, _, _)| edge.as_str()).collect();
+    let unreached: Vec<&String> = probed.iter().filter(|e| !reached.contains(e.as_str())).collect();
+    let all_public: Vec<&String> =
+        probed.iter().filter(|e| reached.contains(e.as_str()) && !controlled.contains(e.as_str())).collect();
+    eprintln!("  edges to private types that reached nothing here: {unreached:?}");
+    eprintln!("  edges that reached only public objects here: {all_public:?}");
+    eprintln!("  edges with positive controls: {}", controlled.len());
+    for edge in [
+        "Query.node",
+        "Query.nodes",
+        "Subscription.deviceEventReceived",
+        "GET /ocds/procurements/{id}",
+        "GET /ocds/procurements/{id} call-off release",
+    ] {
+        assert!(controlled.contains(edge), "{edge}: no positive control");
+    }
     let breakdown: Vec<String> =
         per_type.iter().map(|(ty, (cases, controls))| format!("{ty} {cases}/{controls}")).collect();
     eprintln!("  cases/controls by type: {}", breakdown.join(", "));
@@ -588,13 +645,14 @@ fn matches(pattern: &str, value: &str) -> bool {
 /// an entry here fails the matrix.
 const SUBSCRIPTION_TRIGGERS: &[&str] = &["deviceEventReceived", "organizationCreated"];
 
-/// Every caller subscribes to every subscription field, then one device event is ingested and
-/// one organisation created (the last, seen by all, closes each caller's stream).
+/// Every caller subscribes to every subscription field; then one device event is ingested and
+/// one organisation created, which everyone sees and which closes each caller's reading.
 async fn subscriptions(app: &TestApp, fleet: &Fleet, schema: &Schema, callers: &[Caller], reach: &mut Reach) {
     use futures_util::SinkExt;
+    use tokio::sync::mpsc::unbounded_channel;
     use tokio_tungstenite::tungstenite::Message;
     let Some(root) = &schema.subscription else { return };
-    let fields = schema.edges_from(root, &|_: &str, _: &str, _: &str| None);
+    let mut fields = schema.edges_from(root, &|_: &str, _: &str, _: &str| None);
     for edge in &fields {
         assert!(
             SUBSCRIPTION_TRIGGERS.contains(&edge.steps[0].field.as_str()),
@@ -602,7 +660,13 @@ async fn subscriptions(app: &TestApp, fleet: &Fleet, schema: &Schema, callers: &
             edge.label()
         );
     }
-    let mut sockets = Vec::new();
+    // Public streams last: one of them live on a socket means the ones before it were started.
+    fields.sort_by_key(|f| rule_of(&f.target) == Some(Rule::Public));
+    let public = fields.iter().position(|f| f.target == "Organization").expect("an organisation subscription");
+    // Each socket is read by a task of its own, so it answers the server's pings while the
+    // others are looked at; its text messages wait in an inbox.
+    let mut inboxes = Vec::new();
+    let mut readers = Vec::new();
     for caller in callers {
         let mut ws = graphql_socket(app, caller.token.as_deref()).await;
         for (i, edge) in fields.iter().enumerate() {
@@ -610,56 +674,92 @@ async fn subscriptions(app: &TestApp, fleet: &Fleet, schema: &Schema, callers: &
                 "payload": { "query": format!("subscription {{ {} }}", edge.selection("x")) } });
             ws.send(Message::text(subscribe.to_string())).await.unwrap();
         }
-        sockets.push(ws);
+        let (tx, rx) = unbounded_channel::<Value>();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message
+                    && tx.send(serde_json::from_str(&text).unwrap()).is_err()
+                {
+                    break;
+                }
+            }
+        }));
+        inboxes.push(rx);
     }
-    // The server registers subscriptions asynchronously: a ping answered on every socket
-    // proves the subscribe messages before it were read; the pause lets the streams start.
-    for ws in &mut sockets {
-        ws.send(Message::text(json!({ "type": "ping" }).to_string())).await.unwrap();
-        while next_text(ws).await["type"] != "pong" {}
+    let new_organisation = async |n: u32| {
+        let number = org_number(n);
+        app.create_organization(json!({ "kind": "SUPPLIER", "name": format!("Matrix {n} AS"), "orgNumber": number }))
+            .await;
+        global_id(NodeType::Organization, org_by_number(app, &number).await.id)
+    };
+    // The server starts subscriptions asynchronously: a new organisation seen on a socket shows
+    // its streams are live.
+    let mut starting: BTreeSet<usize> = (0..inboxes.len()).collect();
+    for n in 910.. {
+        assert!(n < 940, "subscriptions never started on {} sockets", starting.len());
+        let warm_up = new_organisation(n).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        for c in starting.clone() {
+            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, inboxes[c].recv()).await {
+                if record(&message, c, &fields, reach).iter().any(|(s, id)| *s == public && *id == warm_up) {
+                    starting.remove(&c);
+                    break;
+                }
+            }
+        }
+        if starting.is_empty() {
+            break;
+        }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let integration = fleet.integration_token(app);
     let (status, reply) =
         ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-100234", "e-7001")).await;
     assert_eq!(status, 200, "{reply}");
     // Once a rightful caller has the event, every socket has it queued before the closing
-    // organisation below.
+    // organisation.
     let event = fields.iter().position(|f| f.target == "DeviceEvent").expect("a device event subscription");
     let admin = callers.iter().position(|c| c.role == Some(Role::Admin) && c.org.is_some()).unwrap();
-    let mut early = Vec::new();
+    read_until(&mut inboxes[admin], admin, &fields, reach, |s, _| s == event).await;
+    let closing = new_organisation(906).await;
+    for (c, inbox) in inboxes.iter_mut().enumerate() {
+        read_until(inbox, c, &fields, reach, |s, id| s == public && id == closing).await;
+    }
+    for reader in readers {
+        reader.abort();
+    }
+}
+
+/// Reads caller `c`'s inbox, recording what each subscription gave, until `stop` holds for a
+/// subscription's index and an id it gave.
+async fn read_until(
+    inbox: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    c: usize,
+    fields: &[Edge],
+    reach: &mut Reach,
+    stop: impl Fn(usize, &str) -> bool,
+) {
     loop {
-        let message = next_text(&mut sockets[admin]).await;
-        let done = message["type"] == "next" && message["id"] == format!("s{event}");
-        early.push(message);
-        if done {
-            break;
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open");
+        if record(&message, c, fields, reach).iter().any(|(s, id)| stop(*s, id)) {
+            return;
         }
     }
-    let closing = org_number(905);
-    app.create_organization(json!({ "kind": "SUPPLIER", "name": "Matrix closing AS", "orgNumber": closing })).await;
-    let closing = global_id(NodeType::Organization, org_by_number(app, &closing).await.id);
-    for (c, ws) in sockets.iter_mut().enumerate() {
-        let mut queued = if c == admin { std::mem::take(&mut early) } else { Vec::new() }.into_iter();
-        loop {
-            let message = match queued.next() {
-                Some(message) => message,
-                None => next_text(ws).await,
-            };
-            if message["type"] != "next" {
-                continue;
-            }
-            let i: usize = message["id"].as_str().unwrap()[1..].parse().unwrap();
-            let ids = fields[i].ids(&message["payload"]["data"]["x"]);
-            for id in &ids {
-                reach.entry((fields[i].label(), "Subscription".into(), id.clone())).or_default().insert(c);
-            }
-            if ids.contains(&closing) {
-                break;
-            }
-        }
-        ws.close(None).await.ok();
+}
+
+/// Records what a `next` message gave caller `c`; returns (subscription index, id) pairs.
+fn record(message: &Value, c: usize, fields: &[Edge], reach: &mut Reach) -> Vec<(usize, String)> {
+    if message["type"] != "next" {
+        return Vec::new();
     }
+    let s: usize = message["id"].as_str().unwrap()[1..].parse().unwrap();
+    let ids = fields[s].ids(&message["payload"]["data"]["x"]);
+    for id in &ids {
+        reach.entry((fields[s].label(), "Subscription".into(), id.clone())).or_default().insert(c);
+    }
+    ids.into_iter().map(|id| (s, id)).collect()
 }
 
 on_both_backends! {

@@ -9,7 +9,9 @@ use velferd::agreements::model::{call_off, framework_agreement};
 use velferd::auth::Role;
 use velferd::devices::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
 use velferd::learning::model::{experience_report, network_member};
-use velferd::procurement::model::{award, evaluation_criterion, participant, procurement, tender, tender_response, user_story};
+use velferd::procurement::model::{
+    award, evaluation_criterion, participant, procurement, tender, tender_response, user_story,
+};
 
 /// The read rule of a node type (the owner is found from the object's rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
