@@ -365,6 +365,16 @@ async fn probe(app: &TestApp, token: Option<&str>, items: &[Item]) -> Vec<Vec<St
     out
 }
 
+/// The call-offs (global ids) whose releases an OCDS release package holds.
+fn call_offs_in(package: &Value) -> Vec<String> {
+    let releases = package["releases"].as_array().into_iter().flatten();
+    let ocids = releases.filter_map(|release| release["ocid"].as_str());
+    ocids
+        .filter_map(|ocid| ocid.rsplit_once("-calloff-"))
+        .map(|(_, row)| global_id(NodeType::CallOff, row.parse().unwrap()))
+        .collect()
+}
+
 fn type_of(id: &str) -> &'static str {
     parse_global_id(id).unwrap_or_else(|| panic!("{id:?} is not a global id")).0.name()
 }
@@ -504,12 +514,23 @@ async fn matrix(app: TestApp) {
                     }
                     let package: Value = response.json().await.unwrap();
                     found.push(("GET /ocds/procurements/{id}".into(), "REST".into(), id.clone()));
-                    for release in package["releases"].as_array().into_iter().flatten() {
-                        let ocid = release["ocid"].as_str().unwrap_or_default();
-                        if let Some((_, row)) = ocid.rsplit_once("-calloff-") {
-                            let call_off = global_id(NodeType::CallOff, row.parse().unwrap());
-                            found.push(("GET /ocds/procurements/{id} call-off release".into(), id.clone(), call_off));
-                        }
+                    for call_off in call_offs_in(&package) {
+                        found.push(("GET /ocds/procurements/{id} call-off release".into(), id.clone(), call_off));
+                    }
+                }
+                // The same export as the GraphQL field `Procurement.ocds`.
+                let procurements: Vec<&String> =
+                    objects.iter().filter(|(_, ty)| **ty == "Procurement").map(|(id, _)| id).collect();
+                let aliases: Vec<String> = procurements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| format!("o{i}: node(id: {id:?}) {{ ... on Procurement {{ ocds }} }}"))
+                    .collect();
+                let (status, body) = app.graphql_raw(token, &format!("{{ {} }}", aliases.join(" ")), json!({})).await;
+                assert_eq!(status, 200, "{body}");
+                for (i, id) in procurements.iter().enumerate() {
+                    for call_off in call_offs_in(&body["data"][format!("o{i}")]["ocds"]) {
+                        found.push(("Procurement.ocds call-off release".into(), (*id).clone(), call_off));
                     }
                 }
                 (c, found)
@@ -600,6 +621,7 @@ async fn matrix(app: TestApp) {
         "Subscription.deviceEventReceived",
         "GET /ocds/procurements/{id}",
         "GET /ocds/procurements/{id} call-off release",
+        "Procurement.ocds call-off release",
     ] {
         assert!(controlled.contains(edge), "{edge}: no positive control");
     }
