@@ -30,11 +30,12 @@ use rules::{Readers, Rule, rule_of};
 
 const EVERY_KIND: &[Kind] = &[Kind::Municipality, Kind::Supplier, Kind::Programme, Kind::ResponseCentre];
 
-/// Which organisation kinds each role takes effect for; a caller is each role of each
-/// organisation of those kinds. Today a role applies whatever the organisation (finding 5 of
-/// issue 12 ties them): after that, `Admin` → the operator kind, `Advisor` → `Programme`,
-/// `Operator` → `ResponseCentre`, the municipality roles → `Municipality`, `Supplier` →
-/// `Supplier`, `Integration` → every kind.
+/// Which organisation kinds each role takes effect for. Every role of every organisation is a
+/// caller; where its role does not apply it must read as the organisation without a role. Today
+/// a role applies whatever the organisation; once roles are tied to kinds (finding 5 of issue
+/// 12) this becomes: `Admin` → the operator's kind, `Advisor` → `Programme`, `Operator` →
+/// `ResponseCentre`, the municipality roles → `Municipality`, `Supplier` → `Supplier`,
+/// `Integration` → every kind. A role without a line fails the matrix.
 const ROLE_KINDS: &[(Role, &[Kind])] = &[
     (Role::Admin, EVERY_KIND),
     (Role::Advisor, EVERY_KIND),
@@ -213,8 +214,10 @@ async fn org_by_number(app: &TestApp, number: &str) -> organization::Model {
         .unwrap_or_else(|| panic!("organisation {number} registered"))
 }
 
-/// Every caller: each role (that applies) of each organisation of the world, an unregistered
-/// organisation with each role, anonymous.
+/// Every caller: each role of each organisation of the world (the lead, a participant and the
+/// follower of the demo's procurement when they can sign in, two municipalities and two
+/// suppliers with devices, a programme, a response centre, one of any other kind), an
+/// unregistered organisation with each role, anonymous.
 async fn callers(app: &TestApp, fleet: &Fleet) -> Vec<Caller> {
     use velferd::procurement::model::{ParticipantRole, participant};
     let db = app.db().read();
