@@ -10,6 +10,7 @@ mod guests;
 mod adapter_cli;
 mod agreements;
 mod auth;
+mod authz_matrix;
 mod binary;
 mod devices;
 mod devices_access;
