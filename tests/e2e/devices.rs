@@ -949,6 +949,19 @@ on_both_backends! {
     }
 }
 
+/// The dispenser's dead-letter byte counter (`device_product.dead_letter_bytes`) and the sum it
+/// keeps, counted from the dead letters themselves.
+pub async fn dead_letter_counter(app: &TestApp) -> (i64, i64) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db().write();
+    let sql = format!(
+        "SELECT p.dead_letter_bytes AS counter, (SELECT COALESCE(SUM(LENGTH(d.body)), 0) FROM dead_letter d \
+         WHERE d.product_id = p.id AND d.resolved_at IS NULL) AS counted FROM device_product p WHERE p.slug = '{DISPENSER}'"
+    );
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    (row.try_get("", "counter").unwrap(), row.try_get("", "counted").unwrap())
+}
+
 /// Rows of a table, counted in the database.
 async fn row_count(app: &TestApp, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
@@ -972,11 +985,13 @@ on_both_backends! {
         let integration = fleet.integration_token(&app);
         let body = sample("dispenser-json", "morning-dose.json");
         let long = format!("application/json; x={}", "a".repeat(200));
+        let before = app.fingerprint().await;
         for content_type in ["json", "application/json; charset", "text/plain; a=1; A=2", "application/json; charset=\"utf-8", long.as_str()] {
             let (status, reply) = ingest(&app, &integration, DISPENSER, content_type, body.clone()).await;
             assert_eq!((status, reply["errors"][0]["extensions"]["code"].as_str()), (400, Some("INVALID_CONTENT_TYPE")), "{content_type}: {reply}");
             assert!(reply["errors"][0]["message"].as_str().unwrap().starts_with("the content type"), "{reply}");
         }
+        before.assert_unchanged(&app.fingerprint().await);
         let batch = json!({ "messages": [
             { "contentType": "json", "body": String::from_utf8(body.clone()).unwrap() },
             { "contentType": "application/json", "body": String::from_utf8(body.clone()).unwrap() },
@@ -1041,6 +1056,8 @@ on_both_backends! {
             db.execute_raw(backend.build(&insert)).await.unwrap();
         }
         Migrator::up(db, None).await.expect("up to the latest");
+        // Migration 000008 counted them for the quota.
+        assert_eq!(dead_letter_counter(&app).await, ((json_body.len() + legacy_body.len()) as i64, (json_body.len() + legacy_body.len()) as i64));
 
         let keys: Vec<String> = db
             .query_all_raw(Statement::from_string(backend, "SELECT message_key FROM dead_letter ORDER BY id".to_string()))
@@ -1099,6 +1116,8 @@ on_both_backends! {
         down_to(db, "m20261122_000004_devices").await.expect("down to 000004");
         Migrator::up(db, None).await.expect("up again");
         assert_eq!(row_count(&app, "dead_letter").await, 2);
+        let (counter, counted) = dead_letter_counter(&app).await;
+        assert_eq!((counter, counted), (legacy_body.len() as i64, legacy_body.len() as i64), "recounted after a deletion");
     }
 }
 
@@ -1119,6 +1138,7 @@ on_both_backends! {
     /// `deadLettersReplay.ids` is bounded at 100: a longer list is refused before any replay,
     /// so the dead letter that would have become events stays unresolved.
     async fn replaying_more_than_100_dead_letter_ids_is_refused_and_replays_nothing(app) {
+        let app = app.respawn_with(&[("VELFERD_METRICS_BIND", "127.0.0.1:0")]).await;
         let fleet = Fleet::new(&app).await;
         let v1 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json").await;
         let integration = fleet.integration_token(&app);
@@ -1131,7 +1151,10 @@ on_both_backends! {
         let ids: Vec<String> = (0..101).map(|_| letter.clone()).collect();
         let replay = "mutation($ids: [ID!]) { deadLettersReplay(input: { product: \"reference-dispenser\", ids: $ids }) {
             replayed userErrors { field code } } }";
+        let (before, calls) = (app.fingerprint().await, app.adapter_calls().await);
         let data = app.graphql(Some(&supplier), replay, json!({ "ids": ids })).await;
+        assert_eq!(app.adapter_calls().await, calls, "no adapter ran");
+        before.assert_unchanged(&app.fingerprint().await);
         let outcome = &data["deadLettersReplay"];
         assert_eq!(outcome["replayed"], 0, "{data}");
         assert_eq!(outcome["userErrors"][0]["code"], "TOO_MANY_ENTRIES", "{data}");

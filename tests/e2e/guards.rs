@@ -5,37 +5,11 @@
 //! lets the attack run, and the attack takes far longer than that (a 40-level fragment bomb is
 //! 2^40 selections).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 use velferd::auth::Role;
 
 use crate::devices::Fleet;
 use crate::support::{Backend, TestApp, first_error_code, on_both_backends};
-
-/// Row counts of every table: equal before and after means nothing was written.
-async fn snapshot(app: &TestApp) -> BTreeMap<String, i64> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let db = app.db().read();
-    let backend = db.get_database_backend();
-    let tables = match backend {
-        DbBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        _ => "SELECT CAST(tablename AS TEXT) AS t FROM pg_tables WHERE schemaname = current_schema()",
-    };
-    let rows = db.query_all_raw(Statement::from_string(backend, tables.to_string())).await.unwrap();
-    let mut counts = BTreeMap::new();
-    for row in rows {
-        let table: String = row.try_get("", "t").unwrap();
-        let count = db
-            .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM \"{table}\"")))
-            .await
-            .unwrap()
-            .unwrap();
-        counts.insert(table, count.try_get::<i64>("", "n").unwrap());
-    }
-    assert!(counts.len() > 10, "tables found: {counts:?}");
-    counts
-}
 
 /// `F(k)` spreads `F(k-1)` twice: about 40 bytes a level, 2^levels selections expanded.
 fn fragment_bomb(root: &str, levels: usize) -> String {
@@ -65,7 +39,7 @@ on_both_backends! {
     /// Finding 1: a 1 KB fragment bomb (26 levels took 21 s of CPU in validation; 40 levels
     /// would take days) is refused by its expanded count before validation starts.
     async fn a_fragment_bomb_is_refused_before_validation(app) {
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         for levels in [26, 40] {
             let query = fragment_bomb("query", levels);
             assert!(query.len() < 2048, "{}", query.len());
@@ -82,13 +56,14 @@ on_both_backends! {
         // A server that did the work would not answer this in time.
         let health = app.client.get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200);
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
 on_both_backends! {
     /// Finding 1 over WebSocket: a subscription document is weighed by the same guard.
     async fn a_fragment_bomb_subscription_is_refused(app) {
+        let before = app.fingerprint().await;
         let mut socket = crate::support::graphql_socket(&app, None).await;
         crate::support::subscribe(&mut socket, "1", &fragment_bomb("subscription", 40), json!({})).await;
         let message = crate::support::next_text(&mut socket).await;
@@ -98,6 +73,7 @@ on_both_backends! {
             _ => &message["payload"]["errors"],
         };
         assert_eq!(errors[0]["extensions"]["code"], "MAX_SELECTIONS_EXCEEDED", "{message}");
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -106,7 +82,7 @@ on_both_backends! {
     /// parser should recurse (here 200,000 brackets in one argument), is refused before it is
     /// parsed.
     async fn oversized_and_deeply_nested_documents_are_refused_before_parsing(app) {
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let nested = format!("{{ node(id: {}1{}) {{ id }} }}", "[".repeat(200_000), "]".repeat(200_000));
         let (_, body) = app.graphql_raw(None, &nested, json!({})).await;
         assert_refused(&body, "MAX_NESTING_EXCEEDED");
@@ -122,7 +98,7 @@ on_both_backends! {
         // The server still answers.
         let (_, body) = app.graphql_raw(None, "{ __typename }", json!({})).await;
         assert_eq!(body["data"]["__typename"], "Query", "{body}");
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -151,13 +127,13 @@ on_both_backends! {
     /// Finding 2: 4,900 aliases of `Procurement.ocds` (a 60 kB request that answered 97 MB) are
     /// refused by their cost: each OCDS package costs 100.
     async fn aliased_ocds_packages_are_refused_by_cost(app) {
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let aliases: Vec<String> = (0..4900).map(|i| format!("p{i}: ocds")).collect();
         let query = format!("{{ procurements(first: 1) {{ nodes {{ {} }} }} }}", aliases.join(" "));
         let (_, body) = app.graphql_raw(None, &query, json!({})).await;
         assert_eq!(first_error_code(&body), "MAX_COST_EXCEEDED", "{body}");
         assert!(body["errors"][0]["extensions"]["cost"].as_u64().unwrap() >= 490_000, "{body}");
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -208,7 +184,7 @@ on_both_backends! {
     async fn device_event_kinds_are_bounded(app) {
         let fleet = Fleet::new(&app).await;
         let token = fleet.case_worker_token(&app);
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let kinds = |n: usize| (0..n).map(|i| format!("kind-{i}")).collect::<Vec<_>>();
         let (_, body) = app.graphql_raw(Some(&token), DEVICE_EVENTS, json!({ "kinds": kinds(100) })).await;
         assert!(body.get("errors").is_none(), "{body}");
@@ -220,7 +196,7 @@ on_both_backends! {
         let literal = format!("{{ deviceEvents(filter: {{ kinds: {:?} }}) {{ totalCount }} }}", kinds(1001));
         let (_, body) = app.graphql_raw(Some(&token), &literal, json!({})).await;
         assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -326,19 +302,20 @@ on_both_backends! {
             )
             .await;
         assert!(data["gatheringAdd"]["gathering"]["id"].is_string(), "{data}");
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let query = "query($id: ID!, $levels: [AttendanceLevel!]) { node(id: $id) { ... on LearningNetwork { gatherings { nodes { memberAttendance(levels: $levels) { totalCount } } } } } }";
         let data = app.graphql(Some(&adviser), query, json!({ "id": network, "levels": vec!["ONE_PERSON"; 100] })).await;
         assert_eq!(data["node"]["gatherings"]["nodes"][0]["memberAttendance"]["totalCount"], 1, "{data}");
         let (_, body) = app.graphql_raw(Some(&adviser), query, json!({ "id": network, "levels": vec!["ONE_PERSON"; 101] })).await;
         assert_eq!(first_error_code(&body), "BAD_USER_INPUT", "{body}");
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
 on_both_backends! {
     /// Finding 12: an argument of 100 kB is not echoed back whole in the error that names it.
     async fn long_arguments_are_not_echoed_whole(app) {
+        let before = app.fingerprint().await;
         let value = "A".repeat(100_000);
         let query = format!("{{ procurements(first: 1, filter: {{ phase: {value} }}) {{ totalCount }} }}");
         let response = app.client.post(app.url("/graphql")).json(&json!({ "query": query })).send().await.unwrap();
@@ -353,6 +330,7 @@ on_both_backends! {
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(first_error_code(&body), "GRAPHQL_PARSE_FAILED", "{body}");
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -360,12 +338,14 @@ on_both_backends! {
     /// Finding 12: a 100 kB bearer token is refused by its size, before it is decoded (actix
     /// itself refuses request heads over 128 KiB).
     async fn oversized_authorization_headers_are_refused(app) {
+        let before = app.fingerprint().await;
         let token = format!("{}.{}.{}", "e".repeat(33_000), "e".repeat(33_000), "e".repeat(33_000));
         let (status, body) = app.graphql_raw(Some(&token), "{ __typename }", json!({})).await;
         assert_eq!(status, 401, "{body}");
         assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{body}");
         let message = body["errors"][0]["message"].as_str().unwrap();
         assert!(message.contains("at most 8192"), "{message}");
+        before.assert_unchanged(&app.fingerprint().await);
         // A real token still works.
         let token = app.token(crate::support::MUNICIPALITY_ORG, &[Role::CaseWorker]);
         let (status, _) = app.graphql_raw(Some(&token), "{ __typename }", json!({})).await;
@@ -378,7 +358,7 @@ on_both_backends! {
     /// read or written.
     async fn multipart_uploads_with_two_files_are_refused(app) {
         let fleet = Fleet::new(&app).await;
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let component = crate::guests::component("velferd_dispenser_json");
         let operations = json!({
             "query": "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id } userErrors { code } } }",
@@ -401,6 +381,24 @@ on_both_backends! {
         let body: Value = response.json().await.unwrap();
         assert_eq!(first_error_code(&body), "BAD_REQUEST", "{body}");
         assert!(body["errors"][0]["message"].as_str().unwrap().contains("one file"), "{body}");
-        assert_eq!(snapshot(&app).await, before);
+        before.assert_unchanged(&app.fingerprint().await);
+    }
+}
+
+on_both_backends! {
+    /// The fingerprint the refusal tests compare sees a row that changed while every count
+    /// stayed, and names its table.
+    async fn the_fingerprint_sees_a_changed_row_whose_count_stays(app) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let before = app.fingerprint().await;
+        before.assert_unchanged(&app.fingerprint().await);
+        let db = app.db().write();
+        let touch = "UPDATE seaql_migrations SET applied_at = applied_at + 1 \
+                     WHERE version = (SELECT MIN(version) FROM seaql_migrations)";
+        db.execute_raw(Statement::from_string(db.get_database_backend(), touch.to_string())).await.unwrap();
+        let changes = before.changes(&app.fingerprint().await);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let rows = before.rows("seaql_migrations");
+        assert!(changes[0].starts_with(&format!("seaql_migrations: {rows} rows -> {rows} rows, checksum ")), "{changes:?}");
     }
 }

@@ -15,16 +15,18 @@ const SCORE: &str = "mutation($input: TenderResponseScoreInput!) { tenderRespons
 const STATUS: &str = "mutation($input: CallOffStatusChangeInput!) { callOffStatusChange(input: $input) { callOff { id status } userErrors { field code message } } }";
 
 /// The whole response body of `mutation` for `input`, once with `real` and once with `missing`
-/// in `key`; the two must be byte-identical.
+/// in `key`; the two must be byte-identical, and neither may write anything.
 async fn answers_alike(app: &TestApp, token: &str, mutation: &str, input: Value, key: &str, real: &str, missing: &str) {
     let mut with_real = input.clone();
     with_real[key] = json!(real);
     let mut with_missing = input;
     with_missing[key] = json!(missing);
-    let real_answer = app.graphql_raw(Some(token), mutation, json!({ "input": with_real })).await;
-    let missing_answer = app.graphql_raw(Some(token), mutation, json!({ "input": with_missing })).await;
-    assert_eq!(real_answer, missing_answer, "a hidden row answers like a missing one");
-    assert!(real_answer.1.to_string().contains("NOT_FOUND"), "{real_answer:?}");
+    let before = app.fingerprint().await;
+    let real_answer = app.graphql_bytes(Some(token), mutation, json!({ "input": with_real })).await;
+    let missing_answer = app.graphql_bytes(Some(token), mutation, json!({ "input": with_missing })).await;
+    before.assert_unchanged(&app.fingerprint().await);
+    assert_byte_identical(&real_answer, &missing_answer, real, missing);
+    assert!(real_answer.1.contains("NOT_FOUND"), "{real_answer:?}");
 }
 
 /// The response ids a supplier sees of its own tender.
@@ -136,5 +138,35 @@ on_both_backends! {
         // Buyers are named by the notice and the OCDS export: anonymous filters find them.
         assert_eq!(count(None, json!({ "municipality": lead })).await, 1);
         assert_eq!(count(None, json!({ "county": "Vestfold" })).await, 1);
+
+        // To an anonymous caller a follower's municipality and county answer byte for byte like
+        // a municipality and a county that take part in nothing.
+        let bystander = app
+            .create_organization(json!({ "kind": "MUNICIPALITY", "name": "Bodø kommune", "orgNumber": org_number(201),
+                "municipalityNumber": "5501", "county": "Troms" }))
+            .await;
+        let list = "query($f: ProcurementFilter) { procurements(filter: $f) { totalCount nodes { id } } }";
+        let before = app.fingerprint().await;
+        for (hidden, missing, key) in [(follower.as_str(), bystander.as_str(), "municipality"), ("Finnmark", "Troms", "county")] {
+            let hidden_answer = app.graphql_bytes(None, list, json!({ "f": { key: hidden } })).await;
+            let missing_answer = app.graphql_bytes(None, list, json!({ "f": { key: missing } })).await;
+            assert_byte_identical(&hidden_answer, &missing_answer, hidden, missing);
+        }
+        before.assert_unchanged(&app.fingerprint().await);
+    }
+}
+
+on_both_backends! {
+    /// async-graphql writes an object's fields as they finish resolving, so the same query
+    /// answered `totalCount` before `nodes` one time and after it the next: the bytes of an
+    /// answer showed which work took longer, and no two answers could be compared byte for byte.
+    /// Fields now come in the order they were asked for, every time.
+    async fn answers_list_fields_in_the_order_asked_every_time(app) {
+        let query = "{ procurements(first: 5) { totalCount nodes { id } pageInfo { hasNextPage } } }";
+        let first = app.graphql_bytes(None, query, json!({})).await;
+        assert!(first.1.starts_with(r#"{"data":{"procurements":{"totalCount":0,"nodes":[],"pageInfo":"#), "{first:?}");
+        for _ in 0..30 {
+            assert_eq!(app.graphql_bytes(None, query, json!({})).await, first);
+        }
     }
 }

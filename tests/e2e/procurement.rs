@@ -390,63 +390,15 @@ on_both_backends! {
     }
 }
 
-/// Row counts of every table: equal before and after means nothing was written.
-async fn snapshot(app: &TestApp) -> BTreeMap<String, i64> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let db = app.db().read();
-    let mut counts = BTreeMap::new();
-    for table in [
-        "organization",
-        "procurement",
-        "participant",
-        "phase_transition",
-        "journey_step",
-        "need",
-        "dialogue_activity",
-        "activity_attendee",
-        "solution_sketch",
-        "user_story",
-        "tender",
-        "tender_response",
-        "evaluation_criterion",
-        "score",
-        "award",
-        "framework_agreement",
-        "call_off",
-    ] {
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        counts.insert(table.to_string(), row.try_get::<i64>("", "n").unwrap());
-    }
-    let phases = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT phase FROM procurement ORDER BY id".to_string(),
-        ))
-        .await
-        .unwrap();
-    counts.insert(
-        format!("phases:{:?}", phases.iter().map(|r| r.try_get::<String>("", "phase").unwrap()).collect::<Vec<_>>()),
-        0,
-    );
-    counts
-}
-
 /// Runs a mutation that must be refused with `code`, and proves nothing was written.
 async fn refused(app: &TestApp, token: &str, mutation: &str, field: &str, input: Value, code: &str) {
-    let before = snapshot(app).await;
+    let before = app.fingerprint().await;
     let data = app.graphql(Some(token), mutation, json!({ "input": input })).await;
     let errors = data[field]["userErrors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{field}: {}", data[field]);
     assert_eq!(errors[0]["code"], code, "{field}: {}", data[field]);
     assert!(!errors[0]["message"].as_str().unwrap().is_empty());
-    assert_eq!(snapshot(app).await, before, "{field} refused with {code} but wrote something");
+    before.assert_unchanged(&app.fingerprint().await);
 }
 
 on_both_backends! {
@@ -686,14 +638,14 @@ on_both_backends! {
         app.create_organization(json!({ "kind": "MUNICIPALITY", "name": "Larvik kommune", "orgNumber": number,
             "municipalityNumber": "0712", "county": "Vestfold" })).await;
         let po = app.token(&number, &[Role::ProcurementOfficer]);
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let data = app.graphql(Some(&po),
             "mutation($input: ProcurementCreateInput!) { procurementCreate(input: $input) { procurement { id } userErrors { field code message } } }",
             json!({ "input": { "title": "   ", "category": "MEDICATION_SUPPORT" } })).await;
         assert_eq!(data["procurementCreate"]["procurement"], Value::Null);
         assert_eq!(data["procurementCreate"]["userErrors"], json!([{
             "field": ["input", "title"], "code": "INVALID_TEXT", "message": "title must be 1 to 300 characters" }]));
-        assert_eq!(snapshot(&app).await, before, "a refused procurement wrote something");
+        before.assert_unchanged(&app.fingerprint().await);
     }
 }
 
@@ -716,7 +668,7 @@ on_both_backends! {
         let unplaced = ok(&app, &po, need, "needAdd", json!({ "procurementId": procurement, "description": "Opplæring" })).await;
         assert_eq!(unplaced["need"]["journeyStep"], Value::Null);
 
-        let before = snapshot(&app).await;
+        let before = app.fingerprint().await;
         let data = app.graphql(Some(&po), need,
             json!({ "input": { "procurementId": procurement, "description": "Feil steg", "journeyStepPosition": 9 } })).await;
         let payload = &data["needAdd"];
@@ -725,7 +677,7 @@ on_both_backends! {
         assert_eq!(errors.len(), 1, "{payload}");
         assert_eq!(errors[0]["field"], json!(["input", "journeyStepPosition"]));
         assert_eq!(errors[0]["code"], "NOT_FOUND");
-        assert_eq!(snapshot(&app).await, before, "a refused need wrote something");
+        before.assert_unchanged(&app.fingerprint().await);
 
         let schema = app.graphql(None, r#"{ __type(name: "Need") { fields(includeDeprecated: true) { name isDeprecated deprecationReason } } }"#, json!({})).await;
         let fields = schema["__type"]["fields"].as_array().unwrap();
@@ -764,13 +716,13 @@ on_both_backends! {
                 json!({ "tenderResponseId": response, "scores": many(json!({ "criterionId": criterion, "score": 5.0 })) })),
         ];
         for (token, mutation, name, list, input) in cases {
-            let before = snapshot(&app).await;
+            let before = app.fingerprint().await;
             let data = app.graphql(Some(token), mutation, json!({ "input": input })).await;
             let errors = data[name]["userErrors"].as_array().unwrap();
             assert_eq!(errors.len(), 1, "{name}: {}", data[name]);
             assert_eq!(errors[0]["code"], "TOO_MANY_ENTRIES", "{name}: {}", data[name]);
             assert_eq!(errors[0]["field"], json!(["input", list]), "{name}: {}", data[name]);
-            assert_eq!(snapshot(&app).await, before, "{name} refused but wrote something");
+            before.assert_unchanged(&app.fingerprint().await);
         }
     }
 }
@@ -792,11 +744,11 @@ on_both_backends! {
                 json!({ "procurementId": procurement, "code": "US1", "title": "x", "narrative": "x", "acceptanceCriteria": ["Varsler", long] })),
         ];
         for (mutation, name, field, input) in cases {
-            let before = snapshot(&app).await;
+            let before = app.fingerprint().await;
             let data = app.graphql(Some(&po), mutation, json!({ "input": input })).await;
             assert_eq!(data[name]["userErrors"], json!([{ "field": ["input", field], "code": "INVALID_TEXT",
                 "message": format!("{field} must be 1 to 4000 characters") }]), "{name}");
-            assert_eq!(snapshot(&app).await, before, "{name} refused but wrote something");
+            before.assert_unchanged(&app.fingerprint().await);
         }
     }
 }
@@ -880,6 +832,18 @@ on_both_backends! {
             assert_eq!(by_node, listed, "{who}: node against the list");
             assert_eq!(by_ocds, listed, "{who}: OCDS against the list");
         }
+        // To an anonymous caller the draft is byte for byte a procurement that does not exist,
+        // on `node` and on the OCDS endpoint.
+        let missing = velferd::ids::global_id(velferd::ids::NodeType::Procurement, 999_999).to_string();
+        let node = "query($id: ID!) { node(id: $id) { id } }";
+        let (hidden_answer, missing_answer) =
+            (app.graphql_bytes(None, node, json!({ "id": draft })).await, app.graphql_bytes(None, node, json!({ "id": missing })).await);
+        assert_byte_identical(&hidden_answer, &missing_answer, &draft, &missing);
+        let ocds = async |id: &str| {
+            let response = app.client.get(app.url(&format!("/ocds/procurements/{id}"))).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        };
+        assert_byte_identical(&ocds(&draft).await, &ocds(&missing).await, &draft, &missing);
     }
 }
 

@@ -313,3 +313,196 @@ impl TestApp {
         format!("http://{addr}/metrics")
     }
 }
+
+// Fingerprints: what a refusal must leave unchanged is the whole database, every row of every
+// table, not only the row counts (a refused request that updates a row keeps the count).
+
+/// Tables a refusal may legitimately write, left out of [`DbFingerprint`]: the log of refused
+/// and throttled attempts (`refused_attempt`, issue 12) counts exactly the requests the tests
+/// refuse, and a background task flushes it at its own time.
+const FINGERPRINT_IGNORES: &[&str] = &["refused_attempt"];
+
+/// One table's state: its row count and a SHA-256 of its rows, each rendered as text by the
+/// database and sorted (so neither the scan order nor the rows' physical order matters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFingerprint {
+    pub rows: usize,
+    pub checksum: String,
+    /// Each row's SHA-256 with the row's first characters, to name what changed.
+    row_digests: Vec<(String, String)>,
+}
+
+/// Row count and checksum of every table of the database (but [`FINGERPRINT_IGNORES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbFingerprint {
+    pub tables: std::collections::BTreeMap<String, TableFingerprint>,
+}
+
+impl TestApp {
+    /// The database's fingerprint: take one before a refused request and compare it with one
+    /// taken after ([`DbFingerprint::assert_unchanged`]).
+    pub async fn fingerprint(&self) -> DbFingerprint {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        use sha2::{Digest, Sha256};
+        // The primary, where writes go: a replica could lag behind them.
+        let db = self.db().write();
+        let backend = db.get_database_backend();
+        let query = async |sql: String| db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap();
+        let list = match backend {
+            DbBackend::Sqlite => {
+                "SELECT name AS t FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            }
+            _ => {
+                "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
+                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            }
+        };
+        let mut tables = std::collections::BTreeMap::new();
+        for row in query(list.to_string()).await {
+            let table: String = row.try_get("", "t").unwrap();
+            if FINGERPRINT_IGNORES.contains(&table.as_str()) {
+                continue;
+            }
+            // Each row as one text: PostgreSQL renders a whole row itself; SQLite quotes each
+            // column (blobs as X'…', text with its quotes, NULL as NULL) in the table's order.
+            let render = match backend {
+                DbBackend::Sqlite => {
+                    let columns =
+                        query(format!("SELECT name AS c FROM pragma_table_info('{table}') ORDER BY cid")).await;
+                    let quoted: Vec<String> = columns
+                        .iter()
+                        .map(|c| format!("quote(\"{}\")", c.try_get::<String>("", "c").unwrap()))
+                        .collect();
+                    assert!(!quoted.is_empty(), "no columns in {table}");
+                    format!("SELECT {} AS r FROM \"{table}\"", quoted.join(" || ',' || "))
+                }
+                _ => format!("SELECT CAST(x AS TEXT) AS r FROM \"{table}\" AS x"),
+            };
+            let mut rows: Vec<String> =
+                query(render).await.iter().map(|r| r.try_get::<String>("", "r").unwrap()).collect();
+            rows.sort();
+            let mut whole = Sha256::new();
+            let mut row_digests = Vec::with_capacity(rows.len());
+            for row in &rows {
+                whole.update((row.len() as u64).to_le_bytes());
+                whole.update(row.as_bytes());
+                let preview: String = row.chars().take(160).collect();
+                row_digests.push((format!("{:x}", Sha256::digest(row.as_bytes())), preview));
+            }
+            let checksum = format!("{:x}", whole.finalize());
+            tables.insert(table, TableFingerprint { rows: rows.len(), checksum, row_digests });
+        }
+        assert!(tables.len() > 10, "tables found: {:?}", tables.keys().collect::<Vec<_>>());
+        DbFingerprint { tables }
+    }
+}
+
+impl DbFingerprint {
+    /// The row count of `table`.
+    pub fn rows(&self, table: &str) -> usize {
+        self.tables.get(table).unwrap_or_else(|| panic!("no table {table}")).rows
+    }
+
+    /// The tables whose rows differ between `self` (before) and `after`, each with what changed:
+    /// the counts, and the rows gone and come (their first characters).
+    pub fn changes(&self, after: &DbFingerprint) -> Vec<String> {
+        let names: BTreeSet<&String> = self.tables.keys().chain(after.tables.keys()).collect();
+        let mut changes = Vec::new();
+        for name in names {
+            let (before, now) = (self.tables.get(name), after.tables.get(name));
+            if before == now {
+                continue;
+            }
+            let (Some(before), Some(now)) = (before, now) else {
+                changes.push(format!("{name}: table {}", if before.is_none() { "created" } else { "dropped" }));
+                continue;
+            };
+            let old: BTreeSet<&(String, String)> = before.row_digests.iter().collect();
+            let new: BTreeSet<&(String, String)> = now.row_digests.iter().collect();
+            let show = |rows: Vec<&&(String, String)>| {
+                rows.iter().take(3).map(|(_, preview)| preview.as_str()).collect::<Vec<_>>().join(" | ")
+            };
+            changes.push(format!(
+                "{name}: {} rows -> {} rows, checksum {} -> {}; gone: [{}]; new: [{}]",
+                before.rows,
+                now.rows,
+                &before.checksum[..12],
+                &now.checksum[..12],
+                show(old.difference(&new).collect()),
+                show(new.difference(&old).collect()),
+            ));
+        }
+        changes
+    }
+
+    /// Asserts that no table's row count or checksum changed since `self` was taken.
+    #[track_caller]
+    pub fn assert_unchanged(&self, after: &DbFingerprint) {
+        let changes = self.changes(after);
+        assert!(changes.is_empty(), "the database changed:\n  {}", changes.join("\n  "));
+    }
+}
+
+impl TestApp {
+    /// POSTs a GraphQL operation and returns the HTTP status and the body exactly as sent, for
+    /// tests that two answers are byte-identical (a hidden row answers like a missing one).
+    pub async fn graphql_bytes(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, String) {
+        let mut request =
+            self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a UTF-8 body"))
+    }
+}
+
+/// Asserts that the answer about a row the caller may not see (`hidden`, asked with id
+/// `hidden_id`) is byte for byte the answer about a missing one (`missing`, `missing_id`),
+/// message text included: only an echo of the id itself may differ. The one field that
+/// differs between any two requests, the caller's throttle balance
+/// (`extensions.cost.throttleStatus.currentlyAvailable`), is left out.
+#[track_caller]
+pub fn assert_byte_identical(hidden: &(u16, String), missing: &(u16, String), hidden_id: &str, missing_id: &str) {
+    let normalise = |body: &str| {
+        let mut out = String::with_capacity(body.len());
+        let mut rest = body;
+        const KEY: &str = "\"currentlyAvailable\":";
+        while let Some(at) = rest.find(KEY) {
+            out.push_str(&rest[..at + KEY.len()]);
+            rest = rest[at + KEY.len()..].trim_start_matches(|c: char| c.is_ascii_digit() || "-+.eE".contains(c));
+            out.push('_');
+        }
+        out + rest
+    };
+    let hidden_body = normalise(&hidden.1.replace(hidden_id, missing_id));
+    let missing_body = normalise(&missing.1);
+    assert!(
+        hidden.0 == missing.0 && hidden_body == missing_body,
+        "a hidden row answers unlike a missing one:\n  hidden:  {} {}\n  missing: {} {}",
+        hidden.0,
+        hidden.1,
+        missing.0,
+        missing.1
+    );
+}
+
+impl TestApp {
+    /// Adapter calls this server has made, of any result, from its `/metrics` (start it with
+    /// `VELFERD_METRICS_BIND`): the work counter of refusals that must come before any adapter
+    /// runs.
+    pub async fn adapter_calls(&self) -> f64 {
+        let text = self.client.get(self.metrics_url()).send().await.unwrap().text().await.unwrap();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).unwrap();
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "velferd_adapter_call_duration_seconds_count")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("a histogram count is a number: {other:?}"),
+            })
+            .sum()
+    }
+}

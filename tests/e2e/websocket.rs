@@ -112,6 +112,7 @@ on_both_backends! {
         let mut ws = signed_in(&app, &token).await;
         tokio::time::sleep(expires.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(200)).await;
         let input = json!({ "kind": "SUPPLIER", "name": "Evondos Oy", "orgNumber": crate::support::SUPPLIER_ORG });
+        let before = app.fingerprint().await;
         // The socket may be closed already; then the send fails or is ignored.
         let _ = ws
             .send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": CREATE, "variables": { "input": input } } }).to_string()))
@@ -125,6 +126,7 @@ on_both_backends! {
                 assert!(reply["payload"]["data"].is_null(), "{reply}");
             }
         }
+        before.assert_unchanged(&app.fingerprint().await);
         let data = app
             .graphql(Some(&app.admin_token()), "query($n: String!) { organization(orgNumber: $n) { id } }", json!({ "n": crate::support::SUPPLIER_ORG }))
             .await;
@@ -314,6 +316,7 @@ async fn an_operation_on_a_socket_whose_token_was_revoked_is_refused() {
     let input = json!({ "orgNumber": crate::support::MUNICIPALITY_ORG, "subject": "leaky-robot" });
     let data = app.graphql(Some(&app.admin_token()), revoke, json!({ "input": input })).await;
     assert_eq!(data["tokenRevoke"]["userErrors"], json!([]));
+    let before = app.fingerprint().await;
     let mut again = query;
     again["id"] = json!("2");
     send_json(&mut ws, again).await;
@@ -325,6 +328,7 @@ async fn an_operation_on_a_socket_whose_token_was_revoked_is_refused() {
     };
     assert_eq!(first_error_code(&reply["payload"]), "UNAUTHENTICATED", "{reply}");
     assert_eq!(reply["payload"]["errors"][0]["message"], "token revoked", "{reply}");
+    before.assert_unchanged(&app.fingerprint().await);
 }
 
 /// A socket that never sends `connection_init` is closed with 4408 (graphql-transport-ws), so

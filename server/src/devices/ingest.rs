@@ -324,6 +324,25 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
         }
     }
     let devices = devices_by_serial(&txn, &named).await?;
+    // A transaction that changes a product's dead letters takes the product's row (its
+    // dead-letter counter) first, in id order, so that writers on other instances and replays
+    // queue behind each other instead of deadlocking on dead letters and counters.
+    let mut rejecting: Vec<i64> = group
+        .iter()
+        .filter(|p| {
+            p.items.iter().any(|(_, decoded)| match decoded {
+                Decoded::Failed(_) => true,
+                Decoded::Events(events) => unknown_serial(p.product_id, events, &devices).is_some(),
+                Decoded::Retry(_) => false,
+            })
+        })
+        .map(|p| p.product_id)
+        .collect();
+    rejecting.sort_unstable();
+    rejecting.dedup();
+    for product_id in rejecting {
+        add_dead_letter_bytes(&txn, product_id, 0, None).await?;
+    }
     let mut results: Vec<Vec<Option<MessageResult>>> = group.iter().map(|p| vec![None; p.items.len()]).collect();
     let mut accepted = Vec::new();
     for (g, pending) in group.iter_mut().enumerate() {
@@ -610,32 +629,48 @@ async fn reject<C: ConnectionTrait>(
         .one(db)
         .await?;
     let now = received_at.fixed_offset();
+    let bytes = i64::try_from(message.body.len()).unwrap_or(i64::MAX);
     let dead_letter_id = match existing {
         Some(letter) => {
-            let attempts = letter.attempts + 1;
-            let mut letter: dead_letter::ActiveModel = letter.into();
-            letter.attempts = Set(attempts);
-            letter.last_received_at = Set(now);
-            letter.reason_code = Set(why.code.clone());
-            letter.reason = Set(why.message.clone());
-            letter.device_serial = Set(device_serial);
-            letter.adapter_id = Set(adapter_id);
-            letter.resolved_at = Set(None);
-            letter.update(db).await?.id
+            // A resolved dead letter seen again is reopened: its bytes count again (it was kept
+            // before, so the quota does not refuse it). Only the update that clears
+            // `resolved_at` adds them, so a concurrent replay cannot make them count twice.
+            let reopened = dead_letter::Entity::update_many()
+                .col_expr(
+                    dead_letter::Column::ResolvedAt,
+                    Expr::value(Option::<sea_orm::prelude::DateTimeWithTimeZone>::None),
+                )
+                .filter(dead_letter::Column::Id.eq(letter.id))
+                .filter(dead_letter::Column::ResolvedAt.is_not_null())
+                .exec(db)
+                .await?;
+            if reopened.rows_affected > 0 {
+                add_dead_letter_bytes(db, product_id, bytes, None).await?;
+            }
+            dead_letter::Entity::update_many()
+                .col_expr(dead_letter::Column::Attempts, Expr::col(dead_letter::Column::Attempts).add(1))
+                .col_expr(dead_letter::Column::LastReceivedAt, Expr::value(now))
+                .col_expr(dead_letter::Column::ReasonCode, Expr::value(why.code.clone()))
+                .col_expr(dead_letter::Column::Reason, Expr::value(why.message.clone()))
+                .col_expr(dead_letter::Column::DeviceSerial, Expr::value(device_serial))
+                .col_expr(dead_letter::Column::AdapterId, Expr::value(adapter_id))
+                .filter(dead_letter::Column::Id.eq(letter.id))
+                .exec(db)
+                .await?;
+            letter.id
         }
         None => {
-            if let Some(quota) = quota {
-                let used = unresolved_dead_letter_bytes(db, product_id).await?;
-                if used.saturating_add(message.body.len() as u64) > quota {
-                    let why = reason(
-                        DEAD_LETTER_QUOTA,
-                        format!(
-                            "the product keeps {used} bytes of unresolved dead letters, its quota is {quota}; \
-                             the message is not kept: send it again once the dead letters are replayed"
-                        ),
-                    );
-                    return Ok(MessageResult::retry(why));
-                }
+            if !add_dead_letter_bytes(db, product_id, bytes, quota).await? {
+                let used = dead_letter_bytes(db, product_id).await?;
+                let quota = quota.unwrap_or(u64::MAX);
+                let why = reason(
+                    DEAD_LETTER_QUOTA,
+                    format!(
+                        "the product keeps {used} bytes of unresolved dead letters, its quota is {quota}; \
+                         the message is not kept: send it again once the dead letters are replayed"
+                    ),
+                );
+                return Ok(MessageResult::retry(why));
             }
             dead_letter::ActiveModel {
                 product_id: Set(product_id),
@@ -712,13 +747,32 @@ async fn prune_bodies<C: ConnectionTrait>(db: &C, product_id: i64, retention: u3
 /// The reason code of a message refused because its product's dead-letter quota is full.
 pub const DEAD_LETTER_QUOTA: &str = "dead-letter-quota";
 
+/// Adds `bytes` (negative: takes them off) to the product's unresolved dead-letter bytes, within
+/// `quota` when one is given; `false` when that would go over it, and then nothing changed. One
+/// conditional update both checks and adds: it holds the product's row until the transaction
+/// ends, so concurrent writers (other instances on PostgreSQL, a replay) see each other's bytes
+/// and cannot together pass the quota.
+async fn add_dead_letter_bytes<C: ConnectionTrait>(
+    db: &C,
+    product_id: i64,
+    bytes: i64,
+    quota: Option<u64>,
+) -> Result<bool, DbErr> {
+    let sum = Expr::col(device_product::Column::DeadLetterBytes).add(bytes);
+    let mut update = device_product::Entity::update_many()
+        .col_expr(device_product::Column::DeadLetterBytes, sum.clone())
+        .filter(device_product::Column::Id.eq(product_id));
+    if let Some(quota) = quota {
+        update = update.filter(sum.lte(i64::try_from(quota).unwrap_or(i64::MAX)));
+    }
+    Ok(update.exec(db).await?.rows_affected > 0)
+}
+
 /// Bytes of the product's unresolved dead letters: what its quota counts.
-pub async fn unresolved_dead_letter_bytes<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<u64, DbErr> {
-    let bytes: Option<i64> = dead_letter::Entity::find()
+pub async fn dead_letter_bytes<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<u64, DbErr> {
+    let bytes: Option<i64> = device_product::Entity::find_by_id(product_id)
         .select_only()
-        .column_as(Expr::cust("COALESCE(SUM(LENGTH(body)), 0)"), "bytes")
-        .filter(dead_letter::Column::ProductId.eq(product_id))
-        .filter(dead_letter::Column::ResolvedAt.is_null())
+        .column(device_product::Column::DeadLetterBytes)
         .into_tuple()
         .one(db)
         .await?;
@@ -764,6 +818,8 @@ pub async fn replay_dead_letters(
         decoded.push(decode(runtime, &active, &product.slug, &message, now).await);
     }
     let txn = db.write().begin().await?;
+    // The product's row first, as the ingest writer takes it (see `write_group`).
+    add_dead_letter_bytes(&txn, product.id, 0, None).await?;
     let named: Vec<(i64, &str)> = decoded
         .iter()
         .filter_map(|d| match d {
@@ -797,13 +853,20 @@ pub async fn replay_dead_letters(
                         keep_body: false,
                     };
                     let result = accept_all(&txn, vec![replayed], &devices).await?.remove(0);
-                    dead_letter::Entity::update_many()
+                    let resolved = dead_letter::Entity::update_many()
                         .col_expr(dead_letter::Column::ResolvedAt, Expr::value(now.fixed_offset()))
                         .col_expr(dead_letter::Column::AdapterId, Expr::value(adapter_id))
                         .col_expr(dead_letter::Column::Attempts, Expr::col(dead_letter::Column::Attempts).add(1))
                         .filter(dead_letter::Column::Id.eq(letter.id))
+                        .filter(dead_letter::Column::ResolvedAt.is_null())
                         .exec(&txn)
                         .await?;
+                    // Only the replay that resolved it takes its bytes off (a concurrent one
+                    // finds it resolved already).
+                    if resolved.rows_affected > 0 {
+                        let bytes = i64::try_from(letter.body.len()).unwrap_or(i64::MAX);
+                        add_dead_letter_bytes(&txn, product.id, -bytes, None).await?;
+                    }
                     outcomes.push(ReplayOutcome { dead_letter_id: letter.id, result });
                     None
                 }

@@ -1,7 +1,7 @@
 //! What one product's traffic may cost the platform: a rate limit on the messages its supplier
 //! sends (governor's GCRA, kept in memory, so per server instance) and a quota on the bytes its
-//! rejected messages keep as unresolved dead letters (counted in the database, so shared by all
-//! instances). Both answer `429 Too Many Requests` with `Retry-After`: the sender keeps the
+//! rejected messages keep as unresolved dead letters (a counter on the product in the database,
+//! kept by the transactions that store and resolve dead letters, so shared by all instances). Both answer `429 Too Many Requests` with `Retry-After`: the sender keeps the
 //! message and tries again, nothing is dropped silently. Each refusal is logged as a warning and
 //! remembered per product, so the platform operator sees it on the product
 //! (`DeviceProduct.ingestLimits`): an undecodable alarm refused at the door is still an alarm

@@ -72,6 +72,9 @@ pub mod device_product {
         pub supplier_id: i64,
         pub slug: String,
         pub created_at: DateTimeWithTimeZone,
+        /// Bytes of the product's unresolved dead letters, kept by the transactions that store,
+        /// reopen and resolve them: what its dead-letter quota counts.
+        pub dead_letter_bytes: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

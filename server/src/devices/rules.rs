@@ -200,6 +200,7 @@ pub async fn record_upload<C: ConnectionTrait>(
                     supplier_id: Set(caller.org.id),
                     slug: Set(slug.to_string()),
                     created_at: Set(now),
+                    dead_letter_bytes: Set(0),
                     ..Default::default()
                 }
                 .insert(db)

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod loaders;
 pub mod node;
 pub mod operation;
+mod order;
 pub mod relay;
 pub mod session;
 pub mod viewer;
@@ -65,7 +66,8 @@ pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlL
             max_complexity: limits.max_complexity,
             document: limits.document,
             max_response_bytes: limits.max_response_bytes,
-        });
+        })
+        .extension(order::SelectionOrder);
     if let Some(state) = state {
         builder = builder.data(state);
     }

@@ -46,9 +46,8 @@ impl DeviceProduct {
         }
         let state = state(ctx);
         let settings = state.devices.ingest_limits;
-        let used = crate::devices::ingest::unresolved_dead_letter_bytes(state.db.read(), self.0.id)
-            .await
-            .map_err(ApiError::from)?;
+        let used =
+            crate::devices::ingest::dead_letter_bytes(state.db.read(), self.0.id).await.map_err(ApiError::from)?;
         let last = state.ingest_limits.last_refusal(self.0.id);
         Ok(Some(IngestLimitsView {
             rate_per_second: i64::from(settings.rate_per_second),
