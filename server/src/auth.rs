@@ -25,8 +25,8 @@ use crate::ids::NodeType;
 use crate::organizations::{OrgNumber, OrganizationKind, model as organization};
 
 /// What a person or machine may do. Authorization combines a role with the organisation the
-/// token names: a case worker sees only their own municipality's recipients. A role applies
-/// only to the kinds of organisation [`Role::applies_to`] names.
+/// token names: a case worker sees only their own municipality's recipients. A role counts
+/// only for the kinds of organisation it is made for (see `docs/authorization.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
