@@ -27,6 +27,8 @@ mod guests;
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const SUPPLIER: &str = "923609016";
 const MUNICIPALITY: &str = "974760673";
+/// The platform operator (`VELFERD_OPERATOR_ORG_NUMBER`): `admin` counts for it alone.
+const OPERATOR: &str = "991000003";
 const DEVICES: usize = 200;
 
 struct Bench {
@@ -37,7 +39,8 @@ struct Bench {
 
 impl Bench {
     fn token(&self, org: &str, role: Role) -> String {
-        self.signer.mint("bench", org.parse().unwrap(), BTreeSet::from([role]), Duration::from_secs(3600))
+        let org: velferd::organizations::OrgNumber = org.parse().unwrap();
+        self.signer.mint("bench", org, BTreeSet::from([role]), Duration::from_secs(3600))
     }
 
     /// POSTs to /graphql with `token`; returns the whole JSON reply.
@@ -69,7 +72,7 @@ impl Bench {
         let body = self.post_graphql(&self.token(SUPPLIER, Role::Supplier), |r| r.multipart(form)).await;
         let id =
             body["data"]["adapterUpload"]["adapter"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_string();
-        let admin = self.token(MUNICIPALITY, Role::Admin);
+        let admin = self.token(OPERATOR, Role::Admin);
         self.graphql(
             &admin,
             "mutation($id: ID!) { adapterActivate(input: { adapterId: $id }) { userErrors { code } } }",
@@ -80,7 +83,7 @@ impl Bench {
     }
 
     async fn setup(&self, db: &sea_orm::DatabaseConnection) {
-        let admin = self.token(MUNICIPALITY, Role::Admin);
+        let admin = self.token(OPERATOR, Role::Admin);
         let create =
             "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { userErrors { code } } }";
         self.graphql(
@@ -214,6 +217,7 @@ async fn run(label: &str, database_url: String, hostile: bool) {
         ("VELFERD_DATABASE_URL", database_url.as_str()),
         ("VELFERD_BIND", "127.0.0.1:0"),
         ("VELFERD_JWT_SECRET", SECRET),
+        ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR),
         ("VELFERD_LOG", "error"),
         ("VELFERD_DB_MAX_CONNECTIONS", "8"),
     ])

@@ -1,8 +1,14 @@
-//! Who is asking: bearer JWTs checked with `jsonwebtoken`, turned into an [`Actor`].
+//! Who is asking: bearer JWTs checked with `jsonwebtoken`, turned into an [`Actor`], and the
+//! [`Grant`] it has once its organisation is looked up.
 //!
 //! A request without a token is anonymous and sees public data only. A token that is present
 //! but fails any check is refused (HTTP 401, `UNAUTHENTICATED`) — never downgraded to anonymous,
 //! because a client that sent credentials expects them to count.
+//!
+//! A role counts only for the kinds of organisation it is made for ([`Role::applies_to`], the
+//! table in `docs/authorization.md`): a token's claimed roles are kept private to this module,
+//! and every authorization decision reads the effective roles of [`Grant`], computed once per
+//! request from the claimed roles and the registered organisation's kind.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,14 +20,18 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{JwtKey, JwtSettings};
-use crate::organizations::OrgNumber;
+use crate::errors::ApiError;
+use crate::ids::NodeType;
+use crate::organizations::{OrgNumber, OrganizationKind, model as organization};
 
 /// What a person or machine may do. Authorization combines a role with the organisation the
-/// token names: a case worker sees only their own municipality's recipients.
+/// token names: a case worker sees only their own municipality's recipients. A role counts
+/// only for the kinds of organisation it is made for (see `docs/authorization.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Operates the platform: registers organisations, activates adapters.
+    /// Operates the platform: registers organisations, activates adapters. The platform
+    /// operator's organisation only.
     Admin,
     /// Programme adviser (the supplier-development or national welfare-technology programme).
     Advisor,
@@ -37,10 +47,13 @@ pub enum Role {
     Supplier,
     /// A machine token for an organisation's own integration (ingest, exports).
     Integration,
+    /// Manages a municipality's own settings (escalation lines, webhooks, the journal-system
+    /// URI, benefit assumptions). No operation needs it yet: those settings are not built.
+    MunicipalityAdmin,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Admin,
         Role::Advisor,
         Role::ProcurementOfficer,
@@ -49,6 +62,7 @@ impl Role {
         Role::PrivacyOfficer,
         Role::Supplier,
         Role::Integration,
+        Role::MunicipalityAdmin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,7 +75,38 @@ impl Role {
             Role::PrivacyOfficer => "privacy_officer",
             Role::Supplier => "supplier",
             Role::Integration => "integration",
+            Role::MunicipalityAdmin => "municipality_admin",
         }
+    }
+
+    /// Whether the role counts for an organisation of `kind`: the role × organisation-kind table
+    /// of `docs/authorization.md`. Exhaustive on both, so a new role or kind must be placed.
+    pub fn applies_to(self, kind: OrganizationKind) -> bool {
+        use OrganizationKind as K;
+        match self {
+            Role::Admin => kind == K::Operator,
+            Role::Advisor => kind == K::Programme,
+            Role::Operator => kind == K::ResponseCentre,
+            Role::ProcurementOfficer | Role::CaseWorker | Role::PrivacyOfficer | Role::MunicipalityAdmin => {
+                kind == K::Municipality
+            }
+            Role::Supplier => kind == K::Supplier,
+            // Municipalities' own systems, response centres, suppliers and programmes all integrate.
+            Role::Integration => match kind {
+                K::Municipality | K::Supplier | K::Programme | K::ResponseCentre | K::Operator => true,
+            },
+        }
+    }
+}
+
+/// "a municipality", for messages that say why a role does not count.
+fn kind_phrase(kind: OrganizationKind) -> &'static str {
+    match kind {
+        OrganizationKind::Municipality => "a municipality",
+        OrganizationKind::Supplier => "a supplier",
+        OrganizationKind::Programme => "a programme",
+        OrganizationKind::ResponseCentre => "a response centre",
+        OrganizationKind::Operator => "the platform operator",
     }
 }
 
@@ -81,13 +126,18 @@ impl FromStr for Role {
     }
 }
 
-/// The claims Velferd issues and accepts. `exp`, `iss`, `aud` and `sub` are required;
-/// `nbf` is checked when present.
+/// The claims Velferd issues and accepts. `exp`, `iss`, `aud` and `sub` are required, and
+/// exactly one of `org` and `oid`; `nbf` is checked when present.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     /// The organisation number of the organisation the subject acts for.
-    pub org: OrgNumber,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<OrgNumber>,
+    /// The organisation's Velferd id (`Organization.id`), for organisations without an
+    /// organisation number: programmes, foreign suppliers, the platform operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
     pub roles: BTreeSet<Role>,
     pub iss: String,
     pub aud: String,
@@ -95,19 +145,52 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     pub iat: u64,
+    /// The token's own id: `tokenRevoke` can revoke this one token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
-/// An authenticated subject acting for an organisation.
+/// The organisation a token names: by its organisation number (`org`) or its Velferd row, as
+/// decoded from the `oid` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgRef {
+    Number(OrgNumber),
+    Id(i64),
+}
+
+impl OrgRef {
+    pub fn as_string(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The organisation number, or the global id (`Organization.id`) as the token carried it.
+impl fmt::Display for OrgRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrgRef::Number(number) => write!(f, "{number}"),
+            OrgRef::Id(row) => f.write_str(&crate::ids::global_id(NodeType::Organization, *row)),
+        }
+    }
+}
+
+/// Longest `jti` accepted (the width of its revocation column).
+pub const MAX_TOKEN_ID_CHARS: usize = 200;
+
+/// An authenticated subject acting for an organisation. The roles its token claims are private
+/// to this module: what the subject may do is [`Grant`]'s to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
-    pub org: OrgNumber,
-    pub roles: BTreeSet<Role>,
+    pub org: OrgRef,
+    claimed: BTreeSet<Role>,
     /// The token's `exp` (seconds since the Unix epoch): a WebSocket signed in with it ends then
     /// (plus [`TokenVerifier::leeway`]).
     pub expires_at: u64,
     /// The token's `iat`: a revocation covers the tokens issued up to its time.
     pub issued_at: u64,
+    /// The token's `jti`, when it has one.
+    pub token_id: Option<String>,
 }
 
 /// Who is asking, as every resolver sees it.
@@ -124,9 +207,110 @@ impl Actor {
             Actor::Authenticated(p) => Some(p),
         }
     }
+}
 
+/// What the caller may do: its identity, its registered organisation and its effective roles —
+/// the token's roles that apply to that organisation's kind. Built once per request (and per
+/// WebSocket connection) by [`Grant::resolve`], the one place roles are computed; a token of
+/// an unregistered organisation is authenticated but has no role.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    actor: Actor,
+    organization: Option<organization::Model>,
+    roles: BTreeSet<Role>,
+}
+
+impl Grant {
+    pub fn anonymous() -> Grant {
+        Grant { actor: Actor::Anonymous, organization: None, roles: BTreeSet::new() }
+    }
+
+    /// Looks up the organisation the token names and keeps the claimed roles that apply to it.
+    pub async fn resolve<C: sea_orm::ConnectionTrait>(db: &C, actor: Actor) -> Result<Grant, ApiError> {
+        let Some(principal) = actor.principal() else { return Ok(Grant::anonymous()) };
+        let organization = match principal.org {
+            OrgRef::Number(number) => crate::organizations::find_by_org_number(db, number).await?,
+            OrgRef::Id(row) => crate::organizations::find_by_id(db, row).await?,
+        };
+        let roles = match &organization {
+            Some(org) => principal.claimed.iter().copied().filter(|r| r.applies_to(org.kind)).collect(),
+            None => BTreeSet::new(),
+        };
+        Ok(Grant { actor, organization, roles })
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn principal(&self) -> Option<&Principal> {
+        self.actor.principal()
+    }
+
+    /// The registered organisation the caller acts for.
+    pub fn organization(&self) -> Option<&organization::Model> {
+        self.organization.as_ref()
+    }
+
+    /// Whether the caller holds `role` for its organisation.
     pub fn has_role(&self, role: Role) -> bool {
-        self.principal().is_some_and(|p| p.roles.contains(&role))
+        self.roles.contains(&role)
+    }
+
+    /// The effective roles.
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        self.roles.iter().copied()
+    }
+
+    /// The roles the token claims, to explain a refusal to the caller (`viewer { tokenRoles }`);
+    /// never to decide one.
+    pub fn token_roles(&self) -> Vec<Role> {
+        self.principal().map(|p| p.claimed.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The caller, if it holds `role`; otherwise why not: anonymous callers are told to
+    /// authenticate, an unregistered organisation that it is not registered, a role claimed for
+    /// the wrong kind of organisation that it does not apply there.
+    pub fn require(&self, role: Role, what: &str) -> Result<&Principal, ApiError> {
+        self.require_any(&[role], what)
+    }
+
+    /// The caller, if it holds one of `roles`; otherwise why not, as [`Grant::require`].
+    pub fn require_any(&self, roles: &[Role], what: &str) -> Result<&Principal, ApiError> {
+        let Some(principal) = self.principal() else {
+            return Err(ApiError::Unauthenticated(format!("sign in with a token to {what}")));
+        };
+        if roles.iter().any(|r| self.roles.contains(r)) {
+            return Ok(principal);
+        }
+        let Some(org) = &self.organization else {
+            return Err(ApiError::Forbidden("organisation not registered".into()));
+        };
+        if let Some(role) = roles.iter().find(|r| principal.claimed.contains(r)) {
+            return Err(ApiError::Forbidden(format!("role `{role}` does not apply to {}", kind_phrase(org.kind))));
+        }
+        let needed: Vec<String> = roles.iter().map(|r| format!("`{r}`")).collect();
+        Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs {})", needed.join(" or "))))
+    }
+
+    /// For reads open to every signed-in organisation: its registered organisation, or
+    /// `UNAUTHENTICATED` ("sign in to see {what}") for anonymous callers and `FORBIDDEN`
+    /// ("organisation not registered") for a token of an unregistered one, which sees only
+    /// what anonymous callers see.
+    pub fn require_registered(&self, what: &str) -> Result<&organization::Model, ApiError> {
+        match (&self.actor, &self.organization) {
+            (_, Some(org)) => Ok(org),
+            (Actor::Anonymous, None) => Err(ApiError::Unauthenticated(format!("sign in to see {what}"))),
+            (Actor::Authenticated(_), None) => Err(ApiError::Forbidden("organisation not registered".into())),
+        }
+    }
+
+    /// The caller of a mutation that needs `role`, with its registered organisation.
+    pub fn caller(&self, role: Role, what: &str) -> Result<Caller, ApiError> {
+        let principal = self.require(role, what)?;
+        let org = self.organization.clone().ok_or_else(|| ApiError::internal("a role without an organisation"))?;
+        let org_number = org.org_number.clone().unwrap_or_else(|| principal.org.to_string());
+        Ok(Caller { subject: principal.subject.clone(), org_number, org })
     }
 }
 
@@ -135,6 +319,7 @@ impl Actor {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub subject: String,
+    /// The organisation's number, or its global id when it has none.
     pub org_number: String,
     pub org: crate::organizations::model::Model,
 }
@@ -216,16 +401,34 @@ impl TokenVerifier {
         if claims.sub.trim().is_empty() {
             return Err(AuthError("token has an empty subject".into()));
         }
-        if self.revocations.as_ref().is_some_and(|r| r.revokes(&claims.org.as_string(), &claims.sub, claims.iat)) {
-            return Err(AuthError("token has been revoked; ask for a new one".into()));
+        let org = match (claims.org, claims.oid.as_deref()) {
+            (Some(number), None) => OrgRef::Number(number),
+            (None, Some(oid)) => OrgRef::Id(
+                crate::ids::row_id(oid, NodeType::Organization)
+                    .ok_or_else(|| AuthError("token's `oid` is not an organisation id".into()))?,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(AuthError("token names its organisation twice (`org` and `oid`); name it once".into()));
+            }
+            (None, None) => {
+                return Err(AuthError("token names no organisation: it needs an `org` or an `oid` claim".into()));
+            }
+        };
+        if claims.jti.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_TOKEN_ID_CHARS) {
+            return Err(AuthError(format!("token's `jti` must be 1 to {MAX_TOKEN_ID_CHARS} characters")));
         }
-        Ok(Principal {
+        let principal = Principal {
             subject: claims.sub,
-            org: claims.org,
-            roles: claims.roles,
+            org,
+            claimed: claims.roles,
             expires_at: claims.exp,
             issued_at: claims.iat,
-        })
+            token_id: claims.jti,
+        };
+        if self.revocations.as_ref().is_some_and(|r| r.revokes(&principal)) {
+            return Err(AuthError("token has been revoked; ask for a new one".into()));
+        }
+        Ok(principal)
     }
 }
 
@@ -278,19 +481,66 @@ impl TokenSigner {
         })
     }
 
-    pub fn mint(&self, subject: &str, org: OrgNumber, roles: BTreeSet<Role>, ttl: Duration) -> String {
+    /// A token for `org` (by number or Velferd id) with a fresh random `jti`.
+    pub fn mint(&self, subject: &str, org: impl Into<OrgRef>, roles: BTreeSet<Role>, ttl: Duration) -> String {
+        self.mint_with_id(subject, org, roles, ttl).0
+    }
+
+    /// [`TokenSigner::mint`], also answering the token's `jti` (to revoke that token alone).
+    pub fn mint_with_id(
+        &self,
+        subject: &str,
+        org: impl Into<OrgRef>,
+        roles: BTreeSet<Role>,
+        ttl: Duration,
+    ) -> (String, String) {
         let now = jsonwebtoken::get_current_timestamp();
+        let jti = fresh_token_id();
+        let (org, oid) = match org.into() {
+            OrgRef::Number(number) => (Some(number), None),
+            OrgRef::Id(row) => (None, Some(crate::ids::global_id(NodeType::Organization, row))),
+        };
         let claims = Claims {
             sub: subject.to_string(),
             org,
+            oid,
             roles,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             exp: now + ttl.as_secs(),
             nbf: Some(now),
             iat: now,
+            jti: Some(jti.clone()),
         };
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key).expect("claims always serialise")
+        let token =
+            jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key).expect("claims always serialise");
+        (token, jti)
+    }
+}
+
+/// A token id unique across instances and restarts: a hash of the time, the process, a counter
+/// and the standard library's per-process random hasher keys. It needs to be unique, not secret
+/// (the signature protects the token).
+fn fresh_token_id() -> String {
+    use sha2::{Digest, Sha256};
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let keyed = std::collections::hash_map::RandomState::new().hash_one(count);
+    let mut hash = Sha256::new();
+    for part in
+        [&nanos.to_be_bytes()[..], &std::process::id().to_be_bytes(), &count.to_be_bytes(), &keyed.to_be_bytes()]
+    {
+        hash.update(part);
+    }
+    format!("{:x}", hash.finalize())[..32].to_string()
+}
+
+impl From<OrgNumber> for OrgRef {
+    fn from(number: OrgNumber) -> OrgRef {
+        OrgRef::Number(number)
     }
 }
 
@@ -318,5 +568,19 @@ mod tests {
         assert!(parse_roles("admin,,supplier").unwrap().len() == 2);
         assert!(parse_roles("root").unwrap_err().contains("unknown role"));
         assert!(parse_roles(" , ").is_err());
+    }
+
+    #[test]
+    fn admin_applies_only_to_the_operator_and_integration_everywhere() {
+        use OrganizationKind as K;
+        let kinds = [K::Municipality, K::Supplier, K::Programme, K::ResponseCentre, K::Operator];
+        for kind in kinds {
+            assert_eq!(Role::Admin.applies_to(kind), kind == K::Operator, "{kind:?}");
+            assert!(Role::Integration.applies_to(kind), "{kind:?}");
+        }
+        // Every role but integration applies to exactly one kind.
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Integration) {
+            assert_eq!(kinds.iter().filter(|k| role.applies_to(**k)).count(), 1, "{role}");
+        }
     }
 }

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::auth::{TokenSigner, parse_roles};
+use crate::auth::{OrgRef, TokenSigner, parse_roles};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::devices::content_type::ContentType;
-use crate::organizations::OrgNumber;
 
 #[derive(Parser)]
 #[command(name = "velferd", version, about = "Joint procurement and operation of welfare technology")]
@@ -33,13 +32,19 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
-    /// Print a signed token for trying the API as an organisation and roles.
+    /// Print a signed token for trying the API as an organisation and roles. Roles count only
+    /// for the kind of organisation they are made for (docs/authorization.md).
     Token {
-        /// Organisation number (9 digits) the token acts for.
+        /// Organisation number (9 digits) the token acts for (its `org` claim).
+        #[arg(long, required_unless_present = "oid", conflicts_with = "oid")]
+        org: Option<String>,
+        /// The organisation's Velferd id (`Organization.id`, its `oid` claim), for one without an
+        /// organisation number: a programme, a foreign supplier, the platform operator.
         #[arg(long)]
-        org: String,
-        /// Roles, comma-separated: admin, advisor, procurement_officer, case_worker, operator,
-        /// privacy_officer, supplier, integration.
+        oid: Option<String>,
+        /// Roles, comma-separated: admin (the platform operator), advisor (programmes),
+        /// procurement_officer, case_worker, privacy_officer, municipality_admin
+        /// (municipalities), operator (response centres), supplier (suppliers), integration (any).
         #[arg(long = "role")]
         roles: String,
         /// Lifetime, e.g. 30m, 8h, 7d.
@@ -116,8 +121,15 @@ fn run(cli: Cli) -> Result<(), String> {
     init_logging(&settings);
     match cli.command {
         Command::Schema | Command::Adapter { .. } => unreachable!("handled above"),
-        Command::Token { org, roles, ttl, subject } => {
-            let org: OrgNumber = org.parse().map_err(|e| format!("--org: {e}"))?;
+        Command::Token { org, oid, roles, ttl, subject } => {
+            let org: OrgRef = match (org, oid) {
+                (Some(number), None) => OrgRef::Number(number.parse().map_err(|e| format!("--org: {e}"))?),
+                (None, Some(oid)) => OrgRef::Id(
+                    crate::ids::row_id(oid.trim(), crate::ids::NodeType::Organization)
+                        .ok_or("--oid: not an organisation id (`Organization.id`)")?,
+                ),
+                _ => return Err("name the organisation by exactly one of --org and --oid".into()),
+            };
             let roles = parse_roles(&roles).map_err(|e| format!("--role: {e}"))?;
             let ttl: Duration = ttl.into();
             if ttl.is_zero() {

@@ -65,6 +65,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_DEAD_LETTER_QUOTA_BYTES",
         "bytes of unresolved dead letters one product may keep (default 268435456, 256 MiB)",
     ),
+    ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
+    (
+        "VELFERD_OPERATOR_ORG_NUMBER",
+        "organisation number of the platform operator, whose `admin` tokens name it (default none: name it by `oid`)",
+    ),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
     (
         "VELFERD_LOG_FORMAT",
@@ -171,7 +176,20 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where `/metrics` is served; never on `bind`.
     pub metrics_bind: Option<SocketAddr>,
+    /// The platform operator's organisation, created at start if missing.
+    pub operator: OperatorSettings,
 }
+
+/// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
+/// `admin` role counts.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub name: crate::organizations::OrganizationName,
+    pub org_number: Option<crate::organizations::OrgNumber>,
+}
+
+/// The operator's name when `VELFERD_OPERATOR_NAME` is not set.
+pub const DEFAULT_OPERATOR_NAME: &str = "Velferd platform operator";
 
 /// Limits of adapter calls and ingest.
 #[derive(Debug, Clone)]
@@ -310,6 +328,16 @@ impl Settings {
             ));
         }
 
+        let operator = OperatorSettings {
+            name: get("VELFERD_OPERATOR_NAME")
+                .unwrap_or(DEFAULT_OPERATOR_NAME)
+                .parse()
+                .map_err(|e| invalid("VELFERD_OPERATOR_NAME", format!("{e}")))?,
+            org_number: get("VELFERD_OPERATOR_ORG_NUMBER")
+                .map(|n| n.parse().map_err(|e| invalid("VELFERD_OPERATOR_ORG_NUMBER", format!("{e}"))))
+                .transpose()?,
+        };
+
         Ok(Settings {
             profile,
             database_url,
@@ -323,6 +351,7 @@ impl Settings {
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
             log_format,
             metrics_bind,
+            operator,
         })
     }
 

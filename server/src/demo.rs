@@ -130,7 +130,7 @@ fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {
 
 /// Loads the demo data into an empty database; leaves a database with data untouched.
 pub async fn load(db: &Database) -> Result<(), DemoError> {
-    if organizations::count_organizations(db.read()).await? > 0 {
+    if organizations::count_members(db.read()).await? > 0 {
         tracing::info!("database already has data; demo data not loaded");
         return Ok(());
     }

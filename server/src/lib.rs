@@ -69,6 +69,8 @@ pub enum StartError {
     Adapters(String),
     #[error("reading token revocations failed: {0}")]
     Revocations(sea_orm::DbErr),
+    #[error("setting up the platform operator's organisation failed: {0}")]
+    Operator(#[from] organizations::OperatorError),
 }
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
@@ -78,6 +80,8 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     if demo {
         demo::load(&db).await.map_err(|e| StartError::Demo(e.to_string()))?;
     }
+    // After the demo data, which loads only into an empty database.
+    organizations::ensure_operator(db.write(), &settings.operator.name, settings.operator.org_number).await?;
     let adapters = devices::runtime::AdapterRuntime::new(
         settings.devices.adapter_limits.clone(),
         settings.devices.adapter_concurrency,

@@ -58,17 +58,21 @@ async fn assert_refused(app: &TestApp, case: &str, authorization: &str) {
 
 on_both_backends! {
     /// Without a token a request is anonymous; with one it acts for the token's organisation
-    /// and roles — for every role.
+    /// and claims its roles — for every role (which of them count for which kind of
+    /// organisation is `roles.rs`'s to show).
     async fn anonymous_and_every_role_are_recognised(app) {
         let data = app.graphql(None, VIEWER, json!({})).await;
         assert_eq!(data["viewer"], json!({ "authenticated": false, "subject": null, "orgNumber": null, "roles": [] }));
-        let roles: Vec<&str> = ["ADMIN", "ADVISOR", "PROCUREMENT_OFFICER", "CASE_WORKER", "OPERATOR", "PRIVACY_OFFICER", "SUPPLIER", "INTEGRATION"].to_vec();
+        let roles: Vec<&str> = ["ADMIN", "ADVISOR", "PROCUREMENT_OFFICER", "CASE_WORKER", "OPERATOR", "PRIVACY_OFFICER", "SUPPLIER", "INTEGRATION", "MUNICIPALITY_ADMIN"].to_vec();
+        assert_eq!(roles.len(), Role::ALL.len());
         for (role, name) in Role::ALL.into_iter().zip(roles) {
             let token = app.token(SUPPLIER_ORG, &[role]);
-            let data = app.graphql(Some(&token), VIEWER, json!({})).await;
+            let data = app.graphql(Some(&token), "{ viewer { authenticated orgNumber roles tokenRoles } }", json!({})).await;
             assert_eq!(data["viewer"]["authenticated"], true);
             assert_eq!(data["viewer"]["orgNumber"], SUPPLIER_ORG);
-            assert_eq!(data["viewer"]["roles"], json!([name]), "{role}");
+            assert_eq!(data["viewer"]["tokenRoles"], json!([name]), "{role}");
+            // The supplier is not registered: the token holds no role.
+            assert_eq!(data["viewer"]["roles"], json!([]), "{role}");
         }
     }
 }
@@ -123,10 +127,10 @@ async fn rs256_server_refuses_hs256_tokens() {
         demo: false,
     };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
-    let good = app.token(MUNICIPALITY_ORG, &[Role::Operator]);
+    let good = app.admin_token();
     assert!(jsonwebtoken::decode_header(&good).unwrap().alg == Algorithm::RS256);
     let data = app.graphql(Some(&good), VIEWER, json!({})).await;
-    assert_eq!(data["viewer"]["roles"], json!(["OPERATOR"]));
+    assert_eq!(data["viewer"]["roles"], json!(["ADMIN"]));
 
     let public_pem = std::fs::read(fixture("rs256-public.pem")).unwrap();
     assert_refused(
@@ -152,16 +156,17 @@ async fn eddsa_tokens_are_accepted_when_configured() {
         demo: false,
     };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
-    let token = app.token(SUPPLIER_ORG, &[Role::Supplier]);
+    let token = app.admin_token();
     let data = app.graphql(Some(&token), VIEWER, json!({})).await;
-    assert_eq!(data["viewer"]["roles"], json!(["SUPPLIER"]));
+    assert_eq!(data["viewer"]["roles"], json!(["ADMIN"]));
     assert_refused(&app, "HS256 on an EdDSA server", &format!("Bearer {}", hs256(&good_claims(), SECRET.as_bytes())))
         .await;
 }
 
 on_both_backends! {
-    /// Role checks: only an admin registers organisations; anonymous callers are told to sign
-    /// in, others that their roles do not allow it. Nothing is written either way.
+    /// Role checks: only an admin of the platform operator registers organisations; anonymous
+    /// callers are told to sign in, others that their roles do not allow it. Nothing is
+    /// written either way (the operator's own organisation exists from the start).
     async fn only_admins_register_organisations(app) {
         let mutation = "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { organization { id } } }";
         let input = json!({ "input": { "kind": "SUPPLIER", "name": "Evondos Oy", "orgNumber": SUPPLIER_ORG } });
@@ -169,12 +174,12 @@ on_both_backends! {
         assert_eq!(status, 200);
         assert_eq!(first_error_code(&body), "UNAUTHENTICATED", "{body}");
         for role in Role::ALL.into_iter().filter(|r| *r != Role::Admin) {
-            let token = app.token(MUNICIPALITY_ORG, &[role]);
+            let token = app.token(OPERATOR_ORG, &[role]);
             let (_, body) = app.graphql_raw(Some(&token), mutation, input.clone()).await;
             assert_eq!(first_error_code(&body), "FORBIDDEN", "{role}: {body}");
         }
-        let data = app.graphql(None, "{ organizations { totalCount } }", json!({})).await;
-        assert_eq!(data["organizations"]["totalCount"], 0);
+        let data = app.graphql(None, "{ organizations { totalCount nodes { kind } } }", json!({})).await;
+        assert_eq!(data["organizations"], json!({ "totalCount": 1, "nodes": [{ "kind": "OPERATOR" }] }));
     }
 }
 

@@ -70,6 +70,8 @@ fn a_config_file_is_read_and_the_environment_overrides_it() {
     let token = String::from_utf8(output.stdout).unwrap();
     let claims: Value = jsonwebtoken::dangerous::insecure_decode(token.trim()).map(|d| d.claims).unwrap();
     assert_eq!(claims["iss"], "from-file");
+    assert_eq!(claims["org"], "974760673");
+    assert!(claims["jti"].as_str().is_some_and(|id| !id.is_empty()), "every token gets an id: {claims}");
 
     std::fs::write(&file, "jwt_secrett = \"typo\"\n").unwrap();
     let output = velferd().args(["--config", file.to_str().unwrap(), "serve"]).output().unwrap();
@@ -83,11 +85,28 @@ fn token_command_refuses_bad_arguments() {
         (vec!["--org", "123", "--role", "admin"], "--org"),
         (vec!["--org", "974760673", "--role", "root"], "unknown role"),
         (vec!["--org", "974760673", "--role", "admin", "--ttl", "0s"], "--ttl"),
+        (vec!["--oid", "bm9wZQ", "--role", "admin"], "--oid"),
+        (vec!["--org", "974760673", "--oid", "T3JnYW5pemF0aW9uOjE", "--role", "admin"], "cannot be used with"),
+        (vec!["--role", "admin"], "--org"),
     ] {
         let output = velferd().env("VELFERD_JWT_SECRET", SECRET).arg("token").args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stderr).contains(fragment), "{args:?}");
     }
+}
+
+#[test]
+fn token_command_names_an_organisation_by_id() {
+    // `Organization:1`, as the API returns its id.
+    let output = velferd()
+        .env("VELFERD_JWT_SECRET", SECRET)
+        .args(["token", "--oid", "T3JnYW5pemF0aW9uOjE", "--role", "advisor"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode(token.trim()).map(|d| d.claims).unwrap();
+    assert_eq!((&claims["oid"], claims.get("org")), (&json!("T3JnYW5pemF0aW9uOjE"), None), "{claims}");
 }
 
 #[test]
@@ -143,14 +162,14 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
 
     let token = velferd()
         .env("VELFERD_JWT_SECRET", SECRET)
-        .args(["token", "--org", "974760673", "--role", "procurement_officer,case_worker", "--ttl", "10m"])
+        .args(["token", "--org", "918082956", "--role", "procurement_officer,case_worker", "--ttl", "10m"])
         .output()
         .unwrap();
     let token = String::from_utf8(token.stdout).unwrap();
     let body = graphql(&client, &base, Some(token.trim()), "{ viewer { roles orgNumber } }").await;
     assert_eq!(
         body["data"]["viewer"],
-        json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "974760673" })
+        json!({ "roles": ["PROCUREMENT_OFFICER", "CASE_WORKER"], "orgNumber": "918082956" })
     );
 
     // The demo procurements: Larvik's in implementation with awards 2 and 2, Asker and Bærum's

@@ -24,6 +24,7 @@ mod oracles;
 mod organizations;
 mod procurement;
 mod protocol;
+mod roles;
 mod schema;
 mod telemetry;
 mod websocket;

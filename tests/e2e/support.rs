@@ -17,6 +17,10 @@ pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub const MUNICIPALITY_ORG: &str = "974760673";
 pub const SUPPLIER_ORG: &str = "923609016";
 
+/// The platform operator (`VELFERD_OPERATOR_ORG_NUMBER` in every test server): `admin` counts
+/// for this organisation alone.
+pub const OPERATOR_ORG: &str = "991000003";
+
 /// Larvik kommune in the demo data: lead of the medication-support procurement.
 pub const LARVIK: &str = "918082956";
 
@@ -96,6 +100,7 @@ impl TestApp {
             ("VELFERD_DATABASE_URL", url),
             ("VELFERD_BIND", "127.0.0.1:0".into()),
             ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_DB_MAX_CONNECTIONS", "4".into()),
             ("VELFERD_LOG", "warn".into()),
         ];
@@ -125,8 +130,10 @@ impl TestApp {
             ("VELFERD_DATABASE_URL", self.settings.database_url.clone()),
             ("VELFERD_BIND", "127.0.0.1:0".into()),
             ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_LOG", "warn".into()),
         ];
+        pairs.retain(|(n, _)| !changes.iter().any(|(c, _)| c == n));
         pairs.extend(changes.iter().map(|(n, v)| (*n, v.to_string())));
         self.settings = Settings::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).expect("valid settings");
         let server = velferd::start(&self.settings, false, 1).await.expect("server restarts");
@@ -151,8 +158,22 @@ impl TestApp {
         signer.mint("test-user", org, roles.iter().copied().collect::<BTreeSet<_>>(), Duration::from_secs(600))
     }
 
+    /// A token naming its organisation by Velferd id (`oid`), for one without a number.
+    pub fn token_for_id(&self, organization_id: &str, roles: &[Role]) -> String {
+        let signer = TokenSigner::new(&self.settings.jwt).unwrap();
+        let row =
+            velferd::ids::row_id(organization_id, velferd::ids::NodeType::Organization).expect("an organisation id");
+        signer.mint(
+            "test-user",
+            velferd::auth::OrgRef::Id(row),
+            roles.iter().copied().collect::<BTreeSet<_>>(),
+            Duration::from_secs(600),
+        )
+    }
+
+    /// An `admin` of the platform operator.
     pub fn admin_token(&self) -> String {
-        self.token(MUNICIPALITY_ORG, &[Role::Admin])
+        self.token(OPERATOR_ORG, &[Role::Admin])
     }
 
     /// POSTs a GraphQL operation and returns the HTTP status and the JSON body.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use velferd::auth::{Role, TokenSigner};
 
 use crate::support::{
-    Backend, MUNICIPALITY_ORG, Options, Socket, TestApp, first_error_code, graphql_socket, on_both_backends, subscribe,
+    Backend, Options, Socket, TestApp, first_error_code, graphql_socket, on_both_backends, subscribe,
 };
 
 const CREATE: &str = "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { organization { id } userErrors { code } } }";
@@ -25,12 +25,13 @@ async fn spawn(settings: &[(&'static str, &str)]) -> TestApp {
     TestApp::spawn_with(Backend::Sqlite, Options { pairs, ..Options::default() }).await.expect("SQLite is always there")
 }
 
-/// A token of `subject` valid for `ttl`, and its `exp` as a time.
+/// A token of `subject` of the platform operator (whose `admin` counts) valid for `ttl`, and its
+/// `exp` as a time.
 fn token_for(app: &TestApp, subject: &str, roles: &[Role], ttl: Duration) -> (String, SystemTime) {
     let signer = TokenSigner::new(&app.settings.jwt).unwrap();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let token =
-        signer.mint(subject, MUNICIPALITY_ORG.parse().unwrap(), roles.iter().copied().collect::<BTreeSet<_>>(), ttl);
+    let org: velferd::organizations::OrgNumber = crate::support::OPERATOR_ORG.parse().unwrap();
+    let token = signer.mint(subject, org, roles.iter().copied().collect::<BTreeSet<_>>(), ttl);
     (token, UNIX_EPOCH + Duration::from_secs(now + ttl.as_secs()))
 }
 
@@ -313,7 +314,7 @@ async fn an_operation_on_a_socket_whose_token_was_revoked_is_refused() {
     send_json(&mut ws, query.clone()).await;
     assert_eq!(next_text(&mut ws).await["payload"]["data"]["__typename"], "Query");
     let revoke = "mutation($input: TokenRevokeInput!) { tokenRevoke(input: $input) { userErrors { code } } }";
-    let input = json!({ "orgNumber": crate::support::MUNICIPALITY_ORG, "subject": "leaky-robot" });
+    let input = json!({ "orgNumber": crate::support::OPERATOR_ORG, "subject": "leaky-robot" });
     let data = app.graphql(Some(&app.admin_token()), revoke, json!({ "input": input })).await;
     assert_eq!(data["tokenRevoke"]["userErrors"], json!([]));
     let before = app.fingerprint().await;

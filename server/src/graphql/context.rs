@@ -9,7 +9,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use super::loaders::DbLoader;
 use super::session::Session;
 use crate::app::AppState;
-use crate::auth::{Actor, Caller, Principal, Role};
+use crate::auth::{Caller, Principal, Role};
 use crate::errors::{ApiError, Invalid, Refusal, RuleResult};
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
@@ -21,33 +21,19 @@ pub(crate) fn session<'a>(ctx: &Context<'a>) -> &'a Session {
     ctx.data_unchecked::<std::sync::Arc<Session>>()
 }
 
-pub(crate) fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
-    &session(ctx).actor
-}
-
 /// The date a change takes effect on when the input names none.
 pub(crate) fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-/// The caller, if it holds `role`: anonymous callers are told to authenticate, others that
-/// their roles do not allow `what`.
+/// The caller, if it holds `role` for its organisation ([`crate::auth::Grant::require`]).
 pub(crate) fn require_role<'a>(ctx: &Context<'a>, role: Role, what: &str) -> Result<&'a Principal, ApiError> {
-    match actor(ctx).principal() {
-        None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
-        Some(p) if p.roles.contains(&role) => Ok(p),
-        Some(_) => Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `{role}`)"))),
-    }
+    session(ctx).grant.require(role, what)
 }
 
-/// The signed-in caller with `role`, acting for a registered organisation.
+/// The signed-in caller with `role`, acting for its registered organisation.
 pub(crate) async fn caller(ctx: &Context<'_>, role: Role, what: &str) -> Result<Caller, ApiError> {
-    let principal = require_role(ctx, role, what)?;
-    let org = session(ctx)
-        .organization()
-        .await?
-        .ok_or_else(|| ApiError::Forbidden(format!("organisation {} is not registered in Velferd", principal.org)))?;
-    Ok(Caller { subject: principal.subject.clone(), org_number: principal.org.to_string(), org: org.clone() })
+    session(ctx).grant.caller(role, what)
 }
 
 /// Loads one value through the request's DataLoader.

@@ -4,17 +4,15 @@
 
 use async_graphql::dataloader::DataLoader;
 use sea_orm::DatabaseConnection;
-use tokio::sync::OnceCell;
 
 use super::errors::ApiError;
 use super::loaders::DbLoader;
-use crate::auth::{Actor, Role};
-use crate::organizations::{self, model as organization};
+use crate::auth::{Actor, Grant, Role};
+use crate::organizations::model as organization;
 
 pub struct Session {
-    pub actor: Actor,
-    db: DatabaseConnection,
-    organization: OnceCell<Option<organization::Model>>,
+    /// The caller with its organisation and effective roles, computed once at the start.
+    pub grant: Grant,
     pub loader: DataLoader<DbLoader>,
 }
 
@@ -31,26 +29,28 @@ impl Session {
         db: DatabaseConnection,
         batch_window: std::time::Duration,
     ) -> Result<Session, ApiError> {
-        let loader = DataLoader::new(DbLoader::new(db.clone()), tokio::spawn).delay(batch_window);
-        let session = Session { actor, db, organization: OnceCell::new(), loader };
-        session.organization().await?;
-        Ok(session)
+        let grant = Grant::resolve(&db, actor).await?;
+        let loader = DataLoader::new(DbLoader::new(db), tokio::spawn).delay(batch_window);
+        Ok(Session { grant, loader })
     }
 
-    /// The registered organisation the caller acts for, looked up once per request.
-    pub async fn organization(&self) -> Result<Option<&organization::Model>, ApiError> {
-        let Some(principal) = self.actor.principal() else { return Ok(None) };
-        let org =
-            self.organization.get_or_try_init(|| organizations::find_by_org_number(&self.db, principal.org)).await?;
-        Ok(org.as_ref())
+    /// Who is asking: anonymous or the token's subject and organisation.
+    pub fn actor(&self) -> &Actor {
+        self.grant.actor()
+    }
+
+    /// The registered organisation the caller acts for.
+    pub fn organization(&self) -> Option<&organization::Model> {
+        self.grant.organization()
     }
 
     /// The caller's organisation id, when it is registered.
-    pub async fn organization_id(&self) -> Result<Option<i64>, ApiError> {
-        Ok(self.organization().await?.map(|o| o.id))
+    pub fn organization_id(&self) -> Option<i64> {
+        self.organization().map(|o| o.id)
     }
 
+    /// Whether the caller holds `role` for its organisation (its effective roles).
     pub fn has_role(&self, role: Role) -> bool {
-        self.actor.has_role(role)
+        self.grant.has_role(role)
     }
 }

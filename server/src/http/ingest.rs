@@ -64,24 +64,26 @@ async fn authorised_product(
     slug: &str,
 ) -> Result<device_product::Model, HttpResponse> {
     let actor = authenticate(shared, req)?;
-    let Some(principal) = actor.principal() else {
+    if actor.principal().is_none() {
         return Err(error_response(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "send the supplier's integration token",
         ));
-    };
-    if !principal.roles.contains(&Role::Integration) {
-        return Err(error_response(
+    }
+    let db = shared.state.db.read();
+    // The caller's effective roles, as every GraphQL request computes them.
+    let access = crate::auth::Grant::resolve(db, actor).await.map_err(internal)?;
+    let principal = access.require(Role::Integration, "ingest device messages").map_err(|e| {
+        error_response(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
-            "ingest needs a token with the `integration` role",
-        ));
-    }
+            &format!("{e}; ingest needs a token with the `integration` role"),
+        )
+    })?;
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
     let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
-    let db = shared.state.db.read();
-    let org = crate::organizations::find_by_org_number(db, principal.org).await.map_err(internal)?;
+    let org = access.organization();
     let product = device_product::Entity::find()
         .filter(device_product::Column::Slug.eq(slug.as_str()))
         .one(db)

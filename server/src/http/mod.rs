@@ -476,15 +476,12 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
     let internal = |error: crate::graphql::errors::ApiError| {
         error_response(StatusCode::INTERNAL_SERVER_ERROR, error.code(), &error.to_string())
     };
-    // The same viewer and read rules as the GraphQL `procurements` list, `node` and `ocds`.
-    let org_id = match actor.principal() {
-        Some(principal) => match crate::organizations::find_by_org_number(db, principal.org).await {
-            Ok(org) => org.map(|o| o.id),
-            Err(e) => return internal(e),
-        },
-        None => None,
+    // The same caller, viewer and read rules as the GraphQL `procurements` list, `node` and `ocds`.
+    let access = match crate::auth::Grant::resolve(db, actor).await {
+        Ok(access) => access,
+        Err(e) => return internal(e),
     };
-    let viewer = crate::procurement::access::Viewer::new(&actor, org_id);
+    let viewer = crate::procurement::access::Viewer::new(&access);
     match crate::procurement::ocds::release_package(db, id, &viewer, &crate::procurement::ocds::public_options()).await
     {
         Ok(Some(package)) => HttpResponse::Ok().json(package),

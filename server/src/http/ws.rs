@@ -68,7 +68,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct WsPolicy {
     max_subscriptions: usize,
     max_connections_per_subject: usize,
-    open: Mutex<HashMap<(crate::organizations::OrgNumber, String), usize>>,
+    open: Mutex<HashMap<(crate::auth::OrgRef, String), usize>>,
 }
 
 impl WsPolicy {
@@ -97,7 +97,7 @@ impl WsPolicy {
 /// A subject's open socket, counted while it exists.
 struct SubjectSlot {
     policy: Arc<WsPolicy>,
-    key: (crate::organizations::OrgNumber, String),
+    key: (crate::auth::OrgRef, String),
 }
 
 impl Drop for SubjectSlot {
@@ -123,9 +123,9 @@ struct Connection {
     deadline: OnceLock<SystemTime>,
     /// The close code for a refused `connection_init` (async-graphql would send 1002 for all).
     refusal: OnceLock<u16>,
-    /// Who signed the socket in (organisation number, subject, token issued at), so that each
-    /// operation checks the token has not been revoked since.
-    signed_in_as: OnceLock<(String, String, u64)>,
+    /// Who signed the socket in, so that each operation checks the token has not been revoked
+    /// since.
+    signed_in_as: OnceLock<Principal>,
     revocations: Option<Arc<crate::organizations::revocations::Revocations>>,
     /// Set once `connection_init` has been accepted.
     initialised: std::sync::atomic::AtomicBool,
@@ -137,8 +137,8 @@ impl Connection {
         if self.deadline.get().is_some_and(|deadline| SystemTime::now() >= *deadline) {
             return Err(coded("token expired", "UNAUTHENTICATED"));
         }
-        if let (Some((org, subject, issued_at)), Some(revocations)) = (self.signed_in_as.get(), &self.revocations)
-            && revocations.revokes(org, subject, *issued_at)
+        if let (Some(principal), Some(revocations)) = (self.signed_in_as.get(), &self.revocations)
+            && revocations.revokes(principal)
         {
             return Err(coded("token revoked", "UNAUTHENTICATED"));
         }
@@ -235,7 +235,7 @@ pub(super) async fn graphql_ws(
             // Held in the connection's data, which lives as long as the socket.
             data.insert(slot);
             let _ = conn.deadline.set(deadline);
-            let _ = conn.signed_in_as.set((principal.org.as_string(), principal.subject.clone(), principal.issued_at));
+            let _ = conn.signed_in_as.set(principal.clone());
         }
         let session =
             Session::start(actor, db, batch_window).await.map_err(|e| refuse(CLOSE_INTERNAL, e.to_string()))?;

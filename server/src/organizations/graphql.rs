@@ -12,12 +12,13 @@ use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, Organization
 use super::model::{self, OrganizationKind};
 use super::service::{self, MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
 use crate::auth::Role;
+use crate::errors::Invalid;
 use crate::errors::{ApiError, Refusal};
 use crate::graphql::connection::{Cursor, OrderDirection, PageArgs, SortKey, TotalCount, page_sorted};
 use crate::graphql::context::{load_existing, load_one, require_role, state};
 use crate::graphql::errors::UserError;
 use crate::graphql::node::NodeObject;
-use crate::graphql::relay::{NodeType, global_id};
+use crate::graphql::relay::{NodeType, global_id, input_row};
 use crate::text::Text;
 
 // `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
@@ -25,7 +26,7 @@ pub use self::OrganizationMutation as Mutation;
 pub use self::OrganizationQuery as Query;
 pub use self::OrganizationSubscription as Subscription;
 
-/// A municipality, supplier, programme or response centre.
+/// A municipality, supplier, programme, response centre or the platform operator.
 #[derive(Clone, Debug)]
 pub struct Organization(pub model::Model);
 
@@ -193,6 +194,9 @@ impl OrganizationCreateInput {
     /// Parses every field, reporting every problem at once so a form can mark them all.
     fn parse(self) -> std::result::Result<NewOrganization, Vec<OrganizationError>> {
         let mut errors = Vec::new();
+        if self.kind == OrganizationKind::Operator {
+            errors.push(OrganizationError::OperatorReserved);
+        }
         let name = self
             .name
             .parse::<OrganizationName>()
@@ -269,7 +273,8 @@ pub struct OrganizationMutation;
 
 #[Object]
 impl OrganizationMutation {
-    /// Registers an organisation. Requires the `admin` role.
+    /// Registers an organisation (any kind but `OPERATOR`, which is configured). Requires the
+    /// `admin` role.
     async fn organization_create(
         &self,
         ctx: &Context<'_>,
@@ -296,26 +301,72 @@ impl OrganizationMutation {
         }
     }
 
-    /// Revokes every token of one subject of one organisation issued up to now, before they
-    /// expire: for a token that leaked. Tokens issued later work. Every server instance refuses
-    /// them within seconds (401 `token has been revoked`). Requires the `admin` role.
+    /// Revokes, before they expire, every token of one subject of one organisation issued up
+    /// to now (`subject` with `orgNumber` or `organizationId`), or one token by its id
+    /// (`tokenId`, its `jti` claim): for a token that leaked. A subject's tokens issued later
+    /// work. Every server instance refuses them within seconds (401 `token has been revoked`).
+    /// Requires the `admin` role.
     async fn token_revoke(&self, ctx: &Context<'_>, input: TokenRevokeInput) -> Result<TokenRevokePayload> {
         let admin = require_role(ctx, Role::Admin, "revoke tokens")?;
-        let revoked_by = admin.subject.clone();
-        let result: crate::errors::RuleResult<_, crate::errors::Invalid> = async {
-            let org: OrgNumber = input.org_number.parse().map_err(|e: super::identifiers::OrgNumberError| {
-                crate::errors::Invalid::new("orgNumber", "INVALID_ORG_NUMBER", e.to_string())
-            })?;
-            let subject = Text::<200>::parse("subject", &input.subject)?;
+        let note = |reason: Option<Text<500>>| super::revocations::RevocationNote {
+            reason: reason.map(Text::into_string),
+            revoked_by: admin.subject.clone(),
+        };
+        let result: crate::errors::RuleResult<_, Invalid> = async {
             let reason = Text::<500>::parse_optional("reason", input.reason.as_deref())?;
             let app = state(ctx);
-            Ok(super::revocations::revoke(
+            let named = input.org_number.is_some() || input.organization_id.is_some() || input.subject.is_some();
+            if let Some(token_id) = input.token_id {
+                if named {
+                    return Err(Invalid::new(
+                        "tokenId",
+                        "INVALID_REVOCATION",
+                        "revoke one token by `tokenId`, or a subject's tokens by `subject` and its organisation; not both",
+                    )
+                    .into());
+                }
+                let token_id = Text::<200>::parse("tokenId", &token_id)?;
+                return Ok(super::revocations::revoke_token_id(
+                    app.db.write(),
+                    &app.revocations,
+                    token_id.as_str(),
+                    note(reason),
+                )
+                .await?);
+            }
+            let subject = Text::<200>::parse("subject", input.subject.as_deref().unwrap_or_default())?;
+            let (org_number, organization_id) = match (input.org_number, input.organization_id) {
+                (Some(number), None) => {
+                    let number: OrgNumber = number.parse().map_err(|e: super::identifiers::OrgNumberError| {
+                        Invalid::new("orgNumber", "INVALID_ORG_NUMBER", e.to_string())
+                    })?;
+                    let registered = service::find_by_org_number(app.db.write(), number).await?;
+                    (Some(number), registered.map(|o| o.id))
+                }
+                (None, Some(id)) => {
+                    let row = input_row(&id, NodeType::Organization, "organizationId")?;
+                    let org = service::find_by_id(app.db.write(), row)
+                        .await?
+                        .ok_or_else(|| Invalid::not_found("organizationId", "no such organisation"))?;
+                    let number = org.org_number.as_deref().and_then(|n| n.parse::<OrgNumber>().ok());
+                    (number, Some(org.id))
+                }
+                _ => {
+                    return Err(Invalid::new(
+                        "orgNumber",
+                        "INVALID_REVOCATION",
+                        "name the tokens' organisation by exactly one of `orgNumber` and `organizationId`",
+                    )
+                    .into());
+                }
+            };
+            Ok(super::revocations::revoke_subject(
                 app.db.write(),
                 &app.revocations,
-                &org.as_string(),
+                org_number,
+                organization_id,
                 subject.as_str(),
-                reason.map(Text::into_string),
-                &revoked_by,
+                note(reason),
             )
             .await?)
         }
@@ -326,34 +377,49 @@ impl OrganizationMutation {
 
 crate::graphql::errors::payload!(TokenRevokePayload, revocation: TokenRevocation, "Result of `tokenRevoke`.");
 
+/// What to revoke: `tokenId` alone, or `subject` with exactly one of `orgNumber` and
+/// `organizationId`.
 #[derive(InputObject)]
 pub struct TokenRevokeInput {
-    /// The organisation number the tokens name (their `org` claim).
-    pub org_number: String,
+    /// The organisation number the tokens name (their `org` claim). Tokens naming the same
+    /// registered organisation by `oid` are revoked too.
+    pub org_number: Option<String>,
+    /// The organisation the tokens act for (`Organization.id`, their `oid` claim), for one
+    /// without an organisation number. Tokens naming it by `org` are revoked too.
+    pub organization_id: Option<ID>,
     /// The tokens' subject (their `sub` claim), e.g. a machine's client id.
-    pub subject: String,
+    pub subject: Option<String>,
+    /// One token's id (its `jti` claim).
+    pub token_id: Option<String>,
     /// Why, for whoever reads the revocation later.
     pub reason: Option<String>,
 }
 
-/// Every token of one subject of one organisation issued up to `issuedUpTo` is refused.
+/// A revocation: every token of one subject of one organisation issued up to `issuedUpTo`, or
+/// the one token `tokenId`, is refused.
 #[derive(SimpleObject)]
 pub struct TokenRevocation {
-    pub org_number: String,
-    pub subject: String,
-    pub issued_up_to: DateTime<Utc>,
+    /// The organisation's number, when it has one.
+    pub org_number: Option<String>,
+    /// The organisation, when it is registered.
+    pub organization_id: Option<ID>,
+    pub subject: Option<String>,
+    pub issued_up_to: Option<DateTime<Utc>>,
+    pub token_id: Option<String>,
     pub reason: Option<String>,
     pub revoked_at: DateTime<Utc>,
 }
 
-impl From<super::revocations::token_revocation::Model> for TokenRevocation {
-    fn from(row: super::revocations::token_revocation::Model) -> Self {
+impl From<super::revocations::Revoked> for TokenRevocation {
+    fn from(row: super::revocations::Revoked) -> Self {
         TokenRevocation {
-            issued_up_to: DateTime::from_timestamp(row.issued_up_to, 0).unwrap_or_default(),
+            issued_up_to: row.issued_up_to.map(|t| DateTime::from_timestamp(t, 0).unwrap_or_default()),
             org_number: row.org_number,
+            organization_id: row.organization_id.map(|id| global_id(NodeType::Organization, id)),
             subject: row.subject,
+            token_id: row.token_id,
             reason: row.reason,
-            revoked_at: row.revoked_at.with_timezone(&Utc),
+            revoked_at: row.revoked_at,
         }
     }
 }

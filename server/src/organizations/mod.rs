@@ -1,5 +1,5 @@
 //! Organisations: the municipalities, suppliers, programmes and response centres that take
-//! part. Every other area refers to them, and authorization is decided by them (a token names
+//! part, and the platform operator. Every other area refers to them, and authorization is decided by them (a token names
 //! the organisation its holder acts for).
 
 pub mod graphql;
@@ -12,5 +12,7 @@ mod service;
 pub use graphql::Organization;
 pub use identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 pub use model::OrganizationKind;
-pub use service::{MunicipalityFacts, NewOrganization, OrganizationError, PopulationFigure};
-pub(crate) use service::{count as count_organizations, find_by_org_number, insert};
+pub use service::{
+    MunicipalityFacts, NewOrganization, OperatorError, OrganizationError, PopulationFigure, ensure_operator,
+};
+pub(crate) use service::{count_members, find_by_id, find_by_org_number, insert};

@@ -21,6 +21,10 @@ pub enum OrganizationKind {
     /// A responssenter that receives and handles alarms.
     #[sea_orm(string_value = "response_centre")]
     ResponseCentre,
+    /// The platform operator: the one organisation whose staff hold `admin`. Configured and
+    /// created at start (`VELFERD_OPERATOR_*`), never through `organizationCreate`.
+    #[sea_orm(string_value = "operator")]
+    Operator,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

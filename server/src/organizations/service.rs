@@ -52,6 +52,8 @@ pub enum OrganizationError {
     MunicipalityFactsOnNonMunicipality,
     #[error("{0}")]
     InvalidPopulation(String),
+    #[error("the platform operator is configured (VELFERD_OPERATOR_*), not registered")]
+    OperatorReserved,
 }
 
 impl RuleViolation for OrganizationError {
@@ -64,6 +66,7 @@ impl RuleViolation for OrganizationError {
             OrganizationError::MunicipalityFactsMissing => "municipalityNumber",
             OrganizationError::MunicipalityFactsOnNonMunicipality => "kind",
             OrganizationError::InvalidPopulation(_) => "population",
+            OrganizationError::OperatorReserved => "kind",
         }
     }
 
@@ -77,6 +80,7 @@ impl RuleViolation for OrganizationError {
             OrganizationError::MunicipalityFactsMissing => "MUNICIPALITY_FACTS_MISSING",
             OrganizationError::MunicipalityFactsOnNonMunicipality => "NOT_A_MUNICIPALITY",
             OrganizationError::InvalidPopulation(_) => "INVALID_POPULATION",
+            OrganizationError::OperatorReserved => "OPERATOR_RESERVED",
         }
     }
 }
@@ -116,6 +120,69 @@ pub async fn find_by_org_number<C: ConnectionTrait>(
     Ok(model::Entity::find().filter(model::Column::OrgNumber.eq(number.to_string())).one(db).await?)
 }
 
-pub async fn count<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
-    Ok(model::Entity::find().count(db).await?)
+pub async fn find_by_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<model::Model>, ApiError> {
+    Ok(model::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Why the platform operator's organisation could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(
+        "VELFERD_OPERATOR_ORG_NUMBER is {configured}, but the platform operator is registered with {registered}; \
+         set the registered number (changing it would void every admin token)"
+    )]
+    NumberMismatch { configured: OrgNumber, registered: String },
+    #[error("VELFERD_OPERATOR_ORG_NUMBER {0} is already registered to {1}, which is not the platform operator")]
+    NumberTaken(OrgNumber, String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Creates the platform operator's organisation if there is none, gives it the configured
+/// organisation number if it has none yet, and keeps its name as configured. A configured
+/// number other than the one it is registered with is refused: admin tokens name that number.
+pub async fn ensure_operator<C: ConnectionTrait>(
+    db: &C,
+    name: &OrganizationName,
+    number: Option<OrgNumber>,
+) -> Result<model::Model, OperatorError> {
+    let existing = model::Entity::find().filter(model::Column::Kind.eq(OrganizationKind::Operator)).one(db).await?;
+    if let Some(number) = number {
+        let holder = model::Entity::find().filter(model::Column::OrgNumber.eq(number.to_string())).one(db).await?;
+        if let Some(holder) = holder.filter(|h| h.kind != OrganizationKind::Operator) {
+            return Err(OperatorError::NumberTaken(number, holder.name));
+        }
+    }
+    let Some(existing) = existing else {
+        let row = model::ActiveModel {
+            kind: Set(OrganizationKind::Operator),
+            name: Set(name.as_str().to_string()),
+            org_number: Set(number.map(|n| n.to_string())),
+            created_at: Set(Utc::now().fixed_offset()),
+            ..Default::default()
+        };
+        return Ok(row.insert(db).await?);
+    };
+    match (&existing.org_number, number) {
+        (Some(registered), Some(configured)) if *registered != configured.to_string() => {
+            return Err(OperatorError::NumberMismatch { configured, registered: registered.clone() });
+        }
+        _ => {}
+    }
+    let unnumbered = existing.org_number.is_none() && number.is_some();
+    if !unnumbered && existing.name == name.as_str() {
+        return Ok(existing);
+    }
+    let mut row: model::ActiveModel = existing.into();
+    row.name = Set(name.as_str().to_string());
+    if unnumbered {
+        row.org_number = Set(number.map(|n| n.to_string()));
+    }
+    Ok(row.update(db).await?)
+}
+
+/// Organisations other than the platform operator, which every server creates at start: a
+/// database holding only the operator holds no data yet.
+pub async fn count_members<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
+    Ok(model::Entity::find().filter(model::Column::Kind.ne(OrganizationKind::Operator)).count(db).await?)
 }

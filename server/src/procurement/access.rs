@@ -6,28 +6,37 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, Condition};
 
 use super::model::{ParticipantRole, participant, procurement, tender};
-use crate::auth::{Actor, Role};
+use crate::auth::{Grant, Role};
 use crate::errors::ApiError;
 
 /// Who is asking, whatever the way in: built once per request at the edge (the GraphQL session,
 /// the HTTP handler's actor), so the rules below know no transport.
 #[derive(Debug, Clone)]
 pub struct Viewer {
+    /// Signed in for a registered organisation: a token of an unregistered one reads as
+    /// anonymous callers do.
     pub signed_in: bool,
+    /// Signed in, but for an organisation that is not registered: told so when refused.
+    unregistered: bool,
     /// The registered organisation the viewer acts for.
     pub org_id: Option<i64>,
     roles: Vec<Role>,
 }
 
 impl Viewer {
-    pub fn new(actor: &Actor, org_id: Option<i64>) -> Viewer {
-        let roles = actor.principal().map(|p| p.roles.iter().copied().collect()).unwrap_or_default();
-        Viewer { signed_in: actor.principal().is_some(), org_id, roles }
+    /// The viewer of a caller, with its effective roles.
+    pub fn new(grant: &Grant) -> Viewer {
+        Viewer {
+            signed_in: grant.organization().is_some(),
+            unregistered: grant.principal().is_some() && grant.organization().is_none(),
+            org_id: grant.organization().map(|o| o.id),
+            roles: grant.roles().collect(),
+        }
     }
 
     /// The platform operator reading everything, for exports made by the platform itself.
     pub fn platform_admin() -> Viewer {
-        Viewer { signed_in: true, org_id: None, roles: vec![Role::Admin] }
+        Viewer { signed_in: true, unregistered: false, org_id: None, roles: vec![Role::Admin] }
     }
 
     pub fn has_role(&self, role: Role) -> bool {
@@ -96,6 +105,8 @@ impl Access {
     pub fn require_signed_in(&self) -> Result<(), ApiError> {
         if self.viewer.signed_in {
             Ok(())
+        } else if self.viewer.unregistered {
+            Err(ApiError::Forbidden("organisation not registered".into()))
         } else {
             Err(ApiError::Unauthenticated("sign in to see the inside of a procurement".into()))
         }

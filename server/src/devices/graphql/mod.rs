@@ -67,13 +67,10 @@ struct DeviceViewer {
 impl DeviceViewer {
     async fn of(ctx: &Context<'_>) -> Result<DeviceViewer, ApiError> {
         let session = session(ctx);
-        if session.actor.principal().is_none() {
-            return Err(ApiError::Unauthenticated("sign in to see devices".into()));
-        }
-        let org = session.organization().await?;
+        let org = session.grant.require_registered("devices")?;
         Ok(DeviceViewer {
-            org_id: org.map(|o| o.id),
-            kind: org.map(|o| o.kind),
+            org_id: Some(org.id),
+            kind: Some(org.kind),
             admin: session.has_role(Role::Admin),
             supplier_staff: session.has_role(Role::Supplier),
         })
@@ -170,7 +167,7 @@ async fn product_by_slug(ctx: &Context<'_>, slug: &ProductSlug) -> Result<Option
 
 /// The signed-in viewer's standing towards devices; `None` for anonymous callers.
 async fn device_viewer(ctx: &Context<'_>) -> Result<Option<DeviceViewer>, ApiError> {
-    if session(ctx).actor.principal().is_none() {
+    if session(ctx).organization().is_none() {
         return Ok(None);
     }
     Ok(Some(DeviceViewer::of(ctx).await?))

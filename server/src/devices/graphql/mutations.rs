@@ -39,7 +39,8 @@ pub struct SigningKeyRegisterInput {
     /// An Ed25519 public key: PEM (`openssl pkey -pubout`) or the raw 32 bytes in base64.
     pub public_key: String,
     /// Proof that you hold the private key: its detached signature (base64, 64 bytes) over the
-    /// text `velferd signing key for <your organisation number>`.
+    /// text `velferd signing key for <your organisation number>` (an organisation without one:
+    /// its id, `Organization.id`).
     pub proof: String,
     pub label: Option<String>,
 }
@@ -113,14 +114,7 @@ pub struct DeviceMutation;
 
 /// Admins and supplier staff manage adapters; anyone else is refused before any lookup.
 fn require_adapter_manager(ctx: &Context<'_>, what: &str) -> Result<(), ApiError> {
-    let session = session(ctx);
-    match session.actor.principal() {
-        None => Err(ApiError::Unauthenticated(format!("sign in with a token to {what}"))),
-        Some(_) if session.has_role(Role::Admin) || session.has_role(Role::Supplier) => Ok(()),
-        Some(_) => {
-            Err(ApiError::Forbidden(format!("your roles do not allow you to {what} (needs `supplier` or `admin`)")))
-        }
-    }
+    session(ctx).grant.require_any(&[Role::Supplier, Role::Admin], what).map(drop)
 }
 
 /// The product named by `slug` when the caller manages it (its supplier, or an admin).

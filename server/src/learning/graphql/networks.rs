@@ -203,7 +203,7 @@ impl NodeObject for LearningNetwork {
 /// Gatherings are for signed-in users.
 impl NodeObject for Gathering {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Gathering>, ApiError> {
-        if session(ctx).actor.principal().is_none() {
+        if session(ctx).organization().is_none() {
             return Ok(None);
         }
         Ok(load_one(ctx, GatheringById(id)).await?.map(Gathering))

@@ -209,7 +209,7 @@ impl NodeObject for ExperienceReport {
 /// Reuses are for signed-in users.
 impl NodeObject for ProcurementReuse {
     async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ProcurementReuse>, ApiError> {
-        if session(ctx).actor.principal().is_none() {
+        if session(ctx).organization().is_none() {
             return Ok(None);
         }
         Ok(load_one(ctx, ReuseById(id)).await?.map(ProcurementReuse))

@@ -45,7 +45,7 @@ pub use needs::*;
 /// The caller as the procurement rules see it, from the request's session.
 pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<Viewer, ApiError> {
     let session = session(ctx);
-    Ok(Viewer::new(&session.actor, session.organization_id().await?))
+    Ok(Viewer::new(&session.grant))
 }
 
 /// The caller's standing towards `p` (its participants are loaded only for a caller with an
