@@ -20,6 +20,7 @@ const MEMORY_BOUND_KIB: u64 = 1 << 20;
 async fn attacked_server_keeps_serving(database_url: Option<String>) {
     let mut server = Server::start(database_url).await;
     let world = Arc::new(World::setup(&server).await);
+    eprintln!("server memory after set-up: {:?}", server.memory());
     let figures = scenario::run(&server, &world, Duration::from_millis(2500), true).await;
     let log = server.log();
     let [p50, _, p99, max] = scenario::percentiles(&figures.queries);
@@ -30,6 +31,9 @@ async fn attacked_server_keeps_serving(database_url: Option<String>) {
         figures.elapsed,
         scenario::throttle_configurable()
     );
+    for (attack, tally) in &figures.attacks {
+        eprintln!("{}: {} sent, answered {:?}", attack.name(), tally.sent, tally.outcomes);
+    }
 
     assert_eq!(figures.error_count, 0, "normal requests failed during the attack: {:?}\n{log}", figures.errors);
     assert!(!figures.queries.is_empty() && !figures.ingests.is_empty(), "{figures:?}");
