@@ -7,7 +7,8 @@
 //!     cargo bench -p velferd --bench attack
 //!
 //! `ATTACK_SECONDS` (default 10) and `QUIET_SECONDS` (default 5, the same traffic without the
-//! attacks, for comparison) change the run. The scenario is shared with the end-to-end test
+//! attacks, for comparison) change the run; `ATTACKS` (e.g. `replay,alias`; keys: fragment,
+//! alias, replay, ws-oversized, ws-fragment) sends only those. The scenario is shared with the end-to-end test
 //! (tests/e2e/attack.rs), which asserts the answers and no timing. Figures: docs/attack-run.md.
 
 use std::sync::Arc;
@@ -68,7 +69,7 @@ fn machine() -> String {
 /// Prints every attack's requests and answers; whether all were answered as expected.
 fn attacks(figures: &Figures) -> bool {
     let mut all_expected = true;
-    for attack in Attack::ALL {
+    for attack in figures.attacks.keys().copied() {
         let tally = figures.attacks.get(&attack).cloned().unwrap_or_default();
         let answers: Vec<String> = tally
             .outcomes
@@ -84,11 +85,30 @@ fn attacks(figures: &Figures) -> bool {
     all_expected
 }
 
+/// The attacks named in `ATTACKS` (comma-separated keys), or all of them.
+fn chosen_attacks() -> Vec<Attack> {
+    match std::env::var("ATTACKS") {
+        Ok(keys) => keys
+            .split(',')
+            .map(|key| {
+                let key = key.trim();
+                let known = Attack::ALL.iter().map(|a| a.key()).collect::<Vec<_>>();
+                *Attack::ALL
+                    .iter()
+                    .find(|a| a.key() == key)
+                    .unwrap_or_else(|| panic!("ATTACKS: {key:?} is not one of {known:?}"))
+            })
+            .collect(),
+        Err(_) => Attack::ALL.to_vec(),
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let ok = runtime.block_on(async {
         guests::guests_dir();
         let (quiet, attacked) = (seconds("QUIET_SECONDS", 5), seconds("ATTACK_SECONDS", 10));
+        let chosen = chosen_attacks();
         let mut server = Server::start(None).await;
         let world = Arc::new(World::setup(&server).await);
         println!("Load under attack: velferd serve (SQLite), pid {}, on {}", server.pid(), machine());
@@ -101,9 +121,12 @@ fn main() {
             }
         );
         let idle = server.memory().unwrap_or_default();
-        let calm = scenario::run(&server, &world, quiet, false).await;
+        let cpu_before = server.cpu_time().unwrap_or_default();
+        let calm = scenario::run(&server, &world, quiet, &[]).await;
+        let cpu_calm = server.cpu_time().unwrap_or_default();
         let calm_rss = server.memory().unwrap_or_default();
-        let under = scenario::run(&server, &world, attacked, true).await;
+        let under = scenario::run(&server, &world, attacked, &chosen).await;
+        let cpu_under = server.cpu_time().unwrap_or_default();
         let after = server.memory().unwrap_or_default();
 
         println!("\nnormal traffic, {} s without attacks, then {} s under attack (2 query and 2 ingest clients):", quiet.as_secs(), attacked.as_secs());
@@ -127,6 +150,14 @@ fn main() {
             mib(after.rss_kib),
             mib(after.hwm_kib),
             if within { "held" } else { "EXCEEDED" }
+        );
+        let share = |cpu: Duration, phase: &Figures| 100.0 * cpu.as_secs_f64() / phase.elapsed.as_secs_f64();
+        println!(
+            "server CPU: {:.1} s in the quiet phase ({:.0}% of one core), {:.1} s under attack ({:.0}%)",
+            (cpu_calm - cpu_before).as_secs_f64(),
+            share(cpu_calm - cpu_before, &calm),
+            (cpu_under - cpu_calm).as_secs_f64(),
+            share(cpu_under - cpu_calm, &under),
         );
         let healthy = server.alive() && scenario::healthy(&server).await;
         println!("after the attack: server {}", if healthy { "alive, /healthz 200" } else { "NOT answering" });

@@ -21,7 +21,7 @@ async fn attacked_server_keeps_serving(database_url: Option<String>) {
     let mut server = Server::start(database_url).await;
     let world = Arc::new(World::setup(&server).await);
     eprintln!("server memory after set-up: {:?}", server.memory());
-    let figures = scenario::run(&server, &world, Duration::from_millis(2500), true).await;
+    let figures = scenario::run(&server, &world, Duration::from_millis(2500), &Attack::ALL).await;
     let log = server.log();
     let [p50, _, p99, max] = scenario::percentiles(&figures.queries);
     eprintln!(

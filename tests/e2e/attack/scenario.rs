@@ -138,6 +138,16 @@ impl Server {
         memory_of(self.pid())
     }
 
+    /// The CPU time the server has used (user and system), from /proc/<pid>/stat, in clock
+    /// ticks of 10 ms (Linux's USER_HZ on every platform it runs on).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // The fields after the command name, which is in brackets and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -410,6 +420,17 @@ impl Attack {
     pub const ALL: [Attack; 5] =
         [Attack::FragmentBomb, Attack::AliasBomb, Attack::ReplayFlood, Attack::WsOversized, Attack::WsFragmentBomb];
 
+    /// The attack's name in `ATTACKS` (the benchmark runs a subset when it is set).
+    pub fn key(self) -> &'static str {
+        match self {
+            Attack::FragmentBomb => "fragment",
+            Attack::AliasBomb => "alias",
+            Attack::ReplayFlood => "replay",
+            Attack::WsOversized => "ws-oversized",
+            Attack::WsFragmentBomb => "ws-fragment",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Attack::FragmentBomb => "fragment bomb (POST, GET)",
@@ -483,8 +504,8 @@ impl Figures {
     }
 }
 
-/// Runs the normal traffic for `length`, and the attacks with it when `attacks` is set.
-pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks: bool) -> Figures {
+/// Runs the normal traffic for `length`, and `attacks` with it.
+pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks: &[Attack]) -> Figures {
     let until = Instant::now() + length;
     let started = Instant::now();
     let normal = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
@@ -505,10 +526,10 @@ pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks:
         }));
     }
     let mut attackers = Vec::new();
-    if attacks {
+    if !attacks.is_empty() {
         let hostile = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
         let shared = Arc::new(Payloads::new(server, world));
-        for attack in Attack::ALL {
+        for &attack in attacks {
             for _ in 0..attack.attackers() {
                 let (shared, client) = (shared.clone(), hostile.clone());
                 attackers.push(tokio::spawn(async move { (attack, shared.send(attack, &client, until).await) }));
