@@ -80,9 +80,36 @@ fn attacks(figures: &Figures) -> bool {
                 format!("{outcome} × {n}{mark}")
             })
             .collect();
-        println!("  {:<46} {:>6} sent: {}", attack.name(), tally.sent, answers.join(", "));
+        let [p50, _, _, max] = scenario::percentiles(&tally.rounds);
+        println!(
+            "  {:<46} {:>6} sent, a round p50 {p50:>6.1} ms, max {max:>7.1} ms: {}",
+            attack.name(),
+            tally.sent,
+            answers.join(", ")
+        );
     }
     all_expected
+}
+
+/// The attack's name in `ATTACKS`.
+fn key(attack: Attack) -> &'static str {
+    match attack {
+        Attack::FragmentBomb => "fragment",
+        Attack::AliasBomb => "alias",
+        Attack::ReplayFlood => "replay",
+        Attack::WsOversized => "ws-oversized",
+        Attack::WsFragmentBomb => "ws-fragment",
+    }
+}
+
+/// The CPU time (user and system) process `pid` has used, from /proc/<pid>/stat, in clock
+/// ticks of 10 ms (Linux's USER_HZ).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in brackets and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// The attacks named in `ATTACKS` (comma-separated keys), or all of them.
@@ -90,13 +117,11 @@ fn chosen_attacks() -> Vec<Attack> {
     match std::env::var("ATTACKS") {
         Ok(keys) => keys
             .split(',')
-            .map(|key| {
-                let key = key.trim();
-                let known = Attack::ALL.iter().map(|a| a.key()).collect::<Vec<_>>();
-                *Attack::ALL
-                    .iter()
-                    .find(|a| a.key() == key)
-                    .unwrap_or_else(|| panic!("ATTACKS: {key:?} is not one of {known:?}"))
+            .map(|name| {
+                let name = name.trim();
+                let known = Attack::ALL.map(key);
+                let found = Attack::ALL.into_iter().find(|a| key(*a) == name);
+                found.unwrap_or_else(|| panic!("ATTACKS: {name:?} is not one of {known:?}"))
             })
             .collect(),
         Err(_) => Attack::ALL.to_vec(),
@@ -121,12 +146,12 @@ fn main() {
             }
         );
         let idle = server.memory().unwrap_or_default();
-        let cpu_before = server.cpu_time().unwrap_or_default();
+        let cpu_before = cpu_time(server.pid());
         let calm = scenario::run(&server, &world, quiet, &[]).await;
-        let cpu_calm = server.cpu_time().unwrap_or_default();
+        let cpu_calm = cpu_time(server.pid());
         let calm_rss = server.memory().unwrap_or_default();
         let under = scenario::run(&server, &world, attacked, &chosen).await;
-        let cpu_under = server.cpu_time().unwrap_or_default();
+        let cpu_under = cpu_time(server.pid());
         let after = server.memory().unwrap_or_default();
 
         println!("\nnormal traffic, {} s without attacks, then {} s under attack (2 query and 2 ingest clients):", quiet.as_secs(), attacked.as_secs());

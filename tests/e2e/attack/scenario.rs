@@ -138,16 +138,6 @@ impl Server {
         memory_of(self.pid())
     }
 
-    /// The CPU time the server has used (user and system), from /proc/<pid>/stat, in clock
-    /// ticks of 10 ms (Linux's USER_HZ on every platform it runs on).
-    pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // The fields after the command name, which is in brackets and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-        Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
-    }
-
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -420,17 +410,6 @@ impl Attack {
     pub const ALL: [Attack; 5] =
         [Attack::FragmentBomb, Attack::AliasBomb, Attack::ReplayFlood, Attack::WsOversized, Attack::WsFragmentBomb];
 
-    /// The attack's name in `ATTACKS` (the benchmark runs a subset when it is set).
-    pub fn key(self) -> &'static str {
-        match self {
-            Attack::FragmentBomb => "fragment",
-            Attack::AliasBomb => "alias",
-            Attack::ReplayFlood => "replay",
-            Attack::WsOversized => "ws-oversized",
-            Attack::WsFragmentBomb => "ws-fragment",
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Attack::FragmentBomb => "fragment bomb (POST, GET)",
@@ -473,6 +452,8 @@ impl Attack {
 pub struct Tally {
     pub sent: usize,
     pub outcomes: BTreeMap<String, usize>,
+    /// How long each round took the attacker (a request, a batch, or a socket's message).
+    pub rounds: Vec<Duration>,
 }
 
 impl Tally {
@@ -565,6 +546,7 @@ pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks:
         let (attack, tally) = attacker.await.unwrap();
         let total = figures.attacks.entry(attack).or_default();
         total.sent += tally.sent;
+        total.rounds.extend(tally.rounds);
         for (outcome, n) in tally.outcomes {
             *total.outcomes.entry(outcome).or_default() += n;
         }
@@ -630,7 +612,11 @@ impl Payloads {
     async fn send(&self, attack: Attack, client: &reqwest::Client, until: Instant) -> Tally {
         let mut tally = Tally::default();
         let mut socket = None;
+        let mut round_started: Option<Instant> = None;
         while Instant::now() < until {
+            if let Some(started) = round_started.replace(Instant::now()) {
+                tally.rounds.push(started.elapsed());
+            }
             let round = tally.sent;
             match attack {
                 Attack::FragmentBomb => {
@@ -731,6 +717,9 @@ impl Payloads {
                     }
                 }
             }
+        }
+        if let Some(started) = round_started {
+            tally.rounds.push(started.elapsed());
         }
         tally
     }
