@@ -8,7 +8,8 @@
 //!
 //! `ATTACK_SECONDS` (default 10) and `QUIET_SECONDS` (default 5, the same traffic without the
 //! attacks, for comparison) change the run; `ATTACKS` (e.g. `replay,alias`; keys: fragment,
-//! alias, replay, ws-oversized, ws-fragment) sends only those. The scenario is shared with the end-to-end test
+//! alias, replay, ws-oversized, ws-fragment) sends only those; `ATTACK_SERVER_SETTINGS`
+//! (`NAME=value ...`) adds server settings. The scenario is shared with the end-to-end test
 //! (tests/e2e/attack.rs), which asserts the answers and no timing. Figures: docs/attack-run.md.
 
 use std::sync::Arc;
@@ -112,6 +113,14 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// `ATTACK_SERVER_SETTINGS`: `NAME=value` pairs, space-separated, for the server on top of the
+/// run's own (e.g. `VELFERD_GRAPHQL_MAX_SELECTIONS=4000`).
+fn server_settings() -> Vec<(String, String)> {
+    let pairs = std::env::var("ATTACK_SERVER_SETTINGS").unwrap_or_default();
+    let pair = |p: &str| p.split_once('=').map(|(n, v)| (n.to_string(), v.to_string()));
+    pairs.split_whitespace().map(|p| pair(p).unwrap_or_else(|| panic!("ATTACK_SERVER_SETTINGS: {p:?}"))).collect()
+}
+
 /// The attacks named in `ATTACKS` (comma-separated keys), or all of them.
 fn chosen_attacks() -> Vec<Attack> {
     match std::env::var("ATTACKS") {
@@ -134,9 +143,12 @@ fn main() {
         guests::guests_dir();
         let (quiet, attacked) = (seconds("QUIET_SECONDS", 5), seconds("ATTACK_SECONDS", 10));
         let chosen = chosen_attacks();
-        let mut server = Server::start(None).await;
+        let mut server = Server::start(None, &server_settings()).await;
         let world = Arc::new(World::setup(&server).await);
         println!("Load under attack: velferd serve (SQLite), pid {}, on {}", server.pid(), machine());
+        for (name, value) in server_settings() {
+            println!("server setting: {name}={value}");
+        }
         println!(
             "cost throttle: {}",
             if scenario::throttle_configurable() {

@@ -18,7 +18,7 @@ use crate::support::PostgresDatabase;
 const MEMORY_BOUND_KIB: u64 = 1 << 20;
 
 async fn attacked_server_keeps_serving(database_url: Option<String>) {
-    let mut server = Server::start(database_url).await;
+    let mut server = Server::start(database_url, &[]).await;
     let world = Arc::new(World::setup(&server).await);
     eprintln!("server memory after set-up: {:?}", server.memory());
     let figures = scenario::run(&server, &world, Duration::from_millis(2500), &Attack::ALL).await;
