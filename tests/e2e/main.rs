@@ -9,6 +9,7 @@ mod guests;
 
 mod adapter_cli;
 mod agreements;
+mod attack;
 mod auth;
 mod authz_matrix;
 mod binary;

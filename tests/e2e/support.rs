@@ -254,7 +254,7 @@ impl PostgresDatabase {
         Some(PostgresDatabase { url, admin_url, name })
     }
 
-    fn drop_database(self) {
+    pub fn drop_database(self) {
         let PostgresDatabase { admin_url, name, .. } = self;
         // Drop runs outside any async context we may block; use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
