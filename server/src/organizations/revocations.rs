@@ -132,14 +132,14 @@ impl Revocations {
     /// Reads every revocation now.
     pub async fn load(&self, db: &Database) -> Result<(), DbErr> {
         let mut fresh = InForce::default();
-        for row in token_revocation::Entity::find().all(db.read()).await? {
+        for row in token_revocation::Entity::find().all(db.background()).await? {
             fresh.by_number(&row);
         }
-        for row in organization_token_revocation::Entity::find().all(db.read()).await? {
+        for row in organization_token_revocation::Entity::find().all(db.background()).await? {
             fresh.subject(OrgRef::Id(row.organization_id), &row.subject, row.issued_up_to);
         }
         fresh.by_token_id =
-            token_id_revocation::Entity::find().all(db.read()).await?.into_iter().map(|r| r.token_id).collect();
+            token_id_revocation::Entity::find().all(db.background()).await?.into_iter().map(|r| r.token_id).collect();
         *self.in_force.write().expect("not poisoned") = fresh;
         Ok(())
     }

@@ -196,7 +196,12 @@ fn signer() -> TokenSigner {
 
 /// A token for `org` with `role`, signed as the server expects.
 pub fn token(org: &str, role: Role) -> String {
-    signer().mint("attack-run", org.parse().unwrap(), BTreeSet::from([role]), Duration::from_secs(3600))
+    signer().mint(
+        "attack-run",
+        org.parse::<velferd::organizations::OrgNumber>().unwrap(),
+        BTreeSet::from([role]),
+        Duration::from_secs(3600),
+    )
 }
 
 /// POSTs `query` and returns the body; a failed request or a body with `errors` panics.
