@@ -147,9 +147,14 @@ on_both_backends! {
         assert_eq!(data["deviceProduct"]["slug"], DISPENSER, "products are listed for every signed-in user");
         assert_eq!(data["deviceProduct"]["adapters"], Value::Null);
         assert_eq!(data["signingKeys"], json!([{ "id": other.key_id, "publicKey": STANDARD.encode(other.key.verifying_key().as_bytes()) }]));
-        for id in [&adapters[0], &key_id, &dead_letter] {
+        for id in [&key_id, &dead_letter] {
             assert!(node_is_null(&app, &other.token, id).await, "{id} is visible to the other supplier");
         }
+        // The active version is public to signed-in users, through `activeAdapter` and `node`
+        // alike, without who signed and uploaded it.
+        let query = "query($id: ID!) { node(id: $id) { ... on Adapter { status signingKey { id } uploadedBy } } }";
+        let data = app.graphql(b, query, json!({ "id": adapters[0] })).await;
+        assert_eq!(data["node"], json!({ "status": "ACTIVE", "signingKey": null, "uploadedBy": null }));
         let data = app
             .graphql(
                 b,
@@ -481,7 +486,9 @@ on_both_backends! {
         assert_eq!(data["deviceProduct"]["activeAdapter"]["replayReview"]["messagesCompared"], 0);
 
         let other_supplier = OtherSupplier::register(&app, &fleet).await.token;
-        assert!(node_is_null(&app, &other_supplier, &v1).await);
+        // The active version is readable by `node` as by `activeAdapter`; its review is not.
+        let code = top_level_error(&app, Some(&other_supplier), review, json!({ "id": v1, "last": 10 })).await;
+        assert_eq!(code, "FORBIDDEN");
         for token in [other_supplier, fleet.case_worker_token(&app)] {
             let code = top_level_error(&app, Some(&token), REVIEW, json!({ "slug": DISPENSER, "last": 10 })).await;
             assert_eq!(code, "FORBIDDEN");
@@ -978,5 +985,22 @@ on_both_backends! {
         assert_eq!(review["messagesCompared"], 1, "{data}");
         let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&body));
         assert_eq!(review["messages"][0]["bodySha256"], sha.as_str());
+    }
+}
+
+on_both_backends! {
+    /// `node(id:)` answers for an adapter exactly as `DeviceProduct.activeAdapter` does: the
+    /// active version to every registered caller, the other versions to the supplier and admins
+    /// only (like a missing id to anyone else).
+    async fn node_shows_the_active_adapter_as_active_adapter_does_and_no_other_version(app) {
+        let fleet = Fleet::new(&app).await;
+        let v1 = active_dispenser(&app, &fleet).await;
+        let v2 = upload_signed(&app, &fleet, DISPENSER, "velferd_dispenser_json_next").await;
+        let case_worker = fleet.case_worker_token(&app);
+        let data = app.graphql(Some(&case_worker), "{ deviceProduct(slug: \"reference-dispenser\") { activeAdapter { id } } }", json!({})).await;
+        assert_eq!(data["deviceProduct"]["activeAdapter"]["id"], v1.as_str());
+        assert!(!node_is_null(&app, &case_worker, &v1).await);
+        assert!(node_is_null(&app, &case_worker, &v2).await, "a pending version is the supplier's");
+        assert!(!node_is_null(&app, &fleet.supplier_token(&app), &v2).await);
     }
 }

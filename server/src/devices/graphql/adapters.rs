@@ -250,7 +250,9 @@ impl NodeObject for Adapter {
         let Some(viewer) = device_viewer(ctx).await? else { return Ok(None) };
         let Some(a) = load_one(ctx, AdapterById(id)).await? else { return Ok(None) };
         let product = load_existing(ctx, ProductById(a.product_id), "device product").await?;
-        Ok(viewer.manages(&product).then_some(Adapter(a)))
+        // The active version is what `DeviceProduct.activeAdapter` shows everyone who sees the
+        // product; `node` must not hide what that edge gives (its private fields stay null).
+        Ok((a.status == AdapterStatus::Active || viewer.manages(&product)).then_some(Adapter(a)))
     }
 }
 
