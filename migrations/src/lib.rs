@@ -31,6 +31,7 @@ migrations! {
     m20261205_000005_dead_letter_identity,
     m20261206_000006_device_delivery,
     m20261206_000007_token_revocation,
+    m20261206_000009_refused_attempts,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};
