@@ -23,6 +23,8 @@ mod oracles;
 mod organizations;
 mod procurement;
 mod protocol;
+mod refusals;
 mod schema;
 mod telemetry;
+mod throttle;
 mod websocket;

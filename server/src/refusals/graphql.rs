@@ -63,7 +63,7 @@ pub struct RefusalQuery;
 impl RefusalQuery {
     /// The refusal log, newest minute first: refused and throttled attempts counted per minute,
     /// caller and code. Platform operator (`admin`) only. What this instance has counted and not
-    /// yet written (it writes every few seconds) is written first.
+    /// yet written (it writes every `VELFERD_REFUSAL_LOG_FLUSH_SECONDS`) is written first.
     async fn refused_attempts(
         &self,
         ctx: &Context<'_>,
