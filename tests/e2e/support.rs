@@ -300,6 +300,16 @@ pub async fn next_text(ws: &mut Socket) -> Value {
     }
 }
 
+/// A response as two requests that must not be told apart are compared: without the caller's
+/// throttle bucket (`extensions.cost.throttleStatus`), which each request drains and time
+/// refills whatever it asks. Everything else must be byte-identical.
+pub fn without_throttle_status((status, mut body): (u16, Value)) -> (u16, Value) {
+    if let Some(cost) = body.pointer_mut("/extensions/cost").and_then(Value::as_object_mut) {
+        cost.remove("throttleStatus");
+    }
+    (status, body)
+}
+
 pub fn first_error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
 }
