@@ -202,6 +202,27 @@ async fn anonymous_buckets_are_per_client_address_read_from_trusted_proxies_only
     assert_eq!(available("127.0.0.2", None).await, 900, "without the header the proxy is the client");
 }
 
+/// The OCDS export draws on the same bucket: 100 points an export, `429 THROTTLED` with
+/// `Retry-After` when the bucket holds fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ocds_export_draws_on_the_same_bucket() {
+    let app =
+        spawn(&[("VELFERD_ANONYMOUS_THROTTLE_CAPACITY", "250"), ("VELFERD_ANONYMOUS_THROTTLE_RESTORE_RATE", "1")])
+            .await;
+    let export = async || {
+        let missing = velferd::ids::global_id(velferd::ids::NodeType::Procurement, 987_654);
+        let response = app.client.get(app.url(&format!("/ocds/procurements/{missing}"))).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), retry_after, response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(export().await.0, 404);
+    assert_eq!(post(&app, None, &costing(10), None, None).await.available(), 140, "250, less 100 for the export");
+    assert_eq!(export().await.0, 404);
+    let (status, retry_after, body) = export().await;
+    assert_eq!((status, first_error_code(&body)), (429, "THROTTLED"), "{body}");
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+}
+
 /// The next message about operation `id` on `ws`: its `next` payload, or `None` on `complete`.
 async fn next_of(ws: &mut Socket, id: &str) -> Option<Value> {
     loop {

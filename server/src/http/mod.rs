@@ -514,6 +514,10 @@ impl std::io::Write for LimitedWriter {
     }
 }
 
+/// What one OCDS export takes from the caller's throttle bucket: what the `ocds` field costs in
+/// GraphQL, so the export is no way around the throttle.
+const OCDS_EXPORT_COST: u64 = 100;
+
 /// A procurement as an OCDS 1.1 release package, by its global id. Anonymous callers get
 /// procurements with a published notice and no call-offs; signed-in callers any procurement,
 /// with the call-offs they may read (see `docs/authorization.md`).
@@ -522,6 +526,21 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
         Ok(actor) => actor,
         Err(response) => return response,
     };
+    let caller = caller_key(&shared, &req, &actor);
+    let throttle = &shared.state.throttle;
+    // A bucket set smaller than an export still lets one through when full.
+    let cost = OCDS_EXPORT_COST.min(u64::from(throttle.status(&caller).maximum_available));
+    if let Err(crate::throttle::Refused::Throttled { status, wait }) = throttle.charge(&caller, cost) {
+        shared.state.refusals.record(&caller, "THROTTLED");
+        let seconds = crate::throttle::retry_after_seconds(wait);
+        let message = format!(
+            "throttled: an export costs {cost} and {} of {} points are available, restoring {} a second; try again in {seconds} s",
+            status.currently_available, status.maximum_available, status.restore_rate
+        );
+        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "THROTTLED", &message);
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
+    }
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such procurement");
     let Some(id) = crate::graphql::relay::row_id_of(&path, crate::graphql::relay::NodeType::Procurement) else {
         return not_found();
