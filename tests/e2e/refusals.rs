@@ -136,3 +136,30 @@ async fn a_flood_of_callers_costs_a_bounded_number_of_rows_sqlite() {
 async fn a_flood_of_callers_costs_a_bounded_number_of_rows_postgres() {
     a_flood_of_callers_costs_a_bounded_number_of_rows(Backend::Postgres).await;
 }
+
+/// WebSockets the server refuses or closes are logged too: a foreign page's upgrade
+/// (`FORBIDDEN`), an address past its socket cap (`WS_TOO_MANY_CONNECTIONS`), a refused token at
+/// `connection_init` (`UNAUTHENTICATED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_refusals_are_logged() {
+    use crate::websocket::{Heard, init, open};
+    let settings = [("VELFERD_WS_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS", "1")];
+    let app = spawn(Backend::Sqlite, &settings).await.expect("SQLite is always there");
+    assert_eq!(open(&app, Some("https://evil.example")).await.err(), Some(403));
+    let _first = crate::support::graphql_socket(&app, None).await;
+    let mut second = open(&app, None).await.unwrap();
+    assert!(matches!(init(&mut second, json!({})).await, Heard::Close(1013, _)));
+    let mut forged = open(&app, None).await.unwrap();
+    assert!(matches!(init(&mut forged, json!({ "authorization": "Bearer forged" })).await, Heard::Close(4403, _)));
+
+    let data = app.graphql(Some(&app.admin_token()), LOG, json!({})).await;
+    let rows = data["refusedAttempts"]["nodes"].as_array().unwrap().clone();
+    let count = |code: &str| -> i64 {
+        rows.iter().filter(|r| r["code"] == code && r["caller"] == "address 127.0.0.1").map(|r| r["attempts"].as_i64().unwrap()).sum()
+    };
+    assert_eq!(
+        (count("FORBIDDEN"), count("WS_TOO_MANY_CONNECTIONS"), count("UNAUTHENTICATED")),
+        (1, 1, 1),
+        "{data}"
+    );
+}
