@@ -155,11 +155,10 @@ async fn websocket_refusals_are_logged() {
     let data = app.graphql(Some(&app.admin_token()), LOG, json!({})).await;
     let rows = data["refusedAttempts"]["nodes"].as_array().unwrap().clone();
     let count = |code: &str| -> i64 {
-        rows.iter().filter(|r| r["code"] == code && r["caller"] == "address 127.0.0.1").map(|r| r["attempts"].as_i64().unwrap()).sum()
+        rows.iter()
+            .filter(|r| r["code"] == code && r["caller"] == "address 127.0.0.1")
+            .map(|r| r["attempts"].as_i64().unwrap())
+            .sum()
     };
-    assert_eq!(
-        (count("FORBIDDEN"), count("WS_TOO_MANY_CONNECTIONS"), count("UNAUTHENTICATED")),
-        (1, 1, 1),
-        "{data}"
-    );
+    assert_eq!((count("FORBIDDEN"), count("WS_TOO_MANY_CONNECTIONS"), count("UNAUTHENTICATED")), (1, 1, 1), "{data}");
 }
