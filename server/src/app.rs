@@ -27,22 +27,31 @@ pub struct AppState {
     pub ingest_limits: Arc<crate::devices::limits::IngestLimits>,
     /// Revoked tokens, kept fresh from the database.
     pub revocations: Arc<crate::organizations::revocations::Revocations>,
+    /// Every caller's cost bucket on this instance.
+    pub throttle: Arc<crate::throttle::Throttle>,
+    /// Refused and throttled attempts, counted for the platform operator.
+    pub refusals: Arc<crate::refusals::RefusalLog>,
 }
 
 impl AppState {
-    /// The state of one server; starts the ingest writer on the current Tokio runtime.
+    /// The state of one server; starts the ingest writer and the refusal log's writer on the
+    /// current Tokio runtime.
     pub fn new(
         db: Database,
         adapters: AdapterRuntime,
         devices: DeviceSettings,
         revocations: Arc<crate::organizations::revocations::Revocations>,
+        throttle: crate::throttle::ThrottleSettings,
+        refusal_log_flush: std::time::Duration,
     ) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), events.clone());
         let metrics = Arc::new(Metrics::new());
         let adapters = adapters.with_metrics(metrics.clone());
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
-        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits, revocations }
+        let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
+        let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
+        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits, revocations, throttle, refusals }
     }
 }
 

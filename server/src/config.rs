@@ -37,7 +37,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_MAX_COMPLEXITY", "highest query cost accepted (default 10000)"),
     ("VELFERD_GRAPHQL_MAX_BATCH", "most operations in one batch request (default 10)"),
     ("VELFERD_MAX_BODY_BYTES", "largest GraphQL request body or WebSocket message (default 1048576)"),
-    ("VELFERD_GRAPHQL_MAX_TOKENS", "most tokens in one GraphQL document (default 20000)"),
+    ("VELFERD_GRAPHQL_MAX_TOKENS", "most tokens in one GraphQL document (default 10000)"),
     ("VELFERD_GRAPHQL_MAX_NESTING", "deepest bracket nesting in one GraphQL document (default 64)"),
     (
         "VELFERD_GRAPHQL_MAX_SELECTIONS",
@@ -49,6 +49,31 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "how long DataLoaders collect keys before querying (default 2)"),
     ("VELFERD_WS_MAX_SUBSCRIPTIONS", "operations running at once on one WebSocket (default 100)"),
     ("VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT", "open WebSockets of one token subject (default 32)"),
+    (
+        "VELFERD_WS_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS",
+        "open anonymous WebSockets of one client address (default 16)",
+    ),
+    (
+        "VELFERD_THROTTLE_CAPACITY",
+        "cost points a signed-in caller's bucket holds, per instance (default 20000: two of the costliest queries)",
+    ),
+    ("VELFERD_THROTTLE_RESTORE_RATE", "cost points a signed-in caller's bucket regains per second (default 1000)"),
+    (
+        "VELFERD_ANONYMOUS_THROTTLE_CAPACITY",
+        "cost points an anonymous client address's bucket holds, per instance (default 10000: one costliest query)",
+    ),
+    (
+        "VELFERD_ANONYMOUS_THROTTLE_RESTORE_RATE",
+        "cost points an anonymous client address's bucket regains per second (default 500)",
+    ),
+    (
+        "VELFERD_REFUSAL_LOG_FLUSH_SECONDS",
+        "how often each instance adds the refused attempts it counted to the refusal log (default 10)",
+    ),
+    (
+        "VELFERD_TRUSTED_PROXIES",
+        "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client (default none)",
+    ),
     (
         "VELFERD_ALLOWED_ORIGINS",
         "comma-separated browser origins (`https://portal.example.no`) allowed besides the server's own (default none)",
@@ -156,6 +181,8 @@ pub struct WebSocketLimits {
     pub max_subscriptions: usize,
     /// Open sockets of one signed-in subject (per organisation), whatever its tokens.
     pub max_connections_per_subject: usize,
+    /// Open anonymous sockets of one client address (an IPv6 address's /64).
+    pub max_anonymous_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +194,10 @@ pub struct Settings {
     pub jwt: JwtSettings,
     pub graphql: GraphqlLimits,
     pub websocket: WebSocketLimits,
+    /// Cost-based throttling per caller, and whose `X-Forwarded-For` names the client.
+    pub throttle: crate::throttle::ThrottleSettings,
+    /// How often the refusal log's counts are written.
+    pub refusal_log_flush: Duration,
     /// Browser origins other than the server's own that may call it: checked on the WebSocket
     /// upgrade (a page's scripts cannot be kept from opening sockets to any host) and meant for
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
@@ -257,7 +288,7 @@ impl Settings {
             max_body_bytes: parse_number(get, "VELFERD_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?,
             max_response_bytes: parse_number(get, "VELFERD_GRAPHQL_MAX_RESPONSE_BYTES", 8 << 20, 1024..=(1 << 30))?,
             document: crate::graphql::guard::DocumentLimits {
-                max_tokens: parse_number(get, "VELFERD_GRAPHQL_MAX_TOKENS", 20_000, 100..=1_000_000)?,
+                max_tokens: parse_number(get, "VELFERD_GRAPHQL_MAX_TOKENS", 10_000, 100..=1_000_000)?,
                 max_nesting: parse_number(get, "VELFERD_GRAPHQL_MAX_NESTING", 64, 4..=256)?,
                 max_selections: parse_number(get, "VELFERD_GRAPHQL_MAX_SELECTIONS", 10_000, 100..=10_000_000)?,
                 max_fragments: parse_number(get, "VELFERD_GRAPHQL_MAX_FRAGMENTS", 100, 1..=10_000)?,
@@ -276,7 +307,14 @@ impl Settings {
                 32,
                 1..=1_000_000,
             )?,
+            max_anonymous_connections_per_address: parse_number(
+                get,
+                "VELFERD_WS_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS",
+                16,
+                1..=1_000_000,
+            )?,
         };
+        let throttle = throttle_settings(get)?;
         let allowed_origins = match get("VELFERD_ALLOWED_ORIGINS") {
             None => Vec::new(),
             Some(list) => list
@@ -346,6 +384,13 @@ impl Settings {
             jwt,
             graphql,
             websocket,
+            throttle,
+            refusal_log_flush: Duration::from_secs(parse_number(
+                get,
+                "VELFERD_REFUSAL_LOG_FLUSH_SECONDS",
+                10,
+                1..=86_400,
+            )? as u64),
             allowed_origins,
             devices,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
@@ -454,6 +499,33 @@ fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> 
     })
 }
 
+/// The throttle's buckets and trusted proxies. The defaults let the costliest query a server
+/// accepts (`VELFERD_GRAPHQL_MAX_COMPLEXITY`, 10000 by default) through on a full bucket: twice
+/// for a signed-in caller, once for an anonymous address. A capacity below the largest cost
+/// refuses the queries between with `MAX_COST_EXCEEDED`.
+fn throttle_settings<'a>(
+    get: impl Fn(&str) -> Option<&'a str> + Copy,
+) -> Result<crate::throttle::ThrottleSettings, ConfigError> {
+    use crate::throttle::BucketLimits;
+    let points =
+        |name: &'static str, default: usize| parse_number(get, name, default, 1..=100_000_000).map(|n| n as u32);
+    let trusted_proxies = get("VELFERD_TRUSTED_PROXIES")
+        .unwrap_or("")
+        .parse()
+        .map_err(|reason| invalid("VELFERD_TRUSTED_PROXIES", reason))?;
+    Ok(crate::throttle::ThrottleSettings {
+        signed_in: BucketLimits {
+            capacity: points("VELFERD_THROTTLE_CAPACITY", 20_000)?,
+            restore_rate: points("VELFERD_THROTTLE_RESTORE_RATE", 1_000)?,
+        },
+        anonymous: BucketLimits {
+            capacity: points("VELFERD_ANONYMOUS_THROTTLE_CAPACITY", 10_000)?,
+            restore_rate: points("VELFERD_ANONYMOUS_THROTTLE_RESTORE_RATE", 500)?,
+        },
+        trusted_proxies,
+    })
+}
+
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, without path or trailing
 /// slash, compared in lower case. A wildcard is refused: it would switch the check off.
 pub fn parse_origin(text: &str) -> Result<String, String> {
@@ -549,6 +621,11 @@ mod tests {
             ("VELFERD_JWT_LEEWAY_SECONDS", "3600"),
             ("VELFERD_WS_MAX_SUBSCRIPTIONS", "0"),
             ("VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT", "0"),
+            ("VELFERD_WS_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS", "0"),
+            ("VELFERD_THROTTLE_CAPACITY", "0"),
+            ("VELFERD_ANONYMOUS_THROTTLE_RESTORE_RATE", "0"),
+            ("VELFERD_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("VELFERD_TRUSTED_PROXIES", "proxy.example.no"),
             ("VELFERD_ALLOWED_ORIGINS", "*"),
             ("VELFERD_ALLOWED_ORIGINS", "https://portal.example.no/"),
             ("VELFERD_ALLOWED_ORIGINS", "portal.example.no"),

@@ -22,6 +22,7 @@ macro_rules! areas {
             agreements: nodes [FrameworkAgreement, CallOff], roots [Mutation];
             learning: nodes [LearningNetwork, Gathering, ExperienceReport, ProcurementReuse], roots [Query, Mutation];
             devices: nodes [DeviceProduct, Adapter, SigningKey, Device, DeviceEvent, DeadLetter], roots [Query, Mutation, Subscription];
+            refusals: nodes [], roots [Query];
         }
     };
 }
@@ -47,6 +48,7 @@ pub mod ids;
 pub mod money;
 pub mod telemetry;
 pub mod text;
+pub mod throttle;
 
 use crate::app::AppState;
 use crate::config::Settings;
@@ -89,7 +91,14 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     .map_err(StartError::Adapters)?;
     let revocations =
         organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
-    let state = AppState::new(db, adapters, settings.devices.clone(), revocations);
+    let state = AppState::new(
+        db,
+        adapters,
+        settings.devices.clone(),
+        revocations,
+        settings.throttle.clone(),
+        settings.refusal_log_flush,
+    );
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)

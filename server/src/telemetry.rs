@@ -100,6 +100,7 @@ pub const ERROR_CODES: &[&str] = &[
     "METHOD_NOT_ALLOWED",
     "NOT_FOUND",
     "PAYLOAD_TOO_LARGE",
+    "THROTTLED",
     "UNAUTHENTICATED",
 ];
 
@@ -144,6 +145,8 @@ pub struct Metrics {
     adapter_instructions: Family<AdapterLabels, Counter>,
     db_in_use: Family<PoolLabels, Gauge>,
     subscribers: Gauge,
+    refused_attempts: Family<CodeLabels, Counter>,
+    refusal_log_overflow: Counter,
     operation_names: Mutex<HashSet<String>>,
 }
 
@@ -181,6 +184,8 @@ impl Metrics {
             adapter_instructions: Family::default(),
             db_in_use: Family::default(),
             subscribers: Gauge::default(),
+            refused_attempts: Family::default(),
+            refusal_log_overflow: Counter::default(),
             operation_names: Mutex::new(HashSet::new()),
             registry: Registry::default(),
         };
@@ -220,6 +225,16 @@ impl Metrics {
             metrics.db_in_use.clone(),
         );
         registry.register("graphql_subscribers", "Live GraphQL subscriptions", metrics.subscribers.clone());
+        registry.register(
+            "refused_attempts",
+            "Refused and throttled attempts, by code (those of the refusal log, `refusedAttempts`)",
+            metrics.refused_attempts.clone(),
+        );
+        registry.register(
+            "refusal_log_overflow",
+            "Refused attempts the refusal log counted under the caller `(others)`, its table of callers being full",
+            metrics.refusal_log_overflow.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 
@@ -280,6 +295,16 @@ impl Metrics {
         if let Some(instructions) = instructions {
             self.adapter_instructions.get_or_create(&labels).inc_by(instructions);
         }
+    }
+
+    /// One refused or throttled attempt, by its code (one of the refusal log's fixed codes).
+    pub fn refused_attempt(&self, code: &'static str) {
+        self.refused_attempts.get_or_create(&CodeLabels { code }).inc();
+    }
+
+    /// One refused attempt the refusal log could not keep apart from others.
+    pub fn refusal_log_overflow(&self) {
+        self.refusal_log_overflow.inc();
     }
 
     /// Counts a live subscription until the guard is dropped.

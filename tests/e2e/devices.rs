@@ -756,7 +756,9 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
 /// reports it from the benchmark.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering() {
-    let app = TestApp::spawn_with(Backend::Sqlite, Options::default()).await.unwrap();
+    // The reader queries as fast as it can: the throttle, tested in throttle.rs, is raised.
+    let pairs = vec![("VELFERD_THROTTLE_RESTORE_RATE", "100000000".to_string())];
+    let app = TestApp::spawn_with(Backend::Sqlite, Options { pairs, ..Options::default() }).await.unwrap();
     let fleet = Fleet::new(&app).await;
     let supplier = fleet.supplier_token(&app);
     let refused = [

@@ -11,7 +11,7 @@ use crate::devices::{DISPENSER, Fleet, activate, ingest, register_device, sample
 use crate::support::{Backend, Options, SECRET, TestApp, first_error_code, graphql_socket, subscribe};
 
 /// Scrapes `/metrics` and parses it with an independent parser.
-async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     let response = app.client.get(app.metrics_url()).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
@@ -19,7 +19,7 @@ async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
 }
 
 /// The value of the sample `name` with exactly `labels`; 0 when there is none yet.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let matching: Vec<f64> = scrape
         .samples
         .iter()

@@ -37,7 +37,7 @@ fn token_for(app: &TestApp, subject: &str, roles: &[Role], ttl: Duration) -> (St
 
 /// Opens `/graphql/ws` (graphql-transport-ws) with an `Origin` header when given; the server's
 /// HTTP status when it refuses the upgrade.
-async fn open(app: &TestApp, origin: Option<&str>) -> Result<Socket, u16> {
+pub(crate) async fn open(app: &TestApp, origin: Option<&str>) -> Result<Socket, u16> {
     let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
     if let Some(origin) = origin {
@@ -50,19 +50,19 @@ async fn open(app: &TestApp, origin: Option<&str>) -> Result<Socket, u16> {
     }
 }
 
-async fn send_json(ws: &mut Socket, message: Value) {
+pub(crate) async fn send_json(ws: &mut Socket, message: Value) {
     ws.send(Message::text(message.to_string())).await.unwrap();
 }
 
 /// What the server says next: a JSON message, or the close frame's code and reason.
 #[derive(Debug)]
-enum Heard {
+pub(crate) enum Heard {
     Text(Value),
     Close(u16, String),
 }
 
 /// Within 10 s in all: the server's pings do not extend the wait.
-async fn next_heard(ws: &mut Socket) -> Heard {
+pub(crate) async fn next_heard(ws: &mut Socket) -> Heard {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let message = tokio::time::timeout_at(deadline, ws.next()).await.expect("a message within 10 s");
@@ -94,7 +94,7 @@ async fn next_close(ws: &mut Socket) -> (u16, String) {
 }
 
 /// Sends `connection_init` with `payload`; what the server answers.
-async fn init(ws: &mut Socket, payload: Value) -> Heard {
+pub(crate) async fn init(ws: &mut Socket, payload: Value) -> Heard {
     send_json(ws, json!({ "type": "connection_init", "payload": payload })).await;
     next_heard(ws).await
 }

@@ -1,9 +1,13 @@
-//! Query limits and cost reporting, checked after validation and before anything executes.
+//! Query limits, cost-based throttling and cost reporting, checked after validation and before
+//! anything executes.
 //!
 //! async-graphql computes every query's complexity and depth during validation; its own
 //! `limit_*` checks refuse with a bare message. We enforce the limits here instead so the
-//! refusal carries a code and the numbers (`extensions.cost`, `extensions.limit`), and so every
-//! successful response reports its cost in `extensions.cost`, as Shopify's API does.
+//! refusal carries a code and the numbers (`extensions.cost`, `extensions.limit`). A query within
+//! them is then charged its cost to the caller's bucket (`crate::throttle`), or refused
+//! `THROTTLED` with the seconds to wait. Every response reports `extensions.cost`, with the
+//! caller's `throttleStatus`, as Shopify's API does, and its refusals go to the refusal log
+//! (`crate::refusals`).
 //!
 //! The same extension gives every error a code (also those async-graphql raises outside the
 //! other hooks) and counts operations and errors in the server's metrics.
@@ -24,6 +28,7 @@ use super::errors::ApiError;
 use super::guard::{self, DocumentLimits};
 use crate::app::AppState;
 use crate::telemetry::Metrics;
+use crate::throttle::{CallerKey, Refused, ThrottleStatus};
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
@@ -108,22 +113,85 @@ impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(QueryLimitsExtension {
             limits: *self,
-            measured: Mutex::new(None),
             typenames: std::sync::atomic::AtomicUsize::new(0),
             own_budget: ResponseBudget::new(self.max_response_bytes),
             operation: Arc::new(Operation { started: Some(Instant::now()), ..Operation::default() }),
+            throttling: Arc::new(Throttling::default()),
         })
+    }
+}
+
+/// One operation's caller and what its bucket said, for `extensions.cost` and the refusal log.
+#[derive(Default)]
+struct Throttling {
+    /// Who asks: put in the request's data by the HTTP handler, in the session's by the
+    /// WebSocket's `connection_init`. `None` where neither runs (the SDL printer).
+    caller: std::sync::OnceLock<CallerKey>,
+    /// The cost measured in validation, and the depth.
+    requested: Mutex<Option<(usize, usize)>>,
+    /// The caller's bucket when the operation was charged (or refused), else when first asked.
+    status: Mutex<Option<ThrottleStatus>>,
+}
+
+impl Throttling {
+    /// The caller's bucket as last seen, read now the first time.
+    fn status(&self, state: Option<&AppState>) -> Option<ThrottleStatus> {
+        let mut status = self.status.lock().expect("not poisoned");
+        if status.is_none()
+            && let (Some(state), Some(caller)) = (state, self.caller.get())
+        {
+            *status = Some(state.throttle.status(caller));
+        }
+        *status
+    }
+
+    /// Gives `response` its `extensions.cost` and counts its refusals in the refusal log.
+    fn finish(&self, state: Option<&AppState>, limits: &QueryLimits, response: &mut Response) {
+        let requested = *self.requested.lock().expect("not poisoned");
+        let mut cost = serde_json::json!({
+            // Null when the operation was refused before its cost was measured: nothing was charged.
+            "requestedQueryCost": requested.map(|(complexity, _)| complexity),
+            // The whole requested cost is charged; what the operation actually resolved is not
+            // measured, so nothing is refunded.
+            "actualQueryCost": null,
+            "maximumQueryCost": limits.max_complexity,
+            "depth": requested.map(|(_, depth)| depth),
+            "maximumDepth": limits.max_depth,
+        });
+        if let Some(status) = self.status(state) {
+            cost["throttleStatus"] = serde_json::json!({
+                "maximumAvailable": status.maximum_available,
+                "currentlyAvailable": status.currently_available,
+                "restoreRate": status.restore_rate,
+            });
+        }
+        response.extensions.insert("cost".into(), Value::from_json(cost).expect("plain JSON"));
+        if let (Some(state), Some(caller)) = (state, self.caller.get()) {
+            let mut codes: Vec<&str> = response.errors.iter().filter_map(code_of).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            for code in codes {
+                state.refusals.record(caller, code);
+            }
+        }
+    }
+}
+
+fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        Value::String(code) => Some(code.as_str()),
+        _ => None,
     }
 }
 
 struct QueryLimitsExtension {
     limits: QueryLimits,
-    measured: Mutex<Option<(usize, usize)>>,
     /// `__typename` selections of the document, expanded, added to its cost.
     typenames: std::sync::atomic::AtomicUsize,
     /// The budget when the request brings none.
     own_budget: Arc<ResponseBudget>,
     operation: Arc<Operation>,
+    throttling: Arc<Throttling>,
 }
 
 impl QueryLimitsExtension {
@@ -237,6 +305,7 @@ impl Extension for QueryLimitsExtension {
         let mut response = next.run(ctx).await;
         let metrics = metrics_of(ctx);
         self.operation.finish_errors(metrics.as_deref(), &mut response);
+        self.throttling.finish(ctx.data_opt::<AppState>(), &self.limits, &mut response);
         if let Some(metrics) = &metrics {
             self.operation.record(metrics, true);
         }
@@ -253,6 +322,10 @@ impl Extension for QueryLimitsExtension {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         *self.operation.requested.lock().expect("not poisoned") = request.operation_name.clone();
+        let caller = request.data.get(&std::any::TypeId::of::<CallerKey>()).and_then(|d| d.downcast_ref::<CallerKey>());
+        if let Some(caller) = caller.or_else(|| ctx.data_opt::<CallerKey>()) {
+            let _ = self.throttling.caller.set(caller.clone());
+        }
         let limits = &self.limits.document;
         guard::scan(&request.query, limits).map_err(guard::Refused::into_server_error)?;
         guard::check_variables(&request.variables).map_err(guard::Refused::into_server_error)?;
@@ -277,6 +350,9 @@ impl Extension for QueryLimitsExtension {
         let live = metrics.as_ref().map(Metrics::subscriber);
         let operation = self.operation.clone();
         let budget = self.budget(ctx);
+        let throttling = self.throttling.clone();
+        let state = ctx.data_opt::<AppState>().cloned();
+        let limits = self.limits;
         next.run(ctx, stream)
             .map(move |mut response| {
                 let _live = &live;
@@ -286,6 +362,7 @@ impl Extension for QueryLimitsExtension {
                 }
                 budget.reset();
                 operation.finish_errors(metrics.as_deref(), &mut response);
+                throttling.finish(state.as_ref(), &limits, &mut response);
                 if let Some(metrics) = &metrics {
                     let is_subscription =
                         operation.executed.lock().expect("not poisoned").is_none() && response.errors.is_empty();
@@ -330,6 +407,7 @@ impl Extension for QueryLimitsExtension {
         // async-graphql's visitors skip `__typename`, so it would cost nothing: each one costs 1,
         // once per selection after fragments are expanded (not multiplied by page sizes).
         result.complexity = result.complexity.saturating_add(self.typenames.load(std::sync::atomic::Ordering::Relaxed));
+        *self.throttling.requested.lock().expect("not poisoned") = Some((result.complexity, result.depth));
         let QueryLimits { max_depth, max_complexity, .. } = self.limits;
         if result.depth > max_depth {
             let mut error =
@@ -341,20 +419,9 @@ impl Extension for QueryLimitsExtension {
             return Err(vec![error]);
         }
         if result.complexity > max_complexity {
-            let mut error = ServerError::new(
-                format!(
-                    "query cost {} exceeds the limit of {max_complexity}; ask for smaller pages (`first`/`last`) or fewer fields",
-                    result.complexity
-                ),
-                None,
-            );
-            let ext = error.extensions.get_or_insert_with(Default::default);
-            ext.set("code", "MAX_COST_EXCEEDED");
-            ext.set("cost", result.complexity as u64);
-            ext.set("limit", max_complexity as u64);
-            return Err(vec![error]);
+            return Err(vec![over_cost(result.complexity, max_complexity, "")]);
         }
-        *self.measured.lock().expect("not poisoned") = Some((result.complexity, result.depth));
+        self.charge(ctx, result.complexity)?;
         self.operation.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(result)
     }
@@ -403,19 +470,58 @@ impl Extension for QueryLimitsExtension {
         for error in &mut response.errors {
             classify(error);
         }
-        let measured = *self.measured.lock().expect("not poisoned");
-        match measured {
-            Some((complexity, depth)) => response.extension(
-                "cost",
-                Value::from_json(serde_json::json!({
-                    "requestedQueryCost": complexity,
-                    "maximumQueryCost": self.limits.max_complexity,
-                    "depth": depth,
-                    "maximumDepth": self.limits.max_depth,
-                }))
-                .expect("plain JSON"),
-            ),
-            None => response,
+        // `extensions.cost` is added when the response is finished (`Throttling::finish`).
+        response
+    }
+}
+
+impl QueryLimitsExtension {
+    /// Charges the validated operation's `cost` to its caller's bucket, before anything runs.
+    fn charge(&self, ctx: &ExtensionContext<'_>, cost: usize) -> Result<(), Vec<ServerError>> {
+        let (Some(state), Some(caller)) = (ctx.data_opt::<AppState>(), self.throttling.caller.get()) else {
+            return Ok(());
+        };
+        let charged = state.throttle.charge(caller, cost as u64);
+        let status = match charged {
+            Ok(status) | Err(Refused::Throttled { status, .. } | Refused::OverCapacity { status }) => status,
+        };
+        *self.throttling.status.lock().expect("not poisoned") = Some(status);
+        match charged {
+            Ok(_) => Ok(()),
+            Err(Refused::OverCapacity { status }) => {
+                let why = " (the most your throttle bucket holds)";
+                Err(vec![over_cost(cost, status.maximum_available as usize, why)])
+            }
+            Err(Refused::Throttled { status, wait }) => {
+                let seconds = crate::throttle::retry_after_seconds(wait);
+                let mut error = ServerError::new(
+                    format!(
+                        "throttled: this query costs {cost} and {} of {} points are available, restoring {} a second; try again in {seconds} s",
+                        status.currently_available, status.maximum_available, status.restore_rate
+                    ),
+                    None,
+                );
+                let ext = error.extensions.get_or_insert_with(Default::default);
+                ext.set("code", "THROTTLED");
+                ext.set("cost", cost as u64);
+                ext.set("retryAfterSeconds", seconds);
+                Err(vec![error])
+            }
         }
     }
+}
+
+/// The refusal of a query whose cost exceeds `limit`.
+fn over_cost(cost: usize, limit: usize, why: &str) -> ServerError {
+    let mut error = ServerError::new(
+        format!(
+            "query cost {cost} exceeds the limit of {limit}{why}; ask for smaller pages (`first`/`last`) or fewer fields"
+        ),
+        None,
+    );
+    let ext = error.extensions.get_or_insert_with(Default::default);
+    ext.set("code", "MAX_COST_EXCEEDED");
+    ext.set("cost", cost as u64);
+    ext.set("limit", limit as u64);
+    error
 }

@@ -7,7 +7,8 @@
 /// Re-exports `crate::<area>::loaders::*` of every area in the area table, `crate::areas!`.
 macro_rules! area_keys {
     ($($area:ident: nodes [$($node:ident),*], roots [$($root:ident),*];)*) => {
-        $(pub use crate::$area::loaders::*;)*
+        // An area without relations to batch (the refusal log) exports no keys.
+        $(#[allow(unused_imports)] pub use crate::$area::loaders::*;)*
     };
 }
 

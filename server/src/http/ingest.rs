@@ -26,6 +26,7 @@ use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageS
 use crate::devices::limits::{self, IngestRefusal};
 use crate::devices::model::device_product;
 use crate::graphql::errors::ApiError;
+use crate::throttle::CallerKey;
 
 /// Reads a body of at most `limit` bytes; `Err` is the response to send.
 pub(super) async fn read_body(
@@ -57,13 +58,26 @@ fn internal(e: ApiError) -> HttpResponse {
     response
 }
 
-/// The product named in the path, when the caller is its supplier's integration.
+/// The product named in the path, when the caller is its supplier's integration, and who the
+/// caller is for the refusal log.
 async fn authorised_product(
     shared: &Shared,
     req: &HttpRequest,
     slug: &str,
-) -> Result<device_product::Model, HttpResponse> {
+) -> Result<(device_product::Model, CallerKey), HttpResponse> {
     let actor = authenticate(shared, req)?;
+    let caller = super::caller_key(shared, req, &actor);
+    let product = product_of(shared, &actor, slug).await.inspect_err(|refused| {
+        super::log_refusal(shared, &caller, refused);
+    })?;
+    Ok((product, caller))
+}
+
+async fn product_of(
+    shared: &Shared,
+    actor: &crate::auth::Actor,
+    slug: &str,
+) -> Result<device_product::Model, HttpResponse> {
     if actor.principal().is_none() {
         return Err(error_response(
             StatusCode::UNAUTHORIZED,
@@ -73,7 +87,7 @@ async fn authorised_product(
     }
     let db = shared.state.db.read();
     // The caller's effective roles, as every GraphQL request computes them.
-    let access = crate::auth::Grant::resolve(db, actor).await.map_err(internal)?;
+    let access = crate::auth::Grant::resolve(db, actor.clone()).await.map_err(internal)?;
     let principal = access.require(Role::Integration, "ingest device messages").map_err(|e| {
         error_response(
             StatusCode::FORBIDDEN,
@@ -115,8 +129,14 @@ async fn run(
 
 /// Admits `messages` messages of `product` under its rate limit; `Err` is the 429 to send.
 #[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
-fn admit(shared: &Shared, product: &device_product::Model, messages: usize) -> Result<(), HttpResponse> {
+fn admit(
+    shared: &Shared,
+    caller: &CallerKey,
+    product: &device_product::Model,
+    messages: usize,
+) -> Result<(), HttpResponse> {
     shared.state.ingest_limits.admit(product.id, messages).map_err(|wait| {
+        shared.state.refusals.record(caller, IngestRefusal::RateLimited.code());
         let settings = shared.state.devices.ingest_limits;
         let message = format!(
             "{} may send {} messages a second (bursts of {}); send these again after the Retry-After seconds",
@@ -140,6 +160,7 @@ const QUOTA_RETRY_AFTER_SECONDS: u64 = 60;
 /// message (the rest of a batch is answered as usual, message by message), else `status`.
 fn reply_with(
     shared: &Shared,
+    caller: &CallerKey,
     product: &device_product::Model,
     status: StatusCode,
     reply: &IngestReply,
@@ -150,6 +171,7 @@ fn reply_with(
         return HttpResponse::build(status).json(reply);
     }
     shared.state.ingest_limits.record(product.id, IngestRefusal::DeadLetterQuota);
+    shared.state.refusals.record(caller, IngestRefusal::DeadLetterQuota.code());
     let mut response = HttpResponse::TooManyRequests().json(reply);
     response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(QUOTA_RETRY_AFTER_SECONDS));
     response
@@ -162,7 +184,10 @@ pub(super) async fn ingest_one(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let answer = async { one(&shared, &req, authorised_product(&shared, &req, &path).await?, payload).await };
+    let answer = async {
+        let (product, caller) = authorised_product(&shared, &req, &path).await?;
+        one(&shared, &req, &caller, product, payload).await
+    };
     answer.await.unwrap_or_else(|refused| refused)
 }
 
@@ -170,6 +195,7 @@ pub(super) async fn ingest_one(
 async fn one(
     shared: &Shared,
     req: &HttpRequest,
+    caller: &CallerKey,
     product: device_product::Model,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
@@ -181,7 +207,7 @@ async fn one(
     };
     let content_type =
         content_type.map_err(|message| error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message))?;
-    admit(shared, &product, 1)?;
+    admit(shared, caller, &product, 1)?;
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
     let body = read_body(payload, limit, "the message").await?;
@@ -195,7 +221,7 @@ async fn one(
         MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
         MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
     };
-    let mut response = reply_with(shared, &product, status, &reply);
+    let mut response = reply_with(shared, caller, &product, status, &reply);
     if status == StatusCode::SERVICE_UNAVAILABLE && response.status() == status {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
@@ -270,13 +296,17 @@ pub(super) async fn ingest_batch(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let answer = async { batch(&shared, authorised_product(&shared, &req, &path).await?, payload).await };
+    let answer = async {
+        let (product, caller) = authorised_product(&shared, &req, &path).await?;
+        batch(&shared, &caller, product, payload).await
+    };
     answer.await.unwrap_or_else(|refused| refused)
 }
 
 /// The batch form; `Err` is the response that refuses the whole batch.
 async fn batch(
     shared: &Shared,
+    caller: &CallerKey,
     product: device_product::Model,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
@@ -290,7 +320,7 @@ async fn batch(
         ),
         BatchError::Invalid(message) => error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     })?;
-    admit(shared, &product, messages.len())?;
+    admit(shared, caller, &product, messages.len())?;
     // Messages over the adapter's input cap or with an invalid content type are refused one by
     // one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
@@ -310,7 +340,7 @@ async fn batch(
     let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
-        return Ok(reply_with(shared, &product, StatusCode::OK, &reply));
+        return Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply));
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
     results.extend(refused.into_iter().map(|(i, why)| {
@@ -329,7 +359,7 @@ async fn batch(
     results.sort_by_key(|(i, _)| *i);
     let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
     shared.state.metrics.ingest_reply(&product.slug, &reply);
-    Ok(reply_with(shared, &product, StatusCode::OK, &reply))
+    Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::graphql::limits::ResponseBudget;
 use crate::graphql::session::Session;
 use crate::graphql::{VelferdSchema, build_schema};
 use crate::telemetry;
+use crate::throttle::CallerKey;
 
 /// The response header that carries the request id (also accepted from the client).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -229,18 +230,43 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
     }))
 }
 
+/// The client's address: the TCP peer, or what `X-Forwarded-For` says when the peer is one of
+/// `VELFERD_TRUSTED_PROXIES` (see `throttle::TrustedProxies::client_address`).
+fn client_address(shared: &Shared, req: &HttpRequest) -> std::net::IpAddr {
+    let peer = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|value| value.to_str().ok());
+    shared.state.throttle.settings().trusted_proxies.client_address(peer, forwarded)
+}
+
+/// Who `actor` is for the throttle and the refusal log.
+fn caller_key(shared: &Shared, req: &HttpRequest, actor: &Actor) -> CallerKey {
+    CallerKey::of(actor, client_address(shared, req))
+}
+
+/// Counts a refusal answered before GraphQL runs in the refusal log.
+fn log_refusal(shared: &Shared, caller: &CallerKey, response: &HttpResponse) {
+    let code = match response.status() {
+        StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        _ => return,
+    };
+    shared.state.refusals.record(caller, code);
+}
+
 #[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
 fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpResponse> {
+    let refused = |message: &str| {
+        // A refused token names nobody: the attempt is the client address's.
+        let response = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message);
+        log_refusal(shared, &CallerKey::of_address(client_address(shared, req)), &response);
+        response
+    };
     let header = match req.headers().get(header::AUTHORIZATION) {
         None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authorization header is not text")
-        })?),
+        Some(value) => Some(value.to_str().map_err(|_| refused("Authorization header is not text"))?),
     };
-    shared
-        .verifier
-        .actor_from_header(header)
-        .map_err(|e| error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.0))
+    shared.verifier.actor_from_header(header).map_err(|e| refused(&e.0))
 }
 
 async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -248,9 +274,13 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
         Ok(actor) => actor,
         Err(response) => return response,
     };
+    let caller = caller_key(&shared, &req, &actor);
     let body = match ingest::read_body(payload, shared.limits.max_body_bytes, "request body").await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => {
+            log_refusal(&shared, &caller, &response);
+            return response;
+        }
     };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     // File uploads (adapter components) come as GraphQL multipart requests.
@@ -298,6 +328,7 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
     }
     if let BatchRequest::Batch(requests) = &batch {
         if requests.len() > shared.limits.max_batch {
+            shared.state.refusals.record(&caller, "BATCH_TOO_LARGE");
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "BATCH_TOO_LARGE",
@@ -312,7 +343,7 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
         Ok(session) => Arc::new(session),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
     };
-    execute(&shared, batch.data(session)).await
+    execute(&shared, batch.data(session).data(caller)).await
 }
 
 async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
@@ -332,6 +363,7 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Ok(actor) => actor,
         Err(response) => return response,
     };
+    let caller = caller_key(&shared, &req, &actor);
     let request = match request_from_query_string(req.query_string()) {
         Ok(request) => request,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
@@ -352,7 +384,7 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Ok(session) => Arc::new(session),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
     };
-    execute(&shared, BatchRequest::Single(request.data(session))).await
+    execute(&shared, BatchRequest::Single(request.data(session).data(caller))).await
 }
 
 /// Reads a GET request per GraphQL over HTTP: `query`, `operationName`, and `variables` and
@@ -429,6 +461,9 @@ fn respond(response: async_graphql::BatchResponse, budget: &ResponseBudget, oper
     {
         builder.insert_header((header::CACHE_CONTROL, cache_control));
     }
+    if let Some(seconds) = retry_after(&response) {
+        builder.insert_header((header::RETRY_AFTER, seconds));
+    }
     let mut http = builder.content_type("application/graphql-response+json").body(body);
     for (name, value) in response.http_headers_iter() {
         if let (Ok(name), Ok(value)) =
@@ -438,6 +473,25 @@ fn respond(response: async_graphql::BatchResponse, budget: &ResponseBudget, oper
         }
     }
     http
+}
+
+/// The longest `retryAfterSeconds` of the `THROTTLED` operations of a response, for its
+/// `Retry-After` header.
+fn retry_after(response: &async_graphql::BatchResponse) -> Option<u64> {
+    let responses = match response {
+        async_graphql::BatchResponse::Single(response) => std::slice::from_ref(response),
+        async_graphql::BatchResponse::Batch(responses) => responses.as_slice(),
+    };
+    responses
+        .iter()
+        .flat_map(|response| &response.errors)
+        .filter_map(|error| error.extensions.as_ref())
+        .filter(|extensions| matches!(extensions.get("code"), Some(async_graphql::Value::String(code)) if code == "THROTTLED"))
+        .filter_map(|extensions| match extensions.get("retryAfterSeconds") {
+            Some(async_graphql::Value::Number(n)) => n.as_u64(),
+            _ => None,
+        })
+        .max()
 }
 
 /// A byte buffer that refuses to grow past `limit`.
@@ -460,6 +514,10 @@ impl std::io::Write for LimitedWriter {
     }
 }
 
+/// What one OCDS export takes from the caller's throttle bucket: what the `ocds` field costs in
+/// GraphQL, so the export is no way around the throttle.
+const OCDS_EXPORT_COST: u64 = 100;
+
 /// A procurement as an OCDS 1.1 release package, by its global id. Anonymous callers get
 /// procurements with a published notice and no call-offs; signed-in callers any procurement,
 /// with the call-offs they may read (see `docs/authorization.md`).
@@ -468,6 +526,21 @@ async fn ocds_procurement(shared: web::Data<Shared>, req: HttpRequest, path: web
         Ok(actor) => actor,
         Err(response) => return response,
     };
+    let caller = caller_key(&shared, &req, &actor);
+    let throttle = &shared.state.throttle;
+    // A bucket set smaller than an export still lets one through when full.
+    let cost = OCDS_EXPORT_COST.min(u64::from(throttle.status(&caller).maximum_available));
+    if let Err(crate::throttle::Refused::Throttled { status, wait }) = throttle.charge(&caller, cost) {
+        shared.state.refusals.record(&caller, "THROTTLED");
+        let seconds = crate::throttle::retry_after_seconds(wait);
+        let message = format!(
+            "throttled: an export costs {cost} and {} of {} points are available, restoring {} a second; try again in {seconds} s",
+            status.currently_available, status.maximum_available, status.restore_rate
+        );
+        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "THROTTLED", &message);
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
+    }
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such procurement");
     let Some(id) = crate::graphql::relay::row_id_of(&path, crate::graphql::relay::NodeType::Procurement) else {
         return not_found();

@@ -6,8 +6,10 @@
 //!   POST body; past it the socket closes with 1009 before the rest is read;
 //! * the token that signed the socket in is checked on every operation, and the socket closes
 //!   when it expires (`exp` plus `VELFERD_JWT_LEEWAY_SECONDS`);
-//! * a socket runs at most `VELFERD_WS_MAX_SUBSCRIPTIONS` operations at once, and a subject has
-//!   at most `VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT` sockets open (on this instance);
+//! * a socket runs at most `VELFERD_WS_MAX_SUBSCRIPTIONS` operations at once, a subject has at
+//!   most `VELFERD_WS_MAX_CONNECTIONS_PER_SUBJECT` sockets open and an anonymous client address
+//!   at most `VELFERD_WS_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS` (on this instance);
+//! * its operations are charged to the caller's throttle bucket as over HTTP (`graphql::limits`);
 //! * a browser page may open one only from the server's own origin or `VELFERD_ALLOWED_ORIGINS`.
 //!
 //! Close codes are those of graphql-transport-ws and RFC 6455, chosen for what graphql-ws (the
@@ -15,9 +17,10 @@
 //! token — the protocol's code for a rejected `connection_init`, and the one code of its 44xx
 //! family that the client retries, calling `connectionParams` again, so a client that refreshes
 //! its token reconnects by itself (4401 is the protocol's "subscribe before acknowledgement" and
-//! is fatal to the client); 1013 Try Again Later for a subject over its socket cap (the cap frees
-//! when another socket closes); 1009 Message Too Big; 1008 Policy Violation for a client that
-//! floods messages faster than they are processed; 4500 when the server fails.
+//! is fatal to the client); 1013 Try Again Later for a subject or an anonymous address over its
+//! socket cap (the cap frees when another socket closes); 1009 Message Too Big; 1008 Policy
+//! Violation for a client that floods messages faster than they are processed; 4500 when the
+//! server fails.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -42,7 +45,9 @@ use super::{Shared, authenticate, error_response};
 use crate::auth::Principal;
 use crate::graphql::VelferdSchema;
 use crate::graphql::session::Session;
+use crate::refusals::{RefusalLog, log as refusal};
 use crate::telemetry;
+use crate::throttle::CallerKey;
 
 /// Close code for a refused or expired token (graphql-transport-ws `Forbidden`).
 const CLOSE_FORBIDDEN: u16 = 4403;
@@ -64,11 +69,12 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every socket of this server shares: its bounds and the open sockets per subject.
+/// What every socket of this server shares: its bounds and the open sockets per caller.
 pub(super) struct WsPolicy {
     max_subscriptions: usize,
     max_connections_per_subject: usize,
-    open: Mutex<HashMap<(crate::auth::OrgRef, String), usize>>,
+    max_anonymous_connections_per_address: usize,
+    open: Mutex<HashMap<CallerKey, usize>>,
 }
 
 impl WsPolicy {
@@ -76,28 +82,42 @@ impl WsPolicy {
         WsPolicy {
             max_subscriptions: limits.max_subscriptions,
             max_connections_per_subject: limits.max_connections_per_subject,
+            max_anonymous_connections_per_address: limits.max_anonymous_connections_per_address,
             open: Mutex::default(),
         }
     }
 
-    /// One of the subject's socket slots, or `None` when all are taken. Keyed by subject and
-    /// organisation, not by token: a refreshed token is the same caller.
-    fn acquire(self: &Arc<Self>, principal: &Principal) -> Option<SubjectSlot> {
-        let key = (principal.org, principal.subject.clone());
+    /// The most sockets `caller` may have open.
+    fn most(&self, caller: &CallerKey) -> usize {
+        if caller.is_anonymous() {
+            self.max_anonymous_connections_per_address
+        } else {
+            self.max_connections_per_subject
+        }
+    }
+
+    /// One of the caller's socket slots, or `None` when all are taken. Keyed as the throttle
+    /// is: a signed-in caller by subject and organisation, not by token (a refreshed token is
+    /// the same caller), an anonymous one by client address.
+    fn acquire(self: &Arc<Self>, caller: &CallerKey) -> Option<SubjectSlot> {
+        let most = self.most(caller);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(key.clone()).or_insert(0);
-        if *count >= self.max_connections_per_subject {
+        let count = open.entry(caller.clone()).or_insert(0);
+        if *count >= most {
+            if *count == 0 {
+                open.remove(caller);
+            }
             return None;
         }
         *count += 1;
-        Some(SubjectSlot { policy: self.clone(), key })
+        Some(SubjectSlot { policy: self.clone(), key: caller.clone() })
     }
 }
 
-/// A subject's open socket, counted while it exists.
+/// A caller's open socket, counted while it exists.
 struct SubjectSlot {
     policy: Arc<WsPolicy>,
-    key: (crate::auth::OrgRef, String),
+    key: CallerKey,
 }
 
 impl Drop for SubjectSlot {
@@ -129,9 +149,20 @@ struct Connection {
     revocations: Option<Arc<crate::organizations::revocations::Revocations>>,
     /// Set once `connection_init` has been accepted.
     initialised: std::sync::atomic::AtomicBool,
+    /// Who the socket is for the refusal log: its client address until `connection_init` signs
+    /// a subject in.
+    caller: Mutex<CallerKey>,
+    refusals: Option<Arc<RefusalLog>>,
 }
 
 impl Connection {
+    /// Counts a refusal of this socket's caller in the refusal log.
+    fn log_refusal(&self, code: &str) {
+        if let Some(refusals) = &self.refusals {
+            refusals.record(&self.caller.lock().unwrap_or_else(|e| e.into_inner()), code);
+        }
+    }
+
     /// Lets one more operation run, or says why not.
     fn admit(self: &Arc<Self>) -> Result<OperationSlot, ServerError> {
         if self.deadline.get().is_some_and(|deadline| SystemTime::now() >= *deadline) {
@@ -180,7 +211,10 @@ pub(super) async fn graphql_ws(
     req: HttpRequest,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
+    let client = super::client_address(&shared, &req);
+    let address = CallerKey::of_address(client);
     if let Err(response) = check_origin(&shared.allowed_origins, &req) {
+        shared.state.refusals.record(&address, "FORBIDDEN");
         return Ok(response);
     }
     let Some(protocol) = protocol_of(&req) else {
@@ -204,6 +238,8 @@ pub(super) async fn graphql_ws(
         signed_in_as: OnceLock::new(),
         revocations: Some(shared.state.revocations.clone()),
         initialised: std::sync::atomic::AtomicBool::new(false),
+        caller: Mutex::new(address.clone()),
+        refusals: Some(shared.state.refusals.clone()),
     });
     let (incoming_tx, mut incoming_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(INCOMING_QUEUE);
     let incoming = futures_util::stream::poll_fn(move |cx| incoming_rx.poll_recv(cx));
@@ -214,31 +250,44 @@ pub(super) async fn graphql_ws(
     let conn = connection.clone();
     let executor = TracedSchema { schema: shared.schema.clone(), connection: connection.clone() };
     let outgoing = WebSocket::new(executor, incoming, protocol).on_connection_init(move |init: Value| async move {
-        let refuse = |code: u16, message: String| {
+        // `logged`: the refusal log's code, if the refusal is one.
+        let refuse = |code: u16, message: String, logged: Option<&str>| {
             let _ = conn.refusal.set(code);
+            if let Some(logged) = logged {
+                conn.log_refusal(logged);
+            }
             async_graphql::Error::new(message)
         };
-        let actor = match token_in(&init).map_err(|m| refuse(CLOSE_FORBIDDEN, m.into()))? {
-            Some(value) => verifier.actor_from_header(Some(value)).map_err(|e| refuse(CLOSE_FORBIDDEN, e.0))?,
+        let unauthenticated = Some("UNAUTHENTICATED");
+        let actor = match token_in(&init).map_err(|m| refuse(CLOSE_FORBIDDEN, m.into(), unauthenticated))? {
+            Some(value) => {
+                verifier.actor_from_header(Some(value)).map_err(|e| refuse(CLOSE_FORBIDDEN, e.0, unauthenticated))?
+            }
             None => header_actor,
         };
+        let caller = CallerKey::of(&actor, client);
+        *conn.caller.lock().unwrap_or_else(|e| e.into_inner()) = caller.clone();
         let mut data = Data::default();
         if let Some(principal) = actor.principal() {
             let deadline = UNIX_EPOCH + Duration::from_secs(principal.expires_at) + verifier.leeway();
             if SystemTime::now() >= deadline {
-                return Err(refuse(CLOSE_FORBIDDEN, "token has expired".into()));
+                return Err(refuse(CLOSE_FORBIDDEN, "token has expired".into(), unauthenticated));
             }
-            let slot = policy.acquire(principal).ok_or_else(|| {
-                let most = policy.max_connections_per_subject;
-                refuse(CLOSE_TRY_AGAIN_LATER, format!("this subject has {most} WebSockets open, the most allowed"))
-            })?;
-            // Held in the connection's data, which lives as long as the socket.
-            data.insert(slot);
             let _ = conn.deadline.set(deadline);
             let _ = conn.signed_in_as.set(principal.clone());
         }
+        let slot = policy.acquire(&caller).ok_or_else(|| {
+            let most = policy.most(&caller);
+            let who = if caller.is_anonymous() { "this client address" } else { "this subject" };
+            let message = format!("{who} has {most} WebSockets open, the most allowed");
+            refuse(CLOSE_TRY_AGAIN_LATER, message, Some(refusal::WS_TOO_MANY_CONNECTIONS))
+        })?;
+        // Held in the connection's data, which lives as long as the socket.
+        data.insert(slot);
+        // Whom `graphql::limits` charges the socket's operations to.
+        data.insert(caller);
         let session =
-            Session::start(actor, db, batch_window).await.map_err(|e| refuse(CLOSE_INTERNAL, e.to_string()))?;
+            Session::start(actor, db, batch_window).await.map_err(|e| refuse(CLOSE_INTERNAL, e.to_string(), None))?;
         data.insert(Arc::new(session));
         conn.initialised.store(true, Ordering::SeqCst);
         Ok(data)
@@ -319,6 +368,7 @@ impl WsSession {
     }
 
     fn too_big(&mut self, ctx: &mut WebsocketContext<Self>) {
+        self.connection.log_refusal(refusal::WS_MESSAGE_TOO_BIG);
         let most = self.max_message;
         self.continuation = None;
         self.close(ctx, CloseCode::Size, format!("a WebSocket message may hold at most {most} bytes"));
@@ -345,6 +395,7 @@ impl WsSession {
         self.expiry_armed = true;
         let wait = deadline.duration_since(SystemTime::now()).unwrap_or_default();
         ctx.run_later(wait, |socket, ctx| {
+            socket.connection.log_refusal(refusal::WS_TOKEN_EXPIRED);
             socket.close(ctx, CloseCode::Other(CLOSE_FORBIDDEN), "token expired");
         });
     }
@@ -418,6 +469,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
         if let Some(message) = complete
             && self.incoming.try_send(message).is_err()
         {
+            self.connection.log_refusal(refusal::WS_FLOODED);
             self.close(ctx, CloseCode::Policy, "messages arrive faster than they are processed");
         }
     }
@@ -479,6 +531,10 @@ impl async_graphql::Executor for TracedSchema {
             Ok(slot) => slot,
             Err(error) => {
                 span.in_scope(|| tracing::info!(reason = %error.message, "operation refused"));
+                if let Some(async_graphql::Value::String(code)) = error.extensions.as_ref().and_then(|e| e.get("code"))
+                {
+                    self.connection.log_refusal(code);
+                }
                 return futures_util::stream::once(async move { async_graphql::Response::from_errors(vec![error]) })
                     .boxed();
             }
@@ -544,6 +600,8 @@ mod tests {
             signed_in_as: OnceLock::new(),
             revocations: None,
             initialised: std::sync::atomic::AtomicBool::new(false),
+            caller: Mutex::new(CallerKey::of_address(std::net::IpAddr::from([127, 0, 0, 1]))),
+            refusals: None,
         });
         if let Some(deadline) = deadline {
             connection.deadline.set(deadline).unwrap();

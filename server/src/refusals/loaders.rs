@@ -1,0 +1,1 @@
+//! The refusal log has no relations to batch: its rows are read as one list.
