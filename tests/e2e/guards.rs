@@ -409,3 +409,121 @@ on_both_backends! {
         assert!(changes[0].starts_with(&format!("seaql_migrations: {rows} rows -> {rows} rows, checksum ")), "{changes:?}");
     }
 }
+
+/// One fragment of a generated document: each item is `__typename`, a spread of a lower
+/// fragment, or an inline fragment of items, any of them with a directive that keeps it.
+#[derive(Debug, Clone)]
+enum Item {
+    Field(bool),
+    Spread(usize, bool),
+    Inline(bool, Vec<Item>),
+}
+
+fn item_text(item: &Item, out: &mut String) {
+    let directive = |on: bool| if on { " @include(if: true)" } else { "" };
+    match item {
+        Item::Field(d) => out.push_str(&format!("__typename{} ", directive(*d))),
+        Item::Spread(target, d) => out.push_str(&format!("...F{target}{} ", directive(*d))),
+        Item::Inline(d, children) => {
+            out.push_str(&format!("... on Query{} {{ ", directive(*d)));
+            children.iter().for_each(|c| item_text(c, out));
+            out.push_str("} ");
+        }
+    }
+}
+
+/// Selections the document asks for once every spread is expanded (an inline fragment counts
+/// only its fields): a lower bound of what the guard counts.
+fn expanded(items: &[Item], fragments: &[Vec<Item>]) -> u128 {
+    items
+        .iter()
+        .map(|item| match item {
+            Item::Field(_) => 1,
+            Item::Spread(target, _) => expanded(&fragments[*target], fragments),
+            Item::Inline(_, children) => expanded(children, fragments),
+        })
+        .fold(0u128, |sum, n| sum.saturating_add(n))
+}
+
+/// A random fragment graph: fragment `k` spreads only fragments below it (no cycles), so a few
+/// levels of two or three spreads each reach millions of selections.
+fn fragment_graph() -> impl proptest::strategy::Strategy<Value = Vec<Vec<Item>>> {
+    use proptest::prelude::*;
+    // A directive on one item in ten keeps most documents under the directive cap.
+    fn directive() -> proptest::bool::Weighted {
+        proptest::bool::weighted(0.1)
+    }
+    (4usize..30).prop_flat_map(|levels| {
+        let fragment = |k: usize| {
+            let leaf = prop_oneof![
+                1 => directive().prop_map(Item::Field),
+                3 => (0..k.max(1), directive()).prop_map(move |(t, d)| if k == 0 { Item::Field(d) } else { Item::Spread(t, d) }),
+            ];
+            let item = leaf.prop_recursive(2, 6, 3, |inner| {
+                (directive(), prop::collection::vec(inner, 1..3)).prop_map(|(d, children)| Item::Inline(d, children))
+            });
+            prop::collection::vec(item, 2..4)
+        };
+        (0..levels).map(fragment).collect::<Vec<_>>()
+    })
+}
+
+/// The code of the first error of an answer over HTTP or over graphql-transport-ws (`next` or
+/// `error`), or `None` for an answer with data.
+fn answer_code(message: &Value) -> Option<String> {
+    let errors = match message["type"].as_str() {
+        Some("error") => &message["payload"],
+        Some(_) => &message["payload"]["errors"],
+        None => &message["errors"],
+    };
+    errors[0]["extensions"]["code"].as_str().map(str::to_string)
+}
+
+/// Finding 1's guard over random fragment graphs (spreads, inline fragments, directives), sent
+/// over POST and over WebSocket: both transports give the same answer, a graph whose expansion
+/// passes the selection limit is refused with `MAX_SELECTIONS_EXCEEDED`, and a small one is
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_fragment_graphs_are_weighed_alike_over_post_and_websocket() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let raised = [("VELFERD_ANONYMOUS_THROTTLE_CAPACITY", "10000000".to_string())];
+    let options = crate::support::Options { pairs: raised.to_vec(), demo: false };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let max_selections = app.settings.graphql.document.max_selections as u128;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut socket = crate::support::graphql_socket(&app, None).await;
+    let (mut refused, mut served) = (0, 0);
+    for case in 0..32 {
+        let fragments = fragment_graph().new_tree(&mut runner).unwrap().current();
+        // Every fragment is spread once at the top, as GraphQL refuses unused fragments.
+        let mut query =
+            format!("{{ {} }}\n", (0..fragments.len()).map(|k| format!("...F{k}")).collect::<Vec<_>>().join(" "));
+        for (k, items) in fragments.iter().enumerate() {
+            query.push_str(&format!("fragment F{k} on Query {{ "));
+            items.iter().for_each(|item| item_text(item, &mut query));
+            query.push_str("}\n");
+        }
+        let (_, over_post) = app.graphql_raw(None, &query, json!({})).await;
+        crate::support::subscribe(&mut socket, &case.to_string(), &query, json!({})).await;
+        let over_socket = crate::support::next_text(&mut socket).await;
+        if over_socket["type"] == "next" {
+            assert_eq!(crate::support::next_text(&mut socket).await["type"], "complete");
+        }
+        let (post_code, socket_code) = (answer_code(&over_post), answer_code(&over_socket));
+        assert_eq!(post_code, socket_code, "{query}\nPOST: {over_post}\nWebSocket: {over_socket}");
+        let spreads: Vec<Item> = (0..fragments.len()).map(|k| Item::Spread(k, false)).collect();
+        let selections = expanded(&spreads, &fragments);
+        if query.matches('@').count() > app.settings.graphql.document.max_directives {
+            // Refused by the directive cap first; the transports still agree (above).
+        } else if selections > max_selections {
+            assert_eq!(post_code.as_deref(), Some("MAX_SELECTIONS_EXCEEDED"), "{selections}: {over_post}");
+            refused += 1;
+        } else if selections <= max_selections / 10 {
+            assert_eq!(post_code, None, "{selections} selections: {query}\n{over_post}");
+            served += 1;
+        }
+    }
+    eprintln!("fragment graphs: {refused} refused by their expansion, {served} served, alike over both transports");
+    // The generator must reach both sides of the limit, or the property says nothing.
+    assert!(refused >= 3 && served >= 3, "refused {refused}, served {served}");
+}
