@@ -217,6 +217,23 @@ pub async fn active_dispenser(app: &TestApp, fleet: &Fleet) -> String {
     adapter
 }
 
+/// A fleet with live reference adapters that has ingested one decodable message and one from a
+/// serial nobody registered; returns the fleet and the id of that message's dead letter.
+pub async fn fleet_with_an_event_and_a_dead_letter(app: &TestApp) -> (Fleet, String) {
+    let fleet = Fleet::new(app).await;
+    live_reference_adapters(app, &fleet).await;
+    let integration = fleet.integration_token(app);
+    let (status, _) =
+        ingest(app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+    assert_eq!(status, 200);
+    let stranger =
+        json!({ "serial": "RD-999999", "events": [{ "id": "e-1", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
+    let (status, reply) =
+        ingest(app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
+    assert_eq!(status, 202, "a dead letter: {reply}");
+    (fleet, reply["results"][0]["deadLetterId"].as_str().expect("a dead letter id").to_string())
+}
+
 /// Both reference adapters uploaded, activated, with the samples' devices registered to the
 /// fleet's municipality.
 pub async fn live_reference_adapters(app: &TestApp, fleet: &Fleet) {

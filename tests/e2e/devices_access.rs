@@ -127,15 +127,7 @@ on_both_backends! {
     /// supplier gets nulls and empty lists for the first one's adapters, keys, devices, events
     /// and dead letters, and every change it tries is refused and writes nothing.
     async fn a_supplier_cannot_see_upload_for_activate_or_ingest_as_another_supplier(app) {
-        let fleet = Fleet::new(&app).await;
-        live_reference_adapters(&app, &fleet).await;
-        let integration = fleet.integration_token(&app);
-        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
-        assert_eq!(status, 200);
-        let stranger = json!({ "serial": "RD-999999", "events": [{ "id": "e-1", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
-        let (status, reply) = ingest(&app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
-        assert_eq!(status, 202);
-        let dead_letter = reply["results"][0]["deadLetterId"].as_str().unwrap().to_string();
+        let (fleet, dead_letter) = fleet_with_an_event_and_a_dead_letter(&app).await;
         let (adapters, key_id) = dispenser_ids(&app, &fleet).await;
         let other = OtherSupplier::register(&app, &fleet).await;
         let b = Some(other.token.as_str());

@@ -277,15 +277,7 @@ on_both_backends! {
     /// created an organisation and read every device, event and dead letter. Now it holds no
     /// role: it creates nothing and reads none of them, while the operator's admin does.
     async fn an_admin_token_of_an_unregistered_organisation_creates_and_reads_nothing(app) {
-        use crate::devices::{DISPENSER, Fleet, ingest, live_reference_adapters, sample};
-        let fleet = Fleet::new(&app).await;
-        live_reference_adapters(&app, &fleet).await;
-        let integration = fleet.integration_token(&app);
-        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
-        assert_eq!(status, 200);
-        let stranger = json!({ "serial": "RD-999999", "events": [{ "id": "e-1", "type": "lid_open", "at": "2026-11-22T08:05:00Z" }] });
-        let (status, _) = ingest(&app, &integration, DISPENSER, "application/json", stranger.to_string().into_bytes()).await;
-        assert_eq!(status, 202, "a dead letter");
+        let (fleet, _) = crate::devices::fleet_with_an_event_and_a_dead_letter(&app).await;
 
         let reads = "{ devices { totalCount } deviceEvents { totalCount } deadLetters { totalCount nodes { bodyText } } }";
         let operator = app.graphql(Some(&app.admin_token()), reads, json!({})).await;

@@ -178,15 +178,20 @@ impl TestApp {
 
     /// POSTs a GraphQL operation and returns the HTTP status and the JSON body.
     pub async fn graphql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let response = self.post_graphql(token, query, variables).await;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// POSTs a GraphQL operation, with `token` as bearer when given.
+    async fn post_graphql(&self, token: Option<&str>, query: &str, variables: Value) -> reqwest::Response {
         let mut request =
             self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.expect("JSON body");
-        (status, body)
+        request.send().await.expect("request sent")
     }
 
     /// POSTs a GraphQL operation that must succeed without errors; returns `data`.
@@ -468,12 +473,7 @@ impl TestApp {
     /// POSTs a GraphQL operation and returns the HTTP status and the body exactly as sent, for
     /// tests that two answers are byte-identical (a hidden row answers like a missing one).
     pub async fn graphql_bytes(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, String) {
-        let mut request =
-            self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request sent");
+        let response = self.post_graphql(token, query, variables).await;
         let status = response.status().as_u16();
         (status, response.text().await.expect("a UTF-8 body"))
     }
