@@ -310,7 +310,7 @@ impl Grant {
         let principal = self.require(role, what)?;
         let org = self.organization.clone().ok_or_else(|| ApiError::internal("a role without an organisation"))?;
         let org_number = org.org_number.clone().unwrap_or_else(|| principal.org.to_string());
-        Ok(Caller { subject: principal.subject.clone(), org_number, org })
+        Ok(Caller { subject: principal.subject.clone(), org_number, org, role })
     }
 }
 
@@ -322,6 +322,8 @@ pub struct Caller {
     /// The organisation's number, or its global id when it has none.
     pub org_number: String,
     pub org: crate::organizations::model::Model,
+    /// The role the caller acts under here: what the audit log records.
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Deserialize;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::db::Database;
 use crate::errors::{ApiError, Refusal, RuleResult};
 use crate::organizations::{
@@ -92,7 +92,15 @@ pub(crate) async fn by_name(txn: &DatabaseTransaction, name: &str) -> Result<org
 
 /// The demo loader acting for `org`.
 pub(crate) fn caller(org: &organizations::model::Model) -> Caller {
-    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone() }
+    use crate::organizations::model::OrganizationKind as K;
+    let role = match org.kind {
+        K::Municipality => Role::ProcurementOfficer,
+        K::Supplier => Role::Supplier,
+        K::Programme => Role::Advisor,
+        K::ResponseCentre => Role::Operator,
+        K::Operator => Role::Admin,
+    };
+    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone(), role }
 }
 
 fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {

@@ -36,6 +36,7 @@ macro_rules! area_modules {
 areas!(area_modules);
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

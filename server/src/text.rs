@@ -41,6 +41,109 @@ impl<const MAX: usize> Text<MAX> {
     }
 }
 
+/// Free text about care (a recipient's reference, a note, a reason, an outcome): bounded like
+/// [`Text`], and never holding anything shaped like a national identity number.
+///
+/// Velferd never stores a fødselsnummer, D-number or H-number, so any run that could be one is
+/// refused whatever its checksum: a checksum test would let through the typo'd numbers that are
+/// still personal data, and would tell a prober which digits are valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CareText<const MAX: usize>(Text<MAX>);
+
+/// A reference or a short reason: one line.
+pub type CareLine = CareText<300>;
+/// A note or an outcome: a paragraph or a few.
+pub type CareNote = CareText<4000>;
+
+impl<const MAX: usize> CareText<MAX> {
+    /// `value` as [`Text::parse`] takes it, or `NATIONAL_ID_REFUSED` on `field` when it holds a
+    /// run shaped like a national identity number ([`holds_national_id`]).
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, Invalid> {
+        refuse_national_id(field, value)?;
+        Text::parse(field, value).map(CareText)
+    }
+
+    /// An optional care text where blank means absent.
+    pub fn parse_optional(field: &'static str, value: Option<&str>) -> Result<Option<Self>, Invalid> {
+        if let Some(value) = value {
+            refuse_national_id(field, value)?;
+        }
+        Ok(Text::parse_optional(field, value)?.map(CareText))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn into_string(self) -> String {
+        self.0.into_string()
+    }
+}
+
+impl<const MAX: usize> std::fmt::Display for CareText<MAX> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `NATIONAL_ID_REFUSED` on `field` when `value` holds a run shaped like a national identity
+/// number; the message never repeats the digits.
+pub fn refuse_national_id(field: &'static str, value: &str) -> Result<(), Invalid> {
+    if holds_national_id(value) {
+        Err(Invalid::new(
+            field,
+            "NATIONAL_ID_REFUSED",
+            format!(
+                "{field} holds a run of 11 digits, the shape of a national identity number (fødselsnummer, \
+                 D- or H-number); Velferd never stores one: use the municipality's pseudonymous reference"
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `value` holds 11 digits in a row, or 6 digits, a separator (one to three spaces or
+/// punctuation marks such as `-`, `.`, `/`, ` - `, or a no-break space) and 5 digits — the shapes a
+/// fødselsnummer, D-number or H-number is written in. ASCII and full-width digits both count;
+/// digits inside longer runs or glued to letters count too.
+pub fn holds_national_id(value: &str) -> bool {
+    fn digit(c: char) -> bool {
+        c.is_ascii_digit() || ('\u{ff10}'..='\u{ff19}').contains(&c)
+    }
+    fn separator(c: char) -> bool {
+        c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{00b7}')
+    }
+    // Runs of digits, each with whether one separator alone joins it to the run before.
+    let chars: Vec<char> = value.chars().collect();
+    let mut previous_run: Option<(usize, usize)> = None; // (length, end index)
+    let mut i = 0;
+    while i < chars.len() {
+        if !digit(chars[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && digit(chars[i]) {
+            i += 1;
+        }
+        let len = i - start;
+        if len >= 11 {
+            return true;
+        }
+        if let Some((before, end)) = previous_run
+            && (1..=3).contains(&(start - end))
+            && chars[end..start].iter().all(|c| separator(*c))
+            && before >= 6
+            && len >= 5
+        {
+            return true;
+        }
+        previous_run = Some((len, i));
+    }
+    false
+}
+
 impl<const MAX: usize> std::fmt::Display for Text<MAX> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -77,6 +180,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A checksum-valid fødselsnummer for the birth date `dd mm yy` and individual number `iii`
+    /// (None when no control digits fit); `dd + 40` makes a D-number, `mm + 40` an H-number.
+    fn national_id(dd: u32, mm: u32, yy: u32, iii: u32) -> Option<String> {
+        let digits: Vec<u32> =
+            format!("{dd:02}{mm:02}{yy:02}{iii:03}").chars().map(|c| c.to_digit(10).unwrap()).collect();
+        let control = |weights: &[u32], digits: &[u32]| {
+            let sum: u32 = weights.iter().zip(digits).map(|(w, d)| w * d).sum();
+            match 11 - sum % 11 {
+                11 => Some(0),
+                10 => None,
+                k => Some(k),
+            }
+        };
+        let k1 = control(&[3, 7, 6, 1, 8, 9, 4, 5, 2], &digits)?;
+        let mut with_k1 = digits.clone();
+        with_k1.push(k1);
+        let k2 = control(&[5, 4, 3, 2, 7, 6, 5, 4, 3, 2], &with_k1)?;
+        with_k1.push(k2);
+        Some(with_k1.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect())
+    }
+
+    fn written(id: &str, separator: &str) -> String {
+        format!("{}{separator}{}", &id[..6], &id[6..])
+    }
+
+    proptest! {
+        #[test]
+        fn every_national_id_shape_is_refused_alone_and_inside_text(
+            day in 1u32..=28, month in 1u32..=12, year in 0u32..=99, individual in 0u32..=999,
+            kind in 0usize..3,
+            separator in prop::sample::select(vec!["", " ", "-", ".", "/", "\u{a0}", "\u{2013}", "_"]),
+            before in "[a-zA-Z .,:]{0,20}", after in "[a-zA-Z .,:]{0,20}",
+        ) {
+            let (dd, mm) = match kind { 0 => (day, month), 1 => (day + 40, month), _ => (day, month + 40) };
+            prop_assume!(national_id(dd, mm, year, individual).is_some());
+            let id = national_id(dd, mm, year, individual).unwrap();
+            let text = format!("{before}{}{after}", written(&id, separator));
+            prop_assert!(holds_national_id(&text), "{text:?} got through");
+            let refused = CareNote::parse("note", &text).unwrap_err();
+            prop_assert_eq!(refused.code, "NATIONAL_ID_REFUSED");
+            prop_assert!(!refused.message.contains(&id[6..]), "the message repeats the number");
+        }
+
+        #[test]
+        fn text_without_a_long_digit_run_passes(value in "[a-zA-Z ]{0,10}[0-9]{0,10}[a-zA-Z ]{1,10}[0-9]{0,4}") {
+            prop_assert!(!holds_national_id(&value));
+        }
+    }
+
+    #[test]
+    fn shapes_near_a_national_id_are_told_apart() {
+        assert!(holds_national_id("12345678901"));
+        assert!(holds_national_id("ref 010203 12345 x"));
+        assert!(holds_national_id("ab１２３４５６７８９０１"));
+        assert!(holds_national_id("010203-12345"));
+        assert!(!holds_national_id("0102031234"), "ten digits are not a national id");
+        assert!(!holds_national_id("01020 312345"), "five then six is not the written shape");
+        assert!(holds_national_id("010203 - 12345"));
+        assert!(!holds_national_id("010203 x 12345"), "a letter parts them");
+        assert!(!holds_national_id("case 2024-1234, room 12"));
     }
 
     #[test]
