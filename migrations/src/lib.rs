@@ -35,6 +35,7 @@ migrations! {
     m20261206_000009_token_revocation_by_id,
     m20261206_000010_refused_attempts,
     m20261207_000011_audit_log,
+    m20261207_000012_care,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

@@ -38,6 +38,7 @@ areas!(area_modules);
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod care;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -36,6 +36,31 @@ pub enum IngestOutcome {
     Rejected,
 }
 
+/// Where a device stands in service: in stock → assigned (to a recipient, after a granted
+/// assessment) → active → faulty / returned / retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+pub enum DeviceStatus {
+    /// Received by the municipality, not assigned to anyone.
+    #[sea_orm(string_value = "in_stock")]
+    InStock,
+    /// Assigned to a recipient, not yet installed.
+    #[sea_orm(string_value = "assigned")]
+    Assigned,
+    /// Installed and in use by its recipient.
+    #[sea_orm(string_value = "active")]
+    Active,
+    /// Reported faulty.
+    #[sea_orm(string_value = "faulty")]
+    Faulty,
+    /// Returned to the supplier.
+    #[sea_orm(string_value = "returned")]
+    Returned,
+    /// Taken out of service for good.
+    #[sea_orm(string_value = "retired")]
+    Retired,
+}
+
 pub mod signing_key {
     use super::*;
 
@@ -198,6 +223,12 @@ pub mod device {
         /// care record system). Recipient data: only the municipality sees it.
         pub recipient_ref: Option<String>,
         pub registered_at: DateTimeWithTimeZone,
+        /// Where the device stands in service.
+        pub status: DeviceStatus,
+        /// The service recipient it is assigned to (`care::model::service_recipient`).
+        pub recipient_id: Option<i64>,
+        /// When its newest event occurred.
+        pub last_seen_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
