@@ -61,6 +61,21 @@ enum Command {
         #[command(subcommand)]
         command: AdapterCommand,
     },
+    /// The audit log of health data (docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every municipality's hash chain: each entry's hash, its link to the one before,
+    /// that no sequence number is missing, and the anchor's HMAC under the audit key
+    /// (`VELFERD_AUDIT_KEY` / `VELFERD_AUDIT_KEY_FILE`, and `VELFERD_AUDIT_RETIRED_KEY_FILES`).
+    /// Reads only. Exits 0 when every chain is intact, 1 naming each broken entry
+    /// (municipality, seq, id), 2 when the settings or the database are wrong.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -117,10 +132,26 @@ fn run(cli: Cli) -> Result<(), String> {
         // The report above says why; the exit code tells scripts.
         std::process::exit(1);
     }
+    if let Command::Audit { command: AuditCommand::Verify } = &cli.command {
+        // Needs the database and the audit keys only, not the token secrets.
+        let (_, url, keys) = crate::config::load_audit_settings(cli.config.as_deref()).map_err(|e| e.to_string())?;
+        let report = runtime()?.block_on(async {
+            let timeout = Duration::from_secs(5);
+            let db = Database::connect(&url, 1, timeout).await.map_err(|e| e.to_string())?;
+            db.readiness().await.map_err(|e| format!("{}: {e}", crate::db::redact(&url)))?;
+            crate::audit::verify::verify(db.read(), &keys).await.map_err(|e| format!("reading the audit log: {e}"))
+        })?;
+        print!("{}", verify_summary(&report, &keys));
+        if report.intact() {
+            return Ok(());
+        }
+        // The lines above name each broken entry; the exit code tells scripts.
+        std::process::exit(1);
+    }
     let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     init_logging(&settings);
     match cli.command {
-        Command::Schema | Command::Adapter { .. } => unreachable!("handled above"),
+        Command::Schema | Command::Adapter { .. } | Command::Audit { .. } => unreachable!("handled above"),
         Command::Token { org, oid, roles, ttl, subject } => {
             let org: OrgRef = match (org, oid) {
                 (Some(number), None) => OrgRef::Number(number.parse().map_err(|e| format!("--org: {e}"))?),
@@ -162,6 +193,38 @@ fn run(cli: Cli) -> Result<(), String> {
             stop_on_signal(server).await
         }),
     }
+}
+
+/// What `audit verify` prints: one line per chain, then each finding, then the verdict.
+fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::key::AuditKeys) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for chain in &report.chains {
+        let _ = writeln!(
+            out,
+            "chain     municipality {}: {} entries, head {}",
+            chain.municipality_id, chain.entries, chain.head_hash
+        );
+    }
+    for finding in &report.findings {
+        let _ = writeln!(out, "BROKEN    {finding}");
+    }
+    let key = if keys.current.is_development() {
+        "the published development key (VELFERD_AUDIT_KEY_FILE unset): anchors prove nothing".to_string()
+    } else {
+        format!("key {}", keys.current.id())
+    };
+    if report.intact() {
+        let _ = writeln!(
+            out,
+            "audit log intact: {} chains, {} entries, anchors verified with {key}",
+            report.chains.len(),
+            report.entries()
+        );
+    } else {
+        let _ = writeln!(out, "audit log BROKEN: {} finding(s) in {} chains", report.findings.len(), report.chains.len());
+    }
+    out
 }
 
 /// The limits `adapter check` judges with, as one line.

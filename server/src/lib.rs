@@ -23,6 +23,7 @@ macro_rules! areas {
             learning: nodes [LearningNetwork, Gathering, ExperienceReport, ProcurementReuse], roots [Query, Mutation];
             devices: nodes [DeviceProduct, Adapter, SigningKey, Device, DeviceEvent, DeadLetter], roots [Query, Mutation, Subscription];
             refusals: nodes [], roots [Query];
+            audit: nodes [], roots [Query];
         }
     };
 }
@@ -36,7 +37,6 @@ macro_rules! area_modules {
 areas!(area_modules);
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod care;
 pub mod cli;
@@ -79,6 +79,13 @@ pub enum StartError {
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
 pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<http::RunningServer, StartError> {
+    if settings.audit_keys.current.is_development() {
+        tracing::warn!(
+            "the audit log is anchored with the published development key: anyone can forge its anchors; set \
+             VELFERD_AUDIT_KEY_FILE (production refuses to start without it)"
+        );
+    }
+    audit::key::install(settings.audit_keys.clone());
     let db = Database::connect(&settings.database_url, settings.db_max_connections, settings.connect_timeout()).await?;
     db.migrate().await?;
     if demo {

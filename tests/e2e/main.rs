@@ -10,6 +10,7 @@ mod guests;
 mod adapter_cli;
 mod agreements;
 mod attack;
+mod audit;
 mod auth;
 mod authz_matrix;
 mod binary;
