@@ -222,7 +222,8 @@ fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::ke
             report.entries()
         );
     } else {
-        let _ = writeln!(out, "audit log BROKEN: {} finding(s) in {} chains", report.findings.len(), report.chains.len());
+        let _ =
+            writeln!(out, "audit log BROKEN: {} finding(s) in {} chains", report.findings.len(), report.chains.len());
     }
     out
 }

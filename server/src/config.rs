@@ -466,7 +466,10 @@ fn audit_keys<'a>(
     };
     let current = match (get("VELFERD_AUDIT_KEY"), get("VELFERD_AUDIT_KEY_FILE")) {
         (Some(_), Some(_)) => {
-            return Err(invalid("VELFERD_AUDIT_KEY", "set VELFERD_AUDIT_KEY or VELFERD_AUDIT_KEY_FILE, not both".into()));
+            return Err(invalid(
+                "VELFERD_AUDIT_KEY",
+                "set VELFERD_AUDIT_KEY or VELFERD_AUDIT_KEY_FILE, not both".into(),
+            ));
         }
         (Some(value), None) => key_of("VELFERD_AUDIT_KEY", value.as_bytes(), "the key")?,
         (None, Some(path)) => key_of("VELFERD_AUDIT_KEY_FILE", &read("VELFERD_AUDIT_KEY_FILE", path)?, path)?,
@@ -485,11 +488,7 @@ fn audit_keys<'a>(
     let mut retired = Vec::new();
     for path in get("VELFERD_AUDIT_RETIRED_KEY_FILES").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty())
     {
-        retired.push(key_of(
-            "VELFERD_AUDIT_RETIRED_KEY_FILES",
-            &read("VELFERD_AUDIT_RETIRED_KEY_FILES", path)?,
-            path,
-        )?);
+        retired.push(key_of("VELFERD_AUDIT_RETIRED_KEY_FILES", &read("VELFERD_AUDIT_RETIRED_KEY_FILES", path)?, path)?);
     }
     Ok(AuditKeys { current, retired })
 }

@@ -396,8 +396,11 @@ async fn world(app: &TestApp) -> World {
         .create_organization(json!({ "kind": "MUNICIPALITY", "name": "Bergen kommune", "orgNumber": bergen_number,
             "municipalityNumber": "4601", "county": "Vestland" }))
         .await;
-    let centre =
-        app.create_organization(json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenteret", "orgNumber": org_number(1303) })).await;
+    let centre = app
+        .create_organization(
+            json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenteret", "orgNumber": org_number(1303) }),
+        )
+        .await;
     let (l, b, c) = (row(&larvik), row(&bergen), row(&centre));
     let db = app.db();
     let write = async |a: Access<'_>| {
@@ -407,8 +410,16 @@ async fn world(app: &TestApp) -> World {
     };
     // Larvik's recipient 7: casework, an operator handling alert 12, and a flagged read.
     write(access(l, 7, Decision::Granted, Purpose::Casework)).await;
-    write(Access { subject: "ola.operator", organization_id: c, role: Role::Operator, operation: "alert.read",
-        object_type: "Alert", object_id: 12, ..access(l, 7, Decision::Granted, Purpose::Alert(12)) }).await;
+    write(Access {
+        subject: "ola.operator",
+        organization_id: c,
+        role: Role::Operator,
+        operation: "alert.read",
+        object_type: "Alert",
+        object_id: 12,
+        ..access(l, 7, Decision::Granted, Purpose::Alert(12))
+    })
+    .await;
     write(access(l, 7, Decision::GrantedFlagged, Purpose::Stated("curious".into()))).await;
     // Larvik's recipient 8: one flagged read. Bergen's recipient 9: one flagged read.
     write(access(l, 8, Decision::GrantedFlagged, Purpose::Casework)).await;

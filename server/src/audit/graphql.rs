@@ -266,11 +266,7 @@ impl AuditQuery {
             .filter(audit_entry::Column::MunicipalityId.eq(caller.org.id))
             .filter(audit_entry::Column::RecipientId.eq(recipient));
         let total = of_recipient.clone().count(db).await?;
-        let mut rows = of_recipient
-            .order_by_desc(audit_entry::Column::Seq)
-            .limit(MAX_EXPORT_ENTRIES)
-            .all(db)
-            .await?;
+        let mut rows = of_recipient.order_by_desc(audit_entry::Column::Seq).limit(MAX_EXPORT_ENTRIES).all(db).await?;
         rows.reverse();
         let org_ids: Vec<i64> = rows.iter().map(|r| r.organization_id).collect::<BTreeSet<_>>().into_iter().collect();
         let names: HashMap<i64, String> = crate::organizations::model::Entity::find()
@@ -285,7 +281,10 @@ impl AuditQuery {
             .map(|row| AuditExportLine {
                 at: row.at.with_timezone(&Utc),
                 who: row.subject.clone(),
-                organization: names.get(&row.organization_id).cloned().unwrap_or_else(|| "(organisation removed)".into()),
+                organization: names
+                    .get(&row.organization_id)
+                    .cloned()
+                    .unwrap_or_else(|| "(organisation removed)".into()),
                 role: role_phrase(&row.role).to_string(),
                 what: what(row),
                 why: why(row),
