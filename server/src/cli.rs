@@ -75,7 +75,13 @@ enum AuditCommand {
     /// (`VELFERD_AUDIT_KEY` / `VELFERD_AUDIT_KEY_FILE`, and `VELFERD_AUDIT_RETIRED_KEY_FILES`).
     /// Reads only. Exits 0 when every chain is intact, 1 naming each broken entry
     /// (municipality, seq, id), 2 when the settings or the database are wrong.
-    Verify,
+    Verify {
+        /// An earlier run's output, kept outside the database: every chain must still be at
+        /// least as long and hold the head it had then (finds a chain removed together with
+        /// its anchor, or rolled back).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,14 +138,25 @@ fn run(cli: Cli) -> Result<(), String> {
         // The report above says why; the exit code tells scripts.
         std::process::exit(1);
     }
-    if let Command::Audit { command: AuditCommand::Verify } = &cli.command {
+    if let Command::Audit { command: AuditCommand::Verify { expect } } = &cli.command {
         // Needs the database and the audit keys only, not the token secrets.
         let (_, url, keys) = crate::config::load_audit_settings(cli.config.as_deref()).map_err(|e| e.to_string())?;
+        let earlier = match expect {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("--expect {}: {e}", path.display()))?;
+                crate::audit::verify::parse_checkpoints(&text)
+                    .map_err(|e| format!("--expect {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
         let report = runtime()?.block_on(async {
             let timeout = Duration::from_secs(5);
             let db = Database::connect(&url, 1, timeout).await.map_err(|e| e.to_string())?;
             db.readiness().await.map_err(|e| format!("{}: {e}", crate::db::redact(&url)))?;
-            crate::audit::verify::verify(db.read(), &keys).await.map_err(|e| format!("reading the audit log: {e}"))
+            let read = |e: sea_orm::DbErr| format!("reading the audit log: {e}");
+            let mut report = crate::audit::verify::verify(db.read(), &keys).await.map_err(read)?;
+            crate::audit::verify::check_checkpoints(db.read(), &mut report, &earlier).await.map_err(read)?;
+            Ok::<_, String>(report)
         })?;
         print!("{}", verify_summary(&report, &keys));
         if report.intact() {
@@ -200,11 +217,7 @@ fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::ke
     use std::fmt::Write;
     let mut out = String::new();
     for chain in &report.chains {
-        let _ = writeln!(
-            out,
-            "chain     municipality {}: {} entries, head {}",
-            chain.municipality_id, chain.entries, chain.head_hash
-        );
+        let _ = writeln!(out, "{}", crate::audit::verify::chain_line(chain));
     }
     for finding in &report.findings {
         let _ = writeln!(out, "BROKEN    {finding}");

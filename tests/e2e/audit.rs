@@ -71,11 +71,20 @@ async fn sql(db: &Database, statement: &str) {
 /// `velferd audit verify` run as an operator runs it, on the test server's database, with the
 /// development key the test server signs with (no key configured).
 async fn verify_cli(app: &TestApp, extra: &[(&str, &str)]) -> (i32, String) {
+    run_verify(app, &[], extra).await
+}
+
+async fn verify_cli_args(app: &TestApp, args: &[&str]) -> (i32, String) {
+    run_verify(app, args, &[]).await
+}
+
+async fn run_verify(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> (i32, String) {
     let url = app.settings.database_url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     tokio::task::spawn_blocking(move || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
-        command.args(["audit", "verify"]).env("VELFERD_DATABASE_URL", url);
+        command.args(["audit", "verify"]).args(args).env("VELFERD_DATABASE_URL", url);
         for name in ["VELFERD_AUDIT_KEY", "VELFERD_AUDIT_KEY_FILE", "VELFERD_AUDIT_RETIRED_KEY_FILES", "VELFERD_CONFIG"]
         {
             command.env_remove(name);
@@ -539,5 +548,50 @@ on_both_backends! {
             }
         }
         before.assert_unchanged(&app.fingerprint().await);
+    }
+}
+
+on_both_backends! {
+    /// What the database alone cannot show — a chain deleted together with its anchor, or
+    /// rolled back to an earlier signed state — `verify --expect` finds against an earlier
+    /// run's output kept elsewhere.
+    async fn verify_against_an_earlier_run_finds_a_chain_removed_with_its_anchor(app) {
+        let db = app.db().clone();
+        append(&db, 1501, 7, 3).await;
+        append(&db, 1502, 7, 3).await;
+        append(&db, 1503, 7, 3).await;
+        let (code, earlier) = verify_cli(&app, &[]).await;
+        assert_eq!(code, 0, "{earlier}");
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("verify-yesterday.txt");
+        std::fs::write(&kept, &earlier).unwrap();
+        let kept = kept.display().to_string();
+
+        // 1501 grows (fine); 1502 is removed whole, anchor and all; 1503 is rolled back to its
+        // first entry with a genuinely signed anchor (as a restored backup would be).
+        append(&db, 1501, 7, 1).await;
+        sql(&db, "DELETE FROM audit_entry WHERE municipality_id = 1502").await;
+        sql(&db, "DELETE FROM audit_anchor WHERE municipality_id = 1503").await;
+        sql(&db, "DELETE FROM audit_entry WHERE municipality_id = 1503").await;
+        append(&db, 1503, 8, 3).await;
+        sql(&db, "DELETE FROM audit_anchor WHERE municipality_id = 1502").await;
+        let rewritten = entry(&db, 1503, 3).await;
+
+        let (code, out) = verify_cli(&app, &[]).await;
+        assert_eq!(code, 0, "the database alone cannot tell:\n{out}");
+        let (code, out) = verify_cli_args(&app, &["--expect", &kept]).await;
+        assert_eq!(code, 1, "{out}");
+        for line in [
+            "municipality 1502, seq 1: removed (the chain had 3 entries at the checkpoint, now 0".to_string(),
+            format!("municipality 1503, seq 3 (seq 3, id {}): rewritten", rewritten.id),
+        ] {
+            assert!(out.contains(&line), "missing {line:?} in:\n{out}");
+        }
+        assert!(!out.contains("municipality 1501, seq"), "a chain that grew is fine:\n{out}");
+        let garbage = dir.path().join("garbage.txt");
+        std::fs::write(&garbage, "chain     municipality x: 3 entries, head 00\n").unwrap();
+        let (code, out) = verify_cli_args(&app, &["--expect", &garbage.display().to_string()]).await;
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("not a chain line"), "{out}");
     }
 }

@@ -48,6 +48,12 @@ pub enum Problem {
     AnchorForged { anchored_seq: i64, entry: Option<EntryRef> },
     /// The anchor names a key not configured (neither current nor retired).
     UnknownKey { key_id: String },
+    /// The chain is shorter than an earlier run saw it: entries were removed together with
+    /// (or by rewriting) the anchor.
+    Shrunk { earlier_entries: i64, entries: i64 },
+    /// The entry at an earlier run's head no longer has the hash it had: the chain was rolled
+    /// back or rewritten since.
+    Rewritten { earlier: i64, entry: Option<EntryRef> },
 }
 
 /// A problem in a municipality's chain.
@@ -92,6 +98,18 @@ impl fmt::Display for Finding {
                  the audit key, or the key is not the one that signed it)",
                 or_none(entry)
             ),
+            Problem::Shrunk { earlier_entries, entries } => write!(
+                f,
+                "municipality {m}, seq {}: removed (the chain had {earlier_entries} entries at the checkpoint, now \
+                 {entries}; entries and anchor removed together)",
+                entries + 1
+            ),
+            Problem::Rewritten { earlier, entry } => write!(
+                f,
+                "municipality {m}, seq {earlier} ({}): rewritten (its hash is not the head hash the checkpoint \
+                 recorded; the chain was rolled back or recomputed)",
+                or_none(entry)
+            ),
             Problem::UnknownKey { key_id } => write!(
                 f,
                 "municipality {m}: the anchor is signed with key {key_id}, which is not configured (add it to \
@@ -125,6 +143,77 @@ impl Report {
     pub fn entries(&self) -> i64 {
         self.chains.iter().map(|c| c.entries).sum()
     }
+}
+
+/// A chain as an earlier run of `velferd audit verify` printed it: what an operator keeps
+/// outside the database, so that a chain removed together with its anchor, or rolled back to
+/// an earlier signed state, is still found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub municipality_id: i64,
+    pub entries: i64,
+    pub head_hash: String,
+}
+
+/// The chain line `velferd audit verify` prints for `chain`.
+pub fn chain_line(chain: &ChainSummary) -> String {
+    format!("chain     municipality {}: {} entries, head {}", chain.municipality_id, chain.entries, chain.head_hash)
+}
+
+/// The chain lines of an earlier run's output (other lines are ignored, so the whole output
+/// can be kept and passed back).
+pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, String> {
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix("chain ") else { continue };
+        let parsed = (|| {
+            let rest = rest.trim_start().strip_prefix("municipality ")?;
+            let (municipality, rest) = rest.split_once(": ")?;
+            let (entries, head) = rest.split_once(" entries, head ")?;
+            let head = head.trim();
+            (head.len() == 64 && super::chain::unhex(head).is_some()).then_some(())?;
+            Some(Checkpoint {
+                municipality_id: municipality.parse().ok()?,
+                entries: entries.parse().ok()?,
+                head_hash: head.to_string(),
+            })
+        })();
+        found.push(parsed.ok_or_else(|| format!("line {}: not a chain line of `audit verify`: {line:?}", number + 1))?);
+    }
+    Ok(found)
+}
+
+/// Checks `report` against chains an earlier run saw: each must be at least as long, and its
+/// entry at the earlier head must still have the earlier head's hash.
+pub async fn check_checkpoints<C: ConnectionTrait>(
+    db: &C,
+    report: &mut Report,
+    earlier: &[Checkpoint],
+) -> Result<(), DbErr> {
+    for checkpoint in earlier.iter().filter(|c| c.entries > 0) {
+        let municipality_id = checkpoint.municipality_id;
+        let entries = report.chains.iter().find(|c| c.municipality_id == municipality_id).map_or(0, |c| c.entries);
+        let at = audit_entry::Entity::find()
+            .filter(audit_entry::Column::MunicipalityId.eq(municipality_id))
+            .filter(audit_entry::Column::Seq.eq(checkpoint.entries))
+            .one(db)
+            .await?;
+        let problem = match at {
+            None if entries < checkpoint.entries => {
+                Some(Problem::Shrunk { earlier_entries: checkpoint.entries, entries })
+            }
+            None => Some(Problem::Rewritten { earlier: checkpoint.entries, entry: None }),
+            Some(entry) if entry.hash != checkpoint.head_hash => Some(Problem::Rewritten {
+                earlier: checkpoint.entries,
+                entry: Some(EntryRef { seq: entry.seq, id: entry.id }),
+            }),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            report.findings.push(Finding { municipality_id, problem });
+        }
+    }
+    Ok(())
 }
 
 /// Verifies every chain in the database against `keys`.
