@@ -393,6 +393,16 @@ struct World {
     centre: i64,
 }
 
+/// `GET /audit/recipients/{id}/export` with `token`: the status and the JSON body.
+async fn rest_export(app: &TestApp, token: Option<&str>, id: &str) -> (u16, Value) {
+    let mut request = app.client.get(app.url(&format!("/audit/recipients/{id}/export")));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 async fn world(app: &TestApp) -> World {
     let row = |id: &str| velferd::ids::row_id(id, velferd::ids::NodeType::Organization).unwrap();
     let larvik_number = org_number(1301);
@@ -492,16 +502,24 @@ on_both_backends! {
             assert!(text.contains(phrase), "{phrase:?} not in:\n{text}");
         }
 
+        // The same document over REST, for a portal that downloads it; it is logged too.
+        let (status, document) = rest_export(&app, Some(&officer), &r7).await;
+        assert_eq!(status, 200, "{document}");
+        assert_eq!(document["recipientId"], r7.as_str());
+        assert_eq!(document["entries"].as_array().unwrap().len(), 9, "{document}");
+        assert_eq!(document["entries"][1]["organization"], "Responssenteret");
+        assert_eq!(document["entries"][8]["what"], "exported the log of who has looked at your data");
+        assert!(document["text"].as_str().unwrap().contains("Who has looked at your data"));
+
         let report = verify(app.db().read(), &AuditKeys::development()).await.unwrap();
         assert!(report.intact(), "{:?}", report.findings);
-        // Larvik: 4 accesses + 7 oversight entries (3 logs, 2 flagged-list recipients, 1 export… and one more log read).
         let larvik = report.chains.iter().find(|c| c.municipality_id == w.larvik.1).unwrap();
         let oversight = audit_entry::Entity::find()
             .filter(audit_entry::Column::MunicipalityId.eq(w.larvik.1))
             .filter(audit_entry::Column::PurposeKind.eq("oversight"))
             .all(app.db().read()).await.unwrap();
-        assert_eq!(oversight.len(), 6, "3 log reads, the flagged list's 2 recipients, 1 export");
-        assert_eq!(larvik.entries, 4 + 6);
+        assert_eq!(oversight.len(), 7, "3 log reads, the flagged list's 2 recipients, 2 exports");
+        assert_eq!(larvik.entries, 4 + 7);
         let bergen = report.chains.iter().find(|c| c.municipality_id == w.bergen.1).unwrap();
         assert_eq!(bergen.entries, 1, "Bergen's chain is untouched by Larvik's officer");
     }
@@ -547,6 +565,18 @@ on_both_backends! {
                 assert_eq!(first_error_code(&body), code, "{body}");
             }
         }
+        for (token, status) in [
+            (Some(bergen_officer.as_str()), 404),
+            (Some(larvik_case_worker.as_str()), 403),
+            (Some(centre_officer.as_str()), 403),
+            (Some(unregistered.as_str()), 403),
+            (None, 401),
+        ] {
+            let (got, body) = rest_export(&app, token, &r8).await;
+            assert_eq!(got, status, "{body}");
+        }
+        let (got, body) = rest_export(&app, Some(&bergen_officer), &missing).await;
+        assert_eq!((got, body), rest_export(&app, Some(&bergen_officer), &r8).await, "foreign answers like missing");
         before.assert_unchanged(&app.fingerprint().await);
     }
 }

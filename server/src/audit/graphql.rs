@@ -21,6 +21,7 @@ use velferd_macros::connections;
 use super::model::audit_entry;
 use super::{Access, Decision, Purpose};
 use crate::auth::{Caller, Role};
+use crate::db::Database;
 use crate::errors::ApiError;
 use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, page_sorted};
 use crate::graphql::context::{caller, load_one, state};
@@ -159,7 +160,8 @@ pub struct AuditLogFilter {
 
 /// A recipient's log as a document for the recipient: who looked at their data, when, what
 /// they did and why, in plain language.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditExport {
     pub recipient_id: ID,
     /// The municipality that serves the recipient and keeps the log.
@@ -175,7 +177,8 @@ pub struct AuditExport {
 }
 
 /// One line of an export.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditExportLine {
     pub at: DateTime<Utc>,
     /// The person, as their organisation identifies them.
@@ -218,7 +221,7 @@ impl AuditQuery {
         };
         let db = state(ctx).db.read();
         let Some(recipient) = known_recipient(db, &caller, &recipient_id).await? else { return Ok(None) };
-        oversight(ctx, &caller, [recipient], "audit.read").await?;
+        oversight(&state(ctx).db, &caller, [recipient], "audit.read").await?;
         let mut select = audit_entry::Entity::find()
             .filter(audit_entry::Column::MunicipalityId.eq(caller.org.id))
             .filter(audit_entry::Column::RecipientId.eq(recipient));
@@ -247,7 +250,7 @@ impl AuditQuery {
             .filter(audit_entry::Column::Decision.eq(Decision::GrantedFlagged.as_str()));
         let connection = entries_page(ctx, select, OrderDirection::Desc, &page).await?;
         let recipients: BTreeSet<i64> = connection.edges.iter().map(|e| e.node.0.recipient_id).collect();
-        oversight(ctx, &caller, recipients, "audit.read_flagged").await?;
+        oversight(&state(ctx).db, &caller, recipients, "audit.read_flagged").await?;
         Ok(connection)
     }
 
@@ -259,55 +262,60 @@ impl AuditQuery {
     #[graphql(complexity = 500)]
     async fn audit_export(&self, ctx: &Context<'_>, recipient_id: ID) -> Result<Option<AuditExport>> {
         let caller = caller(ctx, Role::PrivacyOfficer, "export the audit log").await?;
-        let db = state(ctx).db.read();
-        let Some(recipient) = known_recipient(db, &caller, &recipient_id).await? else { return Ok(None) };
-        oversight(ctx, &caller, [recipient], "audit.export").await?;
-        let of_recipient = audit_entry::Entity::find()
-            .filter(audit_entry::Column::MunicipalityId.eq(caller.org.id))
-            .filter(audit_entry::Column::RecipientId.eq(recipient));
-        let total = of_recipient.clone().count(db).await?;
-        let mut rows = of_recipient.order_by_desc(audit_entry::Column::Seq).limit(MAX_EXPORT_ENTRIES).all(db).await?;
-        rows.reverse();
-        let org_ids: Vec<i64> = rows.iter().map(|r| r.organization_id).collect::<BTreeSet<_>>().into_iter().collect();
-        let names: HashMap<i64, String> = crate::organizations::model::Entity::find()
-            .filter(crate::organizations::model::Column::Id.is_in(org_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|o| (o.id, o.name))
-            .collect();
-        let entries: Vec<AuditExportLine> = rows
-            .iter()
-            .map(|row| AuditExportLine {
-                at: row.at.with_timezone(&Utc),
-                who: row.subject.clone(),
-                organization: names
-                    .get(&row.organization_id)
-                    .cloned()
-                    .unwrap_or_else(|| "(organisation removed)".into()),
-                role: role_phrase(&row.role).to_string(),
-                what: what(row),
-                why: why(row),
-                flagged_for_review: row.decision == Decision::GrantedFlagged.as_str(),
-            })
-            .collect();
-        let generated_at = Utc::now();
-        let complete = total <= MAX_EXPORT_ENTRIES;
-        let text = letter(&caller.org.name, generated_at, &entries, complete, total);
-        Ok(Some(AuditExport {
-            recipient_id: recipient_global_id(recipient),
-            municipality: caller.org.name.clone(),
-            generated_at,
-            complete,
-            entries,
-            text,
-        }))
+        Ok(export(&state(ctx).db, &caller, &recipient_id).await?)
     }
+}
+
+/// One recipient's log as a document for them (`auditExport`, and
+/// `GET /audit/recipients/{id}/export`), for a privacy officer `caller`: `None` for a recipient
+/// of another municipality or none. Logs the export first (purpose `oversight`), so it appears
+/// in itself.
+pub async fn export(database: &Database, caller: &Caller, recipient_id: &str) -> Result<Option<AuditExport>, ApiError> {
+    let db = database.read();
+    let Some(recipient) = known_recipient(db, caller, recipient_id).await? else { return Ok(None) };
+    oversight(database, caller, [recipient], "audit.export").await?;
+    let of_recipient = audit_entry::Entity::find()
+        .filter(audit_entry::Column::MunicipalityId.eq(caller.org.id))
+        .filter(audit_entry::Column::RecipientId.eq(recipient));
+    let total = of_recipient.clone().count(db).await?;
+    let mut rows = of_recipient.order_by_desc(audit_entry::Column::Seq).limit(MAX_EXPORT_ENTRIES).all(db).await?;
+    rows.reverse();
+    let org_ids: Vec<i64> = rows.iter().map(|r| r.organization_id).collect::<BTreeSet<_>>().into_iter().collect();
+    let names: HashMap<i64, String> = crate::organizations::model::Entity::find()
+        .filter(crate::organizations::model::Column::Id.is_in(org_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let entries: Vec<AuditExportLine> = rows
+        .iter()
+        .map(|row| AuditExportLine {
+            at: row.at.with_timezone(&Utc),
+            who: row.subject.clone(),
+            organization: names.get(&row.organization_id).cloned().unwrap_or_else(|| "(organisation removed)".into()),
+            role: role_phrase(&row.role).to_string(),
+            what: what(row),
+            why: why(row),
+            flagged_for_review: row.decision == Decision::GrantedFlagged.as_str(),
+        })
+        .collect();
+    let generated_at = Utc::now();
+    let complete = total <= MAX_EXPORT_ENTRIES;
+    let text = letter(&caller.org.name, generated_at, &entries, complete, total);
+    Ok(Some(AuditExport {
+        recipient_id: recipient_global_id(recipient),
+        municipality: caller.org.name.clone(),
+        generated_at,
+        complete,
+        entries,
+        text,
+    }))
 }
 
 /// The recipient `id` names, if the caller's municipality serves it or its log holds entries
 /// for it (the log outlives the recipient's erasure).
-async fn known_recipient<C: ConnectionTrait>(db: &C, caller: &Caller, id: &ID) -> Result<Option<i64>, ApiError> {
+async fn known_recipient<C: ConnectionTrait>(db: &C, caller: &Caller, id: &str) -> Result<Option<i64>, ApiError> {
     let Some(row) = recipient_row_id(id) else { return Ok(None) };
     use crate::care::model::service_recipient;
     let served = service_recipient::Entity::find_by_id(row)
@@ -329,13 +337,13 @@ async fn known_recipient<C: ConnectionTrait>(db: &C, caller: &Caller, id: &ID) -
 
 /// Writes the privacy officer's read of the log of each of `recipients` (in one transaction,
 /// committed before the answer is given: an unlogged read is no read).
-async fn oversight(
-    ctx: &Context<'_>,
+pub(crate) async fn oversight(
+    db: &Database,
     caller: &Caller,
     recipients: impl IntoIterator<Item = i64>,
     operation: &'static str,
 ) -> Result<(), ApiError> {
-    let txn = state(ctx).db.write().begin().await?;
+    let txn = db.write().begin().await?;
     for recipient in recipients {
         super::record(
             &txn,

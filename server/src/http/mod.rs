@@ -1,5 +1,6 @@
 //! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
 
+mod audit;
 mod ingest;
 mod ws;
 
@@ -164,6 +165,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
                     .wrap(cors(shared.allowed_origins.clone()))
                     .route(web::get().to(ocds_procurement)),
             )
+            .route("/audit/recipients/{id}/export", web::get().to(audit::export))
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
