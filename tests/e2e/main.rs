@@ -13,6 +13,8 @@ mod attack;
 mod auth;
 mod authz_matrix;
 mod binary;
+mod care;
+mod care_text;
 mod devices;
 mod devices_access;
 mod error_codes;
