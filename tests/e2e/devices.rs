@@ -1207,14 +1207,15 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
             Some(&token),
             "{
             signingKeys { id }
-            deviceProducts(first: 1) { nodes { id adapters { id } } }
+            deviceProduct(slug: \"reference-dispenser\") { id adapters { id } }
             devices(first: 1) { nodes { id } }
             deviceEvents(first: 1) { nodes { id } }
             deadLetters(first: 1) { nodes { id } } }",
             json!({}),
         )
         .await;
-    let product = &data["deviceProducts"]["nodes"][0];
+    // By slug: the demo data has products of its own.
+    let product = &data["deviceProduct"];
     vec![
         NodeSample::new("SigningKey", &data["signingKeys"][0]["id"], &token),
         NodeSample::new("DeviceProduct", &product["id"], &token),
