@@ -90,7 +90,12 @@ pub async fn world(app: &TestApp) -> World {
         assert_eq!(payload["userErrors"], json!([]), "{payload}");
         devices.push(payload["device"]["id"].as_str().unwrap().to_string());
     }
-    let payload = register(app, &case_worker, json!({ "reference": "LRV-0001", "careZone": "Stavern", "startedOn": "2026-11-01" })).await;
+    let payload = register(
+        app,
+        &case_worker,
+        json!({ "reference": "LRV-0001", "careZone": "Stavern", "startedOn": "2026-11-01" }),
+    )
+    .await;
     assert_eq!(payload["userErrors"], json!([]), "{payload}");
     let recipient = payload["serviceRecipient"]["id"].as_str().unwrap().to_string();
     let payload = register(app, &other_case_worker, json!({ "reference": "ASK-0001" })).await;
