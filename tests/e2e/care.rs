@@ -487,6 +487,53 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// Retention (docs/care.md): an ended recipient's data is kept for
+    /// `VELFERD_CARE_RETENTION_DAYS` after the end date, then the sweep erases the recipient, its
+    /// status history and its assessments; the audit log and the device's history stay, naming
+    /// the recipient by its row id only. Recipients still in service are untouched.
+    async fn an_ended_recipients_data_is_erased_after_its_retention_and_the_audit_log_stays(app) {
+        use velferd::care::model::{assessment, recipient_status_change, service_recipient};
+        use velferd::devices::model::device_status_change;
+        let w = world(&app).await;
+        assert_eq!(grant(&app, &w, &w.recipient).await["userErrors"], json!([]));
+        let assigned = mutate(&app, &w.case_worker, ASSIGN, "deviceAssign", json!({ "deviceId": w.devices[0], "recipientId": w.recipient })).await;
+        assert_eq!(assigned["userErrors"], json!([]), "{assigned}");
+        let ended = mutate(&app, &w.case_worker, RECIPIENT_STATUS, "serviceRecipientStatusChange",
+            json!({ "recipientId": w.recipient, "status": "ENDED", "effectiveOn": "2026-11-15" })).await;
+        assert_eq!(ended["userErrors"], json!([]), "{ended}");
+        let row = velferd::ids::row_id(&w.recipient, NodeType::ServiceRecipient).unwrap();
+        let entries = audit_entry::Entity::find().filter(audit_entry::Column::RecipientId.eq(row)).count(app.db().read()).await.unwrap();
+        assert!(entries >= 5, "create, assess, assign, end, return: {entries}");
+
+        // Within the retention period nothing is erased.
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(velferd::care::rules::erase_ended(app.db().write(), day(14)).await.unwrap(), 0);
+
+        // The server's sweep, with no days of retention, erases it when it starts.
+        let app = app.respawn_with(&[("VELFERD_CARE_RETENTION_DAYS", "0")]).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while service_recipient::Entity::find_by_id(row).one(app.db().read()).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "the sweep never erased the ended recipient");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let db = app.db().read();
+        assert_eq!(assessment::Entity::find().filter(assessment::Column::RecipientId.eq(row)).count(db).await.unwrap(), 0);
+        assert_eq!(recipient_status_change::Entity::find().filter(recipient_status_change::Column::RecipientId.eq(row)).count(db).await.unwrap(), 0);
+        assert_eq!(audit_entry::Entity::find().filter(audit_entry::Column::RecipientId.eq(row)).count(db).await.unwrap(), entries, "the audit log stays whole");
+        let history = device_status_change::Entity::find().filter(device_status_change::Column::RecipientId.eq(row)).count(db).await.unwrap();
+        assert_eq!(history, 2, "assigned, then back in stock");
+        let data = app.graphql(Some(&w.case_worker), "query($id: ID!, $d: ID!) { node(id: $id) { id } device: node(id: $d) { ... on Device { status statusHistory { to recipient { id } } } } }",
+            json!({ "id": w.recipient, "d": w.devices[0] })).await;
+        assert_eq!(data["node"], Value::Null);
+        assert_eq!(data["device"]["status"], "IN_STOCK");
+        assert!(data["device"]["statusHistory"].as_array().unwrap().iter().all(|s| s["recipient"].is_null()), "{data}");
+        // The other municipality's recipient, still in service, stays.
+        let data = app.graphql(Some(&w.other_case_worker), "{ serviceRecipients { totalCount } }", json!({})).await;
+        assert_eq!(data["serviceRecipients"]["totalCount"], 1);
+    }
+}
+
 /// For `nodes.rs`: a recipient and an assessment of the demo's Larvik, as its case worker sees
 /// them.
 pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
