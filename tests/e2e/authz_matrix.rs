@@ -659,7 +659,9 @@ async fn audit_once_per_path(
         let token = callers[*c].token.as_deref();
         let (query, variables, parent_counts) = match label.as_str() {
             "Query.node" => ("query($id: ID!) { x: node(id: $id) { id } }".to_string(), json!({ "id": reached }), 0),
-            "Query.nodes" => ("query($id: ID!) { x: nodes(ids: [$id]) { id } }".to_string(), json!({ "id": reached }), 0),
+            "Query.nodes" => {
+                ("query($id: ID!) { x: nodes(ids: [$id]) { id } }".to_string(), json!({ "id": reached }), 0)
+            }
             _ if parent == "Query" => {
                 let edge = edges_by_parent[&schema.query].iter().find(|e| &e.label() == label).expect("a root edge");
                 (format!("{{ {} }}", edge.selection("x")), json!({}), 0)
@@ -667,7 +669,8 @@ async fn audit_once_per_path(
             _ => {
                 let ty = objects[parent];
                 let edge = edges_by_parent[ty].iter().find(|e| &e.label() == label).expect("an edge of the parent");
-                let query = format!("query($p: ID!) {{ p: node(id: $p) {{ ... on {ty} {{ {} }} }} }}", edge.selection("x"));
+                let query =
+                    format!("query($p: ID!) {{ p: node(id: $p) {{ ... on {ty} {{ {} }} }} }}", edge.selection("x"));
                 (query, json!({ "p": parent }), usize::from(RECIPIENT_DATA.contains(&ty)))
             }
         };
@@ -689,7 +692,10 @@ async fn audit_once_per_path(
         let served = served_by(&body);
         assert!(served > parent_counts, "{label} from {parent} served nothing to the caller who reached it: {body}");
         let written = entries().await - before;
-        assert_eq!(written as usize, served, "{label} from {parent}: audit entries for {served} objects served: {body}");
+        assert_eq!(
+            written as usize, served,
+            "{label} from {parent}: audit entries for {served} objects served: {body}"
+        );
         labels.insert(label.clone());
         // Every caller the object's rule does not admit asks the same: it writes entries only
         // for what it was served (a list of its own municipality's recipients), none for this.
@@ -704,7 +710,13 @@ async fn audit_once_per_path(
         }
     }
     eprintln!("  paths to recipient data, each writing one audit entry per object: {labels:?}");
-    for label in ["Query.serviceRecipients.nodes", "Query.node", "Device.recipient", "ServiceRecipient.assessments.nodes", "Assessment.recipient"] {
+    for label in [
+        "Query.serviceRecipients.nodes",
+        "Query.node",
+        "Device.recipient",
+        "ServiceRecipient.assessments.nodes",
+        "Assessment.recipient",
+    ] {
         assert!(labels.contains(label), "no path {label} to recipient data was checked");
     }
 }
