@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod ddl;
+pub mod national_id;
 
 /// Declares each migration's module and lists it in [`Migrator`], from one line per migration,
 /// in the order they run. `cargo fmt` does not see modules a macro declares: `.ci/run` names
@@ -39,3 +40,4 @@ migrations! {
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};
+pub use national_id::holds_national_id;

@@ -71,6 +71,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "how often each instance adds the refused attempts it counted to the refusal log (default 10)",
     ),
     (
+        "VELFERD_CARE_RETENTION_DAYS",
+        "days a recipient's data is kept after its service ended, then erased by an hourly sweep (default 180)",
+    ),
+    (
         "VELFERD_TRUSTED_PROXIES",
         "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client (default none)",
     ),
@@ -208,6 +212,8 @@ pub struct Settings {
     pub throttle: crate::throttle::ThrottleSettings,
     /// How often the refusal log's counts are written.
     pub refusal_log_flush: Duration,
+    /// Days a recipient's data is kept after its service ended (`docs/care.md`).
+    pub care_retention_days: u32,
     /// Browser origins other than the server's own that may call it: checked on the WebSocket
     /// upgrade (a page's scripts cannot be kept from opening sockets to any host) and meant for
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
@@ -405,6 +411,7 @@ impl Settings {
                 10,
                 1..=86_400,
             )? as u64),
+            care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
             allowed_origins,
             devices,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),

@@ -100,7 +100,12 @@ pub(crate) fn caller(org: &organizations::model::Model) -> Caller {
         K::ResponseCentre => Role::Operator,
         K::Operator => Role::Admin,
     };
-    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone(), role }
+    Caller {
+        subject: "demo-loader".into(),
+        org_number: org.org_number.clone().unwrap_or_default(),
+        org: org.clone(),
+        role,
+    }
 }
 
 fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {
@@ -154,6 +159,7 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
     procurements::larvik_medication_support(&txn, &larvik_members).await?;
     procurements::asker_baerum_safety_alarms(&txn).await?;
     crate::learning::demo::load(&txn).await?;
+    crate::care::demo::load(&txn).await?;
     txn.commit().await?;
     tracing::info!(organizations = entries.len(), "demo data loaded");
     Ok(())

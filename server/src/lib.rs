@@ -23,6 +23,7 @@ macro_rules! areas {
             learning: nodes [LearningNetwork, Gathering, ExperienceReport, ProcurementReuse], roots [Query, Mutation];
             devices: nodes [DeviceProduct, Adapter, SigningKey, Device, DeviceEvent, DeadLetter], roots [Query, Mutation, Subscription];
             refusals: nodes [], roots [Query];
+            care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
             audit: nodes [], roots [Query];
         }
     };
@@ -38,7 +39,6 @@ areas!(area_modules);
 
 pub mod app;
 pub mod auth;
-pub mod care;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -100,6 +100,7 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     .map_err(StartError::Adapters)?;
     let revocations =
         organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
+    care::sweep::start(db.clone(), settings.care_retention_days);
     let state = AppState::new(
         db,
         adapters,

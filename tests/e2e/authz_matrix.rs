@@ -534,6 +534,9 @@ async fn matrix(app: TestApp) {
     // Subscriptions: every caller listens; a new event and a new organisation are made.
     subscriptions(&app, &fleet, &schema, &callers, &mut reach).await;
 
+    // Every path to recipient data writes one audit entry per object it serves.
+    audit_once_per_path(&app, &schema, &edges_by_parent, &objects, &reach, &callers).await;
+
     // Judge: every object reached by a caller its rule does not admit is a leak; every caller
     // not reaching it counts, when a rightful caller reached it by the same path.
     let mut readers: BTreeMap<String, Readers> = BTreeMap::new();
@@ -627,6 +630,99 @@ async fn matrix(app: TestApp) {
     }
     assert!(cases >= MIN_CASES, "only {cases} cases");
     assert!(controls >= MIN_CONTROLS, "only {controls} positive controls");
+}
+
+/// The node types that carry a service recipient's data: each one served is written to the
+/// audit log (`velferd::audit`).
+const RECIPIENT_DATA: &[&str] = &["ServiceRecipient", "Assessment"];
+
+/// Issue 13, must-show 2: every path the walk found to an object carrying recipient data —
+/// each (edge, parent) pair, `node` and `nodes` — is asked again alone by a caller who reached
+/// it, and the audit log must grow by exactly the objects of recipient data the answer served
+/// (the parent too, when `node(id:)` serves one to reach the edge).
+async fn audit_once_per_path(
+    app: &TestApp,
+    schema: &Schema,
+    edges_by_parent: &BTreeMap<String, Vec<Edge>>,
+    objects: &BTreeMap<String, &'static str>,
+    reach: &Reach,
+    callers: &[Caller],
+) {
+    use sea_orm::PaginatorTrait;
+    use velferd::audit::model::audit_entry;
+    let entries = async || audit_entry::Entity::find().count(app.db().write()).await.unwrap();
+    // Each path with one object it reached and a caller who reached that object by it.
+    let mut paths: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
+    for ((edge, parent, id), by) in reach {
+        if RECIPIENT_DATA.contains(&type_of(id)) && parent != "Subscription" {
+            paths.entry((edge.clone(), parent.clone())).or_insert((id.clone(), *by.iter().next().unwrap()));
+        }
+    }
+    let mut labels: BTreeSet<String> = BTreeSet::new();
+    for ((label, parent), (reached, c)) in &paths {
+        let token = callers[*c].token.as_deref();
+        let (query, variables, parent_counts) = match label.as_str() {
+            "Query.node" => ("query($id: ID!) { x: node(id: $id) { id } }".to_string(), json!({ "id": reached }), 0),
+            "Query.nodes" => {
+                ("query($id: ID!) { x: nodes(ids: [$id]) { id } }".to_string(), json!({ "id": reached }), 0)
+            }
+            _ if parent == "Query" => {
+                let edge = edges_by_parent[&schema.query].iter().find(|e| &e.label() == label).expect("a root edge");
+                (format!("{{ {} }}", edge.selection("x")), json!({}), 0)
+            }
+            _ => {
+                let ty = objects[parent];
+                let edge = edges_by_parent[ty].iter().find(|e| &e.label() == label).expect("an edge of the parent");
+                let query =
+                    format!("query($p: ID!) {{ p: node(id: $p) {{ ... on {ty} {{ {} }} }} }}", edge.selection("x"));
+                (query, json!({ "p": parent }), usize::from(RECIPIENT_DATA.contains(&ty)))
+            }
+        };
+        // What one answer served: the objects of the edge, and the parent when it carries
+        // recipient data and `node(id:)` served it.
+        let served_by = |body: &Value| -> usize {
+            let data = if body["data"].get("p").is_some() { &body["data"]["p"]["x"] } else { &body["data"]["x"] };
+            let parent_served = usize::from(!body["data"]["p"].is_null()) * parent_counts;
+            let objects = match label.as_str() {
+                "Query.node" => usize::from(data["id"].is_string()),
+                "Query.nodes" => data.as_array().map_or(0, |nodes| nodes.iter().filter(|n| !n.is_null()).count()),
+                _ => edges_by_parent.values().flatten().find(|e| &e.label() == label).map_or(0, |e| e.ids(data).len()),
+            };
+            objects + parent_served
+        };
+        let before = entries().await;
+        let (status, body) = app.graphql_raw(token, &query, variables.clone()).await;
+        assert!(status == 200 && body.get("errors").is_none(), "{label}: {body}");
+        let served = served_by(&body);
+        assert!(served > parent_counts, "{label} from {parent} served nothing to the caller who reached it: {body}");
+        let written = entries().await - before;
+        assert_eq!(
+            written as usize, served,
+            "{label} from {parent}: audit entries for {served} objects served: {body}"
+        );
+        labels.insert(label.clone());
+        // Every caller the object's rule does not admit asks the same: it writes entries only
+        // for what it was served (a list of its own municipality's recipients), none for this.
+        let readers = rules::readers(app.db().read(), type_of(reached), row_of(reached)).await;
+        for caller in callers.iter().filter(|caller| !caller.may_read(&readers)) {
+            let before = entries().await;
+            let (status, body) = app.graphql_raw(caller.token.as_deref(), &query, variables.clone()).await;
+            assert_eq!(status, 200, "{label} as {}: {body}", caller.label);
+            assert!(!body.to_string().contains(reached.as_str()), "{label}: {} was served {reached}", caller.label);
+            let written = entries().await - before;
+            assert_eq!(written as usize, served_by(&body), "{label} from {parent} as {}: {body}", caller.label);
+        }
+    }
+    eprintln!("  paths to recipient data, each writing one audit entry per object: {labels:?}");
+    for label in [
+        "Query.serviceRecipients.nodes",
+        "Query.node",
+        "Device.recipient",
+        "ServiceRecipient.assessments.nodes",
+        "Assessment.recipient",
+    ] {
+        assert!(labels.contains(label), "no path {label} to recipient data was checked");
+    }
 }
 
 /// `*` in `pattern` matches any run of characters.
@@ -776,6 +872,9 @@ fn record(message: &Value, c: usize, fields: &[Edge], reach: &mut Reach) -> Vec<
 on_both_backends! {
     /// Issue 12: no caller reaches an object its rule does not admit, by any edge of the schema.
     async fn no_caller_reaches_an_object_its_rule_does_not_admit_by_any_edge(app) {
+        // Each organisation's callers share a throttle bucket and probe thousands of edges: a
+        // throttled probe would read as "not reached". The throttle is tested in throttle.rs.
+        let app = app.respawn_with(&[("VELFERD_THROTTLE_RESTORE_RATE", "100000000")]).await;
         matrix(app).await;
     }
 }

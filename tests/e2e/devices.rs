@@ -184,7 +184,7 @@ pub async fn register_device(app: &TestApp, token: &str, product: &str, serial: 
 pub async fn register_delivered(app: &TestApp, token: &str, product: &str, serial: &str) -> Value {
     app.graphql(
         Some(token),
-        "mutation($p: String!, $s: String!) { deviceRegister(input: { product: $p, serial: $s, recipientRef: \"case-2026-0042\" }) { device { id serial } userErrors { field code message } } }",
+        "mutation($p: String!, $s: String!) { deviceRegister(input: { product: $p, serial: $s }) { device { id serial } userErrors { field code message } } }",
         json!({ "p": product, "s": serial }),
     )
     .await["deviceRegister"]
@@ -517,7 +517,7 @@ on_both_backends! {
             .graphql(
                 Some(&municipality),
                 "{ deviceEvents(first: 5, filter: { kinds: [\"fall\"] }) { nodes { kind severity supplierEventId occurredAt vkp { system code }
-                   device { serial recipientRef product { slug } municipality { name } } data } } }",
+                   device { serial status product { slug } municipality { name } } data } } }",
                 json!({}),
             )
             .await;
@@ -528,7 +528,7 @@ on_both_backends! {
         assert_eq!(fall["occurredAt"], "2026-11-22T03:15:03+00:00");
         assert_eq!(fall["vkp"], json!({ "system": "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090", "code": "4.1" }));
         assert_eq!(fall["device"]["serial"], "SA-7734002");
-        assert_eq!(fall["device"]["recipientRef"], "case-2026-0042");
+        assert_eq!(fall["device"]["status"], "IN_STOCK");
         assert_eq!(fall["device"]["product"]["slug"], ALARM);
         assert_eq!(fall["data"]["kind"]["type"], "fall");
 
@@ -982,7 +982,7 @@ pub async fn dead_letter_counter(app: &TestApp) -> (i64, i64) {
 }
 
 /// Rows of a table, counted in the database.
-async fn row_count(app: &TestApp, table: &str) -> i64 {
+pub async fn row_count(app: &TestApp, table: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let db = app.db().read();
     let sql = format!("SELECT COUNT(*) AS n FROM {table}");
@@ -1142,7 +1142,7 @@ on_both_backends! {
 
 /// Rolls migrations back one at a time until `name` is the last one applied, so the test keeps
 /// meaning the same as later migrations are added.
-async fn down_to(db: &sea_orm::DatabaseConnection, name: &str) -> Result<(), sea_orm::DbErr> {
+pub async fn down_to(db: &sea_orm::DatabaseConnection, name: &str) -> Result<(), sea_orm::DbErr> {
     use velferd_migration::{Migrator, MigratorTrait};
     loop {
         let applied = Migrator::get_applied_migrations(db).await?;
@@ -1207,14 +1207,15 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
             Some(&token),
             "{
             signingKeys { id }
-            deviceProducts(first: 1) { nodes { id adapters { id } } }
+            deviceProduct(slug: \"reference-dispenser\") { id adapters { id } }
             devices(first: 1) { nodes { id } }
             deviceEvents(first: 1) { nodes { id } }
             deadLetters(first: 1) { nodes { id } } }",
             json!({}),
         )
         .await;
-    let product = &data["deviceProducts"]["nodes"][0];
+    // By slug: the demo data has products of its own.
+    let product = &data["deviceProduct"];
     vec![
         NodeSample::new("SigningKey", &data["signingKeys"][0]["id"], &token),
         NodeSample::new("DeviceProduct", &product["id"], &token),

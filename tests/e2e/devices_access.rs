@@ -210,11 +210,12 @@ on_both_backends! {
         }
         assert_eq!(ingest(&app, &integration, ALARM, "application/xml", sample("alarm-scaip", "fall.xml")).await.0, 200);
         let owner = fleet.case_worker_token(&app);
-        let data = app.graphql(Some(&owner), "{ deviceEvents(first: 1) { totalCount nodes { id device { id recipientRef } } } }", json!({})).await;
+        assign_every_device_to_a_recipient(&app, &owner).await;
+        let data = app.graphql(Some(&owner), "{ deviceEvents(first: 1) { totalCount nodes { id device { id recipient { reference } } } } }", json!({})).await;
         assert_eq!(data["deviceEvents"]["totalCount"], 5);
         let event = data["deviceEvents"]["nodes"][0]["id"].as_str().unwrap().to_string();
         let device = data["deviceEvents"]["nodes"][0]["device"]["id"].as_str().unwrap().to_string();
-        assert_eq!(data["deviceEvents"]["nodes"][0]["device"]["recipientRef"], "case-2026-0042");
+        assert_eq!(data["deviceEvents"]["nodes"][0]["device"]["recipient"]["reference"], "case-2026-0042");
 
         // The other municipality sees none of it.
         let other = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
@@ -234,27 +235,27 @@ on_both_backends! {
 
         // The supplier sees its products' devices and events, without the recipient reference.
         let supplier = fleet.supplier_token(&app);
-        let query = "query($id: ID!) { devices(product: \"reference-dispenser\") { totalCount nodes { serial recipientRef } }
-            deviceEvents { totalCount nodes { device { recipientRef } } } node(id: $id) { ... on Device { serial recipientRef } } }";
+        let query = "query($id: ID!) { devices(product: \"reference-dispenser\") { totalCount nodes { serial recipient { reference } } }
+            deviceEvents { totalCount nodes { device { recipient { reference } } } } node(id: $id) { ... on Device { serial recipient { reference } } } }";
         let data = app.graphql(Some(&supplier), query, json!({ "id": device })).await;
         assert_eq!(data["devices"]["totalCount"], 3);
-        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipientRef"].is_null()), "{data}");
+        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipient"].is_null()), "{data}");
         assert_eq!(data["deviceEvents"]["totalCount"], 5);
-        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipientRef"].is_null()), "{data}");
-        assert!(data["node"]["serial"].is_string() && data["node"]["recipientRef"].is_null(), "{data}");
+        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipient"].is_null()), "{data}");
+        assert!(data["node"]["serial"].is_string() && data["node"]["recipient"].is_null(), "{data}");
 
         // The platform operator's admin (whose organisation owns no devices) sees all events,
         // without it too.
         let admin = app.admin_token();
         let data = app.graphql(Some(&admin), query, json!({ "id": device })).await;
         assert_eq!((data["devices"]["totalCount"].as_i64(), data["deviceEvents"]["totalCount"].as_i64()), (Some(3), Some(5)));
-        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipientRef"].is_null()), "{data}");
-        assert!(data["node"]["serial"].is_string() && data["node"]["recipientRef"].is_null(), "{data}");
+        assert!(data["deviceEvents"]["nodes"].as_array().unwrap().iter().all(|e| e["device"]["recipient"].is_null()), "{data}");
+        assert!(data["node"]["serial"].is_string() && data["node"]["recipient"].is_null(), "{data}");
 
         // The owner sees it, on every device.
         let data = app.graphql(Some(&owner), query, json!({ "id": device })).await;
-        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipientRef"] == "case-2026-0042"), "{data}");
-        assert_eq!(data["node"]["recipientRef"], "case-2026-0042");
+        assert!(data["devices"]["nodes"].as_array().unwrap().iter().all(|d| d["recipient"]["reference"] == "case-2026-0042"), "{data}");
+        assert_eq!(data["node"]["recipient"]["reference"], "case-2026-0042");
     }
 }
 
@@ -995,4 +996,25 @@ on_both_backends! {
         assert!(node_is_null(&app, &case_worker, &v2).await, "a pending version is the supplier's");
         assert!(!node_is_null(&app, &fleet.supplier_token(&app), &v2).await);
     }
+}
+
+/// Registers the recipient `case-2026-0042` and links every device of the token's municipality
+/// to it, in the database: what these tests look at is who sees the link, not how it was made
+/// (`care.rs` tests assigning).
+async fn assign_every_device_to_a_recipient(app: &TestApp, case_worker: &str) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::devices::model::{DeviceStatus, device};
+    let payload = crate::care::register(app, case_worker, json!({ "reference": "case-2026-0042" })).await;
+    let id = payload["serviceRecipient"]["id"].as_str().unwrap_or_else(|| panic!("{payload}"));
+    let row = velferd::ids::row_id(id, velferd::ids::NodeType::ServiceRecipient).unwrap();
+    let recipient =
+        velferd::care::model::service_recipient::Entity::find_by_id(row).one(app.db().read()).await.unwrap().unwrap();
+    device::Entity::update_many()
+        .col_expr(device::Column::RecipientId, Expr::value(row))
+        .col_expr(device::Column::Status, Expr::value(DeviceStatus::Assigned))
+        .filter(device::Column::MunicipalityId.eq(recipient.municipality_id))
+        .exec(app.db().write())
+        .await
+        .unwrap();
 }

@@ -14,6 +14,8 @@ mod audit;
 mod auth;
 mod authz_matrix;
 mod binary;
+mod care;
+mod care_text;
 mod devices;
 mod devices_access;
 mod error_codes;

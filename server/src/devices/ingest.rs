@@ -585,6 +585,7 @@ async fn accept_all<C: ConnectionTrait>(
             reason: None,
         });
     }
+    super::rules::record_last_seen(db, &rows).await?;
     // 200 rows of 11 columns stay far below SQLite's limit on bound parameters.
     let mut chunks = rows.into_iter().peekable();
     while chunks.peek().is_some() {

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use async_graphql::dataloader::Loader;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-use super::model::{adapter, device, device_product, signing_key};
+use super::model::{adapter, device, device_product, device_status_change, signing_key};
 use crate::graphql::loaders::DbLoader;
-use crate::graphql::loaders::by_id;
+use crate::graphql::loaders::{by_id, children};
 
 by_id!(ProductById, device_product);
 by_id!(DeviceById, device);
 by_id!(SigningKeyById, signing_key);
+children!(DeviceHistory, device_status_change, DeviceId, device_id);
 
 /// `AdapterById(id)` loads an adapter without its component's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -219,9 +219,6 @@ pub mod device {
         pub serial: String,
         /// The call-off the device was bought or leased under, when known.
         pub call_off_id: Option<i64>,
-        /// The municipality's own reference to the service recipient (e.g. a case number in its
-        /// care record system). Recipient data: only the municipality sees it.
-        pub recipient_ref: Option<String>,
         pub registered_at: DateTimeWithTimeZone,
         /// Where the device stands in service.
         pub status: DeviceStatus,
@@ -229,6 +226,33 @@ pub mod device {
         pub recipient_id: Option<i64>,
         /// When its newest event occurred.
         pub last_seen_at: Option<DateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod device_status_change {
+    use super::*;
+
+    /// One step of a device's lifecycle: from, to, the recipient it concerned, who and when.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "device_status_change")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub device_id: i64,
+        /// None for the device's first status, when it was taken into service.
+        pub from_status: Option<DeviceStatus>,
+        pub to_status: DeviceStatus,
+        /// The recipient the device was assigned to, or taken back from.
+        pub recipient_id: Option<i64>,
+        pub subject: String,
+        pub organization_id: i64,
+        pub role: String,
+        pub at: DateTimeWithTimeZone,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,10 +10,14 @@ use sea_orm::{
 use velferd_plugins::ValidatedAdapter;
 
 use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey, key_registration_message};
-use super::model::{AdapterStatus, adapter, device, device_delivery, device_product, signing_key};
+use super::model::{
+    AdapterStatus, DeviceStatus, adapter, device, device_delivery, device_product, device_status_change, signing_key,
+};
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
+use crate::audit::{self, Access, Decision, Purpose};
 use crate::auth::Caller;
-use crate::errors::{ApiError, Invalid, RuleViolation, ensure, refuse};
+use crate::care::model::{AssessmentDecision, RecipientStatus, assessment, service_recipient};
+use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse};
 use crate::organizations::OrganizationKind;
 
 /// Rule violations of the devices area, each with the input field it concerns and a stable
@@ -86,6 +90,26 @@ pub enum DevicesError {
     #[error("serial {0} is given twice")]
     #[violation(field = "serials", code = "DUPLICATE_SERIAL")]
     DuplicateSerial(String),
+    #[error("no such device of your municipality")]
+    #[violation(field = "deviceId", code = "NOT_FOUND")]
+    UnknownDevice,
+    #[error("no such service recipient of your municipality")]
+    #[violation(field = "recipientId", code = "NOT_FOUND")]
+    UnknownRecipient,
+    #[error("a device goes from {from:?} to {to:?} only by another step: {allowed}")]
+    #[violation(field = "status", code = "ILLEGAL_TRANSITION")]
+    IllegalTransition { from: DeviceStatus, to: DeviceStatus, allowed: String },
+    #[error("assign a device with deviceAssign, which names the recipient")]
+    #[violation(field = "status", code = "ASSIGN_NAMES_A_RECIPIENT")]
+    AssignNamesARecipient,
+    #[error("the recipient's service is {0:?}; devices are assigned to active recipients only")]
+    #[violation(field = "recipientId", code = "RECIPIENT_NOT_ACTIVE")]
+    RecipientNotActive(RecipientStatus),
+    #[error(
+        "the recipient has no granted assessment for {0}; record one (assessmentCreate) before assigning the device"
+    )]
+    #[violation(field = "recipientId", code = "NO_GRANTED_ASSESSMENT")]
+    NoGrantedAssessment(String),
 }
 
 /// What a devices rule returns: its value, or why not.
@@ -386,24 +410,46 @@ pub async fn record_deliveries<C: ConnectionTrait>(
     Ok(rows)
 }
 
-/// A municipality's case worker takes a delivered device into service: it must have been
-/// delivered to this municipality. A serial delivered elsewhere, never delivered, or unknown
-/// answers the same `NOT_DELIVERED`, so other municipalities' devices cannot be probed.
+/// Whether a device in `status` is with a recipient: assigned, in use, or reported faulty at
+/// the recipient's home. Any other status clears the link.
+pub fn holds_recipient(status: DeviceStatus) -> bool {
+    matches!(status, DeviceStatus::Assigned | DeviceStatus::Active | DeviceStatus::Faulty)
+}
+
+/// The device lifecycle, the one place its steps are decided: in stock → assigned → active →
+/// faulty / returned / retired, and back to stock when unassigned, repaired or when the
+/// recipient's service ends. Returned (to the supplier) and retired are final.
+pub fn transition(from: DeviceStatus, to: DeviceStatus) -> Result<DeviceStatus, DevicesError> {
+    use DeviceStatus::*;
+    let allowed: &[DeviceStatus] = match from {
+        InStock => &[Assigned, Faulty, Returned, Retired],
+        Assigned => &[Active, InStock, Faulty, Returned],
+        Active => &[Faulty, InStock, Returned, Retired],
+        Faulty => &[InStock, Returned, Retired],
+        Returned | Retired => &[],
+    };
+    if allowed.contains(&to) {
+        Ok(to)
+    } else {
+        let names: Vec<String> = allowed.iter().map(|s| format!("{s:?}")).collect();
+        let allowed = if names.is_empty() { "none, it is final".to_string() } else { names.join(", ") };
+        Err(DevicesError::IllegalTransition { from, to, allowed })
+    }
+}
+
+/// A municipality's case worker takes a delivered device into service, in stock: it must have
+/// been delivered to this municipality. A serial delivered elsewhere, never delivered, or
+/// unknown answers the same `NOT_DELIVERED`, so other municipalities' devices cannot be probed.
 pub async fn register_device<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     product_slug: &str,
     serial: &str,
     call_off_id: Option<i64>,
-    recipient_ref: Option<String>,
 ) -> RuleResult<device::Model> {
     ensure(caller.org.kind == OrganizationKind::Municipality, DevicesError::NotAMunicipality(caller.org.name.clone()))?;
     let slug = parse_slug("product", product_slug)?;
     let serial: DeviceSerial = serial.parse().map_err(|e| Invalid::new("serial", "INVALID_SERIAL", e))?;
-    let recipient_ref = recipient_ref.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if recipient_ref.as_ref().is_some_and(|r| r.chars().count() > 100) {
-        return refuse(Invalid::new("recipientRef", "INVALID_TEXT", "recipientRef must be at most 100 characters"));
-    }
     let Some(product) =
         device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await?
     else {
@@ -429,16 +475,256 @@ pub async fn register_device<C: ConnectionTrait>(
         .one(db)
         .await?;
     ensure(taken.is_none(), DevicesError::DeviceAlreadyRegistered(serial.to_string()))?;
+    let now = Utc::now().fixed_offset();
     let row = device::ActiveModel {
         product_id: Set(product.id),
         municipality_id: Set(caller.org.id),
         serial: Set(serial.to_string()),
         call_off_id: Set(Some(delivery.call_off_id)),
-        recipient_ref: Set(recipient_ref),
-        registered_at: Set(Utc::now().fixed_offset()),
+        registered_at: Set(now),
+        status: Set(DeviceStatus::InStock),
+        recipient_id: Set(None),
+        last_seen_at: Set(None),
         ..Default::default()
     }
     .insert(db)
     .await?;
+    record_status_change(db, caller, &row, None, None).await?;
     Ok(row)
+}
+
+/// Keeps one step of the device's history: `device` as it is now, coming from `from`, with the
+/// recipient it concerned.
+async fn record_status_change<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    device: &device::Model,
+    from: Option<DeviceStatus>,
+    recipient_id: Option<i64>,
+) -> Result<(), ApiError> {
+    device_status_change::ActiveModel {
+        device_id: Set(device.id),
+        from_status: Set(from),
+        to_status: Set(device.status),
+        recipient_id: Set(recipient_id),
+        subject: Set(caller.subject.chars().take(200).collect()),
+        organization_id: Set(caller.org.id),
+        role: Set(caller.role.as_str().to_string()),
+        at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// The caller's municipality's device `id`; another's answers like a missing one.
+async fn own_device<C: ConnectionTrait>(db: &C, caller: &Caller, id: i64) -> RuleResult<device::Model> {
+    match device::Entity::find_by_id(id).one(db).await? {
+        Some(d) if d.municipality_id == caller.org.id => Ok(d),
+        _ => refuse(DevicesError::UnknownDevice),
+    }
+}
+
+/// Moves `device` to `to` through [`transition`], clearing the recipient when the new status
+/// holds none; keeps the step and, when it concerned a recipient, writes the audit entry.
+async fn apply_transition<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    device: device::Model,
+    to: DeviceStatus,
+    recipient_id: Option<i64>,
+    purpose: Purpose,
+) -> RuleResult<device::Model> {
+    let from = device.status;
+    let to = transition(from, to).map_err(Refusal::Rule)?;
+    let recipient_after = if holds_recipient(to) { recipient_id.or(device.recipient_id) } else { None };
+    let concerned = recipient_after.or(device.recipient_id);
+    let mut row: device::ActiveModel = device.into();
+    row.status = Set(to);
+    row.recipient_id = Set(recipient_after);
+    let row = row.update(db).await?;
+    record_status_change(db, caller, &row, Some(from), concerned).await?;
+    if let Some(recipient) = concerned {
+        audit::record(
+            db,
+            Access {
+                subject: &caller.subject,
+                organization_id: caller.org.id,
+                role: caller.role,
+                municipality_id: row.municipality_id,
+                recipient_id: recipient,
+                operation: if to == DeviceStatus::Assigned { "device.assign" } else { "device.status_change" },
+                object_type: "Device",
+                object_id: row.id,
+                purpose,
+                decision: Decision::Granted,
+            },
+        )
+        .await?;
+    }
+    Ok(row)
+}
+
+/// A case worker assigns a device in stock to an active recipient of the municipality. The
+/// recipient needs a granted assessment (its latest decision on that user story) for the user
+/// story of the framework agreement the device was called off under; a device registered
+/// without a call-off (before deliveries were recorded) needs any granted assessment.
+pub async fn assign_device<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    device_id: i64,
+    recipient_id: i64,
+) -> RuleResult<device::Model> {
+    let device = own_device(db, caller, device_id).await?;
+    let recipient = match service_recipient::Entity::find_by_id(recipient_id).one(db).await? {
+        Some(r) if r.municipality_id == caller.org.id => r,
+        _ => return refuse(DevicesError::UnknownRecipient),
+    };
+    // The step itself first: a device that cannot be assigned says so whoever it is for.
+    transition(device.status, DeviceStatus::Assigned).map_err(Refusal::Rule)?;
+    ensure(recipient.status == RecipientStatus::Active, DevicesError::RecipientNotActive(recipient.status))?;
+    let story = match device.call_off_id {
+        Some(call_off_id) => {
+            let call_off = call_off::Entity::find_by_id(call_off_id)
+                .one(db)
+                .await?
+                .ok_or_else(|| ApiError::internal("device with a dangling call-off"))?;
+            let agreement = framework_agreement::Entity::find_by_id(call_off.agreement_id)
+                .one(db)
+                .await?
+                .ok_or_else(|| ApiError::internal("call-off without agreement"))?;
+            Some(agreement.user_story_id)
+        }
+        None => None,
+    };
+    let decisions = assessment::Entity::find()
+        .filter(assessment::Column::RecipientId.eq(recipient.id))
+        .order_by_desc(assessment::Column::DecidedOn)
+        .order_by_desc(assessment::Column::Id)
+        .all(db)
+        .await?;
+    // The latest decision on each user story is the one that stands.
+    let mut latest: std::collections::BTreeMap<i64, AssessmentDecision> = std::collections::BTreeMap::new();
+    for a in &decisions {
+        latest.entry(a.user_story_id).or_insert(a.decision);
+    }
+    let granted = match story {
+        Some(story) => latest.get(&story) == Some(&AssessmentDecision::Granted),
+        None => latest.values().any(|d| *d == AssessmentDecision::Granted),
+    };
+    let what = match story {
+        Some(story) => {
+            let code = crate::procurement::model::user_story::Entity::find_by_id(story)
+                .one(db)
+                .await?
+                .map_or_else(|| "its user story".to_string(), |s| format!("user story {}", s.code));
+            format!("{code}, under which the device was called off")
+        }
+        None => "any user story".to_string(),
+    };
+    ensure(granted, DevicesError::NoGrantedAssessment(what))?;
+    apply_transition(db, caller, device, DeviceStatus::Assigned, Some(recipient.id), Purpose::Casework).await
+}
+
+/// A case worker moves a device of the municipality along its lifecycle (not to `ASSIGNED`,
+/// which names a recipient: [`assign_device`]).
+pub async fn change_device_status<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    device_id: i64,
+    to: DeviceStatus,
+) -> RuleResult<device::Model> {
+    let device = own_device(db, caller, device_id).await?;
+    ensure(to != DeviceStatus::Assigned, DevicesError::AssignNamesARecipient)?;
+    let purpose = match device.recipient_id {
+        Some(_) => Purpose::Assignment(device.id),
+        None => Purpose::Casework,
+    };
+    apply_transition(db, caller, device, to, None, purpose).await
+}
+
+/// When a recipient's service ends, each device still with the recipient goes back to stock,
+/// each step kept.
+pub async fn return_devices_of<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    recipient_id: i64,
+) -> RuleResult<Vec<device::Model>> {
+    let devices = device::Entity::find()
+        .filter(device::Column::RecipientId.eq(recipient_id))
+        .order_by_asc(device::Column::Id)
+        .all(db)
+        .await?;
+    let mut returned = Vec::with_capacity(devices.len());
+    for d in devices {
+        returned.push(apply_transition(db, caller, d, DeviceStatus::InStock, None, Purpose::Casework).await?);
+    }
+    Ok(returned)
+}
+
+/// Ingest: each device's `last_seen_at` becomes the newest `occurred_at` of the events being
+/// stored, in the same transaction; it never moves back for an event that occurred earlier.
+pub async fn record_last_seen<C: ConnectionTrait>(
+    db: &C,
+    stored: &[super::model::device_event::ActiveModel],
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ActiveValue;
+    let mut newest: std::collections::BTreeMap<i64, sea_orm::prelude::DateTimeWithTimeZone> =
+        std::collections::BTreeMap::new();
+    for event in stored {
+        let (ActiveValue::Set(device), ActiveValue::Set(at)) = (&event.device_id, &event.occurred_at) else {
+            continue;
+        };
+        let at = at.with_timezone(&Utc).fixed_offset();
+        newest.entry(*device).and_modify(|t| *t = (*t).max(at)).or_insert(at);
+    }
+    for (device, at) in newest {
+        device::Entity::update_many()
+            .col_expr(device::Column::LastSeenAt, Expr::value(at))
+            .filter(device::Column::Id.eq(device))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(device::Column::LastSeenAt.is_null())
+                    .add(device::Column::LastSeenAt.lt(at)),
+            )
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeviceStatus::*;
+
+    #[test]
+    fn the_lifecycle_allows_exactly_its_steps() {
+        let all = [InStock, Assigned, Active, Faulty, Returned, Retired];
+        let allowed = [
+            (InStock, Assigned),
+            (InStock, Faulty),
+            (InStock, Returned),
+            (InStock, Retired),
+            (Assigned, Active),
+            (Assigned, InStock),
+            (Assigned, Faulty),
+            (Assigned, Returned),
+            (Active, Faulty),
+            (Active, InStock),
+            (Active, Returned),
+            (Active, Retired),
+            (Faulty, InStock),
+            (Faulty, Returned),
+            (Faulty, Retired),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(transition(from, to).is_ok(), allowed.contains(&(from, to)), "{from:?} → {to:?}");
+            }
+        }
+        // Only the statuses that keep a device at a recipient's home hold the link.
+        assert_eq!(all.iter().filter(|s| holds_recipient(**s)).count(), 3);
+    }
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use velferd::agreements::model::{call_off, framework_agreement};
 use velferd::auth::Role;
+use velferd::care::model::{assessment, service_recipient};
 use velferd::devices::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
 use velferd::learning::model::{experience_report, network_member};
 use velferd::procurement::model::{
@@ -43,6 +44,9 @@ pub enum Rule {
     /// The product's supplier, `admin`, and a municipality when the letter names one of its
     /// devices and was first received after it registered the device.
     DeadLetter,
+    /// Recipient data (a service recipient, an assessment): the `case_worker` of the
+    /// recipient's municipality; nobody else (not its other roles, not `admin`).
+    Recipient,
 }
 
 /// One entry per node type. Adding a node type to the schema without a line here fails the
@@ -67,6 +71,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Device", Rule::Device),
     ("DeviceEvent", Rule::Device),
     ("DeadLetter", Rule::DeadLetter),
+    ("ServiceRecipient", Rule::Recipient),
+    ("Assessment", Rule::Recipient),
 ];
 
 pub fn rule_of(typename: &str) -> Option<Rule> {
@@ -192,6 +198,14 @@ pub async fn readers(db: &DatabaseConnection, typename: &str, row: i64) -> Reade
                 );
             }
             r.roles.insert(Role::Admin);
+        }
+        Rule::Recipient => {
+            let municipality = match typename {
+                "ServiceRecipient" => one::<service_recipient::Entity>(db, row).await.municipality_id,
+                "Assessment" => one::<assessment::Entity>(db, row).await.municipality_id,
+                other => panic!("{other}: whose recipient it is is not written here"),
+            };
+            r.org_roles.insert((municipality, Role::CaseWorker));
         }
     }
     r

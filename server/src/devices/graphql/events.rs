@@ -35,11 +35,34 @@ impl Device {
         Ok(load_one(ctx, CallOffById(id)).await?.map(CallOff))
     }
 
-    /// The municipality's reference to the service recipient. Recipient data: the owning
-    /// municipality sees it; suppliers and admins get null.
-    async fn recipient_ref(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
-        let owner = DeviceViewer::of(ctx).await?.municipality() == Some(self.0.municipality_id);
-        Ok(if owner { self.0.recipient_ref.as_deref() } else { None })
+    /// Where the device stands in service.
+    async fn status(&self) -> DeviceStatus {
+        self.0.status
+    }
+
+    /// When its newest stored event occurred.
+    async fn last_seen_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_seen_at.map(|t| t.to_utc())
+    }
+
+    /// The service recipient it is assigned to. Recipient data: the owning municipality's case
+    /// workers see it (and the read is written to the audit log); anyone else gets null.
+    async fn recipient(&self, ctx: &Context<'_>) -> Result<Option<ServiceRecipient>> {
+        let Some(id) = self.0.recipient_id else { return Ok(None) };
+        if case_worker_municipality(ctx) != Some(self.0.municipality_id) {
+            return Ok(None);
+        }
+        Ok(read_recipient_by_id(ctx, id).await?)
+    }
+
+    /// Every status it has had, oldest first, with who changed it and when. The owning
+    /// municipality only; anyone else gets an empty list.
+    async fn status_history(&self, ctx: &Context<'_>) -> Result<Vec<DeviceStatusChange>> {
+        if DeviceViewer::of(ctx).await?.municipality() != Some(self.0.municipality_id) {
+            return Ok(vec![]);
+        }
+        let rows = load_one(ctx, DeviceHistory(self.0.id)).await?.unwrap_or_default();
+        Ok(rows.into_iter().map(|row| DeviceStatusChange { row, municipality_id: self.0.municipality_id }).collect())
     }
 
     async fn registered_at(&self) -> DateTime<Utc> {
@@ -55,6 +78,53 @@ impl Device {
     ) -> Result<Page<DeviceEvent>> {
         let events = device_event::Entity::find().filter(device_event::Column::DeviceId.eq(self.0.id));
         page_events(ctx, events, filter, page).await
+    }
+}
+
+/// One step of a device's lifecycle.
+#[derive(Clone)]
+pub struct DeviceStatusChange {
+    row: device_status_change::Model,
+    municipality_id: i64,
+}
+
+#[Object]
+impl DeviceStatusChange {
+    /// None for its first status, when it was taken into service.
+    async fn from(&self) -> Option<DeviceStatus> {
+        self.row.from_status
+    }
+
+    async fn to(&self) -> DeviceStatus {
+        self.row.to_status
+    }
+
+    /// The recipient it was assigned to or taken back from. Recipient data: the owning
+    /// municipality's case workers (audited); anyone else gets null.
+    async fn recipient(&self, ctx: &Context<'_>) -> Result<Option<ServiceRecipient>> {
+        let Some(id) = self.row.recipient_id else { return Ok(None) };
+        if case_worker_municipality(ctx) != Some(self.municipality_id) {
+            return Ok(None);
+        }
+        Ok(read_recipient_by_id(ctx, id).await?)
+    }
+
+    /// The subject of the token that changed it.
+    async fn subject(&self) -> &str {
+        &self.row.subject
+    }
+
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.row.organization_id).await
+    }
+
+    /// The role it was changed under.
+    async fn role(&self) -> &str {
+        &self.row.role
+    }
+
+    async fn at(&self) -> DateTime<Utc> {
+        self.row.at.to_utc()
     }
 }
 

@@ -21,12 +21,14 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 use super::identifiers::{DeviceSerial, ProductSlug};
 use super::ingest::{self, MessageResult, MessageStatus};
 use super::model::{
-    AdapterStatus, adapter, dead_letter, device, device_delivery, device_event, device_product, signing_key,
+    AdapterStatus, DeviceStatus, adapter, dead_letter, device, device_delivery, device_event, device_product,
+    device_status_change, signing_key,
 };
 use super::review::{self, ReplayReview};
 use super::rules::{self, DevicesError, RuleResult};
 use crate::agreements::graphql::CallOff;
 use crate::auth::Role;
+use crate::care::graphql::{ServiceRecipient, case_worker_municipality, read_recipient_by_id};
 use crate::errors::{ApiError, Invalid, Refusal, ensure, refuse};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, page_by_id};
 use crate::graphql::context::{caller, in_transaction, load_existing, load_one, require_role, session, state};

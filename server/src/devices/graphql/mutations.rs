@@ -10,6 +10,8 @@ payload!(AdapterRollBackPayload, adapter: Adapter, "Result of `adapterRollBack`:
 payload!(AdapterRetirePayload, adapter: Adapter, "Result of `adapterRetire`.");
 payload!(DeviceRegisterPayload, device: Device, "Result of `deviceRegister`.");
 payload!(DeviceDeliverPayload, deliveries: Vec<DeviceDelivery>, "Result of `deviceDeliver`.");
+payload!(DeviceAssignPayload, device: Device, "Result of `deviceAssign`.");
+payload!(DeviceStatusChangePayload, device: Device, "Result of `deviceStatusChange`.");
 
 /// A device its supplier delivered under a municipality's call-off.
 #[derive(SimpleObject)]
@@ -78,8 +80,23 @@ pub struct DeviceRegisterInput {
     pub serial: String,
     /// The call-off the device was delivered under; when given, it must be the delivery's.
     pub call_off_id: Option<ID>,
-    /// Your reference to the service recipient; only your municipality sees it.
-    pub recipient_ref: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DeviceAssignInput {
+    /// A device of your municipality, in stock.
+    pub device_id: ID,
+    /// An active recipient of your municipality with a granted assessment for the user story
+    /// the device was called off under.
+    pub recipient_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct DeviceStatusChangeInput {
+    pub device_id: ID,
+    /// ACTIVE, FAULTY, RETURNED, RETIRED or IN_STOCK (unassigned, repaired); ASSIGNED is
+    /// `deviceAssign`'s.
+    pub status: DeviceStatus,
 }
 
 #[derive(InputObject)]
@@ -284,20 +301,50 @@ impl DeviceMutation {
         Ok(DeviceDeliverPayload::from_rule(result, |rows| rows.into_iter().map(DeviceDelivery::from).collect())?)
     }
 
-    /// Takes a device delivered to your municipality into service (a case worker). The
-    /// supplier records the delivery first (`deviceDeliver`).
+    /// Takes a device delivered to your municipality into service, in stock (a case worker).
+    /// The supplier records the delivery first (`deviceDeliver`).
     async fn device_register(&self, ctx: &Context<'_>, input: DeviceRegisterInput) -> Result<DeviceRegisterPayload> {
         let caller = caller(ctx, Role::CaseWorker, "register devices").await?;
         let result: RuleResult<_> = async {
             let call_off =
                 input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
             in_transaction(ctx, async |txn| {
-                rules::register_device(txn, &caller, &input.product, &input.serial, call_off, input.recipient_ref).await
+                rules::register_device(txn, &caller, &input.product, &input.serial, call_off).await
             })
             .await
         }
         .await;
         Ok(DeviceRegisterPayload::from_rule(result, Device)?)
+    }
+
+    /// Assigns a device in stock to an active recipient of your municipality with a granted
+    /// assessment for the device's user story. Role: `case_worker`.
+    async fn device_assign(&self, ctx: &Context<'_>, input: DeviceAssignInput) -> Result<DeviceAssignPayload> {
+        let caller = caller(ctx, Role::CaseWorker, "assign devices").await?;
+        let result: RuleResult<_> = async {
+            let device = input_row(&input.device_id, NodeType::Device, "deviceId")?;
+            let recipient = input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId")?;
+            in_transaction(ctx, async |txn| rules::assign_device(txn, &caller, device, recipient).await).await
+        }
+        .await;
+        Ok(DeviceAssignPayload::from_rule(result, Device)?)
+    }
+
+    /// Moves a device of your municipality along its lifecycle: ACTIVE (installed), FAULTY,
+    /// RETURNED (to the supplier), RETIRED, or IN_STOCK (unassigned, repaired). Role:
+    /// `case_worker`.
+    async fn device_status_change(
+        &self,
+        ctx: &Context<'_>,
+        input: DeviceStatusChangeInput,
+    ) -> Result<DeviceStatusChangePayload> {
+        let caller = caller(ctx, Role::CaseWorker, "change devices' status").await?;
+        let result: RuleResult<_> = async {
+            let device = input_row(&input.device_id, NodeType::Device, "deviceId")?;
+            in_transaction(ctx, async |txn| rules::change_device_status(txn, &caller, device, input.status).await).await
+        }
+        .await;
+        Ok(DeviceStatusChangePayload::from_rule(result, Device)?)
     }
 
     /// Replays a product's unresolved dead letters through its active adapter (the product's
