@@ -90,6 +90,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_DEAD_LETTER_QUOTA_BYTES",
         "bytes of unresolved dead letters one product may keep (default 268435456, 256 MiB)",
     ),
+    (
+        "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+        "how often each instance looks for due alert deadlines and silent devices (default 1000)",
+    ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
@@ -209,6 +213,15 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// The platform operator's organisation, created at start if missing.
     pub operator: OperatorSettings,
+    /// The alert sweep: escalation deadlines and silent devices.
+    pub alerts: AlertSettings,
+}
+
+/// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// How often each instance claims due deadlines; a deadline fires at most this late.
+    pub sweep_interval: Duration,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
@@ -397,6 +410,11 @@ impl Settings {
             log_format,
             metrics_bind,
             operator,
+            alerts: AlertSettings {
+                sweep_interval: Duration::from_millis(
+                    parse_number(get, "VELFERD_ALERT_SWEEP_INTERVAL_MS", 1000, 10..=3_600_000)? as u64,
+                ),
+            },
         })
     }
 

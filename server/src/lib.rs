@@ -23,6 +23,7 @@ macro_rules! areas {
             learning: nodes [LearningNetwork, Gathering, ExperienceReport, ProcurementReuse], roots [Query, Mutation];
             devices: nodes [DeviceProduct, Adapter, SigningKey, Device, DeviceEvent, DeadLetter], roots [Query, Mutation, Subscription];
             refusals: nodes [], roots [Query];
+            alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
         }
     };
 }
@@ -100,6 +101,7 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
         revocations,
         settings.throttle.clone(),
         settings.refusal_log_flush,
+        settings.alerts.clone(),
     );
     let metrics = match settings.metrics_bind {
         Some(addr) => {

@@ -43,6 +43,7 @@ const ROLE_KINDS: &[(Role, &[Kind])] = &[
     (Role::Operator, &[Kind::ResponseCentre]),
     (Role::PrivacyOfficer, &[Kind::Municipality]),
     (Role::MunicipalityAdmin, &[Kind::Municipality]),
+    (Role::Responder, &[Kind::Municipality, Kind::ResponseCentre]),
     (Role::Supplier, &[Kind::Supplier]),
     (Role::Integration, EVERY_KIND),
 ];
