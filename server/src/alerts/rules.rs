@@ -328,35 +328,35 @@ pub async fn raise<C: ConnectionTrait>(db: &C, raising: Raising<'_>) -> Result<A
     // makes a concurrent raise on another instance join too).
     let inserted = alert::Entity::insert(new)
         .on_conflict(OnConflict::column(alert::Column::OpenKey).do_nothing().to_owned())
-        .exec_with_returning(db)
+        .exec_without_returning(db)
         .await;
-    match inserted {
-        Ok(created) => {
-            add_step(db, created.id, StepKind::Raised, &Actor::velferd(), None, None, now.fixed_offset()).await?;
-            let (acknowledge, _, _) = escalation_of(db, created.municipality_id, &created.severity).await?;
-            add_deadline(db, created.id, "acknowledge", acknowledge).await?;
-            Ok(AlertNotice::raised(created))
-        }
-        Err(DbErr::RecordNotInserted) => {
-            let open = alert::Entity::find()
-                .filter(alert::Column::OpenKey.eq(open_key))
-                .one(db)
-                .await?
-                .ok_or_else(|| DbErr::Custom("an open alert conflicted and vanished".into()))?;
-            alert::Entity::update_many()
-                .col_expr(alert::Column::EventCount, Expr::col(alert::Column::EventCount).add(1))
-                .col_expr(alert::Column::LastEventAt, Expr::value(Ord::max(raising.occurred_at, open.last_event_at)))
-                .filter(alert::Column::Id.eq(open.id))
-                .exec(db)
-                .await?;
-            let joined = alert::Entity::find_by_id(open.id)
-                .one(db)
-                .await?
-                .ok_or_else(|| DbErr::Custom("a joined alert vanished".into()))?;
-            Ok(AlertNotice::changed(joined))
-        }
-        Err(e) => Err(e),
+    let inserted = match inserted {
+        Ok(rows) => rows > 0,
+        Err(DbErr::RecordNotInserted) => false,
+        Err(e) => return Err(e),
+    };
+    let open = alert::Entity::find()
+        .filter(alert::Column::OpenKey.eq(open_key))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::Custom("an open alert conflicted and vanished".into()))?;
+    if inserted {
+        add_step(db, open.id, StepKind::Raised, &Actor::velferd(), None, None, now.fixed_offset()).await?;
+        let (acknowledge, _, _) = escalation_of(db, open.municipality_id, &open.severity).await?;
+        add_deadline(db, open.id, "acknowledge", acknowledge).await?;
+        return Ok(AlertNotice::raised(open));
     }
+    alert::Entity::update_many()
+        .col_expr(alert::Column::EventCount, Expr::col(alert::Column::EventCount).add(1))
+        .col_expr(alert::Column::LastEventAt, Expr::value(Ord::max(raising.occurred_at, open.last_event_at)))
+        .filter(alert::Column::Id.eq(open.id))
+        .exec(db)
+        .await?;
+    let joined = alert::Entity::find_by_id(open.id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::Custom("a joined alert vanished".into()))?;
+    Ok(AlertNotice::changed(joined))
 }
 
 /// The columns of a stored event the rules read.
