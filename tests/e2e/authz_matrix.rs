@@ -131,13 +131,21 @@ async fn build_world(app: &TestApp) -> Fleet {
     // The centre serves the fleet's municipality: it takes the missed dose's alert and hands it
     // to the municipality's home care (whose responders then see it).
     let today = chrono::Utc::now().date_naive();
+    // Bought under the municipality's call-off with the fleet's supplier.
+    let call_off = crate::devices::confirmed_call_off(
+        app,
+        org_by_number(app, MUNICIPALITY_ORG).await.id,
+        org_by_number(app, SUPPLIER_ORG).await.id,
+    )
+    .await;
+    let call_off = global_id(NodeType::CallOff, call_off);
     let agreement = crate::alerts::agree(
         app,
         &app.token(MUNICIPALITY_ORG, &[Role::ProcurementOfficer]),
         &centre,
         today.to_string(),
         (today + chrono::Days::new(30)).to_string(),
-        None,
+        Some(&call_off),
     )
     .await;
     assert_eq!(agreement["userErrors"], json!([]), "{agreement}");
@@ -638,8 +646,9 @@ async fn matrix(app: TestApp) {
         "Subscription.deviceEventReceived",
         "Subscription.alertRaised",
         "Subscription.alertChanged",
-        "Query.alerts",
-        "Query.serviceAgreements",
+        "Query.alerts.nodes",
+        "Query.serviceAgreements.nodes",
+        "ServiceAgreement.callOff",
         "GET /ocds/procurements/{id}",
         "GET /ocds/procurements/{id} call-off release",
         "Procurement.ocds call-off release",
