@@ -54,7 +54,8 @@ impl AppState {
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
         let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
         let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
-        let alert_sweep = Arc::new(crate::alerts::sweep::Sweep::start(db.clone(), events.clone(), alerts.sweep_interval));
+        let alert_sweep =
+            Arc::new(crate::alerts::sweep::Sweep::start(db.clone(), events.clone(), alerts.sweep_interval));
         AppState {
             db,
             events,

@@ -411,9 +411,12 @@ impl Settings {
             metrics_bind,
             operator,
             alerts: AlertSettings {
-                sweep_interval: Duration::from_millis(
-                    parse_number(get, "VELFERD_ALERT_SWEEP_INTERVAL_MS", 1000, 10..=3_600_000)? as u64,
-                ),
+                sweep_interval: Duration::from_millis(parse_number(
+                    get,
+                    "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+                    1000,
+                    10..=3_600_000,
+                )? as u64),
             },
         })
     }

@@ -40,7 +40,9 @@ impl Centre {
         live_reference_adapters(app, &fleet).await;
         let (centre, other_centre) = (org_number(911), org_number(912));
         let centre_id = app
-            .create_organization(json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenter Vest", "orgNumber": centre }))
+            .create_organization(
+                json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenter Vest", "orgNumber": centre }),
+            )
             .await;
         let other_centre_id = app
             .create_organization(
@@ -104,7 +106,14 @@ const AGREE: &str = "mutation($input: ServiceAgreementCreateInput!) { serviceAgr
     userErrors { field code message } } }";
 
 /// `serviceAgreementCreate` as `token`; its payload.
-pub async fn agree(app: &TestApp, token: &str, centre: &str, from: String, to: String, call_off: Option<&str>) -> Value {
+pub async fn agree(
+    app: &TestApp,
+    token: &str,
+    centre: &str,
+    from: String,
+    to: String,
+    call_off: Option<&str>,
+) -> Value {
     let input = json!({ "responseCentreId": centre, "validFrom": from, "validTo": to, "callOffId": call_off });
     app.graphql(Some(token), AGREE, json!({ "input": input })).await["serviceAgreementCreate"].clone()
 }
@@ -168,7 +177,8 @@ async fn queue(app: &TestApp, token: &str, open: Option<bool>) -> Vec<Value> {
 
 /// The alerts `token` sees, few fields, cheap enough to poll.
 async fn glance(app: &TestApp, token: &str, open: Option<bool>) -> Vec<Value> {
-    let query = "query($filter: AlertFilter) { alerts(first: 10, filter: $filter) { nodes { id kind status escalations } } }";
+    let query =
+        "query($filter: AlertFilter) { alerts(first: 10, filter: $filter) { nodes { id kind status escalations } } }";
     let data = app.graphql(Some(token), query, json!({ "filter": { "open": open } })).await;
     data["alerts"]["nodes"].as_array().unwrap_or_else(|| panic!("{data}")).clone()
 }
@@ -463,7 +473,8 @@ on_both_backends! {
     }
 }
 
-const AGREEMENTS: &str = "{ serviceAgreements(first: 10) { nodes { id responseCentre { name } municipality { name } inForce } } }";
+const AGREEMENTS: &str =
+    "{ serviceAgreements(first: 10) { nodes { id responseCentre { name } municipality { name } inForce } } }";
 const NODE: &str = "query($id: ID!) { node(id: $id) { id } }";
 
 on_both_backends! {
@@ -629,7 +640,9 @@ fn count_steps(alert: &Value, kind: &str) -> usize {
 async fn escalates_exactly_once_across_a_restart(app: TestApp) {
     let world = Centre::new(&app).await;
     let second = app
-        .create_organization(json!({ "kind": "RESPONSE_CENTRE", "name": "Reservesenteret", "orgNumber": org_number(919) }))
+        .create_organization(
+            json!({ "kind": "RESPONSE_CENTRE", "name": "Reservesenteret", "orgNumber": org_number(919) }),
+        )
         .await;
     assert_eq!(agree(&app, &world.officer(&app), &second, days(0), days(30), None).await["userErrors"], json!([]));
     let line = json!({ "input": { "severity": "CRITICAL", "acknowledgeWithinSeconds": 1, "acceptWithinSeconds": 1, "nextLineId": second } });
@@ -661,7 +674,13 @@ async fn escalates_exactly_once_across_a_restart(app: TestApp) {
     .await;
     let twice = open_alert(&app, &operator, "alarm-button").await;
     assert_eq!(count_steps(&twice, "ESCALATED"), 2);
-    assert!(twice["steps"].as_array().unwrap().iter().any(|s| s["note"] == "the hand-over was not accepted within 1 s: escalated to Reservesenteret"));
+    assert!(
+        twice["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["note"] == "the hand-over was not accepted within 1 s: escalated to Reservesenteret")
+    );
     other.stop().await;
 }
 
@@ -718,7 +737,11 @@ async fn a_silent_device_raises_one_offline_alert_that_its_next_event_closes(app
     .await;
     let missed = open_alert(&app, &operator, "test-transmission-missed").await;
     assert_eq!((&missed["deviceSerial"], &missed["severity"]), (&json!("SA-7734002"), &json!("SERIOUS")));
-    assert_eq!(lines(&app, &operator).await.iter().filter(|l| l.contains("RAISED")).count(), 1, "one alert per silence");
+    assert_eq!(
+        lines(&app, &operator).await.iter().filter(|l| l.contains("RAISED")).count(),
+        1,
+        "one alert per silence"
+    );
     // A test transmission closes it.
     alarm(&app, &world, "O-3", "SA-7734002", "IN", "100").await;
     let resolved = queue(&app, &operator, Some(false)).await;
@@ -800,7 +823,11 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
     assert_eq!(agree(app, &officer, &centre_id, days(0), days(1), None).await["userErrors"], json!([]));
     let token = app.token(&centre, &[Role::Operator]);
     let data = app
-        .graphql(Some(&token), "{ alerts(first: 1) { nodes { id } } serviceAgreements(first: 1) { nodes { id } } }", json!({}))
+        .graphql(
+            Some(&token),
+            "{ alerts(first: 1) { nodes { id } } serviceAgreements(first: 1) { nodes { id } } }",
+            json!({}),
+        )
         .await;
     vec![
         NodeSample::new("Alert", &data["alerts"]["nodes"][0]["id"], &token),

@@ -154,7 +154,10 @@ async fn build_world(app: &TestApp) -> Fleet {
     let alert = queue["alerts"]["nodes"][0]["id"].as_str().expect("the missed dose's alert").to_string();
     let municipality = global_id(NodeType::Organization, org_by_number(app, MUNICIPALITY_ORG).await.id);
     for (query, input) in [
-        ("mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }", json!({ "alertId": alert })),
+        (
+            "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+            json!({ "alertId": alert }),
+        ),
         (
             "mutation($input: AlertHandOverInput!) { alertHandOver(input: $input) { userErrors { code } } }",
             json!({ "alertId": alert, "responderId": municipality }),
@@ -797,7 +800,8 @@ async fn subscriptions(app: &TestApp, fleet: &Fleet, schema: &Schema, callers: &
             .position(|c| c.role == Some(role) && c.label.contains(number) && !c.label.contains("does not apply"))
             .expect("a rightful caller")
     };
-    let (case_worker, operator) = (rightful(Role::CaseWorker, MUNICIPALITY_ORG), rightful(Role::Operator, &org_number(904)));
+    let (case_worker, operator) =
+        (rightful(Role::CaseWorker, MUNICIPALITY_ORG), rightful(Role::Operator, &org_number(904)));
     let new_alert: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
     for c in [case_worker, operator] {
         read_until(&mut inboxes[c], c, &fields, reach, |s, id| {

@@ -568,8 +568,7 @@ impl AlertMutation {
     /// once it is acknowledged; the `responder` once it has accepted it.
     async fn alert_resolve(&self, ctx: &Context<'_>, input: AlertResolveInput) -> Result<AlertPayload> {
         let viewer = actor(ctx, ANY_HANDLER, "resolve alerts")?;
-        let action =
-            note("note", input.note.as_deref()).map(|note| Action::Resolve { outcome: input.outcome, note });
+        let action = note("note", input.note.as_deref()).map(|note| Action::Resolve { outcome: input.outcome, note });
         step(ctx, viewer, &input.alert_id, action).await
     }
 
@@ -587,11 +586,7 @@ impl AlertMutation {
         ctx: &Context<'_>,
         input: ServiceAgreementCreateInput,
     ) -> Result<ServiceAgreementCreatePayload> {
-        let caller = caller_any(
-            ctx,
-            &[Role::ProcurementOfficer, Role::MunicipalityAdmin],
-            "make service agreements",
-        )?;
+        let caller = caller_any(ctx, &[Role::ProcurementOfficer, Role::MunicipalityAdmin], "make service agreements")?;
         let parsed = (|| {
             Ok::<_, Invalid>(NewServiceAgreement {
                 response_centre_id: input_row(&input.response_centre_id, NodeType::Organization, "responseCentreId")?,
@@ -661,8 +656,7 @@ impl AlertMutation {
                 .heartbeat_interval_seconds
                 .map(|s| workflow::seconds("heartbeatIntervalSeconds", s))
                 .transpose()?;
-            let test =
-                input.test_interval_seconds.map(|s| workflow::seconds("testIntervalSeconds", s)).transpose()?;
+            let test = input.test_interval_seconds.map(|s| workflow::seconds("testIntervalSeconds", s)).transpose()?;
             Ok::<_, Invalid>((input.product.clone(), heartbeat, test))
         })();
         let result = match parsed {
@@ -709,11 +703,7 @@ impl NodeObject for ServiceAgreement {
 pub struct AlertSubscription;
 
 /// The live alerts of `kind` (any when `None`) the viewer may see, each audited as served.
-fn alert_stream(
-    ctx: &Context<'_>,
-    viewer: AlertViewer,
-    kind: Option<NoticeKind>,
-) -> impl Stream<Item = Alert> + use<> {
+fn alert_stream(ctx: &Context<'_>, viewer: AlertViewer, kind: Option<NoticeKind>) -> impl Stream<Item = Alert> + use<> {
     let db = state(ctx).db.clone();
     let live = crate::app::stream_of(state(ctx).events.subscribe_alerts());
     live.filter_map(move |notice| {

@@ -454,7 +454,9 @@ pub async fn raise_for_events<C: ConnectionTrait>(db: &C, receipts: &[i64]) -> R
             Clears::Alarms => {
                 let alarms: Vec<(i64, String)> = open
                     .iter()
-                    .filter(|((d, kind), _)| *d == device.id && rule_of(kind).is_some_and(|r| r.family == Family::Alarm))
+                    .filter(|((d, kind), _)| {
+                        *d == device.id && rule_of(kind).is_some_and(|r| r.family == Family::Alarm)
+                    })
                     .map(|(key, _)| key.clone())
                     .collect();
                 for key in alarms {

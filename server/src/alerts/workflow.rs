@@ -11,14 +11,14 @@
 use chrono::{NaiveDate, Utc};
 use sea_orm::sea_query::{Expr, Query as SqlQuery};
 use sea_orm::{
-    ActiveModelTrait, TryIntoModel, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    TryIntoModel,
 };
 use velferd_plugins::Severity;
 
 use super::live::{AlertNotice, Notices};
 use super::model::{
-    AlertOutcome, AlertStatus, StepKind, alert, alert_escalation, device_watch, product_monitoring,
-    service_agreement,
+    AlertOutcome, AlertStatus, StepKind, alert, alert_escalation, device_watch, product_monitoring, service_agreement,
 };
 use super::rules::{self, Actor};
 use crate::audit;
@@ -517,10 +517,13 @@ mod tests {
             Action::Resolve { outcome: AlertOutcome::Visit, note: None },
             Action::Note { kind: NoteKind::Cause, text: note() },
         ];
-        let legal: Vec<(usize, AlertStatus, AlertStatus)> = [Raised, Acknowledged, HandedToResponder, ResponderAccepted, Resolved]
-            .into_iter()
-            .flat_map(|from| actions.iter().enumerate().filter_map(move |(i, a)| a.next(from).map(|to| (i, from, to))))
-            .collect();
+        let legal: Vec<(usize, AlertStatus, AlertStatus)> =
+            [Raised, Acknowledged, HandedToResponder, ResponderAccepted, Resolved]
+                .into_iter()
+                .flat_map(|from| {
+                    actions.iter().enumerate().filter_map(move |(i, a)| a.next(from).map(|to| (i, from, to)))
+                })
+                .collect();
         assert_eq!(
             legal,
             [
