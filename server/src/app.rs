@@ -31,6 +31,8 @@ pub struct AppState {
     pub throttle: Arc<crate::throttle::Throttle>,
     /// Refused and throttled attempts, counted for the platform operator.
     pub refusals: Arc<crate::refusals::RefusalLog>,
+    /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
+    pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
         revocations: Arc<crate::organizations::revocations::Revocations>,
         throttle: crate::throttle::ThrottleSettings,
         refusal_log_flush: std::time::Duration,
+        alerts: crate::config::AlertSettings,
     ) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), events.clone());
@@ -51,7 +54,21 @@ impl AppState {
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
         let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
         let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
-        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits, revocations, throttle, refusals }
+        let alert_sweep =
+            Arc::new(crate::alerts::sweep::Sweep::start(db.clone(), events.clone(), alerts.sweep_interval));
+        AppState {
+            db,
+            events,
+            adapters,
+            ingest,
+            devices,
+            metrics,
+            ingest_limits,
+            revocations,
+            throttle,
+            refusals,
+            alert_sweep,
+        }
     }
 }
 
@@ -60,13 +77,19 @@ impl AppState {
 pub struct EventBus {
     organizations: broadcast::Sender<Organization>,
     device_events: broadcast::Sender<Arc<LiveDeviceEvent>>,
+    /// Alerts raised and changed: sent only by `crate::alerts::live::publish`.
+    alerts: broadcast::Sender<Arc<crate::alerts::live::AlertNotice>>,
 }
 
 impl EventBus {
     fn new() -> EventBus {
         // Ingest can store hundreds of events a second: room for bursts before a slow
         // subscriber starts skipping.
-        EventBus { organizations: broadcast::channel(256).0, device_events: broadcast::channel(4096).0 }
+        EventBus {
+            organizations: broadcast::channel(256).0,
+            device_events: broadcast::channel(4096).0,
+            alerts: broadcast::channel(1024).0,
+        }
     }
 
     pub fn organization_created(&self, organization: Organization) {
@@ -89,6 +112,15 @@ impl EventBus {
 
     pub fn subscribe_device_events(&self) -> broadcast::Receiver<Arc<LiveDeviceEvent>> {
         self.device_events.subscribe()
+    }
+
+    /// For `crate::alerts::live::publish` only: the one way alert notices leave.
+    pub(crate) fn alert_notice(&self, notice: Arc<crate::alerts::live::AlertNotice>) {
+        let _ = self.alerts.send(notice);
+    }
+
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Arc<crate::alerts::live::AlertNotice>> {
+        self.alerts.subscribe()
     }
 }
 

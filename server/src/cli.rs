@@ -44,7 +44,8 @@ enum Command {
         oid: Option<String>,
         /// Roles, comma-separated: admin (the platform operator), advisor (programmes),
         /// procurement_officer, case_worker, privacy_officer, municipality_admin
-        /// (municipalities), operator (response centres), supplier (suppliers), integration (any).
+        /// (municipalities), operator (response centres), responder (municipalities and response
+        /// centres), supplier (suppliers), integration (any).
         #[arg(long = "role")]
         roles: String,
         /// Lifetime, e.g. 30m, 8h, 7d.

@@ -94,6 +94,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_DEAD_LETTER_QUOTA_BYTES",
         "bytes of unresolved dead letters one product may keep (default 268435456, 256 MiB)",
     ),
+    (
+        "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+        "how often each instance looks for due alert deadlines and silent devices (default 1000)",
+    ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
@@ -227,6 +231,15 @@ pub struct Settings {
     pub operator: OperatorSettings,
     /// The keys that sign (and verify) the audit log's chain anchors.
     pub audit_keys: crate::audit::key::AuditKeys,
+    /// The alert sweep: escalation deadlines and silent devices.
+    pub alerts: AlertSettings,
+}
+
+/// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// How often each instance claims due deadlines; a deadline fires at most this late.
+    pub sweep_interval: Duration,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
@@ -419,6 +432,14 @@ impl Settings {
             metrics_bind,
             operator,
             audit_keys,
+            alerts: AlertSettings {
+                sweep_interval: Duration::from_millis(parse_number(
+                    get,
+                    "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+                    1000,
+                    10..=3_600_000,
+                )? as u64),
+            },
         })
     }
 

@@ -25,6 +25,7 @@ macro_rules! areas {
             refusals: nodes [], roots [Query];
             care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
             audit: nodes [], roots [Query];
+            alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
         }
     };
 }
@@ -108,6 +109,7 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
         revocations,
         settings.throttle.clone(),
         settings.refusal_log_flush,
+        settings.alerts.clone(),
     );
     let metrics = match settings.metrics_bind {
         Some(addr) => {

@@ -9,6 +9,7 @@ mod guests;
 
 mod adapter_cli;
 mod agreements;
+mod alerts;
 mod attack;
 mod audit;
 mod auth;

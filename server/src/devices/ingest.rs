@@ -279,7 +279,8 @@ impl IngestWriter {
                 // A panic must not take the writer (and all ingest after it) down with it.
                 let written = AssertUnwindSafe(write_group(&db, &mut group)).catch_unwind().await;
                 match written {
-                    Ok(Ok(results)) => {
+                    Ok(Ok((results, alerts))) => {
+                        crate::alerts::live::publish(&bus, alerts);
                         let receipts: Vec<i64> = results
                             .iter()
                             .flatten()
@@ -312,8 +313,12 @@ impl IngestWriter {
     }
 }
 
-/// Writes a group of requests in one transaction; one result list per request.
-async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<MessageResult>>, DbErr> {
+/// Writes a group of requests in one transaction; one result list per request, and the alerts
+/// its events raised or changed (told to subscribers once it has committed).
+async fn write_group(
+    db: &Database,
+    group: &mut [Pending],
+) -> Result<(Vec<Vec<MessageResult>>, crate::alerts::live::Notices), DbErr> {
     let txn = db.write().begin().await?;
     let mut named: Vec<(i64, &str)> = Vec::new();
     for pending in group.iter() {
@@ -385,6 +390,9 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
     for ((g, i), result) in slots.into_iter().zip(accept_all(&txn, accepted, &devices).await?) {
         results[g][i] = Some(result);
     }
+    let stored: Vec<i64> =
+        results.iter().flatten().flatten().filter(|r| r.events_stored > 0).filter_map(|r| r.receipt_id).collect();
+    let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
     for (pending, results) in group.iter().zip(&results) {
         let last = results.iter().flatten().filter_map(|r| r.receipt_id).max();
         if last.is_some_and(|id| id % 64 == 0) {
@@ -392,7 +400,9 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
         }
     }
     txn.commit().await?;
-    Ok(results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect())
+    let results =
+        results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect();
+    Ok((results, alerts))
 }
 
 /// A stored device event on its way to live subscribers, with what decides who may see it.
