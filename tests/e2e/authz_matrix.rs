@@ -600,7 +600,7 @@ async fn matrix(app: TestApp) {
     for edge in [
         "Query.node",
         "Query.nodes",
-        "Subscription.deviceEventReceived",
+        "Subscription.deviceEventReceived.event",
         "GET /ocds/procurements/{id}",
         "GET /ocds/procurements/{id} call-off release",
         "Procurement.ocds call-off release",
