@@ -56,7 +56,19 @@ impl AppState {
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
         let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
         let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
-        AppState { db, events, live, adapters, ingest, devices, metrics, ingest_limits, revocations, throttle, refusals }
+        AppState {
+            db,
+            events,
+            live,
+            adapters,
+            ingest,
+            devices,
+            metrics,
+            ingest_limits,
+            revocations,
+            throttle,
+            refusals,
+        }
     }
 }
 

@@ -96,9 +96,8 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     .map_err(StartError::Adapters)?;
     let revocations =
         organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
-    let live = live::Live::start(db.clone(), settings.live.clone(), &settings.database_url)
-        .await
-        .map_err(StartError::Live)?;
+    let live =
+        live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
     let state = AppState::new(
         db,
         live,

@@ -60,7 +60,8 @@ async fn socket(addr: &str, token: &str) -> Socket {
 
 /// Starts the live device-event subscription on `ws`, after `after` when given.
 async fn subscribe(ws: &mut Socket, after: Option<&str>) {
-    let message = json!({ "id": "live", "type": "subscribe", "payload": { "query": LIVE, "variables": { "after": after } } });
+    let message =
+        json!({ "id": "live", "type": "subscribe", "payload": { "query": LIVE, "variables": { "after": after } } });
     ws.send(Message::text(message.to_string())).await.unwrap();
 }
 
@@ -68,7 +69,8 @@ async fn subscribe(ws: &mut Socket, after: Option<&str>) {
 async fn next_message(ws: &mut Socket) -> Value {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next()).await.expect("a message in time").expect("open").unwrap();
+        let frame =
+            tokio::time::timeout_at(deadline, ws.next()).await.expect("a message in time").expect("open").unwrap();
         match frame {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),
             Message::Close(frame) => panic!("closed: {frame:?}"),
@@ -318,7 +320,8 @@ async fn transactions_committing_out_of_order_lose_nothing() {
     let start = velferd::live::last_sequence(app.db().read()).await.unwrap();
 
     let early = app.db().write().begin().await.unwrap();
-    let first = app.live().publish(&early, Topic::DeviceEvent, Scope::default(), &json!({ "n": "early" })).await.unwrap();
+    let first =
+        app.live().publish(&early, Topic::DeviceEvent, Scope::default(), &json!({ "n": "early" })).await.unwrap();
     assert_eq!(first, start + 1);
     let (db, live) = (app.db().clone(), app.live().clone());
     let late = tokio::spawn(async move {
@@ -380,7 +383,8 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
+        let base =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
         // Keep draining stdout so the server never writes to a closed pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { child, base }
@@ -408,7 +412,8 @@ async fn two_server_processes_on_one_postgres_database_share_live_updates() {
     let fleet = Fleet::new(&app).await;
     live_reference_adapters(&app, &fleet).await;
     let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
-    let (ingesting, subscribed) = (Server::start(&app.settings.database_url), Server::start(&app.settings.database_url));
+    let (ingesting, subscribed) =
+        (Server::start(&app.settings.database_url), Server::start(&app.settings.database_url));
     let client = &app.client;
 
     // Ingest on one process, hear it on the other.
@@ -431,7 +436,12 @@ async fn two_server_processes_on_one_postgres_database_share_live_updates() {
         for _ in 0..3 {
             missed.push(delivery(&mut ws).await);
         }
-        assert_eq!(missed.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["P-2", "P-3", "P-4"], "{}", server.base);
+        assert_eq!(
+            missed.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),
+            ["P-2", "P-3", "P-4"],
+            "{}",
+            server.base
+        );
         assert!(missed.windows(2).all(|w| w[0].0 < w[1].0));
         if server.base == subscribed.base {
             // Then live from the other process, nothing repeated.

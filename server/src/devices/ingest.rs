@@ -30,9 +30,9 @@ use super::model::{
 };
 use super::runtime::{AdapterRuntime, Lane};
 use crate::db::Database;
-use crate::live::{Announcement, Live, Scope, Topic};
 use crate::errors::ApiError;
 use crate::ids::{NodeType, global_id};
+use crate::live::{Announcement, Live, Scope, Topic};
 
 /// One device message as the supplier sent it, its content type parsed at the edge.
 #[derive(Debug, Clone)]

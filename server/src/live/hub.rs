@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::model::outbox;
@@ -91,7 +93,11 @@ impl Hub {
             if row.id != state.head + 1 {
                 // Sequences have no gaps: rows between were pruned before this instance read
                 // them, so every subscriber missed them. Each resumes (and learns it is too late).
-                tracing::warn!(head = state.head, next = row.id, "outbox rows were pruned before this instance read them");
+                tracing::warn!(
+                    head = state.head,
+                    next = row.id,
+                    "outbox rows were pruned before this instance read them"
+                );
                 for (_, subscriber) in state.subscribers.drain() {
                     subscriber.dropped.store(true, Ordering::SeqCst);
                 }
@@ -348,7 +354,8 @@ async fn prune_loop(hub: Arc<Hub>, mut closed: watch::Receiver<()>) {
             _ = tick.tick() => {}
         }
         let retention = chrono::Duration::from_std(hub.settings.retention).unwrap_or(chrono::Duration::MAX);
-        let cutoff = chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let cutoff =
+            chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         if let Err(error) = super::prune(&hub.db, cutoff).await {
             tracing::warn!(%error, "pruning the outbox failed");
         }

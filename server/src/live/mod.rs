@@ -27,7 +27,6 @@ pub mod graphql;
 mod hub;
 pub mod model;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -180,7 +179,8 @@ async fn write(txn: &DatabaseTransaction, announcements: Vec<Announcement>) -> R
         .filter(outbox_counter::Column::Name.eq(outbox_counter::SEQUENCE))
         .exec_with_returning(txn)
         .await?;
-    let last = taken.first().map(|row| row.value).ok_or_else(|| DbErr::Custom("the outbox counter is missing".into()))?;
+    let last =
+        taken.first().map(|row| row.value).ok_or_else(|| DbErr::Custom("the outbox counter is missing".into()))?;
     let now = Utc::now().fixed_offset();
     let rows: Vec<outbox::ActiveModel> = announcements
         .into_iter()
