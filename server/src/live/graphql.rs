@@ -16,6 +16,9 @@ use crate::graphql::context::state;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Sequence(pub i64);
 
+/// A position in the outbox of live updates: every item a subscription delivers carries one,
+/// increasing in the order the changes committed. A decimal string (sequences outgrow the 32-bit
+/// `Int`); `afterSequence` accepts an `Int` too.
 #[Scalar(name = "Sequence")]
 impl ScalarType for Sequence {
     fn parse(value: Value) -> InputValueResult<Self> {
