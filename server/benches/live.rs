@@ -262,6 +262,31 @@ async fn publish_rate(label: &str, server: &velferd::http::RunningServer, concur
     println!("{label:<58} {rate:>8.0} publishing transactions/s ({concurrency} concurrent)");
 }
 
+/// The same transactions with a plain insert into a table of their own instead of a publish:
+/// what the counter's lock costs is the difference.
+async fn baseline_rate(label: &str, server: &velferd::http::RunningServer, concurrency: usize) {
+    let total = 2000;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let db = server.db.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (t..total).step_by(concurrency) {
+                let txn = db.write().begin().await.unwrap();
+                txn.execute_unprepared(&format!("INSERT INTO bench_baseline (payload) VALUES ('{{\"n\": {n}}}')"))
+                    .await
+                    .unwrap();
+                txn.commit().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!("{label:<58} {rate:>8.0} plain inserting transactions/s ({concurrency} concurrent)");
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let bench = Bench {
@@ -277,6 +302,9 @@ async fn main() {
     latency("SQLite, one instance", &bench, &base, server.addr).await;
     publish_rate("SQLite", &server, 1).await;
     publish_rate("SQLite", &server, 8).await;
+    server.db.write().execute_unprepared("CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)").await.unwrap();
+    baseline_rate("SQLite", &server, 1).await;
+    baseline_rate("SQLite", &server, 8).await;
     server.stop().await;
 
     let Ok(admin_url) = std::env::var("VELFERD_BENCH_POSTGRES_URL") else {
@@ -296,6 +324,9 @@ async fn main() {
     latency("PostgreSQL, ingest on one instance, subscriber on another", &bench, &first_base, second.addr).await;
     publish_rate("PostgreSQL", &first, 1).await;
     publish_rate("PostgreSQL", &first, 8).await;
+    first.db.write().execute_unprepared("CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)").await.unwrap();
+    baseline_rate("PostgreSQL", &first, 1).await;
+    baseline_rate("PostgreSQL", &first, 8).await;
     first.stop().await;
     second.stop().await;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
