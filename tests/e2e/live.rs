@@ -219,6 +219,15 @@ on_both_backends! {
         let refused = next_message(&mut ws).await;
         assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "SEQUENCE_UNKNOWN", "{refused}");
 
+        // Not a sequence at all: refused as bad input.
+        for bad in [json!("forty-two"), json!(-1)] {
+            let mut ws = socket(&addr, &case_worker).await;
+            let message = json!({ "id": "live", "type": "subscribe", "payload": { "query": LIVE, "variables": { "after": bad } } });
+            ws.send(Message::text(message.to_string())).await.unwrap();
+            let refused = next_message(&mut ws).await;
+            assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{bad}: {refused}");
+        }
+
         // The latest sequence is still in reach: resuming there starts the subscription.
         let mut ws = socket(&addr, &case_worker).await;
         subscribe(&mut ws, Some(&latest.to_string())).await;
@@ -274,6 +283,41 @@ on_both_backends! {
         for expected in &heard[2..] {
             assert_eq!(&delivery(&mut resumed).await, expected);
         }
+    }
+}
+
+on_both_backends! {
+    /// A row whose wake-up never came (a `NOTIFY` lost while an instance's listener was
+    /// reconnecting) still reaches subscribers: every instance also reads the outbox on a timer.
+    async fn a_missed_wake_up_is_covered_by_the_poll(app) {
+        let app = app.respawn_with(&[("VELFERD_LIVE_POLL_MS", "200")]).await;
+        let mut stream = app.live().subscribe(&[Topic::DeviceEvent], None).await.unwrap();
+        // Written as `Live::publish` writes it, but with no NOTIFY and no wake-up.
+        let db = app.db().write();
+        let backend = db.get_database_backend();
+        let txn = db.begin().await.unwrap();
+        let row = txn
+            .query_one_raw(Statement::from_string(
+                backend,
+                "UPDATE outbox_counter SET value = value + 1 WHERE name = 'sequence' RETURNING value",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let sequence: i64 = row.try_get("", "value").unwrap();
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => "INSERT INTO outbox (id, topic, payload, created_at) VALUES ($1, 'device-event', '{}', now())",
+                _ => "INSERT INTO outbox (id, topic, payload, created_at) VALUES (?, 'device-event', '{}', '2026-12-06T08:00:00+00:00')",
+            },
+            [sequence.into()],
+        ))
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        let item = tokio::time::timeout(PATIENCE, stream.next()).await.expect("polled in time").unwrap().unwrap();
+        assert_eq!(item.sequence, sequence);
     }
 }
 

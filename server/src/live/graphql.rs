@@ -83,3 +83,18 @@ where
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sequence_is_a_whole_number_from_zero_as_a_string_or_an_int() {
+        assert_eq!(Sequence::parse(Value::String("42".into())).ok(), Some(Sequence(42)));
+        assert_eq!(Sequence::parse(Value::from(7)).ok(), Some(Sequence(7)));
+        for refused in [Value::String("-1".into()), Value::from(-1), Value::String("4x".into()), Value::Null] {
+            assert!(Sequence::parse(refused.clone()).is_err(), "{refused}");
+        }
+        assert_eq!(Sequence(9_007_199_254_740_993).to_value(), Value::String("9007199254740993".into()));
+    }
+}
