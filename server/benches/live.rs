@@ -123,10 +123,13 @@ impl Bench {
             json!({ "id": adapter }),
         )
         .await;
-        let call_off =
-            velferd::agreements::seed::confirmed_call_off(db, org_id(db, MUNICIPALITY).await, org_id(db, SUPPLIER).await)
-                .await
-                .unwrap();
+        let call_off = velferd::agreements::seed::confirmed_call_off(
+            db,
+            org_id(db, MUNICIPALITY).await,
+            org_id(db, SUPPLIER).await,
+        )
+        .await
+        .unwrap();
         self.graphql(
             base,
             &supplier,
@@ -302,7 +305,12 @@ async fn main() {
     latency("SQLite, one instance", &bench, &base, server.addr).await;
     publish_rate("SQLite", &server, 1).await;
     publish_rate("SQLite", &server, 8).await;
-    server.db.write().execute_unprepared("CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)").await.unwrap();
+    server
+        .db
+        .write()
+        .execute_unprepared("CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)")
+        .await
+        .unwrap();
     baseline_rate("SQLite", &server, 1).await;
     baseline_rate("SQLite", &server, 8).await;
     server.stop().await;
@@ -324,7 +332,12 @@ async fn main() {
     latency("PostgreSQL, ingest on one instance, subscriber on another", &bench, &first_base, second.addr).await;
     publish_rate("PostgreSQL", &first, 1).await;
     publish_rate("PostgreSQL", &first, 8).await;
-    first.db.write().execute_unprepared("CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)").await.unwrap();
+    first
+        .db
+        .write()
+        .execute_unprepared("CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)")
+        .await
+        .unwrap();
     baseline_rate("PostgreSQL", &first, 1).await;
     baseline_rate("PostgreSQL", &first, 8).await;
     first.stop().await;
