@@ -98,6 +98,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_ALERT_SWEEP_INTERVAL_MS",
         "how often each instance looks for due alert deadlines and silent devices (default 1000)",
     ),
+    (
+        "VELFERD_LIVE_RETENTION_SECONDS",
+        "how long the outbox keeps live updates for subscribers to resume from (`afterSequence`) (default 3600)",
+    ),
+    (
+        "VELFERD_LIVE_POLL_MS",
+        "how often each instance reads the outbox when no notification woke it, a safety net (default 5000)",
+    ),
+    (
+        "VELFERD_LIVE_SUBSCRIBER_BUFFER",
+        "live updates one subscriber may have waiting before it is disconnected as too slow (default 1024)",
+    ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
@@ -223,6 +235,8 @@ pub struct Settings {
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
     pub allowed_origins: Vec<String>,
     pub devices: DeviceSettings,
+    /// The outbox of live updates (`VELFERD_LIVE_*`).
+    pub live: crate::live::LiveSettings,
     pub log: String,
     pub log_format: LogFormat,
     /// Where `/metrics` is served; never on `bind`.
@@ -377,6 +391,14 @@ impl Settings {
             adapter_limits,
         };
 
+        let live = crate::live::LiveSettings {
+            retention: Duration::from_secs(
+                parse_number(get, "VELFERD_LIVE_RETENTION_SECONDS", 3600, 1..=30 * 86_400)? as u64
+            ),
+            poll_interval: Duration::from_millis(parse_number(get, "VELFERD_LIVE_POLL_MS", 5000, 10..=600_000)? as u64),
+            subscriber_buffer: parse_number(get, "VELFERD_LIVE_SUBSCRIBER_BUFFER", 1024, 1..=1_000_000)?,
+        };
+
         let log_format = match get("VELFERD_LOG_FORMAT") {
             None if profile == Profile::Production => LogFormat::Json,
             None => LogFormat::Text,
@@ -427,6 +449,7 @@ impl Settings {
             care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
             allowed_origins,
             devices,
+            live,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
             log_format,
             metrics_bind,
@@ -735,6 +758,9 @@ mod tests {
             ("VELFERD_ALLOWED_ORIGINS", "*"),
             ("VELFERD_ALLOWED_ORIGINS", "https://portal.example.no/"),
             ("VELFERD_ALLOWED_ORIGINS", "portal.example.no"),
+            ("VELFERD_LIVE_RETENTION_SECONDS", "0"),
+            ("VELFERD_LIVE_POLL_MS", "1"),
+            ("VELFERD_LIVE_SUBSCRIBER_BUFFER", "0"),
         ] {
             let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
             let e = Settings::from_pairs(pairs).unwrap_err().to_string();

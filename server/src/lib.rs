@@ -48,6 +48,7 @@ pub mod errors;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod money;
 pub mod telemetry;
 pub mod text;
@@ -72,6 +73,8 @@ pub enum StartError {
     Demo(String),
     #[error("{0}")]
     Adapters(String),
+    #[error("starting live updates (the outbox reader) failed: {0}")]
+    Live(sea_orm::DbErr),
     #[error("reading token revocations failed: {0}")]
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
@@ -102,8 +105,11 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     let revocations =
         organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
     care::sweep::start(db.clone(), settings.care_retention_days);
+    let live =
+        live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
     let state = AppState::new(
         db,
+        live,
         adapters,
         settings.devices.clone(),
         revocations,

@@ -653,9 +653,9 @@ async fn matrix(app: TestApp) {
     for edge in [
         "Query.node",
         "Query.nodes",
-        "Subscription.deviceEventReceived",
-        "Subscription.alertRaised",
-        "Subscription.alertChanged",
+        "Subscription.deviceEventReceived.event",
+        "Subscription.alertRaised.alert",
+        "Subscription.alertChanged.alert",
         "Query.alerts.nodes",
         "Query.serviceAgreements.nodes",
         "ServiceAgreement.callOff",

@@ -23,6 +23,7 @@ mod error_codes;
 mod guards;
 mod health;
 mod learning;
+mod live;
 mod nodes;
 mod ocds;
 mod oracles;

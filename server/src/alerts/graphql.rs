@@ -5,7 +5,7 @@
 //! mutations and the subscriptions; an alert the caller may not see answers like a missing
 //! one. Serving an alert that names a recipient writes one audit entry (purpose: the alert).
 
-use async_graphql::{Context, ID, InputObject, Object, Result, Subscription};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{Stream, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -509,7 +509,7 @@ fn caller_any(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<Caller, A
     grant.caller(role, what)
 }
 
-/// Runs `action` on the alert `id` in one transaction; publishes the change once committed.
+/// Runs `action` on the alert `id` in one transaction, with the change's announcement.
 async fn step(
     ctx: &Context<'_>,
     viewer: AlertViewer,
@@ -518,12 +518,16 @@ async fn step(
 ) -> Result<AlertPayload> {
     let result = match (input_row(id, NodeType::Alert, "alertId"), action) {
         (Err(e), _) | (_, Err(e)) => refuse(e),
-        (Ok(row), Ok(action)) => in_transaction(ctx, async |txn| workflow::act(txn, &viewer, row, action).await).await,
+        (Ok(row), Ok(action)) => {
+            let live = state(ctx).live.clone();
+            in_transaction(ctx, async |txn| {
+                let (alert, notices) = workflow::act(txn, &viewer, row, action).await?;
+                live::publish(txn, &live, notices).await?;
+                Ok(alert)
+            })
+            .await
+        }
     };
-    let result = result.map(|(alert, notices)| {
-        live::publish(&state(ctx).events, notices);
-        alert
-    });
     Ok(AlertPayload::from_rule::<_, AlertError>(result, Alert)?)
 }
 
@@ -702,13 +706,33 @@ impl NodeObject for ServiceAgreement {
 #[derive(Default)]
 pub struct AlertSubscription;
 
-/// The live alerts of `kind` (any when `None`) the viewer may see, each audited as served.
-fn alert_stream(ctx: &Context<'_>, viewer: AlertViewer, kind: Option<NoticeKind>) -> impl Stream<Item = Alert> + use<> {
+/// An alert as a change left it, with the change's place in the outbox: resume after it with
+/// `afterSequence`.
+#[derive(SimpleObject)]
+pub struct AlertDelivery {
+    pub sequence: crate::live::graphql::Sequence,
+    pub alert: Alert,
+}
+
+/// The live alerts of `kind` (any when `None`) the viewer may see, after `after` or from now,
+/// each audited as served.
+async fn alert_stream(
+    ctx: &Context<'_>,
+    viewer: AlertViewer,
+    kind: Option<NoticeKind>,
+    after: Option<crate::live::graphql::Sequence>,
+) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
     let db = state(ctx).db.clone();
-    let live = crate::app::stream_of(state(ctx).events.subscribe_alerts());
-    live.filter_map(move |notice| {
+    crate::live::graphql::subscribe(ctx, &[crate::live::Topic::Alert], after, move |item| {
         let (db, viewer) = (db.clone(), viewer.clone());
         async move {
+            let notice = match item.payload::<live::AlertNotice>() {
+                Ok(notice) => notice,
+                Err(error) => {
+                    tracing::warn!(%error, sequence = item.sequence, "an alert notice did not read; it is not sent");
+                    return None;
+                }
+            };
             if kind.is_some_and(|k| k != notice.kind) {
                 return None;
             }
@@ -725,24 +749,42 @@ fn alert_stream(ctx: &Context<'_>, viewer: AlertViewer, kind: Option<NoticeKind>
                 tracing::warn!(%error, "auditing a live alert failed; it is not sent");
                 return None;
             }
-            Some(Alert(notice.alert.clone()))
+            Some(AlertDelivery { sequence: crate::live::graphql::Sequence(item.sequence), alert: Alert(notice.alert) })
         }
     })
+    .await
 }
 
 #[Subscription]
 impl AlertSubscription {
-    /// Alerts as they are raised (on this server instance), that you may see — as the
-    /// `alerts` queue decides. Each is a new alert; repeated events join it (`alertChanged`).
-    async fn alert_raised(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Alert> + use<>> {
+    /// Alerts as they are raised, on any server instance, that you may see — as the `alerts`
+    /// queue decides. Each is a new alert; repeated events join it (`alertChanged`).
+    ///
+    /// Each delivery carries its `sequence`: after a disconnection, subscribe with
+    /// `afterSequence` set to the last one received to get what you missed, in order and each
+    /// once (see `deviceEventReceived` for the errors it can end with).
+    async fn alert_raised(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
+            crate::live::graphql::Sequence,
+        >,
+    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
         let viewer = viewer(ctx, "alerts")?;
-        Ok(alert_stream(ctx, viewer, Some(NoticeKind::Raised)))
+        alert_stream(ctx, viewer, Some(NoticeKind::Raised), after_sequence).await
     }
 
     /// Alerts as they are raised or change (joined, acknowledged, handed over, accepted,
-    /// escalated, noted, resolved, closed by the device), that you may see.
-    async fn alert_changed(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Alert> + use<>> {
+    /// escalated, noted, resolved, closed by the device), on any instance, that you may see;
+    /// resumable like `alertRaised`.
+    async fn alert_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
+            crate::live::graphql::Sequence,
+        >,
+    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
         let viewer = viewer(ctx, "alerts")?;
-        Ok(alert_stream(ctx, viewer, None))
+        alert_stream(ctx, viewer, None, after_sequence).await
     }
 }

@@ -1,17 +1,18 @@
-//! Alerts live: what a change announces, and the one function that sends it.
+//! Alerts live: what a change announces, and the one function that announces it.
 //!
-//! Today the notices go out on the in-process [`EventBus`] after the transaction that made them
-//! has committed (one instance). [`publish`] is the seam for the outbox across instances: every
-//! path that raises or changes an alert (ingest, the workflow mutations, the sweep) hands its
-//! notices to it and to nothing else.
+//! Every path that raises or changes an alert (ingest, replay, the workflow mutations, the
+//! sweep) hands its notices to [`publish`] inside its own transaction: they go into the outbox
+//! (`crate::live`) with the change, so a subscriber on any instance hears of the alert once the
+//! transaction commits, never before and never not at all.
 
-use std::sync::Arc;
+use sea_orm::{DatabaseTransaction, DbErr};
+use serde::{Deserialize, Serialize};
 
 use super::model::alert;
-use crate::app::EventBus;
+use crate::live::{Announcement, Live, Scope, Topic};
 
 /// Whether an alert is new or changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoticeKind {
     /// Raised: goes to `alertRaised` (and `alertChanged`).
     Raised,
@@ -19,8 +20,8 @@ pub enum NoticeKind {
     Changed,
 }
 
-/// One alert as a change left it.
-#[derive(Debug, Clone)]
+/// One alert as a change left it: the outbox payload of topic `alert`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertNotice {
     pub kind: NoticeKind,
     pub alert: alert::Model,
@@ -39,10 +40,23 @@ impl AlertNotice {
 /// The notices of one transaction, in the order its changes were made.
 pub type Notices = Vec<AlertNotice>;
 
-/// Tells subscribers about `notices`, in order. Call it once the transaction that made them has
-/// committed: a subscriber must never hear of an alert it cannot then read.
-pub fn publish(bus: &EventBus, notices: Notices) {
-    for notice in notices {
-        bus.alert_notice(Arc::new(notice));
+/// Writes `notices` to the outbox in `txn`, in order, scoped to the alert's municipality and the
+/// organisation it is handed to. Call it last in the transaction: publishing holds the outbox
+/// counter until the commit.
+pub async fn publish(txn: &DatabaseTransaction, live: &Live, notices: Notices) -> Result<(), DbErr> {
+    if notices.is_empty() {
+        return Ok(());
     }
+    let announcements = notices
+        .iter()
+        .map(|notice| {
+            let scope = Scope {
+                municipality_id: Some(notice.alert.municipality_id),
+                organization_id: notice.alert.responder_id,
+            };
+            Announcement::new(Topic::Alert, scope, notice)
+        })
+        .collect();
+    live.publish_all(txn, announcements).await?;
+    Ok(())
 }

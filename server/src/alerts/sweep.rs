@@ -16,7 +16,7 @@ use sea_orm::{
 use super::live::{self, AlertNotice, Notices};
 use super::model::{AlertStatus, StepKind, alert, alert_deadline, device_watch, product_monitoring};
 use super::rules::{self, Actor, DEVICE_OFFLINE, TEST_MISSED};
-use crate::app::EventBus;
+use crate::live::Live;
 use crate::db::Database;
 use crate::devices::model::{DeviceStatus, device};
 
@@ -36,13 +36,13 @@ impl Drop for Sweep {
 
 impl Sweep {
     /// Starts sweeping every `interval` on the current Tokio runtime.
-    pub fn start(db: Database, bus: EventBus, interval: Duration) -> Sweep {
+    pub fn start(db: Database, live: Live, interval: Duration) -> Sweep {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if let Err(error) = sweep_once(&db, &bus).await {
+                if let Err(error) = sweep_once(&db, &live).await {
                     tracing::warn!(%error, "the alert sweep failed; it tries again at the next tick");
                 }
             }
@@ -52,7 +52,7 @@ impl Sweep {
 }
 
 /// Fires what is due now; returns how many deadlines this instance fired.
-pub async fn sweep_once(db: &Database, bus: &EventBus) -> Result<usize, DbErr> {
+pub async fn sweep_once(db: &Database, live: &Live) -> Result<usize, DbErr> {
     let now = super::now_ms();
     // The look is a timed background read, on its own connection; only a claim writes.
     let due: Vec<i64> = alert_deadline::Entity::find()
@@ -80,20 +80,20 @@ pub async fn sweep_once(db: &Database, bus: &EventBus) -> Result<usize, DbErr> {
     for id in due {
         let txn = db.write().begin().await?;
         let notices = escalate(&txn, id, now).await?;
-        txn.commit().await?;
         if let Some(notices) = notices {
             fired += 1;
-            live::publish(bus, notices);
+            live::publish(&txn, live, notices).await?;
         }
+        txn.commit().await?;
     }
     for id in silent {
         let txn = db.write().begin().await?;
         let notices = fall_silent(&txn, id, now).await?;
-        txn.commit().await?;
         if let Some(notices) = notices {
             fired += 1;
-            live::publish(bus, notices);
+            live::publish(&txn, live, notices).await?;
         }
+        txn.commit().await?;
     }
     Ok(fired)
 }

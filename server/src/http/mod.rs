@@ -49,6 +49,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The server's database handles (tests read the statement count).
     pub db: crate::db::Database,
+    /// The server's live updates (tests subscribe below GraphQL).
+    pub live: crate::live::Live,
     /// Where `/metrics` is served, when `VELFERD_METRICS_BIND` is set.
     pub metrics_addr: Option<SocketAddr>,
     handle: ServerHandle,
@@ -113,6 +115,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Binds `settings.bind` and starts serving on the current Tokio runtime.
 pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::Result<RunningServer> {
     let db = state.db.clone();
+    let live = state.live.clone();
     let verifier = TokenVerifier::new(&settings.jwt).with_revocations(state.revocations.clone());
     let shared = Shared {
         schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
@@ -178,7 +181,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(RunningServer { addr, db, metrics_addr: None, handle, task, metrics: None })
+    Ok(RunningServer { addr, db, live, metrics_addr: None, handle, task, metrics: None })
 }
 
 /// Cross-origin requests from browsers: portals on the origins of `VELFERD_ALLOWED_ORIGINS` may
