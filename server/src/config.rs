@@ -15,6 +15,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://velferd.db?mode=rwc";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "velferd";
 pub const DEFAULT_AUDIENCE: &str = "velferd";
+/// Where `npm ci --prefix server/graphiql` installs GraphiQL's packages in the source tree this
+/// binary was built from, so `cargo run` and the tests find them from any working directory.
+pub const DEFAULT_GRAPHIQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/graphiql/node_modules");
 
 /// Every setting the service knows, with the environment variable that sets it and its
 /// meaning. The TOML file uses the same names in lower case without the `VELFERD_` prefix.
@@ -94,6 +97,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
         "organisation number of the platform operator, whose `admin` tokens name it (default none: name it by `oid`)",
+    ),
+    (
+        "VELFERD_GRAPHIQL_DIR",
+        "directory of GraphiQL's npm packages (default: server/graphiql/node_modules of the source tree built)",
     ),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
     (
@@ -209,6 +216,8 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// The platform operator's organisation, created at start if missing.
     pub operator: OperatorSettings,
+    /// GraphiQL's npm packages (development only).
+    pub graphiql_dir: PathBuf,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
@@ -397,6 +406,7 @@ impl Settings {
             log_format,
             metrics_bind,
             operator,
+            graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
         })
     }
 

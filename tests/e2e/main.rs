@@ -16,6 +16,7 @@ mod binary;
 mod devices;
 mod devices_access;
 mod error_codes;
+mod graphiql;
 mod guards;
 mod health;
 mod learning;
