@@ -22,7 +22,11 @@ fn packages_installed(test: &str) -> bool {
     if probe.exists() {
         return true;
     }
-    let why = format!("{test}: GraphiQL's packages are not installed ({} missing); run `{}`", probe.display(), graphiql::INSTALL_COMMAND);
+    let why = format!(
+        "{test}: GraphiQL's packages are not installed ({} missing); run `{}`",
+        probe.display(),
+        graphiql::INSTALL_COMMAND
+    );
     assert!(std::env::var_os("CI").is_none(), "{why} (CI must run them: .ci/run installs them)");
     eprintln!("skipped {why}");
     false
@@ -41,8 +45,14 @@ fn links(html: &str) -> Vec<String> {
 }
 
 /// Addresses of the CDNs GraphiQL's own examples load it from, and of web fonts.
-const CDN_ADDRESSES: &[&str] =
-    &["://unpkg.com", "://cdn.jsdelivr.net", "://cdnjs.cloudflare.com", "://esm.sh", "://fonts.googleapis.com", "://fonts.gstatic.com"];
+const CDN_ADDRESSES: &[&str] = &[
+    "://unpkg.com",
+    "://cdn.jsdelivr.net",
+    "://cdnjs.cloudflare.com",
+    "://esm.sh",
+    "://fonts.googleapis.com",
+    "://fonts.gstatic.com",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_links_only_the_servers_own_files_which_answer_with_their_types_and_caching() {
@@ -96,19 +106,19 @@ async fn the_page_links_only_the_servers_own_files_which_answer_with_their_types
         assert_eq!(again.status(), 304, "{link}");
         assert_eq!(again.headers()["cache-control"], "no-cache", "{link}");
     }
-    let unknown = app.client.get(app.url(&format!("{}/graphiql.min.js.map", graphiql::ASSETS_PATH))).send().await.unwrap();
+    let unknown =
+        app.client.get(app.url(&format!("{}/graphiql.min.js.map", graphiql::ASSETS_PATH))).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
-    let outside = app.client.get(app.url(&format!("{}/..%2Fpackage.json", graphiql::ASSETS_PATH))).send().await.unwrap();
+    let outside =
+        app.client.get(app.url(&format!("{}/..%2Fpackage.json", graphiql::ASSETS_PATH))).send().await.unwrap();
     assert_eq!(outside.status(), 404, "only the listed files are served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_packages_the_page_names_what_is_missing_and_the_command_that_installs_it() {
     let empty = tempfile::tempdir().unwrap();
-    let options = Options {
-        pairs: vec![("VELFERD_GRAPHIQL_DIR", empty.path().display().to_string())],
-        ..Options::default()
-    };
+    let options =
+        Options { pairs: vec![("VELFERD_GRAPHIQL_DIR", empty.path().display().to_string())], ..Options::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     let page = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -116,11 +126,17 @@ async fn without_its_packages_the_page_names_what_is_missing_and_the_command_tha
     assert!(policy.starts_with("default-src 'none';") && !policy.contains("script-src"), "{policy}");
     let html = page.text().await.unwrap();
     assert!(html.contains(graphiql::INSTALL_COMMAND), "{html}");
-    for file in ["graphiql/graphiql.min.js", "graphiql/graphiql.min.css", "react/umd/react.production.min.js", "react-dom/umd/react-dom.production.min.js"] {
+    for file in [
+        "graphiql/graphiql.min.js",
+        "graphiql/graphiql.min.css",
+        "react/umd/react.production.min.js",
+        "react-dom/umd/react-dom.production.min.js",
+    ] {
         assert!(html.contains(&empty.path().join(file).display().to_string()), "names {file}: {html}");
     }
     assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("://"), "{html}");
-    let script = app.client.get(app.url(&format!("{}/velferd-graphiql.js", graphiql::ASSETS_PATH))).send().await.unwrap();
+    let script =
+        app.client.get(app.url(&format!("{}/velferd-graphiql.js", graphiql::ASSETS_PATH))).send().await.unwrap();
     assert_eq!(script.status(), 404, "no file of a page that is not served");
     // The API itself does not need GraphiQL.
     let (status, body) = app.graphql_raw(None, "{ viewer { authenticated } }", json!({})).await;
@@ -314,7 +330,8 @@ const IDLE: &str =
     "document.querySelector('.graphiql-execute-button').getAttribute('aria-label').startsWith('Execute') ? 'yes' : ''";
 const RUN: &str = "document.querySelector('.graphiql-execute-button').click(); ''";
 const QUERY_EDITOR: &str = ".graphiql-query-editor .CodeMirror";
-const HEADERS_EDITOR: &str = "section.graphiql-editor-tool[aria-label='Headers'] .graphiql-editor:not(.hidden) .CodeMirror";
+const HEADERS_EDITOR: &str =
+    "section.graphiql-editor-tool[aria-label='Headers'] .graphiql-editor:not(.hidden) .CodeMirror";
 
 /// Must show 6: in headless Chromium the page renders GraphiQL (not "Loading…") on Velferd's
 /// tabs, runs the overview, and runs a subscription over graphql-transport-ws that is refused
@@ -391,7 +408,11 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
     }
     let heard: Value = serde_json::from_str(&heard).unwrap_or_else(|e| panic!("{e}: {heard}"));
     let event = &heard["data"]["deviceEventReceived"];
-    assert_eq!((event["kind"].as_str(), event["device"]["serial"].as_str()), (Some("alarm-button"), Some("SA-7734001")), "{heard}");
+    assert_eq!(
+        (event["kind"].as_str(), event["device"]["serial"].as_str()),
+        (Some("alarm-button"), Some("SA-7734001")),
+        "{heard}"
+    );
     assert!(event["supplierEventId"].as_str().unwrap().starts_with("A-95"), "{heard}");
 
     // Everything the page asked for came from the server.
@@ -399,8 +420,12 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
         .events_of("Network.requestWillBeSent")
         .map(|params| params["request"]["url"].as_str().unwrap().to_string())
         .collect();
-    requests.extend(page.events_of("Network.webSocketCreated").map(|params| params["url"].as_str().unwrap().to_string()));
-    assert!(requests.iter().any(|url| url.starts_with(&format!("{origin}{}/graphiql.min.js?v=", graphiql::ASSETS_PATH))), "{requests:#?}");
+    requests
+        .extend(page.events_of("Network.webSocketCreated").map(|params| params["url"].as_str().unwrap().to_string()));
+    assert!(
+        requests.iter().any(|url| url.starts_with(&format!("{origin}{}/graphiql.min.js?v=", graphiql::ASSETS_PATH))),
+        "{requests:#?}"
+    );
     let socket = format!("ws://{}/graphql/ws", app.addr);
     assert!(requests.contains(&socket), "the subscription went over {socket}: {requests:#?}");
     let elsewhere: Vec<_> = requests

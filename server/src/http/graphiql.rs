@@ -229,8 +229,10 @@ fn page(assets: &BTreeMap<&'static str, Asset>) -> String {
 }
 
 fn fallback_page(dir: &Path, missing: &[PathBuf]) -> String {
-    let files: String =
-        missing.iter().map(|path| format!("      <li><code>{}</code></li>\n", escape_html(&path.display().to_string()))).collect();
+    let files: String = missing
+        .iter()
+        .map(|path| format!("      <li><code>{}</code></li>\n", escape_html(&path.display().to_string())))
+        .collect();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">

@@ -36,7 +36,6 @@ struct Shared {
     state: AppState,
     schema: VelferdSchema,
     verifier: TokenVerifier,
-    profile: Profile,
     limits: GraphqlLimits,
     ws: Arc<ws::WsPolicy>,
     /// `VELFERD_ALLOWED_ORIGINS`.
@@ -130,7 +129,6 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
         schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
         state,
         verifier,
-        profile: settings.profile,
         limits: settings.graphql.clone(),
         ws: Arc::new(ws::WsPolicy::new(&settings.websocket)),
         allowed_origins: settings.allowed_origins.clone().into(),
