@@ -328,6 +328,11 @@ fn response_containing(needle: &str) -> String {
 /// "yes" when the run button would run, not stop, an operation.
 const IDLE: &str =
     "document.querySelector('.graphiql-execute-button').getAttribute('aria-label').startsWith('Execute') ? 'yes' : ''";
+/// "yes" when the active tab is titled `name`.
+fn active_tab_named(name: &str) -> String {
+    format!("document.querySelector('.graphiql-tab-active .graphiql-tab-button').textContent === {} ? 'yes' : ''", json!(name))
+}
+
 const RUN: &str = "document.querySelector('.graphiql-execute-button').click(); ''";
 const QUERY_EDITOR: &str = ".graphiql-query-editor .CodeMirror";
 const HEADERS_EDITOR: &str =
@@ -378,9 +383,17 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
     page.eval(RUN).await;
     page.wait_for("the overview answers", &response_containing("\"totalCount\"")).await;
 
+    // The settings dialog opens (and may style itself) within the page's policy.
+    page.eval("document.querySelector('[aria-label=\"Open settings dialog\"]').click(); ''").await;
+    page.wait_for("the settings dialog opens", "document.querySelector('[role=dialog]') ? 'yes' : ''").await;
+    page.eval("document.querySelector('[role=dialog] .graphiql-dialog-close').click(); ''").await;
+    page.wait_for("the settings dialog closes", "document.querySelector('[role=dialog]') ? '' : 'yes'").await;
+
     // A subscription over the page's WebSocket: anonymous, refused with its code...
     let live = "subscription Live { deviceEventReceived { kind supplierEventId device { serial } } }";
     page.eval(&set_editor(QUERY_EDITOR, live)).await;
+    // GraphiQL reads the operation's name from the editor a moment later; run it after that.
+    page.wait_for("the tab is named after the subscription", &active_tab_named("Live")).await;
     page.eval(RUN).await;
     page.wait_for("the anonymous subscription is refused", &response_containing("UNAUTHENTICATED")).await;
     // ...and with the case worker's token in the Headers editor, it hears their device's alarm.
