@@ -330,7 +330,10 @@ const IDLE: &str =
     "document.querySelector('.graphiql-execute-button').getAttribute('aria-label').startsWith('Execute') ? 'yes' : ''";
 /// "yes" when the active tab is titled `name`.
 fn active_tab_named(name: &str) -> String {
-    format!("document.querySelector('.graphiql-tab-active .graphiql-tab-button').textContent === {} ? 'yes' : ''", json!(name))
+    format!(
+        "document.querySelector('.graphiql-tab-active .graphiql-tab-button').textContent === {} ? 'yes' : ''",
+        json!(name)
+    )
 }
 
 const RUN: &str = "document.querySelector('.graphiql-execute-button').click(); ''";
