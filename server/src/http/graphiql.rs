@@ -54,39 +54,59 @@ pub const TITLE: &str = "Velferd GraphiQL";
 /// names its operation: GraphiQL titles a tab by it.
 pub const STARTING_TABS: &[&str] = &[OVERVIEW_TAB, ALERTS_TAB];
 
-/// The procurement overview (the README's), with how to sign in.
-pub const OVERVIEW_TAB: &str = r#"# Velferd: the municipalities' joint procurements of welfare technology, and the devices they run.
+/// The procurement overview (the README's), with how to sign in. Lines fit GraphiQL's editor
+/// beside its answer.
+pub const OVERVIEW_TAB: &str = r#"# Velferd: joint procurements of welfare technology by
+# Norwegian municipalities, and the devices they run.
 #
-# Without a token you are anonymous and see public data only. To act as a role, mint a token
-# (`velferd token`; the README's "Trying it as each role" has one for every role), e.g.
-#   cargo run -q -- token --org 918082956 --role procurement_officer     # Larvik kommune
-# then paste it in the Headers editor below, as
+# Without a token you are anonymous and see public data.
+# To act as a role, mint a token (`velferd token`; the
+# README's "Trying it as each role" has every role), e.g.
+#   cargo run -q -- token --org 918082956 \
+#     --role procurement_officer      # Larvik kommune
+# and paste it in the Headers editor below:
 #   {"Authorization": "Bearer <token>"}
-# It goes with every query and mutation, and opens the socket of every subscription. It is not
-# stored in the browser: paste it again after reloading the page.
+# It goes with every query and mutation, and opens every
+# subscription's socket. The browser does not store it:
+# paste it again after a reload.
 #
-# The procurement overview (run it with the ▶ button or Ctrl-Enter):
+# The procurement overview (run it: ▶ or Ctrl-Enter):
 query Overview($after: String) {
-  procurements(first: 20, after: $after, filter: { category: MEDICATION_SUPPORT }) {
+  procurements(
+    first: 20
+    after: $after
+    filter: { category: MEDICATION_SUPPORT }
+  ) {
     totalCount
     pageInfo { hasNextPage endCursor }
     nodes {
       id title phase
       lead { name }
-      totals { municipalities counties inhabitants municipalitiesWithUnknownPopulation }
-      userStories { nodes { code title award { supplier { name } } } }
+      totals {
+        municipalities counties inhabitants
+        municipalitiesWithUnknownPopulation
+      }
+      userStories {
+        nodes { code title award { supplier { name } } }
+      }
     }
   }
 }
 "#;
 
 /// The response centre operator's first subscription.
-pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raised, live over a WebSocket (graphql-transport-ws).
-# Needs the token of an `operator` of a response centre that serves the municipality, in the
-# Headers editor below as {"Authorization": "Bearer <token>"}; anonymous, it answers an error.
-# The answer shows the latest alert; the History (left) keeps the earlier ones.
+pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raised, live
+# over a WebSocket (graphql-transport-ws). Needs the token
+# of an `operator` of a response centre that serves the
+# municipality, in the Headers editor below:
+#   {"Authorization": "Bearer <token>"}
+# Anonymous, it answers an error. Each new alert replaces
+# the one shown.
 subscription Alerts {
-  alertRaised { id kind severity raisedAt device { serial } }
+  alertRaised {
+    id kind severity raisedAt
+    device { serial }
+  }
 }
 "#;
 
@@ -273,6 +293,14 @@ mod tests {
         assert!(graphiql.page.contains("react-dom.production.min.js"), "{}", graphiql.page);
         assert!(!graphiql.page.contains("<script") && !graphiql.page.contains("://"), "{}", graphiql.page);
         assert!(graphiql.assets.is_empty());
+    }
+
+    #[test]
+    fn the_tabs_fit_the_editor_beside_the_answer() {
+        for tab in STARTING_TABS {
+            let widest = tab.lines().map(|line| line.chars().count()).max().unwrap();
+            assert!(widest <= 60, "{widest} characters in {tab}");
+        }
     }
 
     #[test]
