@@ -59,16 +59,16 @@ pub const STARTING_TABS: &[&str] = &[OVERVIEW_TAB, ALERTS_TAB];
 pub const OVERVIEW_TAB: &str = r#"# Velferd: joint procurements of welfare technology by
 # Norwegian municipalities, and the devices they run.
 #
-# Without a token you are anonymous and see public data.
-# To act as a role, mint a token (`velferd token`; the
-# README's "Trying it as each role" has every role), e.g.
+# Without a token you are anonymous: public data only.
+# To act as a role, mint a token with `velferd token`
+# (README, "Trying it as each role", has them all):
 #   cargo run -q -- token --org 918082956 \
 #     --role procurement_officer      # Larvik kommune
 # and paste it in the Headers editor below:
 #   {"Authorization": "Bearer <token>"}
-# It goes with every query and mutation, and opens every
-# subscription's socket. The browser does not store it:
-# paste it again after a reload.
+# It goes with every query and mutation, and opens
+# every subscription's socket. The browser does not
+# store it: paste it again after a reload.
 #
 # The procurement overview (run it: ▶ or Ctrl-Enter):
 query Overview($after: String) {
@@ -87,7 +87,10 @@ query Overview($after: String) {
         municipalitiesWithUnknownPopulation
       }
       userStories {
-        nodes { code title award { supplier { name } } }
+        nodes {
+          code title
+          award { supplier { name } }
+        }
       }
     }
   }
@@ -95,13 +98,13 @@ query Overview($after: String) {
 "#;
 
 /// The response centre operator's first subscription.
-pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raised, live
-# over a WebSocket (graphql-transport-ws). Needs the token
-# of an `operator` of a response centre that serves the
-# municipality, in the Headers editor below:
+pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raised,
+# live over a WebSocket (graphql-transport-ws). Needs
+# the token of an `operator` of a response centre that
+# serves the municipality, in the Headers editor:
 #   {"Authorization": "Bearer <token>"}
-# Anonymous, it answers an error. Each new alert replaces
-# the one shown.
+# Anonymous, it answers an error. Each new alert
+# replaces the one shown.
 subscription Alerts {
   alertRaised {
     id kind severity raisedAt
@@ -299,7 +302,7 @@ mod tests {
     fn the_tabs_fit_the_editor_beside_the_answer() {
         for tab in STARTING_TABS {
             let widest = tab.lines().map(|line| line.chars().count()).max().unwrap();
-            assert!(widest <= 60, "{widest} characters in {tab}");
+            assert!(widest <= 54, "{widest} characters in {tab}");
         }
     }
 
