@@ -15,6 +15,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://velferd.db?mode=rwc";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "velferd";
 pub const DEFAULT_AUDIENCE: &str = "velferd";
+/// Where `npm ci --prefix server/graphiql` installs GraphiQL's packages in the source tree this
+/// binary was built from, so `cargo run` and the tests find them from any working directory.
+pub const DEFAULT_GRAPHIQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/graphiql/node_modules");
 
 /// Every setting the service knows, with the environment variable that sets it and its
 /// meaning. The TOML file uses the same names in lower case without the `VELFERD_` prefix.
@@ -124,6 +127,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "VELFERD_AUDIT_RETIRED_KEY_FILES",
         "comma-separated files of earlier audit keys, so anchors signed before a rotation still verify (default none)",
+    ),
+    (
+        "VELFERD_GRAPHIQL_DIR",
+        "directory of GraphiQL's npm packages (default: server/graphiql/node_modules of the source tree built)",
     ),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
     (
@@ -254,6 +261,8 @@ pub struct Settings {
 pub struct AlertSettings {
     /// How often each instance claims due deadlines; a deadline fires at most this late.
     pub sweep_interval: Duration,
+    /// GraphiQL's npm packages (development only).
+    pub graphiql_dir: PathBuf,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
@@ -463,6 +472,7 @@ impl Settings {
                     10..=3_600_000,
                 )? as u64),
             },
+            graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
         })
     }
 

@@ -26,6 +26,8 @@ const NOT_ERROR_CODES: &[&str] = &[
     "US1",
     // The GraphQL scalar named in the `Node` interface's field attribute.
     "ID",
+    // Cargo's variable that places GraphiQL's default packages directory in the source tree.
+    "CARGO_MANIFEST_DIR",
 ];
 
 /// Prefixes of upper-case literals that are not error codes.

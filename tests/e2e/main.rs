@@ -20,6 +20,7 @@ mod care_text;
 mod devices;
 mod devices_access;
 mod error_codes;
+mod graphiql;
 mod guards;
 mod health;
 mod learning;
