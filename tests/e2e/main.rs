@@ -13,6 +13,7 @@ mod attack;
 mod auth;
 mod authz_matrix;
 mod binary;
+mod demo;
 mod devices;
 mod devices_access;
 mod error_codes;
