@@ -106,7 +106,12 @@ pub(crate) fn caller(org: &organizations::model::Model) -> Caller {
         K::ResponseCentre => Role::Operator,
         K::Operator => Role::Admin,
     };
-    Caller { subject: "demo-loader".into(), org_number: org.org_number.clone().unwrap_or_default(), org: org.clone(), role }
+    Caller {
+        subject: "demo-loader".into(),
+        org_number: org.org_number.clone().unwrap_or_default(),
+        org: org.clone(),
+        role,
+    }
 }
 
 fn parse() -> Result<Vec<(NewOrganization, Option<LarvikRole>)>, DemoError> {

@@ -105,8 +105,12 @@ async fn assert_token_acts_as_named(app: &TestApp, args: &[String]) {
         .split(',')
         .map(|r| r.trim().to_uppercase())
         .collect();
-    let roles: BTreeSet<String> =
-        viewer["roles"].as_array().unwrap_or_else(|| panic!("{args:?}: {viewer}")).iter().map(|r| r.as_str().unwrap().to_string()).collect();
+    let roles: BTreeSet<String> = viewer["roles"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{args:?}: {viewer}"))
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
     assert!(!roles.is_empty(), "{args:?}: the token holds no role: {viewer}");
     assert_eq!(roles, asked, "{args:?}: {viewer}");
     if let Some(name) = flag(args, "--org-name") {
@@ -142,7 +146,11 @@ async fn every_readme_token_command_and_every_demo_tokens_line_acts_as_the_organ
         *m.entry(flag(args, "--org-name").unwrap().to_string()).or_default() += 1;
         m
     });
-    assert_eq!(kinds.len() as i64, orgs["organizations"]["totalCount"].as_i64().unwrap(), "every organisation: {kinds:?}");
+    assert_eq!(
+        kinds.len() as i64,
+        orgs["organizations"]["totalCount"].as_i64().unwrap(),
+        "every organisation: {kinds:?}"
+    );
     for name in [
         "Velferd platform operator",
         "Dignio AS",
@@ -177,9 +185,35 @@ mod every_readme_token_command_acts_as_the_organisation_it_names {
 
 /// The article's list (../shared/seeds/000_815ea9948daaeb0f.txt), as the demo names them.
 const ARTICLE: [&str; 29] = [
-    "Larvik", "Bergen", "Trondheim", "Voss", "Skedsmo", "Lørenskog", "Fet", "Melhus", "Malvik", "Skaun",
-    "Midtre Gauldal", "Tønsberg", "Færder", "Holmestrand", "Sande", "Skien", "Bamble", "Bø", "Nome", "Sauherad",
-    "Seljord", "Ørland", "Høylandet", "Bindal", "Grong", "Bodø", "Røst", "Rødøy", "Røyrvik",
+    "Larvik",
+    "Bergen",
+    "Trondheim",
+    "Voss",
+    "Skedsmo",
+    "Lørenskog",
+    "Fet",
+    "Melhus",
+    "Malvik",
+    "Skaun",
+    "Midtre Gauldal",
+    "Tønsberg",
+    "Færder",
+    "Holmestrand",
+    "Sande",
+    "Skien",
+    "Bamble",
+    "Bø",
+    "Nome",
+    "Sauherad",
+    "Seljord",
+    "Ørland",
+    "Høylandet",
+    "Bindal",
+    "Grong",
+    "Bodø",
+    "Røst",
+    "Rødøy",
+    "Røyrvik",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +358,9 @@ async fn without_the_feed_the_demo_devices_are_ready_and_only_messages_sent_to_t
         let orgs: Value = demo
             .client
             .post(format!("http://{addr}/graphql"))
-            .json(&json!({ "query": "{ organizations(first: 100, filter: { kind: SUPPLIER }) { nodes { id name } } }" }))
+            .json(
+                &json!({ "query": "{ organizations(first: 100, filter: { kind: SUPPLIER }) { nodes { id name } } }" }),
+            )
             .send()
             .await
             .unwrap()
@@ -359,5 +395,78 @@ fn shell_words_keep_quoted_names_whole_and_drop_comments() {
         ["cargo", "run", "-q", "--", "token", "--org-name", "Bø kommune (Telemark)", "--role", "case_worker"]
     );
     let block = "```sh\ncargo run -q -- token --org 918082956 --role case_worker\nvelferd token --org-name X --role admin\nvelferd schema\n```\nvelferd token --org 1 --role admin\n";
-    assert_eq!(token_commands(block), [vec!["--org", "918082956", "--role", "case_worker"], vec!["--org-name", "X", "--role", "admin"]]);
+    assert_eq!(
+        token_commands(block),
+        [vec!["--org", "918082956", "--role", "case_worker"], vec!["--org-name", "X", "--role", "admin"]]
+    );
+}
+
+/// `velferd serve --demo` with and without `--no-demo-feed`, as the README runs it: the feed's
+/// first message is stored before the address is printed, so the events a case worker sees at
+/// that moment tell whether the feed runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_says_whether_the_feed_runs_and_no_demo_feed_keeps_it_off() {
+    use std::io::{BufRead, BufReader};
+    for (flags, expected) in
+        [(&["serve", "--demo", "--no-demo-feed"][..], "demo feed: off"), (&["serve", "--demo"][..], "demo feed: on")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("velferd.db").display());
+        let mut child = velferd(&url)
+            .env("VELFERD_BIND", "127.0.0.1:0")
+            .args(flags)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let mut head = Vec::new();
+            for line in lines.by_ref() {
+                let done = line.starts_with("demo feed:");
+                head.push(line);
+                if done {
+                    break;
+                }
+            }
+            let _ = lines_tx.send(head);
+            // Keep draining, so the server never writes to a closed pipe.
+            for _ in lines {}
+        });
+        let head = lines_rx.await.unwrap();
+        let base = head[0].strip_prefix("listening on ").unwrap_or_else(|| panic!("{head:?}")).to_string();
+        assert!(head.last().is_some_and(|l| l.starts_with(expected)), "{flags:?}: {head:?}");
+        let printed = {
+            let settings = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+            let signer = TokenSigner::new(&settings.jwt).unwrap();
+            let token = signer.mint(
+                "test",
+                OrgRef::Number(crate::support::LARVIK.parse().unwrap()),
+                BTreeSet::from([Role::CaseWorker]),
+                Duration::from_secs(600),
+            );
+            let body: Value = reqwest::Client::new()
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({ "query": "{ deviceEvents(first: 1) { totalCount } }" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"]["deviceEvents"]["totalCount"].as_i64().unwrap_or_else(|| panic!("{body}"))
+        };
+        if expected.ends_with("off") {
+            assert_eq!(printed, 0, "{flags:?}: no feed, no events");
+        } else {
+            assert!(printed > 0, "{flags:?}: the feed's first message is stored before the address is printed");
+        }
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+        assert!(status.success(), "{flags:?}: {status:?}");
+    }
 }

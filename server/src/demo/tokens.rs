@@ -24,11 +24,8 @@ pub enum NameError {
 /// The token reference of the organisation named exactly `name`: its organisation number when
 /// it has one, its Velferd id otherwise.
 pub async fn resolve<C: ConnectionTrait>(db: &C, name: &str) -> Result<(Model, OrgRef), NameError> {
-    let rows = Entity::find()
-        .filter(Column::Name.eq(name.trim()))
-        .all(db)
-        .await
-        .map_err(|e| NameError::Db(e.to_string()))?;
+    let rows =
+        Entity::find().filter(Column::Name.eq(name.trim())).all(db).await.map_err(|e| NameError::Db(e.to_string()))?;
     match rows.as_slice() {
         [] => Err(NameError::Unknown(name.trim().to_string())),
         [org] => Ok((org.clone(), org_ref(org))),
@@ -62,8 +59,7 @@ pub struct TokenCommand {
 /// A `velferd token` command for every role of every organisation in the database, operator
 /// first, then by kind and name.
 pub async fn commands<C: ConnectionTrait>(db: &C) -> Result<Vec<TokenCommand>, NameError> {
-    let mut orgs =
-        Entity::find().order_by_asc(Column::Name).all(db).await.map_err(|e| NameError::Db(e.to_string()))?;
+    let mut orgs = Entity::find().order_by_asc(Column::Name).all(db).await.map_err(|e| NameError::Db(e.to_string()))?;
     let rank = |kind: OrganizationKind| match kind {
         OrganizationKind::Operator => 0,
         OrganizationKind::ResponseCentre => 1,
