@@ -196,17 +196,15 @@ fn run(cli: Cli) -> Result<(), String> {
             if settings.profile == crate::config::Profile::Development {
                 let _ = writeln!(out, "GraphiQL: http://{addr}/graphql");
             }
-            match mode {
-                crate::DemoMode::Feed => {
-                    let _ = writeln!(
-                        out,
+            if demo {
+                let line = match (&feed, no_demo_feed) {
+                    (Some(_), _) => {
                         "demo feed: on, posting device messages to /ingest every few seconds (--no-demo-feed turns it off)"
-                    );
-                }
-                crate::DemoMode::Devices => {
-                    let _ = writeln!(out, "demo feed: off");
-                }
-                crate::DemoMode::Off | crate::DemoMode::Data => {}
+                    }
+                    (None, true) => "demo feed: off",
+                    (None, false) => "demo feed: off (the database had data of its own, so it has no demo devices)",
+                };
+                let _ = writeln!(out, "{line}");
             }
             if demo {
                 let _ = writeln!(out, "tokens for every demo organisation and role: velferd demo tokens");

@@ -116,7 +116,7 @@ pub async fn start_with_demo(
     .map_err(StartError::Adapters)?;
     let demo_devices = match demo {
         DemoMode::Devices | DemoMode::Feed => {
-            Some(demo::devices::load(&db, &adapters).await.map_err(|e| StartError::Demo(e.to_string()))?)
+            demo::devices::load(&db, &adapters).await.map_err(|e| StartError::Demo(e.to_string()))?
         }
         DemoMode::Off | DemoMode::Data => None,
     };

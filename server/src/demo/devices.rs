@@ -142,13 +142,15 @@ pub struct DemoDevices {
 
 /// Uploads and activates the reference adapters and delivers and registers the demo devices,
 /// once: a database where the demo products exist is left as it is. Needs the demo
-/// organisations and call-offs (`demo::load`).
-pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<DemoDevices, DemoError> {
-    let supplier_row = {
-        let txn = db.write().begin().await?;
-        let row = by_name(&txn, SUPPLIER).await?;
-        txn.commit().await?;
-        row
+/// organisations and call-offs (`demo::load`); a database without them (one that had data of
+/// its own, so the demo was not loaded into it) gets no demo devices: `None`.
+pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<DemoDevices>, DemoError> {
+    use crate::organizations::model as organization;
+    let Some(supplier_row) =
+        organization::Entity::find().filter(organization::Column::Name.eq(SUPPLIER)).one(db.read()).await?
+    else {
+        tracing::warn!("this database has no demo organisations: no demo devices and no demo feed");
+        return Ok(None);
     };
     let done = device_product::Entity::find()
         .filter(device_product::Column::Slug.eq(DISPENSER))
@@ -156,9 +158,12 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<DemoDevices
         .await?
         .is_some();
     if done {
-        return Ok(DemoDevices { supplier_id: supplier_row.id });
+        return Ok(Some(DemoDevices { supplier_id: supplier_row.id }));
     }
-    let dir = build_reference_adapters()?;
+    // Building may take minutes on a fresh machine: off the async workers.
+    let dir = tokio::task::spawn_blocking(build_reference_adapters)
+        .await
+        .map_err(|e| DemoError::Adapters(format!("building the reference adapters: {e}")))??;
     let mut components = Vec::new();
     for (slug, _, file) in ADAPTERS {
         let path = dir.join(file);
@@ -226,5 +231,5 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<DemoDevices
     // `crate::care::demo::load(&txn)` belongs here, once that area provides it.
     txn.commit().await?;
     tracing::info!("demo adapters active and demo devices registered");
-    Ok(DemoDevices { supplier_id: supplier_row.id })
+    Ok(Some(DemoDevices { supplier_id: supplier_row.id }))
 }
