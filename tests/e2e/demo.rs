@@ -269,13 +269,21 @@ struct DemoServer {
     feed: Option<velferd::demo::feed::DemoFeed>,
     client: reqwest::Client,
     signer: TokenSigner,
+    postgres: Option<crate::support::PostgresDatabase>,
     _dir: tempfile::TempDir,
 }
 
 impl DemoServer {
-    async fn start(mode: velferd::DemoMode) -> DemoServer {
+    /// On SQLite, or on a PostgreSQL database of its own (`None` when none is configured).
+    async fn start_on(backend: Backend, mode: velferd::DemoMode) -> Option<DemoServer> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("velferd.db").display());
+        let (url, postgres) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("velferd.db").display()), None),
+            Backend::Postgres => {
+                let pg = crate::support::PostgresDatabase::create().await?;
+                (pg.url.clone(), Some(pg))
+            }
+        };
         let pairs = [
             ("VELFERD_DATABASE_URL", url.as_str()),
             ("VELFERD_BIND", "127.0.0.1:0"),
@@ -285,12 +293,27 @@ impl DemoServer {
         ];
         let settings = Settings::from_pairs(pairs).unwrap();
         let (server, feed) = velferd::start_with_demo(&settings, mode, 1).await.expect("the demo starts");
-        DemoServer {
+        Some(DemoServer {
             server: Some(server),
             feed,
             client: reqwest::Client::new(),
             signer: TokenSigner::new(&settings.jwt).unwrap(),
+            postgres,
             _dir: dir,
+        })
+    }
+
+    async fn start(mode: velferd::DemoMode) -> DemoServer {
+        DemoServer::start_on(Backend::Sqlite, mode).await.expect("SQLite is always there")
+    }
+
+    async fn stop(mut self) {
+        drop(self.feed.take());
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        if let Some(pg) = self.postgres.take() {
+            pg.drop_database();
         }
     }
 
@@ -322,11 +345,37 @@ impl DemoServer {
     }
 }
 
+/// A test that panics still drops its PostgreSQL database.
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        drop(self.feed.take());
+        drop(self.server.take());
+        if let Some(pg) = self.postgres.take() {
+            pg.drop_database();
+        }
+    }
+}
+
 const BERGEN: &str = "964338531";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_feed_delivers_dispenses_missed_doses_and_alarm_presses_through_ingest() {
-    let demo = DemoServer::start(velferd::DemoMode::Feed).await;
+/// On both back ends: the feed's messages go through ingest into each one's storage.
+mod the_demo_feed_delivers_dispenses_missed_doses_and_alarm_presses_through_ingest {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::the_feed_delivers(DemoServer::start(velferd::DemoMode::Feed).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(demo) = DemoServer::start_on(Backend::Postgres, velferd::DemoMode::Feed).await {
+            super::the_feed_delivers(demo).await;
+        }
+    }
+}
+
+async fn the_feed_delivers(demo: DemoServer) {
     // The start returns once the feed's first message is answered.
     assert!(demo.feed.as_ref().unwrap().accepted() >= 1);
     assert!(!demo.events(crate::support::LARVIK).await.is_empty(), "the first dispense is stored at start");
@@ -343,7 +392,7 @@ async fn the_demo_feed_delivers_dispenses_missed_doses_and_alarm_presses_through
     let bergen: BTreeSet<String> = demo.events(BERGEN).await.into_iter().map(|(_, serial)| serial).collect();
     let larvik: BTreeSet<String> = demo.events(crate::support::LARVIK).await.into_iter().map(|(_, s)| s).collect();
     assert!(bergen.is_disjoint(&larvik), "each municipality sees its own devices only");
-    demo.server.unwrap().stop().await;
+    demo.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +434,7 @@ async fn without_the_feed_the_demo_devices_are_ready_and_only_messages_sent_to_t
         .unwrap();
     assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
     assert_eq!(demo.events(crate::support::LARVIK).await, vec![("alarm-button".to_string(), "SA-7734001".to_string())]);
-    demo.server.unwrap().stop().await;
+    demo.stop().await;
 }
 
 #[test]
