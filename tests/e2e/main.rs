@@ -17,6 +17,7 @@ mod authz_matrix;
 mod binary;
 mod care;
 mod care_text;
+mod demo;
 mod devices;
 mod devices_access;
 mod error_codes;
