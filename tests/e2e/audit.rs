@@ -255,6 +255,33 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// An entry stored without its anchor moving (a writer outside a transaction that died
+    /// between the two statements) is reported until the next append links to it and covers it.
+    async fn an_entry_left_unanchored_is_covered_by_the_next_append(app) {
+        let db = app.db().clone();
+        append(&db, 1601, 7, 2).await;
+        let anchor = audit_anchor::Entity::find()
+            .filter(audit_anchor::Column::MunicipalityId.eq(1601))
+            .one(db.write())
+            .await
+            .unwrap()
+            .unwrap();
+        append(&db, 1601, 7, 1).await;
+        let mut back: audit_anchor::ActiveModel = anchor.clone().into();
+        back.head_seq = Set(anchor.head_seq);
+        back.head_hash = Set(anchor.head_hash.clone());
+        back.mac = Set(anchor.mac.clone());
+        back.update(db.write()).await.unwrap();
+        let report = verify(db.read(), &test_keys()).await.unwrap();
+        assert!(matches!(report.findings[..], [velferd::audit::verify::Finding { problem: Problem::Unanchored { .. }, .. }]));
+        append(&db, 1601, 7, 1).await;
+        let report = verify(db.read(), &test_keys()).await.unwrap();
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.entries(), 4);
+    }
+}
+
+on_both_backends! {
     /// Rotation: anchors signed with a retired key verify while that key is listed as retired,
     /// and are named (with the key's fingerprint) when it is not; the next append re-signs the
     /// anchor with the current key.
@@ -288,8 +315,9 @@ on_both_backends! {
 
 on_both_backends! {
     /// Must-show (concurrency): 4 server instances' connection pools append 40 entries to one
-    /// municipality at once, each in its own transaction; the chain stays whole (1..=40, every
-    /// link) and its anchor names entry 40.
+    /// municipality at once, half in their own transactions and half on the bare pool (as a
+    /// read path without a transaction does); the chain stays whole (1..=40, every link) and
+    /// its anchor names entry 40.
     async fn concurrent_appends_from_many_connections_keep_one_chain(app) {
         let mut instances = Vec::new();
         for _ in 0..4 {
@@ -300,9 +328,15 @@ on_both_backends! {
             for j in 0..10 {
                 let db = db.clone();
                 tasks.push(tokio::spawn(async move {
-                    let txn = db.write().begin().await.unwrap();
-                    audit::record(&txn, access(1301, (i * 10 + j) as i64 + 1, Decision::Granted, Purpose::Casework)).await.unwrap();
-                    txn.commit().await.unwrap();
+                    let read = access(1301, (i * 10 + j) as i64 + 1, Decision::Granted, Purpose::Casework);
+                    if j % 2 == 0 {
+                        let txn = db.write().begin().await.unwrap();
+                        audit::record(&txn, read).await.unwrap();
+                        txn.commit().await.unwrap();
+                    } else {
+                        // A caller without a transaction: each statement on its own.
+                        audit::record(db.write(), read).await.unwrap();
+                    }
                 }));
             }
         }
