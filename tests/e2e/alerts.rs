@@ -768,8 +768,9 @@ mod a_silent_device_raises_one_offline_alert_that_its_next_event_closes {
     }
 }
 
-const RAISED: &str = "subscription { alertRaised { id kind severity deviceSerial recipientReference status } }";
-const CHANGED: &str = "subscription { alertChanged { id kind status escalations } }";
+const RAISED: &str =
+    "subscription { alertRaised { sequence alert { id kind severity deviceSerial recipientReference status } } }";
+const CHANGED: &str = "subscription { alertChanged { sequence alert { id kind status escalations } } }";
 
 on_both_backends! {
     /// The serving centre's operator hears of a raised alert and of its escalation live; an
@@ -793,8 +794,8 @@ on_both_backends! {
             let message = next_text(&mut serving).await;
             assert_eq!(message["type"], "next", "{message}");
             match message["id"].as_str().unwrap() {
-                "raised" => raised = Some(message["payload"]["data"]["alertRaised"].clone()),
-                _ => escalated |= message["payload"]["data"]["alertChanged"]["escalations"] == 1,
+                "raised" => raised = Some(message["payload"]["data"]["alertRaised"]["alert"].clone()),
+                _ => escalated |= message["payload"]["data"]["alertChanged"]["alert"]["escalations"] == 1,
             }
         }
         let raised = raised.unwrap();

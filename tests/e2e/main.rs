@@ -35,6 +35,7 @@ mod protocol;
 mod refusals;
 mod roles;
 mod schema;
+mod story;
 mod telemetry;
 mod throttle;
 mod websocket;

@@ -27,6 +27,8 @@ use crate::devices::runtime::AdapterRuntime;
 
 /// The supplier whose products the demo devices are.
 pub const SUPPLIER: &str = "Dignio AS";
+/// The response centre that serves the demo fleet's municipalities (fictional, and named so).
+pub const RESPONSE_CENTRE: &str = "Demo responssenter (fiktivt)";
 /// The product slug of the reference medication dispenser.
 pub const DISPENSER: &str = "reference-dispenser";
 /// The product slug of the reference SCAIP social-care alarm.
@@ -229,6 +231,18 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
     }
     // Recipients, assessments and assignments of these devices: alerts then name a recipient.
     crate::care::demo::load(&txn).await?;
+    // The demo response centre serves both municipalities, so its operators see their alerts.
+    let centre = by_name(&txn, RESPONSE_CENTRE).await?;
+    for (municipality, _, _) in FLEET {
+        let officer = crate::auth::Caller { role: Role::ProcurementOfficer, ..caller(&by_name(&txn, municipality).await?) };
+        let agreement = crate::alerts::workflow::NewServiceAgreement {
+            response_centre_id: centre.id,
+            call_off_id: None,
+            valid_from: super::day(2020, 1, 1),
+            valid_to: super::day(2035, 12, 31),
+        };
+        hold("service agreement", crate::alerts::workflow::create_service_agreement(&txn, &officer, agreement).await)?;
+    }
     txn.commit().await?;
     tracing::info!("demo adapters active and demo devices registered");
     Ok(Some(DemoDevices { supplier_id: supplier_row.id }))

@@ -104,11 +104,15 @@ pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raise
 # serves the municipality, in the Headers editor:
 #   {"Authorization": "Bearer <token>"}
 # Anonymous, it answers an error. Each new alert
-# replaces the one shown.
+# replaces the one shown; after a reconnect, pass
+# afterSequence: "<the last sequence>" to catch up.
 subscription Alerts {
   alertRaised {
-    id kind severity raisedAt
-    device { serial }
+    sequence
+    alert {
+      id kind severity raisedAt status
+      deviceSerial recipientReference
+    }
   }
 }
 "#;
