@@ -37,6 +37,8 @@ migrations! {
     m20261206_000010_refused_attempts,
     m20261207_000011_audit_log,
     m20261207_000012_care,
+    m20261207_000013_alerts,
+    m20261207_000014_outbox,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

@@ -1,4 +1,5 @@
-//! What every request handler shares: the database and the in-process event bus.
+//! What every request handler shares: the database, the live updates (`crate::live`) and the
+//! in-process event bus.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use tokio::sync::broadcast;
 
 use crate::config::DeviceSettings;
 use crate::db::Database;
-use crate::devices::ingest::{IngestWriter, LiveDeviceEvent};
+use crate::devices::ingest::IngestWriter;
 use crate::devices::runtime::AdapterRuntime;
 use crate::organizations::Organization;
 use crate::telemetry::Metrics;
@@ -16,6 +17,8 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     pub db: Database,
     pub events: EventBus,
+    /// Live updates through the outbox, across instances.
+    pub live: crate::live::Live,
     /// Runs suppliers' adapters.
     pub adapters: AdapterRuntime,
     /// Writes ingested messages, many requests per transaction.
@@ -31,42 +34,60 @@ pub struct AppState {
     pub throttle: Arc<crate::throttle::Throttle>,
     /// Refused and throttled attempts, counted for the platform operator.
     pub refusals: Arc<crate::refusals::RefusalLog>,
+    /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
+    pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
 }
 
 impl AppState {
     /// The state of one server; starts the ingest writer and the refusal log's writer on the
     /// current Tokio runtime.
+    #[allow(clippy::too_many_arguments, reason = "each part of the state is made once, at start")]
     pub fn new(
         db: Database,
+        live: crate::live::Live,
         adapters: AdapterRuntime,
         devices: DeviceSettings,
         revocations: Arc<crate::organizations::revocations::Revocations>,
         throttle: crate::throttle::ThrottleSettings,
         refusal_log_flush: std::time::Duration,
+        alerts: crate::config::AlertSettings,
     ) -> AppState {
         let events = EventBus::new();
-        let ingest = IngestWriter::start(db.clone(), events.clone());
+        let ingest = IngestWriter::start(db.clone(), live.clone());
         let metrics = Arc::new(Metrics::new());
         let adapters = adapters.with_metrics(metrics.clone());
         let ingest_limits = Arc::new(crate::devices::limits::IngestLimits::new(devices.ingest_limits));
         let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
         let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
-        AppState { db, events, adapters, ingest, devices, metrics, ingest_limits, revocations, throttle, refusals }
+        let alert_sweep = Arc::new(crate::alerts::sweep::Sweep::start(db.clone(), live.clone(), alerts.sweep_interval));
+        AppState {
+            db,
+            events,
+            live,
+            adapters,
+            ingest,
+            devices,
+            metrics,
+            ingest_limits,
+            revocations,
+            throttle,
+            refusals,
+            alert_sweep,
+        }
     }
 }
 
-/// Domain events for GraphQL subscriptions, within one server instance.
+/// Domain events for GraphQL subscriptions, within one server instance, that are not worth an
+/// outbox row (`organizationCreated`). Anything a subscriber must not miss, or must hear from
+/// another instance, goes through `crate::live`.
 #[derive(Clone)]
 pub struct EventBus {
     organizations: broadcast::Sender<Organization>,
-    device_events: broadcast::Sender<Arc<LiveDeviceEvent>>,
 }
 
 impl EventBus {
     fn new() -> EventBus {
-        // Ingest can store hundreds of events a second: room for bursts before a slow
-        // subscriber starts skipping.
-        EventBus { organizations: broadcast::channel(256).0, device_events: broadcast::channel(4096).0 }
+        EventBus { organizations: broadcast::channel(256).0 }
     }
 
     pub fn organization_created(&self, organization: Organization) {
@@ -76,19 +97,6 @@ impl EventBus {
 
     pub fn subscribe_organizations(&self) -> broadcast::Receiver<Organization> {
         self.organizations.subscribe()
-    }
-
-    /// Whether anyone listens for device events; ingest reads stored events back only then.
-    pub fn device_events_wanted(&self) -> bool {
-        self.device_events.receiver_count() > 0
-    }
-
-    pub fn device_event_stored(&self, event: Arc<LiveDeviceEvent>) {
-        let _ = self.device_events.send(event);
-    }
-
-    pub fn subscribe_device_events(&self) -> broadcast::Receiver<Arc<LiveDeviceEvent>> {
-        self.device_events.subscribe()
     }
 }
 

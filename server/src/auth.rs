@@ -48,12 +48,16 @@ pub enum Role {
     /// A machine token for an organisation's own integration (ingest, exports).
     Integration,
     /// Manages a municipality's own settings (escalation lines, webhooks, the journal-system
-    /// URI, benefit assumptions). No operation needs it yet: those settings are not built.
+    /// URI, benefit assumptions): today the alert escalation lines and service agreements.
     MunicipalityAdmin,
+    /// Goes out to the service recipient when an alert is handed over (utrykning): the
+    /// municipality's home-care staff, or a response centre's own mobile team. Sees and
+    /// accepts the alerts handed to its organisation.
+    Responder,
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Admin,
         Role::Advisor,
         Role::ProcurementOfficer,
@@ -63,6 +67,7 @@ impl Role {
         Role::Supplier,
         Role::Integration,
         Role::MunicipalityAdmin,
+        Role::Responder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +81,7 @@ impl Role {
             Role::Supplier => "supplier",
             Role::Integration => "integration",
             Role::MunicipalityAdmin => "municipality_admin",
+            Role::Responder => "responder",
         }
     }
 
@@ -91,6 +97,8 @@ impl Role {
                 kind == K::Municipality
             }
             Role::Supplier => kind == K::Supplier,
+            // Home-care staff of a municipality, or a response centre's own mobile team.
+            Role::Responder => matches!(kind, K::Municipality | K::ResponseCentre),
             // Municipalities' own systems, response centres, suppliers and programmes all integrate.
             Role::Integration => match kind {
                 K::Municipality | K::Supplier | K::Programme | K::ResponseCentre | K::Operator => true,
@@ -580,9 +588,12 @@ mod tests {
             assert_eq!(Role::Admin.applies_to(kind), kind == K::Operator, "{kind:?}");
             assert!(Role::Integration.applies_to(kind), "{kind:?}");
         }
-        // Every role but integration applies to exactly one kind.
-        for role in Role::ALL.into_iter().filter(|r| *r != Role::Integration) {
+        // Every role but integration and responder applies to exactly one kind.
+        for role in Role::ALL.into_iter().filter(|r| !matches!(r, Role::Integration | Role::Responder)) {
             assert_eq!(kinds.iter().filter(|k| role.applies_to(**k)).count(), 1, "{role}");
         }
+        // Responders: a municipality's home-care staff or a response centre's mobile team.
+        let responder: Vec<_> = kinds.iter().filter(|k| Role::Responder.applies_to(**k)).collect();
+        assert_eq!(responder, [&K::Municipality, &K::ResponseCentre]);
     }
 }

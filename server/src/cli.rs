@@ -26,9 +26,13 @@ struct Cli {
 enum Command {
     /// Serve GraphQL, GraphiQL, subscriptions and health checks.
     Serve {
-        /// Load the demo data set into an empty database.
+        /// Load the demo data set into an empty database, build and activate the reference
+        /// adapters, register the demo devices and start the demo feed of device messages.
         #[arg(long)]
         demo: bool,
+        /// With --demo: no demo feed (the data, adapters and devices are still set up).
+        #[arg(long, requires = "demo")]
+        no_demo_feed: bool,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -36,15 +40,20 @@ enum Command {
     /// for the kind of organisation they are made for (docs/authorization.md).
     Token {
         /// Organisation number (9 digits) the token acts for (its `org` claim).
-        #[arg(long, required_unless_present = "oid", conflicts_with = "oid")]
+        #[arg(long, required_unless_present_any = ["oid", "org_name"], conflicts_with_all = ["oid", "org_name"])]
         org: Option<String>,
+        /// The organisation's exact name, looked up in the configured database: the token names
+        /// it by its number when it has one, by its Velferd id (`oid`) otherwise.
+        #[arg(long, conflicts_with = "oid")]
+        org_name: Option<String>,
         /// The organisation's Velferd id (`Organization.id`, its `oid` claim), for one without an
         /// organisation number: a programme, a foreign supplier, the platform operator.
         #[arg(long)]
         oid: Option<String>,
         /// Roles, comma-separated: admin (the platform operator), advisor (programmes),
         /// procurement_officer, case_worker, privacy_officer, municipality_admin
-        /// (municipalities), operator (response centres), supplier (suppliers), integration (any).
+        /// (municipalities), operator (response centres), responder (municipalities and response
+        /// centres), supplier (suppliers), integration (any).
         #[arg(long = "role")]
         roles: String,
         /// Lifetime, e.g. 30m, 8h, 7d.
@@ -56,11 +65,44 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// The demo data set.
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
     /// Tools for suppliers' device adapters.
     Adapter {
         #[command(subcommand)]
         command: AdapterCommand,
     },
+    /// The audit log of health data (docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every municipality's hash chain: each entry's hash, its link to the one before,
+    /// that no sequence number is missing, and the anchor's HMAC under the audit key
+    /// (`VELFERD_AUDIT_KEY` / `VELFERD_AUDIT_KEY_FILE`, and `VELFERD_AUDIT_RETIRED_KEY_FILES`).
+    /// Reads only. Exits 0 when every chain is intact, 1 naming each broken entry
+    /// (municipality, seq, id), 2 when the settings or the database are wrong.
+    Verify {
+        /// An earlier run's output, kept outside the database: every chain must still be at
+        /// least as long and hold the head it had then (finds a chain removed together with
+        /// its anchor, or rolled back).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Print a ready `velferd token` command for every role of every organisation in the
+    /// configured database (run it after `velferd serve --demo` has loaded the demo).
+    Tokens,
 }
 
 #[derive(Subcommand)]
@@ -117,18 +159,49 @@ fn run(cli: Cli) -> Result<(), String> {
         // The report above says why; the exit code tells scripts.
         std::process::exit(1);
     }
+    if let Command::Audit { command: AuditCommand::Verify { expect } } = &cli.command {
+        // Needs the database and the audit keys only, not the token secrets.
+        let (_, url, keys) = crate::config::load_audit_settings(cli.config.as_deref()).map_err(|e| e.to_string())?;
+        let earlier = match expect {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("--expect {}: {e}", path.display()))?;
+                crate::audit::verify::parse_checkpoints(&text)
+                    .map_err(|e| format!("--expect {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        let report = runtime()?.block_on(async {
+            let timeout = Duration::from_secs(5);
+            let db = Database::connect(&url, 1, timeout).await.map_err(|e| e.to_string())?;
+            db.readiness().await.map_err(|e| format!("{}: {e}", crate::db::redact(&url)))?;
+            let read = |e: sea_orm::DbErr| format!("reading the audit log: {e}");
+            let mut report = crate::audit::verify::verify(db.read(), &keys).await.map_err(read)?;
+            crate::audit::verify::check_checkpoints(db.read(), &mut report, &earlier).await.map_err(read)?;
+            Ok::<_, String>(report)
+        })?;
+        print!("{}", verify_summary(&report, &keys));
+        if report.intact() {
+            return Ok(());
+        }
+        // The lines above name each broken entry; the exit code tells scripts.
+        std::process::exit(1);
+    }
     let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     init_logging(&settings);
     match cli.command {
-        Command::Schema | Command::Adapter { .. } => unreachable!("handled above"),
-        Command::Token { org, oid, roles, ttl, subject } => {
-            let org: OrgRef = match (org, oid) {
-                (Some(number), None) => OrgRef::Number(number.parse().map_err(|e| format!("--org: {e}"))?),
-                (None, Some(oid)) => OrgRef::Id(
+        Command::Schema | Command::Adapter { .. } | Command::Audit { .. } => unreachable!("handled above"),
+        Command::Token { org, oid, org_name, roles, ttl, subject } => {
+            let org: OrgRef = match (org, oid, org_name) {
+                (Some(number), None, None) => OrgRef::Number(number.parse().map_err(|e| format!("--org: {e}"))?),
+                (None, Some(oid), None) => OrgRef::Id(
                     crate::ids::row_id(oid.trim(), crate::ids::NodeType::Organization)
                         .ok_or("--oid: not an organisation id (`Organization.id`)")?,
                 ),
-                _ => return Err("name the organisation by exactly one of --org and --oid".into()),
+                (None, None, Some(name)) => runtime()?.block_on(async {
+                    let db = connect(&settings).await?;
+                    crate::demo::tokens::resolve(db.read(), &name).await.map(|(_, r)| r).map_err(|e| format!("--org-name: {e}"))
+                })?,
+                _ => return Err("name the organisation by exactly one of --org, --oid and --org-name".into()),
             };
             let roles = parse_roles(&roles).map_err(|e| format!("--role: {e}"))?;
             let ttl: Duration = ttl.into();
@@ -147,9 +220,23 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("migrations applied");
             Ok(())
         }),
-        Command::Serve { demo } => runtime()?.block_on(async {
+        Command::Demo { command: DemoCommand::Tokens } => runtime()?.block_on(async {
+            let db = connect(&settings).await?;
+            let commands = crate::demo::tokens::commands(db.read()).await.map_err(|e| e.to_string())?;
+            if commands.is_empty() {
+                return Err("the database has no organisations: start `velferd serve --demo` once first".into());
+            }
+            print!("{}", crate::demo::tokens::table(&commands));
+            Ok(())
+        }),
+        Command::Serve { demo, no_demo_feed } => runtime()?.block_on(async {
             let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-            let server = crate::start(&settings, demo, workers).await.map_err(|e| e.to_string())?;
+            let mode = match (demo, no_demo_feed) {
+                (false, _) => crate::DemoMode::Off,
+                (true, true) => crate::DemoMode::Devices,
+                (true, false) => crate::DemoMode::Feed,
+            };
+            let (server, feed) = crate::start_with_demo(&settings, mode, workers).await.map_err(|e| e.to_string())?;
             let addr = server.addr;
             // Written without println!, which would panic if stdout is a closed pipe.
             use std::io::Write;
@@ -158,10 +245,52 @@ fn run(cli: Cli) -> Result<(), String> {
             if settings.profile == crate::config::Profile::Development {
                 let _ = writeln!(out, "GraphiQL: http://{addr}/graphql");
             }
+            if demo {
+                let line = match (&feed, no_demo_feed) {
+                    (Some(_), _) => {
+                        "demo feed: on, posting device messages to /ingest every few seconds (--no-demo-feed turns it off)"
+                    }
+                    (None, true) => "demo feed: off",
+                    (None, false) => "demo feed: off (the database had data of its own, so it has no demo devices)",
+                };
+                let _ = writeln!(out, "{line}");
+            }
+            if demo {
+                let _ = writeln!(out, "tokens for every demo organisation and role: velferd demo tokens");
+            }
             let _ = out.flush();
-            stop_on_signal(server).await
+            stop_on_signal(server, feed).await
         }),
     }
+}
+
+/// What `audit verify` prints: one line per chain, then each finding, then the verdict.
+fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::key::AuditKeys) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for chain in &report.chains {
+        let _ = writeln!(out, "{}", crate::audit::verify::chain_line(chain));
+    }
+    for finding in &report.findings {
+        let _ = writeln!(out, "BROKEN    {finding}");
+    }
+    let key = if keys.current.is_development() {
+        "the published development key (VELFERD_AUDIT_KEY_FILE unset): anchors prove nothing".to_string()
+    } else {
+        format!("key {}", keys.current.id())
+    };
+    if report.intact() {
+        let _ = writeln!(
+            out,
+            "audit log intact: {} chains, {} entries, anchors verified with {key}",
+            report.chains.len(),
+            report.entries()
+        );
+    } else {
+        let _ =
+            writeln!(out, "audit log BROKEN: {} finding(s) in {} chains", report.findings.len(), report.chains.len());
+    }
+    out
 }
 
 /// The limits `adapter check` judges with, as one line.
@@ -180,7 +309,10 @@ fn limits_line(limits: &velferd_plugins::Limits) -> String {
     )
 }
 
-async fn stop_on_signal(server: crate::http::RunningServer) -> Result<(), String> {
+async fn stop_on_signal(
+    server: crate::http::RunningServer,
+    feed: Option<crate::demo::feed::DemoFeed>,
+) -> Result<(), String> {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
@@ -188,8 +320,15 @@ async fn stop_on_signal(server: crate::http::RunningServer) -> Result<(), String
         _ = terminate.recv() => {}
     }
     tracing::info!("stopping");
+    // The feed first: it posts to the server being stopped.
+    drop(feed);
     server.stop().await;
     Ok(())
+}
+
+/// The configured database, for the commands that read it.
+async fn connect(settings: &Settings) -> Result<Database, String> {
+    Database::connect(&settings.database_url, 1, settings.connect_timeout()).await.map_err(|e| e.to_string())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -15,6 +15,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://velferd.db?mode=rwc";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "velferd";
 pub const DEFAULT_AUDIENCE: &str = "velferd";
+/// Where `npm ci --prefix server/graphiql` installs GraphiQL's packages in the source tree this
+/// binary was built from, so `cargo run` and the tests find them from any working directory.
+pub const DEFAULT_GRAPHIQL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/graphiql/node_modules");
 
 /// Every setting the service knows, with the environment variable that sets it and its
 /// meaning. The TOML file uses the same names in lower case without the `VELFERD_` prefix.
@@ -94,10 +97,40 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_DEAD_LETTER_QUOTA_BYTES",
         "bytes of unresolved dead letters one product may keep (default 268435456, 256 MiB)",
     ),
+    (
+        "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+        "how often each instance looks for due alert deadlines and silent devices (default 1000)",
+    ),
+    (
+        "VELFERD_LIVE_RETENTION_SECONDS",
+        "how long the outbox keeps live updates for subscribers to resume from (`afterSequence`) (default 3600)",
+    ),
+    (
+        "VELFERD_LIVE_POLL_MS",
+        "how often each instance reads the outbox when no notification woke it, a safety net (default 5000)",
+    ),
+    (
+        "VELFERD_LIVE_SUBSCRIBER_BUFFER",
+        "live updates one subscriber may have waiting before it is disconnected as too slow (default 1024)",
+    ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
         "organisation number of the platform operator, whose `admin` tokens name it (default none: name it by `oid`)",
+    ),
+    (
+        "VELFERD_AUDIT_KEY",
+        "HMAC key (at least 32 bytes) that signs the audit log's chain anchors; required in production unless \
+         VELFERD_AUDIT_KEY_FILE is set (development: a published key, logged as such)",
+    ),
+    ("VELFERD_AUDIT_KEY_FILE", "file holding the audit key instead of VELFERD_AUDIT_KEY (trailing whitespace ignored)"),
+    (
+        "VELFERD_AUDIT_RETIRED_KEY_FILES",
+        "comma-separated files of earlier audit keys, so anchors signed before a rotation still verify (default none)",
+    ),
+    (
+        "VELFERD_GRAPHIQL_DIR",
+        "directory of GraphiQL's npm packages (default: server/graphiql/node_modules of the source tree built)",
     ),
     ("VELFERD_LOG", "log filter, e.g. `info` or `velferd=debug` (default `info`)"),
     (
@@ -209,12 +242,27 @@ pub struct Settings {
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
     pub allowed_origins: Vec<String>,
     pub devices: DeviceSettings,
+    /// The outbox of live updates (`VELFERD_LIVE_*`).
+    pub live: crate::live::LiveSettings,
     pub log: String,
     pub log_format: LogFormat,
     /// Where `/metrics` is served; never on `bind`.
     pub metrics_bind: Option<SocketAddr>,
     /// The platform operator's organisation, created at start if missing.
     pub operator: OperatorSettings,
+    /// The keys that sign (and verify) the audit log's chain anchors.
+    pub audit_keys: crate::audit::key::AuditKeys,
+    /// The alert sweep: escalation deadlines and silent devices.
+    pub alerts: AlertSettings,
+}
+
+/// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// How often each instance claims due deadlines; a deadline fires at most this late.
+    pub sweep_interval: Duration,
+    /// GraphiQL's npm packages (development only).
+    pub graphiql_dir: PathBuf,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
@@ -352,6 +400,14 @@ impl Settings {
             adapter_limits,
         };
 
+        let live = crate::live::LiveSettings {
+            retention: Duration::from_secs(
+                parse_number(get, "VELFERD_LIVE_RETENTION_SECONDS", 3600, 1..=30 * 86_400)? as u64
+            ),
+            poll_interval: Duration::from_millis(parse_number(get, "VELFERD_LIVE_POLL_MS", 5000, 10..=600_000)? as u64),
+            subscriber_buffer: parse_number(get, "VELFERD_LIVE_SUBSCRIBER_BUFFER", 1024, 1..=1_000_000)?,
+        };
+
         let log_format = match get("VELFERD_LOG_FORMAT") {
             None if profile == Profile::Production => LogFormat::Json,
             None => LogFormat::Text,
@@ -382,6 +438,8 @@ impl Settings {
                 .transpose()?,
         };
 
+        let audit_keys = audit_keys(get, profile)?;
+
         Ok(Settings {
             profile,
             database_url,
@@ -400,10 +458,21 @@ impl Settings {
             care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
             allowed_origins,
             devices,
+            live,
             log: get("VELFERD_LOG").unwrap_or("info").to_string(),
             log_format,
             metrics_bind,
             operator,
+            audit_keys,
+            alerts: AlertSettings {
+                sweep_interval: Duration::from_millis(parse_number(
+                    get,
+                    "VELFERD_ALERT_SWEEP_INTERVAL_MS",
+                    1000,
+                    10..=3_600_000,
+                )? as u64),
+            },
+            graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
         })
     }
 
@@ -420,6 +489,69 @@ impl Settings {
 pub fn load_adapter_limits(file: Option<&Path>) -> Result<velferd_plugins::Limits, ConfigError> {
     let raw = load_raw(file)?;
     adapter_limits(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
+}
+
+/// What `velferd audit verify` needs: the database and the audit keys, from `file` (if any) and
+/// the environment, as `serve` reads them, without asking for the token secrets.
+pub fn load_audit_settings(
+    file: Option<&Path>,
+) -> Result<(Profile, String, crate::audit::key::AuditKeys), ConfigError> {
+    let raw = load_raw(file)?;
+    let get = |name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let profile = match get("VELFERD_ENV").unwrap_or("development") {
+        "production" | "prod" => Profile::Production,
+        "development" | "dev" => Profile::Development,
+        other => return Err(invalid("VELFERD_ENV", format!("unknown profile {other:?}"))),
+    };
+    let database_url = get("VELFERD_DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_string();
+    crate::db::Backend::of_url(&database_url).map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
+    Ok((profile, database_url, audit_keys(get, profile)?))
+}
+
+/// The audit key (from the value or the file, not both), the retired keys, and in development
+/// the published development key when none is set. Production refuses to start without a key
+/// of its own.
+fn audit_keys<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    profile: Profile,
+) -> Result<crate::audit::key::AuditKeys, ConfigError> {
+    use crate::audit::key::{AuditKey, AuditKeys, MIN_KEY_BYTES};
+    let key_of = |setting: &'static str, bytes: &[u8], origin: &str| {
+        AuditKey::new(bytes).ok_or_else(|| {
+            invalid(setting, format!("{origin} is {} bytes; the audit key needs at least {MIN_KEY_BYTES}", bytes.len()))
+        })
+    };
+    let read = |setting: &'static str, path: &str| -> Result<Vec<u8>, ConfigError> {
+        let bytes = read_key(setting, path)?;
+        Ok(bytes.trim_ascii_end().to_vec())
+    };
+    let current = match (get("VELFERD_AUDIT_KEY"), get("VELFERD_AUDIT_KEY_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "VELFERD_AUDIT_KEY",
+                "set VELFERD_AUDIT_KEY or VELFERD_AUDIT_KEY_FILE, not both".into(),
+            ));
+        }
+        (Some(value), None) => key_of("VELFERD_AUDIT_KEY", value.as_bytes(), "the key")?,
+        (None, Some(path)) => key_of("VELFERD_AUDIT_KEY_FILE", &read("VELFERD_AUDIT_KEY_FILE", path)?, path)?,
+        (None, None) if profile == Profile::Production => {
+            return Err(ConfigError::Missing {
+                setting: "VELFERD_AUDIT_KEY_FILE",
+                hint: "production signs the audit log with a key of its own (at least 32 bytes, kept outside the \
+                       database); or set VELFERD_AUDIT_KEY",
+            });
+        }
+        (None, None) => AuditKey::development(),
+    };
+    if profile == Profile::Production && current.is_development() {
+        return Err(invalid("VELFERD_AUDIT_KEY", "the development key is published; production needs its own".into()));
+    }
+    let mut retired = Vec::new();
+    for path in get("VELFERD_AUDIT_RETIRED_KEY_FILES").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty())
+    {
+        retired.push(key_of("VELFERD_AUDIT_RETIRED_KEY_FILES", &read("VELFERD_AUDIT_RETIRED_KEY_FILES", path)?, path)?);
+    }
+    Ok(AuditKeys { current, retired })
 }
 
 /// Raw values from `file` (unknown keys refused) overridden by `VELFERD_*` variables.
@@ -636,6 +768,9 @@ mod tests {
             ("VELFERD_ALLOWED_ORIGINS", "*"),
             ("VELFERD_ALLOWED_ORIGINS", "https://portal.example.no/"),
             ("VELFERD_ALLOWED_ORIGINS", "portal.example.no"),
+            ("VELFERD_LIVE_RETENTION_SECONDS", "0"),
+            ("VELFERD_LIVE_POLL_MS", "1"),
+            ("VELFERD_LIVE_SUBSCRIBER_BUFFER", "0"),
         ] {
             let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
             let e = Settings::from_pairs(pairs).unwrap_err().to_string();
@@ -654,6 +789,49 @@ mod tests {
         let defaults = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
         assert!(defaults.allowed_origins.is_empty());
         assert_eq!(defaults.jwt.leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_audit_key_defaults_to_the_development_key_in_development_only() {
+        let s = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+        assert!(s.audit_keys.current.is_development());
+        let (profile, _, keys) = load_audit_settings(None).unwrap();
+        assert_eq!(profile, Profile::Development);
+        assert!(keys.current.is_development() || std::env::var("VELFERD_AUDIT_KEY").is_ok());
+        let e = audit_keys(|_: &str| None, Profile::Production).unwrap_err().to_string();
+        assert!(e.contains("VELFERD_AUDIT_KEY_FILE"), "{e}");
+        let dev = std::str::from_utf8(crate::audit::key::DEVELOPMENT_KEY).unwrap();
+        let e = audit_keys(|n: &str| (n == "VELFERD_AUDIT_KEY").then_some(dev), Profile::Production).unwrap_err();
+        assert!(e.to_string().contains("published"), "{e}");
+    }
+
+    #[test]
+    fn audit_keys_come_from_a_value_or_files_and_must_be_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("current.key");
+        let old = dir.path().join("old.key");
+        std::fs::write(&current, format!("{}\n", "k".repeat(40))).unwrap();
+        std::fs::write(&old, "o".repeat(32)).unwrap();
+        let (current, old) = (current.display().to_string(), old.display().to_string());
+        let s = Settings::from_pairs([
+            ("VELFERD_JWT_SECRET", SECRET),
+            ("VELFERD_AUDIT_KEY_FILE", current.as_str()),
+            ("VELFERD_AUDIT_RETIRED_KEY_FILES", old.as_str()),
+        ])
+        .unwrap();
+        let expected = crate::audit::key::AuditKey::new("k".repeat(40).as_bytes()).unwrap();
+        assert_eq!(s.audit_keys.current.id(), expected.id(), "the file's trailing newline is not part of the key");
+        assert_eq!(s.audit_keys.retired.len(), 1);
+        for pairs in [
+            vec![("VELFERD_AUDIT_KEY", "short")],
+            vec![("VELFERD_AUDIT_KEY", "x".repeat(32).leak() as &str), ("VELFERD_AUDIT_KEY_FILE", current.as_str())],
+            vec![("VELFERD_AUDIT_KEY_FILE", "/nonexistent/audit.key")],
+        ] {
+            let mut all = vec![("VELFERD_JWT_SECRET", SECRET)];
+            all.extend(pairs);
+            let e = Settings::from_pairs(all).unwrap_err().to_string();
+            assert!(e.starts_with("VELFERD_AUDIT_KEY"), "{e}");
+        }
     }
 
     #[test]

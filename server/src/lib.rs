@@ -24,6 +24,8 @@ macro_rules! areas {
             devices: nodes [DeviceProduct, Adapter, SigningKey, Device, DeviceEvent, DeadLetter], roots [Query, Mutation, Subscription];
             refusals: nodes [], roots [Query];
             care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
+            audit: nodes [], roots [Query];
+            alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
         }
     };
 }
@@ -37,7 +39,6 @@ macro_rules! area_modules {
 areas!(area_modules);
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -47,6 +48,7 @@ pub mod errors;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod money;
 pub mod telemetry;
 pub mod text;
@@ -71,6 +73,8 @@ pub enum StartError {
     Demo(String),
     #[error("{0}")]
     Adapters(String),
+    #[error("starting live updates (the outbox reader) failed: {0}")]
+    Live(sea_orm::DbErr),
     #[error("reading token revocations failed: {0}")]
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
@@ -79,9 +83,39 @@ pub enum StartError {
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
 pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<http::RunningServer, StartError> {
+    let mode = if demo { DemoMode::Data } else { DemoMode::Off };
+    Ok(start_with_demo(settings, mode, workers).await?.0)
+}
+
+/// How much of the demo a start sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoMode {
+    Off,
+    /// The demo organisations, procurements and learning data.
+    Data,
+    /// That, the reference adapters active and the demo devices registered.
+    Devices,
+    /// That, and the demo feed posting device messages to this server's ingest.
+    Feed,
+}
+
+/// [`start`] with the demo set up as `demo` says; answers the server and, with
+/// [`DemoMode::Feed`], the running feed (dropping it stops the feed).
+pub async fn start_with_demo(
+    settings: &Settings,
+    demo: DemoMode,
+    workers: usize,
+) -> Result<(http::RunningServer, Option<demo::feed::DemoFeed>), StartError> {
+    if settings.audit_keys.current.is_development() {
+        tracing::warn!(
+            "the audit log is anchored with the published development key: anyone can forge its anchors; set \
+             VELFERD_AUDIT_KEY_FILE (production refuses to start without it)"
+        );
+    }
+    audit::key::install(settings.audit_keys.clone());
     let db = Database::connect(&settings.database_url, settings.db_max_connections, settings.connect_timeout()).await?;
     db.migrate().await?;
-    if demo {
+    if demo != DemoMode::Off {
         demo::load(&db).await.map_err(|e| StartError::Demo(e.to_string()))?;
     }
     // After the demo data, which loads only into an empty database.
@@ -91,16 +125,26 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
         settings.devices.adapter_concurrency,
     )
     .map_err(StartError::Adapters)?;
+    let demo_devices = match demo {
+        DemoMode::Devices | DemoMode::Feed => {
+            demo::devices::load(&db, &adapters).await.map_err(|e| StartError::Demo(e.to_string()))?
+        }
+        DemoMode::Off | DemoMode::Data => None,
+    };
     let revocations =
         organizations::revocations::Revocations::start(db.clone()).await.map_err(StartError::Revocations)?;
     care::sweep::start(db.clone(), settings.care_retention_days);
+    let live =
+        live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
     let state = AppState::new(
         db,
+        live,
         adapters,
         settings.devices.clone(),
         revocations,
         settings.throttle.clone(),
         settings.refusal_log_flush,
+        settings.alerts.clone(),
     );
     let metrics = match settings.metrics_bind {
         Some(addr) => {
@@ -110,8 +154,17 @@ pub async fn start(settings: &Settings, demo: bool, workers: usize) -> Result<ht
     };
     let server =
         http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
-    Ok(match metrics {
+    let server = match metrics {
         Some(metrics) => server.with_metrics(metrics),
         None => server,
-    })
+    };
+    let feed = match (demo, demo_devices) {
+        (DemoMode::Feed, Some(devices)) => {
+            let signer = auth::TokenSigner::new(&settings.jwt)
+                .map_err(|e| StartError::Demo(format!("the demo feed mints its own ingest tokens: {}", e.0)))?;
+            Some(demo::feed::start(server.addr, signer, devices).await)
+        }
+        _ => None,
+    };
+    Ok((server, feed))
 }

@@ -43,6 +43,7 @@ const ROLE_KINDS: &[(Role, &[Kind])] = &[
     (Role::Operator, &[Kind::ResponseCentre]),
     (Role::PrivacyOfficer, &[Kind::Municipality]),
     (Role::MunicipalityAdmin, &[Kind::Municipality]),
+    (Role::Responder, &[Kind::Municipality, Kind::ResponseCentre]),
     (Role::Supplier, &[Kind::Supplier]),
     (Role::Integration, EVERY_KIND),
 ];
@@ -68,6 +69,10 @@ fn root_argument(ty: &str, field: &str, arg: &str) -> Option<String> {
     match (ty, field, arg) {
         ("Query", "deviceProduct", "slug") => Some(format!("{DISPENSER:?}")),
         ("Query", "organization", "orgNumber") => Some(format!("{SUPPLIER_ORG:?}")),
+        // The audit log yields no node (tests/e2e/audit.rs proves who may read it).
+        ("Query", "auditLog" | "auditExport", "recipientId") => {
+            Some(format!("{:?}", velferd::audit::graphql::recipient_global_id(1).0))
+        }
         _ => None,
     }
 }
@@ -101,8 +106,14 @@ async fn build_world(app: &TestApp) -> Fleet {
     let fleet = Fleet::new(app).await;
     app.create_organization(json!({ "kind": "PROGRAMME", "name": "Matrix programme", "orgNumber": org_number(903) }))
         .await;
+    let centre = app
+        .create_organization(
+            json!({ "kind": "RESPONSE_CENTRE", "name": "Matrix responssenter", "orgNumber": org_number(904) }),
+        )
+        .await;
+    // A response centre that serves nobody.
     app.create_organization(
-        json!({ "kind": "RESPONSE_CENTRE", "name": "Matrix responssenter", "orgNumber": org_number(904) }),
+        json!({ "kind": "RESPONSE_CENTRE", "name": "Matrix senter uten avtale", "orgNumber": org_number(905) }),
     )
     .await;
     active_dispenser(app, &fleet).await;
@@ -121,6 +132,44 @@ async fn build_world(app: &TestApp) -> Fleet {
     let (status, reply) =
         ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-200001", "e-2001")).await;
     assert_eq!(status, 200, "{reply}");
+    // The centre serves the fleet's municipality: it takes the missed dose's alert and hands it
+    // to the municipality's home care (whose responders then see it).
+    let today = chrono::Utc::now().date_naive();
+    // Bought under the municipality's call-off with the fleet's supplier.
+    let call_off = crate::devices::confirmed_call_off(
+        app,
+        org_by_number(app, MUNICIPALITY_ORG).await.id,
+        org_by_number(app, SUPPLIER_ORG).await.id,
+    )
+    .await;
+    let call_off = global_id(NodeType::CallOff, call_off);
+    let agreement = crate::alerts::agree(
+        app,
+        &app.token(MUNICIPALITY_ORG, &[Role::ProcurementOfficer]),
+        &centre,
+        today.to_string(),
+        (today + chrono::Days::new(30)).to_string(),
+        Some(&call_off),
+    )
+    .await;
+    assert_eq!(agreement["userErrors"], json!([]), "{agreement}");
+    let operator = app.token(&org_number(904), &[Role::Operator]);
+    let queue = app.graphql(Some(&operator), "{ alerts(first: 10) { nodes { id } } }", json!({})).await;
+    let alert = queue["alerts"]["nodes"][0]["id"].as_str().expect("the missed dose's alert").to_string();
+    let municipality = global_id(NodeType::Organization, org_by_number(app, MUNICIPALITY_ORG).await.id);
+    for (query, input) in [
+        (
+            "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+            json!({ "alertId": alert }),
+        ),
+        (
+            "mutation($input: AlertHandOverInput!) { alertHandOver(input: $input) { userErrors { code } } }",
+            json!({ "alertId": alert, "responderId": municipality }),
+        ),
+    ] {
+        let data = app.graphql(Some(&operator), query, json!({ "input": input })).await;
+        assert!(data.to_string().contains("\"userErrors\":[]"), "{data}");
+    }
     // Nobody's device: the supplier's dead letter.
     let (status, reply) =
         ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-999999", "e-9901")).await;
@@ -209,6 +258,7 @@ async fn callers(app: &TestApp, fleet: &Fleet) -> Vec<Caller> {
         ("S2", fleet.other_supplier.clone()),
         ("programme", org_number(903)),
         ("response centre", org_number(904)),
+        ("response centre without agreement", org_number(905)),
     ];
     for (label, role) in [("participant", ParticipantRole::Participant), ("follower", ParticipantRole::Follower)] {
         let members = participant::Entity::find()
@@ -603,7 +653,12 @@ async fn matrix(app: TestApp) {
     for edge in [
         "Query.node",
         "Query.nodes",
-        "Subscription.deviceEventReceived",
+        "Subscription.deviceEventReceived.event",
+        "Subscription.alertRaised.alert",
+        "Subscription.alertChanged.alert",
+        "Query.alerts.nodes",
+        "Query.serviceAgreements.nodes",
+        "ServiceAgreement.callOff",
         "GET /ocds/procurements/{id}",
         "GET /ocds/procurements/{id} call-off release",
         "Procurement.ocds call-off release",
@@ -743,7 +798,7 @@ fn matches(pattern: &str, value: &str) -> bool {
 
 /// What each subscription field needs to fire once; a subscription yielding a node type without
 /// an entry here fails the matrix.
-const SUBSCRIPTION_TRIGGERS: &[&str] = &["deviceEventReceived", "organizationCreated"];
+const SUBSCRIPTION_TRIGGERS: &[&str] = &["deviceEventReceived", "organizationCreated", "alertRaised", "alertChanged"];
 
 /// Every caller subscribes to every subscription field; then one device event is ingested and
 /// one organisation created, which everyone sees and which closes each caller's reading.
@@ -823,6 +878,54 @@ async fn subscriptions(app: &TestApp, fleet: &Fleet, schema: &Schema, callers: &
         .position(|c| c.role == Some(Role::Admin) && c.org.is_some_and(|(_, kind)| role_applies(Role::Admin, kind)))
         .expect("the platform operator's admin among the callers");
     read_until(&mut inboxes[admin], admin, &fields, reach, |s, _| s == event).await;
+    // An alert raised (an empty dispenser) and changed (acknowledged by the serving centre):
+    // once the municipality's case worker and the centre's operator have both, every socket
+    // has had its chance at them.
+    let (status, reply) = ingest(
+        app,
+        &integration,
+        DISPENSER,
+        "application/json",
+        json!({ "serial": "RD-100234", "events": [{ "id": "e-7002", "type": "supply_empty", "at": "2026-11-22T08:06:00Z" }] })
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let raised = fields.iter().position(|f| f.steps[0].field == "alertRaised").expect("an alertRaised subscription");
+    let changed = fields.iter().position(|f| f.steps[0].field == "alertChanged").expect("an alertChanged subscription");
+    let rightful = |role: Role, number: &str| {
+        callers
+            .iter()
+            .position(|c| c.role == Some(role) && c.label.contains(number) && !c.label.contains("does not apply"))
+            .expect("a rightful caller")
+    };
+    let (case_worker, operator) =
+        (rightful(Role::CaseWorker, MUNICIPALITY_ORG), rightful(Role::Operator, &org_number(904)));
+    let new_alert: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+    for c in [case_worker, operator] {
+        read_until(&mut inboxes[c], c, &fields, reach, |s, id| {
+            let mut seen = new_alert.borrow_mut();
+            let hit = s == raised && seen.as_deref().is_none_or(|a| a == id);
+            if hit {
+                *seen = Some(id.to_string());
+            }
+            hit
+        })
+        .await;
+    }
+    let new_alert = new_alert.into_inner().expect("the raised alert");
+    let data = app
+        .graphql(
+            Some(&app.token(&org_number(904), &[Role::Operator])),
+            "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+            json!({ "input": { "alertId": new_alert } }),
+        )
+        .await;
+    assert_eq!(data["alertAcknowledge"]["userErrors"], json!([]), "{data}");
+    for c in [case_worker, operator] {
+        read_until(&mut inboxes[c], c, &fields, reach, |s, id| s == changed && id == new_alert).await;
+    }
     let closing = new_organisation(906).await;
     for (c, inbox) in inboxes.iter_mut().enumerate() {
         read_until(inbox, c, &fields, reach, |s, id| s == public && id == closing).await;

@@ -429,7 +429,7 @@ on_both_backends! {
 }
 
 const LIVE_EVENTS: &str = "subscription($filter: DeviceEventFilter) { deviceEventReceived(filter: $filter) {
-    kind severity supplierEventId device { serial } } }";
+    sequence event { kind severity supplierEventId device { serial } } } }";
 
 on_both_backends! {
     /// Live device events: each subscriber hears, as they are stored, the events of the devices
@@ -486,7 +486,7 @@ on_both_backends! {
 async fn live_event(ws: &mut crate::support::Socket) -> Value {
     let message = next_text(ws).await;
     assert_eq!(message["type"], "next", "{message}");
-    message["payload"]["data"]["deviceEventReceived"].clone()
+    message["payload"]["data"]["deviceEventReceived"]["event"].clone()
 }
 
 on_both_backends! {

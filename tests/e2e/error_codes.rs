@@ -26,12 +26,21 @@ const NOT_ERROR_CODES: &[&str] = &[
     "US1",
     // The GraphQL scalar named in the `Node` interface's field attribute.
     "ID",
+    // Cargo's variable that places GraphiQL's default packages directory in the source tree.
+    "CARGO_MANIFEST_DIR",
+    // SCAIP message types the demo feed sends: alarm (`ME`) and heartbeat (`PI`).
+    "ME",
+    "PI",
 ];
 
 /// Prefixes of upper-case literals that are not error codes.
 const NOT_ERROR_CODE_PREFIXES: &[&str] = &[
     // Environment variables of the configuration (`VELFERD_BIND`, `VELFERD_JWT_SECRET`, …).
     "VELFERD_",
+    // Cargo's and rustc's environment (`CARGO_MANIFEST_DIR`, `RUSTC_WRAPPER`, …): the demo
+    // builds the reference adapters with cargo.
+    "CARGO",
+    "RUSTC_",
 ];
 
 fn server_src() -> PathBuf {

@@ -45,6 +45,7 @@ fn allowed(role: Role, kind: Kind) -> bool {
             K::Municipality,
         ) => true,
         (Role::Supplier, K::Supplier) => true,
+        (Role::Responder, K::Municipality | K::ResponseCentre) => true,
         _ => false,
     }
 }
@@ -131,8 +132,7 @@ async fn programme_without_number(app: &TestApp, name: &str) -> String {
     velferd::ids::global_id(NodeType::Organization, row.id)
 }
 
-/// Runs the one operation `role` gates (none for `operator`, `privacy_officer` and
-/// `municipality_admin` yet): `Ok` when the role gate let it through (a rule then refuses the
+/// Runs the one operation `role` gates (none for `privacy_officer` yet): `Ok` when the role gate let it through (a rule then refuses the
 /// deliberately bad input, so nothing is written), `Err((code, message))` when it was refused.
 async fn gated(app: &TestApp, role: Role, token: &str) -> Option<Result<(), (String, String)>> {
     let (mutation, field, input) = match role {
@@ -174,7 +174,22 @@ async fn gated(app: &TestApp, role: Role, token: &str) -> Option<Result<(), (Str
                 other => panic!("ingest answered {other}: {body}"),
             });
         }
-        Role::Operator | Role::PrivacyOfficer | Role::MunicipalityAdmin => return None,
+        Role::Operator => (
+            "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+            "alertAcknowledge",
+            json!({ "alertId": "no-such-alert" }),
+        ),
+        Role::Responder => (
+            "mutation($input: AlertInput!) { alertAccept(input: $input) { userErrors { code } } }",
+            "alertAccept",
+            json!({ "alertId": "no-such-alert" }),
+        ),
+        Role::MunicipalityAdmin => (
+            "mutation($input: AlertEscalationSetInput!) { alertEscalationSet(input: $input) { userErrors { code } } }",
+            "alertEscalationSet",
+            json!({ "severity": "CRITICAL", "acknowledgeWithinSeconds": 0, "acceptWithinSeconds": 60 }),
+        ),
+        Role::PrivacyOfficer => return None,
     };
     let (status, body) = app.graphql_raw(Some(token), mutation, json!({ "input": input })).await;
     assert_eq!(status, 200, "{role}: {body}");
@@ -219,7 +234,8 @@ on_both_backends! {
                 }
             }
         }
-        assert_eq!(probed, 6 * KINDS.len());
+        // Every role but `privacy_officer` gates an operation.
+        assert_eq!(probed, (Role::ALL.len() - 1) * KINDS.len());
 
         // A token with roles for several kinds holds those that apply; the refusal names the one
         // asked for.

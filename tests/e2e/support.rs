@@ -147,6 +147,11 @@ impl TestApp {
         &self.server.as_ref().expect("server running").db
     }
 
+    /// The server's live updates, to subscribe below GraphQL.
+    pub fn live(&self) -> &velferd::live::Live {
+        &self.server.as_ref().expect("server running").live
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

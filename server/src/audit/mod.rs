@@ -2,11 +2,20 @@
 //! change of a service recipient's data writes one entry — who (subject, organisation, role),
 //! which recipient, what (operation and object), why (the purpose), when, and the access
 //! decision. Areas call [`record`] in the same transaction as the read or change it describes;
-//! nothing changes or deletes an entry.
+//! nothing changes or deletes an entry: no API updates or deletes one, and `velferd audit
+//! verify` ([`verify`]) finds an entry altered or removed through the database itself, by the
+//! hash chain each municipality's entries form ([`chain`]) and its anchor signed with a key kept
+//! outside the database ([`key`]). The municipality's privacy officer reads the log ([`graphql`]);
+//! those reads are logged too. `docs/audit.md` tells the whole of it.
 
+pub mod chain;
+pub mod graphql;
+pub mod key;
+pub mod loaders;
 pub mod model;
+pub mod verify;
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::auth::Role;
 use model::audit_entry;
@@ -27,7 +36,7 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Purpose::Alert(_) => "alert",
             Purpose::Assignment(_) => "assignment",
@@ -56,7 +65,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Decision::Granted => "granted",
             Decision::GrantedFlagged => "granted_flagged",
@@ -81,25 +90,40 @@ pub struct Access<'a> {
     pub decision: Decision,
 }
 
-/// Appends `access` to the log, on `db` — the transaction of the change, or the read's own
-/// connection.
+/// Most characters of the subject an entry keeps (the column's width).
+const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Appends `access` to its municipality's chain, on `db`: **the transaction** of the read or
+/// change it describes, so the entry commits with it or not at all.
+///
+/// It locks the municipality's chain head until that transaction ends; call it as the
+/// transaction's last statements, after the area's own reads and writes, so the lock is held
+/// briefly and is always the last one taken (no lock-order cycle with other transactions, hence
+/// no deadlock). A transaction that records for several municipalities records them in
+/// ascending municipality order. Outside a transaction it still never breaks the chain (a place
+/// taken twice is refused by the unique key and retried), but an entry could then be stored
+/// without its anchor moving if the process died between the two statements, which `velferd
+/// audit verify` reports and which blocks the chain until the anchor is repaired.
 pub async fn record<C: ConnectionTrait>(db: &C, access: Access<'_>) -> Result<(), DbErr> {
-    audit_entry::ActiveModel {
-        municipality_id: Set(access.municipality_id),
-        recipient_id: Set(access.recipient_id),
-        subject: Set(access.subject.chars().take(200).collect()),
-        organization_id: Set(access.organization_id),
-        role: Set(access.role.as_str().to_string()),
-        operation: Set(access.operation.to_string()),
-        object_type: Set(access.object_type.to_string()),
-        object_id: Set(access.object_id),
-        purpose_kind: Set(access.purpose.kind().to_string()),
-        purpose: Set(access.purpose.detail()),
-        decision: Set(access.decision.as_str().to_string()),
-        at: Set(chrono::Utc::now().fixed_offset()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    let keys = key::current();
+    let entry = audit_entry::Model {
+        id: 0,
+        municipality_id: access.municipality_id,
+        seq: 0,
+        recipient_id: access.recipient_id,
+        subject: access.subject.chars().take(MAX_SUBJECT_CHARS).collect(),
+        organization_id: access.organization_id,
+        role: access.role.as_str().to_string(),
+        operation: access.operation.to_string(),
+        object_type: access.object_type.to_string(),
+        object_id: access.object_id,
+        purpose_kind: access.purpose.kind().to_string(),
+        purpose: access.purpose.detail(),
+        decision: access.decision.as_str().to_string(),
+        at: chain::now(),
+        prev_hash: String::new(),
+        hash: String::new(),
+    };
+    chain::append(db, chain::Pending { entry }, &keys.current).await?;
     Ok(())
 }

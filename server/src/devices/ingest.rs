@@ -29,10 +29,10 @@ use super::model::{
     AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt,
 };
 use super::runtime::{AdapterRuntime, Lane};
-use crate::app::EventBus;
 use crate::db::Database;
 use crate::errors::ApiError;
 use crate::ids::{NodeType, global_id};
+use crate::live::{Announcement, Live, Scope, Topic};
 
 /// One device message as the supplier sent it, its content type parsed at the edge.
 #[derive(Debug, Clone)]
@@ -262,11 +262,10 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    /// Starts the writer task on the current Tokio runtime. Stored events go out on `bus` to
-    /// live subscribers once their transaction has committed.
-    pub fn start(db: Database, bus: EventBus) -> IngestWriter {
+    /// Starts the writer task on the current Tokio runtime. Stored events are announced on
+    /// `live` in the transaction that stores them.
+    pub fn start(db: Database, live: Live) -> IngestWriter {
         let (queue, mut waiting) = mpsc::channel::<Pending>(1024);
-        let publisher = start_publisher(db.clone(), bus.clone());
         tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
                 let mut size = first.items.len();
@@ -277,23 +276,11 @@ impl IngestWriter {
                     group.push(next);
                 }
                 // A panic must not take the writer (and all ingest after it) down with it.
-                let written = AssertUnwindSafe(write_group(&db, &mut group)).catch_unwind().await;
+                let written = AssertUnwindSafe(write_group(&db, &live, &mut group)).catch_unwind().await;
                 match written {
                     Ok(Ok(results)) => {
-                        let receipts: Vec<i64> = results
-                            .iter()
-                            .flatten()
-                            .filter(|r| r.events_stored > 0)
-                            .filter_map(|r| r.receipt_id)
-                            .collect();
                         for (pending, results) in group.into_iter().zip(results) {
                             let _ = pending.reply.send(Ok(results));
-                        }
-                        // Reading the events back is the publisher's work, off the write path.
-                        if bus.device_events_wanted() && !receipts.is_empty() && publisher.try_send(receipts).is_err() {
-                            tracing::warn!(
-                                "live device-event publisher is behind; subscribers miss a group (deviceEvents has it)"
-                            );
                         }
                     }
                     failed => {
@@ -313,7 +300,7 @@ impl IngestWriter {
 }
 
 /// Writes a group of requests in one transaction; one result list per request.
-async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<MessageResult>>, DbErr> {
+async fn write_group(db: &Database, live: &Live, group: &mut [Pending]) -> Result<Vec<Vec<MessageResult>>, DbErr> {
     let txn = db.write().begin().await?;
     let mut named: Vec<(i64, &str)> = Vec::new();
     for pending in group.iter() {
@@ -391,43 +378,31 @@ async fn write_group(db: &Database, group: &mut [Pending]) -> Result<Vec<Vec<Mes
             prune_bodies(&txn, pending.product_id, pending.retention).await?;
         }
     }
+    let stored: Vec<i64> =
+        results.iter().flatten().flatten().filter(|r| r.events_stored > 0).filter_map(|r| r.receipt_id).collect();
+    let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
+    // Last: announcing holds the outbox counter until the commit.
+    announce_stored(&txn, live, &stored).await?;
+    crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     Ok(results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect())
 }
 
-/// A stored device event on its way to live subscribers, with what decides who may see it.
-#[derive(Debug)]
+/// The outbox payload of a stored device event (topic `device-event`): the event's row. Its
+/// scope is the device's municipality and the product's supplier, who decide who may hear it.
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct LiveDeviceEvent {
     pub event: device_event::Model,
-    /// The municipality the device belongs to.
-    pub municipality_id: i64,
-    /// The supplier of the device's product.
-    pub supplier_id: i64,
 }
 
-/// The task that tells live subscribers about stored events: it takes committed groups'
-/// receipt ids in commit order, so the writer never waits on reads for subscribers.
-fn start_publisher(db: Database, bus: EventBus) -> mpsc::Sender<Vec<i64>> {
-    let (publisher, mut committed) = mpsc::channel::<Vec<i64>>(1024);
-    tokio::spawn(async move {
-        while let Some(receipts) = committed.recv().await {
-            if let Err(error) = publish_stored(&db, &bus, &receipts).await {
-                tracing::warn!(%error, "reading stored device events back for subscribers failed");
-            }
-        }
-    });
-    publisher
-}
-
-/// Reads the events stored under `receipts` back, with ids and owners, and sends them to
-/// subscribers in the order they were stored.
-async fn publish_stored(db: &Database, bus: &EventBus, receipts: &[i64]) -> Result<(), DbErr> {
-    let db = db.read();
+/// Announces the events stored under `receipts` in `txn`, in the order they were stored.
+async fn announce_stored(txn: &sea_orm::DatabaseTransaction, live: &Live, receipts: &[i64]) -> Result<(), DbErr> {
+    let mut announcements = Vec::new();
     for chunk in receipts.chunks(500) {
         let events = device_event::Entity::find()
             .filter(device_event::Column::ReceiptId.is_in(chunk.iter().copied()))
             .order_by_asc(device_event::Column::Id)
-            .all(db)
+            .all(txn)
             .await?;
         let device_ids: HashSet<i64> = events.iter().map(|e| e.device_id).collect();
         let devices: HashMap<i64, (i64, i64)> = device::Entity::find()
@@ -437,7 +412,7 @@ async fn publish_stored(db: &Database, bus: &EventBus, receipts: &[i64]) -> Resu
             .column(device::Column::ProductId)
             .filter(device::Column::Id.is_in(device_ids))
             .into_tuple::<(i64, i64, i64)>()
-            .all(db)
+            .all(txn)
             .await?
             .into_iter()
             .map(|(id, municipality, product)| (id, (municipality, product)))
@@ -449,16 +424,18 @@ async fn publish_stored(db: &Database, bus: &EventBus, receipts: &[i64]) -> Resu
             .column(device_product::Column::SupplierId)
             .filter(device_product::Column::Id.is_in(product_ids))
             .into_tuple::<(i64, i64)>()
-            .all(db)
+            .all(txn)
             .await?
             .into_iter()
             .collect();
         for event in events {
             let Some(&(municipality_id, product_id)) = devices.get(&event.device_id) else { continue };
             let Some(&supplier_id) = suppliers.get(&product_id) else { continue };
-            bus.device_event_stored(Arc::new(LiveDeviceEvent { event, municipality_id, supplier_id }));
+            let scope = Scope { municipality_id: Some(municipality_id), organization_id: Some(supplier_id) };
+            announcements.push(Announcement::new(Topic::DeviceEvent, scope, &LiveDeviceEvent { event }));
         }
     }
+    live.publish_all(txn, announcements).await?;
     Ok(())
 }
 
@@ -793,6 +770,7 @@ pub struct ReplayOutcome {
 /// reason.
 pub async fn replay_dead_letters(
     db: &Database,
+    live: &Live,
     runtime: &AdapterRuntime,
     product: &device_product::Model,
     ids: Option<Vec<i64>>,
@@ -831,6 +809,7 @@ pub async fn replay_dead_letters(
         .collect();
     let devices = devices_by_serial(&txn, &named).await?;
     let mut outcomes = Vec::with_capacity(letters.len());
+    let mut stored = Vec::new();
     for (letter, decoded) in letters.into_iter().zip(decoded) {
         let message = Message {
             content_type: ContentType::from_stored(&letter.content_type),
@@ -854,6 +833,9 @@ pub async fn replay_dead_letters(
                         keep_body: false,
                     };
                     let result = accept_all(&txn, vec![replayed], &devices).await?.remove(0);
+                    if result.events_stored > 0 {
+                        stored.extend(result.receipt_id);
+                    }
                     let resolved = dead_letter::Entity::update_many()
                         .col_expr(dead_letter::Column::ResolvedAt, Expr::value(now.fixed_offset()))
                         .col_expr(dead_letter::Column::AdapterId, Expr::value(adapter_id))
@@ -896,6 +878,10 @@ pub async fn replay_dead_letters(
             });
         }
     }
+    // Replayed events need a human as much as fresh ones: an alarm never decoded was never handled.
+    let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
+    announce_stored(&txn, live, &stored).await?;
+    crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     Ok(outcomes)
 }

@@ -293,8 +293,9 @@ pub mod ingest_receipt {
 pub mod device_event {
     use super::*;
 
-    /// A normalised device event, stored once per device and supplier event id.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    /// A normalised device event, stored once per device and supplier event id. Serialised as
+    /// the live-update payload of its storing (`devices::ingest::LiveDeviceEvent`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "device_event")]
     pub struct Model {
         #[sea_orm(primary_key)]

@@ -1,5 +1,7 @@
 //! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
 
+mod audit;
+pub mod graphiql;
 mod ingest;
 mod ws;
 
@@ -12,7 +14,6 @@ use std::time::Instant;
 use actix_web::dev::{ServerHandle, Service};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Request};
 use futures_util::FutureExt;
@@ -36,11 +37,12 @@ struct Shared {
     state: AppState,
     schema: VelferdSchema,
     verifier: TokenVerifier,
-    profile: Profile,
     limits: GraphqlLimits,
     ws: Arc<ws::WsPolicy>,
     /// `VELFERD_ALLOWED_ORIGINS`.
     allowed_origins: Arc<[String]>,
+    /// GraphiQL's page and files; none in production.
+    graphiql: Option<Arc<graphiql::Graphiql>>,
 }
 
 /// A server that is accepting connections.
@@ -48,6 +50,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The server's database handles (tests read the statement count).
     pub db: crate::db::Database,
+    /// The server's live updates (tests subscribe below GraphQL).
+    pub live: crate::live::Live,
     /// Where `/metrics` is served, when `VELFERD_METRICS_BIND` is set.
     pub metrics_addr: Option<SocketAddr>,
     handle: ServerHandle,
@@ -112,15 +116,27 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// Binds `settings.bind` and starts serving on the current Tokio runtime.
 pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::Result<RunningServer> {
     let db = state.db.clone();
+    let live = state.live.clone();
     let verifier = TokenVerifier::new(&settings.jwt).with_revocations(state.revocations.clone());
+    let graphiql = (settings.profile == Profile::Development).then(|| {
+        let graphiql = graphiql::Graphiql::load(&settings.graphiql_dir);
+        if !graphiql.missing().is_empty() {
+            tracing::warn!(
+                missing = ?graphiql.missing(),
+                "GraphiQL's files are missing, so /graphql shows a page saying so; install them with `{}`",
+                graphiql::INSTALL_COMMAND
+            );
+        }
+        Arc::new(graphiql)
+    });
     let shared = Shared {
         schema: build_schema(Some(state.clone()), settings.profile, &settings.graphql),
         state,
         verifier,
-        profile: settings.profile,
         limits: settings.graphql.clone(),
         ws: Arc::new(ws::WsPolicy::new(&settings.websocket)),
         allowed_origins: settings.allowed_origins.clone().into(),
+        graphiql,
     };
     let server = HttpServer::new(move || {
         App::new()
@@ -159,11 +175,13 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
                     .route(web::get().to(graphql_get)),
             )
             .route("/graphql/ws", web::get().to(ws::graphql_ws))
+            .route(&format!("{}/{{name}}", graphiql::ASSETS_PATH), web::get().to(graphiql_asset))
             .service(
                 web::resource("/ocds/procurements/{id}")
                     .wrap(cors(shared.allowed_origins.clone()))
                     .route(web::get().to(ocds_procurement)),
             )
+            .route("/audit/recipients/{id}/export", web::get().to(audit::export))
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
@@ -176,7 +194,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(RunningServer { addr, db, metrics_addr: None, handle, task, metrics: None })
+    Ok(RunningServer { addr, db, live, metrics_addr: None, handle, task, metrics: None })
 }
 
 /// Cross-origin requests from browsers: portals on the origins of `VELFERD_ALLOWED_ORIGINS` may
@@ -348,15 +366,9 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
 
 async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     if req.query_string().is_empty() {
-        return match shared.profile {
-            Profile::Development => HttpResponse::Ok()
-                .content_type("text/html; charset=utf-8")
-                .body(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish()),
-            Profile::Production => error_response(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "GraphiQL is off in production; POST queries to /graphql",
-            ),
+        return match &shared.graphiql {
+            Some(graphiql) => graphiql.page_response(),
+            None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", GRAPHIQL_OFF),
         };
     }
     let actor = match authenticate(&shared, &req) {
@@ -385,6 +397,16 @@ async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpRespons
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
     };
     execute(&shared, BatchRequest::Single(request.data(session).data(caller))).await
+}
+
+const GRAPHIQL_OFF: &str = "GraphiQL is off in production; POST queries to /graphql";
+
+/// One of GraphiQL's files (`/graphiql/assets/{name}`).
+async fn graphiql_asset(shared: web::Data<Shared>, req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    match &shared.graphiql {
+        Some(graphiql) => graphiql.asset_response(&req, &name),
+        None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", GRAPHIQL_OFF),
+    }
 }
 
 /// Reads a GET request per GraphQL over HTTP: `query`, `operationName`, and `variables` and

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use velferd::agreements::model::{call_off, framework_agreement};
+use velferd::alerts::model::{alert, service_agreement};
 use velferd::auth::Role;
 use velferd::care::model::{assessment, service_recipient};
 use velferd::devices::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
@@ -47,6 +48,12 @@ pub enum Rule {
     /// Recipient data (a service recipient, an assessment): the `case_worker` of the
     /// recipient's municipality; nobody else (not its other roles, not `admin`).
     Recipient,
+    /// The municipality's `case_worker`, the `operator` of a response centre with a service
+    /// agreement with the municipality in force today, the `responder` of the organisation it
+    /// is handed to. Never `admin`.
+    Alert,
+    /// Its two parties (any role), `admin`.
+    ServiceAgreement,
 }
 
 /// One entry per node type. Adding a node type to the schema without a line here fails the
@@ -73,6 +80,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("DeadLetter", Rule::DeadLetter),
     ("ServiceRecipient", Rule::Recipient),
     ("Assessment", Rule::Recipient),
+    ("Alert", Rule::Alert),
+    ("ServiceAgreement", Rule::ServiceAgreement),
 ];
 
 pub fn rule_of(typename: &str) -> Option<Rule> {
@@ -206,6 +215,26 @@ pub async fn readers(db: &DatabaseConnection, typename: &str, row: i64) -> Reade
                 other => panic!("{other}: whose recipient it is is not written here"),
             };
             r.org_roles.insert((municipality, Role::CaseWorker));
+        Rule::Alert => {
+            let a = one::<alert::Entity>(db, row).await;
+            r.org_roles.insert((a.municipality_id, Role::CaseWorker));
+            let today = Utc::now().date_naive();
+            let serving = service_agreement::Entity::find()
+                .filter(service_agreement::Column::MunicipalityId.eq(a.municipality_id))
+                .filter(service_agreement::Column::ValidFrom.lte(today))
+                .filter(service_agreement::Column::ValidTo.gte(today))
+                .all(db)
+                .await
+                .unwrap();
+            r.org_roles.extend(serving.iter().map(|s| (s.response_centre_id, Role::Operator)));
+            if let Some(responder) = a.responder_id {
+                r.org_roles.insert((responder, Role::Responder));
+            }
+        }
+        Rule::ServiceAgreement => {
+            let s = one::<service_agreement::Entity>(db, row).await;
+            r.orgs.extend([s.municipality_id, s.response_centre_id]);
+            r.roles.insert(Role::Admin);
         }
     }
     r

@@ -375,26 +375,58 @@ impl NodeObject for DeadLetter {
     }
 }
 
+/// A device event as a subscription delivers it, with its place in the outbox.
+#[derive(SimpleObject)]
+pub struct DeviceEventDelivery {
+    /// Where this delivery stands in the outbox: subscribe again with `afterSequence` set to the
+    /// last one you received to get what followed, exactly once.
+    pub sequence: crate::live::graphql::Sequence,
+    pub event: DeviceEvent,
+}
+
 #[derive(Default)]
 pub struct DeviceSubscription;
 
 #[Subscription]
 impl DeviceSubscription {
-    /// Device events as they are stored, live (on this server instance), for the devices you
-    /// may see: a municipality its own, a supplier its products', admins all. `filter` narrows
-    /// as in `deviceEvents`; a response centre listens with `minSeverity: CRITICAL`. Events
-    /// stored while a slow subscriber lags are skipped for it; `deviceEvents` has them all.
+    /// Device events as they are stored, on any server instance, for the devices you may see: a
+    /// municipality its own, a supplier its products', admins all. `filter` narrows as in
+    /// `deviceEvents`; a response centre listens with `minSeverity: CRITICAL`.
+    ///
+    /// Each delivery carries its `sequence`. After a disconnection, subscribe with
+    /// `afterSequence` set to the last one received: the events stored meanwhile come first, in
+    /// order and each once, then live ones. A sequence older than the outbox keeps
+    /// (`VELFERD_LIVE_RETENTION_SECONDS`) is refused with `SEQUENCE_EXPIRED`: read `deviceEvents`
+    /// and subscribe afresh. A subscriber that falls too far behind gets a last error,
+    /// `SUBSCRIBER_TOO_SLOW` with `extensions.lastSequence`, and the subscription completes:
+    /// resume after that sequence.
     async fn device_event_received(
         &self,
         ctx: &Context<'_>,
         filter: Option<DeviceEventFilter>,
-    ) -> Result<impl Stream<Item = DeviceEvent> + use<>> {
+        #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
+            crate::live::graphql::Sequence,
+        >,
+    ) -> Result<impl Stream<Item = Result<DeviceEventDelivery>> + use<>> {
         let viewer = DeviceViewer::of(ctx).await?;
         let filter = filter.unwrap_or_default();
-        let live = crate::app::stream_of(state(ctx).events.subscribe_device_events());
-        Ok(live.filter_map(move |live| {
-            let wanted = viewer.sees(live.municipality_id, live.supplier_id) && filter.matches(&live.event);
-            std::future::ready(wanted.then(|| DeviceEvent(live.event.clone())))
-        }))
+        let topics = [crate::live::Topic::DeviceEvent];
+        crate::live::graphql::subscribe(ctx, &topics, after_sequence, move |item| {
+            let scope = item.scope;
+            let seen = match (scope.municipality_id, scope.organization_id) {
+                (Some(municipality), Some(supplier)) => viewer.sees(municipality, supplier),
+                _ => false,
+            };
+            let delivery = seen
+                .then(|| item.payload::<ingest::LiveDeviceEvent>().ok())
+                .flatten()
+                .filter(|live| filter.matches(&live.event))
+                .map(|live| DeviceEventDelivery {
+                    sequence: crate::live::graphql::Sequence(item.sequence),
+                    event: DeviceEvent(live.event),
+                });
+            std::future::ready(delivery)
+        })
+        .await
     }
 }

@@ -13,7 +13,7 @@ use std::io::Read;
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};

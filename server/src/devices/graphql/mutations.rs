@@ -386,7 +386,8 @@ impl DeviceMutation {
             Err(Refusal::Fault(fault)) => return Err(fault.into()),
         };
         let state = state(ctx);
-        let outcomes = ingest::replay_dead_letters(&state.db, &state.adapters, &product, ids, MAX_REPLAY).await?;
+        let outcomes =
+            ingest::replay_dead_letters(&state.db, &state.live, &state.adapters, &product, ids, MAX_REPLAY).await?;
         let ids: Vec<i64> = outcomes.iter().map(|o| o.dead_letter_id).collect();
         let letters = dead_letter::Entity::find()
             .filter(dead_letter::Column::Id.is_in(ids))

@@ -1,0 +1,790 @@
+//! GraphQL face of alerts: the operator's queue, the workflow mutations, service agreements,
+//! escalation lines, products' monitoring intervals, and `alertRaised` / `alertChanged`.
+//!
+//! Who sees an alert is `workflow::AlertViewer`'s to say, the same for the queue, `node`, the
+//! mutations and the subscriptions; an alert the caller may not see answers like a missing
+//! one. Serving an alert that names a recipient writes one audit entry (purpose: the alert).
+
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subscription};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::{Stream, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use velferd_plugins::Severity;
+
+use super::live::{self, NoticeKind};
+use super::model::{AlertOutcome, AlertStatus, StepKind, VKP_EVENT_SYSTEM, alert, alert_step, service_agreement};
+use super::rules::severity_of;
+use super::workflow::{
+    self, Action, AlertError, AlertViewer, EscalationLine, Monitoring, NewServiceAgreement, NoteKind,
+};
+use crate::agreements::graphql::CallOff;
+use crate::auth::{Caller, Role};
+use crate::devices::graphql::{Device, DeviceProduct, VkpCoding};
+use crate::devices::model::device_product;
+use crate::errors::{ApiError, Invalid, refuse};
+use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, page_by_id, page_sorted};
+use crate::graphql::context::{in_transaction, load_existing, load_one, session, state};
+use crate::graphql::errors::payload;
+use crate::graphql::loaders::{
+    AlertById, AlertRecipientById, CallOffById, DeviceById, ProductById, ServiceAgreementById, StepsOf,
+};
+use crate::graphql::node::NodeObject;
+use crate::graphql::relay::{NodeType, argument_row, global_id, input_row};
+use crate::organizations::{Organization, OrganizationKind};
+use crate::text::CareNote;
+use velferd_macros::connections;
+
+// `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
+pub use self::AlertMutation as Mutation;
+pub use self::AlertQuery as Query;
+pub use self::AlertSubscription as Subscription;
+
+/// An event that needs a human (or a device's silence), with its handling.
+#[derive(Clone)]
+pub struct Alert(pub alert::Model);
+
+#[Object]
+impl Alert {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::Alert, self.0.id)
+    }
+
+    /// The event kind that raised it, named as in the WIT (`alarm-button`, `dose-missed` …), or
+    /// `device-offline` / `test-transmission-missed` when Velferd derived it from silence.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    async fn severity(&self) -> Severity {
+        severity_of(&self.0.severity)
+    }
+
+    /// The VKP alert code (`vkp-alert-code-v090`), where the kind has one.
+    async fn vkp(&self) -> Option<VkpCoding> {
+        let code = self.0.vkp_code.clone()?;
+        Some(VkpCoding { system: velferd_plugins::event::VKP_ALERT_SYSTEM.to_string(), code })
+    }
+
+    async fn status(&self) -> AlertStatus {
+        self.0.status
+    }
+
+    /// How it ended, once resolved.
+    async fn outcome(&self) -> Option<AlertOutcome> {
+        self.0.outcome
+    }
+
+    async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.municipality_id).await
+    }
+
+    /// The serial of the device that raised it: what the response centre calls back.
+    async fn device_serial(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(load_existing(ctx, DeviceById(self.0.device_id), "device").await?.serial)
+    }
+
+    async fn device_product(&self, ctx: &Context<'_>) -> Result<DeviceProduct> {
+        let device = load_existing(ctx, DeviceById(self.0.device_id), "device").await?;
+        Ok(DeviceProduct(load_existing(ctx, ProductById(device.product_id), "device product").await?))
+    }
+
+    /// The device, for the municipality that owns it; null for everyone else.
+    async fn device(&self, ctx: &Context<'_>) -> Result<Option<Device>> {
+        if session(ctx).organization_id() != Some(self.0.municipality_id) {
+            return Ok(None);
+        }
+        Ok(load_one(ctx, DeviceById(self.0.device_id)).await?.map(Device))
+    }
+
+    /// The municipality's pseudonymous reference to the service recipient the device was
+    /// assigned to when the alert was raised; null when it was assigned to nobody.
+    async fn recipient_reference(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let Some(id) = self.0.recipient_id else { return Ok(None) };
+        Ok(load_one(ctx, AlertRecipientById(id)).await?.map(|r| r.reference))
+    }
+
+    /// Events it stands for: the one that raised it and those that joined it while open.
+    async fn event_count(&self) -> i32 {
+        self.0.event_count
+    }
+
+    async fn first_event_at(&self) -> DateTime<Utc> {
+        self.0.first_event_at.to_utc()
+    }
+
+    async fn last_event_at(&self) -> DateTime<Utc> {
+        self.0.last_event_at.to_utc()
+    }
+
+    async fn raised_at(&self) -> DateTime<Utc> {
+        self.0.raised_at.to_utc()
+    }
+
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at.map(|t| t.to_utc())
+    }
+
+    /// The organisation it is handed to.
+    async fn responder(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
+        Ok(match self.0.responder_id {
+            Some(id) => Some(Organization::by_id(ctx, id).await?),
+            None => None,
+        })
+    }
+
+    /// The next line it went to when a step was late.
+    async fn escalated_to(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
+        Ok(match self.0.escalated_to_id {
+            Some(id) => Some(Organization::by_id(ctx, id).await?),
+            None => None,
+        })
+    }
+
+    /// How many times a step was late.
+    async fn escalations(&self) -> i32 {
+        self.0.escalations
+    }
+
+    /// Every step of its handling, oldest first.
+    async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<AlertStep>> {
+        Ok(load_one(ctx, StepsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(AlertStep).collect())
+    }
+}
+
+/// One step of an alert's handling: what, when, and who — subject, organisation and role.
+#[derive(Clone)]
+pub struct AlertStep(pub alert_step::Model);
+
+#[Object]
+impl AlertStep {
+    async fn kind(&self) -> StepKind {
+        self.0.kind
+    }
+
+    /// The VKP follow-up event code (`vkp-composition-event-v090`).
+    async fn vkp(&self) -> Option<VkpCoding> {
+        let code = self.0.vkp_code.clone()?;
+        Some(VkpCoding { system: VKP_EVENT_SYSTEM.to_string(), code })
+    }
+
+    async fn note(&self) -> Option<&str> {
+        self.0.note.as_deref()
+    }
+
+    async fn outcome(&self) -> Option<AlertOutcome> {
+        self.0.outcome
+    }
+
+    /// The subject of the token that took the step; `velferd` for Velferd's own steps.
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
+        Ok(match self.0.organization_id {
+            Some(id) => Some(Organization::by_id(ctx, id).await?),
+            None => None,
+        })
+    }
+
+    /// The role it was taken under.
+    async fn role(&self) -> Option<Role> {
+        self.0.role.as_deref().and_then(|r| r.parse().ok())
+    }
+
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at.to_utc()
+    }
+}
+
+/// A response centre serves a municipality over a period: its operators see and handle the
+/// municipality's alerts while it is in force.
+#[derive(Clone)]
+pub struct ServiceAgreement(pub service_agreement::Model);
+
+#[Object]
+impl ServiceAgreement {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::ServiceAgreement, self.0.id)
+    }
+
+    async fn response_centre(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.response_centre_id).await
+    }
+
+    async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.0.municipality_id).await
+    }
+
+    /// The call-off under which the municipality bought the service; the municipality only.
+    async fn call_off(&self, ctx: &Context<'_>) -> Result<Option<CallOff>> {
+        let Some(id) = self.0.call_off_id else { return Ok(None) };
+        if session(ctx).organization_id() != Some(self.0.municipality_id) {
+            return Ok(None);
+        }
+        Ok(load_one(ctx, CallOffById(id)).await?.map(CallOff))
+    }
+
+    async fn valid_from(&self) -> NaiveDate {
+        self.0.valid_from
+    }
+
+    async fn valid_to(&self) -> NaiveDate {
+        self.0.valid_to
+    }
+
+    /// Whether it is in force today.
+    async fn in_force(&self) -> bool {
+        let today = workflow::today();
+        self.0.valid_from <= today && today <= self.0.valid_to
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.to_utc()
+    }
+}
+
+/// A municipality's escalation line for one severity.
+pub struct AlertEscalationLine {
+    severity: Severity,
+    acknowledge_seconds: i32,
+    accept_seconds: i32,
+    next_line_id: i64,
+}
+
+#[Object]
+impl AlertEscalationLine {
+    async fn severity(&self) -> Severity {
+        self.severity
+    }
+
+    /// An alert not acknowledged this long after it was raised escalates (default 60).
+    async fn acknowledge_within_seconds(&self) -> i32 {
+        self.acknowledge_seconds
+    }
+
+    /// A hand-over not accepted this long after it was made escalates (default 300).
+    async fn accept_within_seconds(&self) -> i32 {
+        self.accept_seconds
+    }
+
+    /// Where a late alert goes: a response centre serving the municipality, or the municipality
+    /// itself (the default).
+    async fn next_line(&self, ctx: &Context<'_>) -> Result<Organization> {
+        Organization::by_id(ctx, self.next_line_id).await
+    }
+}
+
+/// How often a product's devices must be heard from.
+pub struct DeviceProductMonitoring(super::model::product_monitoring::Model);
+
+#[Object]
+impl DeviceProductMonitoring {
+    async fn product(&self, ctx: &Context<'_>) -> Result<DeviceProduct> {
+        Ok(DeviceProduct(load_existing(ctx, ProductById(self.0.product_id), "device product").await?))
+    }
+
+    /// A device not heard from this long raises one `device-offline` alert; null: not watched.
+    async fn heartbeat_interval_seconds(&self) -> Option<i32> {
+        self.0.heartbeat_seconds
+    }
+
+    /// A device without a test transmission this long raises one `test-transmission-missed`
+    /// alert; null: not watched.
+    async fn test_interval_seconds(&self) -> Option<i32> {
+        self.0.test_seconds
+    }
+
+    async fn set_at(&self) -> DateTime<Utc> {
+        self.0.set_at.to_utc()
+    }
+}
+
+/// Narrows the alert queue.
+#[derive(InputObject, Default)]
+pub struct AlertFilter {
+    /// Only open alerts (true) or only resolved ones (false); both when left out.
+    pub open: Option<bool>,
+    /// Only this municipality's.
+    pub municipality_id: Option<ID>,
+}
+
+/// The viewer, for a signed-in caller of a registered organisation; an error otherwise.
+fn viewer(ctx: &Context<'_>, what: &str) -> Result<AlertViewer, ApiError> {
+    let grant = &session(ctx).grant;
+    grant.require_registered(what)?;
+    AlertViewer::of(grant).ok_or_else(|| ApiError::internal("a registered caller without a principal"))
+}
+
+/// The role an alert found by `viewer.condition` is seen under (no query: the condition held).
+fn listed_role(viewer: &AlertViewer, alert: &alert::Model) -> Role {
+    if viewer.case_worker && alert.municipality_id == viewer.org_id {
+        Role::CaseWorker
+    } else if viewer.operator && alert.responder_id != Some(viewer.org_id) {
+        Role::Operator
+    } else if viewer.responder && alert.responder_id == Some(viewer.org_id) {
+        Role::Responder
+    } else {
+        Role::Operator
+    }
+}
+
+#[derive(Default)]
+pub struct AlertQuery;
+
+#[connections]
+#[Object]
+impl AlertQuery {
+    /// The alert queue: the alerts you may see, most severe first, then oldest first. A
+    /// response centre's `operator` sees the alerts of the municipalities it serves under a
+    /// service agreement in force today; a municipality's `case_worker` its own; a `responder`
+    /// those handed to its organisation. Others see none.
+    async fn alerts(&self, ctx: &Context<'_>, filter: Option<AlertFilter>, page: PageArgs) -> Result<Page<Alert>> {
+        let viewer = viewer(ctx, "alerts")?;
+        let page = page.parse()?;
+        let filter = filter.unwrap_or_default();
+        let mut select = alert::Entity::find().filter(viewer.condition(workflow::today()));
+        match filter.open {
+            Some(true) => select = select.filter(alert::Column::Status.ne(AlertStatus::Resolved)),
+            Some(false) => select = select.filter(alert::Column::Status.eq(AlertStatus::Resolved)),
+            None => {}
+        }
+        if let Some(id) = filter.municipality_id {
+            select = select.filter(alert::Column::MunicipalityId.eq(argument_row(
+                &id,
+                NodeType::Organization,
+                "municipalityId",
+            )?));
+        }
+        let connection = page_sorted(
+            ctx,
+            select,
+            SortKey::text(alert::Column::QueueKey),
+            alert::Column::Id,
+            OrderDirection::Asc,
+            &page,
+            |row| (Cursor { key: serde_json::json!(row.queue_key), id: row.id }, Alert(row)),
+        )
+        .await?;
+        let db = state(ctx).db.write();
+        for edge in &connection.edges {
+            viewer.audit(db, &edge.node.0, listed_role(&viewer, &edge.node.0), "alert.read").await?;
+        }
+        Ok(connection)
+    }
+
+    /// Service agreements your organisation is party to (as the municipality or the response
+    /// centre); all of them for `admin`.
+    async fn service_agreements(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<ServiceAgreement>> {
+        let org = session(ctx).grant.require_registered("service agreements")?.clone();
+        let page = page.parse()?;
+        let mut select = service_agreement::Entity::find().order_by_asc(service_agreement::Column::Id);
+        if !session(ctx).has_role(Role::Admin) {
+            select = select.filter(
+                sea_orm::Condition::any()
+                    .add(service_agreement::Column::MunicipalityId.eq(org.id))
+                    .add(service_agreement::Column::ResponseCentreId.eq(org.id)),
+            );
+        }
+        page_by_id(ctx, OrderDirection::Asc, select, service_agreement::Column::Id, &page, |a| a.id, ServiceAgreement)
+            .await
+    }
+
+    /// Your municipality's escalation line for each severity (defaults where none is set);
+    /// empty for other organisations.
+    async fn alert_escalations(&self, ctx: &Context<'_>) -> Result<Vec<AlertEscalationLine>> {
+        let org = session(ctx).grant.require_registered("escalation lines")?.clone();
+        if org.kind != OrganizationKind::Municipality {
+            return Ok(vec![]);
+        }
+        let mut lines = Vec::new();
+        for severity in Severity::ALL.into_iter().rev() {
+            let (acknowledge, accept, next) =
+                super::rules::escalation_of(state(ctx).db.read(), org.id, severity.name()).await?;
+            lines.push(AlertEscalationLine {
+                severity,
+                acknowledge_seconds: acknowledge,
+                accept_seconds: accept,
+                next_line_id: next.unwrap_or(org.id),
+            });
+        }
+        Ok(lines)
+    }
+}
+
+payload!(AlertPayload, alert: Alert, "Result of a step of an alert's handling.");
+payload!(ServiceAgreementCreatePayload, service_agreement: ServiceAgreement, "Result of `serviceAgreementCreate`.");
+payload!(AlertEscalationSetPayload, escalation: AlertEscalationLine, "Result of `alertEscalationSet`.");
+payload!(
+    DeviceProductMonitoringSetPayload,
+    monitoring: DeviceProductMonitoring,
+    "Result of `deviceProductMonitoringSet`."
+);
+
+#[derive(InputObject)]
+pub struct AlertInput {
+    pub alert_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct AlertHandOverInput {
+    pub alert_id: ID,
+    /// The organisation that goes out: the municipality itself (its home-care service) or a
+    /// response centre serving it today.
+    pub responder_id: ID,
+    /// For the responder; never a national identity number.
+    pub note: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct AlertResolveInput {
+    pub alert_id: ID,
+    /// How it ended; `CANCELLED_BY_DEVICE` and `RESOLVED_BY_DEVICE` are Velferd's own.
+    pub outcome: AlertOutcome,
+    /// Never a national identity number.
+    pub note: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct AlertNoteAddInput {
+    pub alert_id: ID,
+    /// Which VKP follow-up event the note is (cause 6, measure 7, conversation 8, dispatch 9,
+    /// other party 10).
+    pub kind: NoteKind,
+    /// Never a national identity number.
+    pub text: String,
+}
+
+#[derive(InputObject)]
+pub struct ServiceAgreementCreateInput {
+    /// The response centre that serves your municipality.
+    pub response_centre_id: ID,
+    pub valid_from: NaiveDate,
+    pub valid_to: NaiveDate,
+    /// Your call-off under which you bought the service, if any.
+    pub call_off_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct AlertEscalationSetInput {
+    pub severity: Severity,
+    /// 1 to 604 800 (a week).
+    pub acknowledge_within_seconds: i32,
+    /// 1 to 604 800 (a week).
+    pub accept_within_seconds: i32,
+    /// A response centre with a service agreement with your municipality, or your municipality
+    /// itself (the default).
+    pub next_line_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct DeviceProductMonitoringSetInput {
+    /// The product's slug.
+    pub product: String,
+    /// 1 to 604 800 seconds; null stops watching heartbeats.
+    pub heartbeat_interval_seconds: Option<i32>,
+    /// 1 to 604 800 seconds; null stops watching test transmissions.
+    pub test_interval_seconds: Option<i32>,
+}
+
+/// The viewer of a workflow mutation, with only the roles the action takes.
+fn actor(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<AlertViewer, ApiError> {
+    let grant = &session(ctx).grant;
+    let principal = grant.require_any(roles, what)?;
+    let org = grant.organization().ok_or_else(|| ApiError::internal("a role without an organisation"))?;
+    Ok(AlertViewer {
+        subject: principal.subject.clone(),
+        org_id: org.id,
+        operator: roles.contains(&Role::Operator) && grant.has_role(Role::Operator),
+        case_worker: roles.contains(&Role::CaseWorker) && grant.has_role(Role::CaseWorker),
+        responder: roles.contains(&Role::Responder) && grant.has_role(Role::Responder),
+    })
+}
+
+/// The caller of a mutation that takes one of `roles`: the first of them it holds.
+fn caller_any(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<Caller, ApiError> {
+    let grant = &session(ctx).grant;
+    grant.require_any(roles, what)?;
+    let role = roles.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
+    grant.caller(role, what)
+}
+
+/// Runs `action` on the alert `id` in one transaction, with the change's announcement.
+async fn step(
+    ctx: &Context<'_>,
+    viewer: AlertViewer,
+    id: &ID,
+    action: Result<Action, Invalid>,
+) -> Result<AlertPayload> {
+    let result = match (input_row(id, NodeType::Alert, "alertId"), action) {
+        (Err(e), _) | (_, Err(e)) => refuse(e),
+        (Ok(row), Ok(action)) => {
+            let live = state(ctx).live.clone();
+            in_transaction(ctx, async |txn| {
+                let (alert, notices) = workflow::act(txn, &viewer, row, action).await?;
+                live::publish(txn, &live, notices).await?;
+                Ok(alert)
+            })
+            .await
+        }
+    };
+    Ok(AlertPayload::from_rule::<_, AlertError>(result, Alert)?)
+}
+
+fn note(field: &'static str, text: Option<&str>) -> Result<Option<CareNote>, Invalid> {
+    CareNote::parse_optional(field, text)
+}
+
+const DESK: &[Role] = &[Role::Operator, Role::CaseWorker];
+const ANY_HANDLER: &[Role] = &[Role::Operator, Role::CaseWorker, Role::Responder];
+
+#[derive(Default)]
+pub struct AlertMutation;
+
+#[Object]
+impl AlertMutation {
+    /// Takes an alert (VKP 1): its acknowledge deadline is met. Roles: `operator` of a centre
+    /// serving the municipality, or the municipality's `case_worker`.
+    async fn alert_acknowledge(&self, ctx: &Context<'_>, input: AlertInput) -> Result<AlertPayload> {
+        let viewer = actor(ctx, DESK, "acknowledge alerts")?;
+        step(ctx, viewer, &input.alert_id, Ok(Action::Acknowledge)).await
+    }
+
+    /// Hands an acknowledged alert to a responder organisation (VKP 4); it must accept within
+    /// the escalation line's time. Roles: as `alertAcknowledge`.
+    async fn alert_hand_over(&self, ctx: &Context<'_>, input: AlertHandOverInput) -> Result<AlertPayload> {
+        let viewer = actor(ctx, DESK, "hand alerts over")?;
+        let action = (|| {
+            let responder_id = input_row(&input.responder_id, NodeType::Organization, "responderId")?;
+            Ok::<_, Invalid>(Action::HandOver { responder_id, note: note("note", input.note.as_deref())? })
+        })();
+        step(ctx, viewer, &input.alert_id, action).await
+    }
+
+    /// The responder takes responsibility for an alert handed to its organisation (VKP 5).
+    /// Role: `responder`.
+    async fn alert_accept(&self, ctx: &Context<'_>, input: AlertInput) -> Result<AlertPayload> {
+        let viewer = actor(ctx, &[Role::Responder], "accept alerts")?;
+        step(ctx, viewer, &input.alert_id, Ok(Action::Accept)).await
+    }
+
+    /// Signs an alert off with its outcome (VKP 3). Roles: the desk (`operator`, `case_worker`)
+    /// once it is acknowledged; the `responder` once it has accepted it.
+    async fn alert_resolve(&self, ctx: &Context<'_>, input: AlertResolveInput) -> Result<AlertPayload> {
+        let viewer = actor(ctx, ANY_HANDLER, "resolve alerts")?;
+        let action = note("note", input.note.as_deref()).map(|note| Action::Resolve { outcome: input.outcome, note });
+        step(ctx, viewer, &input.alert_id, action).await
+    }
+
+    /// Adds a note (VKP 6–10) to an alert that has been acknowledged. Roles: as `alertResolve`.
+    async fn alert_note_add(&self, ctx: &Context<'_>, input: AlertNoteAddInput) -> Result<AlertPayload> {
+        let viewer = actor(ctx, ANY_HANDLER, "add notes to alerts")?;
+        let action = CareNote::parse("text", &input.text).map(|text| Action::Note { kind: input.kind, text });
+        step(ctx, viewer, &input.alert_id, action).await
+    }
+
+    /// Lets a response centre serve your municipality over a period. Roles:
+    /// `procurement_officer` or `municipality_admin`.
+    async fn service_agreement_create(
+        &self,
+        ctx: &Context<'_>,
+        input: ServiceAgreementCreateInput,
+    ) -> Result<ServiceAgreementCreatePayload> {
+        let caller = caller_any(ctx, &[Role::ProcurementOfficer, Role::MunicipalityAdmin], "make service agreements")?;
+        let parsed = (|| {
+            Ok::<_, Invalid>(NewServiceAgreement {
+                response_centre_id: input_row(&input.response_centre_id, NodeType::Organization, "responseCentreId")?,
+                call_off_id: input
+                    .call_off_id
+                    .as_ref()
+                    .map(|id| input_row(id, NodeType::CallOff, "callOffId"))
+                    .transpose()?,
+                valid_from: input.valid_from,
+                valid_to: input.valid_to,
+            })
+        })();
+        let result = match parsed {
+            Err(e) => refuse(e),
+            Ok(new) => {
+                in_transaction(ctx, async |txn| workflow::create_service_agreement(txn, &caller, new).await).await
+            }
+        };
+        Ok(ServiceAgreementCreatePayload::from_rule::<_, AlertError>(result, ServiceAgreement)?)
+    }
+
+    /// Sets your municipality's escalation line for one severity: how long an alert may wait
+    /// for acknowledgement and a hand-over for acceptance, and where it goes when late. Role:
+    /// `municipality_admin`.
+    async fn alert_escalation_set(
+        &self,
+        ctx: &Context<'_>,
+        input: AlertEscalationSetInput,
+    ) -> Result<AlertEscalationSetPayload> {
+        let caller = caller_any(ctx, &[Role::MunicipalityAdmin], "set escalation lines")?;
+        let parsed = (|| {
+            Ok::<_, Invalid>(EscalationLine {
+                severity: input.severity,
+                acknowledge_seconds: workflow::seconds("acknowledgeWithinSeconds", input.acknowledge_within_seconds)?,
+                accept_seconds: workflow::seconds("acceptWithinSeconds", input.accept_within_seconds)?,
+                next_line_id: input
+                    .next_line_id
+                    .as_ref()
+                    .map(|id| input_row(id, NodeType::Organization, "nextLineId"))
+                    .transpose()?,
+            })
+        })();
+        let result = match parsed {
+            Err(e) => refuse(e),
+            Ok(line) => in_transaction(ctx, async |txn| workflow::set_escalation(txn, &caller, line).await).await,
+        };
+        Ok(AlertEscalationSetPayload::from_rule::<_, AlertError>(result, |row| AlertEscalationLine {
+            severity: severity_of(&row.severity),
+            acknowledge_seconds: row.acknowledge_seconds,
+            accept_seconds: row.accept_seconds,
+            next_line_id: row.next_line_id.unwrap_or(row.municipality_id),
+        })?)
+    }
+
+    /// Sets how often a product's devices must be heard from, as approved at adapter review: a
+    /// device silent past the heartbeat interval raises one `device-offline` alert, one without
+    /// a test transmission past the test interval one `test-transmission-missed` alert; the
+    /// device's next event (test transmission) closes it. Role: `admin`.
+    async fn device_product_monitoring_set(
+        &self,
+        ctx: &Context<'_>,
+        input: DeviceProductMonitoringSetInput,
+    ) -> Result<DeviceProductMonitoringSetPayload> {
+        let caller = caller_any(ctx, &[Role::Admin], "set products' monitoring intervals")?;
+        let parsed = (|| {
+            let heartbeat = input
+                .heartbeat_interval_seconds
+                .map(|s| workflow::seconds("heartbeatIntervalSeconds", s))
+                .transpose()?;
+            let test = input.test_interval_seconds.map(|s| workflow::seconds("testIntervalSeconds", s)).transpose()?;
+            Ok::<_, Invalid>((input.product.clone(), heartbeat, test))
+        })();
+        let result = match parsed {
+            Err(e) => refuse(e),
+            Ok((slug, heartbeat_seconds, test_seconds)) => {
+                in_transaction(ctx, async |txn| {
+                    let Some(product) =
+                        device_product::Entity::find().filter(device_product::Column::Slug.eq(slug)).one(txn).await?
+                    else {
+                        return refuse(Invalid::not_found("product", "no such device product"));
+                    };
+                    let monitoring = Monitoring { product_id: product.id, heartbeat_seconds, test_seconds };
+                    workflow::set_monitoring(txn, &caller, monitoring).await
+                })
+                .await
+            }
+        };
+        Ok(DeviceProductMonitoringSetPayload::from_rule::<_, AlertError>(result, DeviceProductMonitoring)?)
+    }
+}
+
+impl NodeObject for Alert {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<Alert>, ApiError> {
+        let grant = &session(ctx).grant;
+        let Some(viewer) = AlertViewer::of(grant) else { return Ok(None) };
+        let Some(row) = load_one(ctx, AlertById(id)).await? else { return Ok(None) };
+        let Some(role) = viewer.sees(state(ctx).db.read(), &row).await? else { return Ok(None) };
+        viewer.audit(state(ctx).db.write(), &row, role, "alert.read").await?;
+        Ok(Some(Alert(row)))
+    }
+}
+
+impl NodeObject for ServiceAgreement {
+    async fn fetch(ctx: &Context<'_>, id: i64) -> Result<Option<ServiceAgreement>, ApiError> {
+        let session = session(ctx);
+        let Some(org) = session.organization() else { return Ok(None) };
+        let Some(row) = load_one(ctx, ServiceAgreementById(id)).await? else { return Ok(None) };
+        let party = row.municipality_id == org.id || row.response_centre_id == org.id;
+        Ok((party || session.has_role(Role::Admin)).then_some(ServiceAgreement(row)))
+    }
+}
+
+#[derive(Default)]
+pub struct AlertSubscription;
+
+/// An alert as a change left it, with the change's place in the outbox: resume after it with
+/// `afterSequence`.
+#[derive(SimpleObject)]
+pub struct AlertDelivery {
+    pub sequence: crate::live::graphql::Sequence,
+    pub alert: Alert,
+}
+
+/// The live alerts of `kind` (any when `None`) the viewer may see, after `after` or from now,
+/// each audited as served.
+async fn alert_stream(
+    ctx: &Context<'_>,
+    viewer: AlertViewer,
+    kind: Option<NoticeKind>,
+    after: Option<crate::live::graphql::Sequence>,
+) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+    let db = state(ctx).db.clone();
+    crate::live::graphql::subscribe(ctx, &[crate::live::Topic::Alert], after, move |item| {
+        let (db, viewer) = (db.clone(), viewer.clone());
+        async move {
+            let notice = match item.payload::<live::AlertNotice>() {
+                Ok(notice) => notice,
+                Err(error) => {
+                    tracing::warn!(%error, sequence = item.sequence, "an alert notice did not read; it is not sent");
+                    return None;
+                }
+            };
+            if kind.is_some_and(|k| k != notice.kind) {
+                return None;
+            }
+            let role = match viewer.sees(db.read(), &notice.alert).await {
+                Ok(Some(role)) => role,
+                Ok(None) => return None,
+                Err(error) => {
+                    tracing::warn!(%error, "deciding who sees a live alert failed; it is not sent");
+                    return None;
+                }
+            };
+            // An alert whose audit entry cannot be written is not served.
+            if let Err(error) = viewer.audit(db.write(), &notice.alert, role, "alert.live").await {
+                tracing::warn!(%error, "auditing a live alert failed; it is not sent");
+                return None;
+            }
+            Some(AlertDelivery { sequence: crate::live::graphql::Sequence(item.sequence), alert: Alert(notice.alert) })
+        }
+    })
+    .await
+}
+
+#[Subscription]
+impl AlertSubscription {
+    /// Alerts as they are raised, on any server instance, that you may see — as the `alerts`
+    /// queue decides. Each is a new alert; repeated events join it (`alertChanged`).
+    ///
+    /// Each delivery carries its `sequence`: after a disconnection, subscribe with
+    /// `afterSequence` set to the last one received to get what you missed, in order and each
+    /// once (see `deviceEventReceived` for the errors it can end with).
+    async fn alert_raised(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
+            crate::live::graphql::Sequence,
+        >,
+    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+        let viewer = viewer(ctx, "alerts")?;
+        alert_stream(ctx, viewer, Some(NoticeKind::Raised), after_sequence).await
+    }
+
+    /// Alerts as they are raised or change (joined, acknowledged, handed over, accepted,
+    /// escalated, noted, resolved, closed by the device), on any instance, that you may see;
+    /// resumable like `alertRaised`.
+    async fn alert_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
+            crate::live::graphql::Sequence,
+        >,
+    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+        let viewer = viewer(ctx, "alerts")?;
+        alert_stream(ctx, viewer, None, after_sequence).await
+    }
+}

@@ -1,0 +1,279 @@
+//! Live updates on one instance or many: the outbox, its sequence, and the fan-out to
+//! subscribers (docs/live.md).
+//!
+//! * **Publish**: [`Live::publish`] writes an outbox row in the caller's transaction, with a
+//!   sequence taken from the `outbox_counter` row (`UPDATE … SET value = value + n RETURNING
+//!   value`). The row lock is held until commit, so sequences follow commit order and have no
+//!   gaps: a reader that has seen sequence `n` has seen every row up to `n`, and a transaction
+//!   that rolls back gives its sequences back. Publish last in a transaction: the lock
+//!   serialises every publishing transaction from the publish to the commit.
+//! * **Wake-up**: on PostgreSQL `pg_notify('velferd_outbox')` in the same transaction wakes
+//!   every instance's reader at commit (each `LISTEN`s); on SQLite (one instance) publishing
+//!   wakes the reader directly, which waits for the one write connection (so for the commit)
+//!   before it reads. A slow poll covers a missed notification.
+//! * **Fan-out**: each instance's reader reads rows past the last it read, in sequence order,
+//!   and hands each to its subscribers of that topic, through a bounded channel per subscriber.
+//!   A subscriber whose channel is full is dropped, never waited for: its stream ends with
+//!   [`LiveError::TooSlow`] naming the last sequence it took, from which it can resume.
+//! * **Resume**: [`Live::subscribe`] after a sequence replays the rows after it from the table,
+//!   then goes on live, each row exactly once and in order; a sequence pruning may have
+//!   removed rows after is [`LiveError::Expired`].
+//!
+//! Areas depend on this module, never the reverse: a row names its topic and the scope that
+//! decides who may hear it (a municipality, an organisation); what the payload means and who
+//! may read it is the area's business.
+
+pub mod graphql;
+mod hub;
+pub mod model;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, Set, Statement,
+};
+use serde::Serialize;
+
+pub use hub::{Live, LiveStream};
+use model::{outbox, outbox_counter};
+
+/// The PostgreSQL channel every instance listens on.
+pub const CHANNEL: &str = "velferd_outbox";
+
+/// What an outbox row announces. Stored by name; an instance that does not know a name (a newer
+/// version's, during a rolling deploy) skips its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// A device event was stored (payload: the event's row; scope: the device's municipality
+    /// and the product's supplier).
+    DeviceEvent,
+    /// An alert was raised or changed (payload: `crate::alerts::live::AlertNotice`; scope: the
+    /// alert's municipality and the organisation it is handed to).
+    Alert,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 2] = [Topic::DeviceEvent, Topic::Alert];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::DeviceEvent => "device-event",
+            Topic::Alert => "alert",
+        }
+    }
+
+    pub fn of_name(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Who an announced change concerns, by organisation id: what a subscription checks against
+/// its caller before it reads the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// The municipality the change belongs to.
+    pub municipality_id: Option<i64>,
+    /// Another organisation it concerns (a device's supplier, an alert's response centre).
+    pub organization_id: Option<i64>,
+}
+
+/// One announced change, as subscribers receive it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub sequence: i64,
+    pub topic: Topic,
+    pub scope: Scope,
+    /// JSON, as published.
+    pub payload: String,
+}
+
+impl Item {
+    /// The payload read as the type it was published as.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+
+    fn of_row(row: outbox::Model) -> Option<Item> {
+        Some(Item {
+            sequence: row.id,
+            topic: Topic::of_name(&row.topic)?,
+            scope: Scope { municipality_id: row.municipality_id, organization_id: row.organization_id },
+            payload: row.payload,
+        })
+    }
+}
+
+/// A change to announce: see [`Live::publish_all`].
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub topic: Topic,
+    pub scope: Scope,
+    /// JSON.
+    pub payload: String,
+}
+
+impl Announcement {
+    pub fn new(topic: Topic, scope: Scope, payload: &impl Serialize) -> Announcement {
+        Announcement { topic, scope, payload: serde_json::to_string(payload).expect("payloads serialise") }
+    }
+}
+
+/// The outbox's settings (`VELFERD_LIVE_*`).
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// How long rows are kept for subscribers to resume from.
+    pub retention: Duration,
+    /// How often each instance reads the outbox without being woken.
+    pub poll_interval: Duration,
+    /// Items one subscriber may have waiting before it is dropped as too slow.
+    pub subscriber_buffer: usize,
+}
+
+impl LiveSettings {
+    /// How often each instance prunes rows older than the retention.
+    pub fn prune_interval(&self) -> Duration {
+        (self.retention / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+    }
+}
+
+/// Why a subscription could not start or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Rows after `after` may have been pruned: resume no earlier than `pruned_through`, or
+    /// read the current state by query and subscribe afresh.
+    #[error(
+        "sequence {after} is older than the outbox keeps (rows through {pruned_through} are pruned); \
+         read the current state by query and subscribe again without afterSequence"
+    )]
+    Expired { after: i64, pruned_through: i64 },
+    /// A sequence never handed out (a client bug, or a sequence of another database).
+    #[error("sequence {after} was never handed out; the latest is {latest}")]
+    Unknown { after: i64, latest: i64 },
+    /// The subscriber did not keep up; it resumes after `last`.
+    #[error(
+        "the subscriber fell too far behind and was disconnected; resume with afterSequence: \"{last}\" to get what followed"
+    )]
+    TooSlow { last: i64 },
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+impl LiveError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LiveError::Expired { .. } => "SEQUENCE_EXPIRED",
+            LiveError::Unknown { .. } => "SEQUENCE_UNKNOWN",
+            LiveError::TooSlow { .. } => "SUBSCRIBER_TOO_SLOW",
+            LiveError::Database(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+/// Writes the announcements as outbox rows in `txn`, with consecutive sequences; returns the
+/// last. The counter row stays locked until `txn` ends.
+async fn write(txn: &DatabaseTransaction, announcements: Vec<Announcement>) -> Result<Option<i64>, DbErr> {
+    if announcements.is_empty() {
+        return Ok(None);
+    }
+    let count = announcements.len() as i64;
+    let taken = outbox_counter::Entity::update_many()
+        .col_expr(outbox_counter::Column::Value, Expr::col(outbox_counter::Column::Value).add(count))
+        .filter(outbox_counter::Column::Name.eq(outbox_counter::SEQUENCE))
+        .exec_with_returning(txn)
+        .await?;
+    let last =
+        taken.first().map(|row| row.value).ok_or_else(|| DbErr::Custom("the outbox counter is missing".into()))?;
+    let now = Utc::now().fixed_offset();
+    let rows: Vec<outbox::ActiveModel> = announcements
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| outbox::ActiveModel {
+            id: Set(last - count + 1 + i as i64),
+            topic: Set(a.topic.name().to_string()),
+            municipality_id: Set(a.scope.municipality_id),
+            organization_id: Set(a.scope.organization_id),
+            payload: Set(a.payload),
+            created_at: Set(now),
+        })
+        .collect();
+    // 200 rows of 6 columns stay far below SQLite's limit on bound parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(200).collect();
+        outbox::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Delivered at commit, to every listening instance (this one included), once per
+        // transaction whatever the number of rows.
+        txn.execute_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT pg_notify('{CHANNEL}', '')")))
+            .await?;
+    }
+    Ok(Some(last))
+}
+
+/// The committed sequence counters: (last sequence taken, highest pruned).
+async fn counters<C: ConnectionTrait>(db: &C) -> Result<(i64, i64), DbErr> {
+    let rows = outbox_counter::Entity::find().all(db).await?;
+    let get = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(|r| r.value)
+            .ok_or_else(|| DbErr::Custom(format!("the outbox counter {name} is missing")))
+    };
+    Ok((get(outbox_counter::SEQUENCE)?, get(outbox_counter::PRUNED_THROUGH)?))
+}
+
+/// Deletes the rows created before `cutoff` (and any with a lower sequence), recording the
+/// highest deleted sequence first, in the same transaction; returns it, if any row went.
+pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> Result<Option<i64>, DbErr> {
+    use sea_orm::{QuerySelect, TransactionTrait};
+    let boundary: Option<Option<i64>> = outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.max(), "boundary")
+        .filter(outbox::Column::CreatedAt.lt(cutoff.fixed_offset()))
+        .into_tuple()
+        .one(db.background())
+        .await?;
+    let Some(boundary) = boundary.flatten() else { return Ok(None) };
+    let txn = db.write().begin().await?;
+    outbox_counter::Entity::update_many()
+        .col_expr(outbox_counter::Column::Value, Expr::value(boundary))
+        .filter(outbox_counter::Column::Name.eq(outbox_counter::PRUNED_THROUGH))
+        .filter(outbox_counter::Column::Value.lt(boundary))
+        .exec(&txn)
+        .await?;
+    outbox::Entity::delete_many().filter(outbox::Column::Id.lte(boundary)).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(Some(boundary))
+}
+
+/// The counter row a publisher holds: what a benchmark or a test of commit order inspects.
+pub async fn last_sequence<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    Ok(counters(db).await?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_by_name() {
+        for topic in Topic::ALL {
+            assert_eq!(Topic::of_name(topic.name()), Some(topic));
+        }
+        assert_eq!(Topic::of_name("no-such-topic"), None);
+    }
+
+    #[test]
+    fn pruning_runs_a_few_times_per_retention_within_bounds() {
+        let settings = |secs| LiveSettings {
+            retention: Duration::from_secs(secs),
+            poll_interval: Duration::from_secs(5),
+            subscriber_buffer: 8,
+        };
+        assert_eq!(settings(3600).prune_interval(), Duration::from_secs(60));
+        assert_eq!(settings(1).prune_interval(), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,50 @@
+//! The outbox tables (migration `m20261207_000014_outbox`).
+
+use sea_orm::entity::prelude::*;
+
+pub mod outbox {
+    use super::*;
+
+    /// One announced change. `id` is its sequence, taken from the counter in the change's own
+    /// transaction (never the table's auto-increment).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub topic: String,
+        pub municipality_id: Option<i64>,
+        pub organization_id: Option<i64>,
+        /// JSON.
+        pub payload: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox_counter {
+    use super::*;
+
+    /// Row [`SEQUENCE`]: the last sequence taken. Row [`PRUNED_THROUGH`]: the highest sequence
+    /// pruning may have deleted.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_counter")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub value: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    pub const SEQUENCE: &str = "sequence";
+    pub const PRUNED_THROUGH: &str = "pruned_through";
+}
