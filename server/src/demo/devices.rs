@@ -222,7 +222,7 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
             for serial in serials {
                 hold(
                     "registration",
-                    rules::register_device(&txn, &case_worker, slug, serial, Some(call_off.id), None).await,
+                    rules::register_device(&txn, &case_worker, slug, serial, Some(call_off.id)).await,
                 )?;
             }
         }
