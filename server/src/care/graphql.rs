@@ -40,8 +40,8 @@ pub(crate) fn case_worker_municipality(ctx: &Context<'_>) -> Option<i64> {
     session.has_role(Role::CaseWorker).then(|| session.organization_id()).flatten()
 }
 
-/// Writes the audit entry of one read of recipient data the caller is served: the object
-/// `object` of the recipient `recipient_id` of `municipality_id`.
+/// Writes the audit entry of one read of recipient data a case worker is served: the object
+/// `object` of the recipient `recipient_id` of `municipality_id`, for casework.
 pub(crate) async fn audit_read(
     ctx: &Context<'_>,
     municipality_id: i64,
@@ -50,6 +50,22 @@ pub(crate) async fn audit_read(
     object: (&'static str, i64),
 ) -> Result<(), ApiError> {
     let caller = caller(ctx, Role::CaseWorker, "read recipient data").await?;
+    record_read(ctx, &caller, municipality_id, recipient_id, operation, object, Purpose::Casework).await
+}
+
+/// Writes the audit entry of one read of recipient data `caller` is served, with `purpose`: the
+/// one place reads are logged, for any area that serves recipient data (an alert naming its
+/// recipient passes `Purpose::Alert`). On the request's write connection, outside any
+/// transaction: the read has happened once it is served.
+pub(crate) async fn record_read(
+    ctx: &Context<'_>,
+    caller: &crate::auth::Caller,
+    municipality_id: i64,
+    recipient_id: i64,
+    operation: &'static str,
+    object: (&'static str, i64),
+    purpose: Purpose,
+) -> Result<(), ApiError> {
     audit::record(
         state(ctx).db.write(),
         Access {
@@ -61,7 +77,7 @@ pub(crate) async fn audit_read(
             operation,
             object_type: object.0,
             object_id: object.1,
-            purpose: Purpose::Casework,
+            purpose,
             decision: Decision::Granted,
         },
     )
