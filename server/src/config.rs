@@ -254,6 +254,8 @@ pub struct Settings {
     pub audit_keys: crate::audit::key::AuditKeys,
     /// The alert sweep: escalation deadlines and silent devices.
     pub alerts: AlertSettings,
+    /// GraphiQL's npm packages (development only).
+    pub graphiql_dir: PathBuf,
 }
 
 /// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
@@ -261,8 +263,6 @@ pub struct Settings {
 pub struct AlertSettings {
     /// How often each instance claims due deadlines; a deadline fires at most this late.
     pub sweep_interval: Duration,
-    /// GraphiQL's npm packages (development only).
-    pub graphiql_dir: PathBuf,
 }
 
 /// The platform operator's organisation (`VELFERD_OPERATOR_*`): the one organisation whose
