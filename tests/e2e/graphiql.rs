@@ -394,7 +394,8 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
     page.wait_for("the settings dialog closes", "document.querySelector('[role=dialog]') ? '' : 'yes'").await;
 
     // A subscription over the page's WebSocket: anonymous, refused with its code...
-    let live = "subscription Live { deviceEventReceived { sequence event { kind supplierEventId device { serial } } } }";
+    let live =
+        "subscription Live { deviceEventReceived { sequence event { kind supplierEventId device { serial } } } }";
     page.eval(&set_editor(QUERY_EDITOR, live)).await;
     // GraphiQL reads the operation's name from the editor a moment later; run it after that.
     page.wait_for("the tab is named after the subscription", &active_tab_named("Live")).await;
