@@ -21,11 +21,18 @@ use velferd::auth::Role;
 use velferd::db::Database;
 
 use crate::procurement::org_number;
-use crate::support::{TestApp, first_error_code, on_both_backends};
+use crate::support::{AUDIT_KEY, TestApp, first_error_code, on_both_backends};
 
 /// Audit entries are no nodes: they are read through the privacy officer's queries only.
 pub async fn node_samples(_app: &TestApp) -> Vec<crate::nodes::NodeSample> {
     Vec::new()
+}
+
+/// The keys the test servers sign with: the harness's audit key, and the development key in
+/// case some test started a server without one (the key is the process's, see
+/// `support::AUDIT_KEY`).
+fn test_keys() -> AuditKeys {
+    AuditKeys { current: AuditKey::new(AUDIT_KEY.as_bytes()).unwrap(), retired: vec![AuditKey::development()] }
 }
 
 fn access(municipality: i64, recipient: i64, decision: Decision, purpose: Purpose) -> Access<'static> {
@@ -68,8 +75,19 @@ async fn sql(db: &Database, statement: &str) {
     conn.execute_raw(Statement::from_string(conn.get_database_backend(), statement)).await.unwrap();
 }
 
+/// A file holding the development key, for `VELFERD_AUDIT_RETIRED_KEY_FILES`.
+fn development_key_file() -> String {
+    static FILE: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), velferd::audit::key::DEVELOPMENT_KEY).unwrap();
+        file
+    });
+    file.path().display().to_string()
+}
+
 /// `velferd audit verify` run as an operator runs it, on the test server's database, with the
-/// development key the test server signs with (no key configured).
+/// key the test servers sign with (and the development key, see [`test_keys`]).
 async fn verify_cli(app: &TestApp, extra: &[(&str, &str)]) -> (i32, String) {
     run_verify(app, &[], extra).await
 }
@@ -89,7 +107,8 @@ async fn run_verify(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> (i3
         {
             command.env_remove(name);
         }
-        command.env("VELFERD_ENV", "development");
+        command.env("VELFERD_ENV", "development").env("VELFERD_AUDIT_KEY", AUDIT_KEY);
+        command.env("VELFERD_AUDIT_RETIRED_KEY_FILES", development_key_file());
         for (k, v) in extra {
             command.env(k, v);
         }
@@ -110,7 +129,7 @@ on_both_backends! {
         for municipality in 1001..=1005 {
             append(&db, municipality, 7, 5).await;
         }
-        let report = verify(db.read(), &AuditKeys::development()).await.unwrap();
+        let report = verify(db.read(), &test_keys()).await.unwrap();
         assert!(report.intact(), "{:?}", report.findings);
         assert_eq!((report.chains.len(), report.entries()), (5, 25));
         let (code, out) = verify_cli(&app, &[]).await;
@@ -161,7 +180,7 @@ on_both_backends! {
         anchor.mac = Set(guessed.mac(&anchor_message(1004, 5, &prev)));
         anchor.update(db.write()).await.unwrap();
 
-        let report = verify(db.read(), &AuditKeys::development()).await.unwrap();
+        let report = verify(db.read(), &test_keys()).await.unwrap();
         let mut findings: Vec<(i64, Problem)> =
             report.findings.iter().map(|f| (f.municipality_id, f.problem.clone())).collect();
         findings.sort_by_key(|(m, _)| *m);
@@ -190,7 +209,11 @@ on_both_backends! {
         assert!(!out.contains("municipality 1005,"), "the intact chain is not blamed:\n{out}");
 
         // With another key than the one that signed, every anchor is refused.
-        let (code, out) = verify_cli(&app, &[("VELFERD_AUDIT_KEY", "a-key-that-never-signed-anything-here")]).await;
+        let (code, out) = verify_cli(
+            &app,
+            &[("VELFERD_AUDIT_KEY", "a-key-that-never-signed-anything-here"), ("VELFERD_AUDIT_RETIRED_KEY_FILES", "")],
+        )
+        .await;
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("municipality 1005: the anchor is signed with key"), "{out}");
     }
@@ -219,7 +242,7 @@ on_both_backends! {
         restored.head_hash = Set(anchor.head_hash.clone());
         restored.mac = Set(anchor.mac.clone());
         restored.update(db.write()).await.unwrap();
-        let report = verify(db.read(), &AuditKeys::development()).await.unwrap();
+        let report = verify(db.read(), &test_keys()).await.unwrap();
         let findings: Vec<(i64, Problem)> = report.findings.iter().map(|f| (f.municipality_id, f.problem.clone())).collect();
         assert_eq!(
             findings,
@@ -228,6 +251,33 @@ on_both_backends! {
                 (1102, Problem::Unanchored { first: EntryRef { seq: 4, id: extra.id } }),
             ]
         );
+    }
+}
+
+on_both_backends! {
+    /// An entry stored without its anchor moving (a writer outside a transaction that died
+    /// between the two statements) is reported until the next append links to it and covers it.
+    async fn an_entry_left_unanchored_is_covered_by_the_next_append(app) {
+        let db = app.db().clone();
+        append(&db, 1601, 7, 2).await;
+        let anchor = audit_anchor::Entity::find()
+            .filter(audit_anchor::Column::MunicipalityId.eq(1601))
+            .one(db.write())
+            .await
+            .unwrap()
+            .unwrap();
+        append(&db, 1601, 7, 1).await;
+        let mut back: audit_anchor::ActiveModel = anchor.clone().into();
+        back.head_seq = Set(anchor.head_seq);
+        back.head_hash = Set(anchor.head_hash.clone());
+        back.mac = Set(anchor.mac.clone());
+        back.update(db.write()).await.unwrap();
+        let report = verify(db.read(), &test_keys()).await.unwrap();
+        assert!(matches!(report.findings[..], [velferd::audit::verify::Finding { problem: Problem::Unanchored { .. }, .. }]));
+        append(&db, 1601, 7, 1).await;
+        let report = verify(db.read(), &test_keys()).await.unwrap();
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.entries(), 4);
     }
 }
 
@@ -265,8 +315,9 @@ on_both_backends! {
 
 on_both_backends! {
     /// Must-show (concurrency): 4 server instances' connection pools append 40 entries to one
-    /// municipality at once, each in its own transaction; the chain stays whole (1..=40, every
-    /// link) and its anchor names entry 40.
+    /// municipality at once, half in their own transactions and half on the bare pool (as a
+    /// read path without a transaction does); the chain stays whole (1..=40, every link) and
+    /// its anchor names entry 40.
     async fn concurrent_appends_from_many_connections_keep_one_chain(app) {
         let mut instances = Vec::new();
         for _ in 0..4 {
@@ -277,16 +328,22 @@ on_both_backends! {
             for j in 0..10 {
                 let db = db.clone();
                 tasks.push(tokio::spawn(async move {
-                    let txn = db.write().begin().await.unwrap();
-                    audit::record(&txn, access(1301, (i * 10 + j) as i64 + 1, Decision::Granted, Purpose::Casework)).await.unwrap();
-                    txn.commit().await.unwrap();
+                    let read = access(1301, (i * 10 + j) as i64 + 1, Decision::Granted, Purpose::Casework);
+                    if j % 2 == 0 {
+                        let txn = db.write().begin().await.unwrap();
+                        audit::record(&txn, read).await.unwrap();
+                        txn.commit().await.unwrap();
+                    } else {
+                        // A caller without a transaction: each statement on its own.
+                        audit::record(db.write(), read).await.unwrap();
+                    }
                 }));
             }
         }
         for task in tasks {
             task.await.unwrap();
         }
-        let report = verify(app.db().read(), &AuditKeys::development()).await.unwrap();
+        let report = verify(app.db().read(), &test_keys()).await.unwrap();
         assert!(report.intact(), "{:?}", report.findings);
         assert_eq!(report.entries(), 40);
         let recipients: std::collections::BTreeSet<i64> = audit_entry::Entity::find()
@@ -349,7 +406,7 @@ async fn chains_of_two_municipalities_do_not_wait_on_each_other() {
     assert!(!same.is_finished());
     holder.commit().await.unwrap();
     tokio::time::timeout(guard, same).await.expect("it goes on once the first commits").unwrap();
-    let report = verify(app.db().read(), &AuditKeys::development()).await.unwrap();
+    let report = verify(app.db().read(), &test_keys()).await.unwrap();
     assert!(report.intact(), "{:?}", report.findings);
     let a: Vec<i64> = audit_entry::Entity::find()
         .filter(audit_entry::Column::MunicipalityId.eq(1401))
@@ -511,7 +568,7 @@ on_both_backends! {
         assert_eq!(document["entries"][8]["what"], "exported the log of who has looked at your data");
         assert!(document["text"].as_str().unwrap().contains("Who has looked at your data"));
 
-        let report = verify(app.db().read(), &AuditKeys::development()).await.unwrap();
+        let report = verify(app.db().read(), &test_keys()).await.unwrap();
         assert!(report.intact(), "{:?}", report.findings);
         let larvik = report.chains.iter().find(|c| c.municipality_id == w.larvik.1).unwrap();
         let oversight = audit_entry::Entity::find()

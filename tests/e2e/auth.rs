@@ -63,7 +63,7 @@ on_both_backends! {
     async fn anonymous_and_every_role_are_recognised(app) {
         let data = app.graphql(None, VIEWER, json!({})).await;
         assert_eq!(data["viewer"], json!({ "authenticated": false, "subject": null, "orgNumber": null, "roles": [] }));
-        let roles: Vec<&str> = ["ADMIN", "ADVISOR", "PROCUREMENT_OFFICER", "CASE_WORKER", "OPERATOR", "PRIVACY_OFFICER", "SUPPLIER", "INTEGRATION", "MUNICIPALITY_ADMIN"].to_vec();
+        let roles: Vec<&str> = ["ADMIN", "ADVISOR", "PROCUREMENT_OFFICER", "CASE_WORKER", "OPERATOR", "PRIVACY_OFFICER", "SUPPLIER", "INTEGRATION", "MUNICIPALITY_ADMIN", "RESPONDER"].to_vec();
         assert_eq!(roles.len(), Role::ALL.len());
         for (role, name) in Role::ALL.into_iter().zip(roles) {
             let token = app.token(SUPPLIER_ORG, &[role]);

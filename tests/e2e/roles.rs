@@ -507,6 +507,7 @@ on_both_backends! {
                 ("VELFERD_DATABASE_URL", app.settings.database_url.as_str()),
                 ("VELFERD_BIND", "127.0.0.1:0"),
                 ("VELFERD_JWT_SECRET", SECRET),
+                ("VELFERD_AUDIT_KEY", crate::support::AUDIT_KEY),
                 ("VELFERD_OPERATOR_ORG_NUMBER", number.as_str()),
             ])
             .unwrap();

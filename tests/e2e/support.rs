@@ -13,6 +13,11 @@ use velferd::organizations::OrgNumber;
 
 pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
+/// The audit key of every test server. The server installs its audit key for the whole process
+/// (`velferd::audit::key::install`), and the tests run many servers in one process: one key for
+/// all of them keeps each chain's anchors verifiable (tests/e2e/audit.rs).
+pub const AUDIT_KEY: &str = "test-audit-key-that-is-at-least-32-bytes-long";
+
 /// Organisation numbers valid under modulus 11, for tokens in tests.
 pub const MUNICIPALITY_ORG: &str = "974760673";
 pub const SUPPLIER_ORG: &str = "923609016";
@@ -100,6 +105,7 @@ impl TestApp {
             ("VELFERD_DATABASE_URL", url),
             ("VELFERD_BIND", "127.0.0.1:0".into()),
             ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_AUDIT_KEY", AUDIT_KEY.into()),
             ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_DB_MAX_CONNECTIONS", "4".into()),
             ("VELFERD_LOG", "warn".into()),
@@ -130,6 +136,7 @@ impl TestApp {
             ("VELFERD_DATABASE_URL", self.settings.database_url.clone()),
             ("VELFERD_BIND", "127.0.0.1:0".into()),
             ("VELFERD_JWT_SECRET", SECRET.into()),
+            ("VELFERD_AUDIT_KEY", AUDIT_KEY.into()),
             ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_LOG", "warn".into()),
         ];

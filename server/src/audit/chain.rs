@@ -14,9 +14,9 @@
 //! `(municipality_id, seq)` key backs it: two writers can never take the same place.
 
 use chrono::{DateTime, FixedOffset, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set, SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use sha2::{Digest, Sha256};
 
@@ -27,7 +27,7 @@ use super::model::{audit_anchor, audit_entry};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Times a writer outside a transaction tries again when another took its place.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: usize = 50;
 
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -152,16 +152,50 @@ async fn lock_head<C: ConnectionTrait>(db: &C, municipality_id: i64, key: &Audit
     Err(DbErr::Custom(format!("audit: the chain anchor of municipality {municipality_id} cannot be created")))
 }
 
+/// The chain's last entry (sequence and hash), or the genesis: what the next entry links to.
+async fn tail<C: ConnectionTrait>(db: &C, municipality_id: i64) -> Result<(i64, String), DbErr> {
+    let last = audit_entry::Entity::find()
+        .select_only()
+        .column(audit_entry::Column::Seq)
+        .column(audit_entry::Column::Hash)
+        .filter(audit_entry::Column::MunicipalityId.eq(municipality_id))
+        .order_by_desc(audit_entry::Column::Seq)
+        .limit(1)
+        .into_tuple::<(i64, String)>()
+        .one(db)
+        .await?;
+    Ok(last.unwrap_or((0, GENESIS.to_string())))
+}
+
 /// Appends `pending` to its municipality's chain and moves the signed anchor to it. Run in the
 /// caller's transaction: the entry and the anchor commit (or roll back) with the access they
-/// describe.
-pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey) -> Result<audit_entry::Model, DbErr> {
+/// describe, and the anchor row's lock keeps other writers of the municipality out until then.
+///
+/// The new entry links to the chain's last entry (not to the anchor's head, which is the same
+/// inside a transaction): a writer outside a transaction, whose lock ends with each statement,
+/// may find the place taken (the unique key refuses it; it reads the tail again), and an entry
+/// a crashed writer stored without moving the anchor is linked to and covered rather than
+/// blocking the chain. The anchor only ever moves forward.
+/// Returns the entry's sequence in the chain.
+pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey) -> Result<i64, DbErr> {
     let municipality_id = pending.entry.municipality_id;
+    let (anchored_seq, _) = lock_head(db, municipality_id, key).await?;
     for _ in 0..MAX_ATTEMPTS {
-        let (head_seq, head_hash) = lock_head(db, municipality_id, key).await?;
+        let (tail_seq, tail_hash) = tail(db, municipality_id).await?;
+        if tail_seq > anchored_seq {
+            // Within a transaction this cannot happen; outside one it is a concurrent writer's
+            // entry about to be anchored, or one a crash left unanchored (or one written
+            // without the key): say so, for whoever reads `audit verify`'s history.
+            tracing::warn!(
+                municipality_id,
+                anchored_seq,
+                tail_seq,
+                "audit: entries beyond the anchored head; the next entry links to them and the anchor will cover them"
+            );
+        }
         let mut entry = pending.entry.clone();
-        entry.seq = head_seq + 1;
-        entry.prev_hash = head_hash.clone();
+        entry.seq = tail_seq + 1;
+        entry.prev_hash = tail_hash;
         entry.hash = entry_hash(&entry);
         let row = audit_entry::ActiveModel {
             municipality_id: Set(entry.municipality_id),
@@ -181,14 +215,22 @@ pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey
             hash: Set(entry.hash.clone()),
             ..Default::default()
         };
-        let stored = match row.insert(db).await {
-            Ok(stored) => stored,
-            // Only a writer outside a transaction gets here (inside one, the lock above keeps
-            // others out): another took this place; read the head again.
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
-            Err(e) => return Err(e),
-        };
-        let moved = audit_anchor::Entity::update_many()
+        // ON CONFLICT DO NOTHING rather than an error: a unique violation would abort the
+        // caller's PostgreSQL transaction, and a writer outside a transaction may have taken this
+        // place between our reading the tail and inserting.
+        let inserted = audit_entry::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([audit_entry::Column::MunicipalityId, audit_entry::Column::Seq])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        if inserted == 0 {
+            continue;
+        }
+        // Forward only: outside a transaction a later entry may have been anchored already.
+        audit_anchor::Entity::update_many()
             .col_expr(audit_anchor::Column::HeadSeq, Expr::value(entry.seq))
             .col_expr(audit_anchor::Column::HeadHash, Expr::value(entry.hash.clone()))
             .col_expr(audit_anchor::Column::KeyId, Expr::value(key.id()))
@@ -198,17 +240,10 @@ pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey
             )
             .col_expr(audit_anchor::Column::UpdatedAt, Expr::value(entry.at))
             .filter(audit_anchor::Column::MunicipalityId.eq(municipality_id))
-            .filter(audit_anchor::Column::HeadSeq.eq(head_seq))
-            .filter(audit_anchor::Column::HeadHash.eq(head_hash))
+            .filter(audit_anchor::Column::HeadSeq.lt(entry.seq))
             .exec(db)
             .await?;
-        if moved.rows_affected != 1 {
-            return Err(DbErr::Custom(format!(
-                "audit: the chain head of municipality {municipality_id} moved while entry {} was appended",
-                entry.seq
-            )));
-        }
-        return Ok(stored);
+        return Ok(entry.seq);
     }
     Err(DbErr::Custom(format!(
         "audit: gave up appending to the chain of municipality {municipality_id} after {MAX_ATTEMPTS} attempts"

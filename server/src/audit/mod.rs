@@ -100,10 +100,9 @@ const MAX_SUBJECT_CHARS: usize = 200;
 /// transaction's last statements, after the area's own reads and writes, so the lock is held
 /// briefly and is always the last one taken (no lock-order cycle with other transactions, hence
 /// no deadlock). A transaction that records for several municipalities records them in
-/// ascending municipality order. Outside a transaction it still never breaks the chain (a place
-/// taken twice is refused by the unique key and retried), but an entry could then be stored
-/// without its anchor moving if the process died between the two statements, which `velferd
-/// audit verify` reports and which blocks the chain until the anchor is repaired.
+/// ascending municipality order. Outside a transaction (a bare connection) it still never breaks
+/// the chain: a place taken twice is refused by the unique key and taken again, and an entry a
+/// crash left without its anchor moving is linked to and covered by the next append.
 pub async fn record<C: ConnectionTrait>(db: &C, access: Access<'_>) -> Result<(), DbErr> {
     let keys = key::current();
     let entry = audit_entry::Model {

@@ -1,38 +1,31 @@
 //! Demo care data for two municipalities of the Larvik procurement, Larvik and Bergen, played
-//! through the same rules the API enforces: Dignio confirms their call-offs under the agreement
-//! for user story BH1 and delivers dispensers, case workers take them into stock, register
-//! recipients (invented pseudonymous references), assess them and assign devices.
-//!
-//! The devices are of the product `dignio-dispenser` (Dignio's; created here when missing): a
-//! demo feed reaches them once the reference dispenser adapter is uploaded for that product.
+//! through the same rules the API enforces: case workers register recipients (invented
+//! pseudonymous references), assess them against the user story of the call-off their demo
+//! devices came under (`crate::demo::devices`), and assign those devices, so the demo feed's
+//! messages raise alerts that name a recipient.
 
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
 
 use super::model::{AssessmentDecision, RecipientStatus};
 use super::rules::{self, NewAssessment, NewRecipient};
-use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
+use crate::agreements::model::{call_off, framework_agreement};
 use crate::auth::{Caller, Role};
 use crate::demo::{DemoError, by_name, caller, day, hold};
-use crate::devices::identifiers::DeviceSerial;
-use crate::devices::model::{DeviceStatus, device_product};
+use crate::devices::model::{DeviceStatus, device};
 use crate::text::{CareLine, CareNote};
 
-/// The product the demo's devices are of.
-pub const DEMO_PRODUCT: &str = "dignio-dispenser";
 
-/// One municipality's demo: its name, serial prefix, recipients (reference, zone) and what
+/// One municipality's demo: its name, recipients (reference, zone) and what
 /// happens to each: `Some(true)` granted and a device assigned and active, `Some(false)`
 /// declined, `None` granted with a device assigned (not yet installed).
 struct Plan {
     municipality: &'static str,
-    prefix: &'static str,
     recipients: &'static [(&'static str, &'static str, Option<bool>)],
 }
 
 const PLANS: &[Plan] = &[
     Plan {
         municipality: "Larvik kommune",
-        prefix: "DG-LRV-",
         recipients: &[
             ("LRV-MED-0001", "Stavern", Some(true)),
             ("LRV-MED-0002", "Larvik sentrum", Some(true)),
@@ -42,7 +35,6 @@ const PLANS: &[Plan] = &[
     },
     Plan {
         municipality: "Bergen kommune",
-        prefix: "DG-BGO-",
         recipients: &[
             ("BGO-MED-0001", "Årstad", Some(true)),
             ("BGO-MED-0002", "Fana", None),
@@ -50,9 +42,6 @@ const PLANS: &[Plan] = &[
         ],
     },
 ];
-
-/// Devices delivered to each municipality: one per recipient and two more left in stock.
-const SPARE: usize = 2;
 
 fn line(value: &str) -> CareLine {
     CareLine::parse("demo", value).expect("demo reference without a national identity number")
@@ -63,67 +52,42 @@ fn case_worker(org: &crate::organizations::model::Model) -> Caller {
     Caller { role: Role::CaseWorker, subject: "demo-case-worker".into(), ..caller(org) }
 }
 
-/// Loads the care demo on top of the demo procurements (in the demo's transaction).
+/// Loads the care demo on top of the demo's devices (in the transaction that registered them):
+/// the municipality's devices in stock go, in serial order, to its granted recipients, so the
+/// demo feed's messages raise alerts that name a recipient.
 pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
     let dignio_org = by_name(txn, "Dignio AS").await?;
-    let dignio = caller(&dignio_org);
-    let product =
-        match device_product::Entity::find().filter(device_product::Column::Slug.eq(DEMO_PRODUCT)).one(txn).await? {
-            Some(p) => p,
-            None => {
-                use sea_orm::{ActiveModelTrait, Set};
-                device_product::ActiveModel {
-                    supplier_id: Set(dignio_org.id),
-                    slug: Set(DEMO_PRODUCT.to_string()),
-                    created_at: Set(chrono::Utc::now().fixed_offset()),
-                    dead_letter_bytes: Set(0),
-                    ..Default::default()
-                }
-                .insert(txn)
-                .await?
-            }
-        };
     for plan in PLANS {
         let org = by_name(txn, plan.municipality).await?;
         let worker = case_worker(&org);
-        // The municipality's call-off under one of Dignio's agreements, confirmed by Dignio.
-        let agreements: Vec<framework_agreement::Model> = framework_agreement::Entity::find()
-            .filter(framework_agreement::Column::SupplierId.eq(dignio_org.id))
+        let devices: Vec<device::Model> = device::Entity::find()
+            .filter(device::Column::MunicipalityId.eq(org.id))
+            .filter(device::Column::Status.eq(DeviceStatus::InStock))
+            .order_by_asc(device::Column::Serial)
             .all(txn)
             .await?;
-        let order = call_off::Entity::find()
-            .filter(call_off::Column::MunicipalityId.eq(org.id))
-            .filter(call_off::Column::AgreementId.is_in(agreements.iter().map(|a| a.id)))
+        let granted = plan.recipients.iter().filter(|(_, _, p)| *p != Some(false)).count();
+        if devices.len() < granted {
+            return Err(DemoError::File(format!(
+                "{} has {} demo devices in stock for {granted} granted recipients",
+                plan.municipality,
+                devices.len()
+            )));
+        }
+        // The user story of the call-off the devices came under: what the assessments grant.
+        let order = devices[0].call_off_id.ok_or_else(|| DemoError::File("demo device without a call-off".into()))?;
+        let order = call_off::Entity::find_by_id(order)
             .one(txn)
             .await?
-            .ok_or_else(|| DemoError::File(format!("{} has no call-off with Dignio", plan.municipality)))?;
-        let story = agreements
-            .iter()
-            .find(|a| a.id == order.agreement_id)
+            .ok_or_else(|| DemoError::File("demo call-off missing".into()))?;
+        let story = framework_agreement::Entity::find_by_id(order.agreement_id)
+            .filter(framework_agreement::Column::SupplierId.eq(dignio_org.id))
+            .one(txn)
+            .await?
             .map(|a| a.user_story_id)
-            .ok_or_else(|| DemoError::File("call-off without agreement".into()))?;
-        if order.status == CallOffStatus::Placed {
-            hold(
-                "confirm call-off",
-                crate::agreements::rules::change_status(txn, &dignio, order.id, CallOffStatus::Confirmed).await,
-            )?;
-        }
-        let count = plan.recipients.len() + SPARE;
-        let serials: Vec<DeviceSerial> =
-            (1..=count).map(|n| format!("{}{n:04}", plan.prefix).parse().expect("a valid demo serial")).collect();
-        hold(
-            "delivery",
-            crate::devices::rules::record_deliveries(txn, &dignio, &product.slug, order.id, &serials).await,
-        )?;
-        let mut devices = Vec::new();
-        for serial in &serials {
-            devices.push(hold(
-                "device",
-                crate::devices::rules::register_device(txn, &worker, &product.slug, serial.as_str(), Some(order.id))
-                    .await,
-            )?);
-        }
-        for (i, (reference, zone, plan_for)) in plan.recipients.iter().enumerate() {
+            .ok_or_else(|| DemoError::File("demo call-off is not under a Dignio agreement".into()))?;
+        let mut devices = devices.into_iter();
+        for (reference, zone, plan_for) in plan.recipients {
             let recipient = hold(
                 "recipient",
                 rules::register_recipient(
@@ -159,7 +123,7 @@ pub async fn load(txn: &DatabaseTransaction) -> Result<(), DemoError> {
                 .await,
             )?;
             if granted {
-                let device = &devices[i];
+                let device = devices.next().expect("counted above");
                 hold("assign", crate::devices::rules::assign_device(txn, &worker, device.id, recipient.id).await)?;
                 if *plan_for == Some(true) {
                     hold(

@@ -222,13 +222,13 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
             for serial in serials {
                 hold(
                     "registration",
-                    rules::register_device(&txn, &case_worker, slug, serial, Some(call_off.id), None).await,
+                    rules::register_device(&txn, &case_worker, slug, serial, Some(call_off.id)).await,
                 )?;
             }
         }
     }
-    // Recipients and assessments for the two municipalities come with the care area:
-    // `crate::care::demo::load(&txn)` belongs here, once that area provides it.
+    // Recipients, assessments and assignments of these devices: alerts then name a recipient.
+    crate::care::demo::load(&txn).await?;
     txn.commit().await?;
     tracing::info!("demo adapters active and demo devices registered");
     Ok(Some(DemoDevices { supplier_id: supplier_row.id }))

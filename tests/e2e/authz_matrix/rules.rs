@@ -215,6 +215,7 @@ pub async fn readers(db: &DatabaseConnection, typename: &str, row: i64) -> Reade
                 other => panic!("{other}: whose recipient it is is not written here"),
             };
             r.org_roles.insert((municipality, Role::CaseWorker));
+        }
         Rule::Alert => {
             let a = one::<alert::Entity>(db, row).await;
             r.org_roles.insert((a.municipality_id, Role::CaseWorker));
