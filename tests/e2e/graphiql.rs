@@ -151,6 +151,7 @@ async fn production_serves_no_graphiql_file() {
             ("VELFERD_ENV", "production".into()),
             ("VELFERD_JWT_ALGORITHM", "RS256".into()),
             ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture),
+            ("VELFERD_AUDIT_KEY", "an-audit-key-of-at-least-32-bytes-for-tests".into()),
         ],
         demo: false,
     };
@@ -393,7 +394,8 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
     page.wait_for("the settings dialog closes", "document.querySelector('[role=dialog]') ? '' : 'yes'").await;
 
     // A subscription over the page's WebSocket: anonymous, refused with its code...
-    let live = "subscription Live { deviceEventReceived { kind supplierEventId device { serial } } }";
+    let live =
+        "subscription Live { deviceEventReceived { sequence event { kind supplierEventId device { serial } } } }";
     page.eval(&set_editor(QUERY_EDITOR, live)).await;
     // GraphiQL reads the operation's name from the editor a moment later; run it after that.
     page.wait_for("the tab is named after the subscription", &active_tab_named("Live")).await;
@@ -423,7 +425,7 @@ async fn graphiql_works_in_headless_chromium_with_no_request_leaving_the_server(
         }
     }
     let heard: Value = serde_json::from_str(&heard).unwrap_or_else(|e| panic!("{e}: {heard}"));
-    let event = &heard["data"]["deviceEventReceived"];
+    let event = &heard["data"]["deviceEventReceived"]["event"];
     assert_eq!(
         (event["kind"].as_str(), event["device"]["serial"].as_str()),
         (Some("alarm-button"), Some("SA-7734001")),

@@ -101,7 +101,10 @@ query Overview($after: String) {
 pub const ALERTS_TAB: &str = r#"# The response centre's alerts as they are raised,
 # live over a WebSocket (graphql-transport-ws). Needs
 # the token of an `operator` of a response centre that
-# serves the municipality, in the Headers editor:
+# serves the municipality, e.g. the demo's:
+#   cargo run -q -- token --role operator \
+#     --org-name "Demo responssenter (fiktivt)"
+# in the Headers editor:
 #   {"Authorization": "Bearer <token>"}
 # Anonymous, it answers an error. Each new alert
 # replaces the one shown; after a reconnect, pass
