@@ -494,3 +494,80 @@ async fn two_server_processes_on_one_postgres_database_share_live_updates() {
         }
     }
 }
+
+const ALERTS: &str = "subscription($after: Sequence) { alertRaised(afterSequence: $after) {
+    sequence alert { id kind status } } }";
+
+/// Alarm unit `SA-7734001` sends SCAIP message type `mty` (`ME` a press, `RE` a cancel) on `base`.
+async fn signal(client: &reqwest::Client, base: &str, token: &str, reference: &str, mty: &str) {
+    let body = format!(
+        "<mrq><ver>01.00</ver><ref>{reference}</ref><cid>SA-7734001</cid><dty>005</dty><mty>{mty}</mty><stc>001</stc><lco>010</lco></mrq>"
+    );
+    let response = client
+        .post(format!("{base}/ingest/{ALARM}"))
+        .bearer_auth(token)
+        .header("content-type", "application/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{reference}");
+}
+
+/// The next `alertRaised` delivery on `ws`: (sequence, alert id).
+async fn raised(ws: &mut Socket) -> (u64, String) {
+    let message = next_message(ws).await;
+    assert_eq!(message["type"], "next", "{message}");
+    let delivered = &message["payload"]["data"]["alertRaised"];
+    assert_eq!((&delivered["alert"]["kind"], &delivered["alert"]["status"]), (&json!("alarm-button"), &json!("RAISED")));
+    let sequence = delivered["sequence"].as_str().unwrap_or_else(|| panic!("a sequence: {message}"));
+    (sequence.parse().unwrap(), delivered["alert"]["id"].as_str().unwrap().to_string())
+}
+
+async fn subscribe_alerts(ws: &mut Socket, after: u64) {
+    let message = json!({ "id": "alerts", "type": "subscribe",
+        "payload": { "query": ALERTS, "variables": { "after": after.to_string() } } });
+    ws.send(Message::text(message.to_string())).await.unwrap();
+}
+
+/// Must show 3, for alerts: an alert raised from a message ingested on one `velferd serve`
+/// process reaches a subscriber on another; the subscriber drops, three alerts are raised, and
+/// it comes back with its last sequence to exactly those three, in order, then the next live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_share_alerts_and_a_returning_subscriber_gets_exactly_the_three_it_missed() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, Options::default()).await else { return };
+    let fleet = Fleet::new(&app).await;
+    live_reference_adapters(&app, &fleet).await;
+    let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
+    let (ingesting, subscribed) =
+        (Server::start(&app.settings.database_url), Server::start(&app.settings.database_url));
+    let client = &app.client;
+
+    // From the outbox's start: nothing raised before the subscription can be missed.
+    let mut ws = socket(subscribed.addr(), &case_worker).await;
+    subscribe_alerts(&mut ws, 0).await;
+    signal(client, &ingesting.base, &integration, "A-1", "ME").await;
+    let (last_seen, first) = raised(&mut ws).await;
+    drop(ws);
+
+    // Each cancel closes the open alert, so each press after it raises a new one.
+    for n in 2..=4 {
+        signal(client, &ingesting.base, &integration, &format!("C-{n}"), "RE").await;
+        signal(client, &ingesting.base, &integration, &format!("A-{n}"), "ME").await;
+    }
+    let mut ws = socket(subscribed.addr(), &case_worker).await;
+    subscribe_alerts(&mut ws, last_seen).await;
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        missed.push(raised(&mut ws).await);
+    }
+    assert!(missed.windows(2).all(|w| w[0].0 < w[1].0), "in order: {missed:?}");
+    let ids: std::collections::BTreeSet<&str> = missed.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "three different alerts: {missed:?}");
+    assert!(!ids.contains(first.as_str()), "the alert seen before the drop is not repeated");
+    // Then live, with nothing repeated in between.
+    signal(client, &ingesting.base, &integration, "C-5", "RE").await;
+    signal(client, &ingesting.base, &integration, "A-5", "ME").await;
+    let (sequence, fifth) = raised(&mut ws).await;
+    assert!(sequence > missed[2].0 && !ids.contains(fifth.as_str()) && fifth != first);
+}
