@@ -88,7 +88,7 @@ fn development_key_file() -> String {
 
 /// `velferd audit verify` run as an operator runs it, on the test server's database, with the
 /// key the test servers sign with (and the development key, see [`test_keys`]).
-async fn verify_cli(app: &TestApp, extra: &[(&str, &str)]) -> (i32, String) {
+pub async fn verify_cli(app: &TestApp, extra: &[(&str, &str)]) -> (i32, String) {
     run_verify(app, &[], extra).await
 }
 

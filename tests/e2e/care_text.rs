@@ -19,7 +19,7 @@ pub struct FreeTextField {
     pub input: fn(world: &Value, text: &str) -> Value,
 }
 
-/// Every free-text field of the care mutations.
+/// Every free-text field of the care and alert mutations.
 pub const FREE_TEXT_FIELDS: &[FreeTextField] = &[
     FreeTextField {
         mutation: "serviceRecipientRegister",
@@ -48,7 +48,35 @@ pub const FREE_TEXT_FIELDS: &[FreeTextField] = &[
                 "decision": "GRANTED", "reason": text })
         },
     },
+    // The alert workflow's notes: the text is judged before the alert is looked up, so an alert
+    // that does not exist shows the refusal as well as a real one would.
+    FreeTextField {
+        mutation: "alertNoteAdd",
+        input_type: "AlertNoteAddInput",
+        field: "text",
+        input: |_, text| json!({ "alertId": unknown_alert(), "kind": "CONVERSATION", "text": text }),
+    },
+    FreeTextField {
+        mutation: "alertHandOver",
+        input_type: "AlertHandOverInput",
+        field: "note",
+        input: |_, text| {
+            json!({ "alertId": unknown_alert(),
+                "responderId": velferd::ids::global_id(velferd::ids::NodeType::Organization, 1), "note": text })
+        },
+    },
+    FreeTextField {
+        mutation: "alertResolve",
+        input_type: "AlertResolveInput",
+        field: "note",
+        input: |_, text| json!({ "alertId": unknown_alert(), "outcome": "VISIT", "note": text }),
+    },
 ];
+
+/// The id of an alert no test raises.
+fn unknown_alert() -> String {
+    velferd::ids::global_id(velferd::ids::NodeType::Alert, 999_999_999)
+}
 
 impl FreeTextField {
     /// The mutation with `text` in the field; asks back the user errors.

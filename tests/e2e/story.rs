@@ -2,7 +2,8 @@
 //! must-show 1): a case worker registers a recipient, assesses, assigns a delivered device; the
 //! adapter ingests a missed dose; the response centre's operator, subscribed, receives the
 //! alert, acknowledges it, hands it to a responder who accepts, and resolves it; the privacy
-//! officer's audit log shows every step that touched the recipient, with its purpose.
+//! officer's audit log shows every step that touched the recipient, with its purpose, and
+//! `velferd audit verify` finds the chain intact.
 
 use std::collections::BTreeSet;
 
@@ -125,5 +126,8 @@ on_both_backends! {
                 "no {operation} ({purpose}, {role}) in the recipient's log: {entries:#?}"
             );
         }
+        // And the log the story wrote is an intact chain under its signed anchor.
+        let (code, output) = crate::audit::verify_cli(&app, &[]).await;
+        assert_eq!(code, 0, "velferd audit verify: {output}");
     }
 }
