@@ -519,7 +519,10 @@ async fn raised(ws: &mut Socket) -> (u64, String) {
     let message = next_message(ws).await;
     assert_eq!(message["type"], "next", "{message}");
     let delivered = &message["payload"]["data"]["alertRaised"];
-    assert_eq!((&delivered["alert"]["kind"], &delivered["alert"]["status"]), (&json!("alarm-button"), &json!("RAISED")));
+    assert_eq!(
+        (&delivered["alert"]["kind"], &delivered["alert"]["status"]),
+        (&json!("alarm-button"), &json!("RAISED"))
+    );
     let sequence = delivered["sequence"].as_str().unwrap_or_else(|| panic!("a sequence: {message}"));
     (sequence.parse().unwrap(), delivered["alert"]["id"].as_str().unwrap().to_string())
 }

@@ -16,7 +16,8 @@ use crate::devices::{DISPENSER, ingest, sample};
 use crate::procurement::org_number;
 use crate::support::{TestApp, graphql_socket, next_text, on_both_backends, subscribe};
 
-const RAISED: &str = "subscription { alertRaised { sequence alert { id kind severity status recipientReference deviceSerial } } }";
+const RAISED: &str =
+    "subscription { alertRaised { sequence alert { id kind severity status recipientReference deviceSerial } } }";
 
 /// A mutation's payload, which must carry no user errors.
 async fn done(app: &TestApp, token: &str, query: &str, name: &str, input: Value) -> Value {

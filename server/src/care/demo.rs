@@ -14,7 +14,6 @@ use crate::demo::{DemoError, by_name, caller, day, hold};
 use crate::devices::model::{DeviceStatus, device};
 use crate::text::{CareLine, CareNote};
 
-
 /// One municipality's demo: its name, recipients (reference, zone) and what
 /// happens to each: `Some(true)` granted and a device assigned and active, `Some(false)`
 /// declined, `None` granted with a device assigned (not yet installed).

@@ -234,7 +234,8 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
     // The demo response centre serves both municipalities, so its operators see their alerts.
     let centre = by_name(&txn, RESPONSE_CENTRE).await?;
     for (municipality, _, _) in FLEET {
-        let officer = crate::auth::Caller { role: Role::ProcurementOfficer, ..caller(&by_name(&txn, municipality).await?) };
+        let officer =
+            crate::auth::Caller { role: Role::ProcurementOfficer, ..caller(&by_name(&txn, municipality).await?) };
         let agreement = crate::alerts::workflow::NewServiceAgreement {
             response_centre_id: centre.id,
             call_off_id: None,
