@@ -165,6 +165,7 @@ pub async fn load(db: &Database) -> Result<(), DemoError> {
     procurements::larvik_medication_support(&txn, &larvik_members).await?;
     procurements::asker_baerum_safety_alarms(&txn).await?;
     crate::learning::demo::load(&txn).await?;
+    crate::care::demo::load(&txn).await?;
     txn.commit().await?;
     tracing::info!(organizations = entries.len(), "demo data loaded");
     Ok(())

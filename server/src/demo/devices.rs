@@ -230,7 +230,7 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
         }
     }
     // Recipients, assessments and assignments of these devices: alerts then name a recipient.
-    crate::care::demo::load(&txn).await?;
+    crate::care::demo::assign(&txn).await?;
     // The demo response centre serves both municipalities, so its operators see their alerts.
     let centre = by_name(&txn, RESPONSE_CENTRE).await?;
     for (municipality, _, _) in FLEET {
