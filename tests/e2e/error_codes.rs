@@ -39,8 +39,7 @@ const NOT_ERROR_CODE_PREFIXES: &[&str] = &[
     "VELFERD_",
     // Cargo's and rustc's environment (`CARGO_MANIFEST_DIR`, `RUSTC_WRAPPER`, …): the demo
     // builds the reference adapters with cargo.
-    "CARGO",
-    "RUSTC_",
+    "CARGO", "RUSTC_",
 ];
 
 fn server_src() -> PathBuf {

@@ -4,7 +4,19 @@
 use sea_orm::entity::prelude::*;
 
 /// Where an alert stands in the response centre's workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
 pub enum AlertStatus {
     /// Raised, nobody has taken it yet (VKP 0, hendelse meldt).
@@ -25,7 +37,19 @@ pub enum AlertStatus {
 }
 
 /// How an alert ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
 pub enum AlertOutcome {
     /// Settled in a call with the recipient or next of kin.
@@ -64,7 +88,19 @@ impl AlertOutcome {
 
 /// One step of an alert's handling, with its VKP follow-up event code
 /// (`vkp-composition-event-v090`) where VKP has one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
 pub enum StepKind {
     /// VKP 0.

@@ -16,9 +16,9 @@ use sea_orm::{
 use super::live::{self, AlertNotice, Notices};
 use super::model::{AlertStatus, StepKind, alert, alert_deadline, device_watch, product_monitoring};
 use super::rules::{self, Actor, DEVICE_OFFLINE, TEST_MISSED};
-use crate::live::Live;
 use crate::db::Database;
 use crate::devices::model::{DeviceStatus, device};
+use crate::live::Live;
 
 /// Most deadlines one sweep fires of each sort; the rest wait for the next.
 const BATCH: u64 = 200;
