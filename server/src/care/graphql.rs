@@ -55,8 +55,9 @@ pub(crate) async fn audit_read(
 
 /// Writes the audit entry of one read of recipient data `caller` is served, with `purpose`: the
 /// one place reads are logged, for any area that serves recipient data (an alert naming its
-/// recipient passes `Purpose::Alert`). On the request's write connection, outside any
-/// transaction: the read has happened once it is served.
+/// recipient passes `Purpose::Alert`). In a transaction of its own on the request's write
+/// connection: the chain's head stays locked while the entry is appended, so the concurrent
+/// resolvers of one list append one after another.
 pub(crate) async fn record_read(
     ctx: &Context<'_>,
     caller: &crate::auth::Caller,
@@ -66,8 +67,10 @@ pub(crate) async fn record_read(
     object: (&'static str, i64),
     purpose: Purpose,
 ) -> Result<(), ApiError> {
+    use sea_orm::TransactionTrait;
+    let txn = state(ctx).db.write().begin().await?;
     audit::record(
-        state(ctx).db.write(),
+        &txn,
         Access {
             subject: &caller.subject,
             organization_id: caller.org.id,
@@ -82,6 +85,7 @@ pub(crate) async fn record_read(
         },
     )
     .await?;
+    txn.commit().await?;
     Ok(())
 }
 
