@@ -127,6 +127,26 @@ on_both_backends! {
                 "no {operation} ({purpose}, {role}) in the recipient's log: {entries:#?}"
             );
         }
+        // Looking at the alert once it is resolved has no open alert to justify it: flagged for review.
+        let flagged_before = app
+            .graphql(Some(&privacy), "{ auditEntriesFlagged(first: 50) { totalCount } }", json!({}))
+            .await["auditEntriesFlagged"]["totalCount"]
+            .as_u64()
+            .unwrap();
+        let seen = app.graphql(Some(&operator), "query($id: ID!) { node(id: $id) { id } }", json!({ "id": alert_id })).await;
+        assert_eq!(seen["node"]["id"], json!(alert_id), "{seen}");
+        let flagged = app
+            .graphql(Some(&privacy), "{ auditEntriesFlagged(first: 50) { totalCount nodes { operation role } } }", json!({}))
+            .await;
+        assert_eq!(flagged["auditEntriesFlagged"]["totalCount"], json!(flagged_before + 1), "{flagged}");
+        assert!(
+            flagged["auditEntriesFlagged"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["operation"] == "alert.read" && e["role"] == "operator"),
+            "{flagged}"
+        );
         // And the log the story wrote is an intact chain under its signed anchor.
         let (code, output) = crate::audit::verify_cli(&app, &[]).await;
         assert_eq!(code, 0, "velferd audit verify: {output}");

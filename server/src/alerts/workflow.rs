@@ -122,7 +122,9 @@ impl AlertViewer {
         Ok(None)
     }
 
-    /// Writes the audit entry for serving `alert` under `role`, when it names a recipient.
+    /// Writes the audit entry for serving `alert` under `role`, when it names a recipient. A
+    /// read of an alert that is no longer open is flagged for the privacy officer's review: the
+    /// reader has no open alert to justify looking at the recipient's data.
     pub async fn audit<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -143,7 +145,11 @@ impl AlertViewer {
                 object_type: "Alert",
                 object_id: alert.id,
                 purpose: audit::Purpose::Alert(alert.id),
-                decision: audit::Decision::Granted,
+                decision: if operation == "alert.read" && alert.resolved_at.is_some() {
+                    audit::Decision::GrantedFlagged
+                } else {
+                    audit::Decision::Granted
+                },
             },
         )
         .await
