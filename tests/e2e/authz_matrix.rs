@@ -156,6 +156,19 @@ async fn build_world(app: &TestApp) -> Fleet {
     let operator = app.token(&org_number(904), &[Role::Operator]);
     let queue = app.graphql(Some(&operator), "{ alerts(first: 10) { nodes { id } } }", json!({})).await;
     let alert = queue["alerts"]["nodes"][0]["id"].as_str().expect("the missed dose's alert").to_string();
+    // The alert names one of the municipality's recipients (as if the dispenser had been
+    // assigned when the dose was missed): the audit check then walks alerts too.
+    {
+        use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+        use velferd::alerts::model::alert;
+        let registered =
+            crate::care::register(app, &fleet.case_worker_token(app), json!({ "reference": "MATRIX-0001" })).await;
+        let recipient = registered["serviceRecipient"]["id"].as_str().unwrap_or_else(|| panic!("{registered}"));
+        let row = alert::Entity::find_by_id(row_of(&alert)).one(app.db().write()).await.unwrap().unwrap();
+        let mut row: alert::ActiveModel = row.into();
+        row.recipient_id = Set(Some(row_of(recipient)));
+        row.update(app.db().write()).await.unwrap();
+    }
     let municipality = global_id(NodeType::Organization, org_by_number(app, MUNICIPALITY_ORG).await.id);
     for (query, input) in [
         (
@@ -685,7 +698,27 @@ async fn matrix(app: TestApp) {
 
 /// The node types that carry a service recipient's data: each one served is written to the
 /// audit log (`velferd::audit`).
+/// The node types that are recipient data whole; an alert is when it names a recipient.
 const RECIPIENT_DATA: &[&str] = &["ServiceRecipient", "Assessment"];
+
+/// The objects of the world that carry recipient data.
+async fn carrying_recipient_data(app: &TestApp, objects: &BTreeMap<String, &'static str>) -> BTreeSet<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::alerts::model::alert;
+    let naming: BTreeSet<i64> = alert::Entity::find()
+        .filter(alert::Column::RecipientId.is_not_null())
+        .all(app.db().read())
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    objects
+        .iter()
+        .filter(|(id, ty)| RECIPIENT_DATA.contains(*ty) || (**ty == "Alert" && naming.contains(&row_of(id))))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
 
 /// Issue 13, must-show 2: every path the walk found to an object carrying recipient data —
 /// each (edge, parent) pair, `node` and `nodes` — is asked again alone by a caller who reached
@@ -702,10 +735,11 @@ async fn audit_once_per_path(
     use sea_orm::PaginatorTrait;
     use velferd::audit::model::audit_entry;
     let entries = async || audit_entry::Entity::find().count(app.db().write()).await.unwrap();
+    let carrying = carrying_recipient_data(app, objects).await;
     // Each path with one object it reached and a caller who reached that object by it.
     let mut paths: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
     for ((edge, parent, id), by) in reach {
-        if RECIPIENT_DATA.contains(&type_of(id)) && parent != "Subscription" {
+        if carrying.contains(id) && parent != "Subscription" {
             paths.entry((edge.clone(), parent.clone())).or_insert((id.clone(), *by.iter().next().unwrap()));
         }
     }
@@ -726,7 +760,7 @@ async fn audit_once_per_path(
                 let edge = edges_by_parent[ty].iter().find(|e| &e.label() == label).expect("an edge of the parent");
                 let query =
                     format!("query($p: ID!) {{ p: node(id: $p) {{ ... on {ty} {{ {} }} }} }}", edge.selection("x"));
-                (query, json!({ "p": parent }), usize::from(RECIPIENT_DATA.contains(&ty)))
+                (query, json!({ "p": parent }), usize::from(carrying.contains(parent)))
             }
         };
         // What one answer served: the objects of the edge, and the parent when it carries
@@ -734,10 +768,15 @@ async fn audit_once_per_path(
         let served_by = |body: &Value| -> usize {
             let data = if body["data"].get("p").is_some() { &body["data"]["p"]["x"] } else { &body["data"]["x"] };
             let parent_served = usize::from(!body["data"]["p"].is_null()) * parent_counts;
+            let carried = |id: &Value| id.as_str().is_some_and(|id| carrying.contains(id));
             let objects = match label.as_str() {
-                "Query.node" => usize::from(data["id"].is_string()),
-                "Query.nodes" => data.as_array().map_or(0, |nodes| nodes.iter().filter(|n| !n.is_null()).count()),
-                _ => edges_by_parent.values().flatten().find(|e| &e.label() == label).map_or(0, |e| e.ids(data).len()),
+                "Query.node" => usize::from(carried(&data["id"])),
+                "Query.nodes" => data.as_array().map_or(0, |nodes| nodes.iter().filter(|n| carried(&n["id"])).count()),
+                _ => edges_by_parent
+                    .values()
+                    .flatten()
+                    .find(|e| &e.label() == label)
+                    .map_or(0, |e| e.ids(data).iter().filter(|id| carrying.contains(*id)).count()),
             };
             objects + parent_served
         };
@@ -771,6 +810,7 @@ async fn audit_once_per_path(
         "Device.recipient",
         "ServiceRecipient.assessments.nodes",
         "Assessment.recipient",
+        "Query.alerts.nodes",
     ] {
         assert!(labels.contains(label), "no path {label} to recipient data was checked");
     }
