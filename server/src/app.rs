@@ -36,6 +36,8 @@ pub struct AppState {
     pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
     pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
+    /// The one client for calls to addresses others choose (webhooks): SSRF-safe.
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
         throttle: crate::throttle::ThrottleSettings,
         refusal_log_flush: std::time::Duration,
         alerts: crate::config::AlertSettings,
+        outbound: crate::outbound::Outbound,
     ) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), live.clone());
@@ -73,7 +76,13 @@ impl AppState {
             throttle,
             refusals,
             alert_sweep,
+            outbound,
         }
+    }
+
+    /// The outbound HTTP client, built once at start from `VELFERD_OUTBOUND_*`.
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
+        &self.outbound
     }
 }
 

@@ -50,6 +50,7 @@ pub mod http;
 pub mod ids;
 pub mod live;
 pub mod money;
+pub mod outbound;
 pub mod telemetry;
 pub mod text;
 pub mod throttle;
@@ -79,6 +80,8 @@ pub enum StartError {
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
     Operator(#[from] organizations::OperatorError),
+    #[error(transparent)]
+    Outbound(#[from] outbound::OutboundConfigError),
 }
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
@@ -113,6 +116,8 @@ pub async fn start_with_demo(
         );
     }
     audit::key::install(settings.audit_keys.clone());
+    // Before the database: a bad trust roots file stops the start at once.
+    let outbound = outbound::Outbound::new(&settings.outbound)?;
     let db = Database::connect(&settings.database_url, settings.db_max_connections, settings.connect_timeout()).await?;
     db.migrate().await?;
     if demo != DemoMode::Off {
@@ -145,6 +150,7 @@ pub async fn start_with_demo(
         settings.throttle.clone(),
         settings.refusal_log_flush,
         settings.alerts.clone(),
+        outbound,
     );
     let metrics = match settings.metrics_bind {
         Some(addr) => {
