@@ -1022,3 +1022,44 @@ fn the_referees_catch_each_planted_breach() {
         assert!(!schema.is_valid(&wrong), "a status R4 does not have");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// For the authorization matrix (tests/e2e/authz_matrix.rs).
+
+/// Every search of the export, over HTTP and GraphQL, asked by `token`: the recipient
+/// references it was served, how many resources naming a recipient it was served, and how many
+/// audit entries the asking wrote.
+pub async fn probe_every_search(app: &TestApp, token: Option<&str>) -> (BTreeSet<String>, usize, u64) {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    use velferd::audit::model::audit_entry;
+    let count = async || audit_entry::Entity::find().count(app.db().write()).await.unwrap();
+    let before = count().await;
+    let mut references = BTreeSet::new();
+    let mut served = 0;
+    let mut take = |bundle: &Value| {
+        for entry in bundle["entry"].as_array().into_iter().flatten() {
+            served += 1;
+            for resource in resources_in(&entry["resource"]) {
+                if let Some(reference) = ["subject", "patient"].iter().find_map(|k| resource[*k]["identifier"]["value"].as_str()) {
+                    references.insert(reference.to_string());
+                }
+            }
+        }
+    };
+    for ty in ["MedicationDispense", "Bundle", "DetectedIssue"] {
+        let (status, _, body) = fhir_get(app, token, &format!("/fhir/{ty}?_count=100&{INTEGRATION_QUERY_END}")).await;
+        match status {
+            200 => take(&body),
+            401 | 403 => assert_eq!(body["resourceType"], "OperationOutcome"),
+            other => panic!("{ty}: {other} {body}"),
+        }
+    }
+    for resource in ["MEDICATION_DISPENSE", "BUNDLE", "DETECTED_ISSUE"] {
+        let query = format!("{{ fhirExport(resource: {resource}, until: \"2100-01-01T00:00:00Z\", first: 100) }}");
+        let (_, body) = app.graphql_raw(token, &query, json!({})).await;
+        if !body["data"]["fhirExport"].is_null() {
+            take(&body["data"]["fhirExport"]);
+        }
+    }
+    (references, served, count().await - before)
+}
