@@ -60,7 +60,12 @@ fn fhir_schema() -> Option<&'static jsonschema::Validator> {
             ] {
                 assert!(definitions.insert(name.to_string(), stand_in).is_none(), "the schema now defines {name}");
             }
-            Some(jsonschema::options().with_draft(jsonschema::Draft::Draft6).build(&schema).expect("the FHIR schema compiles"))
+            Some(
+                jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft6)
+                    .build(&schema)
+                    .expect("the FHIR schema compiles"),
+            )
         })
         .as_ref()
 }
@@ -185,11 +190,8 @@ pub fn vkp_errors(doc: &Value, vkp: &Vkp) -> Vec<String> {
         if !system.starts_with("http://ehelse.no/") {
             continue;
         }
-        let cs = if *system == vkp.severity_system {
-            system.replace("/ValueSet/", "/CodeSystem/")
-        } else {
-            system.clone()
-        };
+        let cs =
+            if *system == vkp.severity_system { system.replace("/ValueSet/", "/CodeSystem/") } else { system.clone() };
         match vkp.code_systems.get(&cs) {
             None => errors.push(format!("{system} is not a VKP code system")),
             Some(codes) if !codes.contains(code) => errors.push(format!("{code} is not a code of {system}")),
@@ -239,7 +241,9 @@ fn select<'a>(parents: &[&'a Value], segment: &str, slice_url: Option<&str>) -> 
         let found: Vec<&Value> = match name.strip_suffix("[x]") {
             Some(prefix) => object
                 .iter()
-                .filter(|(k, _)| k.starts_with(prefix) && k[prefix.len()..].starts_with(|c: char| c.is_ascii_uppercase()))
+                .filter(|(k, _)| {
+                    k.starts_with(prefix) && k[prefix.len()..].starts_with(|c: char| c.is_ascii_uppercase())
+                })
                 .map(|(_, v)| v)
                 .collect(),
             None => object.get(name).into_iter().collect(),
@@ -260,7 +264,9 @@ fn select<'a>(parents: &[&'a Value], segment: &str, slice_url: Option<&str>) -> 
 /// Whether `value` holds everything `pattern` holds (FHIR's pattern[x] semantics).
 fn matches_pattern(value: &Value, pattern: &Value) -> bool {
     match (value, pattern) {
-        (Value::Object(v), Value::Object(p)) => p.iter().all(|(k, pv)| v.get(k).is_some_and(|vv| matches_pattern(vv, pv))),
+        (Value::Object(v), Value::Object(p)) => {
+            p.iter().all(|(k, pv)| v.get(k).is_some_and(|vv| matches_pattern(vv, pv)))
+        }
         (Value::Array(v), Value::Array(p)) => p.iter().all(|pv| v.iter().any(|vv| matches_pattern(vv, pv))),
         _ => value == pattern,
     }
@@ -320,7 +326,9 @@ pub fn profile_errors(resource: &Value, profile: &Value, vkp: &Vkp) -> Vec<Strin
                 };
                 for value in &values {
                     let codings: Vec<&Value> = match value {
-                        Value::Object(o) if o.contains_key("coding") => o["coding"].as_array().unwrap().iter().collect(),
+                        Value::Object(o) if o.contains_key("coding") => {
+                            o["coding"].as_array().unwrap().iter().collect()
+                        }
                         Value::Object(o) if o.contains_key("code") => vec![value],
                         _ => vec![],
                     };
@@ -356,7 +364,8 @@ pub fn assert_conformant(doc: &Value) -> usize {
     let mut claimed = 0;
     for resource in resources_in(doc) {
         let ty = resource["resourceType"].as_str().unwrap();
-        let claims: Vec<&str> = resource["meta"]["profile"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let claims: Vec<&str> =
+            resource["meta"]["profile"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         assert!(!claims.iter().any(|c| c.contains("ehelse.no")), "{ty} claims a VKP profile: {claims:?}");
         let Some(profile) = profiles.iter().find(|p| p["type"] == ty) else { continue };
         assert_eq!(claims, [profile["url"].as_str().unwrap()], "{ty} claims its derived profile");
@@ -460,8 +469,9 @@ async fn done(app: &TestApp, token: &str, mutation: &str, input: Value) -> Value
 
 /// The open alert of `kind` the operator sees.
 async fn alert_of(app: &TestApp, token: &str, kind: &str) -> String {
-    let data =
-        app.graphql(Some(token), "{ alerts(first: 50, filter: { open: true }) { nodes { id kind } } }", json!({})).await;
+    let data = app
+        .graphql(Some(token), "{ alerts(first: 50, filter: { open: true }) { nodes { id kind } } }", json!({}))
+        .await;
     data["alerts"]["nodes"]
         .as_array()
         .unwrap()
@@ -498,9 +508,13 @@ pub async fn journal(app: &TestApp) -> Journal {
     ] }))
     .await;
     // A dispenser nobody has: its dose is no one's to journal.
-    dispenser(app, &centre, json!({ "serial": "RD-100235", "events": [
+    dispenser(
+        app,
+        &centre,
+        json!({ "serial": "RD-100235", "events": [
         { "id": "g-1", "type": "dose_taken", "at": "2026-12-01T08:00:00Z", "dose": { "id": "x-1", "assisted": false } },
-    ] }))
+    ] }),
+    )
     .await;
 
     let (operator, responder) = (centre.operator(app), centre.responder(app));
@@ -511,7 +525,13 @@ pub async fn journal(app: &TestApp) -> Journal {
         input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         input
     };
-    done(app, &operator, "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }", input(json!({}))).await;
+    done(
+        app,
+        &operator,
+        "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+        input(json!({})),
+    )
+    .await;
     done(
         app,
         &operator,
@@ -526,7 +546,13 @@ pub async fn journal(app: &TestApp) -> Journal {
         input(json!({ "responderId": centre.municipality_id })),
     )
     .await;
-    done(app, &responder, "mutation($input: AlertInput!) { alertAccept(input: $input) { userErrors { code } } }", input(json!({}))).await;
+    done(
+        app,
+        &responder,
+        "mutation($input: AlertInput!) { alertAccept(input: $input) { userErrors { code } } }",
+        input(json!({})),
+    )
+    .await;
     done(
         app,
         &responder,
@@ -551,7 +577,8 @@ pub async fn fhir_get(app: &TestApp, token: Option<&str>, path: &str) -> (u16, S
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let body = response.text().await.unwrap();
     (status, content_type, serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}")))
 }
@@ -911,7 +938,14 @@ fn example_bundle() -> Value {
         step(5, StepKind::ResponderAccepted, "2026-12-06T09:02:00Z", None),
         step(6, StepKind::Resolved, "2026-12-06T09:31:00Z", Some("Hjalp bruker opp; ingen skade.")),
     ];
-    let orgs = vec![None, Some(centre.clone()), Some(centre.clone()), Some(centre), Some(larvik.clone()), Some(larvik.clone())];
+    let orgs = vec![
+        None,
+        Some(centre.clone()),
+        Some(centre.clone()),
+        Some(centre),
+        Some(larvik.clone()),
+        Some(larvik.clone()),
+    ];
     let facts = AlertFacts {
         alert: alert::Model {
             id: 12,
@@ -970,10 +1004,17 @@ fn the_documented_example_bundle_is_what_the_export_builds() {
     if std::env::var("VELFERD_ACCEPT_DOCS").is_ok() {
         let (head, rest) = doc.split_once("<!-- example-alarm-bundle -->").expect("the marker");
         let tail = rest.split_once("```json\n").and_then(|(_, r)| r.split_once("\n```")).map_or("", |(_, t)| t);
-        let text = format!("{head}<!-- example-alarm-bundle -->\n```json\n{}\n```{tail}", serde_json::to_string_pretty(&example).unwrap());
+        let text = format!(
+            "{head}<!-- example-alarm-bundle -->\n```json\n{}\n```{tail}",
+            serde_json::to_string_pretty(&example).unwrap()
+        );
         std::fs::write(&path, text).unwrap();
     } else {
-        assert_eq!(documented.as_ref(), Some(&example), "docs/fhir.md's example drifted: run with VELFERD_ACCEPT_DOCS=1");
+        assert_eq!(
+            documented.as_ref(),
+            Some(&example),
+            "docs/fhir.md's example drifted: run with VELFERD_ACCEPT_DOCS=1"
+        );
     }
     assert_eq!(assert_conformant(&example), if vkp().is_some() { 3 } else { 0 });
 }
@@ -994,17 +1035,40 @@ fn the_referees_catch_each_planted_breach() {
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["code"]["coding"][0]["code"] = json!("9.9"))),
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["identifier"][0]["system"] = json!("urn:x:y"))),
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["extension"] = json!([]))),
-        ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| { r.as_object_mut().unwrap().remove("identifiedDateTime"); })),
+        (
+            "DetectedIssue",
+            issue.clone(),
+            Box::new(|r: &mut Value| {
+                r.as_object_mut().unwrap().remove("identifiedDateTime");
+            }),
+        ),
         ("Encounter", encounter.clone(), Box::new(|r: &mut Value| r["participant"] = json!([{ "type": [] }]))),
         ("Encounter", encounter.clone(), Box::new(|r: &mut Value| r["class"]["code"] = json!("AMB"))),
-        ("Encounter", encounter.clone(), Box::new(|r: &mut Value| r["reasonCode"][0]["coding"][0]["code"] = json!("1"))),
-        ("Composition", composition.clone(), Box::new(|r: &mut Value| r["event"][2]["code"][0]["coding"][0]["code"] = json!("2"))),
+        (
+            "Encounter",
+            encounter.clone(),
+            Box::new(|r: &mut Value| r["reasonCode"][0]["coding"][0]["code"] = json!("1")),
+        ),
+        (
+            "Composition",
+            composition.clone(),
+            Box::new(|r: &mut Value| r["event"][2]["code"][0]["coding"][0]["code"] = json!("2")),
+        ),
         ("Composition", composition.clone(), Box::new(|r: &mut Value| r["event"][0]["code"] = json!([]))),
-        ("Composition", composition.clone(), Box::new(|r: &mut Value| r["category"] = json!([{ "coding": [{ "system": "http://ehelse.no/fhir/CodeSystem/vkp-composition-category-v090", "code": "3" }] }]))),
+        (
+            "Composition",
+            composition.clone(),
+            Box::new(
+                |r: &mut Value| r["category"] = json!([{ "coding": [{ "system": "http://ehelse.no/fhir/CodeSystem/vkp-composition-category-v090", "code": "3" }] }]),
+            ),
+        ),
     ];
     for (i, (ty, mut resource, breach)) in breaches.into_iter().enumerate() {
         breach(&mut resource);
-        assert!(!profile_errors(&resource, &profile(ty), vkp).is_empty(), "breach {i} of {ty} not caught: {resource:#}");
+        assert!(
+            !profile_errors(&resource, &profile(ty), vkp).is_empty(),
+            "breach {i} of {ty} not caught: {resource:#}"
+        );
     }
     let mut wrong = example.clone();
     wrong["entry"][1]["resource"]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] = json!("50");
@@ -1014,7 +1078,8 @@ fn the_referees_catch_each_planted_breach() {
         json!("http://ehelse.no/fhir/CodeSystem/vkp-severity-level-v090");
     assert!(!vkp_errors(&wrong, vkp).is_empty(), "the severity extension fixes another system");
     let mut wrong = example.clone();
-    wrong["entry"][2]["resource"]["extension"][0]["url"] = json!("http://ehelse.no/fhir/StructureDefinition/vkp-nothing");
+    wrong["entry"][2]["resource"]["extension"][0]["url"] =
+        json!("http://ehelse.no/fhir/StructureDefinition/vkp-nothing");
     assert!(!vkp_errors(&wrong, vkp).is_empty(), "an extension VKP does not define");
     if let Some(schema) = fhir_schema() {
         let mut wrong = example;
@@ -1040,7 +1105,9 @@ pub async fn probe_every_search(app: &TestApp, token: Option<&str>) -> (BTreeSet
         for entry in bundle["entry"].as_array().into_iter().flatten() {
             served += 1;
             for resource in resources_in(&entry["resource"]) {
-                if let Some(reference) = ["subject", "patient"].iter().find_map(|k| resource[*k]["identifier"]["value"].as_str()) {
+                if let Some(reference) =
+                    ["subject", "patient"].iter().find_map(|k| resource[*k]["identifier"]["value"].as_str())
+                {
                     references.insert(reference.to_string());
                 }
             }

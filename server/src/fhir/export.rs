@@ -17,8 +17,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query as SqlQuery};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -175,7 +174,11 @@ impl Search {
     /// `ge`, `gt`, `le` or `lt` (twice at most), `_cursor` (from a `next` link) and `_format`
     /// (JSON only). Anything else is refused, so a misspelt filter never exports more than
     /// asked for.
-    pub fn from_params(resource: FhirResource, params: &[(String, String)], now: DateTime<Utc>) -> Result<Search, BadSearch> {
+    pub fn from_params(
+        resource: FhirResource,
+        params: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<Search, BadSearch> {
         if params.len() > 8 {
             return Err(BadSearch("too many search parameters".into()));
         }
@@ -333,7 +336,8 @@ pub async fn search(db: &crate::db::Database, reader: &Reader, search: &Search, 
         txn.commit().await?;
     }
     let path = format!("{base}/fhir/{}", search.resource.type_name());
-    let mut links = vec![json!({ "relation": "self", "url": format!("{path}?{}", search.query_string(search.after.as_ref())) })];
+    let mut links =
+        vec![json!({ "relation": "self", "url": format!("{path}?{}", search.query_string(search.after.as_ref())) })];
     if let Some(next) = next {
         links.push(json!({ "relation": "next", "url": format!("{path}?{}", search.query_string(Some(&next))) }));
     }
@@ -369,9 +373,8 @@ where
     }
     if let Some(c) = search.after {
         let at_c = c.at.fixed_offset();
-        condition = condition.add(
-            Condition::any().add(at.gt(at_c)).add(Condition::all().add(at.eq(at_c)).add(id.gt(c.id))),
-        );
+        condition =
+            condition.add(Condition::any().add(at.gt(at_c)).add(Condition::all().add(at.eq(at_c)).add(id.gt(c.id))));
     }
     condition
 }
@@ -583,8 +586,13 @@ async fn alerts<C: ConnectionTrait>(
         None
     };
     let ids: Vec<i64> = versions.iter().map(|(id, _)| *id).collect();
-    let rows: BTreeMap<i64, alert::Model> =
-        alert::Entity::find().filter(alert::Column::Id.is_in(ids.iter().copied())).all(db).await?.into_iter().map(|a| (a.id, a)).collect();
+    let rows: BTreeMap<i64, alert::Model> = alert::Entity::find()
+        .filter(alert::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
     let steps = alert_step::Entity::find()
         .filter(alert_step::Column::AlertId.is_in(ids.iter().copied()))
         .order_by_asc(alert_step::Column::At)
@@ -663,7 +671,11 @@ mod tests {
         assert_eq!((s.from, s.to, s.count, s.after), (None, now() - SETTLE, DEFAULT_COUNT, None));
         let s = Search::from_params(
             md,
-            &params(&[("_lastUpdated", "ge2026-12-01"), ("_lastUpdated", "lt2026-12-02T00:00:00+01:00"), ("_count", "7")]),
+            &params(&[
+                ("_lastUpdated", "ge2026-12-01"),
+                ("_lastUpdated", "lt2026-12-02T00:00:00+01:00"),
+                ("_count", "7"),
+            ]),
             now(),
         )
         .unwrap();

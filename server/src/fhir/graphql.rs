@@ -86,12 +86,18 @@ pub struct FhirMutation;
 impl FhirMutation {
     /// Sets the identifier system the municipality's recipients' pseudonymous references are
     /// exported under, as its journal system expects them. Role: `municipality_admin`.
-    async fn fhir_settings_set(&self, ctx: &Context<'_>, input: FhirSettingsSetInput) -> Result<FhirSettingsSetPayload> {
+    async fn fhir_settings_set(
+        &self,
+        ctx: &Context<'_>,
+        input: FhirSettingsSetInput,
+    ) -> Result<FhirSettingsSetPayload> {
         let caller = session(ctx).grant.caller(Role::MunicipalityAdmin, "set the FHIR settings")?;
         let parsed = input.recipient_identifier_system.as_deref().map(RecipientSystem::parse).transpose();
         let result = match parsed {
             Err(e) => Err(Refusal::Rule(e)),
-            Ok(system) => in_transaction(ctx, async |txn| settings::set_recipient_system(txn, &caller, system).await).await,
+            Ok(system) => {
+                in_transaction(ctx, async |txn| settings::set_recipient_system(txn, &caller, system).await).await
+            }
         };
         Ok(FhirSettingsSetPayload::from_rule::<_, FhirSettingError>(result, |(system, is_default)| FhirSettings {
             recipient_identifier_system: system,

@@ -69,8 +69,12 @@ fn api_error(error: &ApiError) -> HttpResponse {
 
 async fn unsupported(req: HttpRequest) -> HttpResponse {
     if req.method() != Method::GET {
-        let mut response =
-            outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "METHOD_NOT_ALLOWED", "the export is read with GET");
+        let mut response = outcome(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "METHOD_NOT_ALLOWED",
+            "the export is read with GET",
+        );
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
         return response;
     }

@@ -27,7 +27,12 @@ mod tests {
             assert_eq!(profile["id"], id);
             assert_eq!(profile["url"], format!("{}{id}", crate::fhir::resources::PROFILE_BASE));
             assert_eq!(profile["derivation"], "constraint");
-            assert!(profile["baseDefinition"].as_str().unwrap().starts_with("http://ehelse.no/fhir/StructureDefinition/vkp-"));
+            assert!(
+                profile["baseDefinition"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("http://ehelse.no/fhir/StructureDefinition/vkp-")
+            );
         }
         for id in [
             crate::fhir::resources::MEDICATION_DISPENSE_PROFILE,

@@ -19,7 +19,8 @@ pub const ENCOUNTER_PROFILE: &str = "velferd-Encounter";
 pub const COMPOSITION_PROFILE: &str = "velferd-Composition";
 
 /// VKP's extensions, by their canonical URLs (as their StructureDefinitions fix them).
-pub const DISPENSE_DEVICE_EXTENSION: &str = "http://ehelse.no/fhir/StructureDefinition/VkpMedicationDispenseDevice-v090";
+pub const DISPENSE_DEVICE_EXTENSION: &str =
+    "http://ehelse.no/fhir/StructureDefinition/VkpMedicationDispenseDevice-v090";
 pub const ENCOUNTER_DEVICE_EXTENSION: &str = "http://ehelse.no/fhir/StructureDefinition/vkp-encounterDevice-v090";
 pub const SEVERITY_EXTENSION: &str = "http://ehelse.no/fhir/StructureDefinition/vkp-severity-level-v090";
 /// The system VKP's severity-level extension fixes `coding.system` to: the value set's URL, not
@@ -363,7 +364,8 @@ pub fn composition(municipality: &str, facts: &AlertFacts, issue_url: &str, enco
         .collect();
     let code = a.vkp_code.as_deref().unwrap_or("3");
     let mut summary = vec![format!("{} ({}), VKP varselkode {code}", a.kind, a.severity)];
-    summary.extend(facts.steps.iter().map(|s| format!("{}: {}", instant(s.at.with_timezone(&Utc)), step_words(s.kind))));
+    summary
+        .extend(facts.steps.iter().map(|s| format!("{}: {}", instant(s.at.with_timezone(&Utc)), step_words(s.kind))));
     let mut sections = vec![json!({
         "title": "Beskrivelse av hendelse",
         "code": { "coding": [{ "system": COMPOSITION_SECTION_SYSTEM, "code": "1.2" }] },

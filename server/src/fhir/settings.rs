@@ -25,7 +25,9 @@ pub enum FhirSettingError {
     #[error(transparent)]
     #[violation(transparent)]
     Invalid(#[from] Invalid),
-    #[error("the system must be an absolute URI (`urn:…`, `https://…` or `http://…`) of at most 255 visible characters: {0}")]
+    #[error(
+        "the system must be an absolute URI (`urn:…`, `https://…` or `http://…`) of at most 255 visible characters: {0}"
+    )]
     #[violation(field = "recipientIdentifierSystem", code = "FHIR_SYSTEM_INVALID")]
     NotAnAbsoluteUri(&'static str),
     #[error(
@@ -89,10 +91,8 @@ pub async fn recipient_system<C: ConnectionTrait>(
     db: &C,
     municipality: &organization::Model,
 ) -> Result<(String, bool), DbErr> {
-    let row = fhir_setting::Entity::find()
-        .filter(fhir_setting::Column::MunicipalityId.eq(municipality.id))
-        .one(db)
-        .await?;
+    let row =
+        fhir_setting::Entity::find().filter(fhir_setting::Column::MunicipalityId.eq(municipality.id)).one(db).await?;
     Ok(match row {
         Some(row) => (row.recipient_system, false),
         None => (default_recipient_system(municipality), true),
@@ -106,10 +106,8 @@ pub async fn set_recipient_system<C: ConnectionTrait>(
     caller: &Caller,
     system: Option<RecipientSystem>,
 ) -> crate::errors::RuleResult<(String, bool), FhirSettingError> {
-    let existing = fhir_setting::Entity::find()
-        .filter(fhir_setting::Column::MunicipalityId.eq(caller.org.id))
-        .one(db)
-        .await?;
+    let existing =
+        fhir_setting::Entity::find().filter(fhir_setting::Column::MunicipalityId.eq(caller.org.id)).one(db).await?;
     let Some(system) = system else {
         if let Some(row) = existing {
             fhir_setting::Entity::delete_by_id(row.id).exec(db).await?;
@@ -133,7 +131,9 @@ mod tests {
 
     #[test]
     fn a_system_is_an_absolute_uri_and_never_a_national_id_system() {
-        for good in ["urn:velferd:recipient-reference:918082956", "https://larvik.kommune.no/fhir/tm", "urn:oid:2.16.578.1.1"] {
+        for good in
+            ["urn:velferd:recipient-reference:918082956", "https://larvik.kommune.no/fhir/tm", "urn:oid:2.16.578.1.1"]
+        {
             assert_eq!(RecipientSystem::parse(good).map(|s| s.0), Ok(good.to_string()), "{good}");
         }
         assert_eq!(RecipientSystem::parse("  urn:a:b ").map(|s| s.0), Ok("urn:a:b".into()));
