@@ -1019,6 +1019,9 @@ fn the_documented_example_bundle_is_what_the_export_builds() {
     assert_eq!(assert_conformant(&example), if vkp().is_some() { 3 } else { 0 });
 }
 
+/// A change that breaks a resource.
+type Breach = Box<dyn Fn(&mut Value)>;
+
 /// The referees can fail: each breach planted in the example is caught, by the checker it is
 /// meant for.
 #[test]
@@ -1029,7 +1032,7 @@ fn the_referees_catch_each_planted_breach() {
     let example = example_bundle();
     let [composition, issue, encounter] = [0, 1, 2].map(|i| example["entry"][i]["resource"].clone());
     assert!(profile_errors(&issue, &profile("DetectedIssue"), vkp).is_empty());
-    let breaches: Vec<(&str, Value, Box<dyn Fn(&mut Value)>)> = vec![
+    let breaches: Vec<(&str, Value, Breach)> = vec![
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["patient"]["identifier"] = Value::Null)),
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["patient"]["reference"] = json!("Patient/1"))),
         ("DetectedIssue", issue.clone(), Box::new(|r: &mut Value| r["code"]["coding"][0]["code"] = json!("9.9"))),

@@ -357,6 +357,9 @@ pub async fn search(db: &crate::db::Database, reader: &Reader, search: &Search, 
 
 type PageOf = (Vec<Value>, Vec<Served>, Option<Cursor>);
 
+/// What a dose's resource needs: its recipient (row and reference), its device, its VKP code.
+type Exported<'a> = (i64, &'a String, &'a DeviceFacts, String);
+
 fn utc(at: sea_orm::prelude::DateTimeWithTimeZone) -> DateTime<Utc> {
     at.with_timezone(&Utc)
 }
@@ -421,10 +424,7 @@ async fn doses<C: ConnectionTrait>(
     // The recipient each event's device was assigned to when the event was stored: what the
     // alerts raised by the same ingest record, too.
     let holder = |event: &device_event::Model| -> Option<i64> {
-        let last = history
-            .iter()
-            .filter(|c| c.device_id == event.device_id && utc(c.at) <= utc(event.received_at))
-            .next_back()?;
+        let last = history.iter().rfind(|c| c.device_id == event.device_id && utc(c.at) <= utc(event.received_at))?;
         matches!(last.to_status, DeviceStatus::Assigned | DeviceStatus::Active | DeviceStatus::Faulty)
             .then_some(last.recipient_id)
             .flatten()
@@ -433,7 +433,7 @@ async fn doses<C: ConnectionTrait>(
     let recipients = recipients_of(db, reader, holders.iter().flatten().copied()).await?;
     let devices = device_facts(db, device_ids.iter().copied()).await?;
     // Each row with what its resource needs, when it is exported.
-    let exported: Vec<(&device_event::Model, Option<(i64, &String, &DeviceFacts, String)>)> = rows
+    let exported: Vec<(&device_event::Model, Option<Exported>)> = rows
         .iter()
         .zip(holders)
         .map(|(row, holder)| {

@@ -145,8 +145,10 @@ async fn search(shared: web::Data<Shared>, req: HttpRequest, kind: web::Path<Str
         Ok(search) => search,
         Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", "BAD_REQUEST", &e.0),
     };
-    let info = req.connection_info();
-    let base = format!("{}://{}", info.scheme(), info.host());
+    let base = {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    };
     match export::search(db, &reader, &search, &base).await {
         Ok(bundle) => fhir_json(StatusCode::OK, &bundle),
         Err(e) => api_error(&e),
