@@ -26,6 +26,7 @@ macro_rules! areas {
             care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
             audit: nodes [], roots [Query];
             alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
+            fhir: nodes [], roots [Query, Mutation];
         }
     };
 }

@@ -595,6 +595,8 @@ async fn matrix(app: TestApp) {
 
     // Every path to recipient data writes one audit entry per object it serves.
     audit_once_per_path(&app, &schema, &edges_by_parent, &objects, &reach, &callers).await;
+    // The FHIR export, which yields no node: the same recipient data by other paths.
+    fhir_export(&app, &callers).await;
 
     // Judge: every object reached by a caller its rule does not admit is a leak; every caller
     // not reaching it counts, when a rightful caller reached it by the same path.
@@ -814,6 +816,28 @@ async fn audit_once_per_path(
     ] {
         assert!(labels.contains(label), "no path {label} to recipient data was checked");
     }
+}
+
+/// Issue 14: every caller asks every search of the FHIR export (`GET /fhir/…` and `fhirExport`).
+/// Only the recipient's municipality's `integration` token and `case_worker`s are served its
+/// recipients' data, each resource with one audit entry; everyone else is served nothing and
+/// writes nothing.
+async fn fhir_export(app: &TestApp, callers: &[Caller]) {
+    let municipality = org_by_number(app, MUNICIPALITY_ORG).await.id;
+    let mut controls = 0;
+    for caller in callers {
+        let rightful = caller.org.is_some_and(|(org, _)| org == municipality)
+            && matches!(caller.role, Some(Role::Integration | Role::CaseWorker));
+        let (references, served, written) = crate::fhir::probe_every_search(app, caller.token.as_deref()).await;
+        assert_eq!(written as usize, served, "{}: audit entries for the resources served", caller.label);
+        if rightful {
+            assert!(references.contains("MATRIX-0001"), "{}: {references:?}", caller.label);
+            controls += 1;
+        } else {
+            assert_eq!((served, references.len()), (0, 0), "{} was served the export: {references:?}", caller.label);
+        }
+    }
+    assert_eq!(controls, 2, "the municipality's integration token and case worker");
 }
 
 /// `*` in `pattern` matches any run of characters.

@@ -31,6 +31,10 @@ const NOT_ERROR_CODES: &[&str] = &[
     // SCAIP message types the demo feed sends: alarm (`ME`) and heartbeat (`PI`).
     "ME",
     "PI",
+    // The `Allow` header of a 405 under /fhir.
+    "GET",
+    // HL7 v3 ActCode `VR` (virtual): the class of the FHIR export's Encounter.
+    "VR",
 ];
 
 /// Prefixes of upper-case literals that are not error codes.

@@ -21,6 +21,7 @@ mod demo;
 mod devices;
 mod devices_access;
 mod error_codes;
+mod fhir;
 mod graphiql;
 mod guards;
 mod health;

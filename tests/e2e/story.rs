@@ -2,7 +2,8 @@
 //! must-show 1): a case worker registers a recipient, assesses, assigns a delivered device; the
 //! adapter ingests a missed dose; the response centre's operator, subscribed, receives the
 //! alert, acknowledges it, hands it to a responder who accepts, and resolves it; the privacy
-//! officer's audit log shows every step that touched the recipient, with its purpose, and
+//! officer's audit log shows every step that touched the recipient, with its purpose; the
+//! municipality's journal system reads it all as FHIR (valid, on VKP's codes, audited); and
 //! `velferd audit verify` finds the chain intact.
 
 use std::collections::BTreeSet;
@@ -147,6 +148,26 @@ on_both_backends! {
                 .any(|e| e["operation"] == "alert.read" && e["role"] == "operator"),
             "{flagged}"
         );
+        // The municipality's journal system reads the story as FHIR (issue 14): the dose taken the
+        // next morning and the missed dose's alert, valid FHIR R4 on VKP's codes and Velferd's
+        // derived profiles, under the recipient's reference; each read lands in the log.
+        let (status, reply) =
+            ingest(&app, &w.fleet.integration_token(&app), DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
+        assert_eq!(status, 200, "{reply}");
+        let journal = app.token(&municipality, &[Role::Integration]);
+        let window = "_lastUpdated=lt2100-01-01T00:00:00Z";
+        let doses = crate::fhir::pages(&app, &journal, &format!("/fhir/MedicationDispense?{window}")).await;
+        let issues = crate::fhir::pages(&app, &journal, &format!("/fhir/DetectedIssue?{window}")).await;
+        let dose = &doses[0]["entry"][0]["resource"];
+        let issue = &issues[0]["entry"][0]["resource"];
+        assert_eq!((&dose["category"]["coding"][0]["code"], &dose["subject"]["identifier"]["value"]), (&json!("1.1"), &json!("LRV-0001")), "{dose}");
+        assert_eq!((&issue["code"]["coding"][0]["code"], &issue["status"], &issue["patient"]["identifier"]["value"]), (&json!("1.1"), &json!("final"), &json!("LRV-0001")), "{issue}");
+        let log = app
+            .graphql(Some(&privacy), "query($r: ID!) { auditLog(recipientId: $r, first: 100) { nodes { operation role } } }", json!({ "r": w.recipient }))
+            .await;
+        let reads = log["auditLog"]["nodes"].as_array().unwrap().iter().filter(|e| e["operation"] == "fhir.read" && e["role"] == "integration").count();
+        assert_eq!(reads, 2, "the dose and the alert: {log}");
+
         // And the log the story wrote is an intact chain under its signed anchor.
         let (code, output) = crate::audit::verify_cli(&app, &[]).await;
         assert_eq!(code, 0, "velferd audit verify: {output}");

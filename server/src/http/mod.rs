@@ -33,8 +33,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Everything the handlers need, shared across workers.
 #[derive(Clone)]
-struct Shared {
-    state: AppState,
+pub(crate) struct Shared {
+    pub(crate) state: AppState,
     schema: VelferdSchema,
     verifier: TokenVerifier,
     limits: GraphqlLimits,
@@ -182,6 +182,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
                     .route(web::get().to(ocds_procurement)),
             )
             .route("/audit/recipients/{id}/export", web::get().to(audit::export))
+            .configure(crate::fhir::http::routes)
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
@@ -257,7 +258,7 @@ fn client_address(shared: &Shared, req: &HttpRequest) -> std::net::IpAddr {
 }
 
 /// Who `actor` is for the throttle and the refusal log.
-fn caller_key(shared: &Shared, req: &HttpRequest, actor: &Actor) -> CallerKey {
+pub(crate) fn caller_key(shared: &Shared, req: &HttpRequest, actor: &Actor) -> CallerKey {
     CallerKey::of(actor, client_address(shared, req))
 }
 
@@ -273,7 +274,7 @@ fn log_refusal(shared: &Shared, caller: &CallerKey, response: &HttpResponse) {
 }
 
 #[allow(clippy::result_large_err, reason = "the refusal is the response itself, built once per refused request")]
-fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpResponse> {
+pub(crate) fn authenticate(shared: &Shared, req: &HttpRequest) -> Result<Actor, HttpResponse> {
     let refused = |message: &str| {
         // A refused token names nobody: the attempt is the client address's.
         let response = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message);

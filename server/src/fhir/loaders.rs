@@ -1,0 +1,1 @@
+//! The export reads in pages of its own, so it has no DataLoader keys.
