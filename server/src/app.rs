@@ -36,6 +36,8 @@ pub struct AppState {
     pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
     pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
+    /// The fewest recipients a published benefit figure may cover (`VELFERD_BENEFITS_MIN_RECIPIENTS`).
+    pub benefits_min_recipients: u32,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             throttle,
             refusals,
             alert_sweep,
+            benefits_min_recipients: crate::benefits::DEFAULT_MIN_RECIPIENTS,
         }
     }
 }

@@ -141,6 +141,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_METRICS_BIND",
         "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)",
     ),
+    (
+        "VELFERD_BENEFITS_MIN_RECIPIENTS",
+        "fewest service recipients a published benefit figure may cover; smaller cells are suppressed (default 5, at least 3)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +260,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// GraphiQL's npm packages (development only).
     pub graphiql_dir: PathBuf,
+    /// The fewest recipients a published benefit figure may cover (`docs/benefits.md`).
+    pub benefits_min_recipients: u32,
 }
 
 /// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
@@ -456,6 +462,7 @@ impl Settings {
                 1..=86_400,
             )? as u64),
             care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
+            benefits_min_recipients: parse_number(get, "VELFERD_BENEFITS_MIN_RECIPIENTS", 5, 3..=1_000)? as u32,
             allowed_origins,
             devices,
             live,

@@ -26,6 +26,7 @@ macro_rules! areas {
             care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
             audit: nodes [], roots [Query];
             alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
+            benefits: nodes [], roots [Query, Mutation];
         }
     };
 }
@@ -146,6 +147,7 @@ pub async fn start_with_demo(
         settings.refusal_log_flush,
         settings.alerts.clone(),
     );
+    let state = AppState { benefits_min_recipients: settings.benefits_min_recipients, ..state };
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)

@@ -12,6 +12,7 @@ mod agreements;
 mod alerts;
 mod attack;
 mod audit;
+mod benefits;
 mod auth;
 mod authz_matrix;
 mod binary;
