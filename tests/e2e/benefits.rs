@@ -154,7 +154,10 @@ async fn put_in_service_for(app: &TestApp, d: velferd::devices::model::device::M
     use velferd::devices::model::{DeviceStatus, device, device_status_change};
     let db = app.db().write();
     device_status_change::Entity::update_many()
-        .col_expr(device_status_change::Column::At, sea_orm::sea_query::Expr::value(utc("2026-07-01T00:00:00Z").fixed_offset()))
+        .col_expr(
+            device_status_change::Column::At,
+            sea_orm::sea_query::Expr::value(utc("2026-07-01T00:00:00Z").fixed_offset()),
+        )
         .filter(device_status_change::Column::DeviceId.eq(d.id))
         .exec(db)
         .await
@@ -308,13 +311,48 @@ async fn seed(app: &TestApp, fleet: &Fleet) {
     dispenser(app, fleet, OTHER_DISPENSER, "RD-B2", on_time).await;
 
     // ---- October 2026, Reference Devices AS ----
-    dispenser(app, fleet, DISPENSER, "RD-A1", json!([dose("a1-3", "dose_taken", "2026-10-01T05:10:00Z", "2026-10-01T05:00:00Z", Some(false))])).await;
+    dispenser(
+        app,
+        fleet,
+        DISPENSER,
+        "RD-A1",
+        json!([dose("a1-3", "dose_taken", "2026-10-01T05:10:00Z", "2026-10-01T05:00:00Z", Some(false))]),
+    )
+    .await;
     // Scheduled 22:30 UTC on 30 September: 00:30 on 1 October in Oslo, so an October dose.
-    dispenser(app, fleet, DISPENSER, "RD-A2", json!([dose("a2-3", "dose_taken", "2026-09-30T22:40:00Z", "2026-09-30T22:30:00Z", Some(false))])).await;
+    dispenser(
+        app,
+        fleet,
+        DISPENSER,
+        "RD-A2",
+        json!([dose("a2-3", "dose_taken", "2026-09-30T22:40:00Z", "2026-09-30T22:30:00Z", Some(false))]),
+    )
+    .await;
     // Assistance unknown: on time, but no visit replaced.
-    dispenser(app, fleet, DISPENSER, "RD-A3", json!([dose("a3-2", "dose_taken", "2026-10-05T06:05:00Z", "2026-10-05T06:00:00Z", None)])).await;
-    dispenser(app, fleet, DISPENSER, "RD-A4", json!([dose("a4-2", "dose_taken", "2026-10-06T06:00:00Z", "2026-10-06T06:00:00Z", Some(false))])).await;
-    dispenser(app, fleet, DISPENSER, "RD-A5", json!([dose("a5-2", "dose_missed", "2026-10-07T07:00:00Z", "2026-10-07T06:00:00Z", None)])).await;
+    dispenser(
+        app,
+        fleet,
+        DISPENSER,
+        "RD-A3",
+        json!([dose("a3-2", "dose_taken", "2026-10-05T06:05:00Z", "2026-10-05T06:00:00Z", None)]),
+    )
+    .await;
+    dispenser(
+        app,
+        fleet,
+        DISPENSER,
+        "RD-A4",
+        json!([dose("a4-2", "dose_taken", "2026-10-06T06:00:00Z", "2026-10-06T06:00:00Z", Some(false))]),
+    )
+    .await;
+    dispenser(
+        app,
+        fleet,
+        DISPENSER,
+        "RD-A5",
+        json!([dose("a5-2", "dose_missed", "2026-10-07T07:00:00Z", "2026-10-07T06:00:00Z", None)]),
+    )
+    .await;
 
     // RD-A4's September dose was blocked because the dispenser was empty. Written straight to
     // the database: no reference adapter reports `dispensing-blocked-empty`; the row is what
@@ -435,7 +473,11 @@ fn cells(figures: &Value) -> std::collections::BTreeMap<String, Value> {
         .unwrap_or_else(|| panic!("{figures}"))
         .iter()
         .map(|c| {
-            let who = if c["total"] == true { "total".to_string() } else { c["supplier"]["name"].as_str().unwrap().to_string() };
+            let who = if c["total"] == true {
+                "total".to_string()
+            } else {
+                c["supplier"]["name"].as_str().unwrap().to_string()
+            };
             (format!("{} {} {who}", c["month"].as_str().unwrap(), c["indicator"].as_str().unwrap()), c.clone())
         })
         .collect()
@@ -587,8 +629,11 @@ on_both_backends! {
 
         // The programme's adviser reads the same; another municipality, a supplier and the
         // municipality's figures asked by a stranger answer as for no municipality at all.
-        let programme = app.create_organization(json!({ "kind": "PROGRAMME", "name": "Nasjonalt velferdsteknologiprogram" })).await;
-        let advisor = app.token_for_id(&programme, &[Role::Advisor]);
+        let programme_number = crate::procurement::org_number(931);
+        let programme = app
+            .create_organization(json!({ "kind": "PROGRAMME", "name": "Nasjonalt velferdsteknologiprogram", "orgNumber": programme_number }))
+            .await;
+        let advisor = app.token(&programme_number, &[Role::Advisor]);
         assert_eq!(app.graphql(Some(&advisor), FIGURES, vars.clone()).await, data);
         let asker = app.token(&fleet.other_municipality, &[Role::MunicipalityAdmin, Role::CaseWorker]);
         let supplier = fleet.supplier_token(&app);
@@ -701,11 +746,13 @@ on_both_backends! {
             "measurements": [
                 { "measuredOn": "2026-03-31", "value": "112", "note": null },
                 { "measuredOn": "2026-06-30", "value": "101.25", "note": "after the first 40 dispensers" } ] } });
-        let programme = app.create_organization(json!({ "kind": "PROGRAMME", "name": "Nasjonalt velferdsteknologiprogram" })).await;
+        let programme = crate::procurement::org_number(931);
+        app.create_organization(json!({ "kind": "PROGRAMME", "name": "Nasjonalt velferdsteknologiprogram", "orgNumber": programme }))
+            .await;
         for token in [
             officer.clone(),
             app.token(MUNICIPALITY_ORG, &[Role::CaseWorker]),
-            app.token_for_id(&programme, &[Role::Advisor]),
+            app.token(&programme, &[Role::Advisor]),
         ] {
             assert_eq!(app.graphql(Some(&token), ONE, json!({ "id": id })).await, expected);
         }
@@ -733,7 +780,7 @@ on_both_backends! {
             let before = app.fingerprint().await;
             let data = app.graphql(Some(token), CREATE, vars).await;
             let errors = &data["benefitIndicatorCreate"]["userErrors"];
-            assert_eq!((&errors[0]["code"], &errors[0]["field"]), (&json!(code), &json!(field)), "{data}");
+            assert_eq!((&errors[0]["code"], &errors[0]["field"]), (&json!(code), &json!(["input", field])), "{data}");
             assert_eq!(data["benefitIndicatorCreate"]["benefitIndicator"], Value::Null);
             before.assert_unchanged(&app.fingerprint().await);
         }
@@ -796,7 +843,7 @@ on_both_backends! {
         ] {
             let before = app.fingerprint().await;
             let data = app.graphql(Some(&admin), ASSUME, json!({ "input": input })).await;
-            assert_eq!(data["benefitAssumptionsSet"]["userErrors"], json!([{ "field": field, "code": code }]));
+            assert_eq!(data["benefitAssumptionsSet"]["userErrors"], json!([{ "field": ["input", field], "code": code }]));
             before.assert_unchanged(&app.fingerprint().await);
         }
         let before = app.fingerprint().await;

@@ -61,7 +61,13 @@ pub async fn render<C: ConnectionTrait>(db: &C, report: &Report) -> Result<Strin
     let a = report.assumptions;
     let municipality = orgs.get(&report.municipality_id).map_or("", |o| o.name.as_str());
     let mut out = String::new();
-    let _ = writeln!(out, "# Velferd benefit figures for {} ({} to {}), calendar months in Europe/Oslo", municipality.replace(['\n', '\r'], " "), report.from, report.to);
+    let _ = writeln!(
+        out,
+        "# Velferd benefit figures for {} ({} to {}), calendar months in Europe/Oslo",
+        municipality.replace(['\n', '\r'], " "),
+        report.from,
+        report.to
+    );
     let _ = writeln!(
         out,
         "# Disclosure control: a cell covering fewer than {} service recipients is suppressed (BELOW_THRESHOLD), and further cells so that none can be recovered from the total (COMPLEMENTARY); suppressed cells have empty figures",

@@ -259,11 +259,15 @@ pub struct AlarmAnswerFigures {
     /// Nearest-rank 90th percentile over the answered alarms, in seconds.
     pub p90_seconds: Option<String>,
     /// Share of counted alarms answered within 60 s.
+    #[graphql(name = "answeredWithin60s")]
     pub answered_within_60s: Option<String>,
     /// TEC Quality's target: 0.975.
+    #[graphql(name = "targetWithin60s")]
     pub target_within_60s: &'static str,
+    #[graphql(name = "answeredWithin180s")]
     pub answered_within_180s: Option<String>,
     /// TEC Quality's target: 0.99.
+    #[graphql(name = "targetWithin180s")]
     pub target_within_180s: &'static str,
 }
 
@@ -497,10 +501,14 @@ impl BenefitsMutation {
         let parsed = NewAssumptions::new(input.dose_window_minutes, input.minutes_per_visit);
         let result = run_parsed(ctx, parsed, async |txn, new| rules::set_assumptions(txn, &caller, new).await).await;
         match result {
-            Ok(municipality) => {
-                Ok(BenefitAssumptionsSetPayload { benefit_assumptions: Some(assumptions_of(ctx, municipality).await?), user_errors: vec![] })
-            }
-            Err(refusal) => Ok(BenefitAssumptionsSetPayload::from_rule(refusal_only(refusal), |never: std::convert::Infallible| match never {})?),
+            Ok(municipality) => Ok(BenefitAssumptionsSetPayload {
+                benefit_assumptions: Some(assumptions_of(ctx, municipality).await?),
+                user_errors: vec![],
+            }),
+            Err(refusal) => Ok(BenefitAssumptionsSetPayload::from_rule(
+                refusal_only(refusal),
+                |never: std::convert::Infallible| match never {},
+            )?),
         }
     }
 }
@@ -514,7 +522,8 @@ fn refusal_only<E>(refusal: crate::errors::Refusal<E>) -> crate::errors::RuleRes
 /// `municipality_admin` of its municipality.
 fn entering_caller(ctx: &Context<'_>) -> Result<crate::auth::Caller, ApiError> {
     let grant = &session(ctx).grant;
-    let role = if grant.has_role(Role::ProcurementOfficer) { Role::ProcurementOfficer } else { Role::MunicipalityAdmin };
+    let role =
+        if grant.has_role(Role::ProcurementOfficer) { Role::ProcurementOfficer } else { Role::MunicipalityAdmin };
     if !grant.has_role(role) {
         grant.require_any(&[Role::ProcurementOfficer, Role::MunicipalityAdmin], "enter benefit indicators")?;
     }

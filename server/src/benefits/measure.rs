@@ -206,11 +206,8 @@ pub fn online_seconds(service: &[Span], offline: &[Span], period: Span) -> (i64,
     let service: Vec<Span> = merged(service.iter().filter_map(|s| s.clip(period)).collect());
     let offline = merged(offline.to_vec());
     let in_service: i64 = service.iter().map(|s| s.seconds()).sum();
-    let dark: i64 = service
-        .iter()
-        .flat_map(|s| offline.iter().filter_map(move |o| o.clip(*s)))
-        .map(|s| s.seconds())
-        .sum();
+    let dark: i64 =
+        service.iter().flat_map(|s| offline.iter().filter_map(move |o| o.clip(*s))).map(|s| s.seconds()).sum();
     (in_service, in_service - dark)
 }
 
@@ -303,11 +300,8 @@ pub fn suppress(
     threshold: usize,
 ) -> (HashMap<i64, Suppression>, Option<Suppression>) {
     let total: BTreeSet<i64> = suppliers.values().flatten().copied().collect();
-    let mut hidden: HashMap<i64, Suppression> = suppliers
-        .iter()
-        .filter(|(_, r)| r.len() < threshold)
-        .map(|(s, _)| (*s, Suppression::BelowThreshold))
-        .collect();
+    let mut hidden: HashMap<i64, Suppression> =
+        suppliers.iter().filter(|(_, r)| r.len() < threshold).map(|(s, _)| (*s, Suppression::BelowThreshold)).collect();
     if total.len() < threshold {
         return (hidden, Some(Suppression::BelowThreshold));
     }

@@ -229,14 +229,18 @@ pub async fn measure<C: ConnectionTrait>(
         }
         for (id, dev) in &devices {
             let service: Vec<Span> = dev.service.iter().map(|(s, _)| *s).collect();
-            let (in_service, online) = measure::online_seconds(&service, offline.get(id).map_or(&[], Vec::as_slice), period);
+            let (in_service, online) =
+                measure::online_seconds(&service, offline.get(id).map_or(&[], Vec::as_slice), period);
             if in_service == 0 {
                 continue;
             }
             let acc = cells.entry((month, Indicator::DevicesOnline, dev.supplier_id)).or_default();
             acc.online.add(in_service, online);
             acc.recipients.extend(
-                dev.service.iter().filter(|(s, _)| s.start < period.end && period.start < s.end).filter_map(|(_, r)| *r),
+                dev.service
+                    .iter()
+                    .filter(|(s, _)| s.start < period.end && period.start < s.end)
+                    .filter_map(|(_, r)| *r),
             );
         }
     }
@@ -357,7 +361,9 @@ async fn offline_spans<C: ConnectionTrait>(
         let events = device_event::Entity::find()
             .filter(device_event::Column::DeviceId.is_in(chunk.iter().copied()))
             .filter(device_event::Column::Kind.is_in(["offline", "online"]))
-            .filter(device_event::Column::OccurredAt.gte((start - Duration::days(OFFLINE_LOOKBACK_DAYS)).fixed_offset()))
+            .filter(
+                device_event::Column::OccurredAt.gte((start - Duration::days(OFFLINE_LOOKBACK_DAYS)).fixed_offset()),
+            )
             .filter(device_event::Column::OccurredAt.lt(end.fixed_offset()))
             .order_by_asc(device_event::Column::DeviceId)
             .order_by_asc(device_event::Column::OccurredAt)

@@ -127,7 +127,11 @@ pub fn may_read(grant: &Grant, municipality_id: i64) -> bool {
 
 /// Whether the municipality takes part in the procurement: its lead, a participant or a
 /// follower.
-async fn takes_part<C: ConnectionTrait>(db: &C, procurement: &procurement::Model, org: i64) -> Result<bool, sea_orm::DbErr> {
+async fn takes_part<C: ConnectionTrait>(
+    db: &C,
+    procurement: &procurement::Model,
+    org: i64,
+) -> Result<bool, sea_orm::DbErr> {
     if procurement.lead_id == org {
         return Ok(true);
     }
@@ -197,7 +201,8 @@ pub async fn add_measurement<C: ConnectionTrait>(
         new.measured_on >= indicator.baseline_on,
         BenefitsError::BeforeBaseline { on: new.measured_on, baseline: indicator.baseline_on },
     )?;
-    let existing = benefit_measurement::Entity::find().filter(benefit_measurement::Column::IndicatorId.eq(indicator.id));
+    let existing =
+        benefit_measurement::Entity::find().filter(benefit_measurement::Column::IndicatorId.eq(indicator.id));
     ensure(
         existing.clone().filter(benefit_measurement::Column::MeasuredOn.eq(new.measured_on)).count(db).await? == 0,
         BenefitsError::DateTaken(new.measured_on),

@@ -49,7 +49,8 @@ impl Quantity {
             return Err(bad());
         }
         let whole: i64 = whole.parse().map_err(|_| bad())?;
-        let fraction: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<4}").parse().map_err(|_| bad())? };
+        let fraction: i64 =
+            if fraction.is_empty() { 0 } else { format!("{fraction:0<4}").parse().map_err(|_| bad())? };
         let e4 = whole * SCALE + fraction;
         if e4 > MAX_E4 {
             return Err(bad());
@@ -87,7 +88,8 @@ impl YearMonth {
 
     /// `YYYY-MM`; `INVALID_MONTH` on `field` otherwise.
     pub fn parse(field: &'static str, text: &str) -> Result<YearMonth, Invalid> {
-        let bad = || Invalid::new(field, "INVALID_MONTH", format!("{field} must be a month YYYY-MM from 2000-01 to 2100-12"));
+        let bad =
+            || Invalid::new(field, "INVALID_MONTH", format!("{field} must be a month YYYY-MM from 2000-01 to 2100-12"));
         let (y, m) = text.trim().split_once('-').ok_or_else(bad)?;
         if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
             return Err(bad());
@@ -145,7 +147,11 @@ pub mod oslo {
     use super::*;
 
     fn last_sunday(year: i32, month: u32) -> NaiveDate {
-        let next = if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)
+        };
         let mut day = next.expect("a valid month").pred_opt().expect("not the first day ever");
         while day.weekday() != Weekday::Sun {
             day = day.pred_opt().expect("a Sunday within a week");
@@ -167,7 +173,8 @@ pub mod oslo {
     /// fall on the last Sunday of March and October, at night), so summer time holds from April
     /// to October and standard time the other months.
     pub fn month_start(year: i32, month: u32) -> DateTime<Utc> {
-        let midnight = NaiveDate::from_ymd_opt(year, month, 1).expect("a valid month").and_hms_opt(0, 0, 0).expect("midnight");
+        let midnight =
+            NaiveDate::from_ymd_opt(year, month, 1).expect("a valid month").and_hms_opt(0, 0, 0).expect("midnight");
         let offset = if (4..=10).contains(&month) { Duration::hours(2) } else { Duration::hours(1) };
         Utc.from_utc_datetime(&midnight) - offset
     }
@@ -201,7 +208,10 @@ mod tests {
             assert_eq!(YearMonth::parse("from", bad).unwrap_err().code, "INVALID_MONTH", "{bad:?}");
         }
         let months = YearMonth::new(2026, 11).unwrap().through(YearMonth::new(2027, 2).unwrap());
-        assert_eq!(months.iter().map(ToString::to_string).collect::<Vec<_>>(), ["2026-11", "2026-12", "2027-01", "2027-02"]);
+        assert_eq!(
+            months.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["2026-11", "2026-12", "2027-01", "2027-02"]
+        );
     }
 
     #[test]
