@@ -322,7 +322,9 @@ impl BenefitsQuery {
     /// The figures measured from the municipality's devices, per Europe/Oslo month from `from`
     /// to `to` (`YYYY-MM`, at most 12 months), per supplier and in total, with small cells
     /// suppressed. Readers: the municipality's own roles and the programme's `advisor`; for
-    /// anyone else, as for an organisation that is not a municipality: null.
+    /// anyone else, as for an organisation that is not a municipality: null. Costs 500, what
+    /// the CSV export takes from the throttle bucket: it reads a year of events at most.
+    #[graphql(complexity = 500)]
     async fn benefit_figures(
         &self,
         ctx: &Context<'_>,

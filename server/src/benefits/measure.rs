@@ -105,7 +105,7 @@ pub struct AlarmCall {
 /// Whether an alarm counts: one the device cancelled before anyone answered it is not a call
 /// that waited for an answer (the recipient pressed by mistake and reset it).
 pub fn alarm_counts(cancelled_by_device: bool, acknowledged: bool) -> bool {
-    !(cancelled_by_device && !acknowledged)
+    !cancelled_by_device || acknowledged
 }
 
 /// The `p`th percentile (0 < p ≤ 100) by the nearest-rank method: the value at rank
@@ -472,6 +472,16 @@ mod tests {
             BTreeMap::from([(1, (0..6).collect()), (2, BTreeSet::from([0, 1])), (3, BTreeSet::from([1, 2]))]);
         let (hidden, _) = suppress(&cells, 5);
         assert_eq!(hidden.get(&1), Some(&Suppression::Complementary), "2 and 3 together cover 3 recipients");
+    }
+
+    #[test]
+    fn the_csv_names_suppression_and_indicators_as_the_api_does() {
+        assert_eq!(Suppression::BelowThreshold.code(), "BELOW_THRESHOLD");
+        assert_eq!(Suppression::Complementary.code(), "COMPLEMENTARY");
+        use crate::benefits::report::Indicator;
+        let names: Vec<&str> =
+            [Indicator::Medication, Indicator::AlarmAnswer, Indicator::DevicesOnline].map(Indicator::code).to_vec();
+        assert_eq!(names, ["MEDICATION", "ALARM_ANSWER", "DEVICES_ONLINE"]);
     }
 
     #[test]
