@@ -504,6 +504,9 @@ on_both_backends! {
         assert_eq!(set["benefitAssumptionsSet"]["benefitAssumptions"], json!({ "doseWindowMinutes": 60, "minutesPerVisit": 20 }));
         seed(&app, &fleet).await;
 
+        // Both months are over (a running month is measured up to now), so every device was in
+        // service for all of each.
+        assert!(Utc::now() > utc("2026-10-31T23:00:00Z"), "the test's months must be in the past");
         let case_worker = fleet.case_worker_token(&app);
         let vars = json!({ "m": larvik, "from": "2026-09", "to": "2026-10" });
         let data = app.graphql(Some(&case_worker), FIGURES, vars.clone()).await;
