@@ -24,6 +24,8 @@ pub struct AppState {
     /// Writes ingested messages, many requests per transaction.
     pub ingest: IngestWriter,
     pub devices: DeviceSettings,
+    /// The fewest recipients a published benefit figure may cover (`VELFERD_BENEFITS_MIN_RECIPIENTS`).
+    pub benefits_min_recipients: u32,
     /// This server's Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Each product's ingest rate limit and what it refused.
@@ -36,8 +38,6 @@ pub struct AppState {
     pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
     pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
-    /// The fewest recipients a published benefit figure may cover (`VELFERD_BENEFITS_MIN_RECIPIENTS`).
-    pub benefits_min_recipients: u32,
 }
 
 impl AppState {
@@ -69,13 +69,13 @@ impl AppState {
             adapters,
             ingest,
             devices,
+            benefits_min_recipients: crate::benefits::DEFAULT_MIN_RECIPIENTS,
             metrics,
             ingest_limits,
             revocations,
             throttle,
             refusals,
             alert_sweep,
-            benefits_min_recipients: crate::benefits::DEFAULT_MIN_RECIPIENTS,
         }
     }
 }

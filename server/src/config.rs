@@ -78,6 +78,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "days a recipient's data is kept after its service ended, then erased by an hourly sweep (default 180)",
     ),
     (
+        "VELFERD_BENEFITS_MIN_RECIPIENTS",
+        "fewest service recipients a published benefit figure may cover; smaller cells are suppressed (default 5, at least 3)",
+    ),
+    (
         "VELFERD_TRUSTED_PROXIES",
         "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client (default none)",
     ),
@@ -140,10 +144,6 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "VELFERD_METRICS_BIND",
         "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)",
-    ),
-    (
-        "VELFERD_BENEFITS_MIN_RECIPIENTS",
-        "fewest service recipients a published benefit figure may cover; smaller cells are suppressed (default 5, at least 3)",
     ),
 ];
 
@@ -241,6 +241,8 @@ pub struct Settings {
     pub refusal_log_flush: Duration,
     /// Days a recipient's data is kept after its service ended (`docs/care.md`).
     pub care_retention_days: u32,
+    /// The fewest recipients a published benefit figure may cover (`docs/benefits.md`).
+    pub benefits_min_recipients: u32,
     /// Browser origins other than the server's own that may call it: checked on the WebSocket
     /// upgrade (a page's scripts cannot be kept from opening sockets to any host) and meant for
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
@@ -260,8 +262,6 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// GraphiQL's npm packages (development only).
     pub graphiql_dir: PathBuf,
-    /// The fewest recipients a published benefit figure may cover (`docs/benefits.md`).
-    pub benefits_min_recipients: u32,
 }
 
 /// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
