@@ -40,6 +40,7 @@ migrations! {
     m20261207_000013_alerts,
     m20261207_000014_outbox,
     m20261208_000016_fhir,
+    m20261208_000017_benefits,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

@@ -24,6 +24,8 @@ pub struct AppState {
     /// Writes ingested messages, many requests per transaction.
     pub ingest: IngestWriter,
     pub devices: DeviceSettings,
+    /// The fewest recipients a published benefit figure may cover (`VELFERD_BENEFITS_MIN_RECIPIENTS`).
+    pub benefits_min_recipients: u32,
     /// This server's Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Each product's ingest rate limit and what it refused.
@@ -70,6 +72,7 @@ impl AppState {
             adapters,
             ingest,
             devices,
+            benefits_min_recipients: crate::benefits::DEFAULT_MIN_RECIPIENTS,
             metrics,
             ingest_limits,
             revocations,

@@ -78,6 +78,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "days a recipient's data is kept after its service ended, then erased by an hourly sweep (default 180)",
     ),
     (
+        "VELFERD_BENEFITS_MIN_RECIPIENTS",
+        "fewest service recipients a published benefit figure may cover; smaller cells are suppressed (default 5, at least 3)",
+    ),
+    (
         "VELFERD_TRUSTED_PROXIES",
         "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client (default none)",
     ),
@@ -251,6 +255,8 @@ pub struct Settings {
     pub refusal_log_flush: Duration,
     /// Days a recipient's data is kept after its service ended (`docs/care.md`).
     pub care_retention_days: u32,
+    /// The fewest recipients a published benefit figure may cover (`docs/benefits.md`).
+    pub benefits_min_recipients: u32,
     /// Browser origins other than the server's own that may call it: checked on the WebSocket
     /// upgrade (a page's scripts cannot be kept from opening sockets to any host) and meant for
     /// the CORS allow-list too. Each is `scheme://host[:port]`, lower case.
@@ -473,6 +479,7 @@ impl Settings {
                 1..=86_400,
             )? as u64),
             care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
+            benefits_min_recipients: parse_number(get, "VELFERD_BENEFITS_MIN_RECIPIENTS", 5, 3..=1_000)? as u32,
             allowed_origins,
             devices,
             live,

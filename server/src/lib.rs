@@ -27,6 +27,7 @@ macro_rules! areas {
             audit: nodes [], roots [Query];
             alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
             fhir: nodes [], roots [Query, Mutation];
+            benefits: nodes [], roots [Query, Mutation];
         }
     };
 }
@@ -153,6 +154,7 @@ pub async fn start_with_demo(
         settings.alerts.clone(),
         outbound,
     );
+    let state = AppState { benefits_min_recipients: settings.benefits_min_recipients, ..state };
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)

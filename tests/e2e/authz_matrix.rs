@@ -73,6 +73,15 @@ fn root_argument(ty: &str, field: &str, arg: &str) -> Option<String> {
         ("Query", "auditLog" | "auditExport", "recipientId") => {
             Some(format!("{:?}", velferd::audit::graphql::recipient_global_id(1).0))
         }
+        // Benefit figures and indicators yield organisations (public) and procurements (their
+        // own rule); tests/e2e/benefits.rs proves who reads the figures themselves.
+        ("Query", "benefitFigures" | "benefitIndicators" | "benefitAssumptions", "municipalityId") => {
+            Some(format!("{:?}", global_id(NodeType::Organization, 1)))
+        }
+        ("Query", "benefitIndicators", "procurementId") => Some(format!("{:?}", global_id(NodeType::Procurement, 1))),
+        ("Query", "benefitFigures", "from") => Some("\"2026-01\"".into()),
+        ("Query", "benefitFigures", "to") => Some("\"2026-12\"".into()),
+        ("Query", "benefitIndicator", "id") => Some(format!("{:?}", velferd::benefits::indicator_id(1))),
         _ => None,
     }
 }

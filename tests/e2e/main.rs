@@ -14,6 +14,7 @@ mod attack;
 mod audit;
 mod auth;
 mod authz_matrix;
+mod benefits;
 mod binary;
 mod care;
 mod care_text;

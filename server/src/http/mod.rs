@@ -1,6 +1,7 @@
 //! HTTP: thin handlers that authenticate, bound and hand over to GraphQL or the database.
 
 mod audit;
+mod benefits;
 pub mod graphiql;
 mod ingest;
 mod ws;
@@ -183,6 +184,7 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
             )
             .route("/audit/recipients/{id}/export", web::get().to(audit::export))
             .configure(crate::fhir::http::routes)
+            .route("/benefits/figures.csv", web::get().to(benefits::figures_csv))
             .route("/ingest/{product}", web::post().to(ingest::ingest_one))
             .route("/ingest/{product}/batch", web::post().to(ingest::ingest_batch))
             .route("/healthz", web::get().to(healthz))
