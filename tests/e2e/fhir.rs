@@ -830,6 +830,7 @@ on_both_backends! {
             "_count=many",
             "_lastUpdated=2026-12-01",
             "_lastUpdated=eq2026-12-01",
+            "_lastUpdated=a%C3%A62026-12-01",
             "_lastUpdated=ge2026-12-01&_lastUpdated=lt2026-12-02&_lastUpdated=lt2026-12-03",
             "_since=yesterday",
             "_since=2026-12-01&_since=2026-12-02",
