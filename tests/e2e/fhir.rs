@@ -409,7 +409,11 @@ pub fn assert_conformant(doc: &Value) -> usize {
             .into_iter()
             .filter(|e| !VKP_DEPARTURES.contains(&e.as_str()))
             .collect();
-        assert!(errors.is_empty(), "{ty} breaks VKP's profile beyond the documented departures:\n  {}\n{resource:#}", errors.join("\n  "));
+        assert!(
+            errors.is_empty(),
+            "{ty} breaks VKP's profile beyond the documented departures:\n  {}\n{resource:#}",
+            errors.join("\n  ")
+        );
         claimed += 1;
     }
     claimed
