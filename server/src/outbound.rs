@@ -284,7 +284,7 @@ impl Outbound {
             request = request.header(*name, value.as_str());
         }
         let call = async {
-            let mut response = request.send().await.map_err(|e| failure(&e))?;
+            let mut response = request.send().await.map_err(failure)?;
             let remote = response.remote_addr();
             // Belt and braces: the resolver and the literal check decided where to connect.
             if let Some(peer) = remote
@@ -302,7 +302,7 @@ impl Outbound {
                 .map(|d| d.min(self.max_retry_after));
             let mut read = Vec::new();
             while read.len() < MAX_BODY_READ {
-                match response.chunk().await.map_err(|e| failure(&e))? {
+                match response.chunk().await.map_err(failure)? {
                     Some(chunk) => {
                         let room = MAX_BODY_READ - read.len();
                         read.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -373,8 +373,9 @@ fn allowed_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    let refused = (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23: Teredo 2001::/32, ORCHID, benchmarking
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+    // 2001::/23 (Teredo 2001::/32, ORCHID, benchmarking) and 2001:db8::/32 (documentation).
+    let ietf = s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8);
+    let refused = ietf
         || s[0] == 0x2002 // 6to4: embeds any IPv4 address
         || (s[0] & 0xfff0) == 0x3ff0 // documentation 3fff::/20
         || s[0] == 0x5f00; // SRv6 SIDs
@@ -510,10 +511,12 @@ fn tls_config(extra_roots: Option<&std::path::Path>) -> Result<rustls::ClientCon
     Ok(config)
 }
 
-/// The failure a reqwest error stands for, found among its causes.
-fn failure(error: &reqwest::Error) -> Failure {
+/// The failure a reqwest error stands for, found among its causes. Its message leaves out the
+/// address, which may carry a secret (a token in the path) and which the caller knows.
+fn failure(error: reqwest::Error) -> Failure {
+    let error = error.without_url();
     let mut found = Causes::default();
-    found.visit(error);
+    found.visit(&error);
     if let Some(host) = found.refused {
         Failure::Refused(host)
     } else if error.is_timeout() {
@@ -521,9 +524,9 @@ fn failure(error: &reqwest::Error) -> Failure {
     } else if let Some(message) = found.tls {
         Failure::Tls(message)
     } else if error.is_connect() {
-        Failure::Connect(chain(error))
+        Failure::Connect(chain(&error))
     } else {
-        Failure::Other(chain(error))
+        Failure::Other(chain(&error))
     }
 }
 

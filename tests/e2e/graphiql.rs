@@ -238,7 +238,8 @@ impl Chromium {
     /// The DevTools socket of the page Chromium opened.
     async fn page(&self) -> Cdp {
         let base = self.devtools.strip_prefix("ws://").unwrap().split('/').next().unwrap().to_string();
-        let targets: Value = reqwest::get(format!("http://{base}/json/list")).await.unwrap().json().await.unwrap();
+        let client = crate::support::http_client().build().unwrap();
+        let targets: Value = client.get(format!("http://{base}/json/list")).send().await.unwrap().json().await.unwrap();
         let page = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page target");
         let url = page["webSocketDebuggerUrl"].as_str().unwrap();
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("DevTools socket");
