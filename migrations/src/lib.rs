@@ -39,6 +39,7 @@ migrations! {
     m20261207_000012_care,
     m20261207_000013_alerts,
     m20261207_000014_outbox,
+    m20261208_000015_webhooks,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

@@ -36,6 +36,9 @@ pub struct AppState {
     pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
     pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
+    /// Webhook endpoints' settings and outbound client, and this instance's fan-out and
+    /// delivery worker (`crate::webhooks`); set once at start.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             throttle,
             refusals,
             alert_sweep,
+            webhooks: None,
         }
     }
 }

@@ -26,6 +26,7 @@ macro_rules! areas {
             care: nodes [ServiceRecipient, Assessment], roots [Query, Mutation];
             audit: nodes [], roots [Query];
             alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
+            webhooks: nodes [WebhookEndpoint, WebhookDelivery], roots [Query, Mutation];
         }
     };
 }
@@ -75,6 +76,8 @@ pub enum StartError {
     Adapters(String),
     #[error("starting live updates (the outbox reader) failed: {0}")]
     Live(sea_orm::DbErr),
+    #[error("starting webhooks failed: {0}")]
+    Webhooks(sea_orm::DbErr),
     #[error("reading token revocations failed: {0}")]
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
@@ -136,7 +139,15 @@ pub async fn start_with_demo(
     care::sweep::start(db.clone(), settings.care_retention_days);
     let live =
         live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
-    let state = AppState::new(
+    let webhooks = webhooks::Webhooks::start(
+        db.clone(),
+        live.clone(),
+        std::sync::Arc::new(outbound::Outbound),
+        settings.webhooks.clone(),
+    )
+    .await
+    .map_err(StartError::Webhooks)?;
+    let mut state = AppState::new(
         db,
         live,
         adapters,
@@ -146,6 +157,7 @@ pub async fn start_with_demo(
         settings.refusal_log_flush,
         settings.alerts.clone(),
     );
+    state.webhooks = Some(std::sync::Arc::new(webhooks));
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)
