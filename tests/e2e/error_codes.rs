@@ -31,6 +31,10 @@ const NOT_ERROR_CODES: &[&str] = &[
     // SCAIP message types the demo feed sends: alarm (`ME`) and heartbeat (`PI`).
     "ME",
     "PI",
+    // Why a webhook endpoint is disabled (`WebhookEndpoint.disabledReason`, docs/webhooks.md):
+    // by its owner, or because it answered 410 Gone.
+    "MANUAL",
+    "GONE",
 ];
 
 /// Prefixes of upper-case literals that are not error codes.

@@ -38,4 +38,5 @@ mod schema;
 mod story;
 mod telemetry;
 mod throttle;
+mod webhooks;
 mod websocket;
