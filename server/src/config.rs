@@ -130,7 +130,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_WEBHOOK_POLL_MS", "how often each instance looks for due webhook deliveries unwoken (default 1000)"),
     (
         "VELFERD_PUBLIC_BASE_URL",
-        "this API's public address, for links in webhook payloads (default http:// and VELFERD_BIND)",
+        "this API's public address, for links in webhook payloads (default: http:// and the address listened on)",
     ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
@@ -460,7 +460,7 @@ impl Settings {
         };
 
         let audit_keys = audit_keys(get, profile)?;
-        let webhooks = webhook_settings(get, bind)?;
+        let webhooks = webhook_settings(get)?;
 
         Ok(Settings {
             profile,
@@ -688,10 +688,9 @@ fn throttle_settings<'a>(
     })
 }
 
-/// The webhook settings; the public base URL defaults to this server's own address.
+/// The webhook settings; without a public base URL, links name the address the server listens on.
 fn webhook_settings<'a>(
     get: impl Fn(&str) -> Option<&'a str> + Copy,
-    bind: SocketAddr,
 ) -> Result<crate::webhooks::WebhookSettings, ConfigError> {
     let duration = |name: &'static str, default: &str, range: std::ops::RangeInclusive<Duration>| {
         let text = get(name).unwrap_or(default);
@@ -705,7 +704,7 @@ fn webhook_settings<'a>(
     };
     let schedule = get("VELFERD_WEBHOOK_RETRY_SCHEDULE").unwrap_or(crate::webhooks::schedule::DEFAULT_SCHEDULE);
     let public_base_url = match get("VELFERD_PUBLIC_BASE_URL") {
-        None => format!("http://{bind}"),
+        None => None,
         Some(url) => {
             let url = url.trim_end_matches('/');
             let ok = (url.starts_with("https://") || url.starts_with("http://"))
@@ -717,7 +716,7 @@ fn webhook_settings<'a>(
                     format!("{url:?} is not a base URL like https://velferd.example.no"),
                 ));
             }
-            url.to_string()
+            Some(url.to_string())
         }
     };
     Ok(crate::webhooks::WebhookSettings {
@@ -731,9 +730,7 @@ fn webhook_settings<'a>(
         )?,
         max_endpoints: parse_number(get, "VELFERD_WEBHOOK_MAX_ENDPOINTS", 10, 1..=1000)?,
         lease: duration("VELFERD_WEBHOOK_LEASE", "2m", Duration::from_secs(1)..=Duration::from_secs(3600))?,
-        poll_interval: Duration::from_millis(
-            parse_number(get, "VELFERD_WEBHOOK_POLL_MS", 1000, 10..=600_000)? as u64
-        ),
+        poll_interval: Duration::from_millis(parse_number(get, "VELFERD_WEBHOOK_POLL_MS", 1000, 10..=600_000)? as u64),
         public_base_url,
     })
 }

@@ -157,7 +157,8 @@ pub async fn start_with_demo(
         settings.refusal_log_flush,
         settings.alerts.clone(),
     );
-    state.webhooks = Some(std::sync::Arc::new(webhooks));
+    let webhooks = std::sync::Arc::new(webhooks);
+    state.webhooks = Some(webhooks.clone());
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)
@@ -166,6 +167,7 @@ pub async fn start_with_demo(
     };
     let server =
         http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
+    webhooks.listening_on(server.addr);
     let server = match metrics {
         Some(metrics) => server.with_metrics(metrics),
         None => server,

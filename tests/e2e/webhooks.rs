@@ -56,6 +56,9 @@ fn pairs(receiver: &Receiver, schedule: &str) -> Vec<(&'static str, String)> {
         ("VELFERD_WEBHOOK_RETRY_SCHEDULE", schedule.into()),
         ("VELFERD_WEBHOOK_POLL_MS", "100".into()),
         ("VELFERD_LIVE_POLL_MS", "200".into()),
+        // The tests poll the delivery log.
+        ("VELFERD_THROTTLE_CAPACITY", "10000000".into()),
+        ("VELFERD_THROTTLE_RESTORE_RATE", "10000000".into()),
     ]
 }
 
@@ -97,8 +100,8 @@ async fn registered(app: &TestApp, token: &str, url: &str, types: &[&str]) -> (S
 }
 
 const LOG: &str = "query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { enabled disabledReason disabledBy
-    deliveries(first: 50) { nodes { id webhookId sequence eventType status attemptCount payload
-      attempts(first: 50) { nodes { number at statusCode failure latencyMs responseExcerpt } } } } } } }";
+    deliveries(first: 20) { nodes { id webhookId sequence eventType status attemptCount payload
+      attempts(first: 20) { nodes { number at statusCode failure latencyMs responseExcerpt } } } } } } }";
 
 /// The endpoint as its owner reads it, with its delivery log (newest first).
 async fn endpoint(app: &TestApp, token: &str, id: &str) -> Value {
@@ -242,13 +245,7 @@ async fn test_event(app: &TestApp, token: &str, id: &str) -> Value {
 }
 
 /// The delivery `webhook_id` of endpoint `id` once `done` holds of it.
-async fn delivery_when(
-    app: &TestApp,
-    token: &str,
-    id: &str,
-    webhook_id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+async fn delivery_when(app: &TestApp, token: &str, id: &str, webhook_id: &str, done: impl Fn(&Value) -> bool) -> Value {
     eventually(&format!("delivery {webhook_id}"), Duration::from_secs(20), || async {
         let log = deliveries(app, token, id).await;
         log.into_iter().find(|d| d["webhookId"] == webhook_id && done(d))

@@ -478,7 +478,8 @@ impl CareMutation {
             ctx,
             input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId"),
             async |txn, id| {
-                let (row, returned) = rules::change_status_returning_devices(txn, &caller, id, input.status, on).await?;
+                let (row, returned) =
+                    rules::change_status_returning_devices(txn, &caller, id, input.status, on).await?;
                 crate::devices::live::publish(txn, &live, &returned).await?;
                 Ok(row)
             },

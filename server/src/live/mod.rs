@@ -319,7 +319,8 @@ pub mod consumer {
         if txn.get_database_backend() == DbBackend::Postgres {
             select = select.lock(LockType::Update);
         }
-        let row = select.one(txn).await?.ok_or_else(|| DbErr::Custom(format!("the outbox consumer {name} is missing")))?;
+        let row =
+            select.one(txn).await?.ok_or_else(|| DbErr::Custom(format!("the outbox consumer {name} is missing")))?;
         Ok(row.position)
     }
 

@@ -90,7 +90,7 @@ pub fn of_item(item: &Item, at: DateTime<Utc>, base_url: &str) -> Option<Event> 
             let data = json!({
                 "alertId": global_id(NodeType::Alert, a.id),
                 "kind": a.kind,
-                "severity": a.severity,
+                "severity": a.severity.to_ascii_uppercase(),
                 "status": a.status.to_value().to_ascii_uppercase(),
                 "municipalityId": global_id(NodeType::Organization, a.municipality_id),
                 "deviceId": global_id(NodeType::Device, a.device_id),
@@ -105,7 +105,7 @@ pub fn of_item(item: &Item, at: DateTime<Utc>, base_url: &str) -> Option<Event> 
                 "eventId": global_id(NodeType::DeviceEvent, e.id),
                 "deviceId": global_id(NodeType::Device, e.device_id),
                 "kind": e.kind,
-                "severity": e.severity,
+                "severity": e.severity.to_ascii_uppercase(),
                 "vkpCode": e.vkp_code,
                 "occurredAt": time(e.occurred_at.to_utc()),
             });

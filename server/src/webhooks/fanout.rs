@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, Tra
 use tokio::sync::Notify;
 
 use super::model::{DeliveryStatus, webhook_delivery, webhook_endpoint};
-use super::{CONSUMER, WebhookSettings, events, now_ms};
+use super::{BaseUrl, CONSUMER, WebhookSettings, events, now_ms};
 use crate::db::Database;
 use crate::live::{Live, consumer};
 
@@ -19,11 +19,11 @@ use crate::live::{Live, consumer};
 const PAGE: u64 = 200;
 
 /// Fans out whenever this instance's live hub reads new rows, and at the poll interval.
-pub async fn run(db: Database, live: Live, settings: WebhookSettings, worker: Arc<Notify>) {
+pub async fn run(db: Database, live: Live, settings: WebhookSettings, base_url: BaseUrl, worker: Arc<Notify>) {
     let mut head = live.watch_head();
     loop {
         loop {
-            match fan_out_once(&db, &settings).await {
+            match fan_out_once(&db, &settings, base_url.get()).await {
                 Ok((made, more)) => {
                     if made > 0 {
                         worker.notify_one();
@@ -46,7 +46,7 @@ pub async fn run(db: Database, live: Live, settings: WebhookSettings, worker: Ar
 }
 
 /// Fans out the next page of outbox rows: (deliveries made, whether rows remain).
-pub async fn fan_out_once(db: &Database, settings: &WebhookSettings) -> Result<(usize, bool), DbErr> {
+pub async fn fan_out_once(db: &Database, settings: &WebhookSettings, base_url: &str) -> Result<(usize, bool), DbErr> {
     // A look without writing first: an idle instance opens no write transaction.
     let seen = consumer::position(db.background(), CONSUMER).await?.unwrap_or(i64::MAX);
     let latest = crate::live::last_sequence(db.background()).await?;
@@ -60,10 +60,8 @@ pub async fn fan_out_once(db: &Database, settings: &WebhookSettings) -> Result<(
         txn.commit().await?;
         return Ok((0, false));
     };
-    let events: Vec<(i64, events::Event)> = items
-        .iter()
-        .filter_map(|(item, at)| Some((item.sequence, events::of_item(item, *at, &settings.public_base_url)?)))
-        .collect();
+    let events: Vec<(i64, events::Event)> =
+        items.iter().filter_map(|(item, at)| Some((item.sequence, events::of_item(item, *at, base_url)?))).collect();
     let owners: BTreeSet<i64> = events.iter().flat_map(|(_, e)| e.owners.into_iter().flatten()).collect();
     let mut made = 0;
     if !owners.is_empty() {

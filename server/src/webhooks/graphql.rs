@@ -119,8 +119,7 @@ impl WebhookEndpoint {
     ) -> Result<Page<WebhookDelivery>> {
         let page = page.parse()?;
         let filter = filter.unwrap_or_default();
-        let mut select =
-            webhook_delivery::Entity::find().filter(webhook_delivery::Column::EndpointId.eq(self.0.id));
+        let mut select = webhook_delivery::Entity::find().filter(webhook_delivery::Column::EndpointId.eq(self.0.id));
         if let Some(status) = filter.status {
             select = select.filter(webhook_delivery::Column::Status.eq(status));
         }
@@ -517,7 +516,7 @@ impl WebhookMutation {
         let hooks = webhooks(ctx)?;
         let result = match input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId") {
             Err(e) => refuse(e),
-            Ok(id) => in_transaction(ctx, async |txn| rules::test(txn, &caller, id, &hooks.settings).await).await,
+            Ok(id) => in_transaction(ctx, async |txn| rules::test(txn, &caller, id, hooks.base_url()).await).await,
         };
         if result.is_ok() {
             hooks.wake();

@@ -56,8 +56,9 @@ pub struct WebhookSettings {
     pub lease: Duration,
     /// How often the fan-out and the worker look without being woken.
     pub poll_interval: Duration,
-    /// The public address of this API, for the link in each payload.
-    pub public_base_url: String,
+    /// The public address of this API, for the link in each payload; none: the address this
+    /// server listens on ([`Webhooks::listening_on`]).
+    pub public_base_url: Option<String>,
 }
 
 /// Webhooks on this instance: what the API needs (the settings, the outbound client, a way to
@@ -65,6 +66,7 @@ pub struct WebhookSettings {
 pub struct Webhooks {
     pub settings: WebhookSettings,
     pub outbound: Arc<Outbound>,
+    base_url: BaseUrl,
     wake: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -87,6 +89,10 @@ impl Webhooks {
         settings: WebhookSettings,
     ) -> Result<Webhooks, sea_orm::DbErr> {
         crate::live::consumer::register(db.write(), CONSUMER).await?;
+        let base_url = BaseUrl::default();
+        if let Some(url) = &settings.public_base_url {
+            base_url.0.get_or_init(|| url.clone());
+        }
         let wake = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         if settings.concurrency > 0 {
@@ -94,6 +100,7 @@ impl Webhooks {
                 db.clone(),
                 live,
                 settings.clone(),
+                base_url.clone(),
                 wake.clone(),
             ))));
             tasks.push(tokio::spawn(crate::db::unmetered(worker::run(
@@ -103,12 +110,34 @@ impl Webhooks {
                 wake.clone(),
             ))));
         }
-        Ok(Webhooks { settings, outbound, wake, tasks })
+        Ok(Webhooks { settings, outbound, base_url, wake, tasks })
+    }
+
+    /// Links point at `addr` unless `VELFERD_PUBLIC_BASE_URL` says otherwise: called once the
+    /// server listens (its port may have been picked by the system).
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        self.base_url.0.get_or_init(|| format!("http://{addr}"));
+    }
+
+    /// The base of the links in payloads.
+    pub fn base_url(&self) -> &str {
+        self.base_url.get()
     }
 
     /// Tells the worker a delivery may be due now (a test event, a replay, an enabled endpoint).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+}
+
+/// The API's public address, known once the server listens.
+#[derive(Clone, Default)]
+pub struct BaseUrl(Arc<std::sync::OnceLock<String>>);
+
+impl BaseUrl {
+    pub fn get(&self) -> &str {
+        // Before the server listens nothing is announced; a link is still well-formed.
+        self.0.get().map_or("http://localhost", String::as_str)
     }
 }
 

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 use serde_json::json;
 
@@ -224,12 +224,12 @@ pub async fn test<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     id: i64,
-    settings: &WebhookSettings,
+    base_url: &str,
 ) -> WebhookResult<webhook_delivery::Model> {
     let endpoint = own_endpoint(db, caller, id).await?;
     let now = Utc::now();
     let data = json!({ "endpointId": global_id(NodeType::WebhookEndpoint, endpoint.id) });
-    let body = events::body(EventType::WebhookTest, now, data, &settings.public_base_url);
+    let body = events::body(EventType::WebhookTest, now, data, base_url);
     webhook_endpoint::Entity::update_many()
         .col_expr(webhook_endpoint::Column::NextSequence, Expr::col(webhook_endpoint::Column::NextSequence).add(1))
         .filter(webhook_endpoint::Column::Id.eq(endpoint.id))
@@ -260,7 +260,10 @@ pub async fn test<C: ConnectionTrait>(
 pub enum Replay {
     Ids(Vec<i64>),
     /// Created in `[since, until)`.
-    Range { since: DateTime<Utc>, until: DateTime<Utc> },
+    Range {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Queues the endpoint's deliveries again, due now, each with its own `webhook-id` and body;
@@ -296,7 +299,10 @@ pub async fn replay<C: ConnectionTrait>(
         .col_expr(webhook_delivery::Column::Status, Expr::value(DeliveryStatus::Pending))
         .col_expr(webhook_delivery::Column::QueuedAfterAttempts, Expr::col(webhook_delivery::Column::Attempts).into())
         .col_expr(webhook_delivery::Column::NextAttemptAtMs, Expr::value(now_ms()))
-        .col_expr(webhook_delivery::Column::FinishedAt, Expr::value(Option::<chrono::DateTime<chrono::FixedOffset>>::None))
+        .col_expr(
+            webhook_delivery::Column::FinishedAt,
+            Expr::value(Option::<chrono::DateTime<chrono::FixedOffset>>::None),
+        )
         .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
         .exec(db)
         .await?;

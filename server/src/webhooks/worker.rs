@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -330,8 +330,9 @@ async fn record(
             .col_expr(webhook_delivery::Column::Status, Expr::value(DeliveryStatus::Failed))
             .col_expr(webhook_delivery::Column::NextAttemptAtMs, Expr::value(Option::<i64>::None))
             .col_expr(webhook_delivery::Column::FinishedAt, Expr::value(now)),
-        Verdict::RetryIn(wait) => update
-            .col_expr(webhook_delivery::Column::NextAttemptAtMs, Expr::value(now_ms() + wait.as_millis() as i64)),
+        Verdict::RetryIn(wait) => {
+            update.col_expr(webhook_delivery::Column::NextAttemptAtMs, Expr::value(now_ms() + wait.as_millis() as i64))
+        }
     };
     update.exec(&txn).await?;
     if verdict == Verdict::Gone {

@@ -11,10 +11,10 @@ use velferd::auth::Role;
 use velferd::care::model::{assessment, service_recipient};
 use velferd::devices::model::{AdapterStatus, adapter, dead_letter, device, device_event, device_product, signing_key};
 use velferd::learning::model::{experience_report, network_member};
-use velferd::webhooks::model::{webhook_delivery, webhook_endpoint};
 use velferd::procurement::model::{
     award, evaluation_criterion, participant, procurement, tender, tender_response, user_story,
 };
+use velferd::webhooks::model::{webhook_delivery, webhook_endpoint};
 
 /// The read rule of a node type (the owner is found from the object's rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
