@@ -226,6 +226,8 @@ async fn run(label: &str, database_url: String, hostile: bool) {
     ])
     .unwrap();
     let server = velferd::start(&settings, false, 2).await.unwrap();
+    // reqwest's rustls has no crypto provider of its own (ring is installed, never aws-lc).
+    velferd::outbound::install_crypto_provider();
     let bench = Arc::new(Bench {
         base: format!("http://{}", server.addr),
         client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),

@@ -292,6 +292,8 @@ async fn baseline_rate(label: &str, server: &velferd::http::RunningServer, concu
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // reqwest's rustls has no crypto provider of its own (ring is installed, never aws-lc).
+    velferd::outbound::install_crypto_provider();
     let bench = Bench {
         client: reqwest::Client::new(),
         signer: TokenSigner::new(&settings("sqlite://unused.db?mode=rwc").jwt).unwrap(),

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Webhook endpoints' settings and outbound client, and this instance's fan-out and
     /// delivery worker (`crate::webhooks`); set once at start.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// The one client for calls to addresses others choose (webhooks): SSRF-safe.
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
         throttle: crate::throttle::ThrottleSettings,
         refusal_log_flush: std::time::Duration,
         alerts: crate::config::AlertSettings,
+        outbound: crate::outbound::Outbound,
     ) -> AppState {
         let events = EventBus::new();
         let ingest = IngestWriter::start(db.clone(), live.clone());
@@ -77,7 +80,13 @@ impl AppState {
             refusals,
             alert_sweep,
             webhooks: None,
+            outbound,
         }
+    }
+
+    /// The outbound HTTP client, built once at start from `VELFERD_OUTBOUND_*`.
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
+        &self.outbound
     }
 }
 

@@ -160,6 +160,20 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_METRICS_BIND",
         "address of a separate listener serving Prometheus `/metrics`, e.g. 127.0.0.1:9464 (default off)",
     ),
+    (
+        "VELFERD_OUTBOUND_ALLOW_LOOPBACK",
+        "`true` lets outbound calls (webhooks) reach 127.0.0.0/8 and ::1 too, for development and tests; \
+         certificates are still checked; refused in production (default `false`)",
+    ),
+    (
+        "VELFERD_OUTBOUND_TRUST_ROOTS_FILE",
+        "PEM certificates outbound calls trust besides Mozilla's roots (default none)",
+    ),
+    ("VELFERD_OUTBOUND_TIMEOUT", "the whole of one outbound call, connect to last byte, e.g. `10s` (default 10s)"),
+    (
+        "VELFERD_OUTBOUND_MAX_RETRY_AFTER",
+        "the longest `Retry-After` an endpoint's answer is honoured for, e.g. `1h` (default 1h)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +291,8 @@ pub struct Settings {
     pub graphiql_dir: PathBuf,
     /// Webhook delivery (`VELFERD_WEBHOOK_*`, `VELFERD_PUBLIC_BASE_URL`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Calls to addresses others choose (`VELFERD_OUTBOUND_*`, docs/outbound.md).
+    pub outbound: crate::outbound::OutboundSettings,
 }
 
 /// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
@@ -461,6 +477,15 @@ impl Settings {
 
         let audit_keys = audit_keys(get, profile)?;
         let webhooks = webhook_settings(get)?;
+        let outbound = outbound_settings(get, profile)?;
+        if webhooks.lease <= outbound.timeout {
+            // A lease that ran out mid-request would let a second instance send the same
+            // delivery while the first still waits for its answer.
+            return Err(invalid(
+                "VELFERD_WEBHOOK_LEASE",
+                format!("{:?} must be longer than VELFERD_OUTBOUND_TIMEOUT ({:?})", webhooks.lease, outbound.timeout),
+            ));
+        }
 
         Ok(Settings {
             profile,
@@ -496,6 +521,7 @@ impl Settings {
             },
             graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
             webhooks,
+            outbound,
         })
     }
 
@@ -752,6 +778,65 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     Ok(origin)
 }
 
+/// Outbound calls: loopback only outside production; the trust roots file is read when the
+/// client is built at start (`crate::outbound::Outbound::new`), which names the setting.
+fn outbound_settings<'a>(
+    get: impl Fn(&str) -> Option<&'a str> + Copy,
+    profile: Profile,
+) -> Result<crate::outbound::OutboundSettings, ConfigError> {
+    let defaults = crate::outbound::OutboundSettings::default();
+    let allow_loopback = match get("VELFERD_OUTBOUND_ALLOW_LOOPBACK") {
+        None | Some("false") => false,
+        Some("true") if profile == Profile::Production => {
+            return Err(invalid(
+                "VELFERD_OUTBOUND_ALLOW_LOOPBACK",
+                "production calls public addresses only; loopback is for development and tests".into(),
+            ));
+        }
+        Some("true") => true,
+        Some(other) => {
+            return Err(invalid("VELFERD_OUTBOUND_ALLOW_LOOPBACK", format!("{other:?} is not `true` or `false`")));
+        }
+    };
+    Ok(crate::outbound::OutboundSettings {
+        allow_loopback,
+        extra_roots_file: get("VELFERD_OUTBOUND_TRUST_ROOTS_FILE").map(PathBuf::from),
+        timeout: parse_duration(
+            get,
+            "VELFERD_OUTBOUND_TIMEOUT",
+            defaults.timeout,
+            Duration::from_millis(100)..=Duration::from_secs(300),
+        )?,
+        max_retry_after: parse_duration(
+            get,
+            "VELFERD_OUTBOUND_MAX_RETRY_AFTER",
+            defaults.max_retry_after,
+            Duration::from_secs(1)..=Duration::from_secs(86_400),
+        )?,
+    })
+}
+
+/// A duration written as `humantime` reads it (`500ms`, `10s`, `1h 30m`), within `range`.
+fn parse_duration<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    setting: &'static str,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = get(setting) else { return Ok(default) };
+    match humantime::parse_duration(text) {
+        Ok(d) if range.contains(&d) => Ok(d),
+        _ => Err(invalid(
+            setting,
+            format!(
+                "{text:?} is not a duration from {} to {} (e.g. `10s`, `1h`)",
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        )),
+    }
+}
+
 fn read_key(setting: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| invalid(setting, format!("cannot read {path}: {e}")))
 }
@@ -844,8 +929,14 @@ mod tests {
             ("VELFERD_WEBHOOK_RETRY_SCHEDULE", "5s,soon"),
             ("VELFERD_WEBHOOK_ROTATION_GRACE", "90d"),
             ("VELFERD_WEBHOOK_LEASE", "0s"),
+            ("VELFERD_WEBHOOK_LEASE", "5s"),
             ("VELFERD_WEBHOOK_CONCURRENCY", "1000"),
             ("VELFERD_PUBLIC_BASE_URL", "velferd.example.no"),
+            ("VELFERD_OUTBOUND_ALLOW_LOOPBACK", "yes"),
+            ("VELFERD_OUTBOUND_TIMEOUT", "10"),
+            ("VELFERD_OUTBOUND_TIMEOUT", "1h"),
+            ("VELFERD_OUTBOUND_MAX_RETRY_AFTER", "0s"),
+            ("VELFERD_OUTBOUND_MAX_RETRY_AFTER", "forever"),
         ] {
             let pairs = [("VELFERD_JWT_SECRET", SECRET), (name, value)];
             let e = Settings::from_pairs(pairs).unwrap_err().to_string();
@@ -907,6 +998,36 @@ mod tests {
             let e = Settings::from_pairs(all).unwrap_err().to_string();
             assert!(e.starts_with("VELFERD_AUDIT_KEY"), "{e}");
         }
+    }
+
+    #[test]
+    fn outbound_settings_default_to_public_addresses_only_and_read_durations() {
+        let s = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(s.outbound, crate::outbound::OutboundSettings::default());
+        assert!(!s.outbound.allow_loopback);
+        assert_eq!(
+            (s.outbound.timeout, s.outbound.max_retry_after),
+            (Duration::from_secs(10), Duration::from_secs(3600))
+        );
+        let s = Settings::from_pairs([
+            ("VELFERD_JWT_SECRET", SECRET),
+            ("VELFERD_OUTBOUND_ALLOW_LOOPBACK", "true"),
+            ("VELFERD_OUTBOUND_TRUST_ROOTS_FILE", "/etc/velferd/roots.pem"),
+            ("VELFERD_OUTBOUND_TIMEOUT", "750ms"),
+            ("VELFERD_OUTBOUND_MAX_RETRY_AFTER", "2h 30m"),
+        ])
+        .unwrap();
+        assert!(s.outbound.allow_loopback);
+        assert_eq!(s.outbound.extra_roots_file.as_deref(), Some(Path::new("/etc/velferd/roots.pem")));
+        assert_eq!(s.outbound.timeout, Duration::from_millis(750));
+        assert_eq!(s.outbound.max_retry_after, Duration::from_secs(9000));
+        let e = outbound_settings(
+            |n: &str| (n == "VELFERD_OUTBOUND_ALLOW_LOOPBACK").then_some("true"),
+            Profile::Production,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("VELFERD_OUTBOUND_ALLOW_LOOPBACK") && e.contains("production"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod http;
 pub mod ids;
 pub mod live;
 pub mod money;
+pub mod outbound;
 pub mod telemetry;
 pub mod text;
 pub mod throttle;
@@ -82,6 +83,8 @@ pub enum StartError {
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
     Operator(#[from] organizations::OperatorError),
+    #[error(transparent)]
+    Outbound(#[from] outbound::OutboundConfigError),
 }
 
 /// Connects, migrates, optionally loads the demo data, and starts serving.
@@ -116,6 +119,8 @@ pub async fn start_with_demo(
         );
     }
     audit::key::install(settings.audit_keys.clone());
+    // Before the database: a bad trust roots file stops the start at once.
+    let outbound = outbound::Outbound::new(&settings.outbound)?;
     let db = Database::connect(&settings.database_url, settings.db_max_connections, settings.connect_timeout()).await?;
     db.migrate().await?;
     if demo != DemoMode::Off {
@@ -139,14 +144,9 @@ pub async fn start_with_demo(
     care::sweep::start(db.clone(), settings.care_retention_days);
     let live =
         live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
-    let webhooks = webhooks::Webhooks::start(
-        db.clone(),
-        live.clone(),
-        std::sync::Arc::new(outbound::Outbound),
-        settings.webhooks.clone(),
-    )
-    .await
-    .map_err(StartError::Webhooks)?;
+    let webhooks = webhooks::Webhooks::start(db.clone(), live.clone(), outbound.clone(), settings.webhooks.clone())
+        .await
+        .map_err(StartError::Webhooks)?;
     let mut state = AppState::new(
         db,
         live,
@@ -156,6 +156,7 @@ pub async fn start_with_demo(
         settings.throttle.clone(),
         settings.refusal_log_flush,
         settings.alerts.clone(),
+        outbound,
     );
     let webhooks = std::sync::Arc::new(webhooks);
     state.webhooks = Some(webhooks.clone());

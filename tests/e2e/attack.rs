@@ -55,7 +55,7 @@ async fn attacked_server_keeps_serving(database_url: Option<String>) {
 
     assert!(server.alive(), "{log}");
     assert!(scenario::healthy(&server).await);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     world.query(&client).await.unwrap();
     world.ingest(&client).await.unwrap();
     assert!(server.stop().success());

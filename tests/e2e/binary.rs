@@ -146,7 +146,7 @@ async fn serve_with_demo_data_prints_its_address_and_serves_graphiql() {
     assert!(!base.ends_with(":0"), "the real port is printed: {base}");
     assert!(dir.path().join("velferd.db").exists(), "the default database is a file in the working directory");
 
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     let page = client.get(format!("{base}/graphql")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));

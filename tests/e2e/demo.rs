@@ -296,7 +296,7 @@ impl DemoServer {
         Some(DemoServer {
             server: Some(server),
             feed,
-            client: reqwest::Client::new(),
+            client: crate::support::http_client().build().unwrap(),
             signer: TokenSigner::new(&settings.jwt).unwrap(),
             postgres,
             _dir: dir,
@@ -496,7 +496,9 @@ async fn serve_demo_says_whether_the_feed_runs_and_no_demo_feed_keeps_it_off() {
                 BTreeSet::from([Role::CaseWorker]),
                 Duration::from_secs(600),
             );
-            let body: Value = reqwest::Client::new()
+            let body: Value = crate::support::http_client()
+                .build()
+                .unwrap()
                 .post(format!("{base}/graphql"))
                 .bearer_auth(token)
                 .json(&json!({ "query": "{ deviceEvents(first: 1) { totalCount } }" }))

@@ -119,7 +119,7 @@ impl TestApp {
         let server = velferd::start(&settings, options.demo, 1).await.expect("server starts");
         Some(TestApp {
             addr: server.addr,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: crate::support::http_client().timeout(Duration::from_secs(30)).build().unwrap(),
             settings,
             server: Some(server),
             _sqlite_dir: sqlite_dir,
@@ -539,4 +539,12 @@ impl TestApp {
             })
             .sum()
     }
+}
+
+/// A reqwest client builder for the tests. reqwest is built with rustls but no crypto provider
+/// of its own (the server's outbound calls use ring, never aws-lc), so ring is made the
+/// process's default first; without it building a client panics.
+pub fn http_client() -> reqwest::ClientBuilder {
+    velferd::outbound::install_crypto_provider();
+    reqwest::Client::builder()
 }

@@ -146,7 +146,7 @@ async fn the_request_id_is_the_incident_id_of_an_internal_error_and_found_in_its
     });
     let line = line_received.await.unwrap();
     let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client().build().unwrap();
     let query = json!({ "query": "{ organizations { totalCount nodes { name } } }" });
 
     // Every response carries a request id; a safe client id is kept, an unsafe one replaced.

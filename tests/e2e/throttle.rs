@@ -55,7 +55,7 @@ impl Answer {
 async fn post(app: &TestApp, token: Option<&str>, query: &str, from: Option<&str>, forwarded: Option<&str>) -> Answer {
     let client = match from {
         None => app.client.clone(),
-        Some(local) => reqwest::Client::builder().local_address(local.parse::<IpAddr>().unwrap()).build().unwrap(),
+        Some(local) => crate::support::http_client().local_address(local.parse::<IpAddr>().unwrap()).build().unwrap(),
     };
     let mut request = client.post(app.url("/graphql")).json(&json!({ "query": query }));
     if let Some(token) = token {

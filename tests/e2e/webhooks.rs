@@ -433,6 +433,7 @@ on_both! {
         let (id, secret, _) = registered(&app, &admin, &receiver.url("/hook"), &["ALERT_RAISED"]).await;
         let mut process = pairs(&receiver, "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s");
         process.push(("VELFERD_WEBHOOK_LEASE", "3s".into()));
+        process.push(("VELFERD_OUTBOUND_TIMEOUT", "2s".into()));
         let database_url = app.settings.database_url.clone();
 
         // Waiting for its next attempt: the receiver is down.
@@ -634,6 +635,12 @@ on_both! {
         let logged: std::collections::BTreeSet<String> =
             log.iter().map(|d| d["webhookId"].as_str().unwrap().to_string()).collect();
         assert_eq!(ids, logged, "replayed with their own ids");
+
+        // Every delivery settled, so the fingerprints below see no worker writing.
+        eventually("every delivery sent", Duration::from_secs(20), || async {
+            stored(&app).await.iter().all(|d| d.1 == "succeeded").then_some(())
+        })
+        .await;
 
         // Another municipality's admin: the endpoint answers like a missing one, and nothing
         // changes. A case worker of the owner may not manage webhooks at all.

@@ -29,9 +29,6 @@ pub use self::WebhookQuery as Query;
 /// The roles that manage an organisation's webhooks.
 const MANAGERS: &[Role] = &[Role::MunicipalityAdmin, Role::Integration];
 
-/// Longest endpoint URL accepted.
-const MAX_URL_CHARS: usize = 2048;
-
 fn webhooks<'a>(ctx: &Context<'a>) -> Result<&'a Webhooks, ApiError> {
     state(ctx).webhooks.as_deref().ok_or_else(|| ApiError::internal("webhooks are not running on this server"))
 }
@@ -235,7 +232,8 @@ impl WebhookAttempt {
         self.0.status_code
     }
 
-    /// Why no answer came (`TIMEOUT`, `CONNECT`, `TLS`, a refused address's code …).
+    /// Why no answer came: `TIMEOUT`, `CONNECT_FAILED`, `TLS_FAILED`, `ADDRESS_REFUSED`,
+    /// `REQUEST_FAILED`, or the code of an address refused before sending.
     async fn failure(&self) -> Option<&str> {
         self.0.failure.as_deref()
     }
@@ -384,16 +382,9 @@ impl WebhookMutation {
     ) -> Result<WebhookEndpointCreatePayload> {
         let caller = manager(ctx, "register webhook endpoints")?;
         let hooks = webhooks(ctx)?;
-        let parsed = (|| {
-            if input.url.chars().count() > MAX_URL_CHARS {
-                return Err(WebhookError::from(Invalid::new(
-                    "url",
-                    "INVALID_URL",
-                    format!("url is longer than {MAX_URL_CHARS} characters"),
-                )));
-            }
-            let url = hooks
-                .outbound
+        let parsed = (|| -> Result<NewEndpoint, WebhookError> {
+            let url = state(ctx)
+                .outbound()
                 .check_url(input.url.trim())
                 .map_err(|r| WebhookError::UrlRefused { code: r.code, message: r.message })?;
             Ok(NewEndpoint {

@@ -61,11 +61,10 @@ pub struct WebhookSettings {
     pub public_base_url: Option<String>,
 }
 
-/// Webhooks on this instance: what the API needs (the settings, the outbound client, a way to
-/// wake the worker) and the background tasks, which stop when the last clone is dropped.
+/// Webhooks on this instance: what the API needs (the settings, the links' base, a way to wake
+/// the worker) and the background tasks, which stop when the last clone is dropped.
 pub struct Webhooks {
     pub settings: WebhookSettings,
-    pub outbound: Arc<Outbound>,
     base_url: BaseUrl,
     wake: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -85,7 +84,7 @@ impl Webhooks {
     pub async fn start(
         db: Database,
         live: Live,
-        outbound: Arc<Outbound>,
+        outbound: Outbound,
         settings: WebhookSettings,
     ) -> Result<Webhooks, sea_orm::DbErr> {
         crate::live::consumer::register(db.write(), CONSUMER).await?;
@@ -103,14 +102,9 @@ impl Webhooks {
                 base_url.clone(),
                 wake.clone(),
             ))));
-            tasks.push(tokio::spawn(crate::db::unmetered(worker::run(
-                db,
-                outbound.clone(),
-                settings.clone(),
-                wake.clone(),
-            ))));
+            tasks.push(tokio::spawn(crate::db::unmetered(worker::run(db, outbound, settings.clone(), wake.clone()))));
         }
-        Ok(Webhooks { settings, outbound, base_url, wake, tasks })
+        Ok(Webhooks { settings, base_url, wake, tasks })
     }
 
     /// Links point at `addr` unless `VELFERD_PUBLIC_BASE_URL` says otherwise: called once the

@@ -31,7 +31,7 @@ use crate::outbound::{Failure, Outbound};
 pub const MAX_EXCERPT_BYTES: usize = 1024;
 
 /// Claims and sends until the process ends: woken by the fan-out, by the API, or by the clock.
-pub async fn run(db: Database, outbound: Arc<Outbound>, settings: WebhookSettings, wake: Arc<Notify>) {
+pub async fn run(db: Database, outbound: Outbound, settings: WebhookSettings, wake: Arc<Notify>) {
     let owner = format!("{}-{}", std::process::id(), signing::random_id());
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     loop {

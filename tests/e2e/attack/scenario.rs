@@ -234,7 +234,7 @@ const CREATE: &str =
 
 impl World {
     pub async fn setup(server: &Server) -> World {
-        let client = reqwest::Client::new();
+        let client = client_builder().build().unwrap();
         let admin = token(OPERATOR, Role::Admin);
         for input in [
             json!({ "kind": "SUPPLIER", "name": "Angrepet Utstyr AS", "orgNumber": SUPPLIER }),
@@ -499,7 +499,7 @@ impl Figures {
 pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks: &[Attack]) -> Figures {
     let until = Instant::now() + length;
     let started = Instant::now();
-    let normal = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let normal = client_builder().timeout(Duration::from_secs(60)).build().unwrap();
     let mut users = Vec::new();
     for ingest in [false, false, true, true] {
         let (world, client) = (world.clone(), normal.clone());
@@ -518,7 +518,7 @@ pub async fn run(server: &Server, world: &Arc<World>, length: Duration, attacks:
     }
     let mut attackers = Vec::new();
     if !attacks.is_empty() {
-        let hostile = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let hostile = client_builder().timeout(Duration::from_secs(120)).build().unwrap();
         let shared = Arc::new(Payloads::new(server, world));
         for &attack in attacks {
             for _ in 0..attack.attackers() {
@@ -851,6 +851,13 @@ pub fn percentiles(latencies: &[Duration]) -> [f64; 4] {
 
 /// Whether `/healthz` answers 200.
 pub async fn healthy(server: &Server) -> bool {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let client = client_builder().timeout(Duration::from_secs(30)).build().unwrap();
     client.get(server.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200)
+}
+
+/// A reqwest client builder: ring made the process's rustls provider first, as reqwest is built
+/// without one of its own (this file is shared with the attack bench, so not `support`'s).
+fn client_builder() -> reqwest::ClientBuilder {
+    velferd::outbound::install_crypto_provider();
+    reqwest::Client::builder()
 }
