@@ -62,6 +62,8 @@ pub struct Event {
     pub event_type: EventType,
     /// The row's scope: its municipality and the other organisation it concerns.
     pub owners: [Option<i64>; 2],
+    /// When the change was announced: endpoints registered later do not get it.
+    pub at: DateTime<Utc>,
     /// The JSON body, byte for byte what is signed and sent to every endpoint.
     pub body: String,
 }
@@ -136,6 +138,7 @@ pub fn of_item(item: &Item, at: DateTime<Utc>, base_url: &str) -> Option<Event> 
     Some(Event {
         event_type,
         owners: [item.scope.municipality_id, item.scope.organization_id],
+        at,
         body: body(event_type, at, data, base_url),
     })
 }

@@ -77,7 +77,10 @@ pub async fn fan_out_once(db: &Database, settings: &WebhookSettings, base_url: &
         for (sequence, event) in &events {
             for endpoint in &endpoints {
                 let owned = event.owners.contains(&Some(endpoint.organization_id));
-                if !owned || !endpoint.wants(event.event_type.name()) {
+                // An endpoint registered after the change was announced (before the fan-out
+                // reached it) does not get it: it asked for what happens from now on.
+                let later = endpoint.created_at.to_utc() > event.at;
+                if !owned || later || !endpoint.wants(event.event_type.name()) {
                     continue;
                 }
                 let n = next.get_mut(&endpoint.id).expect("every endpoint has its sequence");
