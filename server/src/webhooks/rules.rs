@@ -297,7 +297,7 @@ pub async fn replay<C: ConnectionTrait>(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     webhook_delivery::Entity::update_many()
         .col_expr(webhook_delivery::Column::Status, Expr::value(DeliveryStatus::Pending))
-        .col_expr(webhook_delivery::Column::QueuedAfterAttempts, Expr::col(webhook_delivery::Column::Attempts).into())
+        .col_expr(webhook_delivery::Column::QueuedAfterAttempts, Expr::col(webhook_delivery::Column::Attempts))
         .col_expr(webhook_delivery::Column::NextAttemptAtMs, Expr::value(now_ms()))
         .col_expr(
             webhook_delivery::Column::FinishedAt,
