@@ -355,6 +355,44 @@ on_both! {
     }
 }
 
+on_both! {
+    /// A device's status change is announced once in the outbox, by the mutation that makes it,
+    /// and reaches an endpoint that asked for `device.status` — thin: the device's id and its
+    /// new status.
+    async fn a_device_status_change_reaches_the_endpoint(backend) {
+        let receiver = Receiver::start().await;
+        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
+        let world = Centre::new(&app).await;
+        let admin = world.municipality_admin(&app);
+        let (_, secret, public_key) = registered(&app, &admin, &receiver.url("/status"), &["DEVICE_STATUS"]).await;
+        let device = {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            use velferd::devices::model::device;
+            let row = device::Entity::find()
+                .filter(device::Column::Serial.eq(OTHER_UNITS[0]))
+                .one(app.db().read())
+                .await
+                .unwrap()
+                .unwrap();
+            global_id(NodeType::Device, row.id).to_string()
+        };
+        let change = "mutation($input: DeviceStatusChangeInput!) { deviceStatusChange(input: $input) {
+            device { id status } userErrors { code } } }";
+        let input = json!({ "deviceId": device, "status": "FAULTY" });
+        let data = app.graphql(Some(&world.case_worker(&app)), change, json!({ "input": input })).await;
+        assert_eq!(data["deviceStatusChange"]["userErrors"], json!([]), "{data}");
+        receiver.wait_for_requests(1, Duration::from_secs(20)).await;
+        let request = receiver.requests().remove(0);
+        verify_v1(&secret, &request).unwrap();
+        verify_v1a(&public_key, &request);
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["type"], "device.status");
+        assert_eq!((&body["data"]["deviceId"], &body["data"]["status"]), (&json!(device), &json!("FAULTY")));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(receiver.requests().len(), 1, "one change, one request");
+    }
+}
+
 /// A `velferd serve` process on `database_url`, killed with SIGKILL when dropped.
 struct Server {
     child: std::process::Child,
