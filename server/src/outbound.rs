@@ -510,33 +510,46 @@ fn tls_config(extra_roots: Option<&std::path::Path>) -> Result<rustls::ClientCon
     Ok(config)
 }
 
-/// The failure a reqwest error stands for, found by walking its chain of causes.
+/// The failure a reqwest error stands for, found among its causes.
 fn failure(error: &reqwest::Error) -> Failure {
-    let mut tls = None;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if let Some(refused) = e.downcast_ref::<RefusedName>() {
-            return Failure::Refused(refused.to_string());
-        }
-        if let Some(rustls_error) = e.downcast_ref::<rustls::Error>() {
-            tls.get_or_insert(rustls_error.to_string());
-        }
-        // An io::Error's `source()` skips the error it wraps: look inside.
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(rustls_error) = inner.downcast_ref::<rustls::Error>() {
-                tls.get_or_insert(rustls_error.to_string());
-            }
-        }
-        cause = e.source();
-    }
-    if error.is_timeout() {
+    let mut found = Causes::default();
+    found.visit(error);
+    if let Some(host) = found.refused {
+        Failure::Refused(host)
+    } else if error.is_timeout() {
         Failure::Timeout
-    } else if let Some(message) = tls {
+    } else if let Some(message) = found.tls {
         Failure::Tls(message)
     } else if error.is_connect() {
         Failure::Connect(chain(error))
     } else {
         Failure::Other(chain(error))
+    }
+}
+
+/// What an error's causes say: a refused name, a TLS error.
+#[derive(Default)]
+struct Causes {
+    refused: Option<String>,
+    tls: Option<String>,
+}
+
+impl Causes {
+    /// Walks `error` and its causes. `source()` skips the error a box or an `io::Error` wraps
+    /// (it answers the wrapped error's own source), so those are opened here.
+    fn visit(&mut self, error: &(dyn std::error::Error + 'static)) {
+        if let Some(refused) = error.downcast_ref::<RefusedName>() {
+            self.refused.get_or_insert(refused.to_string());
+        }
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            self.tls.get_or_insert(tls.to_string());
+        }
+        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            self.visit(inner);
+        }
+        if let Some(next) = error.source() {
+            self.visit(next);
+        }
     }
 }
 
