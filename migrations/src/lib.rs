@@ -39,6 +39,7 @@ migrations! {
     m20261207_000012_care,
     m20261207_000013_alerts,
     m20261207_000014_outbox,
+    m20261208_000015_webhooks,
     m20261208_000016_fhir,
     m20261208_000017_benefits,
 }

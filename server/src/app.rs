@@ -38,6 +38,9 @@ pub struct AppState {
     pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The alert sweep (escalation deadlines, silent devices); it stops with the last clone.
     pub alert_sweep: Arc<crate::alerts::sweep::Sweep>,
+    /// Webhook endpoints' settings and outbound client, and this instance's fan-out and
+    /// delivery worker (`crate::webhooks`); set once at start.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// The one client for calls to addresses others choose (webhooks): SSRF-safe.
     pub outbound: crate::outbound::Outbound,
 }
@@ -79,6 +82,7 @@ impl AppState {
             throttle,
             refusals,
             alert_sweep,
+            webhooks: None,
             outbound,
         }
     }

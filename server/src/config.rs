@@ -117,6 +117,25 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_LIVE_SUBSCRIBER_BUFFER",
         "live updates one subscriber may have waiting before it is disconnected as too slow (default 1024)",
     ),
+    (
+        "VELFERD_WEBHOOK_RETRY_SCHEDULE",
+        "delays before each webhook attempt, comma-separated humantime durations (default 0s,5s,5m,30m,2h,5h,10h,10h)",
+    ),
+    (
+        "VELFERD_WEBHOOK_CONCURRENCY",
+        "webhook deliveries one instance sends at once; 0: this instance sends none (default 8)",
+    ),
+    ("VELFERD_WEBHOOK_ROTATION_GRACE", "how long a rotated webhook secret still signs (default 24h)"),
+    ("VELFERD_WEBHOOK_MAX_ENDPOINTS", "most webhook endpoints one organisation may register (default 10)"),
+    (
+        "VELFERD_WEBHOOK_LEASE",
+        "how long a claimed webhook delivery is one instance's; longer than an outbound request may take (default 2m)",
+    ),
+    ("VELFERD_WEBHOOK_POLL_MS", "how often each instance looks for due webhook deliveries unwoken (default 1000)"),
+    (
+        "VELFERD_PUBLIC_BASE_URL",
+        "this API's public address, for links in webhook payloads (default: http:// and the address listened on)",
+    ),
     ("VELFERD_OPERATOR_NAME", "name of the platform operator's organisation (default `Velferd platform operator`)"),
     (
         "VELFERD_OPERATOR_ORG_NUMBER",
@@ -276,6 +295,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// GraphiQL's npm packages (development only).
     pub graphiql_dir: PathBuf,
+    /// Webhook delivery (`VELFERD_WEBHOOK_*`, `VELFERD_PUBLIC_BASE_URL`).
+    pub webhooks: crate::webhooks::WebhookSettings,
     /// Calls to addresses others choose (`VELFERD_OUTBOUND_*`, docs/outbound.md).
     pub outbound: crate::outbound::OutboundSettings,
 }
@@ -461,7 +482,16 @@ impl Settings {
         };
 
         let audit_keys = audit_keys(get, profile)?;
+        let webhooks = webhook_settings(get)?;
         let outbound = outbound_settings(get, profile)?;
+        if webhooks.lease <= outbound.timeout {
+            // A lease that ran out mid-request would let a second instance send the same
+            // delivery while the first still waits for its answer.
+            return Err(invalid(
+                "VELFERD_WEBHOOK_LEASE",
+                format!("{:?} must be longer than VELFERD_OUTBOUND_TIMEOUT ({:?})", webhooks.lease, outbound.timeout),
+            ));
+        }
 
         Ok(Settings {
             profile,
@@ -497,6 +527,7 @@ impl Settings {
                 )? as u64),
             },
             graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
+            webhooks,
             outbound,
         })
     }
@@ -690,6 +721,53 @@ fn throttle_settings<'a>(
     })
 }
 
+/// The webhook settings; without a public base URL, links name the address the server listens on.
+fn webhook_settings<'a>(
+    get: impl Fn(&str) -> Option<&'a str> + Copy,
+) -> Result<crate::webhooks::WebhookSettings, ConfigError> {
+    let duration = |name: &'static str, default: &str, range: std::ops::RangeInclusive<Duration>| {
+        let text = get(name).unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) if range.contains(&d) => Ok(d),
+            _ => Err(invalid(
+                name,
+                format!("{text:?} is not a duration from {:?} to {:?} (e.g. 24h)", range.start(), range.end()),
+            )),
+        }
+    };
+    let schedule = get("VELFERD_WEBHOOK_RETRY_SCHEDULE").unwrap_or(crate::webhooks::schedule::DEFAULT_SCHEDULE);
+    let public_base_url = match get("VELFERD_PUBLIC_BASE_URL") {
+        None => None,
+        Some(url) => {
+            let url = url.trim_end_matches('/');
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.split_once("://").is_some_and(|(_, rest)| !rest.is_empty())
+                && !url.chars().any(|c| c.is_whitespace() || c == '?' || c == '#');
+            if !ok {
+                return Err(invalid(
+                    "VELFERD_PUBLIC_BASE_URL",
+                    format!("{url:?} is not a base URL like https://velferd.example.no"),
+                ));
+            }
+            Some(url.to_string())
+        }
+    };
+    Ok(crate::webhooks::WebhookSettings {
+        retry_schedule: crate::webhooks::schedule::parse(schedule)
+            .map_err(|reason| invalid("VELFERD_WEBHOOK_RETRY_SCHEDULE", reason))?,
+        concurrency: parse_number(get, "VELFERD_WEBHOOK_CONCURRENCY", 8, 0..=256)?,
+        rotation_grace: duration(
+            "VELFERD_WEBHOOK_ROTATION_GRACE",
+            "24h",
+            Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
+        )?,
+        max_endpoints: parse_number(get, "VELFERD_WEBHOOK_MAX_ENDPOINTS", 10, 1..=1000)?,
+        lease: duration("VELFERD_WEBHOOK_LEASE", "2m", Duration::from_secs(1)..=Duration::from_secs(3600))?,
+        poll_interval: Duration::from_millis(parse_number(get, "VELFERD_WEBHOOK_POLL_MS", 1000, 10..=600_000)? as u64),
+        public_base_url,
+    })
+}
+
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, without path or trailing
 /// slash, compared in lower case. A wildcard is refused: it would switch the check off.
 pub fn parse_origin(text: &str) -> Result<String, String> {
@@ -855,6 +933,12 @@ mod tests {
             ("VELFERD_LIVE_RETENTION_SECONDS", "0"),
             ("VELFERD_LIVE_POLL_MS", "1"),
             ("VELFERD_LIVE_SUBSCRIBER_BUFFER", "0"),
+            ("VELFERD_WEBHOOK_RETRY_SCHEDULE", "5s,soon"),
+            ("VELFERD_WEBHOOK_ROTATION_GRACE", "90d"),
+            ("VELFERD_WEBHOOK_LEASE", "0s"),
+            ("VELFERD_WEBHOOK_LEASE", "5s"),
+            ("VELFERD_WEBHOOK_CONCURRENCY", "1000"),
+            ("VELFERD_PUBLIC_BASE_URL", "velferd.example.no"),
             ("VELFERD_OUTBOUND_ALLOW_LOOPBACK", "yes"),
             ("VELFERD_OUTBOUND_TIMEOUT", "10"),
             ("VELFERD_OUTBOUND_TIMEOUT", "1h"),

@@ -15,6 +15,19 @@ use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynch
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr};
 use velferd_migration::{Migrator, MigratorTrait};
 
+tokio::task_local! {
+    /// Set around background work that writes on its own schedule (the webhook fan-out and
+    /// delivery worker): its statements are nobody's request and stay out of
+    /// [`Database::statement_count`].
+    static UNMETERED: ();
+}
+
+/// Runs `work` with its statements left out of [`Database::statement_count`]. The metric
+/// callback runs in the task that awaits the statement, so the task-local marks exactly them.
+pub async fn unmetered<F: Future>(work: F) -> F::Output {
+    UNMETERED.scope((), work).await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -115,7 +128,9 @@ impl Database {
         for connection in [&mut reader, &mut writer] {
             let counter = statements.clone();
             connection.set_metric_callback(move |_| {
-                counter.fetch_add(1, Ordering::Relaxed);
+                if UNMETERED.try_with(|_| ()).is_err() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
             });
         }
         Ok(Database { backend, reader, writer, background, statements })

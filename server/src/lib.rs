@@ -28,6 +28,7 @@ macro_rules! areas {
             alerts: nodes [Alert, ServiceAgreement], roots [Query, Mutation, Subscription];
             fhir: nodes [], roots [Query, Mutation];
             benefits: nodes [], roots [Query, Mutation];
+            webhooks: nodes [WebhookEndpoint, WebhookDelivery], roots [Query, Mutation];
         }
     };
 }
@@ -78,6 +79,8 @@ pub enum StartError {
     Adapters(String),
     #[error("starting live updates (the outbox reader) failed: {0}")]
     Live(sea_orm::DbErr),
+    #[error("starting webhooks failed: {0}")]
+    Webhooks(sea_orm::DbErr),
     #[error("reading token revocations failed: {0}")]
     Revocations(sea_orm::DbErr),
     #[error("setting up the platform operator's organisation failed: {0}")]
@@ -143,7 +146,10 @@ pub async fn start_with_demo(
     care::sweep::start(db.clone(), settings.care_retention_days);
     let live =
         live::Live::start(db.clone(), settings.live.clone(), &settings.database_url).await.map_err(StartError::Live)?;
-    let state = AppState::new(
+    let webhooks = webhooks::Webhooks::start(db.clone(), live.clone(), outbound.clone(), settings.webhooks.clone())
+        .await
+        .map_err(StartError::Webhooks)?;
+    let mut state = AppState::new(
         db,
         live,
         adapters,
@@ -154,7 +160,9 @@ pub async fn start_with_demo(
         settings.alerts.clone(),
         outbound,
     );
-    let state = AppState { benefits_min_recipients: settings.benefits_min_recipients, ..state };
+    state.benefits_min_recipients = settings.benefits_min_recipients;
+    let webhooks = std::sync::Arc::new(webhooks);
+    state.webhooks = Some(webhooks.clone());
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)
@@ -163,6 +171,7 @@ pub async fn start_with_demo(
     };
     let server =
         http::start(settings, state, workers).map_err(|source| StartError::Bind { addr: settings.bind, source })?;
+    webhooks.listening_on(server.addr);
     let server = match metrics {
         Some(metrics) => server.with_metrics(metrics),
         None => server,

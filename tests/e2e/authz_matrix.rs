@@ -192,6 +192,10 @@ async fn build_world(app: &TestApp) -> Fleet {
         let data = app.graphql(Some(&operator), query, json!({ "input": input })).await;
         assert!(data.to_string().contains("\"userErrors\":[]"), "{data}");
     }
+    // A webhook endpoint of the municipality and one of the supplier, each with a delivery
+    // (disabled: nothing is sent).
+    crate::webhooks::seed(app, org_by_number(app, MUNICIPALITY_ORG).await.id, false).await;
+    crate::webhooks::seed(app, org_by_number(app, SUPPLIER_ORG).await.id, false).await;
     // Nobody's device: the supplier's dead letter.
     let (status, reply) =
         ingest(app, &integration, DISPENSER, "application/json", dispenser_message("RD-999999", "e-9901")).await;

@@ -35,6 +35,10 @@ const NOT_ERROR_CODES: &[&str] = &[
     "GET",
     // HL7 v3 ActCode `VR` (virtual): the class of the FHIR export's Encounter.
     "VR",
+    // Why a webhook endpoint is disabled (`WebhookEndpoint.disabledReason`, docs/webhooks.md):
+    // by its owner, or because it answered 410 Gone.
+    "MANUAL",
+    "GONE",
 ];
 
 /// Prefixes of upper-case literals that are not error codes.

@@ -225,6 +225,9 @@ const BOUNDED_LISTS: &[(&str, &str)] = &[
     ("TenderResponseScoreInput.scores", "MAX_ENTRIES, bounded() in the mutation"),
     ("TenderSubmitInput.responses", "MAX_ENTRIES, bounded() in the mutation"),
     ("UserStoryAddInput.acceptanceCriteria", "MAX_ENTRIES, bounded() in the mutation"),
+    ("WebhookDeliveriesReplayInput.deliveryIds", "MAX_ENTRIES, bounded() in the mutation"),
+    ("WebhookEndpointCreateInput.eventTypes", "MAX_ENTRIES, bounded() in the mutation"),
+    ("WebhookEndpointUpdateInput.eventTypes", "MAX_ENTRIES, bounded() in the mutation"),
 ];
 
 /// The list-typed arguments (`Type.field(arg)`) and input fields (`Input.field`) of the SDL.

@@ -42,4 +42,5 @@ mod schema;
 mod story;
 mod telemetry;
 mod throttle;
+mod webhooks;
 mod websocket;

@@ -269,9 +269,13 @@ impl AgreementMutation {
     async fn call_off_create(&self, ctx: &Context<'_>, input: CallOffCreateInput) -> Result<CallOffCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
         let backend = state(ctx).db.backend();
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::create_call_off(txn, backend, &caller, new).await)
-                .await;
+        let live = state(ctx).live.clone();
+        let result = run_parsed(ctx, input.parse(), async |txn, new| {
+            let row = rules::create_call_off(txn, backend, &caller, new).await?;
+            super::live::publish(txn, &live, &row).await?;
+            Ok(row)
+        })
+        .await;
         Ok(CallOffCreatePayload::from_rule(result, CallOff)?)
     }
 
@@ -288,8 +292,11 @@ impl AgreementMutation {
             Role::ProcurementOfficer
         };
         let caller = caller(ctx, role, "change this call-off's status").await?;
+        let live = state(ctx).live.clone();
         let result = run_parsed(ctx, input_row(&input.call_off_id, NodeType::CallOff, "callOffId"), async |txn, id| {
-            rules::change_status(txn, &caller, id, input.status).await
+            let row = rules::change_status(txn, &caller, id, input.status).await?;
+            super::live::publish(txn, &live, &row).await?;
+            Ok(row)
         })
         .await;
         Ok(CallOffStatusChangePayload::from_rule(result, CallOff)?)

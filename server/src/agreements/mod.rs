@@ -1,6 +1,7 @@
 //! Framework agreements that follow awards, and the call-offs municipalities place under them.
 
 pub mod graphql;
+pub mod live;
 pub mod loaders;
 pub mod model;
 pub mod rules;

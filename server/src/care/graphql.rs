@@ -473,10 +473,16 @@ impl CareMutation {
     ) -> Result<ServiceRecipientStatusChangePayload> {
         let caller = caller(ctx, Role::CaseWorker, "change service recipients' status").await?;
         let on = input.effective_on.unwrap_or_else(today);
+        let live = state(ctx).live.clone();
         let result = run_parsed(
             ctx,
             input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId"),
-            async |txn, id| rules::change_status(txn, &caller, id, input.status, on).await,
+            async |txn, id| {
+                let (row, returned) =
+                    rules::change_status_returning_devices(txn, &caller, id, input.status, on).await?;
+                crate::devices::live::publish(txn, &live, &returned).await?;
+                Ok(row)
+            },
         )
         .await;
         Ok(ServiceRecipientStatusChangePayload::from_rule(result, ServiceRecipient)?)

@@ -212,6 +212,18 @@ pub async fn change_status<C: ConnectionTrait>(
     to: RecipientStatus,
     on: NaiveDate,
 ) -> RuleResult<service_recipient::Model> {
+    Ok(change_status_returning_devices(db, caller, id, to, on).await?.0)
+}
+
+/// [`change_status`], also answering the devices it returned to stock (for their
+/// announcement, `crate::devices::live`).
+pub async fn change_status_returning_devices<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    id: i64,
+    to: RecipientStatus,
+    on: NaiveDate,
+) -> RuleResult<(service_recipient::Model, Vec<crate::devices::model::device::Model>)> {
     let recipient = own_recipient(db, caller, id).await?;
     let from = recipient.status;
     ensure(from != RecipientStatus::Ended, CareError::RecipientEnded)?;
@@ -233,10 +245,12 @@ pub async fn change_status<C: ConnectionTrait>(
         RecipientStatus::Ended => "recipient.end",
     };
     audit_change(db, caller, &row, operation, ("ServiceRecipient", row.id)).await?;
-    if to == RecipientStatus::Ended {
-        crate::devices::rules::return_devices_of(db, caller, row.id).await.map_err(|r| r.widen())?;
-    }
-    Ok(row)
+    let returned = if to == RecipientStatus::Ended {
+        crate::devices::rules::return_devices_of(db, caller, row.id).await.map_err(|r| r.widen())?
+    } else {
+        Vec::new()
+    };
+    Ok((row, returned))
 }
 
 /// A case worker records an assessment of a recipient against a user story of a framework

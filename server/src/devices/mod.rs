@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod identifiers;
 pub mod ingest;
 pub mod limits;
+pub mod live;
 pub mod loaders;
 pub mod model;
 pub mod review;

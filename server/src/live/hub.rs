@@ -41,6 +41,8 @@ struct Hub {
     /// for the publishing transaction's end.
     local_publish: AtomicBool,
     state: Mutex<State>,
+    /// The head after each read: what durable consumers (the webhook fan-out) wake on.
+    head_watch: watch::Sender<i64>,
 }
 
 struct State {
@@ -78,6 +80,8 @@ impl Hub {
                 .await?;
             let more = rows.len() as u64 == READ_PAGE;
             self.dispatch(rows);
+            let head = self.state().head;
+            self.head_watch.send_if_modified(|seen| std::mem::replace(seen, head) != head);
             if !more {
                 return Ok(());
             }
@@ -133,6 +137,7 @@ impl Live {
             wake: Notify::new(),
             local_publish: AtomicBool::new(false),
             state: Mutex::new(State { head, next_id: 0, subscribers: HashMap::new() }),
+            head_watch: watch::channel(head).0,
         });
         let (alive, closed) = watch::channel(());
         tokio::spawn(read_loop(hub.clone(), closed.clone()));
@@ -226,6 +231,12 @@ impl Live {
     /// The last sequence this instance has read and handed out.
     pub fn head(&self) -> i64 {
         self.hub.state().head
+    }
+
+    /// The last sequence this instance has read, changing whenever it reads new rows: a
+    /// durable consumer's wake-up.
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.hub.head_watch.subscribe()
     }
 
     /// Subscribers registered on this instance.

@@ -19,6 +19,11 @@
 //!   then goes on live, each row exactly once and in order; a sequence pruning may have
 //!   removed rows after is [`LiveError::Expired`].
 //!
+//! * **Durable consumers**: a consumer that must see every row (the webhook fan-out) keeps its
+//!   position in `outbox_consumer` ([`consumer`]); it reads after it and advances it in one
+//!   transaction with what it made of the rows. Pruning never deletes a row past the slowest
+//!   consumer's position, so a crash or a long outage of a consumer loses nothing.
+//!
 //! Areas depend on this module, never the reverse: a row names its topic and the scope that
 //! decides who may hear it (a municipality, an organisation); what the payload means and who
 //! may read it is the area's business.
@@ -37,7 +42,7 @@ use sea_orm::{
 use serde::Serialize;
 
 pub use hub::{Live, LiveStream};
-use model::{outbox, outbox_counter};
+use model::{outbox, outbox_consumer, outbox_counter};
 
 /// The PostgreSQL channel every instance listens on.
 pub const CHANNEL: &str = "velferd_outbox";
@@ -52,15 +57,23 @@ pub enum Topic {
     /// An alert was raised or changed (payload: `crate::alerts::live::AlertNotice`; scope: the
     /// alert's municipality and the organisation it is handed to).
     Alert,
+    /// A device's lifecycle status changed, or it was registered (payload:
+    /// `crate::devices::live::StatusNotice`; scope: the device's municipality).
+    DeviceStatus,
+    /// A call-off was placed or changed status (payload: `crate::agreements::live::CallOffNotice`;
+    /// scope: the municipality and the agreement's supplier).
+    CallOff,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 2] = [Topic::DeviceEvent, Topic::Alert];
+    pub const ALL: [Topic; 4] = [Topic::DeviceEvent, Topic::Alert, Topic::DeviceStatus, Topic::CallOff];
 
     pub fn name(self) -> &'static str {
         match self {
             Topic::DeviceEvent => "device-event",
             Topic::Alert => "alert",
+            Topic::DeviceStatus => "device-status",
+            Topic::CallOff => "call-off",
         }
     }
 
@@ -237,6 +250,20 @@ pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> R
         .one(db.background())
         .await?;
     let Some(boundary) = boundary.flatten() else { return Ok(None) };
+    // Never past a durable consumer: what it has not handled stays, however old.
+    let slowest: Option<Option<i64>> = outbox_consumer::Entity::find()
+        .select_only()
+        .column_as(outbox_consumer::Column::Position.min(), "slowest")
+        .into_tuple()
+        .one(db.background())
+        .await?;
+    let boundary = match slowest.flatten() {
+        Some(slowest) => Ord::min(boundary, slowest),
+        None => boundary,
+    };
+    if boundary <= 0 {
+        return Ok(None);
+    }
     let txn = db.write().begin().await?;
     outbox_counter::Entity::update_many()
         .col_expr(outbox_counter::Column::Value, Expr::value(boundary))
@@ -247,6 +274,92 @@ pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> R
     outbox::Entity::delete_many().filter(outbox::Column::Id.lte(boundary)).exec(&txn).await?;
     txn.commit().await?;
     Ok(Some(boundary))
+}
+
+/// Durable consumers of the outbox: each reads the rows after its position and advances it in
+/// the transaction that handles them, so a row is handled once (or, after a crash before the
+/// commit, again by the next run), and never pruned before.
+pub mod consumer {
+    use sea_orm::sea_query::{LockType, OnConflict};
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+        QuerySelect, Set,
+    };
+
+    use super::model::{outbox, outbox_consumer};
+    use super::{Item, counters};
+
+    /// Registers consumer `name` at the outbox's current sequence unless it exists; its
+    /// position.
+    pub async fn register<C: ConnectionTrait>(db: &C, name: &str) -> Result<i64, DbErr> {
+        let (sequence, _) = counters(db).await?;
+        let row = outbox_consumer::ActiveModel {
+            name: Set(name.to_string()),
+            position: Set(sequence),
+            updated_at: Set(chrono::Utc::now().fixed_offset()),
+            ..Default::default()
+        };
+        outbox_consumer::Entity::insert(row)
+            .on_conflict(OnConflict::column(outbox_consumer::Column::Name).do_nothing().to_owned())
+            .exec_without_returning(db)
+            .await?;
+        position(db, name).await?.ok_or_else(|| DbErr::Custom(format!("the outbox consumer {name} is missing")))
+    }
+
+    /// Consumer `name`'s position, if it is registered.
+    pub async fn position<C: ConnectionTrait>(db: &C, name: &str) -> Result<Option<i64>, DbErr> {
+        let row = outbox_consumer::Entity::find().filter(outbox_consumer::Column::Name.eq(name)).one(db).await?;
+        Ok(row.map(|r| r.position))
+    }
+
+    /// Consumer `name`'s position, its row locked until `txn` ends (PostgreSQL `FOR UPDATE`;
+    /// SQLite has one writer): instances taking turns never handle a row twice.
+    pub async fn lock(txn: &DatabaseTransaction, name: &str) -> Result<i64, DbErr> {
+        let mut select = outbox_consumer::Entity::find().filter(outbox_consumer::Column::Name.eq(name));
+        if txn.get_database_backend() == DbBackend::Postgres {
+            select = select.lock(LockType::Update);
+        }
+        let row =
+            select.one(txn).await?.ok_or_else(|| DbErr::Custom(format!("the outbox consumer {name} is missing")))?;
+        Ok(row.position)
+    }
+
+    /// At most `limit` rows after `position`, in sequence order, each with when it was
+    /// written, and the last sequence read (rows of topics this version does not know are
+    /// skipped but counted).
+    pub async fn read_after<C: ConnectionTrait>(
+        db: &C,
+        position: i64,
+        limit: u64,
+    ) -> Result<(Vec<(Item, chrono::DateTime<chrono::Utc>)>, Option<i64>), DbErr> {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::Id.gt(position))
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(db)
+            .await?;
+        let last = rows.last().map(|r| r.id);
+        let items = rows
+            .into_iter()
+            .filter_map(|row| {
+                let at = row.created_at.to_utc();
+                Some((Item::of_row(row)?, at))
+            })
+            .collect();
+        Ok((items, last))
+    }
+
+    /// Moves consumer `name` to `position` in `txn`.
+    pub async fn advance(txn: &DatabaseTransaction, name: &str, position: i64) -> Result<(), DbErr> {
+        use sea_orm::sea_query::Expr;
+        outbox_consumer::Entity::update_many()
+            .col_expr(outbox_consumer::Column::Position, Expr::value(position))
+            .col_expr(outbox_consumer::Column::UpdatedAt, Expr::value(chrono::Utc::now().fixed_offset()))
+            .filter(outbox_consumer::Column::Name.eq(name))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// The counter row a publisher holds: what a benchmark or a test of commit order inspects.

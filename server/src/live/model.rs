@@ -48,3 +48,24 @@ pub mod outbox_counter {
     pub const SEQUENCE: &str = "sequence";
     pub const PRUNED_THROUGH: &str = "pruned_through";
 }
+
+pub mod outbox_consumer {
+    use super::*;
+
+    /// A consumer of the outbox that must not miss a row (the webhook fan-out): the last
+    /// sequence it handled. Pruning keeps every row after the slowest consumer's position.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_consumer")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub position: i64,
+        pub updated_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -14,6 +14,7 @@ use velferd::learning::model::{experience_report, network_member};
 use velferd::procurement::model::{
     award, evaluation_criterion, participant, procurement, tender, tender_response, user_story,
 };
+use velferd::webhooks::model::{webhook_delivery, webhook_endpoint};
 
 /// The read rule of a node type (the owner is found from the object's rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub enum Rule {
     Alert,
     /// Its two parties (any role), `admin`.
     ServiceAgreement,
+    /// A webhook endpoint or delivery: the owning organisation's `municipality_admin` and
+    /// `integration` token; nobody else, not `admin`.
+    Webhook,
 }
 
 /// One entry per node type. Adding a node type to the schema without a line here fails the
@@ -82,6 +86,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Assessment", Rule::Recipient),
     ("Alert", Rule::Alert),
     ("ServiceAgreement", Rule::ServiceAgreement),
+    ("WebhookEndpoint", Rule::Webhook),
+    ("WebhookDelivery", Rule::Webhook),
 ];
 
 pub fn rule_of(typename: &str) -> Option<Rule> {
@@ -236,6 +242,15 @@ pub async fn readers(db: &DatabaseConnection, typename: &str, row: i64) -> Reade
             let s = one::<service_agreement::Entity>(db, row).await;
             r.orgs.extend([s.municipality_id, s.response_centre_id]);
             r.roles.insert(Role::Admin);
+        }
+        Rule::Webhook => {
+            let endpoint_id = match typename {
+                "WebhookEndpoint" => row,
+                "WebhookDelivery" => one::<webhook_delivery::Entity>(db, row).await.endpoint_id,
+                other => panic!("{other}: which endpoint it belongs to is not written here"),
+            };
+            let e = one::<webhook_endpoint::Entity>(db, endpoint_id).await;
+            r.org_roles.extend([(e.organization_id, Role::MunicipalityAdmin), (e.organization_id, Role::Integration)]);
         }
     }
     r

@@ -308,8 +308,11 @@ impl DeviceMutation {
         let result: RuleResult<_> = async {
             let call_off =
                 input.call_off_id.as_ref().map(|id| input_row(id, NodeType::CallOff, "callOffId")).transpose()?;
+            let live = state(ctx).live.clone();
             in_transaction(ctx, async |txn| {
-                rules::register_device(txn, &caller, &input.product, &input.serial, call_off).await
+                let device = rules::register_device(txn, &caller, &input.product, &input.serial, call_off).await?;
+                crate::devices::live::publish(txn, &live, std::slice::from_ref(&device)).await?;
+                Ok(device)
             })
             .await
         }
@@ -324,7 +327,13 @@ impl DeviceMutation {
         let result: RuleResult<_> = async {
             let device = input_row(&input.device_id, NodeType::Device, "deviceId")?;
             let recipient = input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId")?;
-            in_transaction(ctx, async |txn| rules::assign_device(txn, &caller, device, recipient).await).await
+            let live = state(ctx).live.clone();
+            in_transaction(ctx, async |txn| {
+                let device = rules::assign_device(txn, &caller, device, recipient).await?;
+                crate::devices::live::publish(txn, &live, std::slice::from_ref(&device)).await?;
+                Ok(device)
+            })
+            .await
         }
         .await;
         Ok(DeviceAssignPayload::from_rule(result, Device)?)
@@ -341,7 +350,13 @@ impl DeviceMutation {
         let caller = caller(ctx, Role::CaseWorker, "change devices' status").await?;
         let result: RuleResult<_> = async {
             let device = input_row(&input.device_id, NodeType::Device, "deviceId")?;
-            in_transaction(ctx, async |txn| rules::change_device_status(txn, &caller, device, input.status).await).await
+            let live = state(ctx).live.clone();
+            in_transaction(ctx, async |txn| {
+                let device = rules::change_device_status(txn, &caller, device, input.status).await?;
+                crate::devices::live::publish(txn, &live, std::slice::from_ref(&device)).await?;
+                Ok(device)
+            })
+            .await
         }
         .await;
         Ok(DeviceStatusChangePayload::from_rule(result, Device)?)
