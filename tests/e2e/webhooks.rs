@@ -777,3 +777,65 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
         NodeSample::new("WebhookDelivery", &json!(delivery), &token),
     ]
 }
+
+on_both! {
+    /// A call-off placed by a municipality and confirmed by its supplier is announced once per
+    /// change and reaches both parties' `call_off.changed` endpoints — the municipality's admin's
+    /// and the supplier's integration's — but not a third organisation's, thin and signed.
+    async fn call_off_changes_reach_the_municipality_and_the_supplier(backend) {
+        use crate::procurement::{CALL_OFF, evaluate_award_and_contract, larvik_to_competition, org_number, submit_tenders, wait_for_deadline};
+        let receiver = Receiver::start().await;
+        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
+        let story = larvik_to_competition(&app, 2).await;
+        submit_tenders(&app, &story).await;
+        wait_for_deadline(&story).await;
+        let agreements = evaluate_award_and_contract(&app, &story).await;
+
+        // Municipality 2 places the call-off; US1's agreement went to Dignio (org 100).
+        let buyer = app.token(&org_number(2), &[Role::MunicipalityAdmin]);
+        let (_, buyer_secret, _) = registered(&app, &buyer, &receiver.url("/buyer"), &["CALL_OFF_CHANGED"]).await;
+        let dignio = app.token(&org_number(100), &[Role::Integration]);
+        let (_, _, dignio_key) = registered(&app, &dignio, &receiver.url("/dignio"), &["CALL_OFF_CHANGED"]).await;
+        let bystander = app.token(&org_number(3), &[Role::MunicipalityAdmin]);
+        registered(&app, &bystander, &receiver.url("/bystander"), &["CALL_OFF_CHANGED"]).await;
+
+        let created = app
+            .graphql(Some(&story.participant_po[1]), CALL_OFF,
+                json!({ "input": { "agreementId": agreements[0], "acquisition": "BUY", "scope": "PILOT_ZONE", "quantity": 3, "status": "PLACED" } }))
+            .await;
+        assert_eq!(created["callOffCreate"]["userErrors"], json!([]), "{created}");
+        let call_off = created["callOffCreate"]["callOff"]["id"].as_str().unwrap().to_string();
+        let confirm = "mutation($input: CallOffStatusChangeInput!) { callOffStatusChange(input: $input) { callOff { status } userErrors { code } } }";
+        let data = app.graphql(Some(&story.dignio), confirm, json!({ "input": { "callOffId": call_off, "status": "CONFIRMED" } })).await;
+        assert_eq!(data["callOffStatusChange"]["callOff"]["status"], "CONFIRMED", "{data}");
+
+        // Two changes × two parties.
+        arrived(&receiver, 4, 20).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let requests = receiver.requests();
+        assert!(requests.iter().all(|r| r.path != "/bystander"), "a third municipality hears nothing");
+        for (path, statuses) in [("/buyer", ["PLACED", "CONFIRMED"]), ("/dignio", ["PLACED", "CONFIRMED"])] {
+            let mut got: Vec<&Recorded> = requests.iter().filter(|r| r.path == path).collect();
+            got.sort_by_key(|r| header(r, "webhook-sequence").parse::<u64>().unwrap());
+            assert_eq!(got.len(), 2, "{path}: one request per change");
+            for (request, status) in got.iter().zip(statuses) {
+                if path == "/buyer" {
+                    verify_v1(&buyer_secret, request).unwrap();
+                } else {
+                    verify_v1a(&dignio_key, request);
+                }
+                let body: Value = serde_json::from_slice(&request.body).unwrap();
+                assert_eq!(body["type"], "call_off.changed");
+                assert_eq!((&body["data"]["callOffId"], &body["data"]["status"]), (&json!(call_off), &json!(status)), "{body}");
+                assert_eq!(body["data"]["agreementId"], json!(agreements[0]));
+            }
+        }
+        // The same event reaches both parties under one webhook-id.
+        let ids = |path: &str| {
+            let mut ids: Vec<String> = requests.iter().filter(|r| r.path == path).map(|r| header(r, "webhook-id")).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("/buyer"), ids("/dignio"));
+    }
+}
