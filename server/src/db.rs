@@ -7,8 +7,8 @@
 //! which WAL mode lets run beside the writer. The busy timeout covers other processes (e.g.
 //! `velferd migrate` beside a running server).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -79,7 +79,15 @@ pub struct Database {
     /// SQL statements run so far for requests, for tests that prove a query's statement count
     /// is constant.
     statements: Arc<AtomicU64>,
+    /// Whether the database answered the watchdog's last probe (always true on SQLite, a file).
+    reachable: Arc<AtomicBool>,
 }
+
+/// How often the watchdog asks PostgreSQL `SELECT 1`, and how long it waits for the answer:
+/// together they bound how long requests still queue for a database that has gone (the issue
+/// asks for `/readyz` to say 503 within a second).
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Database {
     pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Database, DbStartError> {
@@ -101,7 +109,11 @@ impl Database {
                 .max_connections(pool_size)
                 .min_connections(0)
                 .connect_timeout(timeout)
-                .acquire_timeout(timeout * 6)
+                // PostgreSQL: a request waits at most the connect timeout for a connection (the
+                // pool retries a refused connect until then); the watchdog turns new requests
+                // away at once while the database is gone. SQLite: writes queue on one
+                // connection, so a burst may wait longer without anything being wrong.
+                .acquire_timeout(if backend == Backend::Postgres { timeout } else { timeout * 6 })
                 .sqlx_logging(false)
                 .map_sqlx_sqlite_opts(tune_sqlite);
             async move {
@@ -133,7 +145,17 @@ impl Database {
                 }
             });
         }
-        Ok(Database { backend, reader, writer, background, statements })
+        let reachable = Arc::new(AtomicBool::new(true));
+        if backend == Backend::Postgres {
+            tokio::spawn(watch(url.to_string(), Arc::downgrade(&reachable)));
+        }
+        Ok(Database { backend, reader, writer, background, statements, reachable })
+    }
+
+    /// False while PostgreSQL does not answer the watchdog: requests are then refused at once
+    /// (503 with `Retry-After`) instead of waiting for a connection that will not come.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// How many SQL statements this process has run (cheap: one atomic add per statement).
@@ -167,11 +189,60 @@ impl Database {
 
     /// Readiness: the database answers and no migration is pending.
     pub async fn readiness(&self) -> Result<(), String> {
-        self.reader.execute_unprepared("SELECT 1").await.map_err(|e| format!("database unreachable: {e}"))?;
+        if !self.reachable() {
+            return Err("database unreachable".into());
+        }
+        // Bounded: a load balancer asking while the database goes away must hear so in a
+        // second, not after the pool's acquire timeout.
+        match tokio::time::timeout(PROBE_TIMEOUT, self.reader.execute_unprepared("SELECT 1")).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("database unreachable: {e}")),
+            Err(_) => return Err(format!("database unreachable: no answer within {:?}", PROBE_TIMEOUT)),
+        }
         let pending = Migrator::get_pending_migrations_read_only(&self.reader)
             .await
             .map_err(|e| format!("cannot read migration state: {e}"))?;
         if pending.is_empty() { Ok(()) } else { Err(format!("{} migration(s) pending", pending.len())) }
+    }
+}
+
+/// Asks PostgreSQL `SELECT 1` every [`PROBE_EVERY`] on a connection of its own (outside the
+/// pools and the statement count) and records whether it answered within [`PROBE_TIMEOUT`].
+/// Ends when the last handle of the database is dropped.
+async fn watch(url: String, reachable: Weak<AtomicBool>) {
+    use sea_orm::sqlx::{Connection, PgConnection};
+    let mut connection: Option<PgConnection> = None;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(flag) = reachable.upgrade() else { return };
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let probe = match connection.as_mut() {
+                Some(probe) => probe,
+                None => connection.insert(PgConnection::connect(&url).await?),
+            };
+            probe.ping().await
+        })
+        .await;
+        let up = matches!(answered, Ok(Ok(())));
+        if !up {
+            // A timed-out or failed connection is not reused: the next probe connects afresh.
+            connection = None;
+        }
+        if flag.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::warn!("the database answers again");
+            } else {
+                tracing::error!(reason = %probe_failure(&answered), "the database does not answer; refusing requests until it does");
+            }
+        }
+    }
+}
+
+fn probe_failure(answered: &Result<Result<(), sea_orm::sqlx::Error>, tokio::time::error::Elapsed>) -> String {
+    match answered {
+        Ok(Ok(())) => "answered".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
     }
 }
 

@@ -32,6 +32,7 @@ mod nodes;
 mod ocds;
 mod oracles;
 mod organizations;
+mod outage;
 mod outbound;
 mod procurement;
 mod protocol;

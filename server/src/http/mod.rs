@@ -4,6 +4,7 @@ mod audit;
 mod benefits;
 pub mod graphiql;
 mod ingest;
+mod outage;
 mod ws;
 
 use std::net::SocketAddr;
@@ -141,6 +142,8 @@ pub fn start(settings: &Settings, state: AppState, workers: usize) -> std::io::R
     };
     let server = HttpServer::new(move || {
         App::new()
+            // Inside the request-id span below, so a refusal carries a request id too.
+            .wrap(actix_web::middleware::from_fn(outage::refuse_while_unreachable))
             .wrap_fn(|req, service| {
                 let id = request_id(&req);
                 // At error level, so the span (and its request id) exists whenever an error
