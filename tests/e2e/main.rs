@@ -26,6 +26,7 @@ mod fhir;
 mod graphiql;
 mod guards;
 mod health;
+mod ingest_plans;
 mod learning;
 mod live;
 mod nodes;
