@@ -18,6 +18,7 @@ mod benefits;
 mod binary;
 mod care;
 mod care_text;
+mod crash;
 mod demo;
 mod devices;
 mod devices_access;

@@ -46,10 +46,10 @@ macro_rules! on_both {
 }
 
 /// A short schedule: immediately, then every half second, ten attempts in all.
-const FAST: &str = "0s,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
+pub(crate) const FAST: &str = "0s,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
 
 /// The settings a server needs to send to `receiver` on loopback, trusting its certificate.
-fn pairs(receiver: &Receiver, schedule: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn pairs(receiver: &Receiver, schedule: &str) -> Vec<(&'static str, String)> {
     vec![
         ("VELFERD_OUTBOUND_ALLOW_LOOPBACK", "true".into()),
         ("VELFERD_OUTBOUND_TRUST_ROOTS_FILE", receiver.ca_file().display().to_string()),
@@ -91,7 +91,7 @@ async fn register(app: &TestApp, token: &str, url: &str, types: &[&str]) -> Valu
 }
 
 /// An endpoint made: (id, secret, public key).
-async fn registered(app: &TestApp, token: &str, url: &str, types: &[&str]) -> (String, String, String) {
+pub(crate) async fn registered(app: &TestApp, token: &str, url: &str, types: &[&str]) -> (String, String, String) {
     let payload = register(app, token, url, types).await;
     assert_eq!(payload["userErrors"], json!([]), "{payload}");
     let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("{payload}")).to_string();
@@ -398,12 +398,14 @@ on_both! {
 }
 
 /// A `velferd serve` process on `database_url`, killed with SIGKILL when dropped.
-struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
+    /// Where it listens (`host:port`).
+    pub addr: String,
 }
 
 impl Server {
-    fn start(database_url: &str, extra: &[(&'static str, String)]) -> Server {
+    pub(crate) fn start(database_url: &str, extra: &[(&'static str, String)]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
         for (name, _) in std::env::vars() {
@@ -426,13 +428,14 @@ impl Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Started once it says where it listens.
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(line.starts_with("listening on "), "first line: {line:?}");
+        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}"));
+        let addr = addr.split_whitespace().next().unwrap_or_default().trim_start_matches("http://").to_string();
         std::thread::spawn(move || for _ in lines {});
-        Server { child }
+        Server { child, addr }
     }
 
     /// SIGKILL: no shutdown, no cleanup.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
