@@ -47,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod entity;
 pub mod errors;
 pub mod graphql;
 pub mod http;

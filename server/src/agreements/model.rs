@@ -2,41 +2,47 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(10))")]
-pub enum Acquisition {
-    /// Kjøp.
-    #[sea_orm(string_value = "buy")]
-    Buy,
-    /// Leie: priced per month.
-    #[sea_orm(string_value = "lease")]
-    Lease,
+crate::stored_enum! {
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(10))")]
+    pub enum Acquisition {
+        /// Kjøp.
+        #[sea_orm(string_value = "buy")]
+        Buy,
+        /// Leie: priced per month.
+        #[sea_orm(string_value = "lease")]
+        Lease,
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum RolloutScope {
-    /// A limited zone first (pilot).
-    #[sea_orm(string_value = "pilot_zone")]
-    PilotZone,
-    #[sea_orm(string_value = "full_rollout")]
-    FullRollout,
+crate::stored_enum! {
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum RolloutScope {
+        /// A limited zone first (pilot).
+        #[sea_orm(string_value = "pilot_zone")]
+        PilotZone,
+        #[sea_orm(string_value = "full_rollout")]
+        FullRollout,
+    }
 }
 
-/// DRAFT → PLACED → CONFIRMED → DELIVERED; DRAFT, PLACED or CONFIRMED may be CANCELLED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum CallOffStatus {
-    #[sea_orm(string_value = "draft")]
-    Draft,
-    #[sea_orm(string_value = "placed")]
-    Placed,
-    #[sea_orm(string_value = "confirmed")]
-    Confirmed,
-    #[sea_orm(string_value = "delivered")]
-    Delivered,
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
+crate::stored_enum! {
+    /// DRAFT → PLACED → CONFIRMED → DELIVERED; DRAFT, PLACED or CONFIRMED may be CANCELLED.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum CallOffStatus {
+        #[sea_orm(string_value = "draft")]
+        Draft,
+        #[sea_orm(string_value = "placed")]
+        Placed,
+        #[sea_orm(string_value = "confirmed")]
+        Confirmed,
+        #[sea_orm(string_value = "delivered")]
+        Delivered,
+        #[sea_orm(string_value = "cancelled")]
+        Cancelled,
+    }
 }
 
 impl CallOffStatus {

@@ -3,80 +3,60 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Where an alert stands in the response centre's workflow.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    async_graphql::Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
-pub enum AlertStatus {
-    /// Raised, nobody has taken it yet (VKP 0, hendelse meldt).
-    #[sea_orm(string_value = "raised")]
-    Raised,
-    /// An operator has taken it (VKP 1, hendelse behandles).
-    #[sea_orm(string_value = "acknowledged")]
-    Acknowledged,
-    /// Handed to a responder to go out (VKP 4, hendelse til utrykning).
-    #[sea_orm(string_value = "handed_to_responder")]
-    HandedToResponder,
-    /// The responder accepted it (VKP 5, hendelse ok utrykning).
-    #[sea_orm(string_value = "responder_accepted")]
-    ResponderAccepted,
-    /// Signed off with an outcome (VKP 3, hendelse kvittert).
-    #[sea_orm(string_value = "resolved")]
-    Resolved,
+crate::stored_enum! {
+    /// Where an alert stands in the response centre's workflow.
+    #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
+    pub enum AlertStatus {
+        /// Raised, nobody has taken it yet (VKP 0, hendelse meldt).
+        #[sea_orm(string_value = "raised")]
+        Raised,
+        /// An operator has taken it (VKP 1, hendelse behandles).
+        #[sea_orm(string_value = "acknowledged")]
+        Acknowledged,
+        /// Handed to a responder to go out (VKP 4, hendelse til utrykning).
+        #[sea_orm(string_value = "handed_to_responder")]
+        HandedToResponder,
+        /// The responder accepted it (VKP 5, hendelse ok utrykning).
+        #[sea_orm(string_value = "responder_accepted")]
+        ResponderAccepted,
+        /// Signed off with an outcome (VKP 3, hendelse kvittert).
+        #[sea_orm(string_value = "resolved")]
+        Resolved,
+    }
 }
 
-/// How an alert ended.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    async_graphql::Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
-pub enum AlertOutcome {
-    /// Settled in a call with the recipient or next of kin.
-    #[sea_orm(string_value = "handled_by_phone")]
-    HandledByPhone,
-    /// Someone went out to the recipient.
-    #[sea_orm(string_value = "visit")]
-    Visit,
-    /// Nothing was wrong.
-    #[sea_orm(string_value = "false_alarm")]
-    FalseAlarm,
-    /// Called off by a person (the recipient, staff on site).
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
-    /// Looked at; nothing needs doing.
-    #[sea_orm(string_value = "no_action_needed")]
-    NoActionNeeded,
-    /// A technical fault, passed to the supplier or the municipality's technicians.
-    #[sea_orm(string_value = "technical_follow_up")]
-    TechnicalFollowUp,
-    /// The device reported the alarm cancelled before a responder took it. Set by Velferd only.
-    #[sea_orm(string_value = "cancelled_by_device")]
-    CancelledByDevice,
-    /// The device was heard from again (offline, missed test, power restored). Set by Velferd
-    /// only.
-    #[sea_orm(string_value = "resolved_by_device")]
-    ResolvedByDevice,
+crate::stored_enum! {
+    /// How an alert ended.
+    #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
+    pub enum AlertOutcome {
+        /// Settled in a call with the recipient or next of kin.
+        #[sea_orm(string_value = "handled_by_phone")]
+        HandledByPhone,
+        /// Someone went out to the recipient.
+        #[sea_orm(string_value = "visit")]
+        Visit,
+        /// Nothing was wrong.
+        #[sea_orm(string_value = "false_alarm")]
+        FalseAlarm,
+        /// Called off by a person (the recipient, staff on site).
+        #[sea_orm(string_value = "cancelled")]
+        Cancelled,
+        /// Looked at; nothing needs doing.
+        #[sea_orm(string_value = "no_action_needed")]
+        NoActionNeeded,
+        /// A technical fault, passed to the supplier or the municipality's technicians.
+        #[sea_orm(string_value = "technical_follow_up")]
+        TechnicalFollowUp,
+        /// The device reported the alarm cancelled before a responder took it. Set by Velferd only.
+        #[sea_orm(string_value = "cancelled_by_device")]
+        CancelledByDevice,
+        /// The device was heard from again (offline, missed test, power restored). Set by Velferd
+        /// only.
+        #[sea_orm(string_value = "resolved_by_device")]
+        ResolvedByDevice,
+    }
 }
 
 impl AlertOutcome {
@@ -86,61 +66,51 @@ impl AlertOutcome {
     }
 }
 
-/// One step of an alert's handling, with its VKP follow-up event code
-/// (`vkp-composition-event-v090`) where VKP has one.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    async_graphql::Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
-pub enum StepKind {
-    /// VKP 0.
-    #[sea_orm(string_value = "raised")]
-    Raised,
-    /// VKP 1.
-    #[sea_orm(string_value = "acknowledged")]
-    Acknowledged,
-    /// VKP 4.
-    #[sea_orm(string_value = "handed_to_responder")]
-    HandedToResponder,
-    /// VKP 5.
-    #[sea_orm(string_value = "responder_accepted")]
-    ResponderAccepted,
-    /// VKP 3.
-    #[sea_orm(string_value = "resolved")]
-    Resolved,
-    /// A note on the cause (VKP 6, årsak).
-    #[sea_orm(string_value = "note_cause")]
-    NoteCause,
-    /// A note on the measure taken (VKP 7, tiltak).
-    #[sea_orm(string_value = "note_measure")]
-    NoteMeasure,
-    /// A note on a conversation (VKP 8, samtale).
-    #[sea_orm(string_value = "note_conversation")]
-    NoteConversation,
-    /// A note on a dispatch or transfer of responsibility (VKP 9, aksjon).
-    #[sea_orm(string_value = "note_dispatch")]
-    NoteDispatch,
-    /// A note on another party involved (VKP 10, annen aktør).
-    #[sea_orm(string_value = "note_other_party")]
-    NoteOtherParty,
-    /// A step was late: the alert went to the next line (recorded as VKP 9, aksjon: a transfer
-    /// of responsibility).
-    #[sea_orm(string_value = "escalated")]
-    Escalated,
-    /// The device reported the alarm cancelled after a responder had it: the responder signs
-    /// it off (recorded as VKP 6, årsak).
-    #[sea_orm(string_value = "cancelled_at_device")]
-    CancelledAtDevice,
+crate::stored_enum! {
+    /// One step of an alert's handling, with its VKP follow-up event code
+    /// (`vkp-composition-event-v090`) where VKP has one.
+    #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
+    pub enum StepKind {
+        /// VKP 0.
+        #[sea_orm(string_value = "raised")]
+        Raised,
+        /// VKP 1.
+        #[sea_orm(string_value = "acknowledged")]
+        Acknowledged,
+        /// VKP 4.
+        #[sea_orm(string_value = "handed_to_responder")]
+        HandedToResponder,
+        /// VKP 5.
+        #[sea_orm(string_value = "responder_accepted")]
+        ResponderAccepted,
+        /// VKP 3.
+        #[sea_orm(string_value = "resolved")]
+        Resolved,
+        /// A note on the cause (VKP 6, årsak).
+        #[sea_orm(string_value = "note_cause")]
+        NoteCause,
+        /// A note on the measure taken (VKP 7, tiltak).
+        #[sea_orm(string_value = "note_measure")]
+        NoteMeasure,
+        /// A note on a conversation (VKP 8, samtale).
+        #[sea_orm(string_value = "note_conversation")]
+        NoteConversation,
+        /// A note on a dispatch or transfer of responsibility (VKP 9, aksjon).
+        #[sea_orm(string_value = "note_dispatch")]
+        NoteDispatch,
+        /// A note on another party involved (VKP 10, annen aktør).
+        #[sea_orm(string_value = "note_other_party")]
+        NoteOtherParty,
+        /// A step was late: the alert went to the next line (recorded as VKP 9, aksjon: a transfer
+        /// of responsibility).
+        #[sea_orm(string_value = "escalated")]
+        Escalated,
+        /// The device reported the alarm cancelled after a responder had it: the responder signs
+        /// it off (recorded as VKP 6, årsak).
+        #[sea_orm(string_value = "cancelled_at_device")]
+        CancelledAtDevice,
+    }
 }
 
 impl StepKind {

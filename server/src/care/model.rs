@@ -2,16 +2,18 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Where a recipient's service stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum RecipientStatus {
-    #[sea_orm(string_value = "active")]
-    Active,
-    #[sea_orm(string_value = "paused")]
-    Paused,
-    #[sea_orm(string_value = "ended")]
-    Ended,
+crate::stored_enum! {
+    /// Where a recipient's service stands.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum RecipientStatus {
+        #[sea_orm(string_value = "active")]
+        Active,
+        #[sea_orm(string_value = "paused")]
+        Paused,
+        #[sea_orm(string_value = "ended")]
+        Ended,
+    }
 }
 
 pub mod service_recipient {
@@ -43,15 +45,17 @@ pub mod service_recipient {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// A case worker's decision on a recipient and a user story.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum AssessmentDecision {
-    /// The solution of the user story suits the recipient: a device under it may be assigned.
-    #[sea_orm(string_value = "granted")]
-    Granted,
-    #[sea_orm(string_value = "declined")]
-    Declined,
+crate::stored_enum! {
+    /// A case worker's decision on a recipient and a user story.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum AssessmentDecision {
+        /// The solution of the user story suits the recipient: a device under it may be assigned.
+        #[sea_orm(string_value = "granted")]
+        Granted,
+        #[sea_orm(string_value = "declined")]
+        Declined,
+    }
 }
 
 pub mod recipient_status_change {

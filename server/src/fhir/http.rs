@@ -115,15 +115,9 @@ async fn search(shared: web::Data<Shared>, req: HttpRequest, kind: web::Path<Str
         return unsupported(req).await;
     };
     let key = caller_key(&shared, &req, &actor);
-    let throttle = &shared.state.throttle;
-    let cost = SEARCH_COST.min(u64::from(throttle.status(&key).maximum_available));
-    if let Err(crate::throttle::Refused::Throttled { wait, .. }) = throttle.charge(&key, cost) {
-        shared.state.refusals.record(&key, "THROTTLED");
-        let seconds = crate::throttle::retry_after_seconds(wait);
-        let message = format!("throttled: a search costs {cost} points; try again in {seconds} s");
-        let mut response = outcome(StatusCode::TOO_MANY_REQUESTS, "throttled", "THROTTLED", &message);
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        return response;
+    if let Err(throttled) = crate::http::export::charge(&shared, &key, SEARCH_COST) {
+        return throttled
+            .respond("a search", |message| outcome(StatusCode::TOO_MANY_REQUESTS, "throttled", "THROTTLED", message));
     }
     let db = &shared.state.db;
     let grant = match crate::auth::Grant::resolve(db.read(), actor).await {

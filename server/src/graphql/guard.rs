@@ -316,51 +316,37 @@ fn directive_weight(directives: &[Positioned<Directive>]) -> Result<u64, Refused
 /// [`check_variables`]).
 fn argument_weight(value: &async_graphql_value::Value) -> Result<u64, Refused> {
     use async_graphql_value::Value as Written;
-    Ok(match value {
-        Written::List(items) => {
-            if items.len() > MAX_LIST_VALUES {
-                return Err(too_long_list(items.len()));
-            }
-            let mut weight = 1u64;
-            for item in items {
-                weight = weight.saturating_add(argument_weight(item)?);
-            }
-            weight
-        }
-        Written::Object(fields) => {
-            let mut weight = 1u64;
-            for item in fields.values() {
-                weight = weight.saturating_add(argument_weight(item)?);
-            }
-            weight
-        }
-        _ => 1,
-    })
+    match value {
+        Written::List(items) => list_weight(items, argument_weight),
+        Written::Object(fields) => entries_weight(fields.values(), argument_weight),
+        _ => Ok(1),
+    }
 }
 
 /// The values in an argument, each checked against every field it is passed to: a list counts
 /// each entry. Refuses a list literal of more than [`MAX_LIST_VALUES`] values.
 fn value_weight(value: &Value) -> Result<u64, Refused> {
-    Ok(match value {
-        Value::List(items) => {
-            if items.len() > MAX_LIST_VALUES {
-                return Err(too_long_list(items.len()));
-            }
-            let mut weight = 1u64;
-            for item in items {
-                weight = weight.saturating_add(value_weight(item)?);
-            }
-            weight
-        }
-        Value::Object(fields) => {
-            let mut weight = 1u64;
-            for item in fields.values() {
-                weight = weight.saturating_add(value_weight(item)?);
-            }
-            weight
-        }
-        _ => 1,
-    })
+    match value {
+        Value::List(items) => list_weight(items, value_weight),
+        Value::Object(fields) => entries_weight(fields.values(), value_weight),
+        _ => Ok(1),
+    }
+}
+
+/// A list's weight (see [`entries_weight`]); refuses one of more than [`MAX_LIST_VALUES`] values.
+fn list_weight<V>(items: &[V], weigh: fn(&V) -> Result<u64, Refused>) -> Result<u64, Refused> {
+    if items.len() > MAX_LIST_VALUES {
+        return Err(too_long_list(items.len()));
+    }
+    entries_weight(items.iter(), weigh)
+}
+
+/// One for a list or an object itself, and the weight of each entry.
+fn entries_weight<'v, V: 'v>(
+    mut entries: impl Iterator<Item = &'v V>,
+    weigh: fn(&V) -> Result<u64, Refused>,
+) -> Result<u64, Refused> {
+    entries.try_fold(1u64, |weight, entry| Ok(weight.saturating_add(weigh(entry)?)))
 }
 
 fn too_long_list(len: usize) -> Refused {

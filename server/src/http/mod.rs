@@ -2,6 +2,7 @@
 
 mod audit;
 mod benefits;
+pub(crate) mod export;
 pub mod graphiql;
 mod ingest;
 mod outage;

@@ -3,19 +3,21 @@
 
 use sea_orm::entity::prelude::*;
 
-/// What a reused item was in the source procurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum ReusedKind {
-    /// A step of the service journey (tjenestereise).
-    #[sea_orm(string_value = "journey_step")]
-    JourneyStep,
-    /// A need from the needs mapping.
-    #[sea_orm(string_value = "need")]
-    Need,
-    /// A user story (brukerhistorie).
-    #[sea_orm(string_value = "user_story")]
-    UserStory,
+crate::stored_enum! {
+    /// What a reused item was in the source procurement.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum ReusedKind {
+        /// A step of the service journey (tjenestereise).
+        #[sea_orm(string_value = "journey_step")]
+        JourneyStep,
+        /// A need from the needs mapping.
+        #[sea_orm(string_value = "need")]
+        Need,
+        /// A user story (brukerhistorie).
+        #[sea_orm(string_value = "user_story")]
+        UserStory,
+    }
 }
 
 pub mod learning_network {

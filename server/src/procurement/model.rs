@@ -3,53 +3,59 @@
 
 use sea_orm::entity::prelude::*;
 
-/// What is being procured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(40))")]
-pub enum Category {
-    /// Medisineringsstøtte: medication dispensers and reminders.
-    #[sea_orm(string_value = "medication_support")]
-    MedicationSupport,
-    /// Trygghetsalarm: social-care (safety) alarms.
-    #[sea_orm(string_value = "safety_alarm")]
-    SafetyAlarm,
-    /// Responssenter: receiving and handling alarms.
-    #[sea_orm(string_value = "response_centre")]
-    ResponseCentre,
-    /// Digital hjemmeoppfølging: remote follow-up at home.
-    #[sea_orm(string_value = "digital_home_follow_up")]
-    DigitalHomeFollowUp,
-    #[sea_orm(string_value = "other")]
-    Other,
+crate::stored_enum! {
+    /// What is being procured.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(40))")]
+    pub enum Category {
+        /// Medisineringsstøtte: medication dispensers and reminders.
+        #[sea_orm(string_value = "medication_support")]
+        MedicationSupport,
+        /// Trygghetsalarm: social-care (safety) alarms.
+        #[sea_orm(string_value = "safety_alarm")]
+        SafetyAlarm,
+        /// Responssenter: receiving and handling alarms.
+        #[sea_orm(string_value = "response_centre")]
+        ResponseCentre,
+        /// Digital hjemmeoppfølging: remote follow-up at home.
+        #[sea_orm(string_value = "digital_home_follow_up")]
+        DigitalHomeFollowUp,
+        #[sea_orm(string_value = "other")]
+        Other,
+    }
 }
 
-/// How a municipality takes part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum ParticipantRole {
-    /// Runs the procurement for all (one per procurement).
-    #[sea_orm(string_value = "lead")]
-    Lead,
-    /// Buys under the resulting agreements.
-    #[sea_orm(string_value = "participant")]
-    Participant,
-    /// Følgekommune: follows to learn, may reuse the needs mapping, does not buy.
-    #[sea_orm(string_value = "follower")]
-    Follower,
+crate::stored_enum! {
+    /// How a municipality takes part.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum ParticipantRole {
+        /// Runs the procurement for all (one per procurement).
+        #[sea_orm(string_value = "lead")]
+        Lead,
+        /// Buys under the resulting agreements.
+        #[sea_orm(string_value = "participant")]
+        Participant,
+        /// Følgekommune: follows to learn, may reuse the needs mapping, does not buy.
+        #[sea_orm(string_value = "follower")]
+        Follower,
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
-pub enum ActivityKind {
-    #[sea_orm(string_value = "workshop")]
-    Workshop,
-    #[sea_orm(string_value = "dialogue_conference")]
-    DialogueConference,
-    #[sea_orm(string_value = "one_to_one_meeting")]
-    OneToOneMeeting,
-    /// A municipality presents its procurement to many others.
-    #[sea_orm(string_value = "learning_arena")]
-    LearningArena,
+crate::stored_enum! {
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
+    pub enum ActivityKind {
+        #[sea_orm(string_value = "workshop")]
+        Workshop,
+        #[sea_orm(string_value = "dialogue_conference")]
+        DialogueConference,
+        #[sea_orm(string_value = "one_to_one_meeting")]
+        OneToOneMeeting,
+        /// A municipality presents its procurement to many others.
+        #[sea_orm(string_value = "learning_arena")]
+        LearningArena,
+    }
 }
 
 pub mod procurement {

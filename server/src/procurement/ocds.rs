@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 
 use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
@@ -115,6 +115,24 @@ async fn release_package_at<C: ConnectionTrait>(
     Ok(Some(package(&loaded, viewer, options, now)))
 }
 
+/// The rows of `column`'s table whose `column` is one of `parents`, in the order they were made.
+async fn rows_of<Column, C>(
+    db: &C,
+    column: Column,
+    parents: impl IntoIterator<Item = i64>,
+) -> Result<Vec<<Column::EntityName as EntityTrait>::Model>, DbErr>
+where
+    Column: ColumnTrait,
+    Column::EntityName: EntityTrait,
+    C: ConnectionTrait,
+{
+    let parents: Vec<i64> = parents.into_iter().collect();
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    <Column::EntityName as EntityTrait>::find().filter(column.is_in(parents)).order_by_id_asc().all(db).await
+}
+
 /// Everything the export reads, loaded up front so the mapping itself is a pure function.
 struct Loaded {
     procurement: procurement::Model,
@@ -139,55 +157,19 @@ impl Loaded {
             .order_by_asc(participant::Column::Id)
             .all(db)
             .await?;
-        let transitions = phase_transition::Entity::find()
-            .filter(phase_transition::Column::ProcurementId.eq(procurement_id))
-            .order_by_asc(phase_transition::Column::Id)
-            .all(db)
-            .await?;
+        let transitions = rows_of(db, phase_transition::Column::ProcurementId, [procurement_id]).await?;
         let stories = user_story::Entity::find()
             .filter(user_story::Column::ProcurementId.eq(procurement_id))
             .order_by_asc(user_story::Column::Code)
             .order_by_asc(user_story::Column::Id)
             .all(db)
             .await?;
-        let criteria = evaluation_criterion::Entity::find()
-            .filter(evaluation_criterion::Column::ProcurementId.eq(procurement_id))
-            .order_by_asc(evaluation_criterion::Column::Id)
-            .all(db)
-            .await?;
-        let tenders = tender::Entity::find()
-            .filter(tender::Column::ProcurementId.eq(procurement_id))
-            .order_by_asc(tender::Column::Id)
-            .all(db)
-            .await?;
-        let responses = if tenders.is_empty() {
-            Vec::new()
-        } else {
-            tender_response::Entity::find()
-                .filter(tender_response::Column::TenderId.is_in(tenders.iter().map(|t| t.id)))
-                .order_by_asc(tender_response::Column::Id)
-                .all(db)
-                .await?
-        };
-        let awards = award::Entity::find()
-            .filter(award::Column::ProcurementId.eq(procurement_id))
-            .order_by_asc(award::Column::Id)
-            .all(db)
-            .await?;
-        let agreements = framework_agreement::Entity::find()
-            .filter(framework_agreement::Column::ProcurementId.eq(procurement_id))
-            .order_by_asc(framework_agreement::Column::Id)
-            .all(db)
-            .await?;
-        let call_offs = if agreements.is_empty() {
-            Vec::new()
-        } else {
-            call_off::Entity::find()
-                .filter(call_off::Column::AgreementId.is_in(agreements.iter().map(|a| a.id)))
-                .order_by_asc(call_off::Column::Id)
-                .all(db)
-                .await?
-        };
+        let criteria = rows_of(db, evaluation_criterion::Column::ProcurementId, [procurement_id]).await?;
+        let tenders = rows_of(db, tender::Column::ProcurementId, [procurement_id]).await?;
+        let responses = rows_of(db, tender_response::Column::TenderId, tenders.iter().map(|t| t.id)).await?;
+        let awards = rows_of(db, award::Column::ProcurementId, [procurement_id]).await?;
+        let agreements = rows_of(db, framework_agreement::Column::ProcurementId, [procurement_id]).await?;
+        let call_offs = rows_of(db, call_off::Column::AgreementId, agreements.iter().map(|a| a.id)).await?;
 
         let mut organization_ids: Vec<i64> = std::iter::once(procurement.lead_id)
             .chain(participants.iter().map(|p| p.organization_id))

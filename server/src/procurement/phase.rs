@@ -10,44 +10,32 @@ use serde::{Deserialize, Serialize};
 use crate::errors::RuleViolation;
 use crate::text::Paragraph;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    async_graphql::Enum,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Phase {
-    /// Behov: experience sharing and needs mapping; the service journey.
-    #[sea_orm(string_value = "needs")]
-    Needs,
-    /// Dialog: dialogue conference, solution sketches, one-to-one meetings.
-    #[sea_orm(string_value = "dialogue")]
-    Dialogue,
-    /// Konkurranse: notice, user stories as lots, sealed tenders, evaluation, awards.
-    #[sea_orm(string_value = "competition")]
-    Competition,
-    /// Implementering: framework agreements in force; municipalities call off.
-    #[sea_orm(string_value = "implementation")]
-    Implementation,
-    /// Evaluering: experience reports and benefits realisation.
-    #[sea_orm(string_value = "evaluation")]
-    Evaluation,
-    #[sea_orm(string_value = "closed")]
-    Closed,
-    /// Lagt på is: paused with a reason; resumes to the phase it left.
-    #[sea_orm(string_value = "on_hold")]
-    OnHold,
+crate::stored_enum! {
+    #[derive(PartialOrd, Ord, Serialize, Deserialize, async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum Phase {
+        /// Behov: experience sharing and needs mapping; the service journey.
+        #[sea_orm(string_value = "needs")]
+        Needs,
+        /// Dialog: dialogue conference, solution sketches, one-to-one meetings.
+        #[sea_orm(string_value = "dialogue")]
+        Dialogue,
+        /// Konkurranse: notice, user stories as lots, sealed tenders, evaluation, awards.
+        #[sea_orm(string_value = "competition")]
+        Competition,
+        /// Implementering: framework agreements in force; municipalities call off.
+        #[sea_orm(string_value = "implementation")]
+        Implementation,
+        /// Evaluering: experience reports and benefits realisation.
+        #[sea_orm(string_value = "evaluation")]
+        Evaluation,
+        #[sea_orm(string_value = "closed")]
+        Closed,
+        /// Lagt på is: paused with a reason; resumes to the phase it left.
+        #[sea_orm(string_value = "on_hold")]
+        OnHold,
+    }
 }
 
 impl Phase {

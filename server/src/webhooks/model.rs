@@ -104,20 +104,20 @@ pub mod webhook_attempt {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Where a delivery stands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum, serde::Serialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-#[graphql(name = "WebhookDeliveryStatus")]
-pub enum DeliveryStatus {
-    /// Waiting for its next attempt (or for its endpoint to be enabled again).
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    /// An attempt got a 2xx answer.
-    #[sea_orm(string_value = "succeeded")]
-    Succeeded,
-    /// The retry schedule ran out, or the endpoint answered 410 Gone.
-    #[sea_orm(string_value = "failed")]
-    Failed,
+crate::stored_enum! {
+    /// Where a delivery stands.
+    #[derive(async_graphql::Enum, serde::Serialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    #[graphql(name = "WebhookDeliveryStatus")]
+    pub enum DeliveryStatus {
+        /// Waiting for its next attempt (or for its endpoint to be enabled again).
+        #[sea_orm(string_value = "pending")]
+        Pending,
+        /// An attempt got a 2xx answer.
+        #[sea_orm(string_value = "succeeded")]
+        Succeeded,
+        /// The retry schedule ran out, or the endpoint answered 410 Gone.
+        #[sea_orm(string_value = "failed")]
+        Failed,
+    }
 }

@@ -1,0 +1,64 @@
+//! Shorthands for the storage model's sea-orm declarations.
+
+/// Declares an enum stored as a string: the derives every stored enum needs (`DeriveActiveEnum`
+/// and its `EnumIter`, the comparisons a status is used with), then the caller's attributes and
+/// enum unchanged and in order: docs, further derives (its GraphQL enum, serde), the column's
+/// `#[sea_orm(rs_type = "String", db_type = "...")]` and each variant's
+/// `#[sea_orm(string_value = "...")]`. The values are in the database: never change one.
+///
+/// ```ignore
+/// crate::stored_enum! {
+///     /// Where a delivery stands.
+///     #[derive(async_graphql::Enum)]
+///     #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+///     pub enum DeliveryStatus {
+///         #[sea_orm(string_value = "pending")]
+///         Pending,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! stored_enum {
+    ($(#[$attr:meta])* $vis:vis enum $name:ident { $($variants:tt)* }) => {
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            sea_orm::entity::prelude::EnumIter,
+            sea_orm::entity::prelude::DeriveActiveEnum,
+        )]
+        $(#[$attr])*
+        $vis enum $name { $($variants)* }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::entity::prelude::*;
+    use sea_orm::{ActiveEnum, Iterable};
+
+    crate::stored_enum! {
+        /// A lamp's light.
+        #[derive(PartialOrd, Ord)]
+        #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(12))")]
+        pub enum Light {
+            #[sea_orm(string_value = "red")]
+            Red,
+            /// Both at once.
+            #[sea_orm(string_value = "amber_red")]
+            AmberRed,
+        }
+    }
+
+    #[test]
+    fn a_stored_enum_is_kept_as_the_strings_and_column_its_attributes_name() {
+        assert_eq!(Light::iter().map(|l| l.to_value()).collect::<Vec<_>>(), ["red", "amber_red"]);
+        assert_eq!(Light::try_from_value(&"amber_red".to_owned()).ok(), Some(Light::AmberRed));
+        assert!(Light::try_from_value(&"green".to_owned()).is_err());
+        assert_eq!(format!("{:?}", Light::db_type()), format!("{:?}", ColumnType::String(StringLen::N(12)).def()));
+        assert!(Light::Red < Light::AmberRed, "the caller's own derives are kept");
+    }
+}
