@@ -21,18 +21,18 @@ use crate::agreements::graphql::CallOff;
 use crate::auth::{Caller, Role};
 use crate::devices::graphql::{Device, DeviceProduct, VkpCoding};
 use crate::devices::model::device_product;
-use crate::errors::{ApiError, Invalid, refuse};
+use crate::errors::{ApiError, Invalid, RuleResult, refuse};
 use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, page_by_id, page_sorted};
-use crate::graphql::context::{in_transaction, load_existing, load_one, session, state};
+use crate::graphql::context::{load_existing, load_one, mutate, session, state};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{
     AlertById, AlertRecipientById, CallOffById, DeviceById, ProductById, ServiceAgreementById, StepsOf,
 };
 use crate::graphql::node::NodeObject;
-use crate::graphql::relay::{NodeType, argument_row, global_id, input_row};
+use crate::graphql::relay::{FilterById, NodeType, input_row};
 use crate::organizations::{Organization, OrganizationKind};
 use crate::text::CareNote;
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 // `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::AlertMutation as Mutation;
@@ -43,17 +43,14 @@ pub use self::AlertSubscription as Subscription;
 #[derive(Clone)]
 pub struct Alert(pub alert::Model);
 
+#[row_fields]
 #[Object]
 impl Alert {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Alert, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     /// The event kind that raised it, named as in the WIT (`alarm-button`, `dose-missed` …), or
     /// `device-offline` / `test-transmission-missed` when Velferd derived it from silence.
-    async fn kind(&self) -> &str {
-        &self.0.kind
-    }
+    async fn kind(&self) -> &str;
 
     async fn severity(&self) -> Severity {
         severity_of(&self.0.severity)
@@ -65,14 +62,10 @@ impl Alert {
         Some(VkpCoding { system: velferd_plugins::event::VKP_ALERT_SYSTEM.to_string(), code })
     }
 
-    async fn status(&self) -> AlertStatus {
-        self.0.status
-    }
+    async fn status(&self) -> AlertStatus;
 
     /// How it ended, once resolved.
-    async fn outcome(&self) -> Option<AlertOutcome> {
-        self.0.outcome
-    }
+    async fn outcome(&self) -> Option<AlertOutcome>;
 
     async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.municipality_id).await
@@ -104,46 +97,28 @@ impl Alert {
     }
 
     /// Events it stands for: the one that raised it and those that joined it while open.
-    async fn event_count(&self) -> i32 {
-        self.0.event_count
-    }
+    async fn event_count(&self) -> i32;
 
-    async fn first_event_at(&self) -> DateTime<Utc> {
-        self.0.first_event_at.to_utc()
-    }
+    async fn first_event_at(&self) -> DateTime<Utc>;
 
-    async fn last_event_at(&self) -> DateTime<Utc> {
-        self.0.last_event_at.to_utc()
-    }
+    async fn last_event_at(&self) -> DateTime<Utc>;
 
-    async fn raised_at(&self) -> DateTime<Utc> {
-        self.0.raised_at.to_utc()
-    }
+    async fn raised_at(&self) -> DateTime<Utc>;
 
-    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
-        self.0.resolved_at.map(|t| t.to_utc())
-    }
+    async fn resolved_at(&self) -> Option<DateTime<Utc>>;
 
     /// The organisation it is handed to.
     async fn responder(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
-        Ok(match self.0.responder_id {
-            Some(id) => Some(Organization::by_id(ctx, id).await?),
-            None => None,
-        })
+        Organization::by_optional_id(ctx, self.0.responder_id).await
     }
 
     /// The next line it went to when a step was late.
     async fn escalated_to(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
-        Ok(match self.0.escalated_to_id {
-            Some(id) => Some(Organization::by_id(ctx, id).await?),
-            None => None,
-        })
+        Organization::by_optional_id(ctx, self.0.escalated_to_id).await
     }
 
     /// How many times a step was late.
-    async fn escalations(&self) -> i32 {
-        self.0.escalations
-    }
+    async fn escalations(&self) -> i32;
 
     /// Every step of its handling, oldest first.
     async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<AlertStep>> {
@@ -155,11 +130,10 @@ impl Alert {
 #[derive(Clone)]
 pub struct AlertStep(pub alert_step::Model);
 
+#[row_fields]
 #[Object]
 impl AlertStep {
-    async fn kind(&self) -> StepKind {
-        self.0.kind
-    }
+    async fn kind(&self) -> StepKind;
 
     /// The VKP follow-up event code (`vkp-composition-event-v090`).
     async fn vkp(&self) -> Option<VkpCoding> {
@@ -167,24 +141,15 @@ impl AlertStep {
         Some(VkpCoding { system: VKP_EVENT_SYSTEM.to_string(), code })
     }
 
-    async fn note(&self) -> Option<&str> {
-        self.0.note.as_deref()
-    }
+    async fn note(&self) -> Option<&str>;
 
-    async fn outcome(&self) -> Option<AlertOutcome> {
-        self.0.outcome
-    }
+    async fn outcome(&self) -> Option<AlertOutcome>;
 
     /// The subject of the token that took the step; `velferd` for Velferd's own steps.
-    async fn subject(&self) -> &str {
-        &self.0.subject
-    }
+    async fn subject(&self) -> &str;
 
     async fn organization(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
-        Ok(match self.0.organization_id {
-            Some(id) => Some(Organization::by_id(ctx, id).await?),
-            None => None,
-        })
+        Organization::by_optional_id(ctx, self.0.organization_id).await
     }
 
     /// The role it was taken under.
@@ -192,9 +157,7 @@ impl AlertStep {
         self.0.role.as_deref().and_then(|r| r.parse().ok())
     }
 
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at.to_utc()
-    }
+    async fn at(&self) -> DateTime<Utc>;
 }
 
 /// A response centre serves a municipality over a period: its operators see and handle the
@@ -202,11 +165,10 @@ impl AlertStep {
 #[derive(Clone)]
 pub struct ServiceAgreement(pub service_agreement::Model);
 
+#[row_fields]
 #[Object]
 impl ServiceAgreement {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::ServiceAgreement, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn response_centre(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.response_centre_id).await
@@ -225,13 +187,9 @@ impl ServiceAgreement {
         Ok(load_one(ctx, CallOffById(id)).await?.map(CallOff))
     }
 
-    async fn valid_from(&self) -> NaiveDate {
-        self.0.valid_from
-    }
+    async fn valid_from(&self) -> NaiveDate;
 
-    async fn valid_to(&self) -> NaiveDate {
-        self.0.valid_to
-    }
+    async fn valid_to(&self) -> NaiveDate;
 
     /// Whether it is in force today.
     async fn in_force(&self) -> bool {
@@ -239,9 +197,7 @@ impl ServiceAgreement {
         self.0.valid_from <= today && today <= self.0.valid_to
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 }
 
 /// A municipality's escalation line for one severity.
@@ -278,6 +234,7 @@ impl AlertEscalationLine {
 /// How often a product's devices must be heard from.
 pub struct DeviceProductMonitoring(super::model::product_monitoring::Model);
 
+#[row_fields]
 #[Object]
 impl DeviceProductMonitoring {
     async fn product(&self, ctx: &Context<'_>) -> Result<DeviceProduct> {
@@ -295,9 +252,7 @@ impl DeviceProductMonitoring {
         self.0.test_seconds
     }
 
-    async fn set_at(&self) -> DateTime<Utc> {
-        self.0.set_at.to_utc()
-    }
+    async fn set_at(&self) -> DateTime<Utc>;
 }
 
 /// Narrows the alert queue.
@@ -349,13 +304,12 @@ impl AlertQuery {
             Some(false) => select = select.filter(alert::Column::Status.eq(AlertStatus::Resolved)),
             None => {}
         }
-        if let Some(id) = filter.municipality_id {
-            select = select.filter(alert::Column::MunicipalityId.eq(argument_row(
-                &id,
-                NodeType::Organization,
-                "municipalityId",
-            )?));
-        }
+        select = select.filter_id(
+            alert::Column::MunicipalityId,
+            &filter.municipality_id,
+            NodeType::Organization,
+            "municipalityId",
+        )?;
         let connection = page_sorted(
             ctx,
             select,
@@ -516,19 +470,14 @@ async fn step(
     id: &ID,
     action: Result<Action, Invalid>,
 ) -> Result<AlertPayload> {
-    let result = match (input_row(id, NodeType::Alert, "alertId"), action) {
-        (Err(e), _) | (_, Err(e)) => refuse(e),
-        (Ok(row), Ok(action)) => {
-            let live = state(ctx).live.clone();
-            in_transaction(ctx, async |txn| {
-                let (alert, notices) = workflow::act(txn, &viewer, row, action).await?;
-                live::publish(txn, &live, notices).await?;
-                Ok(alert)
-            })
-            .await
-        }
-    };
-    Ok(AlertPayload::from_rule::<_, AlertError>(result, Alert)?)
+    let parsed = input_row(id, NodeType::Alert, "alertId").and_then(|row| Ok((row, action?)));
+    let live = state(ctx).live.clone();
+    mutate(ctx, parsed, Alert, async |txn, (row, action)| -> RuleResult<alert::Model, AlertError> {
+        let (alert, notices) = workflow::act(txn, &viewer, row, action).await?;
+        live::publish(txn, &live, notices).await?;
+        Ok(alert)
+    })
+    .await
 }
 
 fn note(field: &'static str, text: Option<&str>) -> Result<Option<CareNote>, Invalid> {
@@ -603,13 +552,10 @@ impl AlertMutation {
                 valid_to: input.valid_to,
             })
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok(new) => {
-                in_transaction(ctx, async |txn| workflow::create_service_agreement(txn, &caller, new).await).await
-            }
-        };
-        Ok(ServiceAgreementCreatePayload::from_rule::<_, AlertError>(result, ServiceAgreement)?)
+        mutate(ctx, parsed, ServiceAgreement, async |txn, new| {
+            workflow::create_service_agreement(txn, &caller, new).await
+        })
+        .await
     }
 
     /// Sets your municipality's escalation line for one severity: how long an alert may wait
@@ -633,16 +579,13 @@ impl AlertMutation {
                     .transpose()?,
             })
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok(line) => in_transaction(ctx, async |txn| workflow::set_escalation(txn, &caller, line).await).await,
-        };
-        Ok(AlertEscalationSetPayload::from_rule::<_, AlertError>(result, |row| AlertEscalationLine {
+        let line_of = |row: super::model::alert_escalation::Model| AlertEscalationLine {
             severity: severity_of(&row.severity),
             acknowledge_seconds: row.acknowledge_seconds,
             accept_seconds: row.accept_seconds,
             next_line_id: row.next_line_id.unwrap_or(row.municipality_id),
-        })?)
+        };
+        mutate(ctx, parsed, line_of, async |txn, line| workflow::set_escalation(txn, &caller, line).await).await
     }
 
     /// Sets how often a product's devices must be heard from, as approved at adapter review: a
@@ -663,22 +606,16 @@ impl AlertMutation {
             let test = input.test_interval_seconds.map(|s| workflow::seconds("testIntervalSeconds", s)).transpose()?;
             Ok::<_, Invalid>((input.product.clone(), heartbeat, test))
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok((slug, heartbeat_seconds, test_seconds)) => {
-                in_transaction(ctx, async |txn| {
-                    let Some(product) =
-                        device_product::Entity::find().filter(device_product::Column::Slug.eq(slug)).one(txn).await?
-                    else {
-                        return refuse(Invalid::not_found("product", "no such device product"));
-                    };
-                    let monitoring = Monitoring { product_id: product.id, heartbeat_seconds, test_seconds };
-                    workflow::set_monitoring(txn, &caller, monitoring).await
-                })
-                .await
-            }
-        };
-        Ok(DeviceProductMonitoringSetPayload::from_rule::<_, AlertError>(result, DeviceProductMonitoring)?)
+        mutate(ctx, parsed, DeviceProductMonitoring, async |txn, (slug, heartbeat_seconds, test_seconds)| {
+            let Some(product) =
+                device_product::Entity::find().filter(device_product::Column::Slug.eq(slug)).one(txn).await?
+            else {
+                return refuse(Invalid::not_found("product", "no such device product"));
+            };
+            let monitoring = Monitoring { product_id: product.id, heartbeat_seconds, test_seconds };
+            workflow::set_monitoring(txn, &caller, monitoring).await
+        })
+        .await
     }
 }
 

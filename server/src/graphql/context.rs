@@ -6,11 +6,12 @@ use async_graphql::Context;
 use chrono::{NaiveDate, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
+use super::errors::Payload;
 use super::loaders::DbLoader;
 use super::session::Session;
 use crate::app::AppState;
 use crate::auth::{Caller, Principal, Role};
-use crate::errors::{ApiError, Invalid, Refusal, RuleResult};
+use crate::errors::{ApiError, Refusal, RuleResult, RuleViolation};
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
@@ -84,11 +85,27 @@ where
 
 /// A mutation past its caller check: the input as parsed at the edge (or the field it fails
 /// on, before any rule runs), then the rules on the parsed values, as [`in_transaction`].
-pub(crate) async fn run_parsed<I, T, E, F>(ctx: &Context<'_>, input: Result<I, Invalid>, rules: F) -> RuleResult<T, E>
+pub(crate) async fn run_parsed<I, V, T, E, F>(ctx: &Context<'_>, input: Result<I, V>, rules: F) -> RuleResult<T, E>
 where
-    E: From<Invalid>,
+    E: From<V>,
     F: AsyncFnOnce(&DatabaseTransaction, I) -> RuleResult<T, E>,
 {
-    let input = input?;
+    let input = input.map_err(|violation| Refusal::Rule(violation.into()))?;
     in_transaction(ctx, async |txn| rules(txn, input).await).await
+}
+
+/// A mutation past its caller check, whole: `input` as parsed at the edge, `rules` on it in one
+/// transaction ([`run_parsed`]), and the payload: the object `wrap` makes of the rules' value,
+/// or the broken rule as a user error.
+pub(crate) async fn mutate<P, I, V, T, E>(
+    ctx: &Context<'_>,
+    input: Result<I, V>,
+    wrap: impl FnOnce(T) -> P::Object,
+    rules: impl AsyncFnOnce(&DatabaseTransaction, I) -> RuleResult<T, E>,
+) -> async_graphql::Result<P>
+where
+    P: Payload,
+    E: RuleViolation + From<V>,
+{
+    Ok(P::from_rule(run_parsed(ctx, input, rules).await, wrap)?)
 }
