@@ -58,8 +58,7 @@ impl FrameworkAgreement {
     pub async fn id(&self) -> ID;
 
     async fn procurement(&self, ctx: &Context<'_>) -> Result<Procurement> {
-        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
-        Ok(Procurement(p))
+        Ok(Procurement(load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -67,8 +66,7 @@ impl FrameworkAgreement {
     }
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let s = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(s))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
     async fn starts_on(&self) -> NaiveDate;
@@ -135,8 +133,7 @@ impl CallOff {
     pub async fn id(&self) -> ID;
 
     async fn agreement(&self, ctx: &Context<'_>) -> Result<FrameworkAgreement> {
-        let a = load_existing(ctx, AgreementById(self.0.agreement_id), "agreement").await?;
-        Ok(FrameworkAgreement(a))
+        Ok(FrameworkAgreement(load_existing(ctx, AgreementById(self.0.agreement_id), "agreement").await?))
     }
 
     async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {

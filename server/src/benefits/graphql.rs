@@ -12,7 +12,7 @@ use super::rules::{self, Dated, NewAssumptions, NewIndicator, NewMeasurement};
 use super::values::{Quantity, YearMonth};
 use crate::auth::{Grant, Role};
 use crate::errors::{ApiError, Invalid};
-use crate::graphql::context::{caller, load_one, mutate, run_parsed, session, state, today};
+use crate::graphql::context::{caller, caller_any, load_one, mutate, run_parsed, session, state, today};
 use crate::graphql::errors::{Payload, payload};
 use crate::graphql::loaders::MeasurementsOf;
 use crate::graphql::node::NodeObject;
@@ -503,11 +503,5 @@ impl BenefitsMutation {
 /// The caller of a mutation that enters indicators: `procurement_officer` or
 /// `municipality_admin` of its municipality.
 fn entering_caller(ctx: &Context<'_>) -> Result<crate::auth::Caller, ApiError> {
-    let grant = &session(ctx).grant;
-    let role =
-        if grant.has_role(Role::ProcurementOfficer) { Role::ProcurementOfficer } else { Role::MunicipalityAdmin };
-    if !grant.has_role(role) {
-        grant.require_any(&[Role::ProcurementOfficer, Role::MunicipalityAdmin], "enter benefit indicators")?;
-    }
-    grant.caller(role, "enter benefit indicators")
+    caller_any(ctx, &[Role::ProcurementOfficer, Role::MunicipalityAdmin], "enter benefit indicators")
 }

@@ -37,6 +37,15 @@ pub(crate) async fn caller(ctx: &Context<'_>, role: Role, what: &str) -> Result<
     session(ctx).grant.caller(role, what)
 }
 
+/// The signed-in caller acting under the first of `roles` it holds, for its registered
+/// organisation.
+pub(crate) fn caller_any(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<Caller, ApiError> {
+    let grant = &session(ctx).grant;
+    grant.require_any(roles, what)?;
+    let role = roles.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
+    grant.caller(role, what)
+}
+
 /// Loads one value through the request's DataLoader.
 pub(crate) async fn load_one<K>(
     ctx: &Context<'_>,

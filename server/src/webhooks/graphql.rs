@@ -16,7 +16,7 @@ use super::rules::{self, Created, NewEndpoint, Replay, WebhookError};
 use crate::auth::{Caller, Role};
 use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id};
-use crate::graphql::context::{load_one, mutate, session, state};
+use crate::graphql::context::{caller_any, load_one, mutate, session, state};
 use crate::graphql::errors::{Payload, UserError, payload};
 use crate::graphql::loaders::{AttemptsOf, WebhookDeliveryById, WebhookEndpointById};
 use crate::graphql::node::NodeObject;
@@ -37,10 +37,7 @@ fn webhooks<'a>(ctx: &Context<'a>) -> Result<&'a Webhooks, ApiError> {
 
 /// The caller, acting under the first of [`MANAGERS`] it holds.
 fn manager(ctx: &Context<'_>, what: &str) -> Result<Caller, ApiError> {
-    let grant = &session(ctx).grant;
-    grant.require_any(MANAGERS, what)?;
-    let role = MANAGERS.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
-    grant.caller(role, what)
+    caller_any(ctx, MANAGERS, what)
 }
 
 /// The organisation whose webhooks the session may read, if any.

@@ -10,12 +10,12 @@ use crate::agreements::graphql::CallOff;
 use crate::alerts::model::{alert_escalation, product_monitoring, service_agreement};
 use crate::alerts::rules::severity_of;
 use crate::alerts::workflow::{self, EscalationLine, Monitoring, NewServiceAgreement};
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::devices::graphql::DeviceProduct;
 use crate::devices::model::device_product;
 use crate::errors::{ApiError, Invalid, refuse};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, page_by_id};
-use crate::graphql::context::{load_existing, load_one, mutate, session, state};
+use crate::graphql::context::{caller_any, load_existing, load_one, mutate, session, state};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{CallOffById, ProductById, ServiceAgreementById};
 use crate::graphql::node::NodeObject;
@@ -201,14 +201,6 @@ pub struct DeviceProductMonitoringSetInput {
     pub heartbeat_interval_seconds: Option<i32>,
     /// 1 to 604 800 seconds; null stops watching test transmissions.
     pub test_interval_seconds: Option<i32>,
-}
-
-/// The caller of a mutation that takes one of `roles`: the first of them it holds.
-fn caller_any(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<Caller, ApiError> {
-    let grant = &session(ctx).grant;
-    grant.require_any(roles, what)?;
-    let role = roles.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
-    grant.caller(role, what)
 }
 
 #[derive(Default)]

@@ -138,8 +138,7 @@ impl Gathering {
     async fn topic(&self) -> &str;
 
     async fn network(&self, ctx: &Context<'_>) -> Result<LearningNetwork> {
-        let n = load_existing(ctx, NetworkById(self.0.network_id), "network").await?;
-        Ok(LearningNetwork(n))
+        Ok(LearningNetwork(load_existing(ctx, NetworkById(self.0.network_id), "network").await?))
     }
 
     /// Every organisation that came (members and others, e.g. the programme), with how many

@@ -133,13 +133,11 @@ impl TenderResponse {
     pub async fn id(&self) -> ID;
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(story))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
     async fn tender(&self, ctx: &Context<'_>) -> Result<Tender> {
-        let t = load_existing(ctx, TenderById(self.0.tender_id), "tender").await?;
-        Ok(Tender(t))
+        Ok(Tender(load_existing(ctx, TenderById(self.0.tender_id), "tender").await?))
     }
 
     async fn solution(&self) -> &str;
@@ -183,8 +181,7 @@ impl Award {
     pub async fn id(&self) -> ID;
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(story))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
