@@ -96,6 +96,82 @@ fn page_args(input: &FnArg) -> Option<(syn::Ident, Type)> {
     }
 }
 
+/// Writes the body of every field of an `#[Object]` impl that is declared without one: such a
+/// field answers the column of the same name of the object's row (`self.0`), and `id` answers
+/// the row's global id under the node type named like the object.
+///
+/// Put it above `#[Object]` (and `#[connections]`). `async fn url(&self) -> &str;` becomes
+/// `{ RowField::answer(&self.0.url) }`: `crate::graphql::row::RowField` says how a stored value
+/// is answered (a `String` as `&str`, a timestamp in UTC, a `Copy` value as it is), so the
+/// declared type picks the conversion and a column of another type does not compile. A field
+/// that computes, renames or loads keeps its body.
+///
+/// ```ignore
+/// #[row_fields]
+/// #[Object]
+/// impl WebhookAttempt {
+///     pub async fn id(&self) -> ID;
+///
+///     /// The answer's HTTP status; null when none came.
+///     async fn status_code(&self) -> Option<i32>;
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn row_fields(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        let message = "`#[row_fields]` takes no arguments";
+        return syn::Error::new(proc_macro2::TokenStream::from(attr).span(), message).to_compile_error().into();
+    }
+    let mut block = parse_macro_input!(item as ItemImpl);
+    let Type::Path(self_ty) = &*block.self_ty else {
+        let message = "`#[row_fields]` goes on the impl of a named object";
+        return syn::Error::new(block.self_ty.span(), message).to_compile_error().into();
+    };
+    let object = self_ty.path.segments.last().expect("a path has a segment").ident.clone();
+    for item in &mut block.items {
+        let ImplItem::Verbatim(tokens) = item else { continue };
+        match syn::parse2::<BodilessFn>(tokens.clone()).and_then(|field| row_field(field, &object)) {
+            Ok(method) => *item = ImplItem::Fn(method),
+            Err(e) => return e.to_compile_error().into(),
+        }
+    }
+    quote!(#block).into()
+}
+
+/// A method declared without a body: `/// doc` `pub async fn name(&self) -> T;`.
+struct BodilessFn {
+    attrs: Vec<syn::Attribute>,
+    vis: syn::Visibility,
+    sig: syn::Signature,
+}
+
+impl syn::parse::Parse for BodilessFn {
+    fn parse(input: syn::parse::ParseStream) -> syn::Result<BodilessFn> {
+        let attrs = input.call(syn::Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        input.parse::<syn::Token![;]>()?;
+        Ok(BodilessFn { attrs, vis, sig })
+    }
+}
+
+/// The field `field` with the body that answers its column (or, for `id`, the global id).
+fn row_field(field: BodilessFn, object: &syn::Ident) -> syn::Result<syn::ImplItemFn> {
+    let only_self = field.sig.inputs.len() == 1 && matches!(field.sig.inputs.first(), Some(FnArg::Receiver(_)));
+    if !only_self {
+        return Err(syn::Error::new(field.sig.span(), "a field without a body takes only `&self`"));
+    }
+    let name = &field.sig.ident;
+    let block: syn::Block = if name == "id" {
+        parse_quote!({
+            crate::graphql::relay::global_id(crate::graphql::relay::NodeType::#object, self.0.id)
+        })
+    } else {
+        parse_quote!({ crate::graphql::row::RowField::answer(&self.0.#name) })
+    };
+    Ok(syn::ImplItemFn { attrs: field.attrs, vis: field.vis, defaultness: None, sig: field.sig, block })
+}
+
 /// Implements `crate::errors::RuleViolation` for an error enum from one attribute per variant,
 /// so a rule's message (`#[error]`, thiserror), input field and stable code stand together.
 ///

@@ -10,16 +10,16 @@ use super::rules::{self, AgreementTerms, NewCallOff};
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{Page, PageArgs, page_in_memory};
-use crate::graphql::context::{caller, load_existing, load_one, run_parsed, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, mutate, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AgreementById, CallOffsUnder, ProcurementById, UserStoryById};
 use crate::graphql::node::NodeObject;
-use crate::graphql::relay::{NodeType, global_id, input_row};
+use crate::graphql::relay::{NodeType, input_row};
 use crate::money::{Money, Nok};
 use crate::organizations::Organization;
 use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Procurement, UserStory};
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 // `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::AgreementMutation as Mutation;
@@ -51,16 +51,14 @@ impl FrameworkAgreement {
     }
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl FrameworkAgreement {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::FrameworkAgreement, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn procurement(&self, ctx: &Context<'_>) -> Result<Procurement> {
-        let p = load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?;
-        Ok(Procurement(p))
+        Ok(Procurement(load_existing(ctx, ProcurementById(self.0.procurement_id), "procurement").await?))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -68,17 +66,12 @@ impl FrameworkAgreement {
     }
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let s = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(s))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
-    async fn starts_on(&self) -> NaiveDate {
-        self.0.starts_on
-    }
+    async fn starts_on(&self) -> NaiveDate;
 
-    async fn ends_on(&self) -> NaiveDate {
-        self.0.ends_on
-    }
+    async fn ends_on(&self) -> NaiveDate;
 
     /// Unit purchase price, when the supplier offered buying.
     async fn purchase_price(&self) -> Option<Money> {
@@ -91,9 +84,7 @@ impl FrameworkAgreement {
     }
 
     /// Most units all call-offs together may take.
-    async fn volume_cap(&self) -> i32 {
-        self.0.volume_cap
-    }
+    async fn volume_cap(&self) -> i32;
 
     /// Units still available: the cap less every call-off that is not cancelled (all of them,
     /// including those you may not see).
@@ -136,40 +127,28 @@ impl FrameworkAgreement {
 #[derive(Clone)]
 pub struct CallOff(pub call_off::Model);
 
+#[row_fields]
 #[Object]
 impl CallOff {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::CallOff, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn agreement(&self, ctx: &Context<'_>) -> Result<FrameworkAgreement> {
-        let a = load_existing(ctx, AgreementById(self.0.agreement_id), "agreement").await?;
-        Ok(FrameworkAgreement(a))
+        Ok(FrameworkAgreement(load_existing(ctx, AgreementById(self.0.agreement_id), "agreement").await?))
     }
 
     async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.municipality_id).await
     }
 
-    async fn acquisition(&self) -> Acquisition {
-        self.0.acquisition
-    }
+    async fn acquisition(&self) -> Acquisition;
 
-    async fn scope(&self) -> RolloutScope {
-        self.0.scope
-    }
+    async fn scope(&self) -> RolloutScope;
 
-    async fn quantity(&self) -> i32 {
-        self.0.quantity
-    }
+    async fn quantity(&self) -> i32;
 
-    async fn status(&self) -> CallOffStatus {
-        self.0.status
-    }
+    async fn status(&self) -> CallOffStatus;
 
-    async fn placed_on(&self) -> NaiveDate {
-        self.0.placed_on
-    }
+    async fn placed_on(&self) -> NaiveDate;
 }
 
 // `node(id:)`, with the connections' visibility.
@@ -256,11 +235,10 @@ impl AgreementMutation {
         input: FrameworkAgreementCreateInput,
     ) -> Result<FrameworkAgreementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "make framework agreements").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (award, terms)| {
+        mutate(ctx, input.parse(), FrameworkAgreement, async |txn, (award, terms)| {
             rules::create_agreement(txn, &caller, award, terms).await
         })
-        .await;
-        Ok(FrameworkAgreementCreatePayload::from_rule(result, FrameworkAgreement)?)
+        .await
     }
 
     /// Calls off under an agreement: buy or lease, pilot zone or full rollout. Only
@@ -270,13 +248,12 @@ impl AgreementMutation {
         let caller = caller(ctx, Role::ProcurementOfficer, "call off").await?;
         let backend = state(ctx).db.backend();
         let live = state(ctx).live.clone();
-        let result = run_parsed(ctx, input.parse(), async |txn, new| {
+        mutate(ctx, input.parse(), CallOff, async |txn, new| {
             let row = rules::create_call_off(txn, backend, &caller, new).await?;
             super::live::publish(txn, &live, &row).await?;
             Ok(row)
         })
-        .await;
-        Ok(CallOffCreatePayload::from_rule(result, CallOff)?)
+        .await
     }
 
     /// Moves a call-off along. Roles: `procurement_officer` of the municipality (PLACED,
@@ -293,12 +270,11 @@ impl AgreementMutation {
         };
         let caller = caller(ctx, role, "change this call-off's status").await?;
         let live = state(ctx).live.clone();
-        let result = run_parsed(ctx, input_row(&input.call_off_id, NodeType::CallOff, "callOffId"), async |txn, id| {
+        mutate(ctx, input_row(&input.call_off_id, NodeType::CallOff, "callOffId"), CallOff, async |txn, id| {
             let row = rules::change_status(txn, &caller, id, input.status).await?;
             super::live::publish(txn, &live, &row).await?;
             Ok(row)
         })
-        .await;
-        Ok(CallOffStatusChangePayload::from_rule(result, CallOff)?)
+        .await
     }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 use super::model::audit_entry;
 use super::{Access, Decision, Purpose};
@@ -78,16 +78,13 @@ pub enum AuditPurposeKind {
 #[derive(Clone)]
 pub struct AuditEntry(pub audit_entry::Model);
 
+#[row_fields]
 #[Object]
 impl AuditEntry {
     /// The entry's place in its municipality's hash chain (1, 2, 3 …).
-    async fn seq(&self) -> i64 {
-        self.0.seq
-    }
+    async fn seq(&self) -> i64;
 
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at.with_timezone(&Utc)
-    }
+    async fn at(&self) -> DateTime<Utc>;
 
     /// The recipient whose data was touched (`ServiceRecipient.id`).
     async fn recipient_id(&self) -> ID {
@@ -95,9 +92,7 @@ impl AuditEntry {
     }
 
     /// Who: the subject of the caller's token.
-    async fn subject(&self) -> &str {
-        &self.0.subject
-    }
+    async fn subject(&self) -> &str;
 
     /// Who: the caller's organisation (`Organization.id`).
     async fn organization_id(&self) -> ID {
@@ -111,24 +106,16 @@ impl AuditEntry {
     }
 
     /// Who: the role the caller acted under, e.g. `case_worker`.
-    async fn role(&self) -> &str {
-        &self.0.role
-    }
+    async fn role(&self) -> &str;
 
     /// What was done, e.g. `recipient.read`, `assessment.create`.
-    async fn operation(&self) -> &str {
-        &self.0.operation
-    }
+    async fn operation(&self) -> &str;
 
     /// The kind of object read or changed, e.g. `ServiceRecipient`.
-    async fn object_type(&self) -> &str {
-        &self.0.object_type
-    }
+    async fn object_type(&self) -> &str;
 
     /// The object's row id.
-    async fn object_id(&self) -> i64 {
-        self.0.object_id
-    }
+    async fn object_id(&self) -> i64;
 
     async fn purpose_kind(&self) -> AuditPurposeKind {
         purpose_kind(&self.0.purpose_kind)

@@ -12,13 +12,14 @@ use super::rules::{self, Dated, NewAssumptions, NewIndicator, NewMeasurement};
 use super::values::{Quantity, YearMonth};
 use crate::auth::{Grant, Role};
 use crate::errors::{ApiError, Invalid};
-use crate::graphql::context::{caller, load_one, run_parsed, session, state, today};
-use crate::graphql::errors::payload;
+use crate::graphql::context::{caller, caller_any, load_one, mutate, run_parsed, session, state, today};
+use crate::graphql::errors::{Payload, payload};
 use crate::graphql::loaders::MeasurementsOf;
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, argument_row, input_row};
 use crate::organizations::Organization;
 use crate::procurement::graphql::Procurement;
+use velferd_macros::row_fields;
 
 pub use self::BenefitsMutation as Mutation;
 pub use self::BenefitsQuery as Query;
@@ -46,6 +47,7 @@ pub struct BenefitMeasurement {
     pub recorded_by: String,
 }
 
+#[row_fields]
 #[Object]
 impl BenefitIndicator {
     async fn id(&self) -> ID {
@@ -61,13 +63,9 @@ impl BenefitIndicator {
         Organization::by_id(ctx, self.0.municipality_id).await
     }
 
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
+    async fn name(&self) -> &str;
 
-    async fn unit(&self) -> &str {
-        &self.0.unit
-    }
+    async fn unit(&self) -> &str;
 
     async fn baseline(&self) -> DatedValue {
         DatedValue { value: Quantity::from_e4(self.0.baseline_value_e4).to_string(), on: self.0.baseline_on }
@@ -153,15 +151,14 @@ impl BenefitFigures {
 /// figure null and says why.
 pub struct BenefitCell(Cell, Assumptions);
 
+#[row_fields]
 #[Object]
 impl BenefitCell {
     async fn month(&self) -> String {
         self.0.month.to_string()
     }
 
-    async fn indicator(&self) -> Indicator {
-        self.0.indicator
-    }
+    async fn indicator(&self) -> Indicator;
 
     /// The supplier of the devices; null for the municipality's total.
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Option<Organization>> {
@@ -177,14 +174,10 @@ impl BenefitCell {
     }
 
     /// Why the figures are withheld; null when they are shown.
-    async fn suppressed(&self) -> Option<Suppression> {
-        self.0.suppressed
-    }
+    async fn suppressed(&self) -> Option<Suppression>;
 
     /// Service recipients the cell covers; null when suppressed.
-    async fn recipients(&self) -> Option<u64> {
-        self.0.recipients
-    }
+    async fn recipients(&self) -> Option<u64>;
 
     async fn medication(&self) -> Option<MedicationFigures> {
         match &self.0.figures {
@@ -473,9 +466,8 @@ impl BenefitsMutation {
         input: BenefitIndicatorCreateInput,
     ) -> Result<BenefitIndicatorCreatePayload> {
         let caller = entering_caller(ctx)?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::create_indicator(txn, &caller, new).await).await;
-        Ok(BenefitIndicatorCreatePayload::from_rule(result, BenefitIndicator)?)
+        mutate(ctx, input.parse(), BenefitIndicator, async |txn, new| rules::create_indicator(txn, &caller, new).await)
+            .await
     }
 
     /// Adds a measurement to one of your municipality's indicators. Roles:
@@ -486,10 +478,10 @@ impl BenefitsMutation {
         input: BenefitMeasurementAddInput,
     ) -> Result<BenefitMeasurementAddPayload> {
         let caller = entering_caller(ctx)?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::add_measurement(txn, &caller, new, today()).await)
-                .await;
-        Ok(BenefitMeasurementAddPayload::from_rule(result, BenefitIndicator)?)
+        mutate(ctx, input.parse(), BenefitIndicator, async |txn, new| {
+            rules::add_measurement(txn, &caller, new, today()).await
+        })
+        .await
     }
 
     /// Sets your municipality's assumptions behind its measured figures: the dose window and
@@ -501,33 +493,15 @@ impl BenefitsMutation {
     ) -> Result<BenefitAssumptionsSetPayload> {
         let caller = caller(ctx, Role::MunicipalityAdmin, "set benefit assumptions").await?;
         let parsed = NewAssumptions::new(input.dose_window_minutes, input.minutes_per_visit);
-        let result = run_parsed(ctx, parsed, async |txn, new| rules::set_assumptions(txn, &caller, new).await).await;
-        match result {
-            Ok(municipality) => Ok(BenefitAssumptionsSetPayload {
-                benefit_assumptions: Some(assumptions_of(ctx, municipality).await?),
-                user_errors: vec![],
-            }),
-            Err(refusal) => Ok(BenefitAssumptionsSetPayload::from_rule(
-                refusal_only(refusal),
-                |never: std::convert::Infallible| match never {},
-            )?),
-        }
+        Ok(match run_parsed(ctx, parsed, async |txn, new| rules::set_assumptions(txn, &caller, new).await).await {
+            Ok(municipality) => Payload::new(Some(assumptions_of(ctx, municipality).await?), vec![]),
+            Err(refusal) => Payload::refused(refusal)?,
+        })
     }
-}
-
-/// A refusal as a rule result that never succeeded.
-fn refusal_only<E>(refusal: crate::errors::Refusal<E>) -> crate::errors::RuleResult<std::convert::Infallible, E> {
-    Err(refusal)
 }
 
 /// The caller of a mutation that enters indicators: `procurement_officer` or
 /// `municipality_admin` of its municipality.
 fn entering_caller(ctx: &Context<'_>) -> Result<crate::auth::Caller, ApiError> {
-    let grant = &session(ctx).grant;
-    let role =
-        if grant.has_role(Role::ProcurementOfficer) { Role::ProcurementOfficer } else { Role::MunicipalityAdmin };
-    if !grant.has_role(role) {
-        grant.require_any(&[Role::ProcurementOfficer, Role::MunicipalityAdmin], "enter benefit indicators")?;
-    }
-    grant.caller(role, "enter benefit indicators")
+    caller_any(ctx, &[Role::ProcurementOfficer, Role::MunicipalityAdmin], "enter benefit indicators")
 }

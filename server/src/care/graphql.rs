@@ -18,15 +18,15 @@ use crate::audit::{self, Access, Decision, Purpose};
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id};
-use crate::graphql::context::{caller, load_existing, load_one, run_parsed, session, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, mutate, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
-use crate::graphql::relay::{NodeType, global_id, input_row};
+use crate::graphql::relay::{NodeType, input_row};
 use crate::organizations::Organization;
 use crate::procurement::graphql::UserStory;
 use crate::text::{CareLine, CareNote};
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 // `Query`, `Mutation` and `Subscription` name the area's roots for the area table, `crate::areas!`.
 pub use self::CareMutation as Mutation;
@@ -123,38 +123,25 @@ async fn read_assessment(ctx: &Context<'_>, a: assessment::Model) -> Result<Opti
 #[derive(Clone)]
 pub struct ServiceRecipient(pub service_recipient::Model);
 
+#[row_fields]
 #[connections]
 #[Object]
 impl ServiceRecipient {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::ServiceRecipient, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     /// The municipality's own pseudonymous reference (never a national identity number).
-    async fn reference(&self) -> &str {
-        &self.0.reference
-    }
+    async fn reference(&self) -> &str;
 
-    async fn care_zone(&self) -> Option<&str> {
-        self.0.care_zone.as_deref()
-    }
+    async fn care_zone(&self) -> Option<&str>;
 
-    async fn status(&self) -> RecipientStatus {
-        self.0.status
-    }
+    async fn status(&self) -> RecipientStatus;
 
-    async fn started_on(&self) -> NaiveDate {
-        self.0.started_on
-    }
+    async fn started_on(&self) -> NaiveDate;
 
     /// Set while the service is paused.
-    async fn paused_on(&self) -> Option<NaiveDate> {
-        self.0.paused_on
-    }
+    async fn paused_on(&self) -> Option<NaiveDate>;
 
-    async fn ended_on(&self) -> Option<NaiveDate> {
-        self.0.ended_on
-    }
+    async fn ended_on(&self) -> Option<NaiveDate>;
 
     async fn municipality(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.municipality_id).await
@@ -176,44 +163,33 @@ impl ServiceRecipient {
         Ok(page)
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 }
 
 /// One status a recipient's service has had.
 #[derive(Clone)]
 pub struct RecipientStatusChange(pub recipient_status_change::Model);
 
+#[row_fields]
 #[Object]
 impl RecipientStatusChange {
-    async fn status(&self) -> RecipientStatus {
-        self.0.status
-    }
+    async fn status(&self) -> RecipientStatus;
 
     /// The date the status took effect.
-    async fn effective_on(&self) -> NaiveDate {
-        self.0.effective_on
-    }
+    async fn effective_on(&self) -> NaiveDate;
 
     /// The subject of the token that set it.
-    async fn subject(&self) -> &str {
-        &self.0.subject
-    }
+    async fn subject(&self) -> &str;
 
     /// The role it was set under.
-    async fn role(&self) -> &str {
-        &self.0.role
-    }
+    async fn role(&self) -> &str;
 
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
     /// When it was recorded.
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at.to_utc()
-    }
+    async fn at(&self) -> DateTime<Utc>;
 }
 
 /// A professional assessment (faglig vurdering): a recipient matched to a user story of a
@@ -221,11 +197,10 @@ impl RecipientStatusChange {
 #[derive(Clone)]
 pub struct Assessment(pub assessment::Model);
 
+#[row_fields]
 #[Object]
 impl Assessment {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Assessment, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn recipient(&self, ctx: &Context<'_>) -> Result<Option<ServiceRecipient>> {
         Ok(read_recipient_by_id(ctx, self.0.recipient_id).await?)
@@ -235,26 +210,18 @@ impl Assessment {
         Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "user story").await?))
     }
 
-    async fn decision(&self) -> AssessmentDecision {
-        self.0.decision
-    }
+    async fn decision(&self) -> AssessmentDecision;
 
-    async fn reason(&self) -> &str {
-        &self.0.reason
-    }
+    async fn reason(&self) -> &str;
 
-    async fn decided_on(&self) -> NaiveDate {
-        self.0.decided_on
-    }
+    async fn decided_on(&self) -> NaiveDate;
 
     /// The subject of the case worker's token that recorded it.
     async fn recorded_by(&self) -> &str {
         &self.0.subject
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 }
 
 /// A stored value shaped like a national identity number that the care migration moved out of
@@ -415,6 +382,14 @@ impl ServiceRecipientRegisterInput {
     }
 }
 
+impl ServiceRecipientUpdateInput {
+    /// The recipient and its new care zone (none when blank).
+    fn parse(self) -> Result<(i64, Option<CareLine>), Invalid> {
+        let zone = CareLine::parse_optional("careZone", self.care_zone.as_deref())?;
+        Ok((input_row(&self.recipient_id, NodeType::ServiceRecipient, "recipientId")?, zone))
+    }
+}
+
 impl AssessmentCreateInput {
     fn parse(self) -> Result<NewAssessment, Invalid> {
         // Free text first: a national identity number is refused before any id is looked at.
@@ -442,9 +417,10 @@ impl CareMutation {
         input: ServiceRecipientRegisterInput,
     ) -> Result<ServiceRecipientRegisterPayload> {
         let caller = caller(ctx, Role::CaseWorker, "register service recipients").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::register_recipient(txn, &caller, new).await).await;
-        Ok(ServiceRecipientRegisterPayload::from_rule(result, ServiceRecipient)?)
+        mutate(ctx, input.parse(), ServiceRecipient, async |txn, new| {
+            rules::register_recipient(txn, &caller, new).await
+        })
+        .await
     }
 
     /// Changes a recipient's care zone. Role: `case_worker` of its municipality.
@@ -454,14 +430,10 @@ impl CareMutation {
         input: ServiceRecipientUpdateInput,
     ) -> Result<ServiceRecipientUpdatePayload> {
         let caller = caller(ctx, Role::CaseWorker, "update service recipients").await?;
-        let parsed = (|| {
-            let zone = CareLine::parse_optional("careZone", input.care_zone.as_deref())?;
-            Ok((input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId")?, zone))
-        })();
-        let result =
-            run_parsed(ctx, parsed, async |txn, (id, zone)| rules::update_recipient(txn, &caller, id, zone).await)
-                .await;
-        Ok(ServiceRecipientUpdatePayload::from_rule(result, ServiceRecipient)?)
+        mutate(ctx, input.parse(), ServiceRecipient, async |txn, (id, zone)| {
+            rules::update_recipient(txn, &caller, id, zone).await
+        })
+        .await
     }
 
     /// Pauses, resumes or ends a recipient's service. Ending is final and returns the
@@ -474,9 +446,10 @@ impl CareMutation {
         let caller = caller(ctx, Role::CaseWorker, "change service recipients' status").await?;
         let on = input.effective_on.unwrap_or_else(today);
         let live = state(ctx).live.clone();
-        let result = run_parsed(
+        mutate(
             ctx,
             input_row(&input.recipient_id, NodeType::ServiceRecipient, "recipientId"),
+            ServiceRecipient,
             async |txn, id| {
                 let (row, returned) =
                     rules::change_status_returning_devices(txn, &caller, id, input.status, on).await?;
@@ -484,8 +457,7 @@ impl CareMutation {
                 Ok(row)
             },
         )
-        .await;
-        Ok(ServiceRecipientStatusChangePayload::from_rule(result, ServiceRecipient)?)
+        .await
     }
 
     /// Records a professional assessment of a recipient against a user story your
@@ -497,7 +469,6 @@ impl CareMutation {
         input: AssessmentCreateInput,
     ) -> Result<AssessmentCreatePayload> {
         let caller = caller(ctx, Role::CaseWorker, "assess service recipients").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, new| rules::assess(txn, &caller, new).await).await;
-        Ok(AssessmentCreatePayload::from_rule(result, Assessment)?)
+        mutate(ctx, input.parse(), Assessment, async |txn, new| rules::assess(txn, &caller, new).await).await
     }
 }

@@ -6,10 +6,10 @@ use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::export::{self, FhirResource, Reader, Search};
-use super::settings::{self, FhirSettingError, RecipientSystem};
+use super::settings::{self, RecipientSystem};
 use crate::auth::Role;
-use crate::errors::{ApiError, Refusal};
-use crate::graphql::context::{in_transaction, session, state};
+use crate::errors::ApiError;
+use crate::graphql::context::{mutate, session, state};
 use crate::graphql::errors::payload;
 use crate::organizations::OrganizationKind;
 
@@ -93,15 +93,8 @@ impl FhirMutation {
     ) -> Result<FhirSettingsSetPayload> {
         let caller = session(ctx).grant.caller(Role::MunicipalityAdmin, "set the FHIR settings")?;
         let parsed = input.recipient_identifier_system.as_deref().map(RecipientSystem::parse).transpose();
-        let result = match parsed {
-            Err(e) => Err(Refusal::Rule(e)),
-            Ok(system) => {
-                in_transaction(ctx, async |txn| settings::set_recipient_system(txn, &caller, system).await).await
-            }
-        };
-        Ok(FhirSettingsSetPayload::from_rule::<_, FhirSettingError>(result, |(system, is_default)| FhirSettings {
-            recipient_identifier_system: system,
-            is_default,
-        })?)
+        let settings_of = |(system, is_default)| FhirSettings { recipient_identifier_system: system, is_default };
+        mutate(ctx, parsed, settings_of, async |txn, system| settings::set_recipient_system(txn, &caller, system).await)
+            .await
     }
 }

@@ -6,11 +6,12 @@ use async_graphql::Context;
 use chrono::{NaiveDate, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
+use super::errors::Payload;
 use super::loaders::DbLoader;
 use super::session::Session;
 use crate::app::AppState;
 use crate::auth::{Caller, Principal, Role};
-use crate::errors::{ApiError, Invalid, Refusal, RuleResult};
+use crate::errors::{ApiError, Refusal, RuleResult, RuleViolation};
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
@@ -34,6 +35,15 @@ pub(crate) fn require_role<'a>(ctx: &Context<'a>, role: Role, what: &str) -> Res
 /// The signed-in caller with `role`, acting for its registered organisation.
 pub(crate) async fn caller(ctx: &Context<'_>, role: Role, what: &str) -> Result<Caller, ApiError> {
     session(ctx).grant.caller(role, what)
+}
+
+/// The signed-in caller acting under the first of `roles` it holds, for its registered
+/// organisation.
+pub(crate) fn caller_any(ctx: &Context<'_>, roles: &[Role], what: &str) -> Result<Caller, ApiError> {
+    let grant = &session(ctx).grant;
+    grant.require_any(roles, what)?;
+    let role = roles.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
+    grant.caller(role, what)
 }
 
 /// Loads one value through the request's DataLoader.
@@ -84,11 +94,27 @@ where
 
 /// A mutation past its caller check: the input as parsed at the edge (or the field it fails
 /// on, before any rule runs), then the rules on the parsed values, as [`in_transaction`].
-pub(crate) async fn run_parsed<I, T, E, F>(ctx: &Context<'_>, input: Result<I, Invalid>, rules: F) -> RuleResult<T, E>
+pub(crate) async fn run_parsed<I, V, T, E, F>(ctx: &Context<'_>, input: Result<I, V>, rules: F) -> RuleResult<T, E>
 where
-    E: From<Invalid>,
+    E: From<V>,
     F: AsyncFnOnce(&DatabaseTransaction, I) -> RuleResult<T, E>,
 {
-    let input = input?;
+    let input = input.map_err(|violation| Refusal::Rule(violation.into()))?;
     in_transaction(ctx, async |txn| rules(txn, input).await).await
+}
+
+/// A mutation past its caller check, whole: `input` as parsed at the edge, `rules` on it in one
+/// transaction ([`run_parsed`]), and the payload: the object `wrap` makes of the rules' value,
+/// or the broken rule as a user error.
+pub(crate) async fn mutate<P, I, V, T, E>(
+    ctx: &Context<'_>,
+    input: Result<I, V>,
+    wrap: impl FnOnce(T) -> P::Object,
+    rules: impl AsyncFnOnce(&DatabaseTransaction, I) -> RuleResult<T, E>,
+) -> async_graphql::Result<P>
+where
+    P: Payload,
+    E: RuleViolation + From<V>,
+{
+    Ok(P::from_rule(run_parsed(ctx, input, rules).await, wrap)?)
 }

@@ -9,7 +9,7 @@
 use async_graphql::SimpleObject;
 
 pub use crate::errors::ApiError;
-use crate::errors::RuleViolation;
+use crate::errors::{Refusal, RuleResult, RuleViolation};
 
 /// A business-rule violation, returned in a mutation payload.
 #[derive(Debug, Clone, PartialEq, Eq, SimpleObject)]
@@ -36,6 +36,34 @@ impl UserError {
     }
 }
 
+/// A mutation's payload: the changed object (null when refused) and `userErrors`.
+pub trait Payload: Sized {
+    /// What the mutation changed, as clients see it.
+    type Object;
+
+    fn new(object: Option<Self::Object>, user_errors: Vec<UserError>) -> Self;
+
+    /// The payload of a rule's outcome: the object `wrap` makes of its value, or the violation
+    /// as a user error. A fault is no payload but a top-level error.
+    fn from_rule<T, E: RuleViolation>(
+        result: RuleResult<T, E>,
+        wrap: impl FnOnce(T) -> Self::Object,
+    ) -> Result<Self, ApiError> {
+        match result {
+            Ok(value) => Ok(Self::new(Some(wrap(value)), vec![])),
+            Err(refusal) => Self::refused(refusal),
+        }
+    }
+
+    /// The payload of a broken rule: its violation as a user error. A fault is a top-level error.
+    fn refused<E: RuleViolation>(refusal: Refusal<E>) -> Result<Self, ApiError> {
+        match refusal {
+            Refusal::Rule(e) => Ok(Self::new(None, vec![UserError::from_violation(&e)])),
+            Refusal::Fault(fault) => Err(fault),
+        }
+    }
+}
+
 /// Declares a mutation payload: the changed object (null when refused) and `userErrors`.
 macro_rules! payload {
     ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
@@ -47,22 +75,23 @@ macro_rules! payload {
             pub user_errors: Vec<$crate::graphql::errors::UserError>,
         }
 
+        impl $crate::graphql::errors::Payload for $name {
+            type Object = $ty;
+
+            fn new(object: Option<$ty>, user_errors: Vec<$crate::graphql::errors::UserError>) -> $name {
+                $name { $field: object, user_errors }
+            }
+        }
+
         impl $name {
-            /// The payload of a rule's outcome: the object, or the violation as a user error. A
-            /// fault is no payload but a top-level error.
+            /// [`Payload::from_rule`](crate::graphql::errors::Payload::from_rule), callable
+            /// without the trait in scope.
             #[allow(dead_code)]
             fn from_rule<T, E: $crate::errors::RuleViolation>(
                 result: $crate::errors::RuleResult<T, E>,
                 wrap: impl FnOnce(T) -> $ty,
             ) -> std::result::Result<$name, $crate::errors::ApiError> {
-                match result {
-                    Ok(value) => Ok($name { $field: Some(wrap(value)), user_errors: vec![] }),
-                    Err($crate::errors::Refusal::Rule(e)) => Ok($name {
-                        $field: None,
-                        user_errors: vec![$crate::graphql::errors::UserError::from_violation(&e)],
-                    }),
-                    Err($crate::errors::Refusal::Fault(fault)) => Err(fault),
-                }
+                <$name as $crate::graphql::errors::Payload>::from_rule(result, wrap)
             }
         }
     };

@@ -11,6 +11,7 @@ pub mod node;
 pub mod operation;
 mod order;
 pub mod relay;
+pub mod row;
 pub mod session;
 pub mod viewer;
 

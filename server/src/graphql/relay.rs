@@ -2,6 +2,7 @@
 //! an id in an input or argument becomes a row or the error the client sees.
 
 use async_graphql::ID;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
 
 use crate::errors::{ApiError, Invalid};
 pub use crate::ids::{NodeType, parse_global_id, row_id};
@@ -22,4 +23,36 @@ pub fn input_row(id: &ID, expected: NodeType, field: &'static str) -> Result<i64
 /// The row a query argument's id names: a wrong or mismatched id is the client's mistake.
 pub fn argument_row(id: &ID, expected: NodeType, argument: &str) -> Result<i64, ApiError> {
     row_id(id, expected).ok_or_else(|| ApiError::BadUserInput(format!("`{argument}` is not a {expected:?} id")))
+}
+
+/// A query narrowed by an optional id argument.
+pub trait FilterById: Sized {
+    type Column;
+
+    /// Only the rows whose `column` holds the row `id` names, when it is given. A wrong or
+    /// mismatched id is the client's mistake, as in [`argument_row`].
+    fn filter_id(
+        self,
+        column: Self::Column,
+        id: &Option<ID>,
+        expected: NodeType,
+        argument: &str,
+    ) -> Result<Self, ApiError>;
+}
+
+impl<E: EntityTrait> FilterById for Select<E> {
+    type Column = E::Column;
+
+    fn filter_id(
+        self,
+        column: E::Column,
+        id: &Option<ID>,
+        expected: NodeType,
+        argument: &str,
+    ) -> Result<Self, ApiError> {
+        Ok(match id {
+            Some(id) => self.filter(column.eq(argument_row(id, expected, argument)?)),
+            None => self,
+        })
+    }
 }

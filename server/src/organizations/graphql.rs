@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 use super::identifiers::{CountyName, MunicipalityNumber, OrgNumber, OrganizationName};
 use super::model::{self, OrganizationKind};
@@ -35,6 +35,14 @@ impl Organization {
     pub async fn by_id(ctx: &Context<'_>, id: i64) -> Result<Organization> {
         Ok(Organization(load_existing(ctx, crate::graphql::loaders::OrganizationById(id), "organisation").await?))
     }
+
+    /// The organisation an optional reference names; `None` when it names none.
+    pub async fn by_optional_id(ctx: &Context<'_>, id: Option<i64>) -> Result<Option<Organization>> {
+        Ok(match id {
+            Some(id) => Some(Organization::by_id(ctx, id).await?),
+            None => None,
+        })
+    }
 }
 
 /// Organisations are public.
@@ -44,51 +52,34 @@ impl NodeObject for Organization {
     }
 }
 
+#[row_fields]
 #[Object]
 impl Organization {
     /// Opaque global id (Relay `Node`).
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Organization, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn kind(&self) -> OrganizationKind {
-        self.0.kind
-    }
+    async fn kind(&self) -> OrganizationKind;
 
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
+    async fn name(&self) -> &str;
 
     /// Organisation number in the Central Coordinating Register for Legal Entities (9 digits,
     /// modulus-11 checked). Null only for reference data whose number no public source gave.
-    async fn org_number(&self) -> Option<&str> {
-        self.0.org_number.as_deref()
-    }
+    async fn org_number(&self) -> Option<&str>;
 
     /// Municipality number (kommunenummer) as it stood when recorded; municipalities only.
-    async fn municipality_number(&self) -> Option<&str> {
-        self.0.municipality_number.as_deref()
-    }
+    async fn municipality_number(&self) -> Option<&str>;
 
     /// County (fylke) as it stood when recorded; municipalities only.
-    async fn county(&self) -> Option<&str> {
-        self.0.county.as_deref()
-    }
+    async fn county(&self) -> Option<&str>;
 
     /// Inhabitants, as counted in `populationYear`. Null when no public figure was found:
     /// Velferd never estimates.
-    async fn population(&self) -> Option<i64> {
-        self.0.population
-    }
+    async fn population(&self) -> Option<i64>;
 
     /// The year (1 January) `population` was counted.
-    async fn population_year(&self) -> Option<i32> {
-        self.0.population_year
-    }
+    async fn population_year(&self) -> Option<i32>;
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.with_timezone(&Utc)
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 }
 
 #[derive(InputObject, Default)]

@@ -3,7 +3,7 @@
 use async_graphql::{Context, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 use super::model::refused_attempt;
 use crate::auth::Role;
@@ -19,6 +19,7 @@ pub use self::RefusalQuery as Query;
 #[derive(Clone)]
 pub struct RefusedAttempt(pub refused_attempt::Model);
 
+#[row_fields]
 #[Object]
 impl RefusedAttempt {
     /// The minute the attempts were made in (its first second).
@@ -30,20 +31,14 @@ impl RefusedAttempt {
     /// `address <client address>` (an IPv6 address's `/64`) for an anonymous one or one whose
     /// token was refused, or `(others)` for the callers counted together when more tried within
     /// a few seconds than one instance keeps apart.
-    async fn caller(&self) -> &str {
-        &self.0.caller
-    }
+    async fn caller(&self) -> &str;
 
     /// The refusal's code: an `extensions.code` (`THROTTLED`, `FORBIDDEN`, …) or a WebSocket
     /// close (`WS_…`); see `docs/errors.md`.
-    async fn code(&self) -> &str {
-        &self.0.code
-    }
+    async fn code(&self) -> &str;
 
     /// How many attempts were refused.
-    async fn attempts(&self) -> i64 {
-        self.0.attempts
-    }
+    async fn attempts(&self) -> i64;
 }
 
 /// Which refused attempts to list.

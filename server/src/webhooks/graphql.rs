@@ -3,6 +3,8 @@
 //! `municipality_admin` (municipalities) or its `integration` token (any organisation). An
 //! endpoint or delivery of another organisation answers exactly like a missing one.
 
+use std::convert::identity;
+
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -10,17 +12,17 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use super::Webhooks;
 use super::events::EventType;
 use super::model::{DeliveryStatus, webhook_attempt, webhook_delivery, webhook_endpoint};
-use super::rules::{self, NewEndpoint, Replay, WebhookError};
+use super::rules::{self, Created, NewEndpoint, Replay, WebhookError};
 use crate::auth::{Caller, Role};
-use crate::errors::{ApiError, Invalid, Refusal, bounded, refuse};
+use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id};
-use crate::graphql::context::{in_transaction, load_one, session, state};
-use crate::graphql::errors::{UserError, payload};
+use crate::graphql::context::{caller_any, load_one, mutate, session, state};
+use crate::graphql::errors::{Payload, UserError, payload};
 use crate::graphql::loaders::{AttemptsOf, WebhookDeliveryById, WebhookEndpointById};
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{NodeType, global_id, input_row};
 use crate::text::Text;
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 // `Query` and `Mutation` name the area's roots for the area table, `crate::areas!`.
 pub use self::WebhookMutation as Mutation;
@@ -35,10 +37,7 @@ fn webhooks<'a>(ctx: &Context<'a>) -> Result<&'a Webhooks, ApiError> {
 
 /// The caller, acting under the first of [`MANAGERS`] it holds.
 fn manager(ctx: &Context<'_>, what: &str) -> Result<Caller, ApiError> {
-    let grant = &session(ctx).grant;
-    grant.require_any(MANAGERS, what)?;
-    let role = MANAGERS.iter().copied().find(|r| grant.has_role(*r)).expect("require_any found one");
-    grant.caller(role, what)
+    caller_any(ctx, MANAGERS, what)
 }
 
 /// The organisation whose webhooks the session may read, if any.
@@ -52,43 +51,30 @@ fn reader_org(ctx: &Context<'_>) -> Option<i64> {
 #[derive(Clone)]
 pub struct WebhookEndpoint(pub webhook_endpoint::Model);
 
+#[row_fields]
 #[connections]
 #[Object]
 impl WebhookEndpoint {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::WebhookEndpoint, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn url(&self) -> &str {
-        &self.0.url
-    }
+    async fn url(&self) -> &str;
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
+    async fn description(&self) -> Option<&str>;
 
     async fn event_types(&self) -> Vec<EventType> {
         self.0.event_types.split(' ').filter_map(EventType::of_name).collect()
     }
 
     /// Whether deliveries are sent. A disabled endpoint's deliveries wait until it is enabled.
-    async fn enabled(&self) -> bool {
-        self.0.enabled
-    }
+    async fn enabled(&self) -> bool;
 
     /// `MANUAL` (its owner disabled it) or `GONE` (it answered 410 Gone).
-    async fn disabled_reason(&self) -> Option<&str> {
-        self.0.disabled_reason.as_deref()
-    }
+    async fn disabled_reason(&self) -> Option<&str>;
 
     /// Who disabled it: a token's subject, or `velferd` for a 410.
-    async fn disabled_by(&self) -> Option<&str> {
-        self.0.disabled_by.as_deref()
-    }
+    async fn disabled_by(&self) -> Option<&str>;
 
-    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
-        self.0.disabled_at.map(|t| t.to_utc())
-    }
+    async fn disabled_at(&self) -> Option<DateTime<Utc>>;
 
     /// The Ed25519 public key (`whpk_` + base64 of the 32-byte key) that verifies `v1a`
     /// signatures: not a secret.
@@ -103,9 +89,7 @@ impl WebhookEndpoint {
         (until > Utc::now()).then_some(until)
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 
     /// The delivery log, newest first: every event sent or to be sent here, with its attempts.
     async fn deliveries(
@@ -145,12 +129,11 @@ pub struct WebhookDeliveryFilter {
 #[derive(Clone)]
 pub struct WebhookDelivery(pub webhook_delivery::Model);
 
+#[row_fields]
 #[connections]
 #[Object]
 impl WebhookDelivery {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::WebhookDelivery, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     /// The `webhook-id` header: the same on every attempt and replay, and for every endpoint
     /// the event went to. De-duplicate by it.
@@ -159,23 +142,15 @@ impl WebhookDelivery {
     }
 
     /// The endpoint's sequence number (`webhook-sequence` header): orders its deliveries.
-    async fn sequence(&self) -> i64 {
-        self.0.sequence
-    }
+    async fn sequence(&self) -> i64;
 
     /// `alert.raised`, `device.status`, … (`WebhookEventType` names them).
-    async fn event_type(&self) -> &str {
-        &self.0.event_type
-    }
+    async fn event_type(&self) -> &str;
 
     /// The body, byte for byte as signed and sent.
-    async fn payload(&self) -> &str {
-        &self.0.payload
-    }
+    async fn payload(&self) -> &str;
 
-    async fn status(&self) -> DeliveryStatus {
-        self.0.status
-    }
+    async fn status(&self) -> DeliveryStatus;
 
     /// Attempts made so far.
     async fn attempt_count(&self) -> i32 {
@@ -190,14 +165,10 @@ impl WebhookDelivery {
         self.0.next_attempt_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 
     /// When it succeeded or failed for good.
-    async fn finished_at(&self) -> Option<DateTime<Utc>> {
-        self.0.finished_at.map(|t| t.to_utc())
-    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>>;
 
     async fn endpoint(&self, ctx: &Context<'_>) -> Result<WebhookEndpoint> {
         let row = load_one(ctx, WebhookEndpointById(self.0.endpoint_id))
@@ -216,6 +187,7 @@ impl WebhookDelivery {
 #[derive(Clone)]
 pub struct WebhookAttempt(pub webhook_attempt::Model);
 
+#[row_fields]
 #[Object]
 impl WebhookAttempt {
     /// 1 for the first attempt, counting on across replays.
@@ -223,24 +195,16 @@ impl WebhookAttempt {
         self.0.n
     }
 
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at.to_utc()
-    }
+    async fn at(&self) -> DateTime<Utc>;
 
     /// The answer's HTTP status; null when none came.
-    async fn status_code(&self) -> Option<i32> {
-        self.0.status_code
-    }
+    async fn status_code(&self) -> Option<i32>;
 
     /// Why no answer came: `TIMEOUT`, `CONNECT_FAILED`, `TLS_FAILED`, `ADDRESS_REFUSED`,
     /// `REQUEST_FAILED`, or the code of an address refused before sending.
-    async fn failure(&self) -> Option<&str> {
-        self.0.failure.as_deref()
-    }
+    async fn failure(&self) -> Option<&str>;
 
-    async fn latency_ms(&self) -> i64 {
-        self.0.latency_ms
-    }
+    async fn latency_ms(&self) -> i64;
 
     /// At most 1 KiB of the answer's body, or of the failure.
     async fn response_excerpt(&self) -> Option<&str> {
@@ -320,9 +284,44 @@ pub struct WebhookEndpointRotateSecretPayload {
     pub user_errors: Vec<UserError>,
 }
 
+impl Payload for WebhookEndpointCreatePayload {
+    type Object = Created;
+
+    fn new(created: Option<Created>, user_errors: Vec<UserError>) -> WebhookEndpointCreatePayload {
+        let Some(created) = created else {
+            return WebhookEndpointCreatePayload { endpoint: None, secret: None, public_key: None, user_errors };
+        };
+        WebhookEndpointCreatePayload {
+            public_key: super::signing::public_key(&created.endpoint.signing_key),
+            secret: Some(created.secret),
+            endpoint: Some(WebhookEndpoint(created.endpoint)),
+            user_errors,
+        }
+    }
+}
+
+impl Payload for WebhookEndpointRotateSecretPayload {
+    type Object = Created;
+
+    fn new(rotated: Option<Created>, user_errors: Vec<UserError>) -> WebhookEndpointRotateSecretPayload {
+        let (endpoint, secret) = rotated.map(|r| (WebhookEndpoint(r.endpoint), r.secret)).unzip();
+        WebhookEndpointRotateSecretPayload { endpoint, secret, user_errors }
+    }
+}
+
 #[derive(InputObject)]
 pub struct WebhookEndpointInput {
     pub endpoint_id: ID,
+}
+
+impl WebhookEndpointInput {
+    fn parse(&self) -> Result<i64, Invalid> {
+        endpoint_row(&self.endpoint_id)
+    }
+}
+
+fn endpoint_row(id: &ID) -> Result<i64, Invalid> {
+    input_row(id, NodeType::WebhookEndpoint, "endpointId")
 }
 
 #[derive(InputObject)]
@@ -348,13 +347,6 @@ payload!(WebhookEndpointPayload, endpoint: WebhookEndpoint, "An endpoint as the 
 payload!(WebhookEndpointDeletePayload, deleted_endpoint_id: ID, "The id of the endpoint deleted.");
 payload!(WebhookEndpointTestPayload, delivery: WebhookDelivery, "The test event's delivery, due now.");
 payload!(WebhookDeliveriesReplayPayload, deliveries: Vec<WebhookDelivery>, "The deliveries queued again.");
-
-fn user_errors(refusal: Refusal<WebhookError>) -> Result<Vec<UserError>, ApiError> {
-    match refusal {
-        Refusal::Rule(e) => Ok(vec![UserError::from_violation(&e)]),
-        Refusal::Fault(fault) => Err(fault),
-    }
-}
 
 fn event_types(types: &[EventType]) -> Result<String, WebhookError> {
     bounded("eventTypes", types)?;
@@ -393,24 +385,7 @@ impl WebhookMutation {
                 description: description(input.description.as_deref())?,
             })
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok(new) => in_transaction(ctx, async |txn| rules::create(txn, &caller, new, &hooks.settings).await).await,
-        };
-        Ok(match result {
-            Ok(created) => WebhookEndpointCreatePayload {
-                public_key: super::signing::public_key(&created.endpoint.signing_key),
-                secret: Some(created.secret),
-                endpoint: Some(WebhookEndpoint(created.endpoint)),
-                user_errors: vec![],
-            },
-            Err(refusal) => WebhookEndpointCreatePayload {
-                endpoint: None,
-                secret: None,
-                public_key: None,
-                user_errors: user_errors(refusal)?,
-            },
-        })
+        mutate(ctx, parsed, identity, async |txn, new| rules::create(txn, &caller, new, &hooks.settings).await).await
     }
 
     /// Gives the endpoint a new secret, answered once; the previous one signs too (a second
@@ -423,20 +398,7 @@ impl WebhookMutation {
     ) -> Result<WebhookEndpointRotateSecretPayload> {
         let caller = manager(ctx, "rotate webhook secrets")?;
         let grace = webhooks(ctx)?.settings.rotation_grace;
-        let result = match input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId") {
-            Err(e) => refuse(e),
-            Ok(id) => in_transaction(ctx, async |txn| rules::rotate(txn, &caller, id, grace).await).await,
-        };
-        Ok(match result {
-            Ok(rotated) => WebhookEndpointRotateSecretPayload {
-                endpoint: Some(WebhookEndpoint(rotated.endpoint)),
-                secret: Some(rotated.secret),
-                user_errors: vec![],
-            },
-            Err(refusal) => {
-                WebhookEndpointRotateSecretPayload { endpoint: None, secret: None, user_errors: user_errors(refusal)? }
-            }
-        })
+        mutate(ctx, input.parse(), identity, async |txn, id| rules::rotate(txn, &caller, id, grace).await).await
     }
 
     /// Stops sending to the endpoint (reason `MANUAL`); its deliveries wait. Roles: as
@@ -468,18 +430,15 @@ impl WebhookMutation {
     ) -> Result<WebhookEndpointPayload> {
         let caller = manager(ctx, "change webhook endpoints")?;
         let parsed = (|| {
-            let id = input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId")?;
+            let id = endpoint_row(&input.endpoint_id)?;
             let types = input.event_types.as_deref().map(event_types).transpose()?;
             let description = input.description.as_deref().map(|d| description(Some(d))).transpose()?;
             Ok::<_, WebhookError>((id, types, description))
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok((id, types, description)) => {
-                in_transaction(ctx, async |txn| rules::update(txn, &caller, id, types, description).await).await
-            }
-        };
-        Ok(WebhookEndpointPayload::from_rule(result, WebhookEndpoint)?)
+        mutate(ctx, parsed, WebhookEndpoint, async |txn, (id, types, description)| {
+            rules::update(txn, &caller, id, types, description).await
+        })
+        .await
     }
 
     /// Deletes the endpoint with its delivery log. Roles: as `webhookEndpointCreate`.
@@ -489,11 +448,8 @@ impl WebhookMutation {
         input: WebhookEndpointInput,
     ) -> Result<WebhookEndpointDeletePayload> {
         let caller = manager(ctx, "delete webhook endpoints")?;
-        let result = match input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId") {
-            Err(e) => refuse(e),
-            Ok(id) => in_transaction(ctx, async |txn| rules::delete(txn, &caller, id).await).await,
-        };
-        Ok(WebhookEndpointDeletePayload::from_rule(result, |id| global_id(NodeType::WebhookEndpoint, id))?)
+        let deleted = |id| global_id(NodeType::WebhookEndpoint, id);
+        mutate(ctx, input.parse(), deleted, async |txn, id| rules::delete(txn, &caller, id).await).await
     }
 
     /// Sends a `webhook.test` event to the endpoint now (signed like any other). Roles: as
@@ -505,14 +461,10 @@ impl WebhookMutation {
     ) -> Result<WebhookEndpointTestPayload> {
         let caller = manager(ctx, "test webhook endpoints")?;
         let hooks = webhooks(ctx)?;
-        let result = match input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId") {
-            Err(e) => refuse(e),
-            Ok(id) => in_transaction(ctx, async |txn| rules::test(txn, &caller, id, hooks.base_url()).await).await,
-        };
-        if result.is_ok() {
-            hooks.wake();
-        }
-        Ok(WebhookEndpointTestPayload::from_rule(result, WebhookDelivery)?)
+        let sent = async |txn: &_, id| rules::test(txn, &caller, id, hooks.base_url()).await;
+        let payload: WebhookEndpointTestPayload = mutate(ctx, input.parse(), WebhookDelivery, sent).await?;
+        wake_if_done(hooks, &payload.user_errors);
+        Ok(payload)
     }
 
     /// Sends deliveries again, now, each with its own `webhook-id` and body: by id (at most
@@ -526,7 +478,7 @@ impl WebhookMutation {
         let caller = manager(ctx, "replay webhook deliveries")?;
         let hooks = webhooks(ctx)?;
         let parsed = (|| {
-            let id = input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId")?;
+            let id = endpoint_row(&input.endpoint_id)?;
             let what = match (&input.delivery_ids, input.since, input.until) {
                 (Some(ids), None, None) if !ids.is_empty() => {
                     bounded("deliveryIds", ids)?;
@@ -541,25 +493,28 @@ impl WebhookMutation {
             };
             Ok((id, what))
         })();
-        let result = match parsed {
-            Err(e) => refuse(e),
-            Ok((id, what)) => in_transaction(ctx, async |txn| rules::replay(txn, &caller, id, what).await).await,
-        };
-        if result.is_ok() {
-            hooks.wake();
-        }
-        Ok(WebhookDeliveriesReplayPayload::from_rule(result, |rows| rows.into_iter().map(WebhookDelivery).collect())?)
+        let deliveries = |rows: Vec<_>| rows.into_iter().map(WebhookDelivery).collect();
+        let replayed = async |txn: &_, (id, what)| rules::replay(txn, &caller, id, what).await;
+        let payload: WebhookDeliveriesReplayPayload = mutate(ctx, parsed, deliveries, replayed).await?;
+        wake_if_done(hooks, &payload.user_errors);
+        Ok(payload)
     }
 }
 
 async fn set_enabled(ctx: &Context<'_>, input: WebhookEndpointInput, enabled: bool) -> Result<WebhookEndpointPayload> {
     let caller = manager(ctx, if enabled { "enable webhook endpoints" } else { "disable webhook endpoints" })?;
-    let result = match input_row(&input.endpoint_id, NodeType::WebhookEndpoint, "endpointId") {
-        Err(e) => refuse(e),
-        Ok(id) => in_transaction(ctx, async |txn| rules::set_enabled(txn, &caller, id, enabled).await).await,
-    };
-    if enabled && result.is_ok() {
-        webhooks(ctx)?.wake();
+    let changed = async |txn: &_, id| rules::set_enabled(txn, &caller, id, enabled).await;
+    let payload: WebhookEndpointPayload = mutate(ctx, input.parse(), WebhookEndpoint, changed).await?;
+    if enabled {
+        wake_if_done(webhooks(ctx)?, &payload.user_errors);
     }
-    Ok(WebhookEndpointPayload::from_rule(result, WebhookEndpoint)?)
+    Ok(payload)
+}
+
+/// Wakes the delivery worker for what a mutation queued, unless a rule refused it (nothing
+/// was written).
+fn wake_if_done(hooks: &Webhooks, user_errors: &[UserError]) {
+    if user_errors.is_empty() {
+        hooks.wake();
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::NaiveDate;
 use sea_orm::sea_query::Query as SqlQuery;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryTrait};
 
 use super::model::{
     ReusedKind, experience_report, gathering, gathering_attendance, learning_network, lesson, network_member,
@@ -21,17 +21,17 @@ use super::search;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id, page_in_memory};
-use crate::graphql::context::{caller, load_existing, load_one, run_parsed, session, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, mutate, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
-use crate::graphql::relay::{NodeType, argument_row, global_id, input_row};
+use crate::graphql::relay::{FilterById, NodeType, input_row};
 use crate::organizations::Organization;
 use crate::procurement::graphql::access;
 use crate::procurement::graphql::{Attendee, Procurement};
 use crate::procurement::model::{ActivityKind, dialogue_activity, participant};
 use crate::procurement::phase::Phase;
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 mod mutations;
 mod networks;

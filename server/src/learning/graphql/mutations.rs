@@ -194,9 +194,8 @@ impl LearningMutation {
         input: LearningNetworkCreateInput,
     ) -> Result<LearningNetworkCreatePayload> {
         let caller = caller(ctx, Role::Advisor, "start learning networks").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::create_network(txn, &caller, new).await).await;
-        Ok(LearningNetworkCreatePayload::from_rule(result, LearningNetwork)?)
+        mutate(ctx, input.parse(), LearningNetwork, async |txn, new| rules::create_network(txn, &caller, new).await)
+            .await
     }
 
     async fn learning_network_member_add(
@@ -205,19 +204,16 @@ impl LearningMutation {
         input: LearningNetworkMemberAddInput,
     ) -> Result<LearningNetworkMemberAddPayload> {
         let caller = caller(ctx, Role::Advisor, "manage learning networks").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (n, org, joined_on)| {
+        mutate(ctx, input.parse(), NetworkMember, async |txn, (n, org, joined_on)| {
             rules::add_member(txn, &caller, n, org, joined_on).await
         })
-        .await;
-        Ok(LearningNetworkMemberAddPayload::from_rule(result, NetworkMember)?)
+        .await
     }
 
     async fn gathering_add(&self, ctx: &Context<'_>, input: GatheringAddInput) -> Result<GatheringAddPayload> {
         let caller = caller(ctx, Role::Advisor, "record gatherings").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, (n, new)| rules::add_gathering(txn, &caller, n, new).await)
-                .await;
-        Ok(GatheringAddPayload::from_rule(result, Gathering)?)
+        mutate(ctx, input.parse(), Gathering, async |txn, (n, new)| rules::add_gathering(txn, &caller, n, new).await)
+            .await
     }
 
     async fn gathering_attendance_set(
@@ -226,11 +222,10 @@ impl LearningMutation {
         input: GatheringAttendanceSetInput,
     ) -> Result<GatheringAttendanceSetPayload> {
         let caller = caller(ctx, Role::Advisor, "record attendance").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (g, org, people)| {
+        mutate(ctx, input.parse(), Gathering, async |txn, (g, org, people)| {
             rules::set_attendance(txn, &caller, g, org, people).await
         })
-        .await;
-        Ok(GatheringAttendanceSetPayload::from_rule(result, Gathering)?)
+        .await
     }
 
     /// A municipality taking part in a procurement publishes its experience of it.
@@ -240,9 +235,8 @@ impl LearningMutation {
         input: ExperienceReportPublishInput,
     ) -> Result<ExperienceReportPublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish experience reports").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, new| rules::publish_report(txn, &caller, new).await).await;
-        Ok(ExperienceReportPublishPayload::from_rule(result, ExperienceReport)?)
+        mutate(ctx, input.parse(), ExperienceReport, async |txn, new| rules::publish_report(txn, &caller, new).await)
+            .await
     }
 
     /// A municipality that follows a procurement starts its own from it: service journey,
@@ -253,10 +247,9 @@ impl LearningMutation {
         input: ProcurementReuseInput,
     ) -> Result<ProcurementReusePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (source, title, started_on)| {
+        mutate(ctx, input.parse(), ProcurementReuse, async |txn, (source, title, started_on)| {
             rules::reuse(txn, &caller, source, title, started_on).await
         })
-        .await;
-        Ok(ProcurementReusePayload::from_rule(result, ProcurementReuse)?)
+        .await
     }
 }

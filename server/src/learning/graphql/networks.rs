@@ -7,20 +7,15 @@ use super::*;
 #[derive(Clone)]
 pub struct LearningNetwork(pub learning_network::Model);
 
+#[row_fields]
 #[connections]
 #[Object]
 impl LearningNetwork {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::LearningNetwork, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
+    async fn name(&self) -> &str;
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
+    async fn description(&self) -> Option<&str>;
 
     /// The programme organisation that coordinates the network.
     async fn coordinator(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -48,15 +43,14 @@ impl LearningNetwork {
 #[derive(Clone)]
 pub struct NetworkMember(pub network_member::Model);
 
+#[row_fields]
 #[Object]
 impl NetworkMember {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
-    async fn joined_on(&self) -> Option<NaiveDate> {
-        self.0.joined_on
-    }
+    async fn joined_on(&self) -> Option<NaiveDate>;
 }
 
 /// How many people a member sent to a gathering, in three bands: "one person from a
@@ -89,15 +83,14 @@ pub struct Gathering(pub gathering::Model);
 #[derive(Clone)]
 pub struct GatheringAttendee(pub gathering_attendance::Model);
 
+#[row_fields]
 #[Object]
 impl GatheringAttendee {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
-    async fn people(&self) -> i32 {
-        self.0.people
-    }
+    async fn people(&self) -> i32;
 }
 
 /// A member of the network and how many people it sent to one gathering (0 when none).
@@ -123,21 +116,16 @@ impl MemberAttendance {
     }
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl Gathering {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Gathering, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     /// 1 for the network's first gathering, 4 for its fourth …
-    async fn number(&self) -> i32 {
-        self.0.number
-    }
+    async fn number(&self) -> i32;
 
-    async fn held_on(&self) -> NaiveDate {
-        self.0.held_on
-    }
+    async fn held_on(&self) -> NaiveDate;
 
     /// The hosting municipality.
     async fn host(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -145,17 +133,12 @@ impl Gathering {
     }
 
     /// Where, e.g. the host's town hall.
-    async fn venue(&self) -> Option<&str> {
-        self.0.venue.as_deref()
-    }
+    async fn venue(&self) -> Option<&str>;
 
-    async fn topic(&self) -> &str {
-        &self.0.topic
-    }
+    async fn topic(&self) -> &str;
 
     async fn network(&self, ctx: &Context<'_>) -> Result<LearningNetwork> {
-        let n = load_existing(ctx, NetworkById(self.0.network_id), "network").await?;
-        Ok(LearningNetwork(n))
+        Ok(LearningNetwork(load_existing(ctx, NetworkById(self.0.network_id), "network").await?))
     }
 
     /// Every organisation that came (members and others, e.g. the programme), with how many

@@ -47,24 +47,12 @@ impl LearningQuery {
         let page = page.parse()?;
         let filter = filter.unwrap_or_default();
         let reader = Reader::of(ctx).await?;
-        let mut select = experience_report::Entity::find().filter(reader.condition());
-        if let Some(procurement) = &filter.procurement {
-            select = select.filter(experience_report::Column::ProcurementId.eq(argument_row(
-                procurement,
-                NodeType::Procurement,
-                "procurement",
-            )?));
-        }
-        if let Some(author) = &filter.author {
-            select = select.filter(experience_report::Column::AuthorId.eq(argument_row(
-                author,
-                NodeType::Organization,
-                "author",
-            )?));
-        }
-        if let Some(phase) = filter.phase {
-            select = select.filter(experience_report::Column::Phase.eq(phase));
-        }
+        use experience_report::Column;
+        let mut select = experience_report::Entity::find()
+            .filter(reader.condition())
+            .filter_id(Column::ProcurementId, &filter.procurement, NodeType::Procurement, "procurement")?
+            .filter_id(Column::AuthorId, &filter.author, NodeType::Organization, "author")?
+            .apply_if(filter.phase, |select, phase| select.filter(Column::Phase.eq(phase)));
         if let Some(query) = search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             if query.chars().count() > 200 {
                 return Err(ApiError::BadUserInput("`search` is at most 200 characters".into()).into());
@@ -86,21 +74,9 @@ impl LearningQuery {
     ) -> Result<Page<ProcurementReuse>> {
         require_signed_in(ctx, "reuse between procurements")?;
         let page = page.parse()?;
-        let mut select = procurement_reuse::Entity::find();
-        if let Some(source) = &source {
-            select = select.filter(procurement_reuse::Column::SourceId.eq(argument_row(
-                source,
-                NodeType::Procurement,
-                "source",
-            )?));
-        }
-        if let Some(copy) = &procurement {
-            select = select.filter(procurement_reuse::Column::CopyId.eq(argument_row(
-                copy,
-                NodeType::Procurement,
-                "procurement",
-            )?));
-        }
+        let select = procurement_reuse::Entity::find()
+            .filter_id(procurement_reuse::Column::SourceId, &source, NodeType::Procurement, "source")?
+            .filter_id(procurement_reuse::Column::CopyId, &procurement, NodeType::Procurement, "procurement")?;
         page_by_id(ctx, OrderDirection::Asc, select, procurement_reuse::Column::Id, &page, |r| r.id, ProcurementReuse)
             .await
     }
@@ -115,15 +91,13 @@ impl LearningQuery {
     ) -> Result<Page<LearningArena>> {
         require_signed_in(ctx, "learning arenas")?;
         let page = page.parse()?;
-        let mut select =
-            dialogue_activity::Entity::find().filter(dialogue_activity::Column::Kind.eq(ActivityKind::LearningArena));
-        if let Some(p) = &procurement {
-            select = select.filter(dialogue_activity::Column::ProcurementId.eq(argument_row(
-                p,
-                NodeType::Procurement,
-                "procurement",
-            )?));
-        }
+        use dialogue_activity::Column;
+        let select = dialogue_activity::Entity::find().filter(Column::Kind.eq(ActivityKind::LearningArena)).filter_id(
+            Column::ProcurementId,
+            &procurement,
+            NodeType::Procurement,
+            "procurement",
+        )?;
         page_by_id(ctx, OrderDirection::Asc, select, dialogue_activity::Column::Id, &page, |a| a.id, LearningArena)
             .await
     }

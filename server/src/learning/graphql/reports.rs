@@ -12,45 +12,31 @@ pub struct ExperienceReport(pub experience_report::Model);
 #[derive(Clone)]
 pub struct Lesson(pub lesson::Model);
 
+#[row_fields]
 #[Object]
 impl Lesson {
-    async fn phase(&self) -> Phase {
-        self.0.phase
-    }
+    async fn phase(&self) -> Phase;
 
-    async fn text(&self) -> &str {
-        &self.0.text
-    }
+    async fn text(&self) -> &str;
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl ExperienceReport {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::ExperienceReport, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn summary(&self) -> &str {
-        &self.0.summary
-    }
+    async fn summary(&self) -> &str;
 
     /// The phase the report covers; null for the whole process.
-    async fn phase(&self) -> Option<Phase> {
-        self.0.phase
-    }
+    async fn phase(&self) -> Option<Phase>;
 
     /// False for members-only reports.
-    async fn public(&self) -> bool {
-        self.0.public
-    }
+    async fn public(&self) -> bool;
 
-    async fn published_on(&self) -> NaiveDate {
-        self.0.published_on
-    }
+    async fn published_on(&self) -> NaiveDate;
 
     /// The reporting organisation.
     async fn author(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -86,29 +72,23 @@ pub struct ProcurementReuse(pub procurement_reuse::Model);
 #[derive(Clone)]
 pub struct ReusedItem(pub reused_item::Model);
 
+#[row_fields]
 #[Object]
 impl ReusedItem {
-    async fn kind(&self) -> ReusedKind {
-        self.0.kind
-    }
+    async fn kind(&self) -> ReusedKind;
 
     /// The copied text: a step's title, a need's description, a user story's code and title.
-    async fn text(&self) -> &str {
-        &self.0.text
-    }
+    async fn text(&self) -> &str;
 
     /// "reused from «source title» led by …".
-    async fn provenance(&self) -> &str {
-        &self.0.provenance
-    }
+    async fn provenance(&self) -> &str;
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl ProcurementReuse {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::ProcurementReuse, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     /// The procurement that was followed and reused.
     async fn source(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
@@ -125,9 +105,7 @@ impl ProcurementReuse {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
-    async fn reused_on(&self) -> NaiveDate {
-        self.0.reused_on
-    }
+    async fn reused_on(&self) -> NaiveDate;
 
     /// What was copied, with provenance.
     async fn items(&self, ctx: &Context<'_>, kind: Option<ReusedKind>, page: PageArgs) -> Result<Page<ReusedItem>> {
@@ -144,16 +122,13 @@ impl ProcurementReuse {
 #[derive(Clone)]
 pub struct LearningArena(pub dialogue_activity::Model);
 
+#[row_fields]
 #[connections]
 #[Object]
 impl LearningArena {
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn held_on(&self) -> NaiveDate {
-        self.0.held_on
-    }
+    async fn held_on(&self) -> NaiveDate;
 
     async fn procurement(&self, ctx: &Context<'_>) -> Result<Option<Procurement>> {
         visible_procurement(ctx, self.0.procurement_id).await

@@ -31,23 +31,16 @@ impl RankedResponse {
     }
 }
 
+#[row_fields]
 #[Object]
 impl UserStory {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::UserStory, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn code(&self) -> &str {
-        &self.0.code
-    }
+    async fn code(&self) -> &str;
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn narrative(&self) -> &str {
-        &self.0.narrative
-    }
+    async fn narrative(&self) -> &str;
 
     async fn acceptance_criteria(&self) -> Vec<String> {
         serde_json::from_str(&self.0.acceptance_criteria).unwrap_or_default()
@@ -91,39 +84,31 @@ impl UserStory {
 #[derive(Clone)]
 pub struct EvaluationCriterion(pub evaluation_criterion::Model);
 
+#[row_fields]
 #[Object]
 impl EvaluationCriterion {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::EvaluationCriterion, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
+    async fn name(&self) -> &str;
 
     /// Percent.
-    async fn weight(&self) -> i32 {
-        self.0.weight
-    }
+    async fn weight(&self) -> i32;
 }
 
 /// A supplier's sealed tender.
 #[derive(Clone)]
 pub struct Tender(pub tender::Model);
 
+#[row_fields]
 #[Object]
 impl Tender {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Tender, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.supplier_id).await
     }
 
-    async fn submitted_at(&self) -> DateTime<Utc> {
-        self.0.submitted_at.with_timezone(&Utc)
-    }
+    async fn submitted_at(&self) -> DateTime<Utc>;
 
     async fn responses(&self, ctx: &Context<'_>) -> Result<Vec<TenderResponse>> {
         Ok(load_one(ctx, ResponsesOf(self.0.id)).await?.unwrap_or_default().into_iter().map(TenderResponse).collect())
@@ -142,25 +127,20 @@ pub struct Score {
     pub score: f64,
 }
 
+#[row_fields]
 #[Object]
 impl TenderResponse {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::TenderResponse, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(story))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
     async fn tender(&self, ctx: &Context<'_>) -> Result<Tender> {
-        let t = load_existing(ctx, TenderById(self.0.tender_id), "tender").await?;
-        Ok(Tender(t))
+        Ok(Tender(load_existing(ctx, TenderById(self.0.tender_id), "tender").await?))
     }
 
-    async fn solution(&self) -> &str {
-        &self.0.solution
-    }
+    async fn solution(&self) -> &str;
 
     async fn purchase_price(&self) -> Option<Money> {
         self.0.purchase_price_ore.map(|o| Nok::from_ore(o).into())
@@ -195,15 +175,13 @@ impl TenderResponse {
 #[derive(Clone)]
 pub struct Award(pub award::Model);
 
+#[row_fields]
 #[Object]
 impl Award {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Award, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
     async fn user_story(&self, ctx: &Context<'_>) -> Result<UserStory> {
-        let story = load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?;
-        Ok(UserStory(story))
+        Ok(UserStory(load_existing(ctx, UserStoryById(self.0.user_story_id), "story").await?))
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
@@ -212,9 +190,7 @@ impl Award {
         Organization::by_id(ctx, t.supplier_id).await
     }
 
-    async fn awarded_on(&self) -> NaiveDate {
-        self.0.awarded_on
-    }
+    async fn awarded_on(&self) -> NaiveDate;
 
     /// The framework agreement that followed, once made.
     async fn framework_agreement(&self, ctx: &Context<'_>) -> Result<Option<FrameworkAgreement>> {

@@ -37,24 +37,17 @@ pub struct ProcurementTotals {
     pub followers: u64,
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl Procurement {
-    pub async fn id(&self) -> ID {
-        global_id(NodeType::Procurement, self.0.id)
-    }
+    pub async fn id(&self) -> ID;
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn category(&self) -> Category {
-        self.0.category
-    }
+    async fn category(&self) -> Category;
 
-    async fn phase(&self) -> Phase {
-        self.0.phase
-    }
+    async fn phase(&self) -> Phase;
 
     /// Set while the procurement is ON_HOLD.
     async fn on_hold(&self) -> Option<OnHold> {
@@ -80,9 +73,7 @@ impl Procurement {
         }
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.with_timezone(&Utc)
-    }
+    async fn created_at(&self) -> DateTime<Utc>;
 
     /// Municipalities taking part, with their role and join date. Signed-in users only.
     async fn participants(

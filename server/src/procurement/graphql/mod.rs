@@ -21,7 +21,7 @@ use crate::agreements::model::framework_agreement;
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid, bounded};
 use crate::graphql::connection::{Cursor, OrderDirection, Page, PageArgs, SortKey, load_page, page_sorted};
-use crate::graphql::context::{caller, load_existing, load_one, run_parsed, session, state, today};
+use crate::graphql::context::{caller, load_existing, load_one, mutate, session, state, today};
 use crate::graphql::errors::payload;
 use crate::graphql::loaders::*;
 use crate::graphql::node::NodeObject;
@@ -29,7 +29,7 @@ use crate::graphql::relay::{NodeType, global_id, input_row, row_id};
 use crate::money::{Money, MoneyInput, Nok};
 use crate::organizations::{Organization, model as organization};
 use crate::text::{LongText, Paragraph, Title};
-use velferd_macros::connections;
+use velferd_macros::{connections, row_fields};
 
 mod competition;
 mod lifecycle;

@@ -321,8 +321,7 @@ impl ProcurementMutation {
         input: ProcurementCreateInput,
     ) -> Result<ProcurementCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "start procurements").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, new| rules::create(txn, &caller, new).await).await;
-        Ok(ProcurementCreatePayload::from_rule(result, Procurement)?)
+        mutate(ctx, input.parse(), Procurement, async |txn, new| rules::create(txn, &caller, new).await).await
     }
 
     /// Adds a municipality as participant or follower. Role: the lead's `procurement_officer`.
@@ -332,11 +331,10 @@ impl ProcurementMutation {
         input: ProcurementParticipantAddInput,
     ) -> Result<ProcurementParticipantAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, org, role, joined_on)| {
+        mutate(ctx, input.parse(), Participant, async |txn, (p, org, role, joined_on)| {
             rules::add_participant(txn, &caller, p, org, role, joined_on).await
         })
-        .await;
-        Ok(ProcurementParticipantAddPayload::from_rule(result, Participant)?)
+        .await
     }
 
     /// Moves a procurement to its next phase, puts it on hold, or resumes it. Role: the lead's
@@ -347,11 +345,10 @@ impl ProcurementMutation {
         input: ProcurementPhaseChangeInput,
     ) -> Result<ProcurementPhaseChangePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "change procurement phases").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, to, reason, effective_on)| {
+        mutate(ctx, input.parse(), Procurement, async |txn, (p, to, reason, effective_on)| {
             rules::change_phase(txn, &caller, p, to, reason, effective_on).await
         })
-        .await;
-        Ok(ProcurementPhaseChangePayload::from_rule(result, Procurement)?)
+        .await
     }
 
     /// Publishes the competition notice with its Doffin reference and tender deadline. Role: the
@@ -362,31 +359,28 @@ impl ProcurementMutation {
         input: ProcurementNoticePublishInput,
     ) -> Result<ProcurementNoticePublishPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "publish notices").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, notice)| {
+        mutate(ctx, input.parse(), Procurement, async |txn, (p, notice)| {
             rules::publish_notice(txn, &caller, p, notice).await
         })
-        .await;
-        Ok(ProcurementNoticePublishPayload::from_rule(result, Procurement)?)
+        .await
     }
 
     /// Adds a step to the service journey. Role: the lead's `procurement_officer`.
     async fn journey_step_add(&self, ctx: &Context<'_>, input: JourneyStepAddInput) -> Result<JourneyStepAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "edit service journeys").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, title, description)| {
+        mutate(ctx, input.parse(), JourneyStep, async |txn, (p, title, description)| {
             rules::add_journey_step(txn, &caller, p, title, description).await
         })
-        .await;
-        Ok(JourneyStepAddPayload::from_rule(result, JourneyStep)?)
+        .await
     }
 
     /// Records a need from the needs mapping. Role: the lead's `procurement_officer`.
     async fn need_add(&self, ctx: &Context<'_>, input: NeedAddInput) -> Result<NeedAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record needs").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, description, position)| {
+        mutate(ctx, input.parse(), Need, async |txn, (p, description, position)| {
             rules::add_need(txn, &caller, p, description, position).await
         })
-        .await;
-        Ok(NeedAddPayload::from_rule(result, Need)?)
+        .await
     }
 
     /// Records a workshop, dialogue conference, one-to-one meeting or learning arena with its
@@ -397,9 +391,10 @@ impl ProcurementMutation {
         input: DialogueActivityAddInput,
     ) -> Result<DialogueActivityAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "record dialogue activities").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_activity(txn, &caller, p, new).await).await;
-        Ok(DialogueActivityAddPayload::from_rule(result, DialogueActivity)?)
+        mutate(ctx, input.parse(), DialogueActivity, async |txn, (p, new)| {
+            rules::add_activity(txn, &caller, p, new).await
+        })
+        .await
     }
 
     /// A supplier submits a written solution sketch in the dialogue phase. Role: `supplier`.
@@ -409,21 +404,18 @@ impl ProcurementMutation {
         input: SolutionSketchSubmitInput,
     ) -> Result<SolutionSketchSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit solution sketches").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, sketch)| {
+        mutate(ctx, input.parse(), SolutionSketch, async |txn, (p, sketch)| {
             rules::submit_sketch(txn, &caller, p, sketch).await
         })
-        .await;
-        Ok(SolutionSketchSubmitPayload::from_rule(result, SolutionSketch)?)
+        .await
     }
 
     /// Adds a user story (a lot) before the notice is published. Role: the lead's
     /// `procurement_officer`.
     async fn user_story_add(&self, ctx: &Context<'_>, input: UserStoryAddInput) -> Result<UserStoryAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "write user stories").await?;
-        let result =
-            run_parsed(ctx, input.parse(), async |txn, (p, new)| rules::add_user_story(txn, &caller, p, new).await)
-                .await;
-        Ok(UserStoryAddPayload::from_rule(result, UserStory)?)
+        mutate(ctx, input.parse(), UserStory, async |txn, (p, new)| rules::add_user_story(txn, &caller, p, new).await)
+            .await
     }
 
     /// Adds an evaluation criterion before the notice is published. Role: the lead's
@@ -434,22 +426,20 @@ impl ProcurementMutation {
         input: EvaluationCriterionAddInput,
     ) -> Result<EvaluationCriterionAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "set evaluation criteria").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, name, weight)| {
+        mutate(ctx, input.parse(), EvaluationCriterion, async |txn, (p, name, weight)| {
             rules::add_criterion(txn, &caller, p, name, weight).await
         })
-        .await;
-        Ok(EvaluationCriterionAddPayload::from_rule(result, EvaluationCriterion)?)
+        .await
     }
 
     /// Submits your sealed tender: one response per user story you answer, before the deadline.
     /// Role: `supplier`.
     async fn tender_submit(&self, ctx: &Context<'_>, input: TenderSubmitInput) -> Result<TenderSubmitPayload> {
         let caller = caller(ctx, Role::Supplier, "submit tenders").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (p, responses)| {
+        mutate(ctx, input.parse(), Tender, async |txn, (p, responses)| {
             rules::submit_tender(txn, &caller, p, responses, Utc::now()).await
         })
-        .await;
-        Ok(TenderSubmitPayload::from_rule(result, Tender)?)
+        .await
     }
 
     /// Scores a tender response against the criteria, after the deadline. Role: the lead's
@@ -460,21 +450,19 @@ impl ProcurementMutation {
         input: TenderResponseScoreInput,
     ) -> Result<TenderResponseScorePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "score tenders").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (r, scores)| {
+        mutate(ctx, input.parse(), TenderResponse, async |txn, (r, scores)| {
             rules::score_response(txn, &caller, r, scores, Utc::now()).await
         })
-        .await;
-        Ok(TenderResponseScorePayload::from_rule(result, TenderResponse)?)
+        .await
     }
 
     /// Awards a user story to a tender response, after the deadline. Role: the lead's
     /// `procurement_officer`.
     async fn award_create(&self, ctx: &Context<'_>, input: AwardCreateInput) -> Result<AwardCreatePayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "award").await?;
-        let result = run_parsed(ctx, input.parse(), async |txn, (r, awarded_on)| {
+        mutate(ctx, input.parse(), Award, async |txn, (r, awarded_on)| {
             rules::award(txn, &caller, r, awarded_on, Utc::now()).await
         })
-        .await;
-        Ok(AwardCreatePayload::from_rule(result, Award)?)
+        .await
     }
 }

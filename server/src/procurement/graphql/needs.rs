@@ -7,25 +7,23 @@ use super::*;
 #[derive(Clone)]
 pub struct Participant(pub participant::Model);
 
+#[row_fields]
 #[Object]
 impl Participant {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
-    async fn role(&self) -> ParticipantRole {
-        self.0.role
-    }
+    async fn role(&self) -> ParticipantRole;
 
-    async fn joined_on(&self) -> NaiveDate {
-        self.0.joined_on
-    }
+    async fn joined_on(&self) -> NaiveDate;
 }
 
 /// One recorded phase change.
 #[derive(Clone)]
 pub struct PhaseChange(pub phase_transition::Model);
 
+#[row_fields]
 #[Object]
 impl PhaseChange {
     /// Null for the procurement's start.
@@ -37,14 +35,10 @@ impl PhaseChange {
         self.0.to_phase
     }
 
-    async fn reason(&self) -> Option<&str> {
-        self.0.reason.as_deref()
-    }
+    async fn reason(&self) -> Option<&str>;
 
     /// When the change took effect in the real process.
-    async fn effective_on(&self) -> NaiveDate {
-        self.0.effective_on
-    }
+    async fn effective_on(&self) -> NaiveDate;
 
     /// The token subject that made the change.
     async fn changed_by(&self) -> &str {
@@ -56,37 +50,29 @@ impl PhaseChange {
         self.0.actor_org_number.as_deref()
     }
 
-    async fn recorded_at(&self) -> DateTime<Utc> {
-        self.0.recorded_at.with_timezone(&Utc)
-    }
+    async fn recorded_at(&self) -> DateTime<Utc>;
 }
 
 #[derive(Clone)]
 pub struct JourneyStep(pub journey_step::Model);
 
+#[row_fields]
 #[Object]
 impl JourneyStep {
-    async fn position(&self) -> i32 {
-        self.0.position
-    }
+    async fn position(&self) -> i32;
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
+    async fn description(&self) -> Option<&str>;
 }
 
 #[derive(Clone)]
 pub struct Need(pub need::Model);
 
+#[row_fields]
 #[Object]
 impl Need {
-    async fn description(&self) -> &str {
-        &self.0.description
-    }
+    async fn description(&self) -> &str;
 
     /// The step of the service journey this need belongs to, if any.
     async fn journey_step(&self, ctx: &Context<'_>) -> Result<Option<JourneyStep>> {
@@ -96,9 +82,7 @@ impl Need {
 
     /// The journey step's database row id, if any: not a global id, and no use to a client.
     #[graphql(deprecation = "use journeyStep")]
-    async fn journey_step_id(&self) -> Option<i64> {
-        self.0.journey_step_id
-    }
+    async fn journey_step_id(&self) -> Option<i64>;
 }
 
 #[derive(Clone)]
@@ -108,36 +92,28 @@ pub struct DialogueActivity(pub dialogue_activity::Model);
 #[derive(Clone)]
 pub struct Attendee(pub activity_attendee::Model);
 
+#[row_fields]
 #[Object]
 impl Attendee {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.organization_id).await
     }
 
-    async fn people(&self) -> Option<i32> {
-        self.0.people
-    }
+    async fn people(&self) -> Option<i32>;
 }
 
+#[row_fields]
 #[connections]
 #[Object]
 impl DialogueActivity {
-    async fn kind(&self) -> ActivityKind {
-        self.0.kind
-    }
+    async fn kind(&self) -> ActivityKind;
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn held_on(&self) -> NaiveDate {
-        self.0.held_on
-    }
+    async fn held_on(&self) -> NaiveDate;
 
     /// For one-to-one meetings: whether questions were sent to suppliers in advance.
-    async fn questions_sent_in_advance(&self) -> Option<bool> {
-        self.0.questions_sent_in_advance
-    }
+    async fn questions_sent_in_advance(&self) -> Option<bool>;
 
     async fn attendees(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<Attendee>> {
         load_page(ctx, AttendeesOf(self.0.id), page, |_| true, Attendee, |s| s.0.id).await
@@ -147,21 +123,16 @@ impl DialogueActivity {
 #[derive(Clone)]
 pub struct SolutionSketch(pub solution_sketch::Model);
 
+#[row_fields]
 #[Object]
 impl SolutionSketch {
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
         Organization::by_id(ctx, self.0.supplier_id).await
     }
 
-    async fn title(&self) -> &str {
-        &self.0.title
-    }
+    async fn title(&self) -> &str;
 
-    async fn summary(&self) -> &str {
-        &self.0.summary
-    }
+    async fn summary(&self) -> &str;
 
-    async fn submitted_on(&self) -> NaiveDate {
-        self.0.submitted_on
-    }
+    async fn submitted_on(&self) -> NaiveDate;
 }
