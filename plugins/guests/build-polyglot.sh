@@ -118,7 +118,8 @@ build_s="$(since "$build_start")"
 mkdir -p "$work/out"
 mv "$work/$name.wasm" "$work/out/"
 printf 'toolchain_install_s=%s\nbuild_s=%s\n' "$toolchain_s" "$build_s" >"$work/out/$lang-times.txt"
-rm -rf "$cache"
+# Only the newest build is kept: an old one is never asked for again, and each Python one is 18 MB.
+rm -rf "$out/$name"-*
 mv "$work/out" "$cache"
 echo "$lang: toolchain ${toolchain_s} s, build ${build_s} s" >&2
 echo "$cache/$name.wasm"
