@@ -50,10 +50,12 @@ case "$lang" in
 esac
 
 # One build at a time per language: test binaries (host tests, e2e) may ask at once.
+# (`flock` is util-linux's; without it, e.g. on macOS, builds are not serialised.)
 exec 9>"$out/.$lang.lock"
-flock 9
+if command -v flock >/dev/null; then flock 9; fi
 
-key="$(cat "${inputs[@]}" "$wit"/*.wit "$here/build-polyglot.sh" | sha256sum | cut -c1-16)"
+sha256() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; }
+key="$(cat "${inputs[@]}" "$wit"/*.wit "$here/build-polyglot.sh" | sha256 | cut -c1-16)"
 cache="$out/$name-$key"
 if [ -f "$cache/$name.wasm" ]; then
   echo "$cache/$name.wasm"
