@@ -224,12 +224,16 @@ impl AdapterHost {
         let n = limits.concurrent_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         // A wit-bindgen component has one core module with one memory plus a
-        // few small shim instances with tables; these caps leave headroom.
+        // few small shim instances with tables; the totals leave headroom for
+        // those. A JavaScript component (QuickJS via jco: 13 core instances,
+        // 3 memories) or a Python one (componentize-py: 38 core instances) needs
+        // more per component; it takes more of the same totals, which hold at
+        // least one of each (docs/adapter-benchmarks.md).
         pool.total_component_instances(n)
-            .max_core_instances_per_component(16)
-            .total_core_instances(n * 16)
-            .max_memories_per_component(2)
-            .total_memories(n * 2)
+            .max_core_instances_per_component(48)
+            .total_core_instances((n * 16).max(48))
+            .max_memories_per_component(4)
+            .total_memories((n * 2).max(4))
             .max_tables_per_component(8)
             .total_tables(n * 8)
             .max_memory_size(limits.memory_bytes)
