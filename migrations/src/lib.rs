@@ -42,6 +42,7 @@ migrations! {
     m20261208_000015_webhooks,
     m20261208_000016_fhir,
     m20261208_000017_benefits,
+    m20261209_000018_adapter_limits,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};
