@@ -42,6 +42,7 @@ migrations! {
     m20261208_000015_webhooks,
     m20261208_000016_fhir,
     m20261208_000017_benefits,
+    m20261209_000018_adapter_limits,
     m20261209_000019_ingest_indexes,
 }
 

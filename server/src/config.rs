@@ -92,6 +92,23 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_ADAPTER_DEADLINE_MS", "wall-clock deadline of one adapter call (default 100)"),
     ("VELFERD_ADAPTER_FUEL", "instruction budget of one adapter call; 0 turns fuel metering off (default 10000000)"),
     ("VELFERD_ADAPTER_CONCURRENCY", "adapter calls running at once (default: CPU cores minus one, at least 1)"),
+    (
+        "VELFERD_ADAPTER_MAX_COMPONENT_BYTES",
+        "largest component an adapter version may ask for at upload, approved at activation (default 33554432, 32 MiB)",
+    ),
+    (
+        "VELFERD_ADAPTER_MAX_MEMORY_BYTES",
+        "most memory per instance an adapter version may ask for; such versions run in a pool of their own (default 67108864, 64 MiB)",
+    ),
+    (
+        "VELFERD_ADAPTER_MAX_FUEL",
+        "largest instruction budget per call an adapter version may ask for; 0 also lets it ask for none (unmetered) (default 1000000000)",
+    ),
+    ("VELFERD_ADAPTER_MAX_DEADLINE_MS", "longest deadline per call an adapter version may ask for (default 5000)"),
+    (
+        "VELFERD_MAX_UPLOAD_BYTES",
+        "largest multipart body on /graphql from a supplier who may upload adapters, streamed to a temporary file; others keep VELFERD_MAX_BODY_BYTES (default: the component ceiling plus 64 KiB)",
+    ),
     ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
@@ -323,11 +340,26 @@ pub const DEFAULT_OPERATOR_NAME: &str = "Velferd platform operator";
 #[derive(Debug, Clone)]
 pub struct DeviceSettings {
     pub adapter_limits: velferd_plugins::Limits,
+    /// The most an adapter version may ask for beyond `adapter_limits`.
+    pub adapter_ceilings: AdapterCeilings,
+    /// Largest multipart `/graphql` body of a supplier who may upload adapters.
+    pub max_upload_bytes: usize,
     pub adapter_concurrency: usize,
     pub max_batch: usize,
     pub max_batch_bytes: usize,
     pub replay_retention: u32,
     pub ingest_limits: crate::devices::limits::IngestLimitSettings,
+}
+
+/// The platform's ceilings on what one adapter version may ask for at upload (an admin approves
+/// a request above the defaults at activation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterCeilings {
+    pub component_bytes: usize,
+    pub memory_bytes: usize,
+    /// Largest instruction budget; `None`: any, and a version may also run unmetered.
+    pub fuel: Option<u64>,
+    pub deadline: Duration,
 }
 
 /// Raw setting values by environment-variable name, before parsing.
@@ -423,6 +455,7 @@ impl Settings {
         };
 
         let adapter_limits = adapter_limits(get)?;
+        let adapter_ceilings = adapter_ceilings(get, &adapter_limits)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let devices = DeviceSettings {
             adapter_concurrency: parse_number(
@@ -441,6 +474,13 @@ impl Settings {
                     as u64,
             },
             adapter_limits,
+            adapter_ceilings,
+            max_upload_bytes: parse_number(
+                get,
+                "VELFERD_MAX_UPLOAD_BYTES",
+                adapter_ceilings.component_bytes + (64 << 10),
+                1024..=(1 << 30),
+            )?,
         };
 
         let live = crate::live::LiveSettings {
@@ -631,6 +671,32 @@ fn adapter_limits<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<ve
         n => Some(n as u64),
     };
     Ok(velferd_plugins::Limits { deadline, fuel, ..velferd_plugins::Limits::default() })
+}
+
+fn adapter_ceilings<'a>(
+    get: impl Fn(&str) -> Option<&'a str> + Copy,
+    defaults: &velferd_plugins::Limits,
+) -> Result<AdapterCeilings, ConfigError> {
+    // A ceiling below the default would refuse what every version gets without asking.
+    let component_bytes =
+        parse_number(get, "VELFERD_ADAPTER_MAX_COMPONENT_BYTES", 32 << 20, defaults.component_bytes..=(256 << 20))?;
+    let memory_bytes =
+        parse_number(get, "VELFERD_ADAPTER_MAX_MEMORY_BYTES", 64 << 20, defaults.memory_bytes..=(1 << 30))?;
+    let fuel = match parse_number(get, "VELFERD_ADAPTER_MAX_FUEL", 1_000_000_000, 0..=1_000_000_000_000)? {
+        0 => None,
+        n if defaults.fuel.is_some_and(|d| (n as u64) < d) => {
+            return Err(invalid("VELFERD_ADAPTER_MAX_FUEL", format!("{n} is below VELFERD_ADAPTER_FUEL")));
+        }
+        n => Some(n as u64),
+    };
+    let deadline_ms = defaults.deadline.as_millis() as usize;
+    let deadline = Duration::from_millis(parse_number(
+        get,
+        "VELFERD_ADAPTER_MAX_DEADLINE_MS",
+        5000.max(deadline_ms),
+        deadline_ms..=600_000,
+    )? as u64);
+    Ok(AdapterCeilings { component_bytes, memory_bytes, fuel, deadline })
 }
 
 fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> Result<JwtSettings, ConfigError> {

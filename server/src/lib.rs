@@ -131,11 +131,7 @@ pub async fn start_with_demo(
     }
     // After the demo data, which loads only into an empty database.
     organizations::ensure_operator(db.write(), &settings.operator.name, settings.operator.org_number).await?;
-    let adapters = devices::runtime::AdapterRuntime::new(
-        settings.devices.adapter_limits.clone(),
-        settings.devices.adapter_concurrency,
-    )
-    .map_err(StartError::Adapters)?;
+    let adapters = devices::runtime::AdapterRuntime::new(&settings.devices).map_err(StartError::Adapters)?;
     let demo_devices = match demo {
         DemoMode::Devices | DemoMode::Feed => {
             demo::devices::load(&db, &adapters).await.map_err(|e| StartError::Demo(e.to_string()))?

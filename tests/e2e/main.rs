@@ -8,6 +8,7 @@ mod support;
 mod guests;
 
 mod adapter_cli;
+mod adapter_limits;
 mod agreements;
 mod alerts;
 mod attack;

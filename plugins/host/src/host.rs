@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::contract::{SUPPORTED_INTERFACE_MAJORS, v1, v2};
 use crate::event::{DeviceClass, Event};
-use crate::limits::Limits;
+use crate::limits::{CallLimits, Limits};
 use crate::sandbox::{self, GRANTED_WASI, LogLine, LogSource, Sandbox};
 
 /// The interface package adapters export.
@@ -330,7 +330,8 @@ impl AdapterHost {
 
     /// Call `describe` in a fresh sandbox.
     pub fn describe(&self, adapter: &ValidatedAdapter) -> CallReport<AdapterInfo> {
-        self.call(adapter, "-", "describe", |store, instance| {
+        let call = self.inner.limits.call_limits();
+        self.call(adapter, &call, "-", "describe", |store, instance| {
             Ok(Ok(match instance {
                 Instance::V1(b) => v1::describe(store, b)?,
                 Instance::V2(b) => v2::describe(store, b)?,
@@ -361,11 +362,27 @@ impl AdapterHost {
         payload: &[u8],
         received_at: DateTime<Utc>,
     ) -> CallReport<Vec<Event>> {
+        let call = self.inner.limits.call_limits();
+        self.decode_with_limits(adapter, &call, municipality, content_type, payload, received_at)
+    }
+
+    /// [`AdapterHost::decode_with_report`] under `call`'s fuel, deadline and memory instead of
+    /// the host's: the limits approved for this adapter version.
+    pub fn decode_with_limits(
+        &self,
+        adapter: &ValidatedAdapter,
+        call: &CallLimits,
+        municipality: &str,
+        content_type: &str,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> CallReport<Vec<Event>> {
         let limits = &self.inner.limits;
         if let Err(error) = check_input(limits, content_type, payload) {
             return CallReport { result: Err(error), cost: CallCost::default(), logs: vec![] };
         }
-        let report = self.call(adapter, municipality, "decode", |store, instance| {
+        let call = self.within_host(call);
+        let report = self.call(adapter, &call, municipality, "decode", |store, instance| {
             decode_call(store, instance, content_type, payload, received_at)
         });
         cap_output(report, limits.output_bytes)
@@ -380,7 +397,8 @@ impl AdapterHost {
         command: &Command,
     ) -> CallReport<EncodedCommand> {
         let limits = &self.inner.limits;
-        let mut report = self.call(adapter, municipality, "encode-command", |store, instance| match instance {
+        let call = limits.call_limits();
+        let mut report = self.call(adapter, &call, municipality, "encode-command", |store, instance| match instance {
             Instance::V1(b) => v1::encode_command(store, b, device_serial, command),
             Instance::V2(b) => v2::encode_command(store, b, device_serial, command),
         });
@@ -398,28 +416,40 @@ impl AdapterHost {
         self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One call in a fresh store and instance under the limits.
+    /// `call` as this host can enforce it: memory at most a pool slot, fuel only when the
+    /// engine meters it.
+    fn within_host(&self, call: &CallLimits) -> CallLimits {
+        let limits = &self.inner.limits;
+        CallLimits {
+            deadline: call.deadline,
+            fuel: if limits.fuel.is_some() { call.fuel } else { None },
+            memory_bytes: call.memory_bytes.min(limits.memory_bytes),
+        }
+    }
+
+    /// One call in a fresh store and instance under `call`.
     fn call<R>(
         &self,
         adapter: &ValidatedAdapter,
+        call: &CallLimits,
         municipality: &str,
         operation: &str,
         f: impl FnOnce(&mut Store<Sandbox>, &Instance) -> wasmtime::Result<Result<R, DecodeError>>,
     ) -> CallReport<R> {
         let start = Instant::now();
-        let mut store = self.store();
+        let mut store = self.store(call);
         match adapter.bindings.instantiate(&mut store) {
-            Ok(instance) => self.run(adapter, municipality, operation, &mut store, Ok(&instance), start, f),
-            Err(error) => self.run(adapter, municipality, operation, &mut store, Err(error), start, f),
+            Ok(instance) => self.run(adapter, call, municipality, operation, &mut store, Ok(&instance), start, f),
+            Err(error) => self.run(adapter, call, municipality, operation, &mut store, Err(error), start, f),
         }
     }
 
     /// A store for one sandbox, with the memory limiter installed.
-    fn store(&self) -> Store<Sandbox> {
+    fn store(&self, call: &CallLimits) -> Store<Sandbox> {
         let limits = &self.inner.limits;
-        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits.memory_bytes, limits.log_bytes));
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(call.memory_bytes, limits.log_bytes));
         store.limiter(|s| &mut s.limiter);
-        if let Err(error) = self.set_budget(&mut store) {
+        if let Err(error) = self.set_budget(&mut store, call) {
             // Only fails when fuel is not enabled, which `new` rules out.
             tracing::error!(%error, "setting an adapter call's budget failed");
         }
@@ -427,13 +457,15 @@ impl AdapterHost {
     }
 
     /// Fuel and deadline for one call.
-    fn set_budget(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<()> {
+    fn set_budget(&self, store: &mut Store<Sandbox>, call: &CallLimits) -> wasmtime::Result<()> {
         let limits = &self.inner.limits;
-        if let Some(fuel) = limits.fuel {
-            store.set_fuel(fuel)?;
+        if limits.fuel.is_some() {
+            // An engine that meters fuel needs a budget in every store: a version approved to
+            // run unmetered gets one it cannot use up.
+            store.set_fuel(call.fuel.unwrap_or(u64::MAX))?;
         }
         let tick = limits.epoch_tick.as_nanos().max(1);
-        store.set_epoch_deadline((limits.deadline.as_nanos().div_ceil(tick)) as u64);
+        store.set_epoch_deadline((call.deadline.as_nanos().div_ceil(tick)) as u64);
         store.epoch_deadline_trap();
         Ok(())
     }
@@ -443,6 +475,7 @@ impl AdapterHost {
     fn run<R>(
         &self,
         adapter: &ValidatedAdapter,
+        call: &CallLimits,
         municipality: &str,
         operation: &str,
         store: &mut Store<Sandbox>,
@@ -450,12 +483,11 @@ impl AdapterHost {
         start: Instant,
         f: impl FnOnce(&mut Store<Sandbox>, &Instance) -> wasmtime::Result<Result<R, DecodeError>>,
     ) -> CallReport<R> {
-        let limits = &self.inner.limits;
         // A fresh store got its budget in `store()`, before instantiation, so
         // that instantiation counts too; a warm one gets a new one here.
         let outcome = instance.and_then(|instance| {
             if !store.data().fresh {
-                self.set_budget(store)?;
+                self.set_budget(store, call)?;
                 store.data_mut().reset_for_call();
             }
             store.data_mut().fresh = false;
@@ -470,9 +502,9 @@ impl AdapterHost {
                 Ok(_) | Err(DecodeError::Malformed(_) | DecodeError::Unsupported(_) | DecodeError::InvalidCommand(_)),
             ) if !denied.is_empty() => Err(DecodeError::CapabilityDenied(sandbox::capability_denied(&denied))),
             Ok(result) => result,
-            Err(error) => Err(self.classify(error, store.data())),
+            Err(error) => Err(self.classify(error, store.data(), call)),
         };
-        let instructions = limits.fuel.and_then(|fuel| store.get_fuel().ok().map(|left| fuel - left));
+        let instructions = call.fuel.and_then(|fuel| store.get_fuel().ok().map(|left| fuel - left));
         let data = store.data();
         let (logs, dropped) = {
             let mut buffer = data.logs.lock().unwrap_or_else(|p| p.into_inner());
@@ -516,9 +548,10 @@ impl AdapterHost {
     /// decode a batch of messages in one instance (see [`WarmInstance`]).
     pub fn instantiate(&self, adapter: &ValidatedAdapter, municipality: &str) -> Result<WarmInstance, DecodeError> {
         let start = Instant::now();
-        let mut store = self.store();
+        let call = self.inner.limits.call_limits();
+        let mut store = self.store(&call);
         let store_ready = Instant::now();
-        let instance = adapter.bindings.instantiate(&mut store).map_err(|e| self.classify(e, store.data()))?;
+        let instance = adapter.bindings.instantiate(&mut store).map_err(|e| self.classify(e, store.data(), &call))?;
         Ok(WarmInstance {
             host: self.clone(),
             adapter: adapter.clone(),
@@ -532,18 +565,17 @@ impl AdapterHost {
         })
     }
 
-    fn classify(&self, error: wasmtime::Error, sandbox: &Sandbox) -> DecodeError {
-        let limits = &self.inner.limits;
+    fn classify(&self, error: wasmtime::Error, sandbox: &Sandbox, call: &CallLimits) -> DecodeError {
         if let Some(busy) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
             return DecodeError::HostBusy(busy.to_string());
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => DecodeError::FuelExhausted { limit: limits.fuel.unwrap_or(0) },
-            Some(Trap::Interrupt) => DecodeError::DeadlineExceeded { limit_ms: limits.deadline.as_millis() as u64 },
+            Some(Trap::OutOfFuel) => DecodeError::FuelExhausted { limit: call.fuel.unwrap_or(0) },
+            Some(Trap::Interrupt) => DecodeError::DeadlineExceeded { limit_ms: call.deadline.as_millis() as u64 },
             Some(Trap::StackOverflow) => DecodeError::StackOverflow,
             // A denied memory.grow makes the guest's allocator fail and the
             // guest abort: the trap is the symptom, the cap the cause.
-            Some(_) | None if sandbox.limiter.denied => DecodeError::MemoryExceeded { limit: limits.memory_bytes },
+            Some(_) | None if sandbox.limiter.denied => DecodeError::MemoryExceeded { limit: call.memory_bytes },
             Some(trap) => DecodeError::Trap(trap.to_string()),
             None => DecodeError::Internal(format!("{error:#}")),
         }
@@ -599,8 +631,10 @@ impl WarmInstance {
         }
         self.calls += 1;
         let start = Instant::now();
+        let call = limits.call_limits();
         let report = self.host.run(
             &self.adapter,
+            &call,
             &self.municipality,
             "decode",
             &mut self.store,

@@ -31,5 +31,5 @@ pub use host::{
     AdapterHost, AdapterInfo, CallCost, CallReport, Command, DecodeError, EncodedCommand, ValidatedAdapter,
     ValidationError, WarmInstance,
 };
-pub use limits::Limits;
+pub use limits::{CallLimits, Limits};
 pub use sandbox::{LogLine, LogSource};

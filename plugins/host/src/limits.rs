@@ -60,3 +60,26 @@ impl Default for Limits {
         }
     }
 }
+
+/// The limits of one adapter version's calls, which may differ from the
+/// host's defaults when an operator approved more (or the supplier asked for
+/// less). They apply per call: fuel and deadline through the store's budget,
+/// memory through the store's resource limiter. A host enforces them within
+/// its own [`Limits`]: memory above the host's pool slot is cut to it, and a
+/// fuel budget means nothing on a host that does not meter fuel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Wall-clock deadline of one call, instantiation included.
+    pub deadline: Duration,
+    /// Instruction budget of one call; `None`: not metered.
+    pub fuel: Option<u64>,
+    /// Linear memory of one instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Limits {
+    /// The per-call part of these limits.
+    pub fn call_limits(&self) -> CallLimits {
+        CallLimits { deadline: self.deadline, fuel: self.fuel, memory_bytes: self.memory_bytes }
+    }
+}

@@ -22,7 +22,10 @@ use sea_orm::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
-use velferd_plugins::{DecodeError, Event, ValidatedAdapter};
+use velferd_plugins::{DecodeError, Event};
+
+use super::adapter_limits::RequestedLimits;
+use super::runtime::Compiled;
 
 use super::content_type::ContentType;
 use super::model::{
@@ -136,7 +139,7 @@ pub async fn active_adapter(
     db: &Database,
     runtime: &AdapterRuntime,
     product_id: i64,
-) -> Result<Option<(i64, Result<ValidatedAdapter, String>)>, ApiError> {
+) -> Result<Option<(i64, Result<Compiled, String>)>, ApiError> {
     let id: Option<i64> = adapter::Entity::find()
         .select_only()
         .column(adapter::Column::Id)
@@ -149,16 +152,18 @@ pub async fn active_adapter(
     compiled(db, runtime, id).await.map(|a| Some((id, a)))
 }
 
-/// Adapter `id`, compiled; `Err` when its stored component no longer validates (e.g. the
-/// limits were lowered since it was uploaded).
-pub async fn compiled(
-    db: &Database,
-    runtime: &AdapterRuntime,
-    id: i64,
-) -> Result<Result<ValidatedAdapter, String>, ApiError> {
+/// Adapter `id`, compiled for the limits it asked for (approved, once it is active); `Err` when
+/// its stored component no longer validates (e.g. the limits were lowered since it was
+/// uploaded).
+pub async fn compiled(db: &Database, runtime: &AdapterRuntime, id: i64) -> Result<Result<Compiled, String>, ApiError> {
     if let Some(hit) = runtime.cached(id) {
         return Ok(Ok(hit));
     }
+    let row = adapter::Entity::find_by_id(id)
+        .into_partial_model::<adapter::Summary>()
+        .one(db.read())
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("adapter {id} vanished")))?;
     let component: Option<Vec<u8>> = adapter::Entity::find_by_id(id)
         .select_only()
         .column(adapter::Column::Component)
@@ -166,12 +171,14 @@ pub async fn compiled(
         .one(db.read())
         .await?;
     let component = component.ok_or_else(|| ApiError::internal(format!("adapter {id} vanished")))?;
-    Ok(runtime.compile(id, component).await.map_err(|e| e.to_string()))
+    let limits = RequestedLimits::of(&row).effective(runtime.limits());
+    Ok(runtime.compile(id, component, &limits).await.map_err(|e| e.to_string()))
 }
 
 async fn decode(
     runtime: &AdapterRuntime,
-    active: &Option<(i64, Result<ValidatedAdapter, String>)>,
+    product_id: i64,
+    active: &Option<(i64, Result<Compiled, String>)>,
     key: &str,
     message: &Message,
     received_at: DateTime<Utc>,
@@ -188,6 +195,7 @@ async fn decode(
         Some((id, Ok(adapter))) => {
             let decode = runtime.decode(
                 Lane::Ingest,
+                product_id,
                 adapter,
                 key,
                 message.content_type.as_str(),
@@ -222,7 +230,7 @@ pub async fn ingest(
     let active = active_adapter(db, runtime, product.id).await?;
     let mut items = Vec::with_capacity(messages.len());
     for message in messages {
-        let decoded = decode(runtime, &active, &product.slug, &message, received_at).await;
+        let decoded = decode(runtime, product.id, &active, &product.slug, &message, received_at).await;
         items.push((message, decoded));
     }
     let adapter_id = active.as_ref().map(|(id, _)| *id);
@@ -794,7 +802,7 @@ pub async fn replay_dead_letters(
             content_type: ContentType::from_stored(&letter.content_type),
             body: Arc::from(letter.body.as_slice()),
         };
-        decoded.push(decode(runtime, &active, &product.slug, &message, now).await);
+        decoded.push(decode(runtime, product.id, &active, &product.slug, &message, now).await);
     }
     let txn = db.write().begin().await?;
     // The product's row first, as the ingest writer takes it (see `write_group`).

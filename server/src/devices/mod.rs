@@ -3,6 +3,7 @@
 //! messages are ingested over HTTP into normalised events — with receipts, idempotency and dead
 //! letters, so that nothing acknowledged is lost.
 
+pub mod adapter_limits;
 pub mod content_type;
 pub mod graphql;
 pub mod identifiers;

@@ -21,6 +21,21 @@ pub enum AdapterStatus {
     Retired,
 }
 
+/// Whether an adapter version's limits needed and got an admin's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+pub enum LimitsApproval {
+    /// The version asked for nothing above the defaults.
+    #[sea_orm(string_value = "not_needed")]
+    NotNeeded,
+    /// It asked for more; the admin approves it by activating it with `approveLimits`.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// An admin approved what it asked for.
+    #[sea_orm(string_value = "approved")]
+    Approved,
+}
+
 /// What became of one ingested message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
@@ -133,6 +148,15 @@ pub mod adapter {
         pub uploaded_at: DateTimeWithTimeZone,
         pub activated_at: Option<DateTimeWithTimeZone>,
         pub retired_at: Option<DateTimeWithTimeZone>,
+        /// The limits asked for at upload, null where the default applies (see
+        /// `crate::devices::limits::AdapterLimits`); `limits_fuel` 0: unmetered.
+        pub limits_component_bytes: Option<i64>,
+        pub limits_memory_bytes: Option<i64>,
+        pub limits_fuel: Option<i64>,
+        pub limits_deadline_ms: Option<i64>,
+        pub limits_approval: LimitsApproval,
+        pub limits_approved_by: Option<String>,
+        pub limits_approved_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -157,6 +181,13 @@ pub mod adapter {
         pub uploaded_at: DateTimeWithTimeZone,
         pub activated_at: Option<DateTimeWithTimeZone>,
         pub retired_at: Option<DateTimeWithTimeZone>,
+        pub limits_component_bytes: Option<i64>,
+        pub limits_memory_bytes: Option<i64>,
+        pub limits_fuel: Option<i64>,
+        pub limits_deadline_ms: Option<i64>,
+        pub limits_approval: LimitsApproval,
+        pub limits_approved_by: Option<String>,
+        pub limits_approved_at: Option<DateTimeWithTimeZone>,
     }
 
     impl From<Model> for Summary {
@@ -175,6 +206,13 @@ pub mod adapter {
                 uploaded_at: m.uploaded_at,
                 activated_at: m.activated_at,
                 retired_at: m.retired_at,
+                limits_component_bytes: m.limits_component_bytes,
+                limits_memory_bytes: m.limits_memory_bytes,
+                limits_fuel: m.limits_fuel,
+                limits_deadline_ms: m.limits_deadline_ms,
+                limits_approval: m.limits_approval,
+                limits_approved_by: m.limits_approved_by,
+                limits_approved_at: m.limits_approved_at,
             }
         }
     }

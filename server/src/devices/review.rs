@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use velferd_plugins::{DecodeError, Event};
 
+use super::adapter_limits::{EffectiveLimits, RequestedLimits};
 use super::graphql::Adapter;
 use super::ingest::{self, recent_messages};
+use super::model::LimitsApproval;
 use super::model::device_product;
-use super::runtime::{AdapterRuntime, Lane};
+use super::runtime::{AdapterRuntime, Compiled, Lane};
 use crate::db::Database;
 use crate::errors::ApiError;
 
@@ -21,6 +23,14 @@ pub struct ReplayReview {
     /// The version active now; null when the product has none (every event is then `ADDED`).
     pub baseline: Option<Adapter>,
     pub candidate: Adapter,
+    /// The limits the candidate asked for, which this replay ran it under (the baseline runs
+    /// under its own): what approving them at activation lets it use.
+    pub candidate_limits: EffectiveLimits,
+    /// The limits a version gets without asking, for comparison.
+    pub default_limits: EffectiveLimits,
+    /// `PENDING` when the candidate asks for more than the defaults: activating it then needs
+    /// `approveLimits: true`.
+    pub limits_approval: LimitsApproval,
     pub messages_compared: i32,
     /// Messages on which both versions agree exactly.
     pub identical: i32,
@@ -186,10 +196,13 @@ pub async fn review(
     for message in messages {
         let body: Arc<[u8]> = Arc::from(message.body.clone().unwrap_or_default());
         let received_at = message.received_at.to_utc();
-        let decode = |adapter: velferd_plugins::ValidatedAdapter| {
+        let decode = |adapter: Compiled| {
             let (body, key, content_type) = (body.clone(), key.clone(), message.content_type.clone());
             async move {
-                runtime.decode(Lane::Review, &adapter, &key, &content_type, body, received_at).await.map(as_values)
+                runtime
+                    .decode(Lane::Review, product.id, &adapter, &key, &content_type, body, received_at)
+                    .await
+                    .map(as_values)
             }
         };
         let candidate_result: Outcome = decode(candidate.clone()).await;
@@ -216,8 +229,12 @@ pub async fn review(
         });
     }
     let identical = replayed.iter().filter(|m| m.identical).count() as i32;
+    let requested = RequestedLimits::of(&candidate_row);
     Ok(ReplayReview {
         baseline: baseline_row.map(Adapter),
+        candidate_limits: requested.effective(runtime.limits()),
+        default_limits: RequestedLimits::default().effective(runtime.limits()),
+        limits_approval: candidate_row.limits_approval,
         candidate: Adapter(candidate_row),
         messages_compared: replayed.len() as i32,
         identical,

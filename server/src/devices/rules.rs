@@ -9,9 +9,11 @@ use sea_orm::{
 };
 use velferd_plugins::ValidatedAdapter;
 
+use super::adapter_limits::RequestedLimits;
 use super::identifiers::{DetachedSignature, DeviceSerial, ProductSlug, SigningPublicKey, key_registration_message};
 use super::model::{
-    AdapterStatus, DeviceStatus, adapter, device, device_delivery, device_product, device_status_change, signing_key,
+    AdapterStatus, DeviceStatus, LimitsApproval, adapter, device, device_delivery, device_product,
+    device_status_change, signing_key,
 };
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
 use crate::audit::{self, Access, Decision, Purpose};
@@ -212,6 +214,23 @@ pub async fn record_upload<C: ConnectionTrait>(
     validated: &ValidatedAdapter,
     component: Vec<u8>,
 ) -> RuleResult<adapter::Model> {
+    let nothing = RequestedLimits::default();
+    record_upload_with_limits(db, caller, slug, key, validated, component, &nothing, LimitsApproval::NotNeeded).await
+}
+
+/// [`record_upload`] of a version that asked for `requested` limits; `approval` says whether
+/// an admin must approve them (more than the defaults) at activation.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_upload_with_limits<C: ConnectionTrait>(
+    db: &C,
+    caller: &Caller,
+    slug: &ProductSlug,
+    key: &signing_key::Model,
+    validated: &ValidatedAdapter,
+    component: Vec<u8>,
+    requested: &RequestedLimits,
+    approval: LimitsApproval,
+) -> RuleResult<adapter::Model> {
     let now = Utc::now().fixed_offset();
     let product =
         match device_product::Entity::find().filter(device_product::Column::Slug.eq(slug.as_str())).one(db).await? {
@@ -237,6 +256,7 @@ pub async fn record_upload<C: ConnectionTrait>(
         .one(db)
         .await?;
     ensure(again.is_none(), DevicesError::AlreadyUploaded(slug.to_string()))?;
+    let limits = requested.columns();
     let row = adapter::ActiveModel {
         product_id: Set(product.id),
         status: Set(AdapterStatus::PendingReview),
@@ -251,6 +271,13 @@ pub async fn record_upload<C: ConnectionTrait>(
         uploaded_at: Set(now),
         activated_at: Set(None),
         retired_at: Set(None),
+        limits_component_bytes: Set(limits[0]),
+        limits_memory_bytes: Set(limits[1]),
+        limits_fuel: Set(limits[2]),
+        limits_deadline_ms: Set(limits[3]),
+        limits_approval: Set(approval),
+        limits_approved_by: Set(None),
+        limits_approved_at: Set(None),
         ..Default::default()
     }
     .insert(db)
@@ -285,17 +312,46 @@ async fn active_of<C: ConnectionTrait>(db: &C, product_id: i64) -> Result<Option
 /// An admin activates a pending (or earlier) version; the product's active version becomes
 /// inactive and stays available for roll-back.
 pub async fn activate<C: ConnectionTrait>(db: &C, adapter_id: i64) -> RuleResult<adapter::Model> {
+    activate_approving(db, adapter_id, None).await
+}
+
+/// [`activate`], approving the limits the version asked for when `approver` (the admin's token
+/// subject) is given. A version that asks for more than the defaults is refused without it
+/// (`LIMITS_NOT_APPROVED`), and nothing changes.
+pub async fn activate_approving<C: ConnectionTrait>(
+    db: &C,
+    adapter_id: i64,
+    approver: Option<&str>,
+) -> RuleResult<adapter::Model> {
     let a = adapter_row(db, adapter_id).await?;
     ensure(
         matches!(a.status, AdapterStatus::PendingReview | AdapterStatus::Inactive),
         DevicesError::CannotActivate(a.status),
     )?;
+    let approve = a.limits_approval == LimitsApproval::Pending;
+    if approve && approver.is_none() {
+        let asked = RequestedLimits::of(&adapter::Summary::from(a.clone()));
+        return refuse(Invalid::new(
+            "approveLimits",
+            "LIMITS_NOT_APPROVED",
+            format!(
+                "this version asks for more than the default limits ({}); review its replay and activate it \
+                 with approveLimits: true to approve them",
+                asked.describe()
+            ),
+        ));
+    }
     if let Some(current) = active_of(db, a.product_id).await? {
         set_status(db, current.id, AdapterStatus::Inactive).await?;
     }
     let mut row: adapter::ActiveModel = a.into();
     row.status = Set(AdapterStatus::Active);
     row.activated_at = Set(Some(Utc::now().fixed_offset()));
+    if let (true, Some(approver)) = (approve, approver) {
+        row.limits_approval = Set(LimitsApproval::Approved);
+        row.limits_approved_by = Set(Some(approver.chars().take(200).collect()));
+        row.limits_approved_at = Set(Some(Utc::now().fixed_offset()));
+    }
     Ok(row.update(db).await?)
 }
 

@@ -4,6 +4,16 @@
 //! Adapter calls are CPU-bound and blocking, so they run on Tokio's blocking pool; the
 //! semaphore keeps them from taking every core, so that a flood of messages for a hostile
 //! adapter (each running to its deadline) cannot starve the GraphQL API of CPU.
+//!
+//! Products share those slots fairly: a product's calls queue for a slot behind a gate of its
+//! own that lets at most [`AdapterRuntime::product_share`] of them wait or run at once. The
+//! slots' queue is first come, first served, so it holds at most that many calls of each
+//! product, and a product whose decodes are slow (or whose senders flood it) waits for its own
+//! earlier calls, not other products for all of them.
+//!
+//! Each version runs under its own limits (see `super::adapter_limits`). Versions with more
+//! memory or a larger component than the defaults run in a second host, whose instance pool is
+//! sized to the ceilings, so that they take none of the default pool's slots.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +21,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
-use velferd_plugins::{AdapterHost, CallReport, DecodeError, Event, Limits, ValidatedAdapter, ValidationError};
+use velferd_plugins::{
+    AdapterHost, CallLimits, CallReport, DecodeError, Event, Limits, ValidatedAdapter, ValidationError,
+};
+
+use super::adapter_limits::EffectiveLimits;
+use crate::config::{AdapterCeilings, DeviceSettings};
 
 /// Whose budget an adapter call runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +40,27 @@ pub enum Lane {
 /// Adapter calls replay reviews run at once, server-wide.
 pub const REVIEW_CALLS: usize = 1;
 
+/// An adapter version compiled in the host its limits need, with the limits its calls run
+/// under. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub adapter: ValidatedAdapter,
+    pub limits: EffectiveLimits,
+    call: CallLimits,
+    /// Compiled in (and so runs in) the large-memory host.
+    large: bool,
+}
+
 #[derive(Clone)]
 pub struct AdapterRuntime {
     host: AdapterHost,
-    compiled: Arc<Mutex<HashMap<i64, ValidatedAdapter>>>,
+    /// Versions with more memory or a larger component than the defaults: a pool of their own.
+    large: AdapterHost,
+    compiled: Arc<Mutex<HashMap<i64, Compiled>>>,
     calls: Arc<Semaphore>,
+    /// Each product's gate in front of `calls` (see the module's notes).
+    products: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>>,
+    product_share: usize,
     /// Replay reviews' own slot: a review never waits for, nor takes, ingest's slots.
     reviews: Arc<Semaphore>,
     breakers: Arc<Mutex<HashMap<i64, Breaker>>>,
@@ -65,14 +96,21 @@ fn exhausts_resources(e: &DecodeError) -> bool {
 }
 
 impl AdapterRuntime {
-    /// A runtime with `limits`, running at most `concurrent_calls` adapter calls at once.
-    pub fn new(limits: Limits, concurrent_calls: usize) -> Result<AdapterRuntime, String> {
-        let concurrent_calls = concurrent_calls.clamp(1, limits.concurrent_instances as usize);
+    /// A runtime with the settings' default limits and ceilings, running at most
+    /// `adapter_concurrency` adapter calls at once.
+    pub fn new(settings: &DeviceSettings) -> Result<AdapterRuntime, String> {
+        let limits = settings.adapter_limits.clone();
+        let concurrent_calls = settings.adapter_concurrency.clamp(1, limits.concurrent_instances as usize);
+        let large = AdapterHost::new(large_limits(&limits, &settings.adapter_ceilings, concurrent_calls))
+            .map_err(|e| format!("the large-memory adapter host could not start: {e:#}"))?;
         let host = AdapterHost::new(limits).map_err(|e| format!("the adapter host could not start: {e:#}"))?;
         Ok(AdapterRuntime {
             host,
+            large,
             compiled: Arc::new(Mutex::new(HashMap::new())),
             calls: Arc::new(Semaphore::new(concurrent_calls)),
+            products: Arc::new(Mutex::new(HashMap::new())),
+            product_share: concurrent_calls.div_ceil(2),
             reviews: Arc::new(Semaphore::new(REVIEW_CALLS)),
             breakers: Arc::new(Mutex::new(HashMap::new())),
             metrics: None,
@@ -84,28 +122,52 @@ impl AdapterRuntime {
         AdapterRuntime { metrics: Some(metrics), ..self }
     }
 
+    /// The default limits: what a version that asked for nothing runs under.
     pub fn limits(&self) -> &Limits {
         self.host.limits()
     }
 
-    /// Validates (and compiles) an uploaded component.
+    /// How many calls of one product may wait for or hold the shared slots at once.
+    pub fn product_share(&self) -> usize {
+        self.product_share
+    }
+
+    /// Validates (and compiles) a component for a version that asked for nothing.
     pub async fn validate(&self, bytes: Vec<u8>) -> Result<ValidatedAdapter, ValidationError> {
-        let host = self.host.clone();
+        let limits = super::adapter_limits::RequestedLimits::default().effective(self.limits());
+        Ok(self.validate_for(bytes, &limits).await?.adapter)
+    }
+
+    /// Validates (and compiles) an uploaded component for a version that runs under `limits`,
+    /// in the host those limits need.
+    pub async fn validate_for(&self, bytes: Vec<u8>, limits: &EffectiveLimits) -> Result<Compiled, ValidationError> {
+        if bytes.len() as u64 > limits.component_bytes {
+            // The default host checks its own (default) size; the large host's is the ceiling.
+            return Err(ValidationError::TooLarge { size: bytes.len(), limit: limits.component_bytes as usize });
+        }
+        let large = limits.is_large(self.limits());
+        let host = if large { self.large.clone() } else { self.host.clone() };
         let _permit = self.calls.acquire().await.expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(move || host.validate(&bytes))
+        let adapter = tokio::task::spawn_blocking(move || host.validate(&bytes))
             .await
-            .unwrap_or_else(|e| Err(ValidationError::InvalidDescription(format!("validation panicked: {e}"))))
+            .unwrap_or_else(|e| Err(ValidationError::InvalidDescription(format!("validation panicked: {e}"))))?;
+        Ok(Compiled { adapter, limits: *limits, call: limits.call_limits(), large })
     }
 
     /// Compiles the stored adapter with row id `id` and keeps it for [`AdapterRuntime::cached`].
-    pub async fn compile(&self, id: i64, component: Vec<u8>) -> Result<ValidatedAdapter, ValidationError> {
-        let adapter = self.validate(component).await?;
-        self.compiled.lock().expect("cache lock").insert(id, adapter.clone());
-        Ok(adapter)
+    pub async fn compile(
+        &self,
+        id: i64,
+        component: Vec<u8>,
+        limits: &EffectiveLimits,
+    ) -> Result<Compiled, ValidationError> {
+        let compiled = self.validate_for(component, limits).await?;
+        self.compiled.lock().expect("cache lock").insert(id, compiled.clone());
+        Ok(compiled)
     }
 
     /// The compiled adapter with row id `id`, if it was compiled before.
-    pub fn cached(&self, id: i64) -> Option<ValidatedAdapter> {
+    pub fn cached(&self, id: i64) -> Option<Compiled> {
         self.compiled.lock().expect("cache lock").get(&id).cloned()
     }
 
@@ -148,26 +210,37 @@ impl AdapterRuntime {
         result
     }
 
-    /// Decodes one message in a fresh sandbox, on `lane`'s budget. `key` names the caller in the
-    /// adapter's logs.
+    /// The gate of `product`'s calls in front of the shared slots.
+    fn product_gate(&self, product: i64) -> Arc<Semaphore> {
+        let mut gates = self.products.lock().expect("gate lock");
+        gates.entry(product).or_insert_with(|| Arc::new(Semaphore::new(self.product_share))).clone()
+    }
+
+    /// Decodes one message of `product` in a fresh sandbox under the version's limits, on
+    /// `lane`'s budget. `key` names the caller in the adapter's logs.
+    #[allow(clippy::too_many_arguments)]
     pub async fn decode(
         &self,
         lane: Lane,
-        adapter: &ValidatedAdapter,
+        product: i64,
+        compiled: &Compiled,
         key: &str,
         content_type: &str,
         payload: Arc<[u8]>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Event>, DecodeError> {
-        let (host, adapter, owned_key, content_type) =
-            (self.host.clone(), adapter.clone(), key.to_string(), content_type.to_string());
-        let slots = match lane {
-            Lane::Ingest => &self.calls,
-            Lane::Review => &self.reviews,
+        let host = if compiled.large { self.large.clone() } else { self.host.clone() };
+        let (adapter, call, owned_key, content_type) =
+            (compiled.adapter.clone(), compiled.call, key.to_string(), content_type.to_string());
+        let (_gate, _permit) = match lane {
+            Lane::Ingest => {
+                let gate = self.product_gate(product).acquire_owned().await.expect("the semaphore is never closed");
+                (Some(gate), self.calls.acquire().await.expect("the semaphore is never closed"))
+            }
+            Lane::Review => (None, self.reviews.acquire().await.expect("the semaphore is never closed")),
         };
-        let _permit = slots.acquire().await.expect("the semaphore is never closed");
         let report: CallReport<Vec<Event>> = tokio::task::spawn_blocking(move || {
-            host.decode_with_report(&adapter, &owned_key, &content_type, &payload, received_at)
+            host.decode_with_limits(&adapter, &call, &owned_key, &content_type, &payload, received_at)
         })
         .await
         .map_err(|e| DecodeError::Internal(format!("the decode task failed: {e}")))?;
@@ -179,5 +252,21 @@ impl AdapterRuntime {
             tracing::debug!(adapter = %key, source = ?line.source, "{}", line.text);
         }
         report.result
+    }
+}
+
+/// The large-memory host's limits: the defaults with the ceilings' memory, component size,
+/// fuel and deadline (each call then runs under its own version's), and as many instance slots
+/// as calls may run at once.
+fn large_limits(defaults: &Limits, ceilings: &AdapterCeilings, slots: usize) -> Limits {
+    Limits {
+        memory_bytes: ceilings.memory_bytes,
+        component_bytes: ceilings.component_bytes,
+        // The engine meters fuel whenever the defaults do; a version approved to run unmetered
+        // gets a budget it cannot use up.
+        fuel: defaults.fuel.map(|d| ceilings.fuel.unwrap_or(u64::MAX).max(d)),
+        deadline: ceilings.deadline,
+        concurrent_instances: u32::try_from(slots + REVIEW_CALLS).unwrap_or(u32::MAX),
+        ..defaults.clone()
     }
 }

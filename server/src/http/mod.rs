@@ -300,37 +300,44 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
         Err(response) => return response,
     };
     let caller = caller_key(&shared, &req, &actor);
-    let body = match ingest::read_body(payload, shared.limits.max_body_bytes, "request body").await {
-        Ok(body) => body,
-        Err(response) => {
-            log_refusal(&shared, &caller, &response);
-            return response;
-        }
-    };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     // File uploads (adapter components) come as GraphQL multipart requests.
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
-    // Decide single or batch by the first byte: serde would also read `[]` as an empty
-    // single request, since derived structs accept sequences.
-    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let parsed = if is_multipart {
-        let options = async_graphql::http::MultipartOptions::default().max_num_files(1);
-        match async_graphql::http::receive_batch_body(
-            Some(content_type),
-            futures_util::io::Cursor::new(body.to_vec()),
-            options,
-        )
-        .await
-        {
-            Ok(batch) => Ok(batch),
-            Err(e) => {
-                return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("multipart request: {e}"));
+    let (parsed, session) = if is_multipart {
+        // Who asks decides how much may come: the grant is resolved before the body is read.
+        let session = match Session::start(actor, shared.state.db.read().clone(), shared.limits.batch_window).await {
+            Ok(session) => session,
+            Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+        };
+        let (limit, uploader) = upload_limit(&shared, &session);
+        match receive_multipart(&req, payload, content_type, limit, uploader).await {
+            Ok(batch) => (Ok(batch), session),
+            Err(response) => {
+                log_refusal(&shared, &caller, &response);
+                return response;
             }
         }
-    } else if is_batch {
-        serde_json::from_slice::<Vec<Request>>(&body).map(BatchRequest::Batch)
     } else {
-        serde_json::from_slice::<Request>(&body).map(BatchRequest::Single)
+        let body = match ingest::read_body(payload, shared.limits.max_body_bytes, "request body").await {
+            Ok(body) => body,
+            Err(response) => {
+                log_refusal(&shared, &caller, &response);
+                return response;
+            }
+        };
+        // Decide single or batch by the first byte: serde would also read `[]` as an empty
+        // single request, since derived structs accept sequences.
+        let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        let parsed = if is_batch {
+            serde_json::from_slice::<Vec<Request>>(&body).map(BatchRequest::Batch)
+        } else {
+            serde_json::from_slice::<Request>(&body).map(BatchRequest::Single)
+        };
+        let session = match Session::start(actor, shared.state.db.read().clone(), shared.limits.batch_window).await {
+            Ok(session) => session,
+            Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+        };
+        (parsed, session)
     };
     let batch = match parsed {
         Ok(batch) => batch,
@@ -364,11 +371,82 @@ async fn graphql_post(shared: web::Data<Shared>, req: HttpRequest, payload: web:
             return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the batch is empty");
         }
     }
-    let session = match Session::start(actor, shared.state.db.read().clone(), shared.limits.batch_window).await {
-        Ok(session) => Arc::new(session),
-        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code(), &e.to_string()),
+    execute(&shared, batch.data(Arc::new(session)).data(caller)).await
+}
+
+/// The largest multipart body `session`'s caller may send: `VELFERD_MAX_UPLOAD_BYTES` for a
+/// signed-in supplier of a registered supplier organisation (who may upload adapters), else
+/// `VELFERD_MAX_BODY_BYTES` like any other request — raising that for everyone would let
+/// anyone make the server read large bodies.
+fn upload_limit(shared: &Shared, session: &Session) -> (usize, bool) {
+    if session.grant.has_role(crate::auth::Role::Supplier) {
+        (shared.state.devices.max_upload_bytes.max(shared.limits.max_body_bytes), true)
+    } else {
+        (shared.limits.max_body_bytes, false)
+    }
+}
+
+/// The body over the limit: 413, naming the limit and the setting that sets it.
+fn upload_too_large(limit: usize, uploader: bool) -> HttpResponse {
+    let setting = if uploader { "VELFERD_MAX_UPLOAD_BYTES" } else { "VELFERD_MAX_BODY_BYTES" };
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        &format!("request body exceeds {limit} bytes ({setting})"),
+    )
+}
+
+/// Parses a GraphQL multipart request while it streams in, at most `limit` bytes: the file
+/// part goes to an anonymous temporary file (owner-only, gone when closed; async-graphql's
+/// `tempfile`), the rest is small. A body declared larger than the limit is refused before any
+/// of it is read; one that turns out larger stops being read at the limit.
+async fn receive_multipart(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    content_type: &str,
+    limit: usize,
+    uploader: bool,
+) -> Result<BatchRequest, HttpResponse> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(upload_too_large(limit, uploader));
+    }
+    // actix's payload is not `Send`; async-graphql's reader must be: chunks cross a small
+    // channel, so at most a few are in memory at once.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<web::Bytes>>(4);
+    let exceeded = std::cell::Cell::new(false);
+    let pump = async {
+        let mut read = 0usize;
+        while let Some(chunk) = payload.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            read += chunk.len();
+            if read > limit {
+                exceeded.set(true);
+                let _ = tx.send(Err(std::io::Error::other("request body over the limit"))).await;
+                return;
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
     };
-    execute(&shared, batch.data(session).data(caller)).await
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let body = Box::pin(chunks).into_async_read();
+    let options = async_graphql::http::MultipartOptions::default().max_num_files(1);
+    let parse = async_graphql::http::receive_batch_body(Some(content_type), body, options);
+    let ((), parsed) = futures_util::join!(pump, parse);
+    if exceeded.get() {
+        return Err(upload_too_large(limit, uploader));
+    }
+    parsed.map_err(|e| error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("multipart request: {e}")))
 }
 
 async fn graphql_get(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {

@@ -183,6 +183,45 @@ impl Adapter {
         self.0.retired_at.map(|t| t.to_utc())
     }
 
+    /// The limits this version runs under: what it asked for at upload (`requestedLimits`),
+    /// the server's defaults for the rest. A request above the defaults applies at ingest only
+    /// once an admin approved it by activating the version (`limitsApproval`). The product's
+    /// supplier and admins; null for others.
+    async fn limits(&self, ctx: &Context<'_>) -> Result<Option<EffectiveLimits>> {
+        if !self.managed_by_viewer(ctx).await? {
+            return Ok(None);
+        }
+        Ok(Some(RequestedLimits::of(&self.0).effective(state(ctx).adapters.limits())))
+    }
+
+    /// `limits` as the JSON file `velferd adapter check --limits FILE` reads:
+    /// `{"componentBytes": n, "memoryBytes": n, "fuel": n or null, "deadlineMs": n}` (fuel null:
+    /// not metered). The product's supplier and admins; null for others.
+    async fn limits_file(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        if !self.managed_by_viewer(ctx).await? {
+            return Ok(None);
+        }
+        Ok(Some(RequestedLimits::of(&self.0).effective(state(ctx).adapters.limits()).file()))
+    }
+
+    /// `NOT_NEEDED` when the version asks for nothing above the defaults, else `PENDING` until an
+    /// admin activates it with `approveLimits`, then `APPROVED`. The product's supplier and
+    /// admins; null for others.
+    async fn limits_approval(&self, ctx: &Context<'_>) -> Result<Option<LimitsApproval>> {
+        Ok(self.managed_by_viewer(ctx).await?.then_some(self.0.limits_approval))
+    }
+
+    /// When an admin approved the limits. The product's supplier and admins; null for others.
+    async fn limits_approved_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.managed_by_viewer(ctx).await?.then(|| self.0.limits_approved_at.map(|t| t.to_utc())).flatten())
+    }
+
+    /// The token subject of the admin who approved the limits. The product's supplier and
+    /// admins; null for others.
+    async fn limits_approved_by(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        Ok(self.managed_by_viewer(ctx).await?.then_some(self.0.limits_approved_by.as_deref()).flatten())
+    }
+
     /// Review by replay: runs this version and the product's active version over the `last`
     /// messages the product received (at most 200, newest first; bodies are kept for the most
     /// recent messages only) and shows, message by message, where their events differ. Admins

@@ -11,18 +11,21 @@
 
 use std::io::Read;
 
-use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject, Subscription, Upload};
+use async_graphql::{
+    Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject, Subscription, Upload,
+};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::sea_query::Query as SqlQuery;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
+use super::adapter_limits::{EffectiveLimits, RequestedLimits};
 use super::identifiers::{DeviceSerial, ProductSlug};
 use super::ingest::{self, MessageResult, MessageStatus};
 use super::model::{
-    AdapterStatus, DeviceStatus, adapter, dead_letter, device, device_delivery, device_event, device_product,
-    device_status_change, signing_key,
+    AdapterStatus, DeviceStatus, LimitsApproval, adapter, dead_letter, device, device_delivery, device_event,
+    device_product, device_status_change, signing_key,
 };
 use super::review::{self, ReplayReview};
 use super::rules::{self, DevicesError, RuleResult};

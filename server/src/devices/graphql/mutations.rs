@@ -60,6 +60,33 @@ pub struct AdapterUploadInput {
     pub component: Upload,
     /// Detached Ed25519 signature over the component's bytes, base64 (64 bytes).
     pub signature: String,
+    /// Limits this version asks for beyond (or below) the defaults, within the platform's
+    /// ceilings; omitted fields take the default. More than the defaults waits for an admin's
+    /// approval at activation (`Adapter.limitsApproval`).
+    pub requested_limits: Option<AdapterLimitsInput>,
+}
+
+/// Limits an adapter version asks for. Each omitted field takes the server's default.
+#[derive(InputObject)]
+pub struct AdapterLimitsInput {
+    /// Largest component, in bytes (default 524288; a larger upload must ask for it).
+    pub component_bytes: Option<i64>,
+    /// Linear memory of one instance, in bytes.
+    pub memory_bytes: Option<i64>,
+    /// Instruction budget of one call; `null` asks for no metering (the deadline alone stops a
+    /// call), which the platform allows only when `VELFERD_ADAPTER_MAX_FUEL` is 0.
+    pub fuel: MaybeUndefined<i64>,
+    /// Wall-clock deadline of one call, in milliseconds.
+    pub deadline_ms: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct AdapterActivateInput {
+    pub adapter_id: ID,
+    /// Approves the limits the version asked for above the defaults (see its replay review's
+    /// `candidateLimits`); required for such a version, ignored for others.
+    #[graphql(default)]
+    pub approve_limits: bool,
 }
 
 #[derive(InputObject)]
@@ -189,7 +216,25 @@ impl DeviceMutation {
             }
         };
         let runtime = &state(ctx).adapters;
-        let limit = runtime.limits().component_bytes;
+        let requested = match &input.requested_limits {
+            None => Ok(RequestedLimits::default()),
+            Some(l) => RequestedLimits::parse(
+                l.component_bytes,
+                l.memory_bytes,
+                &l.fuel,
+                l.deadline_ms,
+                &state(ctx).devices.adapter_ceilings,
+            ),
+        };
+        let requested = match requested {
+            Ok(requested) => requested,
+            Err(e) => {
+                let refused: RuleResult<adapter::Summary> = Err(Refusal::Rule(e.into()));
+                return Ok(AdapterUploadPayload::from_rule(refused, Adapter)?);
+            }
+        };
+        let limits = requested.effective(runtime.limits());
+        let limit = usize::try_from(limits.component_bytes).unwrap_or(usize::MAX);
         let upload = input.component.value(ctx).map_err(|e| ApiError::BadUserInput(format!("component: {}", e)))?;
         let mut component = Vec::new();
         upload
@@ -200,15 +245,25 @@ impl DeviceMutation {
         let result: RuleResult<_> = async {
             ensure(
                 component.len() <= limit,
-                DevicesError::InvalidComponent("too-large", format!("the component is larger than {limit} bytes")),
+                DevicesError::InvalidComponent(
+                    "too-large",
+                    if limit == runtime.limits().component_bytes {
+                        format!(
+                            "the component is larger than the default limit of {limit} bytes; ask for more with \
+                             requestedLimits.componentBytes"
+                        )
+                    } else {
+                        format!("the component is larger than its requested limit of {limit} bytes (componentBytes)")
+                    },
+                ),
             )?;
             // The signature is checked before the component is compiled: unsigned code never
             // reaches the compiler.
             let key =
                 in_transaction(ctx, async |txn| rules::verify_upload(txn, &caller, &component, &input.signature).await)
                     .await?;
-            let validated = match runtime.validate(component.clone()).await {
-                Ok(v) => v,
+            let validated = match runtime.validate_for(component.clone(), &limits).await {
+                Ok(v) => v.adapter,
                 Err(e) => {
                     let code = serde_json::to_value(&e)
                         .ok()
@@ -218,7 +273,9 @@ impl DeviceMutation {
                 }
             };
             in_transaction(ctx, async |txn| {
-                rules::record_upload(txn, &caller, &slug, &key, &validated, component).await
+                let approval = requested.initial_approval(runtime.limits());
+                rules::record_upload_with_limits(txn, &caller, &slug, &key, &validated, component, &requested, approval)
+                    .await
             })
             .await
         }
@@ -227,12 +284,14 @@ impl DeviceMutation {
     }
 
     /// Activates a reviewed version (admins). The product's active version becomes
-    /// `INACTIVE` and can be rolled back to.
-    async fn adapter_activate(&self, ctx: &Context<'_>, input: AdapterInput) -> Result<AdapterActivatePayload> {
-        require_role(ctx, Role::Admin, "activate adapters")?;
+    /// `INACTIVE` and can be rolled back to. A version that asks for more than the default
+    /// limits needs `approveLimits: true`, which approves them.
+    async fn adapter_activate(&self, ctx: &Context<'_>, input: AdapterActivateInput) -> Result<AdapterActivatePayload> {
+        let admin = require_role(ctx, Role::Admin, "activate adapters")?.subject.clone();
         let result: RuleResult<_> = async {
             let id = input_row(&input.adapter_id, NodeType::Adapter, "adapterId")?;
-            in_transaction(ctx, async |txn| rules::activate(txn, id).await).await
+            let approver = input.approve_limits.then_some(admin.as_str());
+            in_transaction(ctx, async |txn| rules::activate_approving(txn, id, approver).await).await
         }
         .await;
         Ok(AdapterActivatePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
