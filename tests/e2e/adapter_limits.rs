@@ -50,7 +50,13 @@ fn with_custom_section(mut component: Vec<u8>, name: &str, padding: usize) -> Ve
 
 /// Uploads `component` signed by the fleet, asking for `limits` (null: nothing); returns the
 /// `adapterUpload` payload.
-async fn upload_with_limits(app: &TestApp, fleet: &Fleet, product: &str, component: Vec<u8>, limits: Value) -> Value {
+pub(crate) async fn upload_with_limits(
+    app: &TestApp,
+    fleet: &Fleet,
+    product: &str,
+    component: Vec<u8>,
+    limits: Value,
+) -> Value {
     let signature = fleet.sign(&component);
     let mut input = json!({ "product": product, "component": null, "signature": signature });
     if !limits.is_null() {
@@ -78,7 +84,7 @@ async fn upload_with_limits(app: &TestApp, fleet: &Fleet, product: &str, compone
     body["data"]["adapterUpload"].clone()
 }
 
-async fn activate_approving(app: &TestApp, id: &str, approve: bool) -> Value {
+pub(crate) async fn activate_approving(app: &TestApp, id: &str, approve: bool) -> Value {
     app.graphql(
         Some(&app.admin_token()),
         "mutation($id: ID!, $approve: Boolean!) { adapterActivate(input: { adapterId: $id, approveLimits: $approve }) {

@@ -6,6 +6,9 @@ mod support;
 /// The guest adapters (reference and hostile), built from source once per test run.
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
+/// The JavaScript and Python reference adapters, built from source once per test run.
+#[path = "../../plugins/host/tests/polyglot_support/mod.rs"]
+mod polyglot_support;
 
 mod adapter_cli;
 mod adapter_limits;
@@ -37,6 +40,7 @@ mod oracles;
 mod organizations;
 mod outage;
 mod outbound;
+mod polyglot;
 mod procurement;
 mod protocol;
 mod receiver;
