@@ -92,6 +92,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_ADAPTER_DEADLINE_MS", "wall-clock deadline of one adapter call (default 100)"),
     ("VELFERD_ADAPTER_FUEL", "instruction budget of one adapter call; 0 turns fuel metering off (default 10000000)"),
     ("VELFERD_ADAPTER_CONCURRENCY", "adapter calls running at once (default: CPU cores minus one, at least 1)"),
+    (
+        "VELFERD_ADAPTER_CACHE_DIR",
+        "directory (made owner-only) for compiled adapters; `off` turns the compile cache off (default `$XDG_CACHE_HOME/velferd/adapters`, else `~/.cache/velferd/adapters`)",
+    ),
+    (
+        "VELFERD_ADAPTER_CACHE_KEY",
+        "key (at least 32 bytes) of the MACs on compile cache entries (default: a random key file made in the cache directory)",
+    ),
     ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
@@ -328,6 +336,39 @@ pub struct DeviceSettings {
     pub max_batch_bytes: usize,
     pub replay_retention: u32,
     pub ingest_limits: crate::devices::limits::IngestLimitSettings,
+    /// Where compiled adapters are kept between restarts; `None`: only in memory.
+    pub adapter_cache: Option<AdapterCacheSettings>,
+}
+
+/// The compile cache's directory and, if set, its MAC key (`Debug` does not show the key).
+#[derive(Clone)]
+pub struct AdapterCacheSettings {
+    pub dir: PathBuf,
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AdapterCacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.key.is_some() { "VELFERD_ADAPTER_CACHE_KEY" } else { "key file in the directory" };
+        f.debug_struct("AdapterCacheSettings").field("dir", &self.dir).field("key", &key).finish()
+    }
+}
+
+impl AdapterCacheSettings {
+    /// Opens the cache, creating the directory and key file as needed.
+    pub fn open(&self) -> std::io::Result<velferd_plugins::CompileCache> {
+        velferd_plugins::CompileCache::open(&self.dir, self.key.as_deref())
+    }
+
+    /// [`AdapterCacheSettings::open`], or `None` with a warning: without the cache adapters are
+    /// compiled at every start, which is slower but correct.
+    pub fn open_or_warn(&self) -> Option<velferd_plugins::CompileCache> {
+        self.open()
+            .inspect_err(|error| {
+                tracing::warn!(dir = %self.dir.display(), %error, "the adapter compile cache is off: cannot use its directory");
+            })
+            .ok()
+    }
 }
 
 /// Raw setting values by environment-variable name, before parsing.
@@ -441,6 +482,7 @@ impl Settings {
                     as u64,
             },
             adapter_limits,
+            adapter_cache: adapter_cache(get)?,
         };
 
         let live = crate::live::LiveSettings {
@@ -547,6 +589,13 @@ pub fn load_adapter_limits(file: Option<&Path>) -> Result<velferd_plugins::Limit
     adapter_limits(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
 }
 
+/// The compile cache settings from `file` (if any) and the environment, as `serve` reads them
+/// (`velferd adapter check` uses the same cache).
+pub fn load_adapter_cache(file: Option<&Path>) -> Result<Option<AdapterCacheSettings>, ConfigError> {
+    let raw = load_raw(file)?;
+    adapter_cache(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
+}
+
 /// What `velferd audit verify` needs: the database and the audit keys, from `file` (if any) and
 /// the environment, as `serve` reads them, without asking for the token secrets.
 pub fn load_audit_settings(
@@ -631,6 +680,28 @@ fn adapter_limits<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<ve
         n => Some(n as u64),
     };
     Ok(velferd_plugins::Limits { deadline, fuel, ..velferd_plugins::Limits::default() })
+}
+
+fn adapter_cache<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Option<AdapterCacheSettings>, ConfigError> {
+    let key = get("VELFERD_ADAPTER_CACHE_KEY").map(|key| key.as_bytes().to_vec());
+    if let Some(key) = &key
+        && key.len() < velferd_plugins::MIN_CACHE_KEY_BYTES
+    {
+        return Err(invalid(
+            "VELFERD_ADAPTER_CACHE_KEY",
+            format!("the key is {} bytes; it needs at least {}", key.len(), velferd_plugins::MIN_CACHE_KEY_BYTES),
+        ));
+    }
+    let dir = match get("VELFERD_ADAPTER_CACHE_DIR") {
+        Some("off") => return Ok(None),
+        Some(dir) => PathBuf::from(dir),
+        // Without a home there is no default place; the server compiles at every start.
+        None => match velferd_plugins::CompileCache::default_dir() {
+            Some(dir) => dir,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(AdapterCacheSettings { dir, key }))
 }
 
 fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> Result<JwtSettings, ConfigError> {

@@ -130,6 +130,8 @@ pub async fn start_with_demo(
     }
     // After the demo data, which loads only into an empty database.
     organizations::ensure_operator(db.write(), &settings.operator.name, settings.operator.org_number).await?;
+    // The adapter host made next compiles into, and loads from, the configured compile cache.
+    velferd_plugins::install_compile_cache(settings.devices.adapter_cache.as_ref().and_then(|c| c.open_or_warn()));
     let adapters = devices::runtime::AdapterRuntime::new(
         settings.devices.adapter_limits.clone(),
         settings.devices.adapter_concurrency,
