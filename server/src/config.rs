@@ -964,6 +964,22 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn the_adapter_compile_cache_can_be_placed_turned_off_and_keyed_without_showing_the_key() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)].iter().chain(pairs).copied())
+        };
+        let key = "a cache key of forty bytes, kept secret";
+        let s =
+            with(&[("VELFERD_ADAPTER_CACHE_DIR", "/var/cache/velferd"), ("VELFERD_ADAPTER_CACHE_KEY", key)]).unwrap();
+        let cache = s.devices.adapter_cache.unwrap();
+        assert_eq!(cache.dir, PathBuf::from("/var/cache/velferd"));
+        assert!(!format!("{cache:?}").contains(key), "{cache:?}");
+        assert!(with(&[("VELFERD_ADAPTER_CACHE_DIR", "off")]).unwrap().devices.adapter_cache.is_none());
+        let err = with(&[("VELFERD_ADAPTER_CACHE_KEY", "short")]).unwrap_err().to_string();
+        assert!(err.contains("VELFERD_ADAPTER_CACHE_KEY") && err.contains("at least 32"), "{err}");
+    }
+
+    #[test]
     fn defaults_need_only_a_secret() {
         let s = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
         assert_eq!(s.profile, Profile::Development);

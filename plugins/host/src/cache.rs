@@ -32,8 +32,8 @@ const MAGIC: &[u8; 16] = b"velferd-cwasm-1\n";
 const KEY_FILE: &str = "key";
 /// Shortest key accepted from the setting, and the length of a generated one.
 pub const MIN_KEY_BYTES: usize = 32;
-/// Largest entry read; anything bigger is not one of ours (a 512 KiB component compiles to a few
-/// MiB; the limits allow components of tens of MiB).
+/// Largest entry read; anything bigger is not one of ours (compiled code is about 4 times the
+/// component, and approved limits allow components of tens of MiB).
 const MAX_ENTRY_BYTES: u64 = 1 << 30;
 
 /// Where compiled components are kept, and the key their MACs are made with. Cheap to clone;
