@@ -107,11 +107,13 @@ enum DemoCommand {
 
 #[derive(Subcommand)]
 enum AdapterCommand {
-    /// Validate a component against the adapter contract and the sandbox's limits, print what
+    /// Validate a component against the adapter contract and the sandbox's limits, listing every
+    /// problem found (size, memory, exports, interface version, each refused import), print what
     /// `describe` answers and, with a sample, the events it decodes and what the call cost.
     /// The limits are the server's: the defaults, then `--config` and the `VELFERD_ADAPTER_*`
-    /// variables (nothing else is read). Exits 0 when the adapter would be accepted, 1 when not,
-    /// 2 when the settings or arguments are wrong.
+    /// variables (nothing else is read), or a product's approved limits from `--limits`. Exits 0
+    /// when the adapter would be accepted (and the sample did what it should), 1 when not, 2
+    /// when the settings or arguments are wrong.
     Check {
         /// The component (.wasm) built for wasm32-wasip2.
         file: PathBuf,
@@ -121,6 +123,15 @@ enum AdapterCommand {
         /// The sample's content type, e.g. application/json.
         #[arg(long, requires = "sample")]
         content_type: Option<String>,
+        /// The sample is broken on purpose: the check passes only when its decode fails with
+        /// this code (e.g. `malformed`, `unsupported`).
+        #[arg(long, requires = "sample", value_name = "CODE")]
+        expect_error: Option<String>,
+        /// A product's approved limits, as the API gives them to its supplier:
+        /// `{"componentBytes": n, "memoryBytes": n, "fuel": n|null, "deadlineMs": n}`. They
+        /// replace those four limits; the rest are the server's.
+        #[arg(long, value_name = "FILE")]
+        limits: Option<PathBuf>,
     },
 }
 
@@ -141,23 +152,17 @@ fn run(cli: Cli) -> Result<(), String> {
         print!("{}", crate::graphql::sdl());
         return Ok(());
     }
-    if let Command::Adapter { command: AdapterCommand::Check { file, sample, content_type } } = &cli.command {
-        // Judged as the configured server would judge it, without asking for its secrets.
-        let limits = crate::config::load_adapter_limits(cli.config.as_deref()).map_err(|e| e.to_string())?;
-        // The adapter sees the content type as the server passes it on: normalised.
-        let content_type = match content_type {
-            Some(text) => Some(text.parse::<ContentType>().map_err(|e| format!("--content-type: {e}"))?),
-            None => None,
-        };
-        let sample = sample.as_deref().zip(content_type.as_ref().map(ContentType::as_str));
-        println!("{}", limits_line(&limits));
-        let report = velferd_plugins::check(file, sample, &limits);
-        print!("{report}");
-        if report.passed() {
-            return Ok(());
-        }
-        // The report above says why; the exit code tells scripts.
-        std::process::exit(1);
+    if let Command::Adapter { command: AdapterCommand::Check { file, sample, content_type, expect_error, limits } } =
+        &cli.command
+    {
+        return adapter_check(
+            cli.config.as_deref(),
+            file,
+            sample.as_deref(),
+            content_type.as_deref(),
+            expect_error.as_deref(),
+            limits.as_deref(),
+        );
     }
     if let Command::Audit { command: AuditCommand::Verify { expect } } = &cli.command {
         // Needs the database and the audit keys only, not the token secrets.
@@ -293,17 +298,90 @@ fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::ke
     out
 }
 
+/// `velferd adapter check`: judged as the configured server (or a product's approved limits)
+/// would judge it, without asking for the server's secrets or database.
+fn adapter_check(
+    config: Option<&std::path::Path>,
+    file: &std::path::Path,
+    sample: Option<&std::path::Path>,
+    content_type: Option<&str>,
+    expect_error: Option<&str>,
+    limits_file: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use velferd_plugins::{ApprovedLimits, CheckOptions, LimitsSource, SAMPLE_ERROR_CODES, Sample};
+    let mut limits = crate::config::load_adapter_limits(config).map_err(|e| e.to_string())?;
+    let source = match limits_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("--limits {}: {e}", path.display()))?;
+            let approved = ApprovedLimits::parse(&text).map_err(|e| format!("--limits {}: {e}", path.display()))?;
+            limits = approved.apply(&limits);
+            LimitsSource::Approved(path.to_owned())
+        }
+        None => {
+            let mut set: Vec<String> = config.map(|c| format!("--config {}", c.display())).into_iter().collect();
+            let variables = ["VELFERD_ADAPTER_DEADLINE_MS", "VELFERD_ADAPTER_FUEL"];
+            set.extend(variables.iter().filter(|n| std::env::var_os(n).is_some()).map(|n| n.to_string()));
+            if limits == velferd_plugins::Limits::default() {
+                LimitsSource::Defaults
+            } else {
+                LimitsSource::Settings(set.join(", "))
+            }
+        }
+    };
+    if let Some(code) = expect_error
+        && !SAMPLE_ERROR_CODES.contains(&code)
+    {
+        return Err(format!("--expect-error: unknown code {code:?}; one of {}", SAMPLE_ERROR_CODES.join(", ")));
+    }
+    // The adapter sees the content type as the server passes it on: normalised.
+    let content_type = match content_type {
+        Some(text) => Some(text.parse::<ContentType>().map_err(|e| format!("--content-type: {e}"))?),
+        None => None,
+    };
+    let cache = crate::config::load_adapter_cache(config).map_err(|e| e.to_string())?;
+    println!("{}", limits_line(&limits));
+    println!("          judged with {source}");
+    let cache = match cache {
+        None => None,
+        Some(settings) => match settings.open() {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                println!("cache     off: cannot use {}: {e}", settings.dir.display());
+                None
+            }
+        },
+    };
+    let sample = sample.zip(content_type.as_ref()).map(|(file, content_type)| Sample {
+        file,
+        content_type: content_type.as_str(),
+        expect_error,
+    });
+    let report = velferd_plugins::check(file, &limits, &CheckOptions { sample, cache });
+    print!("{report}");
+    if report.passed() {
+        return Ok(());
+    }
+    // The report above says why; the exit code tells scripts.
+    std::process::exit(1);
+}
+
 /// The limits `adapter check` judges with, as one line.
 fn limits_line(limits: &velferd_plugins::Limits) -> String {
     let fuel = limits.fuel.map_or("unmetered (fuel off)".to_string(), |fuel| format!("{fuel} per call"));
     let size = |bytes: usize| {
-        if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) }
+        if bytes.is_multiple_of(1 << 20) {
+            format!("{} MiB", bytes >> 20)
+        } else if bytes.is_multiple_of(1 << 10) {
+            format!("{} KiB", bytes >> 10)
+        } else {
+            format!("{bytes} B")
+        }
     };
     format!(
-        "limits    instructions {fuel}, deadline {} ms, memory {}, input {}, output {} \
-         (VELFERD_ADAPTER_FUEL, VELFERD_ADAPTER_DEADLINE_MS)",
+        "limits    instructions {fuel}, deadline {} ms, memory {}, component {}, input {}, output {}",
         limits.deadline.as_millis(),
         size(limits.memory_bytes),
+        size(limits.component_bytes),
         size(limits.input_bytes),
         size(limits.output_bytes),
     )

@@ -108,6 +108,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "VELFERD_MAX_UPLOAD_BYTES",
         "largest multipart body on /graphql from a supplier who may upload adapters, streamed to a temporary file; others keep VELFERD_MAX_BODY_BYTES (default: the component ceiling plus 64 KiB)",
+        "VELFERD_ADAPTER_CACHE_DIR",
+        "directory (made owner-only) for compiled adapters; `off` turns the compile cache off (default `$XDG_CACHE_HOME/velferd/adapters`, else `~/.cache/velferd/adapters`)",
+    ),
+    (
+        "VELFERD_ADAPTER_CACHE_KEY",
+        "key (at least 32 bytes) of the MACs on compile cache entries (default: a random key file made in the cache directory)",
     ),
     ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
@@ -349,6 +355,39 @@ pub struct DeviceSettings {
     pub max_batch_bytes: usize,
     pub replay_retention: u32,
     pub ingest_limits: crate::devices::limits::IngestLimitSettings,
+    /// Where compiled adapters are kept between restarts; `None`: only in memory.
+    pub adapter_cache: Option<AdapterCacheSettings>,
+}
+
+/// The compile cache's directory and, if set, its MAC key (`Debug` does not show the key).
+#[derive(Clone)]
+pub struct AdapterCacheSettings {
+    pub dir: PathBuf,
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AdapterCacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.key.is_some() { "VELFERD_ADAPTER_CACHE_KEY" } else { "key file in the directory" };
+        f.debug_struct("AdapterCacheSettings").field("dir", &self.dir).field("key", &key).finish()
+    }
+}
+
+impl AdapterCacheSettings {
+    /// Opens the cache, creating the directory and key file as needed.
+    pub fn open(&self) -> std::io::Result<velferd_plugins::CompileCache> {
+        velferd_plugins::CompileCache::open(&self.dir, self.key.as_deref())
+    }
+
+    /// [`AdapterCacheSettings::open`], or `None` with a warning: without the cache adapters are
+    /// compiled at every start, which is slower but correct.
+    pub fn open_or_warn(&self) -> Option<velferd_plugins::CompileCache> {
+        self.open()
+            .inspect_err(|error| {
+                tracing::warn!(dir = %self.dir.display(), %error, "the adapter compile cache is off: cannot use its directory");
+            })
+            .ok()
+    }
 }
 
 /// The platform's ceilings on what one adapter version may ask for at upload (an admin approves
@@ -481,6 +520,7 @@ impl Settings {
                 adapter_ceilings.component_bytes + (64 << 10),
                 1024..=(1 << 30),
             )?,
+            adapter_cache: adapter_cache(get)?,
         };
 
         let live = crate::live::LiveSettings {
@@ -585,6 +625,13 @@ impl Settings {
 pub fn load_adapter_limits(file: Option<&Path>) -> Result<velferd_plugins::Limits, ConfigError> {
     let raw = load_raw(file)?;
     adapter_limits(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
+}
+
+/// The compile cache settings from `file` (if any) and the environment, as `serve` reads them
+/// (`velferd adapter check` uses the same cache).
+pub fn load_adapter_cache(file: Option<&Path>) -> Result<Option<AdapterCacheSettings>, ConfigError> {
+    let raw = load_raw(file)?;
+    adapter_cache(|name: &str| raw.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
 }
 
 /// What `velferd audit verify` needs: the database and the audit keys, from `file` (if any) and
@@ -697,6 +744,26 @@ fn adapter_ceilings<'a>(
         deadline_ms..=600_000,
     )? as u64);
     Ok(AdapterCeilings { component_bytes, memory_bytes, fuel, deadline })
+fn adapter_cache<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Option<AdapterCacheSettings>, ConfigError> {
+    let key = get("VELFERD_ADAPTER_CACHE_KEY").map(|key| key.as_bytes().to_vec());
+    if let Some(key) = &key
+        && key.len() < velferd_plugins::MIN_CACHE_KEY_BYTES
+    {
+        return Err(invalid(
+            "VELFERD_ADAPTER_CACHE_KEY",
+            format!("the key is {} bytes; it needs at least {}", key.len(), velferd_plugins::MIN_CACHE_KEY_BYTES),
+        ));
+    }
+    let dir = match get("VELFERD_ADAPTER_CACHE_DIR") {
+        Some("off") => return Ok(None),
+        Some(dir) => PathBuf::from(dir),
+        // Without a home there is no default place; the server compiles at every start.
+        None => match velferd_plugins::CompileCache::default_dir() {
+            Some(dir) => dir,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(AdapterCacheSettings { dir, key }))
 }
 
 fn jwt_settings<'a>(get: impl Fn(&str) -> Option<&'a str>, profile: Profile) -> Result<JwtSettings, ConfigError> {
@@ -957,6 +1024,22 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_adapter_compile_cache_can_be_placed_turned_off_and_keyed_without_showing_the_key() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)].iter().chain(pairs).copied())
+        };
+        let key = "a cache key of forty bytes, kept secret";
+        let s =
+            with(&[("VELFERD_ADAPTER_CACHE_DIR", "/var/cache/velferd"), ("VELFERD_ADAPTER_CACHE_KEY", key)]).unwrap();
+        let cache = s.devices.adapter_cache.unwrap();
+        assert_eq!(cache.dir, PathBuf::from("/var/cache/velferd"));
+        assert!(!format!("{cache:?}").contains(key), "{cache:?}");
+        assert!(with(&[("VELFERD_ADAPTER_CACHE_DIR", "off")]).unwrap().devices.adapter_cache.is_none());
+        let err = with(&[("VELFERD_ADAPTER_CACHE_KEY", "short")]).unwrap_err().to_string();
+        assert!(err.contains("VELFERD_ADAPTER_CACHE_KEY") && err.contains("at least 32"), "{err}");
+    }
 
     #[test]
     fn defaults_need_only_a_secret() {

@@ -7,6 +7,8 @@ use crate::guests;
 
 fn check(component: &str, sample: Option<(&str, &str)>) -> (i32, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
+    // No compile cache: these runs leave nothing in the user's cache directory.
+    command.env("VELFERD_ADAPTER_CACHE_DIR", "off");
     command.args(["adapter", "check"]).arg(guests::guests_dir().join(component));
     if let Some((file, content_type)) = sample {
         command.arg("--sample").arg(guests::repo_root().join(file)).args(["--content-type", content_type]);
@@ -67,6 +69,7 @@ fn check_configured(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("VELFERD_")) {
         command.env_remove(name);
     }
+    command.env("VELFERD_ADAPTER_CACHE_DIR", "off");
     command.args(args).args(["adapter", "check"]).arg(guests::guests_dir().join("velferd_dispenser_json.wasm"));
     command.arg("--sample").arg(guests::repo_root().join("plugins/guests/dispenser-json/samples/missed-dose.json"));
     command.args(["--content-type", "application/json"]).envs(env.iter().copied());
@@ -114,4 +117,148 @@ fn adapter_check_refuses_an_unknown_key_in_the_config_file() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown setting `adapter_fuell`"), "{err}");
     assert!(out.is_empty(), "{out}");
+}
+
+/// Runs `velferd adapter check FILE ARGS` with only `env` set among the `VELFERD_*` variables (and
+/// no compile cache unless `env` names one); returns exit code, stdout, stderr.
+fn check_file(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("VELFERD_")) {
+        command.env_remove(name);
+    }
+    command.env("VELFERD_ADAPTER_CACHE_DIR", "off").envs(env.iter().copied());
+    command.args(["adapter", "check"]).arg(file).args(args);
+    let output = command.output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+/// A guest component with its initial memory raised to 12.5 MiB, written to `dir`.
+fn big_memory(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let bytes = guests::with_initial_memory(&guests::component(name), 200);
+    let path = dir.join(format!("{name}-big-memory.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn sample_args(file: &str) -> Vec<String> {
+    let path = guests::repo_root().join("plugins/guests/dispenser-json/samples").join(file);
+    vec!["--sample".into(), path.display().to_string(), "--content-type".into(), "application/json".into()]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Issue 15: one run names every problem — size, initial memory and each refused import — and
+/// says which limits it judged with.
+#[test]
+fn adapter_check_names_every_problem_of_a_component_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = big_memory(dir.path(), "hostile_open_file");
+    let limits = dir.path().join("limits.json");
+    std::fs::write(&limits, r#"{"componentBytes": 1024, "memoryBytes": 4194304, "fuel": 10000000, "deadlineMs": 100}"#)
+        .unwrap();
+    let mut args = vec!["--limits".to_string(), limits.display().to_string()];
+    args.extend(sample_args("morning-dose.json"));
+    let (code, out, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&format!("judged with the approved limits in {}", limits.display())), "{out}");
+    assert!(out.contains("REJECTED  the component is"), "{out}");
+    assert!(out.contains("the limit is 1024"), "{out}");
+    assert!(out.contains("REJECTED  the component starts with 12.5 MiB of memory; the limit is 4 MiB"), "{out}");
+    assert!(out.contains("REJECTED  the component imports wasi:filesystem/"), "{out}");
+    assert!(out.contains("the sandbox grants no file system"), "{out}");
+    assert!(out.contains("not decoded: the component cannot be instantiated"), "{out}");
+    let problems = out.lines().filter(|l| l.starts_with("REJECTED  ")).count();
+    assert!(problems >= 3, "{out}");
+    assert!(
+        out.contains(&format!(
+            "verdict   REJECTED: the server would refuse this component ({problems} problems above)"
+        ))
+    );
+}
+
+/// Issue 15: a product's approved limits (the API's JSON) decide; an unknown key is refused.
+#[test]
+fn adapter_check_judges_with_a_limits_file_and_refuses_one_with_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = big_memory(dir.path(), "velferd_dispenser_json");
+    let sample = sample_args("morning-dose.json");
+
+    let (code, out, err) = check_file(&component, &strs(&sample), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("judged with the defaults every product starts with"), "{out}");
+    assert!(out.contains("starts with 12.5 MiB of memory; the limit is 4 MiB"), "{out}");
+    assert!(!out.contains("memory index"), "the pooling allocator's words: {out}");
+
+    let approved = dir.path().join("approved.json");
+    std::fs::write(
+        &approved,
+        r#"{"componentBytes": 524288, "memoryBytes": 16777216, "fuel": null, "deadlineMs": 200}"#,
+    )
+    .unwrap();
+    let mut args = vec!["--limits".to_string(), approved.display().to_string()];
+    args.extend(sample.iter().cloned());
+    let (code, out, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("limits    instructions unmetered (fuel off), deadline 200 ms, memory 16 MiB"), "{out}");
+    assert!(out.contains("2 event(s)"), "{out}");
+    assert!(out.contains("verdict   OK"), "{out}");
+
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(
+        &unknown,
+        r#"{"componentBytes": 524288, "memoryBytes": 16777216, "fuel": null, "deadlineMs": 200, "inputBytes": 1}"#,
+    )
+    .unwrap();
+    let mut args = vec!["--limits".to_string(), unknown.display().to_string()];
+    args.extend(sample.iter().cloned());
+    let (code, out, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--limits") && err.contains("unknown field `inputBytes`"), "{err}");
+}
+
+/// Issue 15: `--expect-error CODE` passes on a sample that fails with CODE, fails on one that
+/// decodes, and refuses a code that does not exist.
+#[test]
+fn adapter_check_expect_error_passes_on_a_broken_sample_and_fails_on_a_good_one() {
+    let component = guests::guests_dir().join("velferd_dispenser_json.wasm");
+    let mut args = sample_args("malformed.json");
+    args.extend(["--expect-error".to_string(), "malformed".to_string()]);
+    let (code, out, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(the sample failed with [malformed], as expected)"), "{out}");
+
+    let mut args = sample_args("morning-dose.json");
+    args.extend(["--expect-error".to_string(), "malformed".to_string()]);
+    let (code, out, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("FAILED: the sample decoded, but it was expected to fail with [malformed]"), "{out}");
+
+    let mut args = sample_args("malformed.json");
+    args.extend(["--expect-error".to_string(), "broken".to_string()]);
+    let (code, _, err) = check_file(&component, &strs(&args), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--expect-error: unknown code \"broken\"; one of malformed, unsupported"), "{err}");
+}
+
+/// Issue 15: the check compiles into the compile cache, and a second run loads from it.
+#[test]
+fn adapter_check_reports_compile_time_and_a_cache_hit_on_the_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let component = guests::guests_dir().join("velferd_dispenser_json.wasm");
+    let env = [("VELFERD_ADAPTER_CACHE_DIR", cache.to_str().unwrap())];
+    let (code, out, err) = check_file(&component, &[], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("ms, compile cache miss ({})", cache.display())), "{out}");
+    let (code, out, err) = check_file(&component, &[], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("ms, compile cache hit ({})", cache.display())), "{out}");
+    let (code, out, err) = check_file(&component, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ms (no compile cache)"), "{out}");
 }

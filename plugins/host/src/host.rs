@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use crate::cache::{self, CompileCache, Lookup};
 use crate::contract::{SUPPORTED_INTERFACE_MAJORS, v1, v2};
 use crate::event::{DeviceClass, Event};
 use crate::limits::{CallLimits, Limits};
@@ -28,6 +30,12 @@ pub enum ValidationError {
     TooLarge { size: usize, limit: usize },
     #[error("not a valid WebAssembly component: {message}")]
     NotAComponent { message: String },
+    /// Said in plain words here, before an instance is tried: the pooling allocator's own
+    /// message names memory indexes and byte counts.
+    #[error("the component starts with {} of memory; the limit is {}", size_text(*size), size_text(*limit))]
+    InitialMemoryTooLarge { size: u64, limit: usize },
+    #[error("the component defines {count} memories; the sandbox gives an instance at most {limit}")]
+    TooManyMemories { count: u32, limit: u32 },
     #[error("the component does not export {PACKAGE}/adapter; it exports [{}]", exports.join(", "))]
     WrongWorld { exports: Vec<String> },
     #[error("the component was built against {PACKAGE}@{found}; this host serves major version(s) {supported}")]
@@ -173,6 +181,30 @@ pub struct ValidatedAdapter {
     /// Size of the component in bytes.
     pub size_bytes: usize,
     bindings: Arc<Bindings>,
+    compilation: Compilation,
+}
+
+/// How the compiled code of a validated component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Compilation {
+    /// Time to compile it, or to find it in a cache.
+    pub duration: Duration,
+    /// Whether it came from a cache (this host's memory or its compile cache on disk) rather than
+    /// from compiling the component's bytes.
+    pub cache_hit: bool,
+}
+
+impl Compilation {
+    pub fn millis(&self) -> f64 {
+        self.duration.as_secs_f64() * 1e3
+    }
+}
+
+impl ValidatedAdapter {
+    /// How long obtaining the compiled code took on this validation, and whether a cache had it.
+    pub fn compilation(&self) -> Compilation {
+        self.compilation
+    }
 }
 
 impl fmt::Debug for ValidatedAdapter {
@@ -182,6 +214,7 @@ impl fmt::Debug for ValidatedAdapter {
             .field("interface_version", &self.interface_version)
             .field("info", &self.info)
             .field("size_bytes", &self.size_bytes)
+            .field("compilation", &self.compilation)
             .finish()
     }
 }
@@ -216,11 +249,39 @@ struct Inner {
     linker: Linker<Sandbox>,
     limits: Limits,
     cache: Mutex<HashMap<[u8; 32], ValidatedAdapter>>,
+    /// Compiled code on disk, if configured, and the hash of the engine configuration it is keyed by.
+    disk: Option<CompileCache>,
+    engine_hash: [u8; 32],
+    /// Components compiled from their bytes (not found in a cache) by this host.
+    compiled: AtomicU64,
+}
+
+/// Most memories one instance may have (the pooling allocator's `max_memories_per_component`).
+const MAX_MEMORIES: u32 = 4;
+/// Wasm's page size; custom page sizes are not enabled.
+const WASM_PAGE: u64 = 64 << 10;
+
+/// What [`AdapterHost::examine`] found.
+pub(crate) struct Examination {
+    /// Every problem found, in the order `validate` reports them.
+    pub problems: Vec<ValidationError>,
+    pub interface_version: Option<String>,
+    pub compilation: Option<Compilation>,
+    /// The component, ready to call, when it could be instantiated (its `info` is empty when
+    /// `describe` failed).
+    pub adapter: Option<ValidatedAdapter>,
+    pub info: Option<AdapterInfo>,
 }
 
 impl AdapterHost {
-    /// A host whose calls run under `limits`.
+    /// A host whose calls run under `limits`, keeping compiled components in memory only.
     pub fn new(limits: Limits) -> Result<AdapterHost, wasmtime::Error> {
+        AdapterHost::with_compile_cache(limits, None)
+    }
+
+    /// A host whose calls run under `limits` and that keeps compiled components in `cache`
+    /// (`None`: only in memory).
+    pub fn with_compile_cache(limits: Limits, cache: Option<CompileCache>) -> Result<AdapterHost, wasmtime::Error> {
         let n = limits.concurrent_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         // A wit-bindgen component has one core module with one memory plus a
@@ -232,7 +293,7 @@ impl AdapterHost {
         pool.total_component_instances(n)
             .max_core_instances_per_component(48)
             .total_core_instances((n * 16).max(48))
-            .max_memories_per_component(4)
+            .max_memories_per_component(MAX_MEMORIES)
             .total_memories((n * 2).max(4))
             .max_tables_per_component(8)
             .total_tables(n * 8)
@@ -255,7 +316,35 @@ impl AdapterHost {
         let engine = Engine::new(&config)?;
         let linker = sandbox::linker(&engine)?;
         spawn_epoch_ticker(&engine, limits.epoch_tick);
-        Ok(AdapterHost { inner: Arc::new(Inner { engine, linker, limits, cache: Mutex::new(HashMap::new()) }) })
+        let engine_hash = cache::engine_hash(&engine);
+        Ok(AdapterHost {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                cache: Mutex::new(HashMap::new()),
+                disk: cache,
+                engine_hash,
+                compiled: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Components this host compiled from their bytes, i.e. not found in its memory or its compile
+    /// cache. After a restart with a warm compile cache this stays 0.
+    pub fn compiled_count(&self) -> u64 {
+        self.inner.compiled.load(Ordering::Relaxed)
+    }
+
+    /// The compile cache on disk, if this host has one.
+    pub fn compile_cache(&self) -> Option<&CompileCache> {
+        self.inner.disk.as_ref()
+    }
+
+    /// Where this host keeps the compiled code of the component with sha-256 `digest`, if it has
+    /// a compile cache.
+    pub fn compile_cache_entry(&self, digest: &[u8; 32]) -> Option<std::path::PathBuf> {
+        self.inner.disk.as_ref().map(|disk| disk.entry_path(digest, &self.inner.engine_hash))
     }
 
     /// The limits calls run under.
@@ -263,45 +352,143 @@ impl AdapterHost {
         &self.inner.limits
     }
 
-    /// Validate an uploaded component: size, that it compiles, that it
-    /// exports a served `velferd:device` version and imports nothing the
-    /// sandbox does not grant, and that `describe` answers within the limits.
-    /// The compiled result is cached by sha-256, so validating the same bytes
-    /// again (e.g. loading active adapters at start-up) is a lookup.
+    /// Validate an uploaded component: size, that it compiles, that its memory fits, that it
+    /// exports a served `velferd:device` version and imports nothing the sandbox does not grant,
+    /// and that `describe` answers within the limits; the first problem found is the answer.
+    /// The compiled result is kept by sha-256 (in memory, and in the compile cache on disk if
+    /// the host has one), so validating the same bytes again (e.g. loading active adapters at
+    /// start-up, or after a restart) compiles nothing.
     pub fn validate(&self, bytes: &[u8]) -> Result<ValidatedAdapter, ValidationError> {
+        let mut examined = self.examine(bytes, false);
+        if !examined.problems.is_empty() {
+            return Err(examined.problems.swap_remove(0));
+        }
+        // Without a problem, `examine` always ends with the adapter.
+        examined.adapter.ok_or_else(|| ValidationError::InvalidDescription("the component was not examined".into()))
+    }
+
+    /// Examine a component as [`AdapterHost::validate`] does. With `all`, go on after a problem
+    /// as far as the component allows (compiling an oversized one, judging every import, calling
+    /// `describe` despite the size) and list every problem; without, stop at the first. Only a
+    /// component without problems is cached.
+    pub(crate) fn examine(&self, bytes: &[u8], all: bool) -> Examination {
         let limits = &self.inner.limits;
+        let mut out =
+            Examination { problems: vec![], interface_version: None, compilation: None, adapter: None, info: None };
         if bytes.len() > limits.component_bytes {
-            return Err(ValidationError::TooLarge { size: bytes.len(), limit: limits.component_bytes });
+            out.problems.push(ValidationError::TooLarge { size: bytes.len(), limit: limits.component_bytes });
+            if !all {
+                return out;
+            }
         }
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(hit) = self.cache().get(&digest) {
-            return Ok(hit.clone());
+        let start = Instant::now();
+        if let Some(hit) = self.cache().get(&digest).cloned() {
+            let compilation = Compilation { duration: start.elapsed(), cache_hit: true };
+            out.compilation = Some(compilation);
+            out.interface_version = Some(hit.interface_version.clone());
+            out.info = Some(hit.info.clone());
+            out.adapter = Some(ValidatedAdapter { compilation, ..hit });
+            return out;
         }
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| ValidationError::NotAComponent { message: format!("{e:#}") })?;
+        let stop = |out: &Examination| !all && !out.problems.is_empty();
+        // Memory before compiling, so the refusal is in plain words: the pooling allocator
+        // refuses to compile a component whose memory starts over its cap, in its own words.
+        let mut fits = true;
+        if let Some(initial) = initial_memory(bytes)
+            && initial > limits.memory_bytes as u64
+        {
+            out.problems.push(ValidationError::InitialMemoryTooLarge { size: initial, limit: limits.memory_bytes });
+            fits = false;
+        }
+        if stop(&out) {
+            return out;
+        }
+        let compiled = if fits {
+            self.compile(bytes, &digest).map(|(component, compilation)| (component, Some(compilation)))
+        } else {
+            // Only to read its imports and exports: an engine without the pool's caps.
+            Engine::new(Config::new().wasm_component_model(true))
+                .and_then(|engine| Component::new(&engine, bytes))
+                .map(|component| (component, None))
+                .map_err(|e| ValidationError::NotAComponent { message: format!("{e:#}") })
+        };
+        let (component, compilation) = match compiled {
+            Ok(compiled) => compiled,
+            Err(problem) => {
+                out.problems.push(problem);
+                return out;
+            }
+        };
+        out.compilation = compilation;
+        if let Some(needs) = component.resources_required()
+            && needs.num_memories > MAX_MEMORIES
+        {
+            out.problems.push(ValidationError::TooManyMemories { count: needs.num_memories, limit: MAX_MEMORIES });
+            fits = false;
+        }
+        if stop(&out) {
+            return out;
+        }
+
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
-        let adapter_export = exports.iter().find_map(|name| {
+        let engine = component.engine();
+        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+        let version = exports.iter().find_map(|name| {
             name.strip_prefix(PACKAGE).and_then(|rest| rest.strip_prefix("/adapter@")).map(str::to_owned)
         });
-        let Some(version) = adapter_export else {
-            return Err(ValidationError::WrongWorld { exports });
+        out.interface_version = version.clone();
+        let major = match &version {
+            None => {
+                out.problems.push(ValidationError::WrongWorld { exports });
+                None
+            }
+            Some(version) => {
+                let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+                let served = major.filter(|m| SUPPORTED_INTERFACE_MAJORS.contains(m));
+                if served.is_none() {
+                    let supported =
+                        SUPPORTED_INTERFACE_MAJORS.iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
+                    out.problems
+                        .push(ValidationError::UnsupportedInterfaceVersion { found: version.clone(), supported });
+                }
+                served
+            }
         };
-        let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
-        let Some(major) = major.filter(|m| SUPPORTED_INTERFACE_MAJORS.contains(m)) else {
-            let supported = SUPPORTED_INTERFACE_MAJORS.iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
-            return Err(ValidationError::UnsupportedInterfaceVersion { found: version, supported });
-        };
-        for (import, _) in ty.imports(&self.inner.engine) {
-            check_import(import, &version)?;
+        if stop(&out) {
+            return out;
         }
+        let mut imports_granted = true;
+        for (import, _) in ty.imports(engine) {
+            if let Err(problem) = check_import(import, version.as_deref()) {
+                out.problems.push(problem);
+                imports_granted = false;
+                if !all {
+                    return out;
+                }
+            }
+        }
+        // Linking needs a served version, granted imports (a refused import would only be
+        // reported again as a missing definition) and this host's engine.
+        let (Some(major), Some(version), true, true) = (major, version, imports_granted, fits) else {
+            return out;
+        };
+        let Some(compilation) = compilation else { return out };
         let incompatible =
             |e: wasmtime::Error| ValidationError::Incompatible { version: version.clone(), message: format!("{e:#}") };
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(incompatible)?;
-        let bindings = match major {
-            1 => Bindings::V1(v1::DeviceAdapterPre::new(pre).map_err(incompatible)?),
-            2 => Bindings::V2(v2::DeviceAdapterPre::new(pre).map_err(incompatible)?),
-            _ => unreachable!("SUPPORTED_INTERFACE_MAJORS lists only majors with bindings"),
+        let bindings = self.inner.linker.instantiate_pre(&component).map_err(incompatible).and_then(|pre| {
+            Ok(match major {
+                1 => Bindings::V1(v1::DeviceAdapterPre::new(pre).map_err(incompatible)?),
+                2 => Bindings::V2(v2::DeviceAdapterPre::new(pre).map_err(incompatible)?),
+                _ => unreachable!("SUPPORTED_INTERFACE_MAJORS lists only majors with bindings"),
+            })
+        });
+        let bindings = match bindings {
+            Ok(bindings) => bindings,
+            Err(problem) => {
+                out.problems.push(problem);
+                return out;
+            }
         };
         let mut adapter = ValidatedAdapter {
             sha256: hex(&digest),
@@ -315,12 +502,56 @@ impl AdapterHost {
             },
             size_bytes: bytes.len(),
             bindings: Arc::new(bindings),
+            compilation,
         };
-        let info = self.describe(&adapter).result.map_err(ValidationError::DescribeFailed)?;
-        check_info(&info)?;
-        adapter.info = info;
-        self.cache().insert(digest, adapter.clone());
-        Ok(adapter)
+        match self.describe(&adapter).result {
+            Err(e) => out.problems.push(ValidationError::DescribeFailed(e)),
+            Ok(info) => {
+                if let Err(problem) = check_info(&info) {
+                    out.problems.push(problem);
+                }
+                out.info = Some(info.clone());
+                adapter.info = info;
+            }
+        }
+        if out.problems.is_empty() {
+            self.cache().insert(digest, adapter.clone());
+            if !compilation.cache_hit {
+                self.store_compiled(&component, &digest);
+            }
+        }
+        out.adapter = Some(adapter);
+        out
+    }
+
+    /// The compiled component: from the compile cache on disk if it holds a valid entry, else
+    /// compiled from `bytes`.
+    fn compile(&self, bytes: &[u8], digest: &[u8; 32]) -> Result<(Component, Compilation), ValidationError> {
+        let start = Instant::now();
+        if let Some(disk) = &self.inner.disk {
+            match disk.load(&self.inner.engine, &self.inner.engine_hash, digest) {
+                Lookup::Hit(component) => {
+                    return Ok((component, Compilation { duration: start.elapsed(), cache_hit: true }));
+                }
+                Lookup::Miss | Lookup::Rejected => {}
+            }
+        }
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| ValidationError::NotAComponent { message: format!("{e:#}") })?;
+        self.inner.compiled.fetch_add(1, Ordering::Relaxed);
+        Ok((component, Compilation { duration: start.elapsed(), cache_hit: false }))
+    }
+
+    /// Keeps a validated component's compiled code on disk; failing only costs a compile later.
+    fn store_compiled(&self, component: &Component, digest: &[u8; 32]) {
+        let Some(disk) = &self.inner.disk else { return };
+        let stored = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            .and_then(|compiled| disk.store(&self.inner.engine_hash, digest, &compiled));
+        if let Err(error) = stored {
+            tracing::warn!(dir = %disk.dir().display(), %error, "could not write to the compile cache");
+        }
     }
 
     /// Drop a component from the cache (e.g. when an adapter is retired).
@@ -726,10 +957,18 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
         .expect("spawn the epoch ticker thread");
 }
 
-fn check_import(import: &str, version: &str) -> Result<(), ValidationError> {
+/// Whether the sandbox grants `import` to an adapter exporting `velferd:device` `version` (with
+/// none found: to an adapter of any served version).
+fn check_import(import: &str, version: Option<&str>) -> Result<(), ValidationError> {
     let (base, import_version) = import.split_once('@').unwrap_or((import, ""));
+    let major = |v: &str| v.split('.').next().map(str::to_owned);
     let granted = if base == "velferd:device/log" || base == "velferd:device/types" {
-        import_version.split('.').next() == version.split('.').next()
+        match version {
+            Some(version) => major(import_version) == major(version),
+            None => major(import_version)
+                .and_then(|m| m.parse::<u64>().ok())
+                .is_some_and(|m| SUPPORTED_INTERFACE_MAJORS.contains(&m)),
+        }
     } else {
         GRANTED_WASI.contains(&base) && import_version.starts_with("0.2.")
     };
@@ -782,7 +1021,40 @@ fn forward_logs(sha256: &str, municipality: &str, operation: &str, logs: &[LogLi
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    cache::hex(bytes)
+}
+
+/// The largest initial size of a memory the component's core modules define, in bytes; `None`
+/// when the bytes do not parse (compiling them then says why).
+fn initial_memory(bytes: &[u8]) -> Option<u64> {
+    let mut largest = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.ok()? {
+            for memory in memories {
+                let memory = memory.ok()?;
+                let page = memory.page_size_log2.map_or(WASM_PAGE, |log2| 1u64 << log2.min(16));
+                largest = largest.max(memory.initial.saturating_mul(page));
+            }
+        }
+    }
+    Some(largest)
+}
+
+/// A size in bytes as people say it: "4 MiB", "12.4 MiB", "512 KiB".
+pub(crate) fn size_text(bytes: impl TryInto<u64>) -> String {
+    let n = bytes.try_into().unwrap_or(u64::MAX);
+    let (unit, name) = if n >= 1 << 20 {
+        (1u64 << 20, "MiB")
+    } else if n >= 1 << 10 {
+        (1 << 10, "KiB")
+    } else {
+        (1, "B")
+    };
+    if n.is_multiple_of(unit) {
+        format!("{} {name}", n / unit)
+    } else {
+        format!("{:.1} {name}", n as f64 / unit as f64)
+    }
 }
 
 #[cfg(test)]

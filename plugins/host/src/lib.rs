@@ -9,7 +9,8 @@
 //! running unchanged when a newer major version arrives.
 //!
 //! * [`AdapterHost`] validates components ([`AdapterHost::validate`]),
-//!   caches them compiled by sha-256 and runs every call in a fresh instance
+//!   caches them compiled by sha-256 (in memory, and on disk in a
+//!   [`CompileCache`] whose entries carry a MAC) and runs every call in a fresh instance
 //!   under [`Limits`] ([`AdapterHost::decode`],
 //!   [`AdapterHost::encode_command`]).
 //! * [`event`] holds the normalised events as plain serde types, with their
@@ -17,6 +18,7 @@
 //! * [`check()`] is `velferd adapter check`: the verdict a supplier sees before
 //!   uploading.
 
+mod cache;
 mod check;
 mod contract;
 pub mod event;
@@ -24,12 +26,13 @@ mod host;
 mod limits;
 mod sandbox;
 
-pub use check::{CheckReport, SampleReport, check};
+pub use cache::{CompileCache, KeyOrigin, MIN_KEY_BYTES as MIN_CACHE_KEY_BYTES};
+pub use check::{CheckError, CheckOptions, CheckReport, LimitsSource, SAMPLE_ERROR_CODES, Sample, SampleReport, check};
 pub use contract::{NEWEST_INTERFACE_VERSION, SUPPORTED_INTERFACE_MAJORS};
 pub use event::{Event, EventKind, Severity};
 pub use host::{
-    AdapterHost, AdapterInfo, CallCost, CallReport, Command, DecodeError, EncodedCommand, ValidatedAdapter,
-    ValidationError, WarmInstance,
+    AdapterHost, AdapterInfo, CallCost, CallReport, Command, Compilation, DecodeError, EncodedCommand,
+    ValidatedAdapter, ValidationError, WarmInstance,
 };
-pub use limits::{CallLimits, Limits};
+pub use limits::{ApprovedLimits, CallLimits, Limits};
 pub use sandbox::{LogLine, LogSource};

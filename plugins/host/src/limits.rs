@@ -83,3 +83,89 @@ impl Limits {
         CallLimits { deadline: self.deadline, fuel: self.fuel, memory_bytes: self.memory_bytes }
     }
 }
+
+/// The limits a product's adapter versions are approved with, in the JSON form a supplier
+/// downloads from the API and hands to `velferd adapter check --limits FILE`:
+/// `{"componentBytes": n, "memoryBytes": n, "fuel": n|null, "deadlineMs": n}` — every key
+/// required, no other key accepted, `fuel` null meaning metering off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovedLimits {
+    pub component_bytes: usize,
+    pub memory_bytes: usize,
+    /// Required, but may be null: a plain `Option` would make a forgotten key mean "fuel off".
+    #[serde(deserialize_with = "present_or_null")]
+    pub fuel: Option<u64>,
+    pub deadline_ms: u64,
+}
+
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    serde::Deserialize::deserialize(d)
+}
+
+impl ApprovedLimits {
+    /// Parses and checks the JSON; the error says what to fix.
+    pub fn parse(json: &str) -> Result<ApprovedLimits, String> {
+        let limits: ApprovedLimits = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let within = |name: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("{name} is {value}; it must be {min} to {max}"))
+            }
+        };
+        within("componentBytes", limits.component_bytes as u64, 1, 1 << 30)?;
+        within("memoryBytes", limits.memory_bytes as u64, 64 << 10, 4 << 30)?;
+        within("deadlineMs", limits.deadline_ms, 1, 60_000)?;
+        if let Some(fuel) = limits.fuel {
+            within("fuel", fuel, 1, 10_000_000_000).map_err(|e| format!("{e} (null switches metering off)"))?;
+        }
+        Ok(limits)
+    }
+
+    /// The approved part of `limits`.
+    pub fn of(limits: &Limits) -> ApprovedLimits {
+        ApprovedLimits {
+            component_bytes: limits.component_bytes,
+            memory_bytes: limits.memory_bytes,
+            fuel: limits.fuel,
+            deadline_ms: limits.deadline.as_millis() as u64,
+        }
+    }
+
+    /// `base` with these four limits in place of its own.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        Limits {
+            component_bytes: self.component_bytes,
+            memory_bytes: self.memory_bytes,
+            fuel: self.fuel,
+            deadline: Duration::from_millis(self.deadline_ms),
+            ..base.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approved_limits_need_every_key_and_refuse_unknown_ones() {
+        let ok = r#"{"componentBytes": 33554432, "memoryBytes": 67108864, "fuel": null, "deadlineMs": 250}"#;
+        let limits = ApprovedLimits::parse(ok).unwrap();
+        assert_eq!(limits.fuel, None);
+        let applied = limits.apply(&Limits::default());
+        assert_eq!((applied.memory_bytes, applied.deadline), (64 << 20, Duration::from_millis(250)));
+        assert_eq!(applied.input_bytes, Limits::default().input_bytes);
+        assert_eq!(ApprovedLimits::parse(&serde_json::to_string(&limits).unwrap()), Ok(limits));
+
+        let unknown = r#"{"componentBytes": 1, "memoryBytes": 65536, "fuel": 1, "deadlineMs": 1, "inputBytes": 9}"#;
+        assert!(ApprovedLimits::parse(unknown).unwrap_err().contains("unknown field `inputBytes`"));
+        let no_fuel = r#"{"componentBytes": 1, "memoryBytes": 65536, "deadlineMs": 1}"#;
+        assert!(ApprovedLimits::parse(no_fuel).unwrap_err().contains("missing field `fuel`"));
+        let snake = r#"{"component_bytes": 1, "memoryBytes": 65536, "fuel": 1, "deadlineMs": 1}"#;
+        assert!(ApprovedLimits::parse(snake).is_err());
+        let zero_fuel = r#"{"componentBytes": 1, "memoryBytes": 65536, "fuel": 0, "deadlineMs": 1}"#;
+        assert!(ApprovedLimits::parse(zero_fuel).unwrap_err().contains("null switches metering off"));
+    }
+}

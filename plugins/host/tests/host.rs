@@ -12,7 +12,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use velferd_plugins::event::{Assistance, EventKind, Severity, VOCABULARY, VkpCode};
 use velferd_plugins::{
-    AdapterHost, Command, DecodeError, Event, Limits, LogSource, ValidatedAdapter, ValidationError, check,
+    AdapterHost, CheckOptions, Command, DecodeError, Event, Limits, LogSource, Sample, ValidatedAdapter,
+    ValidationError, check,
 };
 
 const DISPENSER: &str = "velferd_dispenser_json";
@@ -497,7 +498,8 @@ fn the_sdk_helpers_pass_their_own_tests() {
 // ---- velferd adapter check
 
 fn check_output(name: &str, sample: Option<(&Path, &str)>) -> (bool, String) {
-    let report = check(&common::component_path(name), sample, &Limits::default());
+    let sample = sample.map(|(file, content_type)| Sample { file, content_type, expect_error: None });
+    let report = check(&common::component_path(name), &Limits::default(), &CheckOptions { sample, cache: None });
     (report.passed(), report.to_string())
 }
 
@@ -573,6 +575,132 @@ fn check_gives_the_right_verdict_on_every_hostile_adapter() {
     }
     let (passed, out) = check_output("no_such_adapter", None);
     assert!(!passed && out.contains("cannot read"), "{out}");
+}
+
+/// 200 pages: 12.5 MiB, over the default 4 MiB and under 16 MiB.
+const BIG_MEMORY_PAGES: u64 = 200;
+
+/// The kebab-case kind of each problem a check found (`too-large`, `forbidden-import`, …).
+fn problem_kinds(report: &velferd_plugins::CheckReport) -> Vec<String> {
+    report
+        .problems
+        .iter()
+        .map(|p| match p {
+            velferd_plugins::CheckError::Rejected(e) => {
+                serde_json::to_value(e).unwrap()["error"].as_str().unwrap().to_owned()
+            }
+            other => format!("{other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn check_lists_every_problem_of_a_component_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = common::sample("dispenser-json", "morning-dose.json");
+    let tiny = Limits { component_bytes: 1000, ..Limits::default() };
+    // (component, its initial memory raised, limits, the problems, whether the sample runs)
+    let table: [(&str, bool, &Limits, &[&str], bool); 7] = [
+        (DISPENSER, true, &Limits::default(), &["initial-memory-too-large"], false),
+        (DISPENSER, false, &tiny, &["too-large"], true),
+        (DISPENSER, true, &tiny, &["too-large", "initial-memory-too-large"], false),
+        ("hostile_open_file", true, &tiny, &["too-large", "initial-memory-too-large", "forbidden-import"], false),
+        ("hostile_open_socket", false, &Limits::default(), &["forbidden-import"], false),
+        ("hostile_wrong_world", true, &Limits::default(), &["initial-memory-too-large", "wrong-world"], false),
+        ("hostile_other_version", false, &tiny, &["too-large", "unsupported-interface-version"], false),
+    ];
+    for (name, big_memory, limits, expected, sample_runs) in table {
+        let mut bytes = common::component(name);
+        if big_memory {
+            bytes = common::with_initial_memory(&bytes, BIG_MEMORY_PAGES);
+        }
+        let path = dir.path().join(format!("{name}-{big_memory}.wasm"));
+        std::fs::write(&path, &bytes).unwrap();
+        let options = CheckOptions {
+            sample: Some(Sample { file: &sample, content_type: "application/json", expect_error: None }),
+            cache: None,
+        };
+        let report = check(&path, limits, &options);
+        let out = report.to_string();
+        let mut kinds = problem_kinds(&report);
+        // A component refused for its imports names each of them: keep one of a kind.
+        kinds.dedup();
+        assert_eq!(kinds, expected, "{name} (big memory: {big_memory})\n{out}");
+        assert!(!report.passed(), "{out}");
+        assert!(out.contains("verdict   REJECTED: the server would refuse this component"), "{out}");
+        for problem in &report.problems {
+            assert!(out.contains(&format!("REJECTED  {problem}")), "{problem} not shown in\n{out}");
+        }
+        let sample_report = report.sample.as_ref().unwrap();
+        assert_eq!(sample_report.result.is_some(), sample_runs, "{name}\n{out}");
+        if big_memory {
+            assert!(out.contains("starts with 12.5 MiB of memory; the limit is 4 MiB"), "{out}");
+        }
+    }
+    // Each refused import is named with its reason.
+    let report = check(&common::component_path("hostile_open_socket"), &Limits::default(), &CheckOptions::default());
+    let imports: Vec<&velferd_plugins::CheckError> = report.problems.iter().collect();
+    assert!(!imports.is_empty());
+    for problem in imports {
+        assert!(
+            matches!(problem, velferd_plugins::CheckError::Rejected(ValidationError::ForbiddenImport { import, reason })
+                if import.starts_with("wasi:sockets/") && reason == "the sandbox grants no network"),
+            "{problem:?}"
+        );
+    }
+}
+
+#[test]
+fn initial_memory_over_the_cap_is_refused_in_plain_words_on_upload_and_accepted_under_a_higher_cap() {
+    let big = common::with_initial_memory(&common::component(DISPENSER), BIG_MEMORY_PAGES);
+    let err = host().validate(&big).unwrap_err();
+    assert_eq!(err, ValidationError::InitialMemoryTooLarge { size: BIG_MEMORY_PAGES << 16, limit: 4 << 20 });
+    assert_eq!(err.to_string(), "the component starts with 12.5 MiB of memory; the limit is 4 MiB");
+    assert_eq!(serde_json::to_value(&err).unwrap()["error"], "initial-memory-too-large");
+
+    let roomy = AdapterHost::with_compile_cache(Limits { memory_bytes: 16 << 20, ..Limits::default() }, None).unwrap();
+    let adapter = roomy.validate(&big).unwrap();
+    let payload = std::fs::read(common::sample("dispenser-json", "morning-dose.json")).unwrap();
+    let report = roomy.decode_with_report(&adapter, "3805", "application/json", &payload, received_at());
+    assert_eq!(report.result.unwrap().len(), 2);
+    assert!(report.cost.peak_memory_bytes >= (BIG_MEMORY_PAGES << 16) as usize);
+}
+
+#[test]
+fn a_sample_marked_with_expect_error_passes_only_when_it_fails_with_that_code() {
+    let path = common::component_path(DISPENSER);
+    let run = |file: &str, expect_error: Option<&str>| {
+        let sample = common::sample("dispenser-json", file);
+        let options = CheckOptions {
+            sample: Some(Sample { file: &sample, content_type: "application/json", expect_error }),
+            cache: None,
+        };
+        let report = check(&path, &Limits::default(), &options);
+        (report.passed(), report.to_string())
+    };
+    let (passed, out) = run("malformed.json", Some("malformed"));
+    assert!(passed, "{out}");
+    assert!(out.contains("failed as expected [malformed]"), "{out}");
+    assert!(
+        out.contains("verdict   OK: the adapter is ready to upload (the sample failed with [malformed], as expected)")
+    );
+
+    let (passed, out) = run("morning-dose.json", Some("malformed"));
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("verdict   FAILED: the sample decoded, but it was expected to fail with [malformed]"),
+        "{out}"
+    );
+
+    let (passed, out) = run("malformed.json", Some("unsupported"));
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("verdict   FAILED: the sample failed with [malformed], not the expected [unsupported]"),
+        "{out}"
+    );
+
+    let (passed, out) = run("malformed.json", None);
+    assert!(!passed && out.contains("FAILED [malformed]"), "{out}");
 }
 
 // ---- calling from async code, as the server will

@@ -101,9 +101,16 @@ impl AdapterRuntime {
     pub fn new(settings: &DeviceSettings) -> Result<AdapterRuntime, String> {
         let limits = settings.adapter_limits.clone();
         let concurrent_calls = settings.adapter_concurrency.clamp(1, limits.concurrent_instances as usize);
-        let large = AdapterHost::new(large_limits(&limits, &settings.adapter_ceilings, concurrent_calls))
-            .map_err(|e| format!("the large-memory adapter host could not start: {e:#}"))?;
-        let host = AdapterHost::new(limits).map_err(|e| format!("the adapter host could not start: {e:#}"))?;
+        // Both hosts keep compiled components in the configured cache; their engines differ
+        // (pool sizes), and an entry is keyed by the engine's configuration, so each finds its own.
+        let cache = settings.adapter_cache.as_ref().and_then(|cache| cache.open_or_warn());
+        let large = AdapterHost::with_compile_cache(
+            large_limits(&limits, &settings.adapter_ceilings, concurrent_calls),
+            cache.clone(),
+        )
+        .map_err(|e| format!("the large-memory adapter host could not start: {e:#}"))?;
+        let host = AdapterHost::with_compile_cache(limits, cache)
+            .map_err(|e| format!("the adapter host could not start: {e:#}"))?;
         Ok(AdapterRuntime {
             host,
             large,

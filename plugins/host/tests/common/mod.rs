@@ -120,3 +120,95 @@ pub fn native_decoder_bench() -> PathBuf {
     assert!(status.success(), "building native-decoder-bench failed");
     target.join("release/native-decoder-bench")
 }
+
+/// `component` with every memory its core modules define starting at `pages` Wasm pages (64 KiB
+/// each) instead: a component that asks for more initial memory than the sandbox gives, without
+/// a toolchain that makes one. Rewrites the binary's section sizes; nothing else changes.
+pub fn with_initial_memory(component: &[u8], pages: u64) -> Vec<u8> {
+    assert_eq!(&component[..4], b"\0asm", "not a WebAssembly binary");
+    let core = is_core_module(component);
+    rewrite_sections(component, &|id, body| match (core, id) {
+        // A component's core modules and nested components.
+        (false, 1 | 4) => Some(with_initial_memory(body, pages)),
+        // A core module's memory section.
+        (true, 5) => Some(memory_section(body, pages)),
+        _ => None,
+    })
+}
+
+fn is_core_module(binary: &[u8]) -> bool {
+    binary[4..8] == [1, 0, 0, 0]
+}
+
+/// A section's new body, given its id and body; `None` keeps it.
+type SectionPatch<'a> = &'a dyn Fn(u8, &[u8]) -> Option<Vec<u8>>;
+
+/// The binary with each section's body replaced by `patch`'s answer, if any.
+fn rewrite_sections(binary: &[u8], patch: SectionPatch) -> Vec<u8> {
+    let mut out = binary[..8].to_vec();
+    let mut pos = 8;
+    while pos < binary.len() {
+        let id = binary[pos];
+        let (size, n) = leb(&binary[pos + 1..]);
+        let start = pos + 1 + n;
+        let body = &binary[start..start + size as usize];
+        let body = patch(id, body).unwrap_or_else(|| body.to_vec());
+        out.push(id);
+        write_leb(&mut out, body.len() as u64);
+        out.extend_from_slice(&body);
+        pos = start + size as usize;
+    }
+    out
+}
+
+/// A memory section with every memory's minimum raised to `pages` (and its maximum, if lower).
+fn memory_section(body: &[u8], pages: u64) -> Vec<u8> {
+    let (count, mut pos) = leb(body);
+    let mut out = Vec::new();
+    write_leb(&mut out, count);
+    for _ in 0..count {
+        let flags = body[pos];
+        pos += 1;
+        let (min, n) = leb(&body[pos..]);
+        pos += n;
+        let min = min.max(pages);
+        out.push(flags);
+        write_leb(&mut out, min);
+        if flags & 1 != 0 {
+            let (max, n) = leb(&body[pos..]);
+            pos += n;
+            write_leb(&mut out, max.max(min));
+        }
+        if flags & 8 != 0 {
+            // Custom page size: its log2, copied.
+            let (log2, n) = leb(&body[pos..]);
+            pos += n;
+            write_leb(&mut out, log2);
+        }
+    }
+    out
+}
+
+fn leb(bytes: &[u8]) -> (u64, usize) {
+    let (mut value, mut shift) = (0u64, 0);
+    for (i, byte) in bytes.iter().enumerate() {
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (value, i + 1);
+        }
+        shift += 7;
+    }
+    panic!("truncated LEB128");
+}
+
+fn write_leb(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
