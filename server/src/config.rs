@@ -108,6 +108,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "VELFERD_MAX_UPLOAD_BYTES",
         "largest multipart body on /graphql from a supplier who may upload adapters, streamed to a temporary file; others keep VELFERD_MAX_BODY_BYTES (default: the component ceiling plus 64 KiB)",
+    ),
+    (
         "VELFERD_ADAPTER_CACHE_DIR",
         "directory (made owner-only) for compiled adapters; `off` turns the compile cache off (default `$XDG_CACHE_HOME/velferd/adapters`, else `~/.cache/velferd/adapters`)",
     ),
@@ -744,6 +746,8 @@ fn adapter_ceilings<'a>(
         deadline_ms..=600_000,
     )? as u64);
     Ok(AdapterCeilings { component_bytes, memory_bytes, fuel, deadline })
+}
+
 fn adapter_cache<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Option<AdapterCacheSettings>, ConfigError> {
     let key = get("VELFERD_ADAPTER_CACHE_KEY").map(|key| key.as_bytes().to_vec());
     if let Some(key) = &key

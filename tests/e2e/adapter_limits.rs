@@ -19,7 +19,7 @@ use crate::support::{Backend, Options, TestApp, on_both_backends};
 
 const UPLOAD: &str = "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) {
     adapter { id status limitsApproval limitsFile limits { componentBytes memoryBytes fuel deadlineMs } }
-    userErrors { field code message } } }";
+    compilation { millis cacheHit } userErrors { field code message } } }";
 
 const ADAPTER: &str = "query($id: ID!) { node(id: $id) { ... on Adapter { status limitsApproval limitsApprovedBy
     limitsApprovedAt limitsFile limits { componentBytes memoryBytes fuel deadlineMs } } } }";
@@ -426,4 +426,33 @@ async fn a_slow_product_does_not_starve_another_products_ingest_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_product_does_not_starve_another_products_ingest_postgres() {
     a_slow_product_does_not_starve_another(Backend::Postgres).await;
+}
+
+/// The upload's answer says how the component was compiled: the first time it is compiled; the
+/// same bytes again (for another product) come from the cache; and after a restart, from the
+/// compile cache on disk, which the new process did not fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_answer_reports_compile_time_and_the_compile_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("adapters").display().to_string();
+    let options = Options { pairs: vec![("VELFERD_ADAPTER_CACHE_DIR", cache_dir.clone())], ..Options::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let fleet = Fleet::new(&app).await;
+    let component = guests::component("velferd_dispenser_json");
+    let compilation = |payload: &Value| {
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        let compilation = &payload["compilation"];
+        assert!(compilation["millis"].as_f64().is_some_and(|ms| ms > 0.0), "{payload}");
+        compilation["cacheHit"].as_bool().unwrap()
+    };
+    let first = upload_with_limits(&app, &fleet, DISPENSER, component.clone(), Value::Null).await;
+    assert!(!compilation(&first), "compiled the first time");
+    let again = upload_with_limits(&app, &fleet, "reference-dispenser-two", component.clone(), Value::Null).await;
+    assert!(compilation(&again), "the same bytes are not compiled again");
+    let entries = std::fs::read_dir(&cache_dir).unwrap().count();
+    assert!(entries >= 2, "the cache directory holds the key and the entry ({entries} files)");
+
+    let app = app.respawn_with(&[("VELFERD_ADAPTER_CACHE_DIR", cache_dir.as_str())]).await;
+    let after_restart = upload_with_limits(&app, &fleet, "reference-dispenser-three", component, Value::Null).await;
+    assert!(compilation(&after_restart), "a restarted server loads the compiled component from its disk");
 }

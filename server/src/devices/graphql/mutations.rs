@@ -1,10 +1,46 @@
 //! The mutations of adapters, signing keys, devices and dead letters.
 
 use super::*;
+use crate::graphql::errors::Payload;
 
 payload!(SigningKeyRegisterPayload, signing_key: SigningKey, "Result of `signingKeyRegister`.");
 payload!(SigningKeyRevokePayload, signing_key: SigningKey, "Result of `signingKeyRevoke`.");
-payload!(AdapterUploadPayload, adapter: Adapter, "Result of `adapterUpload`.");
+/// Result of `adapterUpload`.
+#[derive(SimpleObject)]
+pub struct AdapterUploadPayload {
+    /// Null when `userErrors` is not empty.
+    pub adapter: Option<Adapter>,
+    /// How this server made the component ready to run: compiled now, or loaded from its compile
+    /// cache (a component with the same bytes compiled before). Null when `userErrors` is not
+    /// empty.
+    pub compilation: Option<AdapterCompilation>,
+    pub user_errors: Vec<UserError>,
+}
+
+/// How an uploaded component was made ready to run on the server that took the upload.
+#[derive(SimpleObject, Clone, Copy)]
+pub struct AdapterCompilation {
+    /// Milliseconds it took to compile the component to native code, or to load it from the
+    /// compile cache.
+    pub millis: f64,
+    /// Whether the compiled code came from the server's compile cache instead of a compile.
+    pub cache_hit: bool,
+}
+
+/// An upload recorded, with how its component was compiled.
+pub struct Uploaded {
+    summary: adapter::Summary,
+    compilation: AdapterCompilation,
+}
+
+impl Payload for AdapterUploadPayload {
+    type Object = Uploaded;
+
+    fn new(uploaded: Option<Uploaded>, user_errors: Vec<UserError>) -> AdapterUploadPayload {
+        let (adapter, compilation) = uploaded.map(|u| (Adapter(u.summary), u.compilation)).unzip();
+        AdapterUploadPayload { adapter, compilation, user_errors }
+    }
+}
 payload!(AdapterActivatePayload, adapter: Adapter, "Result of `adapterActivate`.");
 payload!(AdapterRollBackPayload, adapter: Adapter, "Result of `adapterRollBack`: the version active now.");
 payload!(AdapterRetirePayload, adapter: Adapter, "Result of `adapterRetire`.");
@@ -211,8 +247,8 @@ impl DeviceMutation {
         let slug = match rules::parse_slug("product", &input.product) {
             Ok(slug) => slug,
             Err(e) => {
-                let refused: RuleResult<adapter::Summary> = Err(Refusal::Rule(e.into()));
-                return Ok(AdapterUploadPayload::from_rule(refused, Adapter)?);
+                let refused: RuleResult<Uploaded> = Err(Refusal::Rule(e.into()));
+                return Ok(AdapterUploadPayload::from_rule(refused, |uploaded| uploaded)?);
             }
         };
         let runtime = &state(ctx).adapters;
@@ -229,8 +265,8 @@ impl DeviceMutation {
         let requested = match requested {
             Ok(requested) => requested,
             Err(e) => {
-                let refused: RuleResult<adapter::Summary> = Err(Refusal::Rule(e.into()));
-                return Ok(AdapterUploadPayload::from_rule(refused, Adapter)?);
+                let refused: RuleResult<Uploaded> = Err(Refusal::Rule(e.into()));
+                return Ok(AdapterUploadPayload::from_rule(refused, |uploaded| uploaded)?);
             }
         };
         let limits = requested.effective(runtime.limits());
@@ -272,15 +308,18 @@ impl DeviceMutation {
                     return refuse(DevicesError::InvalidComponent("invalid", format!("{code}: {e}")));
                 }
             };
-            in_transaction(ctx, async |txn| {
+            let compiled = validated.compilation();
+            let compilation = AdapterCompilation { millis: compiled.millis(), cache_hit: compiled.cache_hit };
+            let row = in_transaction(ctx, async |txn| {
                 let approval = requested.initial_approval(runtime.limits());
                 rules::record_upload_with_limits(txn, &caller, &slug, &key, &validated, component, &requested, approval)
                     .await
             })
-            .await
+            .await?;
+            Ok(Uploaded { summary: adapter::Summary::from(row), compilation })
         }
         .await;
-        Ok(AdapterUploadPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
+        Ok(AdapterUploadPayload::from_rule(result, |uploaded| uploaded)?)
     }
 
     /// Activates a reviewed version (admins). The product's active version becomes
