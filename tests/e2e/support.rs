@@ -62,6 +62,10 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
+/// The test servers' compile cache: shared by every test of a run (the reference adapters are
+/// compiled once), inside the target directory rather than the user's home.
+const ADAPTER_CACHE_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/adapter-cache");
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -109,6 +113,7 @@ impl TestApp {
             ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_DB_MAX_CONNECTIONS", "4".into()),
             ("VELFERD_LOG", "warn".into()),
+            ("VELFERD_ADAPTER_CACHE_DIR", ADAPTER_CACHE_DIR.into()),
         ];
         for (name, value) in options.pairs {
             pairs.retain(|(n, _)| *n != name);
@@ -139,6 +144,7 @@ impl TestApp {
             ("VELFERD_AUDIT_KEY", AUDIT_KEY.into()),
             ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG.into()),
             ("VELFERD_LOG", "warn".into()),
+            ("VELFERD_ADAPTER_CACHE_DIR", ADAPTER_CACHE_DIR.into()),
         ];
         pairs.retain(|(n, _)| !changes.iter().any(|(c, _)| c == n));
         pairs.extend(changes.iter().map(|(n, v)| (*n, v.to_string())));
