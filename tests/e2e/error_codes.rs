@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// Upper-case string literals in `server/src` that are not error codes, each with its reason.
 const NOT_ERROR_CODES: &[&str] = &[
+    // Placeholders of `velferd adapter check`'s options in its help (`--expect-error CODE`,
+    // `--limits FILE`).
+    "CODE",
+    "FILE",
     // The ISO 4217 currency of every amount (`Money.currency`, OCDS values).
     "NOK",
     // JWT signature algorithms (`VELFERD_JWT_ALGORITHM`).
