@@ -93,6 +93,38 @@ pub async fn drop_tables(manager: &SchemaManager<'_>, tables: Vec<TableCreateSta
     Ok(())
 }
 
+/// Adds `column` to the existing `table`. One column per statement: SQLite alters one column
+/// at a time.
+pub async fn add_column(manager: &SchemaManager<'_>, table: impl IntoIden, column: ColumnDef) -> Result<(), DbErr> {
+    manager.alter_table(Table::alter().table(table).add_column(column).to_owned()).await
+}
+
+/// Drops `column` of the existing `table`.
+pub async fn drop_column(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    column: impl IntoIden,
+) -> Result<(), DbErr> {
+    manager.alter_table(Table::alter().table(table).drop_column(column).to_owned()).await
+}
+
+/// Inserts one row into `table`: each column beside its value.
+pub async fn insert_row<C: IntoIden>(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    row: impl IntoIterator<Item = (C, Expr)>,
+) -> Result<(), DbErr> {
+    let (columns, values): (Vec<C>, Vec<Expr>) = row.into_iter().unzip();
+    let insert = Query::insert().into_table(table).columns(columns).values_panic(values).to_owned();
+    manager.get_connection().execute_raw(manager.get_database_backend().build(&insert)).await?;
+    Ok(())
+}
+
+/// What a [`migration!`] of its tables alone does besides creating and dropping them.
+pub async fn nothing_more(_: &SchemaManager<'_>) -> Result<(), DbErr> {
+    Ok(())
+}
+
 /// Declares a migration's tables with their indexes: one `DeriveIden` enum per table (`Table`,
 /// `Id` and its columns), `tables()` in the order they are created and `indexes()`.
 ///
@@ -151,23 +183,35 @@ pub(crate) use schema;
 
 /// A migration of [`schema!`] alone: up creates its tables and indexes, down drops the tables in
 /// reverse order. Both come from the one declaration, so they cannot drift apart.
+///
+/// A migration that does more than create its tables names the functions that do it:
+/// `then: after_up;` runs once the tables exist, `first: before_down;` before they are dropped
+/// (each `async fn(&SchemaManager<'_>) -> Result<(), DbErr>`).
 macro_rules! migration {
-    ($($schema:tt)*) => {
+    (then: $after_up:path; first: $before_down:path; $($schema:tt)*) => {
         #[derive($crate::DeriveMigrationName)]
         pub struct Migration;
 
         #[$crate::async_trait::async_trait]
         impl $crate::MigrationTrait for Migration {
             async fn up(&self, manager: &$crate::SchemaManager) -> Result<(), $crate::DbErr> {
-                $crate::ddl::create(manager, tables(), indexes()).await
+                $crate::ddl::create(manager, tables(), indexes()).await?;
+                $after_up(manager).await
             }
 
             async fn down(&self, manager: &$crate::SchemaManager) -> Result<(), $crate::DbErr> {
+                $before_down(manager).await?;
                 $crate::ddl::drop_tables(manager, tables()).await
             }
         }
 
         $crate::ddl::schema! { $($schema)* }
+    };
+    (then: $after_up:path; $($schema:tt)*) => {
+        $crate::ddl::migration! { then: $after_up; first: $crate::ddl::nothing_more; $($schema)* }
+    };
+    ($($schema:tt)*) => {
+        $crate::ddl::migration! { then: $crate::ddl::nothing_more; first: $crate::ddl::nothing_more; $($schema)* }
     };
 }
 pub(crate) use migration;

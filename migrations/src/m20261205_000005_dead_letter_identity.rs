@@ -14,6 +14,8 @@
 use sea_orm_migration::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::ddl;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -146,14 +148,12 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // Nullable because SQLite cannot add a NOT NULL column without a default; every row is
         // keyed below and the server always writes the key.
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(DeadLetter::Table)
-                    .add_column(ColumnDef::new(DeadLetter::MessageKey).string_len(64).null())
-                    .to_owned(),
-            )
-            .await?;
+        ddl::add_column(
+            manager,
+            DeadLetter::Table,
+            ColumnDef::new(DeadLetter::MessageKey).string_len(64).null().to_owned(),
+        )
+        .await?;
         let db = manager.get_connection();
         let backend = manager.get_database_backend();
         let mut after = 0i64;
@@ -186,17 +186,8 @@ impl MigrationTrait for Migration {
                 after = id;
             }
         }
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_dead_letter_message")
-                    .table(DeadLetter::Table)
-                    .col(DeadLetter::ProductId)
-                    .col(DeadLetter::MessageKey)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        let message = [DeadLetter::ProductId, DeadLetter::MessageKey];
+        manager.create_index(ddl::unique("uq_dead_letter_message", DeadLetter::Table, message)).await?;
         manager.drop_index(Index::drop().name("uq_dead_letter_body").table(DeadLetter::Table).to_owned()).await
     }
 
@@ -215,21 +206,10 @@ impl MigrationTrait for Migration {
                  index on the bytes cannot hold them, and deleting one would lose an acknowledged message"
             )));
         }
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_dead_letter_body")
-                    .table(DeadLetter::Table)
-                    .col(DeadLetter::ProductId)
-                    .col(DeadLetter::BodySha256)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        let bytes = [DeadLetter::ProductId, DeadLetter::BodySha256];
+        manager.create_index(ddl::unique("uq_dead_letter_body", DeadLetter::Table, bytes)).await?;
         manager.drop_index(Index::drop().name("uq_dead_letter_message").table(DeadLetter::Table).to_owned()).await?;
-        manager
-            .alter_table(Table::alter().table(DeadLetter::Table).drop_column(DeadLetter::MessageKey).to_owned())
-            .await
+        ddl::drop_column(manager, DeadLetter::Table, DeadLetter::MessageKey).await
     }
 }
 

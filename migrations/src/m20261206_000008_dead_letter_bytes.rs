@@ -9,6 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::ddl;
 use crate::m20261122_000004_devices::DeviceProduct;
 
 #[derive(DeriveMigrationName)]
@@ -22,14 +23,8 @@ enum Counter {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(DeviceProduct::Table)
-                    .add_column(ColumnDef::new(Counter::DeadLetterBytes).big_integer().not_null().default(0))
-                    .to_owned(),
-            )
-            .await?;
+        let column = ColumnDef::new(Counter::DeadLetterBytes).big_integer().not_null().default(0).to_owned();
+        ddl::add_column(manager, DeviceProduct::Table, column).await?;
         // One statement, so the backfill sees one state of the dead letters.
         manager
             .get_connection()
@@ -42,8 +37,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(Table::alter().table(DeviceProduct::Table).drop_column(Counter::DeadLetterBytes).to_owned())
-            .await
+        ddl::drop_column(manager, DeviceProduct::Table, Counter::DeadLetterBytes).await
     }
 }

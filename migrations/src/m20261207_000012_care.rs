@@ -22,7 +22,9 @@ use crate::m20261122_000002_procurements::UserStory;
 use crate::m20261122_000004_devices::Device;
 use crate::national_id::holds_national_id;
 
-ddl::schema! {
+ddl::migration! {
+    then: put_devices_in_service;
+    first: take_devices_out_of_service;
     #[unique(uq_service_recipient_reference: MunicipalityId, Reference)]
     ServiceRecipient {
         MunicipalityId: references(Organization::Table),
@@ -98,40 +100,29 @@ enum InService {
 /// Who the migration acts as in the histories it writes.
 const MIGRATION_SUBJECT: &str = "migration m20261207_000012_care";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ddl::create(manager, tables(), indexes()).await?;
-        // One column per statement: SQLite alters one column at a time.
-        for column in [
-            ColumnDef::new(InService::Status).string_len(20).not_null().default("in_stock").to_owned(),
-            ColumnDef::new(InService::RecipientId).big_integer().null().to_owned(),
-            ColumnDef::new(InService::LastSeenAt).timestamp_with_time_zone().null().to_owned(),
-        ] {
-            manager.alter_table(Table::alter().table(Device::Table).add_column(column).to_owned()).await?;
-        }
-        move_recipient_refs(manager).await?;
-        manager.alter_table(Table::alter().table(Device::Table).drop_column(InService::RecipientRef).to_owned()).await
+/// Up, once the tables exist: the device columns, then each device's reference moved to a
+/// recipient (or the quarantine), then the reference column dropped.
+async fn put_devices_in_service(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    for column in [
+        ColumnDef::new(InService::Status).string_len(20).not_null().default("in_stock").to_owned(),
+        ColumnDef::new(InService::RecipientId).big_integer().null().to_owned(),
+        ColumnDef::new(InService::LastSeenAt).timestamp_with_time_zone().null().to_owned(),
+    ] {
+        ddl::add_column(manager, Device::Table, column).await?;
     }
+    move_recipient_refs(manager).await?;
+    ddl::drop_column(manager, Device::Table, InService::RecipientRef).await
+}
 
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Device::Table)
-                    .add_column(ColumnDef::new(InService::RecipientRef).string_len(100).null())
-                    .to_owned(),
-            )
-            .await?;
-        restore_recipient_refs(manager).await?;
-        for column in [InService::LastSeenAt, InService::RecipientId, InService::Status] {
-            manager.alter_table(Table::alter().table(Device::Table).drop_column(column).to_owned()).await?;
-        }
-        ddl::drop_tables(manager, tables()).await
+/// Down, before the tables go: the reference column back, filled, and the device columns dropped.
+async fn take_devices_out_of_service(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    ddl::add_column(manager, Device::Table, ColumnDef::new(InService::RecipientRef).string_len(100).null().to_owned())
+        .await?;
+    restore_recipient_refs(manager).await?;
+    for column in [InService::LastSeenAt, InService::RecipientId, InService::Status] {
+        ddl::drop_column(manager, Device::Table, column).await?;
     }
+    Ok(())
 }
 
 /// Quarantines the national-ID-shaped references and turns the others into recipients.
@@ -155,26 +146,15 @@ async fn move_recipient_refs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
             continue;
         }
         if holds_national_id(&reference) {
-            let insert = Query::insert()
-                .into_table(QuarantinedValue::Table)
-                .columns([
-                    QuarantinedValue::MunicipalityId,
-                    QuarantinedValue::SourceTable,
-                    QuarantinedValue::SourceColumn,
-                    QuarantinedValue::SourceId,
-                    QuarantinedValue::Value,
-                    QuarantinedValue::FoundAt,
-                ])
-                .values_panic([
-                    municipality.into(),
-                    "device".into(),
-                    "recipient_ref".into(),
-                    device.into(),
-                    value.clone().into(),
-                    now.into(),
-                ])
-                .to_owned();
-            db.execute_raw(backend.build(&insert)).await?;
+            let quarantined = [
+                (QuarantinedValue::MunicipalityId, municipality.into()),
+                (QuarantinedValue::SourceTable, "device".into()),
+                (QuarantinedValue::SourceColumn, "recipient_ref".into()),
+                (QuarantinedValue::SourceId, device.into()),
+                (QuarantinedValue::Value, value.clone().into()),
+                (QuarantinedValue::FoundAt, now.into()),
+            ];
+            ddl::insert_row(manager, QuarantinedValue::Table, quarantined).await?;
             continue;
         }
         let existing = Query::select()
@@ -186,55 +166,31 @@ async fn move_recipient_refs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         let recipient: i64 = match db.query_one_raw(backend.build(&existing)).await? {
             Some(row) => row.try_get("", "id")?,
             None => {
-                let insert = Query::insert()
-                    .into_table(ServiceRecipient::Table)
-                    .columns([
-                        ServiceRecipient::MunicipalityId,
-                        ServiceRecipient::Reference,
-                        ServiceRecipient::Status,
-                        ServiceRecipient::StartedOn,
-                        ServiceRecipient::CreatedBy,
-                        ServiceRecipient::CreatedAt,
-                        ServiceRecipient::UpdatedAt,
-                    ])
-                    .values_panic([
-                        municipality.into(),
-                        reference.clone().into(),
-                        "active".into(),
-                        registered.date_naive().into(),
-                        MIGRATION_SUBJECT.into(),
-                        now.into(),
-                        now.into(),
-                    ])
-                    .to_owned();
-                db.execute_raw(backend.build(&insert)).await?;
+                let recipient = [
+                    (ServiceRecipient::MunicipalityId, municipality.into()),
+                    (ServiceRecipient::Reference, reference.clone().into()),
+                    (ServiceRecipient::Status, "active".into()),
+                    (ServiceRecipient::StartedOn, registered.date_naive().into()),
+                    (ServiceRecipient::CreatedBy, MIGRATION_SUBJECT.into()),
+                    (ServiceRecipient::CreatedAt, now.into()),
+                    (ServiceRecipient::UpdatedAt, now.into()),
+                ];
+                ddl::insert_row(manager, ServiceRecipient::Table, recipient).await?;
                 let row = db
                     .query_one_raw(backend.build(&existing))
                     .await?
                     .ok_or_else(|| DbErr::Migration("the recipient just inserted is missing".into()))?;
                 let id: i64 = row.try_get("", "id")?;
-                let history = Query::insert()
-                    .into_table(RecipientStatusChange::Table)
-                    .columns([
-                        RecipientStatusChange::RecipientId,
-                        RecipientStatusChange::Status,
-                        RecipientStatusChange::EffectiveOn,
-                        RecipientStatusChange::Subject,
-                        RecipientStatusChange::OrganizationId,
-                        RecipientStatusChange::Role,
-                        RecipientStatusChange::At,
-                    ])
-                    .values_panic([
-                        id.into(),
-                        "active".into(),
-                        registered.date_naive().into(),
-                        MIGRATION_SUBJECT.into(),
-                        municipality.into(),
-                        "migration".into(),
-                        now.into(),
-                    ])
-                    .to_owned();
-                db.execute_raw(backend.build(&history)).await?;
+                let history = [
+                    (RecipientStatusChange::RecipientId, id.into()),
+                    (RecipientStatusChange::Status, "active".into()),
+                    (RecipientStatusChange::EffectiveOn, registered.date_naive().into()),
+                    (RecipientStatusChange::Subject, MIGRATION_SUBJECT.into()),
+                    (RecipientStatusChange::OrganizationId, municipality.into()),
+                    (RecipientStatusChange::Role, "migration".into()),
+                    (RecipientStatusChange::At, now.into()),
+                ];
+                ddl::insert_row(manager, RecipientStatusChange::Table, history).await?;
                 id
             }
         };
@@ -245,30 +201,17 @@ async fn move_recipient_refs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
             .and_where(Expr::col(Device::Id).eq(device))
             .to_owned();
         db.execute_raw(backend.build(&update)).await?;
-        let history = Query::insert()
-            .into_table(DeviceStatusChange::Table)
-            .columns([
-                DeviceStatusChange::DeviceId,
-                DeviceStatusChange::FromStatus,
-                DeviceStatusChange::ToStatus,
-                DeviceStatusChange::RecipientId,
-                DeviceStatusChange::Subject,
-                DeviceStatusChange::OrganizationId,
-                DeviceStatusChange::Role,
-                DeviceStatusChange::At,
-            ])
-            .values_panic([
-                device.into(),
-                "in_stock".into(),
-                "assigned".into(),
-                recipient.into(),
-                MIGRATION_SUBJECT.into(),
-                municipality.into(),
-                "migration".into(),
-                now.into(),
-            ])
-            .to_owned();
-        db.execute_raw(backend.build(&history)).await?;
+        let history = [
+            (DeviceStatusChange::DeviceId, device.into()),
+            (DeviceStatusChange::FromStatus, "in_stock".into()),
+            (DeviceStatusChange::ToStatus, "assigned".into()),
+            (DeviceStatusChange::RecipientId, recipient.into()),
+            (DeviceStatusChange::Subject, MIGRATION_SUBJECT.into()),
+            (DeviceStatusChange::OrganizationId, municipality.into()),
+            (DeviceStatusChange::Role, "migration".into()),
+            (DeviceStatusChange::At, now.into()),
+        ];
+        ddl::insert_row(manager, DeviceStatusChange::Table, history).await?;
     }
     Ok(())
 }

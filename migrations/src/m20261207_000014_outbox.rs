@@ -9,7 +9,8 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 use crate::ddl;
 
-ddl::schema! {
+ddl::migration! {
+    then: seed_counters;
     #[index(idx_outbox_created_at: CreatedAt)]
     Outbox {
         // What the row announces, e.g. `device-event`.
@@ -30,23 +31,13 @@ ddl::schema! {
     }
 }
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ddl::create(manager, tables(), indexes()).await?;
-        let counters = Query::insert()
-            .into_table(OutboxCounter::Table)
-            .columns([OutboxCounter::Name, OutboxCounter::Value])
-            .values_panic(["sequence".into(), 0i64.into()])
-            .values_panic(["pruned_through".into(), 0i64.into()])
-            .to_owned();
-        manager.exec_stmt(counters).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ddl::drop_tables(manager, tables()).await
-    }
+/// Both counters start at 0: no sequence handed out, nothing pruned.
+async fn seed_counters(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let counters = Query::insert()
+        .into_table(OutboxCounter::Table)
+        .columns([OutboxCounter::Name, OutboxCounter::Value])
+        .values_panic(["sequence".into(), 0i64.into()])
+        .values_panic(["pruned_through".into(), 0i64.into()])
+        .to_owned();
+    manager.exec_stmt(counters).await
 }

@@ -9,7 +9,9 @@ use crate::ddl::{self, references};
 use crate::m20261122_000001_organizations::Organization;
 use crate::m20261122_000004_devices::DeviceEvent;
 
-ddl::schema! {
+ddl::migration! {
+    then: create_received_index;
+    first: drop_received_index;
     #[unique(uq_fhir_setting_municipality: MunicipalityId)]
     FhirSetting {
         MunicipalityId: references(Organization::Table),
@@ -22,18 +24,10 @@ ddl::schema! {
 
 const RECEIVED_INDEX: &str = "idx_device_event_received";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
+async fn create_received_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager.create_index(ddl::index(RECEIVED_INDEX, DeviceEvent::Table, [DeviceEvent::ReceivedAt])).await
+}
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ddl::create(manager, tables(), indexes()).await?;
-        manager.create_index(ddl::index(RECEIVED_INDEX, DeviceEvent::Table, [DeviceEvent::ReceivedAt])).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_index(Index::drop().name(RECEIVED_INDEX).table(DeviceEvent::Table).to_owned()).await?;
-        ddl::drop_tables(manager, tables()).await
-    }
+async fn drop_received_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager.drop_index(Index::drop().name(RECEIVED_INDEX).table(DeviceEvent::Table).to_owned()).await
 }

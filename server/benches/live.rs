@@ -27,6 +27,8 @@ use velferd::live::{Scope, Topic};
 
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
+#[path = "../../tests/e2e/wire.rs"]
+mod wire;
 
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const SUPPLIER: &str = "923609016";
@@ -58,17 +60,7 @@ impl Bench {
     }
 
     async fn graphql(&self, base: &str, token: &str, query: &str, variables: Value) -> Value {
-        let body: Value = self
-            .client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = wire::graphql(&self.client, base, Some(token), query, variables).await;
         assert!(body.get("errors").is_none(), "{body}");
         body["data"].clone()
     }
@@ -104,17 +96,7 @@ impl Bench {
             .text("operations", operations.to_string())
             .text("map", json!({ "0": ["variables.input.component"] }).to_string())
             .part("0", reqwest::multipart::Part::bytes(bytes).file_name("a.wasm"));
-        let body: Value = self
-            .client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(&supplier)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = wire::body(self.client.post(format!("{base}/graphql")).bearer_auth(&supplier).multipart(form)).await;
         let adapter = body["data"]["adapterUpload"]["adapter"]["id"].as_str().unwrap_or_else(|| panic!("{body}"));
         self.graphql(
             base,
@@ -151,15 +133,7 @@ impl Bench {
         let body = format!(
             "<mrq><ver>01.00</ver><ref>{reference}</ref><cid>{SERIAL}</cid><dty>005</dty><mty>ME</mty><stc>001</stc><lco>010</lco></mrq>"
         );
-        let response = self
-            .client
-            .post(format!("{base}/ingest/bench-alarm"))
-            .bearer_auth(token)
-            .header("content-type", "application/xml")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = wire::ingest(&self.client, base, token, "bench-alarm", "application/xml", body).await;
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
 }
@@ -243,8 +217,16 @@ async fn latency(label: &str, bench: &Bench, ingest: &str, listen: std::net::Soc
     report(label, latencies);
 }
 
-/// Transactions a second that each publish one item, from `concurrency` tasks.
-async fn publish_rate(label: &str, server: &velferd::http::RunningServer, concurrency: usize) {
+/// What each measured transaction writes: one published item, or (the baseline) one row of a
+/// table of its own, so that what the counter's lock costs is the difference.
+#[derive(Clone, Copy)]
+enum Write {
+    Publish,
+    PlainInsert,
+}
+
+/// Transactions a second that each write one item, from `concurrency` tasks.
+async fn rate(label: &str, server: &velferd::http::RunningServer, concurrency: usize, write: Write) {
     let total = 2000;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -253,7 +235,15 @@ async fn publish_rate(label: &str, server: &velferd::http::RunningServer, concur
         tasks.push(tokio::spawn(async move {
             for n in (t..total).step_by(concurrency) {
                 let txn = db.write().begin().await.unwrap();
-                live.publish(&txn, Topic::DeviceEvent, Scope::default(), &json!({ "n": n })).await.unwrap();
+                match write {
+                    Write::Publish => {
+                        live.publish(&txn, Topic::DeviceEvent, Scope::default(), &json!({ "n": n })).await.unwrap();
+                    }
+                    Write::PlainInsert => {
+                        let insert = format!("INSERT INTO bench_baseline (payload) VALUES ('{{\"n\": {n}}}')");
+                        txn.execute_unprepared(&insert).await.unwrap();
+                    }
+                }
                 txn.commit().await.unwrap();
             }
         }));
@@ -262,32 +252,22 @@ async fn publish_rate(label: &str, server: &velferd::http::RunningServer, concur
         task.await.unwrap();
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!("{label:<58} {rate:>8.0} publishing transactions/s ({concurrency} concurrent)");
+    let what = match write {
+        Write::Publish => "publishing",
+        Write::PlainInsert => "plain inserting",
+    };
+    println!("{label:<58} {rate:>8.0} {what} transactions/s ({concurrency} concurrent)");
 }
 
-/// The same transactions with a plain insert into a table of their own instead of a publish:
-/// what the counter's lock costs is the difference.
-async fn baseline_rate(label: &str, server: &velferd::http::RunningServer, concurrency: usize) {
-    let total = 2000;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let db = server.db.clone();
-        tasks.push(tokio::spawn(async move {
-            for n in (t..total).step_by(concurrency) {
-                let txn = db.write().begin().await.unwrap();
-                txn.execute_unprepared(&format!("INSERT INTO bench_baseline (payload) VALUES ('{{\"n\": {n}}}')"))
-                    .await
-                    .unwrap();
-                txn.commit().await.unwrap();
-            }
-        }));
+/// Publishing and then plain-insert rates, one task and eight, on `server`; `baseline_table`
+/// creates the baseline's table in the backend's dialect.
+async fn rates(label: &str, server: &velferd::http::RunningServer, baseline_table: &str) {
+    server.db.write().execute_unprepared(baseline_table).await.unwrap();
+    for write in [Write::Publish, Write::PlainInsert] {
+        for concurrency in [1, 8] {
+            rate(label, server, concurrency, write).await;
+        }
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!("{label:<58} {rate:>8.0} plain inserting transactions/s ({concurrency} concurrent)");
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -305,16 +285,7 @@ async fn main() {
     let base = format!("http://{}", server.addr);
     bench.setup(&base, server.db.write()).await;
     latency("SQLite, one instance", &bench, &base, server.addr).await;
-    publish_rate("SQLite", &server, 1).await;
-    publish_rate("SQLite", &server, 8).await;
-    server
-        .db
-        .write()
-        .execute_unprepared("CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)")
-        .await
-        .unwrap();
-    baseline_rate("SQLite", &server, 1).await;
-    baseline_rate("SQLite", &server, 8).await;
+    rates("SQLite", &server, "CREATE TABLE bench_baseline (id INTEGER PRIMARY KEY, payload TEXT)").await;
     server.stop().await;
 
     let Ok(admin_url) = std::env::var("VELFERD_BENCH_POSTGRES_URL") else {
@@ -332,16 +303,7 @@ async fn main() {
     bench.setup(&first_base, first.db.write()).await;
     latency("PostgreSQL, one instance", &bench, &first_base, first.addr).await;
     latency("PostgreSQL, ingest on one instance, subscriber on another", &bench, &first_base, second.addr).await;
-    publish_rate("PostgreSQL", &first, 1).await;
-    publish_rate("PostgreSQL", &first, 8).await;
-    first
-        .db
-        .write()
-        .execute_unprepared("CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)")
-        .await
-        .unwrap();
-    baseline_rate("PostgreSQL", &first, 1).await;
-    baseline_rate("PostgreSQL", &first, 8).await;
+    rates("PostgreSQL", &first, "CREATE TABLE bench_baseline (id BIGSERIAL PRIMARY KEY, payload TEXT)").await;
     first.stop().await;
     second.stop().await;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();

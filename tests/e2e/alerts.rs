@@ -13,6 +13,7 @@ use velferd::ids::{NodeType, global_id};
 use crate::devices::{ALARM, DISPENSER, Fleet, ingest, live_reference_adapters, sample};
 use crate::nodes::NodeSample;
 use crate::procurement::org_number;
+use crate::rows::org_row;
 use crate::support::{
     Backend, MUNICIPALITY_ORG, Options, SUPPLIER_ORG, TestApp, first_error_code, graphql_socket, next_text,
     on_both_backends, subscribe,
@@ -39,16 +40,13 @@ impl Centre {
         let fleet = Fleet::new(app).await;
         live_reference_adapters(app, &fleet).await;
         let (centre, other_centre) = (org_number(911), org_number(912));
-        let centre_id = app
-            .create_organization(
-                json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenter Vest", "orgNumber": centre }),
-            )
-            .await;
-        let other_centre_id = app
-            .create_organization(
-                json!({ "kind": "RESPONSE_CENTRE", "name": "Responssenter Nord", "orgNumber": other_centre }),
-            )
-            .await;
+        let mut ids = Vec::new();
+        for (name, number) in [("Responssenter Vest", &centre), ("Responssenter Nord", &other_centre)] {
+            ids.push(
+                app.create_organization(json!({ "kind": "RESPONSE_CENTRE", "name": name, "orgNumber": number })).await,
+            );
+        }
+        let [centre_id, other_centre_id] = ids.try_into().unwrap();
         let municipality_id = global_id(NodeType::Organization, org_row(app, MUNICIPALITY_ORG).await);
         let world = Centre { fleet, centre, centre_id, other_centre, other_centre_id, municipality_id };
         let data = agree(app, &world.officer(app), &world.centre_id, days(-1), days(365), None).await;
@@ -82,18 +80,6 @@ impl Centre {
     }
 }
 
-async fn org_row(app: &TestApp, number: &str) -> i64 {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use velferd::organizations::model as organization;
-    organization::Entity::find()
-        .filter(organization::Column::OrgNumber.eq(number))
-        .one(app.db().read())
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("organisation {number}"))
-        .id
-}
-
 /// Today plus `n` days.
 fn days(n: i64) -> String {
     let today = Utc::now().date_naive();
@@ -121,28 +107,13 @@ pub async fn agree(
 /// Registers the recipient `reference` of the device's municipality and assigns the device to
 /// it, straight in the database (the care area's mutations do this over the API).
 pub async fn assign_recipient(app: &TestApp, serial: &str, reference: &str) {
-    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-    use velferd::care::model::{RecipientStatus, service_recipient};
+    use sea_orm::{ActiveModelTrait, Set};
     use velferd::devices::model::device;
+    let d = crate::rows::device(app, serial).await;
     let db = app.db().write();
-    let d = device::Entity::find().filter(device::Column::Serial.eq(serial)).one(db).await.unwrap().unwrap();
-    let now = Utc::now().fixed_offset();
-    let recipient = service_recipient::ActiveModel {
-        municipality_id: Set(d.municipality_id),
-        reference: Set(reference.into()),
-        care_zone: Set(None),
-        status: Set(RecipientStatus::Active),
-        started_on: Set(Utc::now().date_naive()),
-        paused_on: Set(None),
-        ended_on: Set(None),
-        created_by: Set("test".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
+    let recipient =
+        crate::rows::recipient(db, d.municipality_id, reference, Utc::now().date_naive(), Utc::now().fixed_offset())
+            .await;
     let mut d: device::ActiveModel = d.into();
     d.recipient_id = Set(Some(recipient.id));
     d.update(db).await.unwrap();
@@ -611,6 +582,29 @@ fn sweeping(interval_ms: u32) -> Options {
     Options { pairs: vec![("VELFERD_ALERT_SWEEP_INTERVAL_MS", interval_ms.to_string())], ..Options::default() }
 }
 
+/// Runs the test `$name`, an `async fn(TestApp)`, on SQLite and on PostgreSQL (when configured),
+/// on a server whose sweep waits an hour: nothing is swept until the test restarts it.
+macro_rules! on_both_backends_unswept {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = TestApp::spawn_with(Backend::Sqlite, sweeping(3_600_000)).await.unwrap();
+                super::$name(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = TestApp::spawn_with(Backend::Postgres, sweeping(3_600_000)).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
 /// Polls `check` every 200 ms until it gives a value, for at most 30 s.
 async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -684,22 +678,7 @@ async fn escalates_exactly_once_across_a_restart(app: TestApp) {
     other.stop().await;
 }
 
-mod escalates_exactly_once_across_a_restart {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = TestApp::spawn_with(Backend::Sqlite, sweeping(3_600_000)).await.unwrap();
-        super::escalates_exactly_once_across_a_restart(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) = TestApp::spawn_with(Backend::Postgres, sweeping(3_600_000)).await {
-            super::escalates_exactly_once_across_a_restart(app).await;
-        }
-    }
-}
+on_both_backends_unswept!(escalates_exactly_once_across_a_restart);
 
 /// A device whose product has a heartbeat interval falls silent across a restart: one
 /// `device-offline` alert, closed by its next event; a missed test transmission the same way.
@@ -751,22 +730,7 @@ async fn a_silent_device_raises_one_offline_alert_that_its_next_event_closes(app
     );
 }
 
-mod a_silent_device_raises_one_offline_alert_that_its_next_event_closes {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = TestApp::spawn_with(Backend::Sqlite, sweeping(3_600_000)).await.unwrap();
-        super::a_silent_device_raises_one_offline_alert_that_its_next_event_closes(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) = TestApp::spawn_with(Backend::Postgres, sweeping(3_600_000)).await {
-            super::a_silent_device_raises_one_offline_alert_that_its_next_event_closes(app).await;
-        }
-    }
-}
+on_both_backends_unswept!(a_silent_device_raises_one_offline_alert_that_its_next_event_closes);
 
 const RAISED: &str =
     "subscription { alertRaised { sequence alert { id kind severity deviceSerial recipientReference status } } }";

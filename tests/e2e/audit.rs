@@ -60,6 +60,23 @@ async fn append(db: &Database, municipality: i64, recipient: i64, count: usize) 
     }
 }
 
+/// Appends `count` entries as [`append`] does, then puts the municipality's anchor back as it
+/// was: entries stored without their anchor moving (a writer that died between the two).
+async fn append_unanchored(db: &Database, municipality: i64, recipient: i64, count: usize) {
+    let anchor = audit_anchor::Entity::find()
+        .filter(audit_anchor::Column::MunicipalityId.eq(municipality))
+        .one(db.write())
+        .await
+        .unwrap()
+        .unwrap();
+    append(db, municipality, recipient, count).await;
+    let mut back: audit_anchor::ActiveModel = anchor.clone().into();
+    back.head_seq = Set(anchor.head_seq);
+    back.head_hash = Set(anchor.head_hash.clone());
+    back.mac = Set(anchor.mac.clone());
+    back.update(db.write()).await.unwrap();
+}
+
 async fn entry(db: &Database, municipality: i64, seq: i64) -> audit_entry::Model {
     audit_entry::Entity::find()
         .filter(audit_entry::Column::MunicipalityId.eq(municipality))
@@ -229,19 +246,8 @@ on_both_backends! {
         let first = entry(&db, 1101, 1).await;
         sql(&db, "DELETE FROM audit_anchor WHERE municipality_id = 1101").await;
         // An entry appended to 1102 as Velferd would, but with the anchor put back.
-        let anchor = audit_anchor::Entity::find()
-            .filter(audit_anchor::Column::MunicipalityId.eq(1102))
-            .one(db.write())
-            .await
-            .unwrap()
-            .unwrap();
-        append(&db, 1102, 7, 1).await;
+        append_unanchored(&db, 1102, 7, 1).await;
         let extra = entry(&db, 1102, 4).await;
-        let mut restored: audit_anchor::ActiveModel = anchor.clone().into();
-        restored.head_seq = Set(anchor.head_seq);
-        restored.head_hash = Set(anchor.head_hash.clone());
-        restored.mac = Set(anchor.mac.clone());
-        restored.update(db.write()).await.unwrap();
         let report = verify(db.read(), &test_keys()).await.unwrap();
         let findings: Vec<(i64, Problem)> = report.findings.iter().map(|f| (f.municipality_id, f.problem.clone())).collect();
         assert_eq!(
@@ -260,18 +266,7 @@ on_both_backends! {
     async fn an_entry_left_unanchored_is_covered_by_the_next_append(app) {
         let db = app.db().clone();
         append(&db, 1601, 7, 2).await;
-        let anchor = audit_anchor::Entity::find()
-            .filter(audit_anchor::Column::MunicipalityId.eq(1601))
-            .one(db.write())
-            .await
-            .unwrap()
-            .unwrap();
-        append(&db, 1601, 7, 1).await;
-        let mut back: audit_anchor::ActiveModel = anchor.clone().into();
-        back.head_seq = Set(anchor.head_seq);
-        back.head_hash = Set(anchor.head_hash.clone());
-        back.mac = Set(anchor.mac.clone());
-        back.update(db.write()).await.unwrap();
+        append_unanchored(&db, 1601, 7, 1).await;
         let report = verify(db.read(), &test_keys()).await.unwrap();
         assert!(matches!(report.findings[..], [velferd::audit::verify::Finding { problem: Problem::Unanchored { .. }, .. }]));
         append(&db, 1601, 7, 1).await;

@@ -114,19 +114,23 @@ fn fixture(name: &str) -> String {
     format!("{}/../tests/e2e/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A SQLite server signing and verifying `algorithm` tokens with the key pair
+/// `fixtures/{keys}-public.pem` and `fixtures/{keys}-private.pem`, and the `extra` settings.
+async fn spawn_with_keys(algorithm: &str, keys: &str, extra: &[(&'static str, &str)]) -> TestApp {
+    let mut pairs = vec![
+        ("VELFERD_JWT_ALGORITHM", algorithm.to_string()),
+        ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture(&format!("{keys}-public.pem"))),
+        ("VELFERD_JWT_PRIVATE_KEY_FILE", fixture(&format!("{keys}-private.pem"))),
+    ];
+    pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+    TestApp::spawn_with(Backend::Sqlite, Options { pairs, demo: false }).await.unwrap()
+}
+
 /// With RS256 configured, RS256 tokens pass and an HS256 token is refused — including one
 /// "signed" with the public key as an HMAC secret (the algorithm-confusion attack).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs256_server_refuses_hs256_tokens() {
-    let options = Options {
-        pairs: vec![
-            ("VELFERD_JWT_ALGORITHM", "RS256".into()),
-            ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture("rs256-public.pem")),
-            ("VELFERD_JWT_PRIVATE_KEY_FILE", fixture("rs256-private.pem")),
-        ],
-        demo: false,
-    };
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = spawn_with_keys("RS256", "rs256", &[]).await;
     let good = app.admin_token();
     assert!(jsonwebtoken::decode_header(&good).unwrap().alg == Algorithm::RS256);
     let data = app.graphql(Some(&good), VIEWER, json!({})).await;
@@ -146,16 +150,7 @@ async fn rs256_server_refuses_hs256_tokens() {
 /// EdDSA works as the production alternative to RS256.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eddsa_tokens_are_accepted_when_configured() {
-    let options = Options {
-        pairs: vec![
-            ("VELFERD_ENV", "production".into()),
-            ("VELFERD_JWT_ALGORITHM", "EdDSA".into()),
-            ("VELFERD_JWT_PUBLIC_KEY_FILE", fixture("ed25519-public.pem")),
-            ("VELFERD_JWT_PRIVATE_KEY_FILE", fixture("ed25519-private.pem")),
-        ],
-        demo: false,
-    };
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = spawn_with_keys("EdDSA", "ed25519", &[("VELFERD_ENV", "production")]).await;
     let token = app.admin_token();
     let data = app.graphql(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data["viewer"]["roles"], json!(["ADMIN"]));

@@ -24,6 +24,7 @@ use velferd::organizations::model as organization;
 
 use crate::devices::{DISPENSER, Fleet, active_dispenser, ingest, register_device, sample};
 use crate::procurement::org_number;
+use crate::rows::organization as org_by_number;
 use crate::support::{LARVIK, MUNICIPALITY_ORG, SUPPLIER_ORG, TestApp, graphql_socket, on_both_backends};
 use edges::{Edge, Schema};
 use rules::{Readers, Rule, rule_of};
@@ -257,15 +258,6 @@ async fn larvik_procurement_row(app: &TestApp) -> i64 {
         .unwrap()
         .expect("the demo's Larvik procurement")
         .id
-}
-
-async fn org_by_number(app: &TestApp, number: &str) -> organization::Model {
-    organization::Entity::find()
-        .filter(organization::Column::OrgNumber.eq(number))
-        .one(app.db().read())
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("organisation {number} registered"))
 }
 
 /// Every caller: each role of each organisation of the world (the lead, a participant and the

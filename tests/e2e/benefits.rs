@@ -15,6 +15,7 @@ use velferd::ids::{NodeType, global_id};
 
 use crate::devices::{ALARM, DISPENSER, Fleet, REGISTER_KEY, activate, ingest, key_proof, register_device, upload};
 use crate::nodes::NodeSample;
+use crate::rows::{device as device_row, org_row};
 use crate::support::{MUNICIPALITY_ORG, TestApp, first_error_code, on_both_backends};
 
 pub async fn node_samples(_app: &TestApp) -> Vec<NodeSample> {
@@ -29,72 +30,16 @@ fn utc(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-async fn org_row(app: &TestApp, number: &str) -> i64 {
-    use velferd::organizations::model as organization;
-    organization::Entity::find()
-        .filter(organization::Column::OrgNumber.eq(number))
-        .one(app.db().read())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
-async fn device_row(app: &TestApp, serial: &str) -> velferd::devices::model::device::Model {
-    use velferd::devices::model::device;
-    device::Entity::find().filter(device::Column::Serial.eq(serial)).one(app.db().read()).await.unwrap().unwrap()
-}
-
 /// Puts `serial` in service for a new recipient `reference` from 1 August 2026. Written
 /// straight to the database: a status change's `at` is the server's clock when the mutation
 /// runs, so the API cannot put a device in service in the past, and assignment through the
 /// API needs a granted assessment (the care tests cover that path).
 async fn in_service(app: &TestApp, serial: &str, reference: &str) {
-    use velferd::care::model::{RecipientStatus, service_recipient};
-    use velferd::devices::model::{DeviceStatus, device, device_status_change};
-    let db = app.db().write();
     let d = device_row(app, serial).await;
     let registered = utc("2026-07-01T00:00:00Z").fixed_offset();
-    let recipient = service_recipient::ActiveModel {
-        municipality_id: Set(d.municipality_id),
-        reference: Set(reference.into()),
-        care_zone: Set(None),
-        status: Set(RecipientStatus::Active),
-        started_on: Set(utc("2026-08-01T00:00:00Z").date_naive()),
-        paused_on: Set(None),
-        ended_on: Set(None),
-        created_by: Set("test".into()),
-        created_at: Set(registered),
-        updated_at: Set(registered),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    device_status_change::Entity::update_many()
-        .col_expr(device_status_change::Column::At, sea_orm::sea_query::Expr::value(registered))
-        .filter(device_status_change::Column::DeviceId.eq(d.id))
-        .exec(db)
-        .await
-        .unwrap();
-    device_status_change::ActiveModel {
-        device_id: Set(d.id),
-        from_status: Set(Some(DeviceStatus::InStock)),
-        to_status: Set(DeviceStatus::Active),
-        recipient_id: Set(Some(recipient.id)),
-        subject: Set("test".into()),
-        organization_id: Set(d.municipality_id),
-        role: Set("case_worker".into()),
-        at: Set(utc("2026-08-01T00:00:00Z").fixed_offset()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let mut d: device::ActiveModel = d.into();
-    d.status = Set(DeviceStatus::Active);
-    d.recipient_id = Set(Some(recipient.id));
-    d.update(db).await.unwrap();
+    let started = utc("2026-08-01T00:00:00Z").date_naive();
+    let recipient = crate::rows::recipient(app.db().write(), d.municipality_id, reference, started, registered).await;
+    put_in_service_for(app, d, recipient.id).await;
 }
 
 /// Both suppliers' dispensers and the alarm units, with live adapters, in service for seven
@@ -151,7 +96,7 @@ async fn world(app: &TestApp) -> Fleet {
 
 /// As [`in_service`], for a recipient that exists already.
 async fn put_in_service_for(app: &TestApp, d: velferd::devices::model::device::Model, recipient: i64) {
-    use velferd::devices::model::{DeviceStatus, device, device_status_change};
+    use velferd::devices::model::device_status_change;
     let db = app.db().write();
     device_status_change::Entity::update_many()
         .col_expr(
@@ -162,24 +107,7 @@ async fn put_in_service_for(app: &TestApp, d: velferd::devices::model::device::M
         .exec(db)
         .await
         .unwrap();
-    device_status_change::ActiveModel {
-        device_id: Set(d.id),
-        from_status: Set(Some(DeviceStatus::InStock)),
-        to_status: Set(DeviceStatus::Active),
-        recipient_id: Set(Some(recipient)),
-        subject: Set("test".into()),
-        organization_id: Set(d.municipality_id),
-        role: Set("case_worker".into()),
-        at: Set(utc("2026-08-01T00:00:00Z").fixed_offset()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let mut d: device::ActiveModel = d.into();
-    d.status = Set(DeviceStatus::Active);
-    d.recipient_id = Set(Some(recipient));
-    d.update(db).await.unwrap();
+    crate::rows::activate_for(db, d, recipient, utc("2026-08-01T00:00:00Z").fixed_offset()).await;
 }
 
 /// One dispenser message; must be stored (or be a duplicate).
@@ -311,48 +239,17 @@ async fn seed(app: &TestApp, fleet: &Fleet) {
     dispenser(app, fleet, OTHER_DISPENSER, "RD-B2", on_time).await;
 
     // ---- October 2026, Reference Devices AS ----
-    dispenser(
-        app,
-        fleet,
-        DISPENSER,
-        "RD-A1",
-        json!([dose("a1-3", "dose_taken", "2026-10-01T05:10:00Z", "2026-10-01T05:00:00Z", Some(false))]),
-    )
-    .await;
-    // Scheduled 22:30 UTC on 30 September: 00:30 on 1 October in Oslo, so an October dose.
-    dispenser(
-        app,
-        fleet,
-        DISPENSER,
-        "RD-A2",
-        json!([dose("a2-3", "dose_taken", "2026-09-30T22:40:00Z", "2026-09-30T22:30:00Z", Some(false))]),
-    )
-    .await;
-    // Assistance unknown: on time, but no visit replaced.
-    dispenser(
-        app,
-        fleet,
-        DISPENSER,
-        "RD-A3",
-        json!([dose("a3-2", "dose_taken", "2026-10-05T06:05:00Z", "2026-10-05T06:00:00Z", None)]),
-    )
-    .await;
-    dispenser(
-        app,
-        fleet,
-        DISPENSER,
-        "RD-A4",
-        json!([dose("a4-2", "dose_taken", "2026-10-06T06:00:00Z", "2026-10-06T06:00:00Z", Some(false))]),
-    )
-    .await;
-    dispenser(
-        app,
-        fleet,
-        DISPENSER,
-        "RD-A5",
-        json!([dose("a5-2", "dose_missed", "2026-10-07T07:00:00Z", "2026-10-07T06:00:00Z", None)]),
-    )
-    .await;
+    for (serial, october) in [
+        ("RD-A1", dose("a1-3", "dose_taken", "2026-10-01T05:10:00Z", "2026-10-01T05:00:00Z", Some(false))),
+        // Scheduled 22:30 UTC on 30 September: 00:30 on 1 October in Oslo, so an October dose.
+        ("RD-A2", dose("a2-3", "dose_taken", "2026-09-30T22:40:00Z", "2026-09-30T22:30:00Z", Some(false))),
+        // Assistance unknown: on time, but no visit replaced.
+        ("RD-A3", dose("a3-2", "dose_taken", "2026-10-05T06:05:00Z", "2026-10-05T06:00:00Z", None)),
+        ("RD-A4", dose("a4-2", "dose_taken", "2026-10-06T06:00:00Z", "2026-10-06T06:00:00Z", Some(false))),
+        ("RD-A5", dose("a5-2", "dose_missed", "2026-10-07T07:00:00Z", "2026-10-07T06:00:00Z", None)),
+    ] {
+        dispenser(app, fleet, DISPENSER, serial, json!([october])).await;
+    }
 
     // RD-A4's September dose was blocked because the dispenser was empty. Written straight to
     // the database: no reference adapter reports `dispensing-blocked-empty`; the row is what
@@ -431,12 +328,15 @@ async fn seed(app: &TestApp, fleet: &Fleet) {
     let twice = scaip(app, fleet, "al-1", "SA-1", "ME", "001", "2026-10-15T10:00:00Z").await;
     assert_eq!(twice["duplicate"], 1, "{twice}");
     answer(app, &alert_of(app, "SA-1", "al-1").await, "2026-10-15T10:00:05Z", Some(30), true).await;
-    scaip(app, fleet, "al-2", "SA-2", "ME", "001", "2026-10-15T11:00:00Z").await;
-    answer(app, &alert_of(app, "SA-2", "al-2").await, "2026-10-15T11:00:00Z", Some(45), true).await;
-    scaip(app, fleet, "al-3", "SA-3", "ME", "002", "2026-10-16T09:00:00Z").await;
-    answer(app, &alert_of(app, "SA-3", "al-3").await, "2026-10-16T09:00:00Z", Some(90), true).await;
-    scaip(app, fleet, "al-4", "SA-4", "ME", "010", "2026-10-16T10:00:00Z").await;
-    answer(app, &alert_of(app, "SA-4", "al-4").await, "2026-10-16T10:00:00Z", Some(200), true).await;
+    // al-2…al-4: a button (001), a pull cord (002) and a fall (010), answered in 45, 90 and 200 s.
+    for (reference, unit, stc, at, answered_after) in [
+        ("al-2", "SA-2", "001", "2026-10-15T11:00:00Z", 45),
+        ("al-3", "SA-3", "002", "2026-10-16T09:00:00Z", 90),
+        ("al-4", "SA-4", "010", "2026-10-16T10:00:00Z", 200),
+    ] {
+        scaip(app, fleet, reference, unit, "ME", stc, at).await;
+        answer(app, &alert_of(app, unit, reference).await, at, Some(answered_after), true).await;
+    }
     // al-5: cancelled at the device 20 s later, before anyone answered: not counted.
     scaip(app, fleet, "al-5", "SA-5", "ME", "001", "2026-10-17T08:00:00Z").await;
     scaip(app, fleet, "al-5r", "SA-5", "RE", "001", "2026-10-17T08:00:20Z").await;

@@ -12,6 +12,7 @@ use crate::care_text::{FREE_TEXT_FIELDS, texts_with_a_national_id};
 use crate::devices::{DISPENSER, Fleet, active_dispenser, confirmed_call_off, ingest, register_device, sample};
 use crate::nodes::NodeSample;
 use crate::procurement::org_number;
+use crate::rows::org_row;
 use crate::support::{LARVIK, TestApp, on_both_backends};
 
 pub const REGISTER: &str =
@@ -48,17 +49,6 @@ impl World {
     }
 }
 
-async fn org_id(app: &TestApp, number: &str) -> i64 {
-    use velferd::organizations::model as organization;
-    organization::Entity::find()
-        .filter(organization::Column::OrgNumber.eq(number))
-        .one(app.db().read())
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("organisation {number}"))
-        .id
-}
-
 /// The user story of the framework agreement `call_off` is under.
 async fn story_of(app: &TestApp, call_off: i64) -> String {
     use velferd::agreements::model::{call_off, framework_agreement};
@@ -80,8 +70,8 @@ pub async fn world(app: &TestApp) -> World {
     active_dispenser(app, &fleet).await;
     let case_worker = fleet.case_worker_token(app);
     let other_case_worker = app.token(&fleet.other_municipality, &[Role::CaseWorker]);
-    let municipality = org_id(app, &fleet.municipality).await;
-    let supplier = org_id(app, &fleet.supplier).await;
+    let municipality = org_row(app, &fleet.municipality).await;
+    let supplier = org_row(app, &fleet.supplier).await;
     let call_off = confirmed_call_off(app, municipality, supplier).await;
     let user_story = story_of(app, call_off).await;
     let mut devices = Vec::new();
@@ -126,12 +116,7 @@ pub async fn audit_count(app: &TestApp, operation: Option<&str>) -> u64 {
 }
 
 fn codes(payload: &Value) -> Vec<String> {
-    payload["userErrors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{payload}"))
-        .iter()
-        .map(|e| e["code"].as_str().unwrap().to_string())
-        .collect()
+    crate::support::strings(&payload["userErrors"], "/code")
 }
 
 on_both_backends! {
@@ -248,8 +233,8 @@ on_both_backends! {
         let supplier = w.fleet.supplier_token(&app);
         let other_story = {
             // A user story only the other municipality has called off.
-            let asker = org_id(&app, &w.fleet.other_municipality).await;
-            let other_supplier = org_id(&app, &w.fleet.other_supplier).await;
+            let asker = org_row(&app, &w.fleet.other_municipality).await;
+            let other_supplier = org_row(&app, &w.fleet.other_supplier).await;
             let call_off = confirmed_call_off(&app, asker, other_supplier).await;
             story_of(&app, call_off).await
         };

@@ -16,7 +16,8 @@ use crate::alerts::Centre;
 use crate::devices::ALARM;
 use crate::receiver::Receiver;
 use crate::support::{Backend, Options, TestApp};
-use crate::webhooks::{FAST, Server, pairs, registered};
+use crate::serve::Server;
+use crate::webhooks::{FAST, pairs, registered};
 
 const SENDERS: usize = 8;
 const KILLS: usize = 20;
@@ -83,7 +84,7 @@ async fn run(backend: Backend) {
     process.push(("VELFERD_OUTBOUND_TIMEOUT", "2s".into()));
 
     let server = Server::start(&database_url, &process);
-    let base = Arc::new(RwLock::new(server.addr.clone()));
+    let base = Arc::new(RwLock::new(server.addr().to_string()));
     let stop = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let acknowledgements = Arc::new(AtomicUsize::new(0));
@@ -138,7 +139,7 @@ async fn run(backend: Backend) {
         }
         server.take().unwrap().kill();
         let next = Server::start(&database_url, &process);
-        *base.write().unwrap() = next.addr.clone();
+        *base.write().unwrap() = next.addr().to_string();
         server = Some(next);
     }
     stop.store(true, Ordering::Relaxed);

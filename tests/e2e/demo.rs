@@ -324,18 +324,9 @@ impl DemoServer {
             BTreeSet::from([Role::CaseWorker]),
             Duration::from_secs(600),
         );
-        let addr = self.server.as_ref().unwrap().addr;
-        let body: Value = self
-            .client
-            .post(format!("http://{addr}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({ "query": "{ deviceEvents(first: 100) { nodes { kind device { serial product { slug } } } } }" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let base = format!("http://{}", self.server.as_ref().unwrap().addr);
+        let query = "{ deviceEvents(first: 100) { nodes { kind device { serial product { slug } } } } }";
+        let body = crate::wire::graphql(&self.client, &base, Some(&token), query, json!({})).await;
         body["data"]["deviceEvents"]["nodes"]
             .as_array()
             .unwrap_or_else(|| panic!("{body}"))
@@ -402,20 +393,10 @@ async fn without_the_feed_the_demo_devices_are_ready_and_only_messages_sent_to_t
     // With the feed, its first message is stored before the start returns; without it, nothing.
     assert_eq!(demo.events(crate::support::LARVIK).await, vec![]);
     // The devices are registered and the adapters active: one message of our own arrives.
-    let addr = demo.server.as_ref().unwrap().addr;
+    let base = format!("http://{}", demo.server.as_ref().unwrap().addr);
     let supplier = {
-        let orgs: Value = demo
-            .client
-            .post(format!("http://{addr}/graphql"))
-            .json(
-                &json!({ "query": "{ organizations(first: 100, filter: { kind: SUPPLIER }) { nodes { id name } } }" }),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let query = "{ organizations(first: 100, filter: { kind: SUPPLIER }) { nodes { id name } } }";
+        let orgs = crate::wire::graphql(&demo.client, &base, None, query, json!({})).await;
         let nodes = orgs["data"]["organizations"]["nodes"].as_array().unwrap().clone();
         let dignio = nodes.iter().find(|n| n["name"] == "Dignio AS").unwrap_or_else(|| panic!("{orgs}"));
         velferd::ids::row_id(dignio["id"].as_str().unwrap(), velferd::ids::NodeType::Organization).unwrap()
@@ -423,15 +404,7 @@ async fn without_the_feed_the_demo_devices_are_ready_and_only_messages_sent_to_t
     let token =
         demo.signer.mint("test", OrgRef::Id(supplier), BTreeSet::from([Role::Integration]), Duration::from_secs(600));
     let alarm = "<mrq><ref>own-1</ref><cid>SA-7734001</cid><mty>ME</mty><stc>001</stc></mrq>";
-    let reply = demo
-        .client
-        .post(format!("http://{addr}/ingest/reference-alarm"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(alarm)
-        .send()
-        .await
-        .unwrap();
+    let reply = crate::wire::ingest(&demo.client, &base, &token, "reference-alarm", "application/xml", alarm).await;
     assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
     assert_eq!(demo.events(crate::support::LARVIK).await, vec![("alarm-button".to_string(), "SA-7734001".to_string())]);
     demo.stop().await;
@@ -496,18 +469,9 @@ async fn serve_demo_says_whether_the_feed_runs_and_no_demo_feed_keeps_it_off() {
                 BTreeSet::from([Role::CaseWorker]),
                 Duration::from_secs(600),
             );
-            let body: Value = crate::support::http_client()
-                .build()
-                .unwrap()
-                .post(format!("{base}/graphql"))
-                .bearer_auth(token)
-                .json(&json!({ "query": "{ deviceEvents(first: 1) { totalCount } }" }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let client = crate::support::http_client().build().unwrap();
+            let query = "{ deviceEvents(first: 1) { totalCount } }";
+            let body = crate::wire::graphql(&client, &base, Some(&token), query, json!({})).await;
             body["data"]["deviceEvents"]["totalCount"].as_i64().unwrap_or_else(|| panic!("{body}"))
         };
         if expected.ends_with("off") {

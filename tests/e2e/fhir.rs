@@ -430,11 +430,10 @@ const RECIPIENT: &str = "tm-0042";
 /// story.rs do it over the API).
 async fn assign_with_history(app: &TestApp, serial: &str, reference: &str) {
     use chrono::Utc;
-    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-    use velferd::care::model::{RecipientStatus, service_recipient};
-    use velferd::devices::model::{DeviceStatus, device, device_status_change};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use velferd::care::model::service_recipient;
+    let d = crate::rows::device(app, serial).await;
     let db = app.db().write();
-    let d = device::Entity::find().filter(device::Column::Serial.eq(serial)).one(db).await.unwrap().unwrap();
     let now = Utc::now().fixed_offset();
     let existing = service_recipient::Entity::find()
         .filter(service_recipient::Column::MunicipalityId.eq(d.municipality_id))
@@ -444,41 +443,9 @@ async fn assign_with_history(app: &TestApp, serial: &str, reference: &str) {
         .unwrap();
     let recipient = match existing {
         Some(r) => r,
-        None => service_recipient::ActiveModel {
-            municipality_id: Set(d.municipality_id),
-            reference: Set(reference.into()),
-            care_zone: Set(None),
-            status: Set(RecipientStatus::Active),
-            started_on: Set(Utc::now().date_naive()),
-            paused_on: Set(None),
-            ended_on: Set(None),
-            created_by: Set("test".into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
-        .await
-        .unwrap(),
+        None => crate::rows::recipient(db, d.municipality_id, reference, Utc::now().date_naive(), now).await,
     };
-    device_status_change::ActiveModel {
-        device_id: Set(d.id),
-        from_status: Set(Some(d.status)),
-        to_status: Set(DeviceStatus::Active),
-        recipient_id: Set(Some(recipient.id)),
-        subject: Set("test".into()),
-        organization_id: Set(d.municipality_id),
-        role: Set("case_worker".into()),
-        at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    let mut d: device::ActiveModel = d.into();
-    d.recipient_id = Set(Some(recipient.id));
-    d.status = Set(DeviceStatus::Active);
-    d.update(db).await.unwrap();
+    crate::rows::activate_for(db, d, recipient.id, now).await;
 }
 
 pub struct Journal {
@@ -568,41 +535,34 @@ pub async fn journal(app: &TestApp) -> Journal {
         input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         input
     };
-    done(
-        app,
-        &operator,
-        "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
-        input(json!({})),
-    )
-    .await;
-    done(
-        app,
-        &operator,
-        "mutation($input: AlertNoteAddInput!) { alertNoteAdd(input: $input) { userErrors { code } } }",
-        input(json!({ "kind": "CONVERSATION", "text": "Toveis tale: bruker har falt på badet." })),
-    )
-    .await;
-    done(
-        app,
-        &operator,
-        "mutation($input: AlertHandOverInput!) { alertHandOver(input: $input) { userErrors { code } } }",
-        input(json!({ "responderId": centre.municipality_id })),
-    )
-    .await;
-    done(
-        app,
-        &responder,
-        "mutation($input: AlertInput!) { alertAccept(input: $input) { userErrors { code } } }",
-        input(json!({})),
-    )
-    .await;
-    done(
-        app,
-        &responder,
-        "mutation($input: AlertResolveInput!) { alertResolve(input: $input) { userErrors { code } } }",
-        input(json!({ "outcome": "VISIT", "note": "Hjalp bruker opp; ingen skade." })),
-    )
-    .await;
+    // The response centre's workflow, step by step: acknowledged, a note, handed over to the
+    // municipality's responder, accepted and resolved by a visit.
+    let steps = [
+        (
+            &operator,
+            "mutation($input: AlertInput!) { alertAcknowledge(input: $input) { userErrors { code } } }",
+            json!({}),
+        ),
+        (
+            &operator,
+            "mutation($input: AlertNoteAddInput!) { alertNoteAdd(input: $input) { userErrors { code } } }",
+            json!({ "kind": "CONVERSATION", "text": "Toveis tale: bruker har falt på badet." }),
+        ),
+        (
+            &operator,
+            "mutation($input: AlertHandOverInput!) { alertHandOver(input: $input) { userErrors { code } } }",
+            json!({ "responderId": centre.municipality_id }),
+        ),
+        (&responder, "mutation($input: AlertInput!) { alertAccept(input: $input) { userErrors { code } } }", json!({})),
+        (
+            &responder,
+            "mutation($input: AlertResolveInput!) { alertResolve(input: $input) { userErrors { code } } }",
+            json!({ "outcome": "VISIT", "note": "Hjalp bruker opp; ingen skade." }),
+        ),
+    ];
+    for (token, mutation, extra) in steps {
+        done(app, token, mutation, input(extra)).await;
+    }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     alarm(app, &centre, "J-2", "SA-7734001", "010").await;
     let integration = app.token(MUNICIPALITY_ORG, &[Role::Integration]);

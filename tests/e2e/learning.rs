@@ -192,12 +192,7 @@ async fn procurement_with_follower(app: &TestApp) -> Cast {
 const REPORTS: &str = r#"query($search: String) { experienceReports(search: $search) { totalCount nodes { id title public phase author { name } lessons { nodes { phase text } } } } }"#;
 
 fn titles(data: &Value) -> Vec<String> {
-    data["experienceReports"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["title"].as_str().unwrap().to_string())
-        .collect()
+    crate::support::strings(&data["experienceReports"]["nodes"], "/title")
 }
 
 on_both_backends! {

@@ -2,8 +2,6 @@
 //! server processes on one PostgreSQL database, transactions that commit out of order, an
 //! expired sequence, and a subscriber too slow to keep up.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +12,8 @@ use velferd::auth::Role;
 use velferd::live::{Scope, Topic};
 
 use crate::devices::{ALARM, Fleet, ingest, live_reference_adapters};
-use crate::support::{Backend, OPERATOR_ORG, Options, SECRET, Socket, TestApp, on_both_backends};
+use crate::serve::Server;
+use crate::support::{Backend, Options, Socket, TestApp, on_both_backends};
 
 /// What each delivery shows: enough to tell the events apart and to resume.
 const LIVE: &str = "subscription($after: Sequence) { deviceEventReceived(afterSequence: $after) {
@@ -23,28 +22,34 @@ const LIVE: &str = "subscription($after: Sequence) { deviceEventReceived(afterSe
 /// How long a test waits for something that should come at once; generous for a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A SCAIP alarm-button message from Larvik's alarm `SA-7734001`, the supplier calling the
-/// event `reference`.
-fn alarm(reference: &str) -> Vec<u8> {
+/// A SCAIP message of type `mty` (`ME` a press, `RE` a cancel) from Larvik's alarm
+/// `SA-7734001`, the supplier calling the event `reference`.
+fn alarm(reference: &str, mty: &str) -> Vec<u8> {
     format!(
-        "<mrq><ver>01.00</ver><ref>{reference}</ref><cid>SA-7734001</cid><dty>005</dty><mty>ME</mty><stc>001</stc><lco>010</lco></mrq>"
+        "<mrq><ver>01.00</ver><ref>{reference}</ref><cid>SA-7734001</cid><dty>005</dty><mty>{mty}</mty><stc>001</stc><lco>010</lco></mrq>"
     )
     .into_bytes()
 }
 
-/// Ingests alarm `reference` on `base` (`http://host:port`) and checks it was stored.
-async fn raise(client: &reqwest::Client, base: &str, token: &str, reference: &str) {
-    let response = client
-        .post(format!("{base}/ingest/{ALARM}"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(alarm(reference))
-        .send()
-        .await
-        .unwrap();
+/// Posts alarm message `reference` of type `mty` on `base` (`http://host:port`): (status, reply).
+async fn post_alarm(client: &reqwest::Client, base: &str, token: &str, reference: &str, mty: &str) -> (u16, Value) {
+    let response = crate::wire::ingest(client, base, token, ALARM, "application/xml", alarm(reference, mty)).await;
     let status = response.status().as_u16();
-    let reply: Value = response.json().await.unwrap();
+    (status, response.json().await.unwrap())
+}
+
+/// Ingests alarm `reference` on `base` and checks it was stored.
+async fn raise(client: &reqwest::Client, base: &str, token: &str, reference: &str) {
+    let (status, reply) = post_alarm(client, base, token, reference, "ME").await;
     assert_eq!((status, reply["results"][0]["eventsStored"].as_u64()), (200, Some(1)), "{reference}: {reply}");
+}
+
+/// Larvik's fleet with live reference adapters; its integration's and its case worker's tokens.
+async fn live_fleet(app: &TestApp) -> (Fleet, String, String) {
+    let fleet = Fleet::new(app).await;
+    live_reference_adapters(app, &fleet).await;
+    let (integration, case_worker) = (fleet.integration_token(app), fleet.case_worker_token(app));
+    (fleet, integration, case_worker)
 }
 
 /// A graphql-transport-ws socket to the server at `addr` (`host:port`), signed in with `token`.
@@ -122,9 +127,7 @@ on_both_backends! {
     /// the events stored meanwhile, in order and each once, then live ones; every delivery
     /// carries its sequence, and the sequences increase.
     async fn a_subscriber_resumes_after_its_last_sequence_exactly_once_then_live(app) {
-        let fleet = Fleet::new(&app).await;
-        live_reference_adapters(&app, &fleet).await;
-        let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
+        let (fleet, integration, case_worker) = live_fleet(&app).await;
         let base = app.url("");
         let addr = app.addr.to_string();
 
@@ -178,9 +181,7 @@ on_both_backends! {
     /// a subscription.
     async fn a_sequence_older_than_the_outbox_keeps_is_refused_with_its_code(app) {
         let app = app.respawn_with(&[("VELFERD_LIVE_RETENTION_SECONDS", "1")]).await;
-        let fleet = Fleet::new(&app).await;
-        live_reference_adapters(&app, &fleet).await;
-        let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
+        let (_fleet, integration, case_worker) = live_fleet(&app).await;
         let base = app.url("");
         for reference in ["E-1", "E-2"] {
             raise(&app.client, &base, &integration, reference).await;
@@ -243,9 +244,7 @@ on_both_backends! {
     /// another subscriber hears everything. Resuming after that sequence gets the rest.
     async fn a_slow_subscriber_is_dropped_with_its_last_sequence_while_ingest_goes_on(app) {
         let app = app.respawn_with(&[("VELFERD_LIVE_SUBSCRIBER_BUFFER", "2")]).await;
-        let fleet = Fleet::new(&app).await;
-        live_reference_adapters(&app, &fleet).await;
-        let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
+        let (_fleet, integration, case_worker) = live_fleet(&app).await;
         let base = app.url("");
         let addr = app.addr.to_string();
         let (mut fast, probe) = live_socket(&addr, &case_worker, (&app.client, &base, &integration), "S-0").await;
@@ -399,51 +398,12 @@ async fn transactions_committing_out_of_order_lose_nothing() {
     assert_eq!(numbers, (0..20).map(|n| n.to_string()).collect::<Vec<_>>(), "every transaction heard once");
 }
 
-/// A `velferd serve` process on `database_url`, stopped when dropped.
-struct Server {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Server {
-    fn start(database_url: &str) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("VELFERD_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .env("VELFERD_DATABASE_URL", database_url)
-            .env("VELFERD_BIND", "127.0.0.1:0")
-            .env("VELFERD_JWT_SECRET", SECRET)
-            .env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG)
-            .env("VELFERD_DB_MAX_CONNECTIONS", "4")
-            .env("VELFERD_LOG", "warn")
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let base =
-            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-        // Keep draining stdout so the server never writes to a closed pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn addr(&self) -> &str {
-        self.base.trim_start_matches("http://")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Larvik's live fleet on `app`'s database and two `velferd serve` processes on it, one to
+/// ingest on and one to subscribe to: (integration token, case worker token, the two).
+async fn two_processes(app: &TestApp) -> (String, String, Server, Server) {
+    let (_fleet, integration, case_worker) = live_fleet(app).await;
+    let url = &app.settings.database_url;
+    (integration, case_worker, Server::start(url, &[]), Server::start(url, &[]))
 }
 
 /// Must show 3: two `velferd serve` processes on one PostgreSQL database. An event ingested on
@@ -453,11 +413,7 @@ impl Drop for Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_server_processes_on_one_postgres_database_share_live_updates() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, Options::default()).await else { return };
-    let fleet = Fleet::new(&app).await;
-    live_reference_adapters(&app, &fleet).await;
-    let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
-    let (ingesting, subscribed) =
-        (Server::start(&app.settings.database_url), Server::start(&app.settings.database_url));
+    let (integration, case_worker, ingesting, subscribed) = two_processes(&app).await;
     let client = &app.client;
 
     // Ingest on one process, hear it on the other.
@@ -500,18 +456,8 @@ const ALERTS: &str = "subscription($after: Sequence) { alertRaised(afterSequence
 
 /// Alarm unit `SA-7734001` sends SCAIP message type `mty` (`ME` a press, `RE` a cancel) on `base`.
 async fn signal(client: &reqwest::Client, base: &str, token: &str, reference: &str, mty: &str) {
-    let body = format!(
-        "<mrq><ver>01.00</ver><ref>{reference}</ref><cid>SA-7734001</cid><dty>005</dty><mty>{mty}</mty><stc>001</stc><lco>010</lco></mrq>"
-    );
-    let response = client
-        .post(format!("{base}/ingest/{ALARM}"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{reference}");
+    let (status, reply) = post_alarm(client, base, token, reference, mty).await;
+    assert_eq!(status, 200, "{reference}: {reply}");
 }
 
 /// The next `alertRaised` delivery on `ws`: (sequence, alert id).
@@ -539,11 +485,7 @@ async fn subscribe_alerts(ws: &mut Socket, after: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_server_processes_share_alerts_and_a_returning_subscriber_gets_exactly_the_three_it_missed() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, Options::default()).await else { return };
-    let fleet = Fleet::new(&app).await;
-    live_reference_adapters(&app, &fleet).await;
-    let (integration, case_worker) = (fleet.integration_token(&app), fleet.case_worker_token(&app));
-    let (ingesting, subscribed) =
-        (Server::start(&app.settings.database_url), Server::start(&app.settings.database_url));
+    let (integration, case_worker, ingesting, subscribed) = two_processes(&app).await;
     let client = &app.client;
 
     // From the outbox's start: nothing raised before the subscription can be missed.

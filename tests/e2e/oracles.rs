@@ -38,12 +38,7 @@ async fn own_response_ids(app: &TestApp, supplier: &str, procurement: &str) -> V
             json!({ "id": procurement }),
         )
         .await;
-    data["node"]["tenders"]["nodes"][0]["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
+    crate::support::strings(&data["node"]["tenders"]["nodes"][0]["responses"], "/id")
 }
 
 on_both_backends! {

@@ -36,12 +36,7 @@ async fn create_five(app: &TestApp) {
 }
 
 fn names(data: &Value) -> Vec<String> {
-    data["organizations"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"]["name"].as_str().unwrap().to_string())
-        .collect()
+    crate::support::strings(&data["organizations"]["edges"], "/node/name")
 }
 
 on_both_backends! {

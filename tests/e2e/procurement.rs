@@ -102,32 +102,18 @@ pub async fn larvik_to_competition(app: &TestApp, deadline_secs: u64) -> Story {
         "attendees": [{ "organizationId": municipalities[1].0, "people": 3 }, { "organizationId": municipalities[2].0, "people": 1 }] })).await;
 
     let phase = "mutation($input: ProcurementPhaseChangeInput!) { procurementPhaseChange(input: $input) { procurement { phase } userErrors { code message } } }";
-    ok(
-        app,
-        &lead_po,
-        phase,
-        "procurementPhaseChange",
-        json!({ "procurementId": procurement, "phase": "DIALOGUE", "effectiveOn": "2017-03-01" }),
-    )
-    .await;
-    ok(
-        app,
-        &lead_po,
-        activity,
-        "dialogueActivityAdd",
-        json!({ "procurementId": procurement, "kind": "DIALOGUE_CONFERENCE",
-        "title": "Dialogkonferanse", "heldOn": "2017-04-06" }),
-    )
-    .await;
-    ok(
-        app,
-        &lead_po,
-        activity,
-        "dialogueActivityAdd",
-        json!({ "procurementId": procurement, "kind": "ONE_TO_ONE_MEETING",
-        "title": "En-til-en-møter", "heldOn": "2017-05-29", "questionsSentInAdvance": true }),
-    )
-    .await;
+    let change_phase = async |to: &str, effective_on: &str| {
+        let input = json!({ "procurementId": procurement, "phase": to, "effectiveOn": effective_on });
+        ok(app, &lead_po, phase, "procurementPhaseChange", input).await;
+    };
+    change_phase("DIALOGUE", "2017-03-01").await;
+    for input in [
+        json!({ "procurementId": procurement, "kind": "DIALOGUE_CONFERENCE", "title": "Dialogkonferanse", "heldOn": "2017-04-06" }),
+        json!({ "procurementId": procurement, "kind": "ONE_TO_ONE_MEETING", "title": "En-til-en-møter", "heldOn": "2017-05-29",
+            "questionsSentInAdvance": true }),
+    ] {
+        ok(app, &lead_po, activity, "dialogueActivityAdd", input).await;
+    }
 
     let dignio = app.token(&dignio_org, &[Role::Supplier]);
     let evondos = app.token(&evondos_org, &[Role::Supplier]);
@@ -145,31 +131,12 @@ pub async fn larvik_to_competition(app: &TestApp, deadline_secs: u64) -> Story {
         user_stories.push(story["userStory"]["id"].as_str().unwrap().to_string());
     }
     let criterion = "mutation($input: EvaluationCriterionAddInput!) { evaluationCriterionAdd(input: $input) { evaluationCriterion { id } userErrors { code message } } }";
-    ok(
-        app,
-        &lead_po,
-        criterion,
-        "evaluationCriterionAdd",
-        json!({ "procurementId": procurement, "name": "Kvalitet", "weight": 60 }),
-    )
-    .await;
-    ok(
-        app,
-        &lead_po,
-        criterion,
-        "evaluationCriterionAdd",
-        json!({ "procurementId": procurement, "name": "Pris", "weight": 40 }),
-    )
-    .await;
+    for (name, weight) in [("Kvalitet", 60), ("Pris", 40)] {
+        let input = json!({ "procurementId": procurement, "name": name, "weight": weight });
+        ok(app, &lead_po, criterion, "evaluationCriterionAdd", input).await;
+    }
 
-    ok(
-        app,
-        &lead_po,
-        phase,
-        "procurementPhaseChange",
-        json!({ "procurementId": procurement, "phase": "COMPETITION", "effectiveOn": "2018-01-15" }),
-    )
-    .await;
+    change_phase("COMPETITION", "2018-01-15").await;
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(deadline_secs as i64);
     ok(app, &lead_po,
         "mutation($input: ProcurementNoticePublishInput!) { procurementNoticePublish(input: $input) { procurement { notice { reference } } userErrors { code message } } }",
@@ -196,23 +163,14 @@ pub async fn submit_tenders(app: &TestApp, story: &Story) -> (String, String) {
         Value::Array(story.user_stories.iter().map(|s| json!({ "userStoryId": s, "solution": "Dispenser",
             "purchasePrice": { "amount": price, "currencyCode": "NOK" }, "leasePricePerMonth": { "amount": "650.00", "currencyCode": "NOK" } })).collect())
     };
-    let dignio = ok(
-        app,
-        &story.dignio,
-        TENDER,
-        "tenderSubmit",
-        json!({ "procurementId": story.procurement, "responses": responses("9800.00") }),
-    )
-    .await;
-    let evondos = ok(
-        app,
-        &story.evondos,
-        TENDER,
-        "tenderSubmit",
-        json!({ "procurementId": story.procurement, "responses": responses("12500.50") }),
-    )
-    .await;
-    (dignio["tender"]["id"].as_str().unwrap().to_string(), evondos["tender"]["id"].as_str().unwrap().to_string())
+    let mut tenders = Vec::new();
+    for (supplier, price) in [(&story.dignio, "9800.00"), (&story.evondos, "12500.50")] {
+        let input = json!({ "procurementId": story.procurement, "responses": responses(price) });
+        let tender = ok(app, supplier, TENDER, "tenderSubmit", input).await;
+        tenders.push(tender["tender"]["id"].as_str().unwrap().to_string());
+    }
+    let [dignio, evondos] = tenders.try_into().unwrap();
+    (dignio, evondos)
 }
 
 pub async fn wait_for_deadline(story: &Story) {
@@ -233,12 +191,7 @@ pub async fn evaluate_award_and_contract(app: &TestApp, story: &Story) -> Vec<St
             json!({ "id": story.procurement }),
         )
         .await;
-    let criteria: Vec<String> = data["node"]["evaluationCriteria"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
+    let criteria: Vec<String> = crate::support::strings(&data["node"]["evaluationCriteria"]["nodes"], "/id");
     let score = "mutation($input: TenderResponseScoreInput!) { tenderResponseScore(input: $input) { tenderResponse { id } userErrors { code message } } }";
     for tender in data["node"]["tenders"]["nodes"].as_array().unwrap() {
         let dignio = tender["supplier"]["name"] == "Dignio AS";
@@ -812,12 +765,7 @@ on_both_backends! {
         ];
         for (who, token, expected) in viewers {
             let data = app.graphql(token, "{ procurements(first: 100) { nodes { id } } }", json!({})).await;
-            let listed: std::collections::BTreeSet<String> = data["procurements"]["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n["id"].as_str().unwrap().to_string())
-                .collect();
+            let listed: std::collections::BTreeSet<String> = crate::support::strings(&data["procurements"]["nodes"], "/id");
             let mut by_node = std::collections::BTreeSet::new();
             let mut by_ocds = std::collections::BTreeSet::new();
             for id in &all {

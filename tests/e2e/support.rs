@@ -35,27 +35,41 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs a test body on SQLite, and on PostgreSQL as `postgres` when
-/// `VELFERD_TEST_POSTGRES_URL` is set.
-macro_rules! on_both_backends {
-    ($(#[doc = $doc:literal])* async fn $name:ident($app:ident) $body:block) => {
+/// Runs a test body that starts its own server once per backend, given as `$backend`: SQLite,
+/// and PostgreSQL (where the body finds it not configured and returns).
+macro_rules! on_each_backend {
+    ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) $body:block) => {
         $(#[doc = $doc])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn run($app: $crate::support::TestApp) $body
+            async fn run($backend: $crate::support::Backend) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                run($crate::support::TestApp::spawn($crate::support::Backend::Sqlite).await).await;
+                run($crate::support::Backend::Sqlite).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::support::TestApp::spawn_postgres().await {
-                    run(app).await;
-                }
+                run($crate::support::Backend::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use on_each_backend;
+
+/// Runs a test body on SQLite, and on PostgreSQL as `postgres` when
+/// `VELFERD_TEST_POSTGRES_URL` is set.
+macro_rules! on_both_backends {
+    ($(#[doc = $doc:literal])* async fn $name:ident($app:ident) $body:block) => {
+        $crate::support::on_each_backend! {
+            $(#[doc = $doc])*
+            async fn $name(backend) {
+                let options = $crate::support::Options::default();
+                let Some($app) = $crate::support::TestApp::spawn_with(backend, options).await else { return };
+                $body
             }
         }
     };
@@ -342,6 +356,19 @@ pub async fn next_text(ws: &mut Socket) -> Value {
             _ => continue,
         }
     }
+}
+
+/// The string at `pointer` (a JSON pointer; `""` for the item itself) in each item of the
+/// array `list`, collected; panics, showing what it found, on anything else.
+pub fn strings<C: FromIterator<String>>(list: &Value, pointer: &str) -> C {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| {
+            let text = item.pointer(pointer).and_then(Value::as_str);
+            text.unwrap_or_else(|| panic!("no string at {pointer:?} in {item}")).to_string()
+        })
+        .collect()
 }
 
 pub fn first_error_code(body: &Value) -> &str {

@@ -6,7 +6,6 @@
 //! after restart with the same `webhook-id`; registration refuses every SSRF shape; fan-out
 //! from the outbox, rotation, replay and authorization.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -19,31 +18,8 @@ use crate::alerts::Centre;
 use crate::devices::{ALARM, ingest};
 use crate::nodes::NodeSample;
 use crate::receiver::{Receiver, Recorded, Scripted};
-use crate::support::{Backend, MUNICIPALITY_ORG, OPERATOR_ORG, Options, SECRET, TestApp, assert_byte_identical};
-
-/// Runs a test body on SQLite, and on PostgreSQL when `VELFERD_TEST_POSTGRES_URL` is set: the
-/// body spawns its own server, with a receiver's trust root.
-macro_rules! on_both {
-    ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) $body:block) => {
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($backend: Backend) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run(Backend::Postgres).await;
-            }
-        }
-    };
-}
+use crate::serve::Server;
+use crate::support::{Backend, MUNICIPALITY_ORG, Options, TestApp, assert_byte_identical, on_each_backend as on_both};
 
 /// A short schedule: immediately, then every half second, ten attempts in all.
 pub(crate) const FAST: &str = "0s,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
@@ -65,6 +41,16 @@ pub(crate) fn pairs(receiver: &Receiver, schedule: &str) -> Vec<(&'static str, S
 /// A server on `backend` sending to `receiver`; `None` when PostgreSQL is not configured.
 async fn spawn(backend: Backend, receiver: &Receiver, schedule: &str) -> Option<TestApp> {
     TestApp::spawn_with(backend, Options { pairs: pairs(receiver, schedule), demo: false }).await
+}
+
+/// A receiver; a server on `backend` sending to it on the [`FAST`] schedule, with the response
+/// centre's world; the municipality admin's token. `None` when PostgreSQL is not configured.
+async fn centre_sending_to_a_receiver(backend: Backend) -> Option<(Receiver, TestApp, Centre, String)> {
+    let receiver = Receiver::start().await;
+    let app = spawn(backend, &receiver, FAST).await?;
+    let world = Centre::new(&app).await;
+    let admin = world.municipality_admin(&app);
+    Some((receiver, app, world, admin))
 }
 
 /// The unit the recipient `tm-0042` holds (`Centre`), and two more of the municipality's.
@@ -180,10 +166,7 @@ on_both! {
     /// the standardwebhooks crate verifies and `v1a` as Ed25519 verifies; the body is thin (ids,
     /// kind, time, link — no recipient reference) and the delivery log says it succeeded.
     async fn an_alert_reaches_the_receiver_signed_v1_and_v1a(backend) {
-        let receiver = Receiver::start().await;
-        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
-        let world = Centre::new(&app).await;
-        let admin = world.municipality_admin(&app);
+        let Some((receiver, app, world, admin)) = centre_sending_to_a_receiver(backend).await else { return };
         let url = receiver.url("/hooks/velferd");
         let (id, secret, public_key) = registered(&app, &admin, &url, &["ALERT_RAISED"]).await;
         assert!(secret.starts_with("whsec_") && public_key.starts_with("whpk_"), "{secret} {public_key}");
@@ -266,10 +249,7 @@ on_both! {
     /// with `Retry-After` waits as asked; a 302 is a failure and is not followed; a 410
     /// disables the endpoint (reason GONE) and nothing more is sent to it.
     async fn retries_follow_the_schedule_and_answers_are_honoured(backend) {
-        let receiver = Receiver::start().await;
-        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
-        let world = Centre::new(&app).await;
-        let admin = world.municipality_admin(&app);
+        let Some((receiver, app, world, admin)) = centre_sending_to_a_receiver(backend).await else { return };
         let (id, secret, _) = registered(&app, &admin, &receiver.url("/hook"), &["ALERT_RAISED"]).await;
 
         receiver.stop().await;
@@ -364,22 +344,9 @@ on_both! {
     /// and reaches an endpoint that asked for `device.status` — thin: the device's id and its
     /// new status.
     async fn a_device_status_change_reaches_the_endpoint(backend) {
-        let receiver = Receiver::start().await;
-        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
-        let world = Centre::new(&app).await;
-        let admin = world.municipality_admin(&app);
+        let Some((receiver, app, world, admin)) = centre_sending_to_a_receiver(backend).await else { return };
         let (_, secret, public_key) = registered(&app, &admin, &receiver.url("/status"), &["DEVICE_STATUS"]).await;
-        let device = {
-            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-            use velferd::devices::model::device;
-            let row = device::Entity::find()
-                .filter(device::Column::Serial.eq(OTHER_UNITS[0]))
-                .one(app.db().read())
-                .await
-                .unwrap()
-                .unwrap();
-            global_id(NodeType::Device, row.id).to_string()
-        };
+        let device = global_id(NodeType::Device, crate::rows::device(&app, OTHER_UNITS[0]).await.id).to_string();
         let change = "mutation($input: DeviceStatusChangeInput!) { deviceStatusChange(input: $input) {
             device { id status } userErrors { code } } }";
         let input = json!({ "deviceId": device, "status": "FAULTY" });
@@ -394,57 +361,6 @@ on_both! {
         assert_eq!((&body["data"]["deviceId"], &body["data"]["status"]), (&json!(device), &json!("FAULTY")));
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(receiver.requests().len(), 1, "one change, one request");
-    }
-}
-
-/// A `velferd serve` process on `database_url`, killed with SIGKILL when dropped.
-pub(crate) struct Server {
-    child: std::process::Child,
-    /// Where it listens (`host:port`).
-    pub addr: String,
-}
-
-impl Server {
-    pub(crate) fn start(database_url: &str, extra: &[(&'static str, String)]) -> Server {
-        use std::io::{BufRead, BufReader};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("VELFERD_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("VELFERD_DATABASE_URL", database_url)
-            .env("VELFERD_BIND", "127.0.0.1:0")
-            .env("VELFERD_JWT_SECRET", SECRET)
-            .env("VELFERD_AUDIT_KEY", crate::support::AUDIT_KEY)
-            .env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR_ORG)
-            .env("VELFERD_DB_MAX_CONNECTIONS", "4")
-            .env("VELFERD_LOG", "warn");
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let mut child = command.arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        // Started once it says where it listens.
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}"));
-        let addr = addr.split_whitespace().next().unwrap_or_default().trim_start_matches("http://").to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    /// SIGKILL: no shutdown, no cleanup.
-    pub(crate) fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -590,10 +506,7 @@ on_both! {
     /// event with the same `webhook-id`. A rotation signs with both secrets; a replay re-sends
     /// with the same id; another organisation's endpoint answers like a missing one.
     async fn fan_out_rotation_replay_and_authorization(backend) {
-        let receiver = Receiver::start().await;
-        let Some(app) = spawn(backend, &receiver, FAST).await else { return };
-        let world = Centre::new(&app).await;
-        let admin = world.municipality_admin(&app);
+        let Some((receiver, app, world, admin)) = centre_sending_to_a_receiver(backend).await else { return };
 
         // One alert with no endpoint: how many outbox rows an alarm press writes.
         let before = outbox_rows(&app).await;
@@ -765,15 +678,8 @@ pub async fn seed(app: &TestApp, organization: i64, enabled: bool) -> (String, S
 /// For `nodes.rs`: a disabled endpoint of the municipality (nothing is sent) with a delivery,
 /// seen by its `municipality_admin`.
 pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use velferd::organizations::model as organization;
-    let org = organization::Entity::find()
-        .filter(organization::Column::OrgNumber.eq(MUNICIPALITY_ORG))
-        .one(app.db().read())
-        .await
-        .unwrap()
-        .expect("the municipality of the samples");
-    let (endpoint, delivery) = seed(app, org.id, false).await;
+    let org = crate::rows::org_row(app, MUNICIPALITY_ORG).await;
+    let (endpoint, delivery) = seed(app, org, false).await;
     let token = app.token(MUNICIPALITY_ORG, &[Role::MunicipalityAdmin]);
     vec![
         NodeSample::new("WebhookEndpoint", &json!(endpoint), &token),

@@ -63,14 +63,7 @@ impl Adapter for SensorHub {
     }
 
     fn decode(message: Message) -> Result<Vec<Event>, DecodeError> {
-        let base = message.content_type.split(';').next().unwrap_or("").trim();
-        if !CONTENT_TYPES.iter().any(|c| c.eq_ignore_ascii_case(base)) {
-            return Err(DecodeError::Unsupported(format!(
-                "content type {:?}; this adapter reads {}",
-                truncate(base, 64),
-                CONTENT_TYPES.join(", ")
-            )));
-        }
+        message.require_content_type(&CONTENT_TYPES)?;
         let batch: Batch = serde_json::from_slice(&message.payload)
             .map_err(|e| DecodeError::Malformed(format!("invalid JSON: {e}")))?;
         if batch.hub.is_empty() || batch.hub.len() > 64 {
