@@ -15,8 +15,8 @@ use sea_orm::{ConnectionTrait, Statement};
 use crate::alerts::Centre;
 use crate::devices::ALARM;
 use crate::receiver::Receiver;
-use crate::support::{Backend, Options, TestApp};
 use crate::serve::Server;
+use crate::support::{Backend, Options, TestApp};
 use crate::webhooks::{FAST, pairs, registered};
 
 const SENDERS: usize = 8;
