@@ -62,26 +62,7 @@ pub(crate) async fn upload_with_limits(
     if !limits.is_null() {
         input["requestedLimits"] = limits;
     }
-    let operations = json!({ "query": UPLOAD, "variables": { "input": input } });
-    let form = reqwest::multipart::Form::new()
-        .text("operations", operations.to_string())
-        .text("map", json!({ "0": ["variables.input.component"] }).to_string())
-        .part(
-            "0",
-            reqwest::multipart::Part::bytes(component).file_name("adapter.wasm").mime_str("application/wasm").unwrap(),
-        );
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(fleet.supplier_token(app))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
-    body["data"]["adapterUpload"].clone()
+    crate::devices::upload_as(app, &fleet.supplier_token(app), UPLOAD, input, component).await
 }
 
 pub(crate) async fn activate_approving(app: &TestApp, id: &str, approve: bool) -> Value {

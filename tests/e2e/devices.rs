@@ -97,10 +97,15 @@ pub const REGISTER_KEY: &str = "mutation($k: String!, $p: String!) { signingKeyR
 
 /// Uploads a component as a GraphQL multipart request; returns the `adapterUpload` payload.
 pub async fn upload(app: &TestApp, token: &str, product: &str, component: Vec<u8>, signature: &str) -> Value {
-    let operations = json!({
-        "query": "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id status adapterVersion interfaceVersion sha256 deviceClasses } userErrors { field code message } } }",
-        "variables": { "input": { "product": product, "component": null, "signature": signature } },
-    });
+    let query = "mutation($input: AdapterUploadInput!) { adapterUpload(input: $input) { adapter { id status adapterVersion interfaceVersion sha256 deviceClasses } userErrors { field code message } } }";
+    let input = json!({ "product": product, "component": null, "signature": signature });
+    upload_as(app, token, query, input, component).await
+}
+
+/// Runs `query` (an `adapterUpload` taking `$input`) with `component` as the input's file, as
+/// a GraphQL multipart request; returns the `adapterUpload` payload.
+pub async fn upload_as(app: &TestApp, token: &str, query: &str, input: Value, component: Vec<u8>) -> Value {
+    let operations = json!({ "query": query, "variables": { "input": input } });
     let form = reqwest::multipart::Form::new()
         .text("operations", operations.to_string())
         .text("map", json!({ "0": ["variables.input.component"] }).to_string())
