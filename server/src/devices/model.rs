@@ -3,77 +3,85 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Where an uploaded adapter version stands. One version per product is `Active`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum AdapterStatus {
-    /// Uploaded and validated; waiting for an admin to review and activate it.
-    #[sea_orm(string_value = "pending_review")]
-    PendingReview,
-    /// Decodes the product's messages.
-    #[sea_orm(string_value = "active")]
-    Active,
-    /// Was active and was replaced; kept so that it can be rolled back to.
-    #[sea_orm(string_value = "inactive")]
-    Inactive,
-    /// Withdrawn for good; never decodes again.
-    #[sea_orm(string_value = "retired")]
-    Retired,
+crate::stored_enum! {
+    /// Where an uploaded adapter version stands. One version per product is `Active`.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum AdapterStatus {
+        /// Uploaded and validated; waiting for an admin to review and activate it.
+        #[sea_orm(string_value = "pending_review")]
+        PendingReview,
+        /// Decodes the product's messages.
+        #[sea_orm(string_value = "active")]
+        Active,
+        /// Was active and was replaced; kept so that it can be rolled back to.
+        #[sea_orm(string_value = "inactive")]
+        Inactive,
+        /// Withdrawn for good; never decodes again.
+        #[sea_orm(string_value = "retired")]
+        Retired,
+    }
 }
 
-/// Whether an adapter version's limits needed and got an admin's approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum LimitsApproval {
-    /// The version asked for nothing above the defaults.
-    #[sea_orm(string_value = "not_needed")]
-    NotNeeded,
-    /// It asked for more; the admin approves it by activating it with `approveLimits`.
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    /// An admin approved what it asked for.
-    #[sea_orm(string_value = "approved")]
-    Approved,
+crate::stored_enum! {
+    /// Whether an adapter version's limits needed and got an admin's approval.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum LimitsApproval {
+        /// The version asked for nothing above the defaults.
+        #[sea_orm(string_value = "not_needed")]
+        NotNeeded,
+        /// It asked for more; the admin approves it by activating it with `approveLimits`.
+        #[sea_orm(string_value = "pending")]
+        Pending,
+        /// An admin approved what it asked for.
+        #[sea_orm(string_value = "approved")]
+        Approved,
+    }
 }
 
-/// What became of one ingested message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum IngestOutcome {
-    /// Its events were stored (at least one of them new, or it carried none).
-    #[sea_orm(string_value = "accepted")]
-    Accepted,
-    /// Every event in it was already stored.
-    #[sea_orm(string_value = "duplicate")]
-    Duplicate,
-    /// It was kept as a dead letter.
-    #[sea_orm(string_value = "rejected")]
-    Rejected,
+crate::stored_enum! {
+    /// What became of one ingested message.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum IngestOutcome {
+        /// Its events were stored (at least one of them new, or it carried none).
+        #[sea_orm(string_value = "accepted")]
+        Accepted,
+        /// Every event in it was already stored.
+        #[sea_orm(string_value = "duplicate")]
+        Duplicate,
+        /// It was kept as a dead letter.
+        #[sea_orm(string_value = "rejected")]
+        Rejected,
+    }
 }
 
-/// Where a device stands in service: in stock → assigned (to a recipient, after a granted
-/// assessment) → active → faulty / returned / retired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
-pub enum DeviceStatus {
-    /// Received by the municipality, not assigned to anyone.
-    #[sea_orm(string_value = "in_stock")]
-    InStock,
-    /// Assigned to a recipient, not yet installed.
-    #[sea_orm(string_value = "assigned")]
-    Assigned,
-    /// Installed and in use by its recipient.
-    #[sea_orm(string_value = "active")]
-    Active,
-    /// Reported faulty.
-    #[sea_orm(string_value = "faulty")]
-    Faulty,
-    /// Returned to the supplier.
-    #[sea_orm(string_value = "returned")]
-    Returned,
-    /// Taken out of service for good.
-    #[sea_orm(string_value = "retired")]
-    Retired,
+crate::stored_enum! {
+    /// Where a device stands in service: in stock → assigned (to a recipient, after a granted
+    /// assessment) → active → faulty / returned / retired.
+    #[derive(async_graphql::Enum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
+    pub enum DeviceStatus {
+        /// Received by the municipality, not assigned to anyone.
+        #[sea_orm(string_value = "in_stock")]
+        InStock,
+        /// Assigned to a recipient, not yet installed.
+        #[sea_orm(string_value = "assigned")]
+        Assigned,
+        /// Installed and in use by its recipient.
+        #[sea_orm(string_value = "active")]
+        Active,
+        /// Reported faulty.
+        #[sea_orm(string_value = "faulty")]
+        Faulty,
+        /// Returned to the supplier.
+        #[sea_orm(string_value = "returned")]
+        Returned,
+        /// Taken out of service for good.
+        #[sea_orm(string_value = "retired")]
+        Retired,
+    }
 }
 
 pub mod signing_key {
