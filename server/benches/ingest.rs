@@ -5,7 +5,9 @@
 //!     cargo bench -p velferd --bench ingest
 //!     VELFERD_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p velferd --bench ingest
 //!
-//! `BENCH_MESSAGES` (default 20000) and `BENCH_CONCURRENCY` (default 16) change the load.
+//! `BENCH_MESSAGES` (default 20000) and `BENCH_CONCURRENCY` (default 16) change the load;
+//! `BENCH_ROUNDS` (default 1) repeats the single-message load on the same database, to see
+//! whether the rate falls as the stored events grow.
 //! The server and this client share the machine, as they would on a small VM. Figures and how
 //! to read them: docs/ingest.md.
 
@@ -223,6 +225,10 @@ async fn run(label: &str, database_url: String, hostile: bool) {
         // The bench times GraphQL answers beside the flood; the cost throttle (issue 12) would
         // refuse its one admin's steady queries, which measures the throttle instead.
         ("VELFERD_THROTTLE_RESTORE_RATE", "100000000"),
+        // One product sends the whole load here; the per-product ingest rate (1 000 a second by
+        // default, issue 12) would answer 429 and measure the rate limit instead.
+        ("VELFERD_INGEST_RATE", "10000000"),
+        ("VELFERD_INGEST_BURST", "10000000"),
     ])
     .unwrap();
     let server = velferd::start(&settings, false, 2).await.unwrap();
@@ -259,8 +265,15 @@ async fn run(label: &str, database_url: String, hostile: bool) {
     };
     // Warm up connections, the compiled adapter and the database's caches.
     load(concurrency, 500, single(10_000_000)).await;
-    let (messages, elapsed, latencies) = load(concurrency, total, single(0)).await;
-    report(&format!("{label}: single message, {concurrency} clients"), messages, elapsed, latencies);
+    // `BENCH_ROUNDS` rounds of `total` messages each on the same database: whether a message
+    // costs more as the events stored grow (docs/performance.md).
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    for round in 0..rounds {
+        let stored = stored_events(server.db.write()).await;
+        let (messages, elapsed, latencies) = load(concurrency, total, single(round * total)).await;
+        let name = format!("{label}: single message, {concurrency} clients, {stored} events stored before");
+        report(&name, messages, elapsed, latencies);
+    }
 
     let batch_size = 100;
     let batches = (total / batch_size).max(10);
@@ -336,6 +349,13 @@ async fn run(label: &str, database_url: String, hostile: bool) {
         report(&format!("{label}: GraphQL during the attack"), attacked.len(), attacked.iter().sum(), attacked);
     }
     server.stop().await;
+}
+
+async fn stored_events(db: &sea_orm::DatabaseConnection) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sql = "SELECT COUNT(*) FROM device_event";
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index(0).unwrap()
 }
 
 fn main() {
