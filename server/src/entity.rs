@@ -35,6 +35,41 @@ macro_rules! stored_enum {
     };
 }
 
+/// Declares a table's entity (`Model`, and from it sea-orm's `Entity`, `Column`, `ActiveModel`
+/// …): the derives every entity has, then the caller's attributes and struct unchanged and in
+/// order (docs, further derives such as serde, `#[sea_orm(table_name = "...")]`, each field's
+/// `#[sea_orm(...)]`), then the two items sea-orm asks of every entity: its `Relation` enum,
+/// empty — Velferd declares no sea-orm relations, queries join or load by id — and the default
+/// `ActiveModelBehavior`. Put it in the entity's own module.
+///
+/// ```ignore
+/// pub mod alert_step {
+///     use super::*;
+///
+///     crate::entity! {
+///         /// One step of an alert's handling.
+///         #[sea_orm(table_name = "alert_step")]
+///         pub struct Model {
+///             #[sea_orm(primary_key)]
+///             pub id: i64,
+///         }
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! entity {
+    ($(#[$attr:meta])* pub struct Model { $($fields:tt)* }) => {
+        #[derive(Clone, Debug, PartialEq, Eq, sea_orm::entity::prelude::DeriveEntityModel)]
+        $(#[$attr])*
+        pub struct Model { $($fields)* }
+
+        #[derive(Copy, Clone, Debug, sea_orm::entity::prelude::EnumIter, sea_orm::entity::prelude::DeriveRelation)]
+        pub enum Relation {}
+
+        impl sea_orm::entity::prelude::ActiveModelBehavior for ActiveModel {}
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::entity::prelude::*;

@@ -55,49 +55,41 @@ impl CallOffStatus {
 pub mod framework_agreement {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "framework_agreement")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub award_id: i64,
-        pub procurement_id: i64,
-        pub supplier_id: i64,
-        pub user_story_id: i64,
-        pub starts_on: Date,
-        pub ends_on: Date,
-        pub purchase_price_ore: Option<i64>,
-        pub lease_price_ore_per_month: Option<i64>,
-        /// Most units all call-offs together may take.
-        pub volume_cap: i32,
+    crate::entity! {
+        #[sea_orm(table_name = "framework_agreement")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub award_id: i64,
+            pub procurement_id: i64,
+            pub supplier_id: i64,
+            pub user_story_id: i64,
+            pub starts_on: Date,
+            pub ends_on: Date,
+            pub purchase_price_ore: Option<i64>,
+            pub lease_price_ore_per_month: Option<i64>,
+            /// Most units all call-offs together may take.
+            pub volume_cap: i32,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod call_off {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "call_off")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub agreement_id: i64,
-        pub municipality_id: i64,
-        pub acquisition: Acquisition,
-        pub scope: RolloutScope,
-        pub quantity: i32,
-        pub status: CallOffStatus,
-        pub placed_on: Date,
-        pub created_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "call_off")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub agreement_id: i64,
+            pub municipality_id: i64,
+            pub acquisition: Acquisition,
+            pub scope: RolloutScope,
+            pub quantity: i32,
+            pub status: CallOffStatus,
+            pub placed_on: Date,
+            pub created_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -137,191 +137,164 @@ pub const VKP_EVENT_SYSTEM: &str = "http://ehelse.no/fhir/CodeSystem/vkp-composi
 pub mod alert {
     use super::*;
 
-    /// An event, or a device's silence, that needs a human.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
-    #[sea_orm(table_name = "alert")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub municipality_id: i64,
-        pub device_id: i64,
-        /// The recipient the device was assigned to when the alert was raised.
-        pub recipient_id: Option<i64>,
-        /// The event kind's name in the WIT (`alarm-button`), or `device-offline` /
-        /// `test-transmission-missed` for what Velferd derives.
-        pub kind: String,
-        /// The severity's name (`critical` …).
-        pub severity: String,
-        /// The VKP alert code (`vkp-alert-code-v090`), where one exists.
-        pub vkp_code: Option<String>,
-        /// Severity, then age: the queue's sort key.
-        pub queue_key: String,
-        /// The event that raised it (none for a derived alert).
-        pub event_id: Option<i64>,
-        /// `device:kind` while open; none once resolved.
-        pub open_key: Option<String>,
-        pub status: AlertStatus,
-        pub outcome: Option<AlertOutcome>,
-        /// Events it stands for: the raising one and those that joined it.
-        pub event_count: i32,
-        pub first_event_at: DateTimeWithTimeZone,
-        pub last_event_at: DateTimeWithTimeZone,
-        pub raised_at: DateTimeWithTimeZone,
-        pub resolved_at: Option<DateTimeWithTimeZone>,
-        /// The organisation it is handed to.
-        pub responder_id: Option<i64>,
-        /// The next line it went to when a step was late.
-        pub escalated_to_id: Option<i64>,
-        pub escalations: i32,
+    crate::entity! {
+        /// An event, or a device's silence, that needs a human.
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[sea_orm(table_name = "alert")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub municipality_id: i64,
+            pub device_id: i64,
+            /// The recipient the device was assigned to when the alert was raised.
+            pub recipient_id: Option<i64>,
+            /// The event kind's name in the WIT (`alarm-button`), or `device-offline` /
+            /// `test-transmission-missed` for what Velferd derives.
+            pub kind: String,
+            /// The severity's name (`critical` …).
+            pub severity: String,
+            /// The VKP alert code (`vkp-alert-code-v090`), where one exists.
+            pub vkp_code: Option<String>,
+            /// Severity, then age: the queue's sort key.
+            pub queue_key: String,
+            /// The event that raised it (none for a derived alert).
+            pub event_id: Option<i64>,
+            /// `device:kind` while open; none once resolved.
+            pub open_key: Option<String>,
+            pub status: AlertStatus,
+            pub outcome: Option<AlertOutcome>,
+            /// Events it stands for: the raising one and those that joined it.
+            pub event_count: i32,
+            pub first_event_at: DateTimeWithTimeZone,
+            pub last_event_at: DateTimeWithTimeZone,
+            pub raised_at: DateTimeWithTimeZone,
+            pub resolved_at: Option<DateTimeWithTimeZone>,
+            /// The organisation it is handed to.
+            pub responder_id: Option<i64>,
+            /// The next line it went to when a step was late.
+            pub escalated_to_id: Option<i64>,
+            pub escalations: i32,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod alert_step {
     use super::*;
 
-    /// One step of an alert's handling: what, when, who (subject, organisation, role).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "alert_step")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub alert_id: i64,
-        pub kind: StepKind,
-        pub vkp_code: Option<String>,
-        pub note: Option<String>,
-        pub outcome: Option<AlertOutcome>,
-        /// The token's subject; `velferd` for what Velferd did itself.
-        pub subject: String,
-        pub organization_id: Option<i64>,
-        pub role: Option<String>,
-        pub at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// One step of an alert's handling: what, when, who (subject, organisation, role).
+        #[sea_orm(table_name = "alert_step")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub alert_id: i64,
+            pub kind: StepKind,
+            pub vkp_code: Option<String>,
+            pub note: Option<String>,
+            pub outcome: Option<AlertOutcome>,
+            /// The token's subject; `velferd` for what Velferd did itself.
+            pub subject: String,
+            pub organization_id: Option<i64>,
+            pub role: Option<String>,
+            pub at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod alert_deadline {
     use super::*;
 
-    /// When a step of an alert must have happened by; fired at most once.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "alert_deadline")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub alert_id: i64,
-        /// `acknowledge` or `accept`.
-        pub kind: String,
-        pub due_at_ms: i64,
-        pub fired_at_ms: Option<i64>,
-        /// When the step happened in time: the deadline is moot.
-        pub settled_at_ms: Option<i64>,
+    crate::entity! {
+        /// When a step of an alert must have happened by; fired at most once.
+        #[sea_orm(table_name = "alert_deadline")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub alert_id: i64,
+            /// `acknowledge` or `accept`.
+            pub kind: String,
+            pub due_at_ms: i64,
+            pub fired_at_ms: Option<i64>,
+            /// When the step happened in time: the deadline is moot.
+            pub settled_at_ms: Option<i64>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod device_watch {
     use super::*;
 
-    /// When a device must next be heard from (`heartbeat`: any event; `test`: a test
-    /// transmission); fired at most once per silence.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "device_watch")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub device_id: i64,
-        pub kind: String,
-        pub due_at_ms: i64,
-        pub fired_at_ms: Option<i64>,
+    crate::entity! {
+        /// When a device must next be heard from (`heartbeat`: any event; `test`: a test
+        /// transmission); fired at most once per silence.
+        #[sea_orm(table_name = "device_watch")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub device_id: i64,
+            pub kind: String,
+            pub due_at_ms: i64,
+            pub fired_at_ms: Option<i64>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod product_monitoring {
     use super::*;
 
-    /// How often a product's devices must be heard from, approved by the platform operator
-    /// when it reviews the product's adapter.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "product_monitoring")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        pub heartbeat_seconds: Option<i32>,
-        pub test_seconds: Option<i32>,
-        pub set_by: String,
-        pub set_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// How often a product's devices must be heard from, approved by the platform operator
+        /// when it reviews the product's adapter.
+        #[sea_orm(table_name = "product_monitoring")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            pub heartbeat_seconds: Option<i32>,
+            pub test_seconds: Option<i32>,
+            pub set_by: String,
+            pub set_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod service_agreement {
     use super::*;
 
-    /// A response centre serves a municipality over a period.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "service_agreement")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub response_centre_id: i64,
-        pub municipality_id: i64,
-        pub call_off_id: Option<i64>,
-        pub valid_from: Date,
-        pub valid_to: Date,
-        pub created_by: String,
-        pub created_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// A response centre serves a municipality over a period.
+        #[sea_orm(table_name = "service_agreement")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub response_centre_id: i64,
+            pub municipality_id: i64,
+            pub call_off_id: Option<i64>,
+            pub valid_from: Date,
+            pub valid_to: Date,
+            pub created_by: String,
+            pub created_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod alert_escalation {
     use super::*;
 
-    /// A municipality's escalation line for one severity.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "alert_escalation")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub municipality_id: i64,
-        pub severity: String,
-        pub acknowledge_seconds: i32,
-        pub accept_seconds: i32,
-        /// None: the municipality itself.
-        pub next_line_id: Option<i64>,
-        pub updated_by: String,
-        pub updated_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// A municipality's escalation line for one severity.
+        #[sea_orm(table_name = "alert_escalation")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub municipality_id: i64,
+            pub severity: String,
+            pub acknowledge_seconds: i32,
+            pub accept_seconds: i32,
+            /// None: the municipality itself.
+            pub next_line_id: Option<i64>,
+            pub updated_by: String,
+            pub updated_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -3,59 +3,51 @@
 pub mod audit_entry {
     use sea_orm::entity::prelude::*;
 
-    /// One read or change of a recipient's data: who, which recipient, what, why, when and the
-    /// access decision, with its place in its municipality's hash chain. Rows are only ever
-    /// inserted.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "audit_entry")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub municipality_id: i64,
-        /// Its place in the municipality's chain: 1, 2, 3, … without gaps.
-        pub seq: i64,
-        pub recipient_id: i64,
-        pub subject: String,
-        pub organization_id: i64,
-        pub role: String,
-        pub operation: String,
-        pub object_type: String,
-        pub object_id: i64,
-        pub purpose_kind: String,
-        pub purpose: String,
-        pub decision: String,
-        pub at: DateTimeWithTimeZone,
-        /// The hash of the entry before it (of the genesis for the first).
-        pub prev_hash: String,
-        pub hash: String,
+    crate::entity! {
+        /// One read or change of a recipient's data: who, which recipient, what, why, when and the
+        /// access decision, with its place in its municipality's hash chain. Rows are only ever
+        /// inserted.
+        #[sea_orm(table_name = "audit_entry")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub municipality_id: i64,
+            /// Its place in the municipality's chain: 1, 2, 3, … without gaps.
+            pub seq: i64,
+            pub recipient_id: i64,
+            pub subject: String,
+            pub organization_id: i64,
+            pub role: String,
+            pub operation: String,
+            pub object_type: String,
+            pub object_id: i64,
+            pub purpose_kind: String,
+            pub purpose: String,
+            pub decision: String,
+            pub at: DateTimeWithTimeZone,
+            /// The hash of the entry before it (of the genesis for the first).
+            pub prev_hash: String,
+            pub hash: String,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod audit_anchor {
     use sea_orm::entity::prelude::*;
 
-    /// The head of one municipality's chain, signed with the audit key: what tells a chain
-    /// whose newest entries were removed, or that was recomputed without the key.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "audit_anchor")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub municipality_id: i64,
-        pub head_seq: i64,
-        pub head_hash: String,
-        pub key_id: String,
-        pub mac: String,
-        pub updated_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// The head of one municipality's chain, signed with the audit key: what tells a chain
+        /// whose newest entries were removed, or that was recomputed without the key.
+        #[sea_orm(table_name = "audit_anchor")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub municipality_id: i64,
+            pub head_seq: i64,
+            pub head_hash: String,
+            pub key_id: String,
+            pub mac: String,
+            pub updated_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -6,72 +6,60 @@ use sea_orm::entity::prelude::*;
 pub mod benefit_indicator {
     use super::*;
 
-    /// A benefit indicator a municipality follows for one procurement: baseline, target, unit.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "benefit_indicator")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub municipality_id: i64,
-        pub name: String,
-        pub unit: String,
-        /// Ten-thousandths (`super::super::values::Quantity`).
-        pub baseline_value_e4: i64,
-        pub baseline_on: Date,
-        pub target_value_e4: i64,
-        pub target_on: Date,
-        pub created_by: String,
-        pub created_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// A benefit indicator a municipality follows for one procurement: baseline, target, unit.
+        #[sea_orm(table_name = "benefit_indicator")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub municipality_id: i64,
+            pub name: String,
+            pub unit: String,
+            /// Ten-thousandths (`super::super::values::Quantity`).
+            pub baseline_value_e4: i64,
+            pub baseline_on: Date,
+            pub target_value_e4: i64,
+            pub target_on: Date,
+            pub created_by: String,
+            pub created_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod benefit_measurement {
     use super::*;
 
-    /// One measurement of an indicator, on a date.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "benefit_measurement")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub indicator_id: i64,
-        pub measured_on: Date,
-        pub value_e4: i64,
-        pub note: Option<String>,
-        pub recorded_by: String,
-        pub recorded_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// One measurement of an indicator, on a date.
+        #[sea_orm(table_name = "benefit_measurement")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub indicator_id: i64,
+            pub measured_on: Date,
+            pub value_e4: i64,
+            pub note: Option<String>,
+            pub recorded_by: String,
+            pub recorded_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod benefit_assumption {
     use super::*;
 
-    /// A municipality's own assumptions behind the measured indicators; no row: the defaults.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "benefit_assumption")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub municipality_id: i64,
-        pub dose_window_minutes: i32,
-        pub minutes_per_visit: Option<i32>,
-        pub updated_by: String,
-        pub updated_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// A municipality's own assumptions behind the measured indicators; no row: the defaults.
+        #[sea_orm(table_name = "benefit_assumption")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub municipality_id: i64,
+            pub dose_window_minutes: i32,
+            pub minutes_per_visit: Option<i32>,
+            pub updated_by: String,
+            pub updated_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -87,90 +87,78 @@ crate::stored_enum! {
 pub mod signing_key {
     use super::*;
 
-    /// A supplier's Ed25519 public key; uploads must carry a signature by one of its keys.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "signing_key")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub supplier_id: i64,
-        /// The 32-byte key, standard base64.
-        pub public_key: String,
-        pub label: Option<String>,
-        pub created_at: DateTimeWithTimeZone,
-        pub revoked_at: Option<DateTimeWithTimeZone>,
+    crate::entity! {
+        /// A supplier's Ed25519 public key; uploads must carry a signature by one of its keys.
+        #[sea_orm(table_name = "signing_key")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub supplier_id: i64,
+            /// The 32-byte key, standard base64.
+            pub public_key: String,
+            pub label: Option<String>,
+            pub created_at: DateTimeWithTimeZone,
+            pub revoked_at: Option<DateTimeWithTimeZone>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod device_product {
     use super::*;
 
-    /// A supplier's device product, named by the slug its messages are posted to
-    /// (`POST /ingest/{slug}`).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "device_product")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub supplier_id: i64,
-        pub slug: String,
-        pub created_at: DateTimeWithTimeZone,
-        /// Bytes of the product's unresolved dead letters, kept by the transactions that store,
-        /// reopen and resolve them: what its dead-letter quota counts.
-        pub dead_letter_bytes: i64,
+    crate::entity! {
+        /// A supplier's device product, named by the slug its messages are posted to
+        /// (`POST /ingest/{slug}`).
+        #[sea_orm(table_name = "device_product")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub supplier_id: i64,
+            pub slug: String,
+            pub created_at: DateTimeWithTimeZone,
+            /// Bytes of the product's unresolved dead letters, kept by the transactions that store,
+            /// reopen and resolve them: what its dead-letter quota counts.
+            pub dead_letter_bytes: i64,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod adapter {
     use super::*;
 
-    /// One uploaded version of a product's adapter, with the component's bytes.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "adapter")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        pub status: AdapterStatus,
-        /// The version `describe` answered.
-        pub adapter_version: String,
-        /// The `velferd:device` version the component was built against.
-        pub interface_version: String,
-        pub sha256: String,
-        pub size_bytes: i64,
-        pub component: Vec<u8>,
-        /// What `describe` answered, as JSON.
-        pub description: String,
-        pub signing_key_id: i64,
-        pub uploaded_by: String,
-        pub uploaded_at: DateTimeWithTimeZone,
-        pub activated_at: Option<DateTimeWithTimeZone>,
-        pub retired_at: Option<DateTimeWithTimeZone>,
-        /// The limits asked for at upload, null where the default applies (see
-        /// `crate::devices::limits::AdapterLimits`); `limits_fuel` 0: unmetered.
-        pub limits_component_bytes: Option<i64>,
-        pub limits_memory_bytes: Option<i64>,
-        pub limits_fuel: Option<i64>,
-        pub limits_deadline_ms: Option<i64>,
-        pub limits_approval: LimitsApproval,
-        pub limits_approved_by: Option<String>,
-        pub limits_approved_at: Option<DateTimeWithTimeZone>,
+    crate::entity! {
+        /// One uploaded version of a product's adapter, with the component's bytes.
+        #[sea_orm(table_name = "adapter")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            pub status: AdapterStatus,
+            /// The version `describe` answered.
+            pub adapter_version: String,
+            /// The `velferd:device` version the component was built against.
+            pub interface_version: String,
+            pub sha256: String,
+            pub size_bytes: i64,
+            pub component: Vec<u8>,
+            /// What `describe` answered, as JSON.
+            pub description: String,
+            pub signing_key_id: i64,
+            pub uploaded_by: String,
+            pub uploaded_at: DateTimeWithTimeZone,
+            pub activated_at: Option<DateTimeWithTimeZone>,
+            pub retired_at: Option<DateTimeWithTimeZone>,
+            /// The limits asked for at upload, null where the default applies (see
+            /// `crate::devices::limits::AdapterLimits`); `limits_fuel` 0: unmetered.
+            pub limits_component_bytes: Option<i64>,
+            pub limits_memory_bytes: Option<i64>,
+            pub limits_fuel: Option<i64>,
+            pub limits_deadline_ms: Option<i64>,
+            pub limits_approval: LimitsApproval,
+            pub limits_approved_by: Option<String>,
+            pub limits_approved_at: Option<DateTimeWithTimeZone>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 
     /// An adapter row without the component's bytes: what listings and GraphQL load.
     #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
@@ -229,178 +217,155 @@ pub mod adapter {
 pub mod device_delivery {
     use super::*;
 
-    /// A device the product's supplier delivered under a municipality's call-off. Only that
-    /// municipality may then register (take into service) a device with this serial.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "device_delivery")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        pub serial: String,
-        pub call_off_id: i64,
-        pub municipality_id: i64,
-        /// The subject of the supplier's token that recorded it.
-        pub delivered_by: String,
-        pub delivered_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// A device the product's supplier delivered under a municipality's call-off. Only that
+        /// municipality may then register (take into service) a device with this serial.
+        #[sea_orm(table_name = "device_delivery")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            pub serial: String,
+            pub call_off_id: i64,
+            pub municipality_id: i64,
+            /// The subject of the supplier's token that recorded it.
+            pub delivered_by: String,
+            pub delivered_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod device {
     use super::*;
 
-    /// A device registered to a municipality.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "device")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        pub municipality_id: i64,
-        pub serial: String,
-        /// The call-off the device was bought or leased under, when known.
-        pub call_off_id: Option<i64>,
-        pub registered_at: DateTimeWithTimeZone,
-        /// Where the device stands in service.
-        pub status: DeviceStatus,
-        /// The service recipient it is assigned to (`care::model::service_recipient`).
-        pub recipient_id: Option<i64>,
-        /// When its newest event occurred.
-        pub last_seen_at: Option<DateTimeWithTimeZone>,
+    crate::entity! {
+        /// A device registered to a municipality.
+        #[sea_orm(table_name = "device")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            pub municipality_id: i64,
+            pub serial: String,
+            /// The call-off the device was bought or leased under, when known.
+            pub call_off_id: Option<i64>,
+            pub registered_at: DateTimeWithTimeZone,
+            /// Where the device stands in service.
+            pub status: DeviceStatus,
+            /// The service recipient it is assigned to (`care::model::service_recipient`).
+            pub recipient_id: Option<i64>,
+            /// When its newest event occurred.
+            pub last_seen_at: Option<DateTimeWithTimeZone>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod device_status_change {
     use super::*;
 
-    /// One step of a device's lifecycle: from, to, the recipient it concerned, who and when.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "device_status_change")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub device_id: i64,
-        /// None for the device's first status, when it was taken into service.
-        pub from_status: Option<DeviceStatus>,
-        pub to_status: DeviceStatus,
-        /// The recipient the device was assigned to, or taken back from.
-        pub recipient_id: Option<i64>,
-        pub subject: String,
-        pub organization_id: i64,
-        pub role: String,
-        pub at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// One step of a device's lifecycle: from, to, the recipient it concerned, who and when.
+        #[sea_orm(table_name = "device_status_change")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub device_id: i64,
+            /// None for the device's first status, when it was taken into service.
+            pub from_status: Option<DeviceStatus>,
+            pub to_status: DeviceStatus,
+            /// The recipient the device was assigned to, or taken back from.
+            pub recipient_id: Option<i64>,
+            pub subject: String,
+            pub organization_id: i64,
+            pub role: String,
+            pub at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod ingest_receipt {
     use super::*;
 
-    /// One acknowledged message. The body is kept for the most recent messages only, for
-    /// replay review.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "ingest_receipt")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        /// The adapter that decoded it; none when no adapter was active.
-        pub adapter_id: Option<i64>,
-        pub received_at: DateTimeWithTimeZone,
-        pub content_type: String,
-        pub body_sha256: String,
-        pub body: Option<Vec<u8>>,
-        pub outcome: IngestOutcome,
-        pub events_stored: i32,
-        pub events_duplicate: i32,
-        pub dead_letter_id: Option<i64>,
+    crate::entity! {
+        /// One acknowledged message. The body is kept for the most recent messages only, for
+        /// replay review.
+        #[sea_orm(table_name = "ingest_receipt")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            /// The adapter that decoded it; none when no adapter was active.
+            pub adapter_id: Option<i64>,
+            pub received_at: DateTimeWithTimeZone,
+            pub content_type: String,
+            pub body_sha256: String,
+            pub body: Option<Vec<u8>>,
+            pub outcome: IngestOutcome,
+            pub events_stored: i32,
+            pub events_duplicate: i32,
+            pub dead_letter_id: Option<i64>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod device_event {
     use super::*;
 
-    /// A normalised device event, stored once per device and supplier event id. Serialised as
-    /// the live-update payload of its storing (`devices::ingest::LiveDeviceEvent`).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
-    #[sea_orm(table_name = "device_event")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub device_id: i64,
-        pub receipt_id: i64,
-        pub adapter_id: i64,
-        pub supplier_event_id: String,
-        /// The kind's name in the WIT, e.g. `dose-missed`.
-        pub kind: String,
-        pub vkp_code: Option<String>,
-        pub severity: String,
-        pub occurred_at: DateTimeWithTimeZone,
-        pub received_at: DateTimeWithTimeZone,
-        pub detail: Option<String>,
-        /// The whole normalised event as JSON.
-        pub data: String,
+    crate::entity! {
+        /// A normalised device event, stored once per device and supplier event id. Serialised as
+        /// the live-update payload of its storing (`devices::ingest::LiveDeviceEvent`).
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[sea_orm(table_name = "device_event")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub device_id: i64,
+            pub receipt_id: i64,
+            pub adapter_id: i64,
+            pub supplier_event_id: String,
+            /// The kind's name in the WIT, e.g. `dose-missed`.
+            pub kind: String,
+            pub vkp_code: Option<String>,
+            pub severity: String,
+            pub occurred_at: DateTimeWithTimeZone,
+            pub received_at: DateTimeWithTimeZone,
+            pub detail: Option<String>,
+            /// The whole normalised event as JSON.
+            pub data: String,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod dead_letter {
     use super::*;
 
-    /// A message that could not be stored as events, with its original bytes and why.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "dead_letter")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub product_id: i64,
-        pub content_type: String,
-        pub body: Vec<u8>,
-        pub body_sha256: String,
-        /// The message's identity: product, normalised content type and bytes hashed together
-        /// (`velferd_migration::message_key`); unique per product. The same bytes under another
-        /// content type are another message.
-        pub message_key: String,
-        /// A stable code: an adapter error code (`malformed`, `deadline-exceeded` …),
-        /// `unknown-device` or `no-active-adapter`.
-        pub reason_code: String,
-        pub reason: String,
-        /// The first unregistered serial, for `unknown-device`.
-        pub device_serial: Option<String>,
-        /// The adapter whose attempt failed last.
-        pub adapter_id: Option<i64>,
-        pub attempts: i32,
-        pub first_received_at: DateTimeWithTimeZone,
-        pub last_received_at: DateTimeWithTimeZone,
-        /// When a replay turned it into events.
-        pub resolved_at: Option<DateTimeWithTimeZone>,
+    crate::entity! {
+        /// A message that could not be stored as events, with its original bytes and why.
+        #[sea_orm(table_name = "dead_letter")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub product_id: i64,
+            pub content_type: String,
+            pub body: Vec<u8>,
+            pub body_sha256: String,
+            /// The message's identity: product, normalised content type and bytes hashed together
+            /// (`velferd_migration::message_key`); unique per product. The same bytes under another
+            /// content type are another message.
+            pub message_key: String,
+            /// A stable code: an adapter error code (`malformed`, `deadline-exceeded` …),
+            /// `unknown-device` or `no-active-adapter`.
+            pub reason_code: String,
+            pub reason: String,
+            /// The first unregistered serial, for `unknown-device`.
+            pub device_serial: Option<String>,
+            /// The adapter whose attempt failed last.
+            pub adapter_id: Option<i64>,
+            pub attempts: i32,
+            pub first_received_at: DateTimeWithTimeZone,
+            pub last_received_at: DateTimeWithTimeZone,
+            /// When a replay turned it into events.
+            pub resolved_at: Option<DateTimeWithTimeZone>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -27,23 +27,19 @@ crate::stored_enum! {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-#[sea_orm(table_name = "organization")]
-pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i64,
-    pub kind: OrganizationKind,
-    pub name: String,
-    #[sea_orm(unique)]
-    pub org_number: Option<String>,
-    pub municipality_number: Option<String>,
-    pub county: Option<String>,
-    pub population: Option<i64>,
-    pub population_year: Option<i32>,
-    pub created_at: DateTimeWithTimeZone,
+crate::entity! {
+    #[sea_orm(table_name = "organization")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub kind: OrganizationKind,
+        pub name: String,
+        #[sea_orm(unique)]
+        pub org_number: Option<String>,
+        pub municipality_number: Option<String>,
+        pub county: Option<String>,
+        pub population: Option<i64>,
+        pub population_year: Option<i32>,
+        pub created_at: DateTimeWithTimeZone,
+    }
 }
-
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}

@@ -25,68 +25,56 @@ use crate::organizations::OrgNumber;
 pub mod token_revocation {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "token_revocation")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub org_number: String,
-        pub subject: String,
-        /// Tokens issued (`iat`) at or before this second are refused.
-        pub issued_up_to: i64,
-        pub reason: Option<String>,
-        pub revoked_by: String,
-        pub revoked_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "token_revocation")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub org_number: String,
+            pub subject: String,
+            /// Tokens issued (`iat`) at or before this second are refused.
+            pub issued_up_to: i64,
+            pub reason: Option<String>,
+            pub revoked_by: String,
+            pub revoked_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// A subject's revocation keyed by the organisation's row: for tokens naming it by `oid`.
 pub mod organization_token_revocation {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "organization_token_revocation")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub organization_id: i64,
-        pub subject: String,
-        pub issued_up_to: i64,
-        pub reason: Option<String>,
-        pub revoked_by: String,
-        pub revoked_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "organization_token_revocation")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub organization_id: i64,
+            pub subject: String,
+            pub issued_up_to: i64,
+            pub reason: Option<String>,
+            pub revoked_by: String,
+            pub revoked_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// One token revoked by its id (`jti`).
 pub mod token_id_revocation {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "token_id_revocation")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub token_id: String,
-        pub reason: Option<String>,
-        pub revoked_by: String,
-        pub revoked_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "token_id_revocation")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub token_id: String,
+            pub reason: Option<String>,
+            pub revoked_by: String,
+            pub revoked_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// How often each instance reads revocations made elsewhere.

@@ -62,293 +62,237 @@ pub mod procurement {
     use super::*;
     use crate::procurement::phase::Phase;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "procurement")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub title: String,
-        pub category: Category,
-        pub lead_id: i64,
-        pub phase: Phase,
-        pub resume_phase: Option<Phase>,
-        pub hold_reason: Option<String>,
-        pub notice_reference: Option<String>,
-        pub notice_published_on: Option<Date>,
-        pub tender_deadline: Option<DateTimeWithTimeZone>,
-        pub created_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "procurement")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub title: String,
+            pub category: Category,
+            pub lead_id: i64,
+            pub phase: Phase,
+            pub resume_phase: Option<Phase>,
+            pub hold_reason: Option<String>,
+            pub notice_reference: Option<String>,
+            pub notice_published_on: Option<Date>,
+            pub tender_deadline: Option<DateTimeWithTimeZone>,
+            pub created_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod participant {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "participant")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub organization_id: i64,
-        pub role: ParticipantRole,
-        pub joined_on: Date,
+    crate::entity! {
+        #[sea_orm(table_name = "participant")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub organization_id: i64,
+            pub role: ParticipantRole,
+            pub joined_on: Date,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod phase_transition {
     use super::*;
     use crate::procurement::phase::Phase;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "phase_transition")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub from_phase: Option<Phase>,
-        pub to_phase: Phase,
-        pub reason: Option<String>,
-        /// The date the change took effect in the real process (may be before it was recorded).
-        pub effective_on: Date,
-        pub actor_subject: String,
-        pub actor_org_number: Option<String>,
-        pub recorded_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "phase_transition")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub from_phase: Option<Phase>,
+            pub to_phase: Phase,
+            pub reason: Option<String>,
+            /// The date the change took effect in the real process (may be before it was recorded).
+            pub effective_on: Date,
+            pub actor_subject: String,
+            pub actor_org_number: Option<String>,
+            pub recorded_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod journey_step {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "journey_step")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub position: i32,
-        pub title: String,
-        pub description: Option<String>,
+    crate::entity! {
+        #[sea_orm(table_name = "journey_step")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub position: i32,
+            pub title: String,
+            pub description: Option<String>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod need {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "need")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub journey_step_id: Option<i64>,
-        pub description: String,
+    crate::entity! {
+        #[sea_orm(table_name = "need")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub journey_step_id: Option<i64>,
+            pub description: String,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod dialogue_activity {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "dialogue_activity")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub kind: ActivityKind,
-        pub title: String,
-        pub held_on: Date,
-        pub questions_sent_in_advance: Option<bool>,
+    crate::entity! {
+        #[sea_orm(table_name = "dialogue_activity")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub kind: ActivityKind,
+            pub title: String,
+            pub held_on: Date,
+            pub questions_sent_in_advance: Option<bool>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod activity_attendee {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "activity_attendee")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub activity_id: i64,
-        pub organization_id: i64,
-        pub people: Option<i32>,
+    crate::entity! {
+        #[sea_orm(table_name = "activity_attendee")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub activity_id: i64,
+            pub organization_id: i64,
+            pub people: Option<i32>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod solution_sketch {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "solution_sketch")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub supplier_id: i64,
-        pub title: String,
-        pub summary: String,
-        pub submitted_on: Date,
+    crate::entity! {
+        #[sea_orm(table_name = "solution_sketch")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub supplier_id: i64,
+            pub title: String,
+            pub summary: String,
+            pub submitted_on: Date,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod user_story {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "user_story")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub code: String,
-        pub title: String,
-        pub narrative: String,
-        /// JSON array of strings.
-        pub acceptance_criteria: String,
+    crate::entity! {
+        #[sea_orm(table_name = "user_story")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub code: String,
+            pub title: String,
+            pub narrative: String,
+            /// JSON array of strings.
+            pub acceptance_criteria: String,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod tender {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "tender")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub supplier_id: i64,
-        pub submitted_at: DateTimeWithTimeZone,
+    crate::entity! {
+        #[sea_orm(table_name = "tender")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub supplier_id: i64,
+            pub submitted_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod tender_response {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "tender_response")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub tender_id: i64,
-        pub user_story_id: i64,
-        pub solution: String,
-        pub purchase_price_ore: Option<i64>,
-        pub lease_price_ore_per_month: Option<i64>,
+    crate::entity! {
+        #[sea_orm(table_name = "tender_response")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub tender_id: i64,
+            pub user_story_id: i64,
+            pub solution: String,
+            pub purchase_price_ore: Option<i64>,
+            pub lease_price_ore_per_month: Option<i64>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod evaluation_criterion {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "evaluation_criterion")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub name: String,
-        /// Relative weight in percent; a procurement's weights sum to 100.
-        pub weight: i32,
+    crate::entity! {
+        #[sea_orm(table_name = "evaluation_criterion")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub name: String,
+            /// Relative weight in percent; a procurement's weights sum to 100.
+            pub weight: i32,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod score {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "score")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub tender_response_id: i64,
-        pub criterion_id: i64,
-        /// Score on the 0–10 scale in hundredths (0..=1000), so sums stay exact.
-        pub hundredths: i32,
+    crate::entity! {
+        #[sea_orm(table_name = "score")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub tender_response_id: i64,
+            pub criterion_id: i64,
+            /// Score on the 0–10 scale in hundredths (0..=1000), so sums stay exact.
+            pub hundredths: i32,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod award {
     use super::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "award")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub procurement_id: i64,
-        pub user_story_id: i64,
-        pub tender_response_id: i64,
-        pub awarded_on: Date,
+    crate::entity! {
+        #[sea_orm(table_name = "award")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub procurement_id: i64,
+            pub user_story_id: i64,
+            pub tender_response_id: i64,
+            pub awarded_on: Date,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

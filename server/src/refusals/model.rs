@@ -3,21 +3,17 @@
 pub mod refused_attempt {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "refused_attempt")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        /// The minute's first second since the Unix epoch.
-        pub minute: i64,
-        /// Who tried (`CallerKey::describe`), or [`super::super::log::OVERFLOW_CALLER`].
-        pub caller: String,
-        pub code: String,
-        pub attempts: i64,
+    crate::entity! {
+        #[sea_orm(table_name = "refused_attempt")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            /// The minute's first second since the Unix epoch.
+            pub minute: i64,
+            /// Who tried (`CallerKey::describe`), or [`super::super::log::OVERFLOW_CALLER`].
+            pub caller: String,
+            pub code: String,
+            pub attempts: i64,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

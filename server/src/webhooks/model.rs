@@ -5,38 +5,34 @@ use sea_orm::entity::prelude::*;
 pub mod webhook_endpoint {
     use super::*;
 
-    /// An organisation's HTTPS endpoint and the keys that sign what it is sent. The secrets
-    /// never leave through the API after the answer that made them.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "webhook_endpoint")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub organization_id: i64,
-        /// As `crate::outbound::Outbound::check_url` accepted it; checked again before each
-        /// attempt.
-        pub url: String,
-        pub description: Option<String>,
-        /// Space-separated event types.
-        pub event_types: String,
-        pub enabled: bool,
-        pub disabled_reason: Option<String>,
-        pub disabled_by: Option<String>,
-        pub disabled_at: Option<DateTimeWithTimeZone>,
-        pub next_sequence: i64,
-        pub secret: String,
-        pub previous_secret: Option<String>,
-        pub previous_secret_expires_at: Option<DateTimeWithTimeZone>,
-        pub signing_key: String,
-        pub created_by: String,
-        pub created_at: DateTimeWithTimeZone,
-        pub updated_at: DateTimeWithTimeZone,
+    crate::entity! {
+        /// An organisation's HTTPS endpoint and the keys that sign what it is sent. The secrets
+        /// never leave through the API after the answer that made them.
+        #[sea_orm(table_name = "webhook_endpoint")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub organization_id: i64,
+            /// As `crate::outbound::Outbound::check_url` accepted it; checked again before each
+            /// attempt.
+            pub url: String,
+            pub description: Option<String>,
+            /// Space-separated event types.
+            pub event_types: String,
+            pub enabled: bool,
+            pub disabled_reason: Option<String>,
+            pub disabled_by: Option<String>,
+            pub disabled_at: Option<DateTimeWithTimeZone>,
+            pub next_sequence: i64,
+            pub secret: String,
+            pub previous_secret: Option<String>,
+            pub previous_secret_expires_at: Option<DateTimeWithTimeZone>,
+            pub signing_key: String,
+            pub created_by: String,
+            pub created_at: DateTimeWithTimeZone,
+            pub updated_at: DateTimeWithTimeZone,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 
     impl Model {
         /// Whether it asked for events of `event_type`.
@@ -49,59 +45,51 @@ pub mod webhook_endpoint {
 pub mod webhook_delivery {
     use super::*;
 
-    /// One event for one endpoint, retried until it succeeds or the schedule runs out.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "webhook_delivery")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub endpoint_id: i64,
-        /// The `webhook-id`: one per event, the same on every retry and for every endpoint.
-        pub message_id: String,
-        /// The endpoint's sequence number (`webhook-sequence`).
-        pub sequence: i64,
-        pub event_type: String,
-        /// The body, byte for byte as sent and signed.
-        pub payload: String,
-        pub status: DeliveryStatus,
-        pub attempts: i32,
-        pub queued_after_attempts: i32,
-        pub next_attempt_at_ms: Option<i64>,
-        pub lease_until_ms: Option<i64>,
-        pub lease_owner: Option<String>,
-        pub created_at: DateTimeWithTimeZone,
-        pub finished_at: Option<DateTimeWithTimeZone>,
+    crate::entity! {
+        /// One event for one endpoint, retried until it succeeds or the schedule runs out.
+        #[sea_orm(table_name = "webhook_delivery")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub endpoint_id: i64,
+            /// The `webhook-id`: one per event, the same on every retry and for every endpoint.
+            pub message_id: String,
+            /// The endpoint's sequence number (`webhook-sequence`).
+            pub sequence: i64,
+            pub event_type: String,
+            /// The body, byte for byte as sent and signed.
+            pub payload: String,
+            pub status: DeliveryStatus,
+            pub attempts: i32,
+            pub queued_after_attempts: i32,
+            pub next_attempt_at_ms: Option<i64>,
+            pub lease_until_ms: Option<i64>,
+            pub lease_owner: Option<String>,
+            pub created_at: DateTimeWithTimeZone,
+            pub finished_at: Option<DateTimeWithTimeZone>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod webhook_attempt {
     use super::*;
 
-    /// One attempt to deliver: the answer's status, or the failure's code.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "webhook_attempt")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub delivery_id: i64,
-        pub n: i32,
-        pub at: DateTimeWithTimeZone,
-        pub status_code: Option<i32>,
-        pub failure: Option<String>,
-        pub latency_ms: i64,
-        pub excerpt: Option<String>,
-        pub remote: Option<String>,
+    crate::entity! {
+        /// One attempt to deliver: the answer's status, or the failure's code.
+        #[sea_orm(table_name = "webhook_attempt")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub delivery_id: i64,
+            pub n: i32,
+            pub at: DateTimeWithTimeZone,
+            pub status_code: Option<i32>,
+            pub failure: Option<String>,
+            pub latency_ms: i64,
+            pub excerpt: Option<String>,
+            pub remote: Option<String>,
+        }
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
 crate::stored_enum! {
