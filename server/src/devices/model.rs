@@ -123,60 +123,58 @@ pub mod device_product {
     }
 }
 
+/// Writes the adapter's columns once: the entity has them all and the component's bytes last;
+/// `Summary` has them without the bytes, and a row converts to its summary.
+macro_rules! adapter_columns {
+    ($($(#[doc = $doc:tt])* pub $field:ident: $ty:ident $(<$inner:ident>)?,)*) => {
+        crate::entity! {
+            /// One uploaded version of a product's adapter, with the component's bytes.
+            #[sea_orm(table_name = "adapter")]
+            pub struct Model {
+                #[sea_orm(primary_key)]
+                pub id: i64,
+                $($(#[doc = $doc])* pub $field: $ty $(<$inner>)?,)*
+                pub component: Vec<u8>,
+            }
+        }
+
+        /// An adapter row without the component's bytes: what listings and GraphQL load.
+        #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+        #[sea_orm(entity = "Entity")]
+        pub struct Summary {
+            pub id: i64,
+            $($(#[doc = $doc])* pub $field: $ty $(<$inner>)?,)*
+        }
+
+        impl From<Model> for Summary {
+            fn from(m: Model) -> Summary {
+                Summary { id: m.id, $($field: m.$field,)* }
+            }
+        }
+    };
+}
+
 pub mod adapter {
     use super::*;
 
-    crate::entity! {
-        /// One uploaded version of a product's adapter, with the component's bytes.
-        #[sea_orm(table_name = "adapter")]
-        pub struct Model {
-            #[sea_orm(primary_key)]
-            pub id: i64,
-            pub product_id: i64,
-            pub status: AdapterStatus,
-            /// The version `describe` answered.
-            pub adapter_version: String,
-            /// The `velferd:device` version the component was built against.
-            pub interface_version: String,
-            pub sha256: String,
-            pub size_bytes: i64,
-            pub component: Vec<u8>,
-            /// What `describe` answered, as JSON.
-            pub description: String,
-            pub signing_key_id: i64,
-            pub uploaded_by: String,
-            pub uploaded_at: DateTimeWithTimeZone,
-            pub activated_at: Option<DateTimeWithTimeZone>,
-            pub retired_at: Option<DateTimeWithTimeZone>,
-            /// The limits asked for at upload, null where the default applies (see
-            /// `crate::devices::limits::AdapterLimits`); `limits_fuel` 0: unmetered.
-            pub limits_component_bytes: Option<i64>,
-            pub limits_memory_bytes: Option<i64>,
-            pub limits_fuel: Option<i64>,
-            pub limits_deadline_ms: Option<i64>,
-            pub limits_approval: LimitsApproval,
-            pub limits_approved_by: Option<String>,
-            pub limits_approved_at: Option<DateTimeWithTimeZone>,
-        }
-    }
-
-    /// An adapter row without the component's bytes: what listings and GraphQL load.
-    #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
-    #[sea_orm(entity = "Entity")]
-    pub struct Summary {
-        pub id: i64,
+    adapter_columns! {
         pub product_id: i64,
         pub status: AdapterStatus,
+        /// The version `describe` answered.
         pub adapter_version: String,
+        /// The `velferd:device` version the component was built against.
         pub interface_version: String,
         pub sha256: String,
         pub size_bytes: i64,
+        /// What `describe` answered, as JSON.
         pub description: String,
         pub signing_key_id: i64,
         pub uploaded_by: String,
         pub uploaded_at: DateTimeWithTimeZone,
         pub activated_at: Option<DateTimeWithTimeZone>,
         pub retired_at: Option<DateTimeWithTimeZone>,
+        /// The limits asked for at upload, null where the default applies (see
+        /// `crate::devices::limits::AdapterLimits`); `limits_fuel` 0: unmetered.
         pub limits_component_bytes: Option<i64>,
         pub limits_memory_bytes: Option<i64>,
         pub limits_fuel: Option<i64>,
@@ -184,33 +182,6 @@ pub mod adapter {
         pub limits_approval: LimitsApproval,
         pub limits_approved_by: Option<String>,
         pub limits_approved_at: Option<DateTimeWithTimeZone>,
-    }
-
-    impl From<Model> for Summary {
-        fn from(m: Model) -> Summary {
-            Summary {
-                id: m.id,
-                product_id: m.product_id,
-                status: m.status,
-                adapter_version: m.adapter_version,
-                interface_version: m.interface_version,
-                sha256: m.sha256,
-                size_bytes: m.size_bytes,
-                description: m.description,
-                signing_key_id: m.signing_key_id,
-                uploaded_by: m.uploaded_by,
-                uploaded_at: m.uploaded_at,
-                activated_at: m.activated_at,
-                retired_at: m.retired_at,
-                limits_component_bytes: m.limits_component_bytes,
-                limits_memory_bytes: m.limits_memory_bytes,
-                limits_fuel: m.limits_fuel,
-                limits_deadline_ms: m.limits_deadline_ms,
-                limits_approval: m.limits_approval,
-                limits_approved_by: m.limits_approved_by,
-                limits_approved_at: m.limits_approved_at,
-            }
-        }
     }
 }
 
