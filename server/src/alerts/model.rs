@@ -3,25 +3,60 @@
 
 use sea_orm::entity::prelude::*;
 
-crate::stored_enum! {
+/// Declares a stored enum whose first five variants are the stages of an alert's handling, each
+/// with the caller's doc: the status an alert is in (`AlertStatus`) and the step that put it
+/// there (`StepKind`) share names and stored values, written here once. The caller's further
+/// variants follow.
+macro_rules! with_alert_stages {
+    (
+        $(#[$attr:meta])*
+        pub enum $name:ident {
+            $(#[doc = $raised:tt])* Raised,
+            $(#[doc = $acknowledged:tt])* Acknowledged,
+            $(#[doc = $handed:tt])* HandedToResponder,
+            $(#[doc = $accepted:tt])* ResponderAccepted,
+            $(#[doc = $resolved:tt])* Resolved,
+            $($more:tt)*
+        }
+    ) => {
+        crate::stored_enum! {
+            $(#[$attr])*
+            pub enum $name {
+                $(#[doc = $raised])*
+                #[sea_orm(string_value = "raised")]
+                Raised,
+                $(#[doc = $acknowledged])*
+                #[sea_orm(string_value = "acknowledged")]
+                Acknowledged,
+                $(#[doc = $handed])*
+                #[sea_orm(string_value = "handed_to_responder")]
+                HandedToResponder,
+                $(#[doc = $accepted])*
+                #[sea_orm(string_value = "responder_accepted")]
+                ResponderAccepted,
+                $(#[doc = $resolved])*
+                #[sea_orm(string_value = "resolved")]
+                Resolved,
+                $($more)*
+            }
+        }
+    };
+}
+
+with_alert_stages! {
     /// Where an alert stands in the response centre's workflow.
     #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
     #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
     pub enum AlertStatus {
         /// Raised, nobody has taken it yet (VKP 0, hendelse meldt).
-        #[sea_orm(string_value = "raised")]
         Raised,
         /// An operator has taken it (VKP 1, hendelse behandles).
-        #[sea_orm(string_value = "acknowledged")]
         Acknowledged,
         /// Handed to a responder to go out (VKP 4, hendelse til utrykning).
-        #[sea_orm(string_value = "handed_to_responder")]
         HandedToResponder,
         /// The responder accepted it (VKP 5, hendelse ok utrykning).
-        #[sea_orm(string_value = "responder_accepted")]
         ResponderAccepted,
         /// Signed off with an outcome (VKP 3, hendelse kvittert).
-        #[sea_orm(string_value = "resolved")]
         Resolved,
     }
 }
@@ -66,26 +101,21 @@ impl AlertOutcome {
     }
 }
 
-crate::stored_enum! {
+with_alert_stages! {
     /// One step of an alert's handling, with its VKP follow-up event code
     /// (`vkp-composition-event-v090`) where VKP has one.
     #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
     #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(30))")]
     pub enum StepKind {
         /// VKP 0.
-        #[sea_orm(string_value = "raised")]
         Raised,
         /// VKP 1.
-        #[sea_orm(string_value = "acknowledged")]
         Acknowledged,
         /// VKP 4.
-        #[sea_orm(string_value = "handed_to_responder")]
         HandedToResponder,
         /// VKP 5.
-        #[sea_orm(string_value = "responder_accepted")]
         ResponderAccepted,
         /// VKP 3.
-        #[sea_orm(string_value = "resolved")]
         Resolved,
         /// A note on the cause (VKP 6, årsak).
         #[sea_orm(string_value = "note_cause")]
