@@ -184,29 +184,35 @@ pub async fn revoke_subject<C: ConnectionTrait>(
 ) -> Result<Revoked, DbErr> {
     let now = Utc::now();
     let revoked_by: String = note.revoked_by.chars().take(200).collect();
-    if let Some(number) = org_number {
-        let row = token_revocation::ActiveModel {
-            org_number: Set(number.to_string()),
-            subject: Set(subject.to_string()),
-            issued_up_to: Set(now.timestamp()),
-            reason: Set(note.reason.clone()),
-            revoked_by: Set(revoked_by.clone()),
-            revoked_at: Set(now.fixed_offset()),
-            ..Default::default()
-        };
-        token_revocation::Entity::insert(row)
+    // The two tables differ only in the organisation's column: one upsert, keyed by it and the
+    // subject, for either.
+    macro_rules! upsert {
+        ($table:ident, $org:ident = $value:expr, $org_column:ident) => {
+            $table::Entity::insert($table::ActiveModel {
+                $org: Set($value),
+                subject: Set(subject.to_string()),
+                issued_up_to: Set(now.timestamp()),
+                reason: Set(note.reason.clone()),
+                revoked_by: Set(revoked_by.clone()),
+                revoked_at: Set(now.fixed_offset()),
+                ..Default::default()
+            })
             .on_conflict(
-                OnConflict::columns([token_revocation::Column::OrgNumber, token_revocation::Column::Subject])
+                OnConflict::columns([$table::Column::$org_column, $table::Column::Subject])
                     .update_columns([
-                        token_revocation::Column::IssuedUpTo,
-                        token_revocation::Column::Reason,
-                        token_revocation::Column::RevokedBy,
-                        token_revocation::Column::RevokedAt,
+                        $table::Column::IssuedUpTo,
+                        $table::Column::Reason,
+                        $table::Column::RevokedBy,
+                        $table::Column::RevokedAt,
                     ])
                     .to_owned(),
             )
             .exec(db)
-            .await?;
+            .await?
+        };
+    }
+    if let Some(number) = org_number {
+        upsert!(token_revocation, org_number = number.to_string(), OrgNumber);
         let row = token_revocation::Entity::find()
             .filter(token_revocation::Column::OrgNumber.eq(number.to_string()))
             .filter(token_revocation::Column::Subject.eq(subject))
@@ -216,31 +222,7 @@ pub async fn revoke_subject<C: ConnectionTrait>(
         revocations.in_force.write().expect("not poisoned").by_number(&row);
     }
     if let Some(organization_id) = organization_id {
-        let row = organization_token_revocation::ActiveModel {
-            organization_id: Set(organization_id),
-            subject: Set(subject.to_string()),
-            issued_up_to: Set(now.timestamp()),
-            reason: Set(note.reason.clone()),
-            revoked_by: Set(revoked_by.clone()),
-            revoked_at: Set(now.fixed_offset()),
-            ..Default::default()
-        };
-        organization_token_revocation::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    organization_token_revocation::Column::OrganizationId,
-                    organization_token_revocation::Column::Subject,
-                ])
-                .update_columns([
-                    organization_token_revocation::Column::IssuedUpTo,
-                    organization_token_revocation::Column::Reason,
-                    organization_token_revocation::Column::RevokedBy,
-                    organization_token_revocation::Column::RevokedAt,
-                ])
-                .to_owned(),
-            )
-            .exec(db)
-            .await?;
+        upsert!(organization_token_revocation, organization_id = organization_id, OrganizationId);
         revocations.in_force.write().expect("not poisoned").subject(
             OrgRef::Id(organization_id),
             subject,
