@@ -20,8 +20,9 @@ use super::{DemoError, by_name, caller, hold};
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
 use crate::auth::Role;
 use crate::db::Database;
+use crate::devices::adapter_limits::RequestedLimits;
 use crate::devices::identifiers::{DeviceSerial, key_registration_message};
-use crate::devices::model::device_product;
+use crate::devices::model::{LimitsApproval, device_product};
 use crate::devices::rules;
 use crate::devices::runtime::AdapterRuntime;
 
@@ -191,7 +192,11 @@ pub async fn load(db: &Database, runtime: &AdapterRuntime) -> Result<Option<Demo
         let signature = STANDARD.encode(key.sign(&bytes).to_bytes());
         let key = hold("upload", rules::verify_upload(&txn, &supplier, &bytes, &signature).await)?;
         let slug = rules::parse_slug("product", slug).map_err(|e| DemoError::File(e.to_string()))?;
-        let adapter = hold("upload", rules::record_upload(&txn, &supplier, &slug, &key, &validated, bytes).await)?;
+        let (nothing, approval) = (RequestedLimits::default(), LimitsApproval::NotNeeded);
+        let adapter = hold(
+            "upload",
+            rules::record_upload(&txn, &supplier, &slug, &key, &validated, bytes, &nothing, approval).await,
+        )?;
         hold("activation", rules::activate(&txn, adapter.id).await)?;
     }
     for (municipality, dispensers, alarms) in FLEET {

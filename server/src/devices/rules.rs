@@ -205,23 +205,10 @@ pub async fn verify_upload<C: ConnectionTrait>(
 }
 
 /// Records a signed, validated upload as a pending version of the supplier's product (created
-/// on its first upload).
-pub async fn record_upload<C: ConnectionTrait>(
-    db: &C,
-    caller: &Caller,
-    slug: &ProductSlug,
-    key: &signing_key::Model,
-    validated: &ValidatedAdapter,
-    component: Vec<u8>,
-) -> RuleResult<adapter::Model> {
-    let nothing = RequestedLimits::default();
-    record_upload_with_limits(db, caller, slug, key, validated, component, &nothing, LimitsApproval::NotNeeded).await
-}
-
-/// [`record_upload`] of a version that asked for `requested` limits; `approval` says whether
-/// an admin must approve them (more than the defaults) at activation.
+/// on its first upload), with the limits it asked for (`RequestedLimits::default()`: none);
+/// `approval` says whether an admin must approve them (more than the defaults) at activation.
 #[allow(clippy::too_many_arguments)]
-pub async fn record_upload_with_limits<C: ConnectionTrait>(
+pub async fn record_upload<C: ConnectionTrait>(
     db: &C,
     caller: &Caller,
     slug: &ProductSlug,

@@ -312,8 +312,7 @@ impl DeviceMutation {
             let compilation = AdapterCompilation { millis: compiled.millis(), cache_hit: compiled.cache_hit };
             let row = in_transaction(ctx, async |txn| {
                 let approval = requested.initial_approval(runtime.limits());
-                rules::record_upload_with_limits(txn, &caller, &slug, &key, &validated, component, &requested, approval)
-                    .await
+                rules::record_upload(txn, &caller, &slug, &key, &validated, component, &requested, approval).await
             })
             .await?;
             Ok(Uploaded { summary: adapter::Summary::from(row), compilation })
