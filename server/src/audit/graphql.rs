@@ -332,22 +332,9 @@ pub(crate) async fn oversight(
 ) -> Result<(), ApiError> {
     let txn = db.write().begin().await?;
     for recipient in recipients {
-        super::record(
-            &txn,
-            Access {
-                subject: &caller.subject,
-                organization_id: caller.org.id,
-                role: caller.role,
-                municipality_id: caller.org.id,
-                recipient_id: recipient,
-                operation,
-                object_type: "AuditLog",
-                object_id: recipient,
-                purpose: Purpose::Oversight,
-                decision: Decision::Granted,
-            },
-        )
-        .await?;
+        let access =
+            Access::granted(caller, caller.org.id, recipient, operation, ("AuditLog", recipient), Purpose::Oversight);
+        super::record(&txn, access).await?;
     }
     txn.commit().await?;
     Ok(())

@@ -17,7 +17,7 @@ pub mod verify;
 
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use model::audit_entry;
 
 /// Why the caller touched the recipient's data.
@@ -88,6 +88,32 @@ pub struct Access<'a> {
     pub object_id: i64,
     pub purpose: Purpose,
     pub decision: Decision,
+}
+
+impl<'a> Access<'a> {
+    /// What `caller` was let do, acting for its organisation under its role: `operation` on
+    /// `object` (type and id), which concerns `recipient_id` of `municipality_id`, for `purpose`.
+    pub fn granted(
+        caller: &'a Caller,
+        municipality_id: i64,
+        recipient_id: i64,
+        operation: &'static str,
+        (object_type, object_id): (&'static str, i64),
+        purpose: Purpose,
+    ) -> Access<'a> {
+        Access {
+            subject: &caller.subject,
+            organization_id: caller.org.id,
+            role: caller.role,
+            municipality_id,
+            recipient_id,
+            operation,
+            object_type,
+            object_id,
+            purpose,
+            decision: Decision::Granted,
+        }
+    }
 }
 
 /// Most characters of the subject an entry keeps (the column's width).

@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::model::{AssessmentDecision, RecipientStatus, assessment, recipient_status_change, service_recipient};
 use super::rules::{self, NewAssessment, NewRecipient};
-use crate::audit::{self, Access, Decision, Purpose};
+use crate::audit::{self, Access, Purpose};
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{OrderDirection, Page, PageArgs, load_page, page_by_id};
@@ -69,22 +69,7 @@ pub(crate) async fn record_read(
 ) -> Result<(), ApiError> {
     use sea_orm::TransactionTrait;
     let txn = state(ctx).db.write().begin().await?;
-    audit::record(
-        &txn,
-        Access {
-            subject: &caller.subject,
-            organization_id: caller.org.id,
-            role: caller.role,
-            municipality_id,
-            recipient_id,
-            operation,
-            object_type: object.0,
-            object_id: object.1,
-            purpose,
-            decision: Decision::Granted,
-        },
-    )
-    .await?;
+    audit::record(&txn, Access::granted(caller, municipality_id, recipient_id, operation, object, purpose)).await?;
     txn.commit().await?;
     Ok(())
 }

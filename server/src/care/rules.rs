@@ -10,7 +10,7 @@ use super::model::{
     AssessmentDecision, RecipientStatus, assessment, quarantined_value, recipient_status_change, service_recipient,
 };
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
-use crate::audit::{self, Access, Decision, Purpose};
+use crate::audit::{self, Access, Purpose};
 use crate::auth::Caller;
 use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse};
 use crate::organizations::OrganizationKind;
@@ -89,22 +89,8 @@ pub(crate) async fn audit_change<C: ConnectionTrait>(
     operation: &'static str,
     object: (&'static str, i64),
 ) -> Result<(), ApiError> {
-    audit::record(
-        db,
-        Access {
-            subject: &caller.subject,
-            organization_id: caller.org.id,
-            role: caller.role,
-            municipality_id: recipient.municipality_id,
-            recipient_id: recipient.id,
-            operation,
-            object_type: object.0,
-            object_id: object.1,
-            purpose: Purpose::Casework,
-            decision: Decision::Granted,
-        },
-    )
-    .await?;
+    let access = Access::granted(caller, recipient.municipality_id, recipient.id, operation, object, Purpose::Casework);
+    audit::record(db, access).await?;
     Ok(())
 }
 

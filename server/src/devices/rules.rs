@@ -16,7 +16,7 @@ use super::model::{
     device_status_change, signing_key,
 };
 use crate::agreements::model::{CallOffStatus, call_off, framework_agreement};
-use crate::audit::{self, Access, Decision, Purpose};
+use crate::audit::{self, Access, Purpose};
 use crate::auth::Caller;
 use crate::care::model::{AssessmentDecision, RecipientStatus, assessment, service_recipient};
 use crate::errors::{ApiError, Invalid, Refusal, RuleViolation, ensure, refuse};
@@ -589,20 +589,10 @@ async fn apply_transition<C: ConnectionTrait>(
     let row = row.update(db).await?;
     record_status_change(db, caller, &row, Some(from), concerned).await?;
     if let Some(recipient) = concerned {
+        let operation = if to == DeviceStatus::Assigned { "device.assign" } else { "device.status_change" };
         audit::record(
             db,
-            Access {
-                subject: &caller.subject,
-                organization_id: caller.org.id,
-                role: caller.role,
-                municipality_id: row.municipality_id,
-                recipient_id: recipient,
-                operation: if to == DeviceStatus::Assigned { "device.assign" } else { "device.status_change" },
-                object_type: "Device",
-                object_id: row.id,
-                purpose,
-                decision: Decision::Granted,
-            },
+            Access::granted(caller, row.municipality_id, recipient, operation, ("Device", row.id), purpose),
         )
         .await?;
     }
