@@ -70,6 +70,47 @@ macro_rules! entity {
     };
 }
 
+/// The base of a new row recording a change `caller` makes now, for the table's own columns to
+/// be added to: `subject` (cut to the column's 200 characters), `organization_id`, `role` and
+/// `at` set, the rest unset. `table` names the entity's module, in scope.
+///
+/// ```ignore
+/// device_status_change::ActiveModel {
+///     device_id: Set(device.id),
+///     ..crate::changed_by!(device_status_change, caller)
+/// }
+/// ```
+#[macro_export]
+macro_rules! changed_by {
+    ($table:ident, $caller:expr) => {{
+        let caller: &$crate::auth::Caller = $caller;
+        $table::ActiveModel {
+            subject: sea_orm::ActiveValue::Set(caller.subject.chars().take(200).collect()),
+            organization_id: sea_orm::ActiveValue::Set(caller.org.id),
+            role: sea_orm::ActiveValue::Set(caller.role.as_str().to_string()),
+            at: sea_orm::ActiveValue::Set(chrono::Utc::now().fixed_offset()),
+            ..Default::default()
+        }
+    }};
+}
+
+/// The base of a new row `caller` creates now, for the table's own columns to be added to:
+/// `created_by` (cut to the column's 200 characters), `created_at` and `updated_at` set, the
+/// rest unset. `table` names the entity's module, in scope.
+#[macro_export]
+macro_rules! created_by {
+    ($table:ident, $caller:expr) => {{
+        let caller: &$crate::auth::Caller = $caller;
+        let now = chrono::Utc::now().fixed_offset();
+        $table::ActiveModel {
+            created_by: sea_orm::ActiveValue::Set(caller.subject.chars().take(200).collect()),
+            created_at: sea_orm::ActiveValue::Set(now),
+            updated_at: sea_orm::ActiveValue::Set(now),
+            ..Default::default()
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::entity::prelude::*;

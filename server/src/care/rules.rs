@@ -116,11 +116,7 @@ async fn record_status<C: ConnectionTrait>(
         recipient_id: Set(recipient.id),
         status: Set(recipient.status),
         effective_on: Set(on),
-        subject: Set(caller.subject.chars().take(200).collect()),
-        organization_id: Set(caller.org.id),
-        role: Set(caller.role.as_str().to_string()),
-        at: Set(Utc::now().fixed_offset()),
-        ..Default::default()
+        ..crate::changed_by!(recipient_status_change, caller)
     }
     .insert(db)
     .await?;
@@ -140,7 +136,6 @@ pub async fn register_recipient<C: ConnectionTrait>(
         .one(db)
         .await?;
     ensure(taken.is_none(), CareError::ReferenceTaken)?;
-    let now = Utc::now().fixed_offset();
     let row = service_recipient::ActiveModel {
         municipality_id: Set(caller.org.id),
         reference: Set(new.reference.into_string()),
@@ -149,10 +144,7 @@ pub async fn register_recipient<C: ConnectionTrait>(
         started_on: Set(new.started_on),
         paused_on: Set(None),
         ended_on: Set(None),
-        created_by: Set(caller.subject.chars().take(200).collect()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
+        ..crate::created_by!(service_recipient, caller)
     }
     .insert(db)
     .await?;

@@ -550,11 +550,7 @@ async fn record_status_change<C: ConnectionTrait>(
         from_status: Set(from),
         to_status: Set(device.status),
         recipient_id: Set(recipient_id),
-        subject: Set(caller.subject.chars().take(200).collect()),
-        organization_id: Set(caller.org.id),
-        role: Set(caller.role.as_str().to_string()),
-        at: Set(Utc::now().fixed_offset()),
-        ..Default::default()
+        ..crate::changed_by!(device_status_change, caller)
     }
     .insert(db)
     .await?;

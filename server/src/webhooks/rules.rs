@@ -114,7 +114,6 @@ pub async fn create<C: ConnectionTrait>(
         .count(db)
         .await?;
     ensure(count < settings.max_endpoints as u64, WebhookError::TooManyEndpoints { max: settings.max_endpoints })?;
-    let now = Utc::now().fixed_offset();
     let secret = signing::new_secret();
     let endpoint = webhook_endpoint::ActiveModel {
         organization_id: Set(caller.org.id),
@@ -130,10 +129,7 @@ pub async fn create<C: ConnectionTrait>(
         previous_secret: Set(None),
         previous_secret_expires_at: Set(None),
         signing_key: Set(signing::new_signing_key()),
-        created_by: Set(caller.subject.chars().take(200).collect()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
+        ..crate::created_by!(webhook_endpoint, caller)
     }
     .insert(db)
     .await?;
