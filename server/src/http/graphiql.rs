@@ -235,26 +235,39 @@ fn page(assets: &BTreeMap<&'static str, Asset>) -> String {
     let scripts = ["react.production.min.js", "react-dom.production.min.js", "graphiql.min.js"]
         .map(|name| format!("    <script src=\"{}\"></script>\n", link(name)))
         .concat();
+    let head = format!(
+        r#"    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>{title}</title>
+    <link rel="icon" href="data:,">
+{styles}"#,
+        title = escape_html(TITLE),
+    );
+    let start = link("velferd-graphiql.js");
+    let body = format!(
+        r#"    <div id="graphiql">Loading GraphiQL…</div>
+    <noscript>GraphiQL needs JavaScript. Without it, POST GraphQL requests to /graphql.</noscript>
+{scripts}    <script type="application/json" id="velferd-graphiql-config">{config}</script>
+    <script src="{start}"></script>
+"#
+    );
+    html_page(&head, &body)
+}
+
+/// An HTML page that search engines do not index: the head's lines after the character set
+/// and robots (its title among them), and the body's; each line indented and ending in a
+/// newline.
+fn html_page(head: &str, body: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
   <head>
     <meta charset="utf-8">
     <meta name="robots" content="noindex">
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>{title}</title>
-    <link rel="icon" href="data:,">
-{styles}  </head>
+{head}  </head>
   <body>
-    <div id="graphiql">Loading GraphiQL…</div>
-    <noscript>GraphiQL needs JavaScript. Without it, POST GraphQL requests to /graphql.</noscript>
-{scripts}    <script type="application/json" id="velferd-graphiql-config">{config}</script>
-    <script src="{start}"></script>
-  </body>
+{body}  </body>
 </html>
-"#,
-        title = escape_html(TITLE),
-        start = link("velferd-graphiql.js"),
+"#
     )
 }
 
@@ -263,16 +276,9 @@ fn fallback_page(dir: &Path, missing: &[PathBuf]) -> String {
         .iter()
         .map(|path| format!("      <li><code>{}</code></li>\n", escape_html(&path.display().to_string())))
         .collect();
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-  <head>
-    <meta charset="utf-8">
-    <meta name="robots" content="noindex">
-    <title>{title}: files missing</title>
-  </head>
-  <body>
-    <h1>GraphiQL's files are not installed</h1>
+    let head = format!("    <title>{}: files missing</title>\n", escape_html(TITLE));
+    let body = format!(
+        r#"    <h1>GraphiQL's files are not installed</h1>
     <p>Velferd serves GraphiQL from its own files, never from a CDN. It did not find these when it started:</p>
     <ul>
 {files}    </ul>
@@ -281,13 +287,11 @@ fn fallback_page(dir: &Path, missing: &[PathBuf]) -> String {
     <p>They are looked for in <code>{dir}</code> (the setting <code>VELFERD_GRAPHIQL_DIR</code>).
       The API works without them: POST GraphQL requests to <code>/graphql</code>, subscriptions on
       <code>/graphql/ws</code>.</p>
-  </body>
-</html>
 "#,
-        title = escape_html(TITLE),
         command = escape_html(INSTALL_COMMAND),
         dir = escape_html(&dir.display().to_string()),
-    )
+    );
+    html_page(&head, &body)
 }
 
 #[cfg(test)]
