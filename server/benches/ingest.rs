@@ -11,7 +11,6 @@
 //! The server and this client share the machine, as they would on a small VM. Figures and how
 //! to read them: docs/ingest.md.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,14 +22,12 @@ use serde_json::{Value, json};
 use velferd::auth::{Role, TokenSigner};
 use velferd::config::Settings;
 
+use support::{MUNICIPALITY, OPERATOR, SECRET, SUPPLIER};
+
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
+mod support;
 
-const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
-const SUPPLIER: &str = "923609016";
-const MUNICIPALITY: &str = "974760673";
-/// The platform operator (`VELFERD_OPERATOR_ORG_NUMBER`): `admin` counts for it alone.
-const OPERATOR: &str = "991000003";
 const DEVICES: usize = 200;
 
 struct Bench {
@@ -41,8 +38,7 @@ struct Bench {
 
 impl Bench {
     fn token(&self, org: &str, role: Role) -> String {
-        let org: velferd::organizations::OrgNumber = org.parse().unwrap();
-        self.signer.mint("bench", org, BTreeSet::from([role]), Duration::from_secs(3600))
+        support::token(&self.signer, org, role)
     }
 
     /// POSTs to /graphql with `token`; returns the whole JSON reply.
@@ -115,13 +111,7 @@ impl Bench {
         self.upload("bench-hostile", "hostile_infinite_loop", &key).await;
         // The supplier delivers the devices under the municipality's call-off; the municipality
         // registers them.
-        let call_off = velferd::agreements::seed::confirmed_call_off(
-            db,
-            org_id(db, MUNICIPALITY).await,
-            org_id(db, SUPPLIER).await,
-        )
-        .await
-        .unwrap();
+        let call_off = support::confirmed_call_off(db).await;
         let serials: Vec<String> = (0..DEVICES).map(|i| format!("RD-B{i:05}")).collect();
         for batch in serials.chunks(100) {
             let data = self
@@ -146,13 +136,6 @@ impl Bench {
             assert_eq!(data["deviceRegister"]["userErrors"], json!([]), "{data}");
         }
     }
-}
-
-/// The row id of the organisation with `org_number`.
-async fn org_id(db: &sea_orm::DatabaseConnection, org_number: &str) -> i64 {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use velferd::organizations::model::{Column, Entity};
-    Entity::find().filter(Column::OrgNumber.eq(org_number)).one(db).await.unwrap().expect("registered").id
 }
 
 /// A realistic dispenser message: a dose made available and taken, with unique event ids.

@@ -11,7 +11,6 @@
 //! its own `LISTEN` connection: what they share is the database, as two processes would (the
 //! e2e test `live::two_server_processes_…` runs real processes). Figures: docs/live.md.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -25,15 +24,14 @@ use velferd::auth::{Role, TokenSigner};
 use velferd::config::Settings;
 use velferd::live::{Scope, Topic};
 
+use support::{MUNICIPALITY, OPERATOR, SECRET, SUPPLIER};
+
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
+mod support;
 #[path = "../../tests/e2e/wire.rs"]
 mod wire;
 
-const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
-const SUPPLIER: &str = "923609016";
-const MUNICIPALITY: &str = "974760673";
-const OPERATOR: &str = "991000003";
 const SERIAL: &str = "SA-B00001";
 
 fn settings(database_url: &str) -> Settings {
@@ -55,8 +53,7 @@ struct Bench {
 
 impl Bench {
     fn token(&self, org: &str, role: Role) -> String {
-        let org: velferd::organizations::OrgNumber = org.parse().unwrap();
-        self.signer.mint("bench", org, BTreeSet::from([role]), Duration::from_secs(3600))
+        support::token(&self.signer, org, role)
     }
 
     async fn graphql(&self, base: &str, token: &str, query: &str, variables: Value) -> Value {
@@ -105,13 +102,7 @@ impl Bench {
             json!({ "id": adapter }),
         )
         .await;
-        let call_off = velferd::agreements::seed::confirmed_call_off(
-            db,
-            org_id(db, MUNICIPALITY).await,
-            org_id(db, SUPPLIER).await,
-        )
-        .await
-        .unwrap();
+        let call_off = support::confirmed_call_off(db).await;
         self.graphql(
             base,
             &supplier,
@@ -136,12 +127,6 @@ impl Bench {
         let response = wire::ingest(&self.client, base, token, "bench-alarm", "application/xml", body).await;
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
-}
-
-async fn org_id(db: &sea_orm::DatabaseConnection, org_number: &str) -> i64 {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use velferd::organizations::model::{Column, Entity};
-    Entity::find().filter(Column::OrgNumber.eq(org_number)).one(db).await.unwrap().expect("registered").id
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
