@@ -308,11 +308,11 @@ struct Served {
 /// written to the audit log before it is answered.
 pub async fn search(db: &crate::db::Database, reader: &Reader, search: &Search, base: &str) -> Result<Value, ApiError> {
     let read = db.read();
-    let namespace = reader.namespace();
     let (system, _) = settings::recipient_system(read, &reader.municipality).await?;
+    let page = PageRequest { reader, search, namespace: reader.namespace(), system };
     let (entries, served, next) = match search.resource {
-        FhirResource::MedicationDispense => doses(read, reader, search, &namespace, &system).await?,
-        FhirResource::Bundle | FhirResource::DetectedIssue => alerts(read, reader, search, &namespace, &system).await?,
+        FhirResource::MedicationDispense => doses(read, &page).await?,
+        FhirResource::Bundle | FhirResource::DetectedIssue => alerts(read, &page).await?,
     };
     if !served.is_empty() {
         let txn = db.write().begin().await?;
@@ -358,6 +358,17 @@ pub async fn search(db: &crate::db::Database, reader: &Reader, search: &Search, 
 
 type PageOf = (Vec<Value>, Vec<Served>, Option<Cursor>);
 
+/// What one page is read for: who reads, what they search, and the names its resources are
+/// written under.
+struct PageRequest<'a> {
+    reader: &'a Reader,
+    search: &'a Search,
+    /// The namespace of the municipality's stable ids ([`Reader::namespace`]).
+    namespace: String,
+    /// The identifier system of its recipients' references.
+    system: String,
+}
+
 /// What a dose's resource needs: its recipient (row and reference), its device, its VKP code.
 type Exported<'a> = (i64, &'a String, &'a DeviceFacts, String);
 
@@ -391,13 +402,8 @@ const SCAN_FACTOR: u64 = 4;
 /// names no recipient and is not exported (MedicationDispense needs its subject); the page reads
 /// on past such rows (up to [`SCAN_FACTOR`] rows per entry), so it is full unless the window
 /// ends, and has a `next` link only when more may follow.
-async fn doses<C: ConnectionTrait>(
-    db: &C,
-    reader: &Reader,
-    search: &Search,
-    namespace: &str,
-    system: &str,
-) -> Result<PageOf, ApiError> {
+async fn doses<C: ConnectionTrait>(db: &C, page: &PageRequest<'_>) -> Result<PageOf, ApiError> {
+    let PageRequest { reader, search, namespace, system } = page;
     let devices_of_municipality = SqlQuery::select()
         .column(device::Column::Id)
         .from(device::Entity)
@@ -535,13 +541,8 @@ async fn device_facts<C: ConnectionTrait>(
 
 /// A page of alerts: alarms as Bundles, or the other alerts as DetectedIssues. Only alerts that
 /// name a recipient and carry a VKP alert code are exported (DetectedIssue needs both).
-async fn alerts<C: ConnectionTrait>(
-    db: &C,
-    reader: &Reader,
-    search: &Search,
-    namespace: &str,
-    system: &str,
-) -> Result<PageOf, ApiError> {
+async fn alerts<C: ConnectionTrait>(db: &C, page: &PageRequest<'_>) -> Result<PageOf, ApiError> {
+    let PageRequest { reader, search, namespace, system } = page;
     let alarm_kinds: Vec<&str> = crate::alerts::rules::RULES.iter().map(|r| r.kind).filter(|k| is_alarm(k)).collect();
     let mut exported = SqlQuery::select()
         .column(alert::Column::Id)
