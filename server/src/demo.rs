@@ -181,7 +181,7 @@ mod procurements {
 
     use super::{DemoError, LarvikRole, by_name, caller, day, hold, t};
     use crate::agreements::model::{Acquisition, CallOffStatus, RolloutScope};
-    use crate::agreements::rules::{self as agreements, AgreementTerms, NewCallOff};
+    use crate::agreements::rules::{self as agreements, AgreementTerms, CallOffQuantity, NewCallOff, OpeningStatus};
     use crate::auth::Caller;
     use crate::money::Nok;
     use crate::organizations::model as organization;
@@ -354,15 +354,14 @@ mod procurements {
                     txn,
                     crate::db::Backend::Sqlite,
                     &municipality,
-                    NewCallOff::new(
-                        agreements_made[agreement].id,
+                    NewCallOff {
+                        agreement_id: agreements_made[agreement].id,
                         acquisition,
                         scope,
-                        quantity,
-                        day(2019, 3, 15),
-                        CallOffStatus::Placed,
-                    )
-                    .expect("a valid call-off"),
+                        quantity: CallOffQuantity::parse(quantity).expect("a valid quantity"),
+                        placed_on: day(2019, 3, 15),
+                        status: OpeningStatus::parse(CallOffStatus::Placed).expect("an opening status"),
+                    },
                 )
                 .await,
             )?;

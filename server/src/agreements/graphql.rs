@@ -6,7 +6,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::NaiveDate;
 
 use super::model::{Acquisition, CallOffStatus, RolloutScope, call_off, framework_agreement};
-use super::rules::{self, AgreementTerms, NewCallOff};
+use super::rules::{self, AgreementTerms, CallOffQuantity, NewCallOff, OpeningStatus};
 use crate::auth::Role;
 use crate::errors::{ApiError, Invalid};
 use crate::graphql::connection::{Page, PageArgs, page_in_memory};
@@ -211,14 +211,14 @@ impl FrameworkAgreementCreateInput {
 
 impl CallOffCreateInput {
     fn parse(self) -> Result<NewCallOff, Invalid> {
-        NewCallOff::new(
-            input_row(&self.agreement_id, NodeType::FrameworkAgreement, "agreementId")?,
-            self.acquisition,
-            self.scope,
-            self.quantity,
-            self.placed_on.unwrap_or_else(today),
-            self.status.unwrap_or(CallOffStatus::Placed),
-        )
+        Ok(NewCallOff {
+            agreement_id: input_row(&self.agreement_id, NodeType::FrameworkAgreement, "agreementId")?,
+            acquisition: self.acquisition,
+            scope: self.scope,
+            quantity: CallOffQuantity::parse(self.quantity)?,
+            placed_on: self.placed_on.unwrap_or_else(today),
+            status: OpeningStatus::parse(self.status.unwrap_or(CallOffStatus::Placed))?,
+        })
     }
 }
 

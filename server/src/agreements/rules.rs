@@ -119,30 +119,41 @@ pub fn used_volume(call_offs: &[call_off::Model]) -> i64 {
 
 /// A call-off of at least one unit, made as DRAFT or PLACED.
 pub struct NewCallOff {
-    agreement_id: i64,
-    acquisition: Acquisition,
-    scope: RolloutScope,
-    quantity: i32,
-    placed_on: NaiveDate,
-    status: CallOffStatus,
+    pub agreement_id: i64,
+    pub acquisition: Acquisition,
+    pub scope: RolloutScope,
+    pub quantity: CallOffQuantity,
+    pub placed_on: NaiveDate,
+    pub status: OpeningStatus,
 }
 
-impl NewCallOff {
-    pub fn new(
-        agreement_id: i64,
-        acquisition: Acquisition,
-        scope: RolloutScope,
-        quantity: i32,
-        placed_on: NaiveDate,
-        status: CallOffStatus,
-    ) -> Result<NewCallOff, Invalid> {
+/// The units a call-off takes: at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallOffQuantity(i32);
+
+impl CallOffQuantity {
+    pub fn parse(quantity: i32) -> Result<CallOffQuantity, Invalid> {
         if quantity < 1 {
             return Err(Invalid::new("quantity", "INVALID_QUANTITY", "the quantity must be at least 1"));
         }
+        Ok(CallOffQuantity(quantity))
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// The status a call-off is made in: DRAFT or PLACED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpeningStatus(CallOffStatus);
+
+impl OpeningStatus {
+    pub fn parse(status: CallOffStatus) -> Result<OpeningStatus, Invalid> {
         if !matches!(status, CallOffStatus::Draft | CallOffStatus::Placed) {
             return Err(Invalid::new("status", "INVALID_STATUS", "a new call-off is DRAFT or PLACED"));
         }
-        Ok(NewCallOff { agreement_id, acquisition, scope, quantity, placed_on, status })
+        Ok(OpeningStatus(status))
     }
 }
 
@@ -189,16 +200,16 @@ pub async fn create_call_off<C: ConnectionTrait>(
     let existing = call_off::Entity::find().filter(call_off::Column::AgreementId.eq(agreement.id)).all(db).await?;
     let remaining = i64::from(agreement.volume_cap) - used_volume(&existing);
     ensure(
-        i64::from(new.quantity) <= remaining,
-        AgreementError::OverVolume { remaining, requested: i64::from(new.quantity) },
+        i64::from(new.quantity.get()) <= remaining,
+        AgreementError::OverVolume { remaining, requested: i64::from(new.quantity.get()) },
     )?;
     let row = call_off::ActiveModel {
         agreement_id: Set(agreement.id),
         municipality_id: Set(caller.org.id),
         acquisition: Set(new.acquisition),
         scope: Set(new.scope),
-        quantity: Set(new.quantity),
-        status: Set(new.status),
+        quantity: Set(new.quantity.get()),
+        status: Set(new.status.0),
         placed_on: Set(new.placed_on),
         created_at: Set(Utc::now().fixed_offset()),
         ..Default::default()
