@@ -189,52 +189,24 @@ impl Metrics {
             operation_names: Mutex::new(HashSet::new()),
             registry: Registry::default(),
         };
-        registry.register(
-            "graphql_requests",
-            "GraphQL operations run, by operation name (`anonymous`, or `other` past the cap or when the document did not validate)",
-            metrics.graphql_requests.clone(),
-        );
-        registry.register(
-            "graphql_request_duration_seconds",
-            "Time from receiving a GraphQL operation to its response, by operation name",
-            metrics.graphql_seconds.clone(),
-        );
-        registry.register(
-            "graphql_errors",
-            "Errors in GraphQL responses, by extensions.code",
-            metrics.graphql_errors.clone(),
-        );
-        registry.register(
-            "ingest_messages",
-            "Device messages answered, by product and outcome (accepted, duplicate, rejected, retry, refused)",
-            metrics.ingest_messages.clone(),
-        );
-        registry.register(
-            "adapter_call_duration_seconds",
-            "Wall time of adapter calls, by result (`ok` or the decode error code)",
-            metrics.adapter_seconds.clone(),
-        );
-        registry.register(
-            "adapter_instructions",
-            "Wasm instructions (fuel) adapter calls used, by result",
-            metrics.adapter_instructions.clone(),
-        );
-        registry.register(
-            "db_connections_in_use",
-            "Database connections checked out of the pool, by pool (read and write on SQLite, shared on PostgreSQL)",
-            metrics.db_in_use.clone(),
-        );
-        registry.register("graphql_subscribers", "Live GraphQL subscriptions", metrics.subscribers.clone());
-        registry.register(
-            "refused_attempts",
-            "Refused and throttled attempts, by code (those of the refusal log, `refusedAttempts`)",
-            metrics.refused_attempts.clone(),
-        );
-        registry.register(
-            "refusal_log_overflow",
-            "Refused attempts the refusal log counted under the caller `(others)`, its table of callers being full",
-            metrics.refusal_log_overflow.clone(),
-        );
+        // Each metric: its name (after the prefix), its help, and the field that holds it.
+        macro_rules! register {
+            ($($name:literal, $help:literal, $field:ident;)*) => {
+                $(registry.register($name, $help, metrics.$field.clone());)*
+            };
+        }
+        register! {
+            "graphql_requests", "GraphQL operations run, by operation name (`anonymous`, or `other` past the cap or when the document did not validate)", graphql_requests;
+            "graphql_request_duration_seconds", "Time from receiving a GraphQL operation to its response, by operation name", graphql_seconds;
+            "graphql_errors", "Errors in GraphQL responses, by extensions.code", graphql_errors;
+            "ingest_messages", "Device messages answered, by product and outcome (accepted, duplicate, rejected, retry, refused)", ingest_messages;
+            "adapter_call_duration_seconds", "Wall time of adapter calls, by result (`ok` or the decode error code)", adapter_seconds;
+            "adapter_instructions", "Wasm instructions (fuel) adapter calls used, by result", adapter_instructions;
+            "db_connections_in_use", "Database connections checked out of the pool, by pool (read and write on SQLite, shared on PostgreSQL)", db_in_use;
+            "graphql_subscribers", "Live GraphQL subscriptions", subscribers;
+            "refused_attempts", "Refused and throttled attempts, by code (those of the refusal log, `refusedAttempts`)", refused_attempts;
+            "refusal_log_overflow", "Refused attempts the refusal log counted under the caller `(others)`, its table of callers being full", refusal_log_overflow;
+        }
         Metrics { registry, ..metrics }
     }
 
