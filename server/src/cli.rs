@@ -241,6 +241,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 (true, true) => crate::DemoMode::Devices,
                 (true, false) => crate::DemoMode::Feed,
             };
+            if let Some(failpoint) = settings.failpoint {
+                crate::failpoint::arm(failpoint);
+            }
             let (server, feed) = crate::start_with_demo(&settings, mode, workers).await.map_err(|e| e.to_string())?;
             let addr = server.addr;
             // Written without println!, which would panic if stdout is a closed pipe.

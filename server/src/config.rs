@@ -203,6 +203,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_OUTBOUND_MAX_RETRY_AFTER",
         "the longest `Retry-After` an endpoint's answer is honoured for, e.g. `1h` (default 1h)",
     ),
+    (
+        "VELFERD_FAILPOINT",
+        "testing only, refused in production: `POINT:N` aborts `velferd serve` the N-th time it reaches POINT \
+         (after_decode, after_commit, before_reply, after_delivery), as a crash would (default none)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +329,8 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// Calls to addresses others choose (`VELFERD_OUTBOUND_*`, docs/outbound.md).
     pub outbound: crate::outbound::OutboundSettings,
+    /// Where `velferd serve` aborts itself, for the crash test (`VELFERD_FAILPOINT`).
+    pub failpoint: Option<crate::failpoint::Failpoint>,
 }
 
 /// How the alert sweep runs (`VELFERD_ALERT_SWEEP_INTERVAL_MS`).
@@ -575,6 +582,8 @@ impl Settings {
             ));
         }
 
+        let failpoint = failpoint_setting(get, profile)?;
+
         Ok(Settings {
             profile,
             database_url,
@@ -611,6 +620,7 @@ impl Settings {
             graphiql_dir: PathBuf::from(get("VELFERD_GRAPHIQL_DIR").unwrap_or(DEFAULT_GRAPHIQL_DIR)),
             webhooks,
             outbound,
+            failpoint,
         })
     }
 
@@ -618,6 +628,22 @@ impl Settings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+}
+
+/// `VELFERD_FAILPOINT`: a known point and a count, and never in production, where a stray
+/// variable would make the service abort itself.
+fn failpoint_setting<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    profile: Profile,
+) -> Result<Option<crate::failpoint::Failpoint>, ConfigError> {
+    let Some(text) = get("VELFERD_FAILPOINT") else { return Ok(None) };
+    if profile == Profile::Production {
+        return Err(invalid(
+            "VELFERD_FAILPOINT",
+            "aborts the process on purpose, for crash tests; not in production".into(),
+        ));
+    }
+    text.parse().map(Some).map_err(|reason| invalid("VELFERD_FAILPOINT", reason))
 }
 
 /// The limits adapter calls run under, from `file` (if any) and the environment, as `serve`
@@ -1188,6 +1214,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("VELFERD_OUTBOUND_ALLOW_LOOPBACK") && e.contains("production"), "{e}");
+    }
+
+    #[test]
+    fn a_failpoint_must_name_a_known_point_and_is_refused_in_production() {
+        let with = |value: &str| Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET), ("VELFERD_FAILPOINT", value)]);
+        let set = with("after_commit:5").unwrap().failpoint.unwrap();
+        assert_eq!(set.to_string(), "after_commit:5");
+        assert_eq!(Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap().failpoint, None);
+        let e = with("after_comit:5").unwrap_err().to_string();
+        assert!(e.starts_with("VELFERD_FAILPOINT: unknown failpoint \"after_comit\""), "{e}");
+        let get = |n: &str| (n == "VELFERD_FAILPOINT").then_some("after_decode:1");
+        let e = failpoint_setting(get, Profile::Production).unwrap_err().to_string();
+        assert!(e.starts_with("VELFERD_FAILPOINT") && e.contains("not in production"), "{e}");
     }
 
     #[test]

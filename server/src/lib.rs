@@ -49,6 +49,7 @@ pub mod db;
 pub mod demo;
 pub mod entity;
 pub mod errors;
+pub mod failpoint;
 pub mod graphql;
 pub mod http;
 pub mod ids;

@@ -21,7 +21,7 @@ fn velferd() -> Command {
 }
 
 /// Runs `velferd serve` with `env` and expects it to refuse to start.
-fn refused_start(env: &[(&str, &str)]) -> String {
+pub(crate) fn refused_start(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let output = velferd().current_dir(dir.path()).args(["serve"]).envs(env.iter().copied()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();

@@ -48,6 +48,11 @@ impl Server {
         self.base.trim_start_matches("http://")
     }
 
+    /// How the process ended, once it has ended by itself (at a failpoint); `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// SIGKILL: no shutdown, no cleanup.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

@@ -233,6 +233,7 @@ pub async fn ingest(
         let decoded = decode(runtime, product.id, &active, &product.slug, &message, received_at).await;
         items.push((message, decoded));
     }
+    crate::failpoint::hit(crate::failpoint::Point::AfterDecode);
     let adapter_id = active.as_ref().map(|(id, _)| *id);
     let (reply, answer) = oneshot::channel();
     let pending =
@@ -393,6 +394,7 @@ async fn write_group(db: &Database, live: &Live, group: &mut [Pending]) -> Resul
     announce_stored(&txn, live, &stored).await?;
     crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
+    crate::failpoint::hit(crate::failpoint::Point::AfterCommit);
     Ok(results.into_iter().map(|r| r.into_iter().map(|r| r.expect("every message answered")).collect()).collect())
 }
 

@@ -225,6 +225,7 @@ async fn one(
     if status == StatusCode::SERVICE_UNAVAILABLE && response.status() == status {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
+    crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
     Ok(response)
 }
 
@@ -340,6 +341,7 @@ async fn batch(
     let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
+        crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
         return Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply));
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
@@ -359,6 +361,7 @@ async fn batch(
     results.sort_by_key(|(i, _)| *i);
     let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
     shared.state.metrics.ingest_reply(&product.slug, &reply);
+    crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
     Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply))
 }
 

@@ -282,6 +282,10 @@ async fn send(
             }
         }
     };
+    if outcome.status.is_some_and(|status| (200..300).contains(&status)) {
+        // Delivered, not yet recorded: a crash here sends it again, with the same `webhook-id`.
+        crate::failpoint::hit(crate::failpoint::Point::AfterDelivery);
+    }
     record(db, settings, &delivery, outcome).await
 }
 
