@@ -96,6 +96,16 @@ pub fn anchor_message(municipality_id: i64, head_seq: i64, head_hash: &str) -> V
     message
 }
 
+/// What a cut's HMAC covers: the chain (municipality) and the last entry retention deleted
+/// from it. A domain of its own, so an anchor's MAC is never a valid cut's, nor the reverse.
+pub fn cut_message(municipality_id: i64, through_seq: i64, through_hash: &str) -> Vec<u8> {
+    let mut message = b"velferd-audit-cut-v1\0".to_vec();
+    message.extend_from_slice(&municipality_id.to_be_bytes());
+    message.extend_from_slice(&through_seq.to_be_bytes());
+    message.extend_from_slice(through_hash.as_bytes());
+    message
+}
+
 /// Now, in whole microseconds: what both back ends store exactly.
 pub fn now() -> DateTime<FixedOffset> {
     let micros = Utc::now().timestamp_micros();
