@@ -42,15 +42,20 @@ fn thirty_days_after(moment: DateTime<Utc>) -> DateTime<Utc> {
     moment + chrono::Duration::days(30)
 }
 
-/// The ids a query answers (its first column), as a set.
-async fn ids(app: &TestApp, sql: &str) -> BTreeSet<i64> {
+/// The first column of what a query answers.
+async fn column<T: sea_orm::TryGetable>(app: &TestApp, sql: &str) -> Vec<T> {
     let db = app.db().read();
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
         .await
         .unwrap()
         .iter()
-        .map(|row| row.try_get_by_index::<i64>(0).unwrap())
+        .map(|row| row.try_get_by_index::<T>(0).unwrap())
         .collect()
+}
+
+/// The ids a query answers (its first column), as a set.
+async fn ids(app: &TestApp, sql: &str) -> BTreeSet<i64> {
+    column(app, sql).await.into_iter().collect()
 }
 
 /// The ids of every table the sweep deletes from.
@@ -416,16 +421,8 @@ async fn a_backup_taken_while_ingesting_restores_every_acknowledged_event() {
         ..Options::default()
     };
     let restored = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
-    let stored: BTreeSet<String> = {
-        let db = restored.db().read();
-        let sql = "SELECT supplier_event_id FROM device_event WHERE supplier_event_id LIKE 'backup-%'";
-        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(0).unwrap())
-            .collect()
-    };
+    let sql = "SELECT supplier_event_id FROM device_event WHERE supplier_event_id LIKE 'backup-%'";
+    let stored: BTreeSet<String> = column(&restored, sql).await.into_iter().collect();
     let missing: Vec<&String> = before_backup.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(missing.is_empty(), "acknowledged before the backup but not in it: {missing:?}");
     let (code, output) = crate::audit::verify_cli(&restored, &[]).await;
