@@ -44,6 +44,7 @@ migrations! {
     m20261208_000017_benefits,
     m20261209_000018_adapter_limits,
     m20261209_000019_ingest_indexes,
+    m20261210_000020_audit_cut,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

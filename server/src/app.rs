@@ -43,6 +43,8 @@ pub struct AppState {
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// The one client for calls to addresses others choose (webhooks): SSRF-safe.
     pub outbound: crate::outbound::Outbound,
+    /// The retention sweep (`crate::retention`); set once at start, it stops with the last clone.
+    pub retention: Option<Arc<crate::retention::Retention>>,
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             alert_sweep,
             webhooks: None,
             outbound,
+            retention: None,
         }
     }
 

@@ -80,6 +80,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Copy the SQLite database to a new file, consistent as of one moment, while the server
+    /// runs (`VACUUM INTO`); restore by starting the server on the copy. PostgreSQL is backed up
+    /// with its own tools (base backup and WAL archiving, docs/operations.md). Exits 0 when the
+    /// copy is complete and passes SQLite's integrity check, 2 otherwise.
+    Backup {
+        /// The file to write; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,10 +200,19 @@ fn run(cli: Cli) -> Result<(), String> {
         // The lines above name each broken entry; the exit code tells scripts.
         std::process::exit(1);
     }
+    if let Command::Backup { to } = &cli.command {
+        // Needs the database URL only.
+        let url = crate::config::load_database_url(cli.config.as_deref()).map_err(|e| e.to_string())?;
+        let summary = runtime()?.block_on(backup(&url, to))?;
+        println!("{summary}");
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     init_logging(&settings);
     match cli.command {
-        Command::Schema | Command::Adapter { .. } | Command::Audit { .. } => unreachable!("handled above"),
+        Command::Schema | Command::Adapter { .. } | Command::Audit { .. } | Command::Backup { .. } => {
+            unreachable!("handled above")
+        }
         Command::Token { org, oid, org_name, roles, ttl, subject } => {
             let org: OrgRef = match (org, oid, org_name) {
                 (Some(number), None, None) => OrgRef::Number(number.parse().map_err(|e| format!("--org: {e}"))?),
@@ -299,6 +317,67 @@ fn verify_summary(report: &crate::audit::verify::Report, keys: &crate::audit::ke
             writeln!(out, "audit log BROKEN: {} finding(s) in {} chains", report.findings.len(), report.chains.len());
     }
     out
+}
+
+/// `velferd backup --to FILE`: `VACUUM INTO` a file beside the target, checked, then renamed
+/// into place, so `FILE` only ever exists complete. `VACUUM INTO` reads the database in one
+/// read transaction: under WAL the server goes on writing meanwhile, and the copy holds every
+/// transaction committed before it began (so every acknowledged message), none after.
+async fn backup(url: &str, to: &std::path::Path) -> Result<String, String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    if crate::db::Backend::of_url(url)? == crate::db::Backend::Postgres {
+        return Err("backup copies a SQLite database; back PostgreSQL up with pg_basebackup and WAL archiving \
+                    (docs/operations.md, \"Backup and restore\")"
+            .into());
+    }
+    if to.exists() {
+        return Err(format!("--to {}: already exists; name a new file", to.display()));
+    }
+    let partial = std::path::PathBuf::from(format!("{}.partial", to.display()));
+    let _ = std::fs::remove_file(&partial);
+    let db = Database::connect(url, 1, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+    db.readiness().await.map_err(|e| format!("{}: {e}", crate::db::redact(url)))?;
+    let conn = db.read();
+    let backend = conn.get_database_backend();
+    let path = partial.to_str().ok_or_else(|| format!("--to {}: not a UTF-8 path", to.display()))?;
+    let started = std::time::Instant::now();
+    conn.execute_raw(Statement::from_sql_and_values(backend, "VACUUM INTO ?", [path.into()]))
+        .await
+        .map_err(|e| format!("copying to {}: {e}", partial.display()))?;
+    // The copy, opened read-only on its own: SQLite's integrity check, and a count to report.
+    let copy = sea_orm::Database::connect(format!("sqlite://{path}?mode=ro"))
+        .await
+        .map_err(|e| format!("opening the copy {}: {e}", partial.display()))?;
+    let one = |sql: &str| Statement::from_string(backend, sql.to_string());
+    let check: String = match copy.query_one_raw(one("PRAGMA quick_check")).await {
+        Ok(Some(row)) => row.try_get_by_index(0).map_err(|e| e.to_string())?,
+        Ok(None) => "no answer".into(),
+        Err(e) => e.to_string(),
+    };
+    let events: i64 = match copy.query_one_raw(one("SELECT COUNT(*) FROM device_event")).await {
+        Ok(Some(row)) => row.try_get_by_index(0).map_err(|e| e.to_string())?,
+        _ => 0,
+    };
+    copy.close().await.ok();
+    if check != "ok" {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("the copy failed SQLite's integrity check ({check}); nothing written to {}", to.display()));
+    }
+    // On disk before it takes its name, and the name on disk before we say so.
+    std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::fs::rename(&partial, to).map_err(|e| format!("--to {}: {e}", to.display()))?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    Ok(format!(
+        "backed up {} to {}: {bytes} bytes, {events} device events, in {} ms (restore: start the server with \
+         VELFERD_DATABASE_URL=sqlite://{}?mode=rwc)",
+        crate::db::redact(url),
+        to.display(),
+        started.elapsed().as_millis(),
+        to.display()
+    ))
 }
 
 /// `velferd adapter check`: judged as the configured server (or a product's approved limits)

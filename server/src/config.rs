@@ -78,6 +78,27 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "days a recipient's data is kept after its service ended, then erased by an hourly sweep (default 180)",
     ),
     (
+        "VELFERD_EVENT_RETENTION_DAYS",
+        "days device events and their ingest receipts are kept (an event an open alert needs stays); 0 keeps them \
+         forever (default 800)",
+    ),
+    (
+        "VELFERD_DEAD_LETTER_RETENTION_DAYS",
+        "days a dead letter is kept after it was resolved (unresolved ones stay); 0: forever (default 90)",
+    ),
+    (
+        "VELFERD_WEBHOOK_DELIVERY_RETENTION_DAYS",
+        "days a webhook delivery and its attempts are kept after it succeeded or failed (pending ones stay); 0: forever (default 30)",
+    ),
+    ("VELFERD_REFUSAL_RETENTION_DAYS", "days the refusal log's per-minute counts are kept; 0: forever (default 90)"),
+    (
+        "VELFERD_AUDIT_RETENTION_DAYS",
+        "days an audit log entry is kept; older ones are cut from the start of the chain, which still verifies; \
+         0: forever (default 3650, ten years)",
+    ),
+    ("VELFERD_RETENTION_INTERVAL_SECONDS", "how often each instance runs the retention sweep (default 3600)"),
+    ("VELFERD_RETENTION_BATCH", "most rows one retention delete statement removes (default 5000)"),
+    (
         "VELFERD_BENEFITS_MIN_RECIPIENTS",
         "fewest service recipients a published benefit figure may cover; smaller cells are suppressed (default 5, at least 3)",
     ),
@@ -304,6 +325,9 @@ pub struct Settings {
     pub refusal_log_flush: Duration,
     /// Days a recipient's data is kept after its service ended (`docs/care.md`).
     pub care_retention_days: u32,
+    /// How long events, receipts, dead letters, deliveries, refusals and the audit log are kept
+    /// (`VELFERD_*_RETENTION_DAYS`, docs/operations.md).
+    pub retention: crate::retention::RetentionSettings,
     /// The fewest recipients a published benefit figure may cover (`docs/benefits.md`).
     pub benefits_min_recipients: u32,
     /// Browser origins other than the server's own that may call it: checked on the WebSocket
@@ -600,6 +624,7 @@ impl Settings {
                 1..=86_400,
             )? as u64),
             care_retention_days: parse_number(get, "VELFERD_CARE_RETENTION_DAYS", 180, 0..=36_500)? as u32,
+            retention: retention_settings(get)?,
             benefits_min_recipients: parse_number(get, "VELFERD_BENEFITS_MIN_RECIPIENTS", 5, 3..=1_000)? as u32,
             allowed_origins,
             devices,
@@ -646,6 +671,27 @@ fn failpoint_setting<'a>(
     text.parse().map(Some).map_err(|reason| invalid("VELFERD_FAILPOINT", reason))
 }
 
+/// The retention of each growing table: days (0 keeps forever) and how the sweep runs.
+fn retention_settings<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<crate::retention::RetentionSettings, ConfigError> {
+    let days = |name: &'static str, default: usize| -> Result<Option<u32>, ConfigError> {
+        let days = parse_number(&get, name, default, 0..=36_500)? as u32;
+        Ok((days > 0).then_some(days))
+    };
+    Ok(crate::retention::RetentionSettings {
+        events_days: days("VELFERD_EVENT_RETENTION_DAYS", 800)?,
+        dead_letters_days: days("VELFERD_DEAD_LETTER_RETENTION_DAYS", 90)?,
+        webhook_deliveries_days: days("VELFERD_WEBHOOK_DELIVERY_RETENTION_DAYS", 30)?,
+        refusals_days: days("VELFERD_REFUSAL_RETENTION_DAYS", 90)?,
+        audit_days: days("VELFERD_AUDIT_RETENTION_DAYS", 3650)?,
+        interval: Duration::from_secs(
+            parse_number(&get, "VELFERD_RETENTION_INTERVAL_SECONDS", 3600, 1..=30 * 86_400)? as u64
+        ),
+        batch: parse_number(&get, "VELFERD_RETENTION_BATCH", 5000, 1..=1_000_000)? as u64,
+    })
+}
+
 /// The limits adapter calls run under, from `file` (if any) and the environment, as `serve`
 /// would apply them. Only the adapter settings are parsed — `velferd adapter check` uses this,
 /// and a supplier running it has no JWT secret or database — but the file's keys are checked
@@ -677,6 +723,16 @@ pub fn load_audit_settings(
     let database_url = get("VELFERD_DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_string();
     crate::db::Backend::of_url(&database_url).map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
     Ok((profile, database_url, audit_keys(get, profile)?))
+}
+
+/// The database `velferd backup` copies, from `file` (if any) and the environment, as `serve`
+/// reads it, without asking for the token or audit secrets.
+pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigError> {
+    let raw = load_raw(file)?;
+    let url = raw.get("VELFERD_DATABASE_URL").map(|v| v.trim()).filter(|v| !v.is_empty());
+    let url = url.unwrap_or(DEFAULT_DATABASE_URL).to_string();
+    crate::db::Backend::of_url(&url).map_err(|reason| invalid("VELFERD_DATABASE_URL", reason))?;
+    Ok(url)
 }
 
 /// The audit key (from the value or the file, not both), the retired keys, and in development
@@ -1078,6 +1134,28 @@ mod tests {
         assert_eq!(s.bind.to_string(), DEFAULT_BIND);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!((s.log_format, s.metrics_bind), (LogFormat::Text, None));
+    }
+
+    #[test]
+    fn retention_defaults_to_days_per_table_and_zero_keeps_forever() {
+        let s = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET)]).unwrap();
+        let r = &s.retention;
+        assert_eq!(
+            (r.events_days, r.dead_letters_days, r.webhook_deliveries_days, r.refusals_days, r.audit_days),
+            (Some(800), Some(90), Some(30), Some(90), Some(3650))
+        );
+        assert_eq!((r.interval, r.batch), (Duration::from_secs(3600), 5000));
+        let s = Settings::from_pairs([
+            ("VELFERD_JWT_SECRET", SECRET),
+            ("VELFERD_EVENT_RETENTION_DAYS", "0"),
+            ("VELFERD_AUDIT_RETENTION_DAYS", "730"),
+        ])
+        .unwrap();
+        assert_eq!((s.retention.events_days, s.retention.audit_days), (None, Some(730)));
+        for (name, value) in [("VELFERD_AUDIT_RETENTION_DAYS", "-1"), ("VELFERD_RETENTION_BATCH", "0")] {
+            let e = Settings::from_pairs([("VELFERD_JWT_SECRET", SECRET), (name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]

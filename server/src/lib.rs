@@ -56,6 +56,7 @@ pub mod ids;
 pub mod live;
 pub mod money;
 pub mod outbound;
+pub mod retention;
 pub mod telemetry;
 pub mod text;
 pub mod throttle;
@@ -161,6 +162,11 @@ pub async fn start_with_demo(
     state.benefits_min_recipients = settings.benefits_min_recipients;
     let webhooks = std::sync::Arc::new(webhooks);
     state.webhooks = Some(webhooks.clone());
+    state.retention = Some(std::sync::Arc::new(retention::Retention::start(
+        state.db.clone(),
+        settings.retention.clone(),
+        state.metrics.clone(),
+    )));
     let metrics = match settings.metrics_bind {
         Some(addr) => {
             Some(http::serve_metrics(addr, state.clone()).map_err(|source| StartError::MetricsBind { addr, source })?)

@@ -128,6 +128,11 @@ struct AdapterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: &'static str,
 }
@@ -147,6 +152,7 @@ pub struct Metrics {
     subscribers: Gauge,
     refused_attempts: Family<CodeLabels, Counter>,
     refusal_log_overflow: Counter,
+    retention_deleted: Family<TableLabels, Counter>,
     operation_names: Mutex<HashSet<String>>,
 }
 
@@ -186,6 +192,7 @@ impl Metrics {
             subscribers: Gauge::default(),
             refused_attempts: Family::default(),
             refusal_log_overflow: Counter::default(),
+            retention_deleted: Family::default(),
             operation_names: Mutex::new(HashSet::new()),
             registry: Registry::default(),
         };
@@ -206,6 +213,7 @@ impl Metrics {
             "graphql_subscribers", "Live GraphQL subscriptions", subscribers;
             "refused_attempts", "Refused and throttled attempts, by code (those of the refusal log, `refusedAttempts`)", refused_attempts;
             "refusal_log_overflow", "Refused attempts the refusal log counted under the caller `(others)`, its table of callers being full", refusal_log_overflow;
+            "retention_deleted_rows", "Rows the retention sweep deleted as older than their retention, by table (docs/operations.md)", retention_deleted;
         }
         Metrics { registry, ..metrics }
     }
@@ -258,6 +266,11 @@ impl Metrics {
             let labels = IngestLabels { product: product.to_string(), outcome };
             self.ingest_messages.get_or_create(&labels).inc_by(u64::from(count));
         }
+    }
+
+    /// Rows the retention sweep deleted from `table` (one of `crate::retention::TABLES`).
+    pub fn retention_deleted(&self, table: &'static str, rows: u64) {
+        self.retention_deleted.get_or_create(&TableLabels { table }).inc_by(rows);
     }
 
     /// One adapter call: `result` is `ok` or the decode error's (fixed) code.

@@ -45,6 +45,7 @@ mod procurement;
 mod protocol;
 mod receiver;
 mod refusals;
+mod retention;
 mod roles;
 mod rows;
 mod schema;

@@ -89,10 +89,21 @@ pub fn entry_hash(entry: &audit_entry::Model) -> String {
 
 /// What the anchor's HMAC covers: the chain (municipality) and its head.
 pub fn anchor_message(municipality_id: i64, head_seq: i64, head_hash: &str) -> Vec<u8> {
-    let mut message = b"velferd-audit-anchor-v1\0".to_vec();
+    signed_message(b"velferd-audit-anchor-v1\0", municipality_id, head_seq, head_hash)
+}
+
+/// What a cut's HMAC covers: the chain (municipality) and the last entry retention deleted
+/// from it. A domain of its own, so an anchor's MAC is never a valid cut's, nor the reverse.
+pub fn cut_message(municipality_id: i64, through_seq: i64, through_hash: &str) -> Vec<u8> {
+    signed_message(b"velferd-audit-cut-v1\0", municipality_id, through_seq, through_hash)
+}
+
+/// A domain tag, then a place in a chain: its municipality, sequence and hash.
+fn signed_message(domain: &[u8], municipality_id: i64, seq: i64, hash: &str) -> Vec<u8> {
+    let mut message = domain.to_vec();
     message.extend_from_slice(&municipality_id.to_be_bytes());
-    message.extend_from_slice(&head_seq.to_be_bytes());
-    message.extend_from_slice(head_hash.as_bytes());
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(hash.as_bytes());
     message
 }
 

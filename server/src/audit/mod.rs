@@ -2,10 +2,11 @@
 //! change of a service recipient's data writes one entry — who (subject, organisation, role),
 //! which recipient, what (operation and object), why (the purpose), when, and the access
 //! decision. Areas call [`record`] in the same transaction as the read or change it describes;
-//! nothing changes or deletes an entry: no API updates or deletes one, and `velferd audit
-//! verify` ([`verify`]) finds an entry altered or removed through the database itself, by the
-//! hash chain each municipality's entries form ([`chain`]) and its anchor signed with a key kept
-//! outside the database ([`key`]). The municipality's privacy officer reads the log ([`graphql`]);
+//! nothing changes an entry, and only retention ([`retention`]) deletes one — a chain's oldest,
+//! leaving a signed cut: no API updates or deletes one, and `velferd audit verify` ([`verify`])
+//! finds an entry altered or removed through the database itself, by the hash chain each
+//! municipality's entries form ([`chain`]) and its anchor signed with a key kept outside the
+//! database ([`key`]). The municipality's privacy officer reads the log ([`graphql`]);
 //! those reads are logged too. `docs/audit.md` tells the whole of it.
 
 pub mod chain;
@@ -13,6 +14,7 @@ pub mod graphql;
 pub mod key;
 pub mod loaders;
 pub mod model;
+pub mod retention;
 pub mod verify;
 
 use sea_orm::{ConnectionTrait, DbErr};

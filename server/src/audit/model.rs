@@ -51,3 +51,28 @@ pub mod audit_anchor {
         }
     }
 }
+
+pub mod audit_cut {
+    use sea_orm::entity::prelude::*;
+
+    /// Where retention cut one municipality's chain: the sequence and hash of the last entry it
+    /// deleted, signed with the audit key. The chain's remaining entries start after it and
+    /// link to its hash; it only ever moves forward.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_cut")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub municipality_id: i64,
+        pub through_seq: i64,
+        pub through_hash: String,
+        pub key_id: String,
+        pub mac: String,
+        pub cut_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,15 +1,16 @@
 //! `velferd audit verify`: walks every municipality's chain and checks each entry's hash, its
 //! link to the entry before, that the sequence has no gap, and that the anchor's HMAC holds and
-//! names the chain's real head. It reads only.
+//! names the chain's real head. A chain retention has cut (`super::retention`) is walked from
+//! its cut, whose HMAC must hold too. It reads only.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::chain::{GENESIS, anchor_message, entry_hash};
+use super::chain::{GENESIS, anchor_message, cut_message, entry_hash};
 use super::key::AuditKeys;
-use super::model::{audit_anchor, audit_entry};
+use super::model::{audit_anchor, audit_cut, audit_entry};
 
 /// Entries read per query while walking a chain.
 const PAGE: u64 = 1000;
@@ -48,6 +49,9 @@ pub enum Problem {
     AnchorForged { anchored_seq: i64, entry: Option<EntryRef> },
     /// The anchor names a key not configured (neither current nor retired).
     UnknownKey { key_id: String },
+    /// The retention cut's HMAC does not verify (or names a key not configured): entries were
+    /// deleted from the chain's start, or the cut moved, without the key.
+    CutForged { through_seq: i64 },
     /// The chain is shorter than an earlier run saw it: entries were removed together with
     /// (or by rewriting) the anchor.
     Shrunk { earlier_entries: i64, entries: i64 },
@@ -110,6 +114,11 @@ impl fmt::Display for Finding {
                  recorded; the chain was rolled back or recomputed)",
                 or_none(entry)
             ),
+            Problem::CutForged { through_seq } => write!(
+                f,
+                "municipality {m}, seq 1 to {through_seq}: removed without the key (the retention cut's HMAC does not \
+                 verify under a configured key)"
+            ),
             Problem::UnknownKey { key_id } => write!(
                 f,
                 "municipality {m}: the anchor is signed with key {key_id}, which is not configured (add it to \
@@ -126,6 +135,17 @@ pub struct ChainSummary {
     pub entries: i64,
     /// The hash of the last entry (the genesis hash for an empty chain).
     pub head_hash: String,
+    /// Where retention cut the chain, if it did: its entries are verified from there.
+    pub cut: Option<Cut>,
+}
+
+/// Where retention cut a chain: entries 1 to `through_seq` were deleted as too old, the last
+/// of them with hash `through_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub through_seq: i64,
+    pub through_hash: String,
+    pub at: chrono::DateTime<chrono::FixedOffset>,
 }
 
 /// What `verify` found: every chain, and what is wrong (empty when intact).
@@ -155,9 +175,23 @@ pub struct Checkpoint {
     pub head_hash: String,
 }
 
-/// The chain line `velferd audit verify` prints for `chain`.
+/// The chain line `velferd audit verify` prints for `chain`, and for a cut chain the line that
+/// says from where it was verified.
 pub fn chain_line(chain: &ChainSummary) -> String {
-    format!("chain     municipality {}: {} entries, head {}", chain.municipality_id, chain.entries, chain.head_hash)
+    let line = format!(
+        "chain     municipality {}: {} entries, head {}",
+        chain.municipality_id, chain.entries, chain.head_hash
+    );
+    match &chain.cut {
+        None => line,
+        Some(cut) => format!(
+            "{line}\ncut       municipality {}: seq 1 to {} deleted by retention (cut {}), verified from seq {}",
+            chain.municipality_id,
+            cut.through_seq,
+            cut.at.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ"),
+            cut.through_seq + 1
+        ),
+    }
 }
 
 /// The chain lines of an earlier run's output (other lines are ignored, so the whole output
@@ -192,7 +226,20 @@ pub async fn check_checkpoints<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     for checkpoint in earlier.iter().filter(|c| c.entries > 0) {
         let municipality_id = checkpoint.municipality_id;
-        let entries = report.chains.iter().find(|c| c.municipality_id == municipality_id).map_or(0, |c| c.entries);
+        let chain = report.chains.iter().find(|c| c.municipality_id == municipality_id);
+        let entries = chain.map_or(0, |c| c.entries);
+        let cut = chain.and_then(|c| c.cut.clone());
+        if let Some(cut) = cut
+            && checkpoint.entries <= cut.through_seq
+        {
+            // Retention deleted the earlier head. At the cut itself its hash is kept; before it
+            // the signed cut, which links to it, is what vouches for it.
+            if checkpoint.entries == cut.through_seq && checkpoint.head_hash != cut.through_hash {
+                let problem = Problem::Rewritten { earlier: checkpoint.entries, entry: None };
+                report.findings.push(Finding { municipality_id, problem });
+            }
+            continue;
+        }
         let at = audit_entry::Entity::find()
             .filter(audit_entry::Column::MunicipalityId.eq(municipality_id))
             .filter(audit_entry::Column::Seq.eq(checkpoint.entries))
@@ -219,6 +266,7 @@ pub async fn check_checkpoints<C: ConnectionTrait>(
 /// Verifies every chain in the database against `keys`.
 pub async fn verify<C: ConnectionTrait>(db: &C, keys: &AuditKeys) -> Result<Report, DbErr> {
     let anchors = audit_anchor::Entity::find().order_by_asc(audit_anchor::Column::MunicipalityId).all(db).await?;
+    let cuts = audit_cut::Entity::find().all(db).await?;
     let with_entries: Vec<i64> = audit_entry::Entity::find()
         .select_only()
         .column(audit_entry::Column::MunicipalityId)
@@ -226,12 +274,17 @@ pub async fn verify<C: ConnectionTrait>(db: &C, keys: &AuditKeys) -> Result<Repo
         .into_tuple()
         .all(db)
         .await?;
-    let municipalities: BTreeSet<i64> =
-        anchors.iter().map(|a| a.municipality_id).chain(with_entries.iter().copied()).collect();
+    let municipalities: BTreeSet<i64> = anchors
+        .iter()
+        .map(|a| a.municipality_id)
+        .chain(cuts.iter().map(|c| c.municipality_id))
+        .chain(with_entries.iter().copied())
+        .collect();
     let mut report = Report::default();
     for municipality_id in municipalities {
         let anchor = anchors.iter().find(|a| a.municipality_id == municipality_id);
-        verify_chain(db, keys, municipality_id, anchor, &mut report).await?;
+        let cut = cuts.iter().find(|c| c.municipality_id == municipality_id);
+        verify_chain(db, keys, municipality_id, anchor, cut, &mut report).await?;
     }
     Ok(report)
 }
@@ -241,18 +294,30 @@ async fn verify_chain<C: ConnectionTrait>(
     keys: &AuditKeys,
     municipality_id: i64,
     anchor: Option<&audit_anchor::Model>,
+    cut: Option<&audit_cut::Model>,
     report: &mut Report,
 ) -> Result<(), DbErr> {
     let mut found = |problem: Problem| report.findings.push(Finding { municipality_id, problem });
+    // A cut chain starts after the cut, linked to the hash it signed; an unsigned cut vouches
+    // for nothing, and the walk then starts at the genesis (so the missing start is named too).
+    let cut = cut.filter(|cut| {
+        let message = cut_message(municipality_id, cut.through_seq, &cut.through_hash);
+        let signed = keys.by_id(&cut.key_id).is_some_and(|key| key.verifies(&message, &cut.mac));
+        if !signed {
+            found(Problem::CutForged { through_seq: cut.through_seq });
+        }
+        signed
+    });
+    let base = cut.map_or(0, |c| c.through_seq);
     // Walk the chain in order, stopping at its first break: past it every link is suspect.
     let mut last: Option<EntryRef> = None;
-    let mut prev_hash = GENESIS.to_string();
+    let mut prev_hash = cut.map_or_else(|| GENESIS.to_string(), |c| c.through_hash.clone());
     let mut at_anchor: Option<(EntryRef, String)> = None;
     let mut broken = false;
     'walk: loop {
         let page = audit_entry::Entity::find()
             .filter(audit_entry::Column::MunicipalityId.eq(municipality_id))
-            .filter(audit_entry::Column::Seq.gt(last.map_or(0, |l| l.seq)))
+            .filter(audit_entry::Column::Seq.gt(last.map_or(base, |l| l.seq)))
             .order_by_asc(audit_entry::Column::Seq)
             .limit(PAGE)
             .all(db)
@@ -260,7 +325,7 @@ async fn verify_chain<C: ConnectionTrait>(
         let full = page.len() as u64 == PAGE;
         for entry in page {
             let here = EntryRef { seq: entry.seq, id: entry.id };
-            let expected = last.map_or(1, |l| l.seq + 1);
+            let expected = last.map_or(base + 1, |l| l.seq + 1);
             if anchor.is_some_and(|a| a.head_seq == entry.seq) {
                 at_anchor = Some((here, entry.hash.clone()));
             }
@@ -286,8 +351,15 @@ async fn verify_chain<C: ConnectionTrait>(
             break;
         }
     }
-    let count = last.map_or(0, |l| l.seq);
-    report.chains.push(ChainSummary { municipality_id, entries: count, head_hash: prev_hash.clone() });
+    let count = last.map_or(base, |l| l.seq);
+    let summary_cut =
+        cut.map(|c| Cut { through_seq: c.through_seq, through_hash: c.through_hash.clone(), at: c.cut_at });
+    report.chains.push(ChainSummary {
+        municipality_id,
+        entries: count,
+        head_hash: prev_hash.clone(),
+        cut: summary_cut,
+    });
     let mut found = |problem: Problem| report.findings.push(Finding { municipality_id, problem });
     let Some(anchor) = anchor else {
         // Entries without any anchor: the anchor row was removed (or never written by Velferd).

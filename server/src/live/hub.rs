@@ -367,8 +367,12 @@ async fn prune_loop(hub: Arc<Hub>, mut closed: watch::Receiver<()>) {
         let retention = chrono::Duration::from_std(hub.settings.retention).unwrap_or(chrono::Duration::MAX);
         let cutoff =
             chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        if let Err(error) = super::prune(&hub.db, cutoff).await {
-            tracing::warn!(%error, "pruning the outbox failed");
+        match super::prune(&hub.db, cutoff).await {
+            Ok(Some((through, deleted))) => {
+                tracing::debug!(table = "outbox", deleted, through, "retention: pruned the outbox")
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "pruning the outbox failed"),
         }
     }
 }

@@ -238,10 +238,16 @@ async fn counters<C: ConnectionTrait>(db: &C) -> Result<(i64, i64), DbErr> {
     Ok((get(outbox_counter::SEQUENCE)?, get(outbox_counter::PRUNED_THROUGH)?))
 }
 
-/// Deletes the rows created before `cutoff` (and any with a lower sequence), recording the
-/// highest deleted sequence first, in the same transaction; returns it, if any row went.
-pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> Result<Option<i64>, DbErr> {
-    use sea_orm::{QuerySelect, TransactionTrait};
+/// Most outbox rows one pruning transaction deletes: a backlog (after a long outage of the
+/// fan-out, or a first prune of a big outbox) goes in short transactions, none holding the
+/// write lock for long.
+const PRUNE_BATCH: u64 = 5000;
+
+/// Deletes the rows created before `cutoff` (and any with a lower sequence), oldest first, at
+/// most [`PRUNE_BATCH`] a transaction, each recording the highest sequence it deletes first;
+/// returns the highest sequence deleted, if any row went, and how many rows went.
+pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> Result<Option<(i64, u64)>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect, TransactionTrait};
     let boundary: Option<Option<i64>> = outbox::Entity::find()
         .select_only()
         .column_as(outbox::Column::Id.max(), "boundary")
@@ -264,16 +270,36 @@ pub async fn prune(db: &crate::db::Database, cutoff: chrono::DateTime<Utc>) -> R
     if boundary <= 0 {
         return Ok(None);
     }
-    let txn = db.write().begin().await?;
-    outbox_counter::Entity::update_many()
-        .col_expr(outbox_counter::Column::Value, Expr::value(boundary))
-        .filter(outbox_counter::Column::Name.eq(outbox_counter::PRUNED_THROUGH))
-        .filter(outbox_counter::Column::Value.lt(boundary))
-        .exec(&txn)
-        .await?;
-    outbox::Entity::delete_many().filter(outbox::Column::Id.lte(boundary)).exec(&txn).await?;
-    txn.commit().await?;
-    Ok(Some(boundary))
+    let mut deleted = 0;
+    let mut pruned = None;
+    loop {
+        // The batch's last sequence: the oldest rows, up to the boundary.
+        let batch: Vec<i64> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .filter(outbox::Column::Id.lte(boundary))
+            .order_by_asc(outbox::Column::Id)
+            .limit(PRUNE_BATCH)
+            .into_tuple()
+            .all(db.background())
+            .await?;
+        let Some(&through) = batch.last() else { break };
+        let txn = db.write().begin().await?;
+        outbox_counter::Entity::update_many()
+            .col_expr(outbox_counter::Column::Value, Expr::value(through))
+            .filter(outbox_counter::Column::Name.eq(outbox_counter::PRUNED_THROUGH))
+            .filter(outbox_counter::Column::Value.lt(through))
+            .exec(&txn)
+            .await?;
+        deleted +=
+            outbox::Entity::delete_many().filter(outbox::Column::Id.lte(through)).exec(&txn).await?.rows_affected;
+        txn.commit().await?;
+        pruned = Some(through);
+        if through >= boundary || (batch.len() as u64) < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok(pruned.map(|through| (through, deleted)))
 }
 
 /// Durable consumers of the outbox: each reads the rows after its position and advances it in
