@@ -525,10 +525,19 @@ fn print(label: &str, f: &Figures) {
 // ---------------------------------------------------------------------------------------------
 // The data.
 
+/// Inserts `row`; answers the stored row.
+async fn insert<A>(txn: &sea_orm::DatabaseTransaction, row: A) -> <A::Entity as sea_orm::EntityTrait>::Model
+where
+    A: sea_orm::ActiveModelTrait + sea_orm::ActiveModelBehavior + Send,
+    <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+{
+    row.insert(txn).await.unwrap()
+}
+
 /// The demo data set and `count` more procurements, straight into the database.
 async fn seed(url: &str, count: usize) {
     use chrono::NaiveDate;
-    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    use sea_orm::{EntityTrait, Set};
     use velferd::organizations::model::{Entity as Organization, OrganizationKind};
     use velferd::procurement::model::*;
     let db = velferd::db::Database::connect(url, 2, Duration::from_secs(30)).await.unwrap();
@@ -549,20 +558,21 @@ async fn seed(url: &str, count: usize) {
     };
     for i in 0..count {
         let lead = municipalities[i % municipalities.len()];
-        let p = procurement::ActiveModel {
-            title: Set(format!("Felles anskaffelse {i}: trygghetsteknologi for hjemmeboende")),
-            category: Set(categories[i % categories.len()]),
-            lead_id: Set(lead),
-            phase: Set(velferd::procurement::phase::Phase::Competition),
-            notice_reference: Set(Some(format!("DOFFIN-2024-{i:05}"))),
-            notice_published_on: Set(Some(day)),
-            tender_deadline: Set(Some(now)),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .unwrap();
+        let p = insert(
+            &txn,
+            procurement::ActiveModel {
+                title: Set(format!("Felles anskaffelse {i}: trygghetsteknologi for hjemmeboende")),
+                category: Set(categories[i % categories.len()]),
+                lead_id: Set(lead),
+                phase: Set(velferd::procurement::phase::Phase::Competition),
+                notice_reference: Set(Some(format!("DOFFIN-2024-{i:05}"))),
+                notice_published_on: Set(Some(day)),
+                tender_deadline: Set(Some(now)),
+                created_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await;
         let mut members = vec![(lead, ParticipantRole::Lead)];
         for k in 1..=6 {
             let org = municipalities[(i + k * 3) % municipalities.len()];
@@ -571,68 +581,73 @@ async fn seed(url: &str, count: usize) {
             }
         }
         for (org, role) in members {
-            participant::ActiveModel {
-                procurement_id: Set(p.id),
-                organization_id: Set(org),
-                role: Set(role),
-                joined_on: Set(day),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .unwrap();
+            insert(
+                &txn,
+                participant::ActiveModel {
+                    procurement_id: Set(p.id),
+                    organization_id: Set(org),
+                    role: Set(role),
+                    joined_on: Set(day),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
         let tenders = [suppliers[i % suppliers.len()], suppliers[(i + 1) % suppliers.len()]];
         let mut tender_ids = Vec::new();
         for supplier in tenders {
-            let t = tender::ActiveModel {
-                procurement_id: Set(p.id),
-                supplier_id: Set(supplier),
-                submitted_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .unwrap();
+            let t = insert(
+                &txn,
+                tender::ActiveModel {
+                    procurement_id: Set(p.id),
+                    supplier_id: Set(supplier),
+                    submitted_at: Set(now),
+                    ..Default::default()
+                },
+            )
+            .await;
             tender_ids.push(t.id);
         }
         for s in 1..=4 {
-            let story = user_story::ActiveModel {
-                procurement_id: Set(p.id),
-                code: Set(format!("BH{s}")),
-                title: Set(format!("Brukerhistorie {s}: varsling ved fall og uro om natten")),
-                narrative: Set("Som pårørende vil jeg bli varslet når noe skjer.".into()),
-                acceptance_criteria: Set("[]".into()),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .unwrap();
+            let story = insert(
+                &txn,
+                user_story::ActiveModel {
+                    procurement_id: Set(p.id),
+                    code: Set(format!("BH{s}")),
+                    title: Set(format!("Brukerhistorie {s}: varsling ved fall og uro om natten")),
+                    narrative: Set("Som pårørende vil jeg bli varslet når noe skjer.".into()),
+                    acceptance_criteria: Set("[]".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
             let mut responses = Vec::new();
             for tender in &tender_ids {
-                let r = tender_response::ActiveModel {
-                    tender_id: Set(*tender),
-                    user_story_id: Set(story.id),
-                    solution: Set("Løsningsbeskrivelse".into()),
-                    purchase_price_ore: Set(Some(900_000)),
-                    lease_price_ore_per_month: Set(Some(60_000)),
-                    ..Default::default()
-                }
-                .insert(&txn)
-                .await
-                .unwrap();
+                let r = insert(
+                    &txn,
+                    tender_response::ActiveModel {
+                        tender_id: Set(*tender),
+                        user_story_id: Set(story.id),
+                        solution: Set("Løsningsbeskrivelse".into()),
+                        purchase_price_ore: Set(Some(900_000)),
+                        lease_price_ore_per_month: Set(Some(60_000)),
+                        ..Default::default()
+                    },
+                )
+                .await;
                 responses.push(r.id);
             }
-            award::ActiveModel {
-                procurement_id: Set(p.id),
-                user_story_id: Set(story.id),
-                tender_response_id: Set(responses[s % 2]),
-                awarded_on: Set(day),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .unwrap();
+            insert(
+                &txn,
+                award::ActiveModel {
+                    procurement_id: Set(p.id),
+                    user_story_id: Set(story.id),
+                    tender_response_id: Set(responses[s % 2]),
+                    awarded_on: Set(day),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
     }
     txn.commit().await.unwrap();
