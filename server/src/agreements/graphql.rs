@@ -98,7 +98,7 @@ impl FrameworkAgreement {
     async fn call_offs(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Page<CallOff>> {
         let page = page.parse()?;
         let rows: Vec<CallOff> = self.visible_call_offs(ctx).await?.into_iter().map(CallOff).collect();
-        Ok(page_in_memory(&rows, |c| c.0.id, &page))
+        Ok(page_in_memory(rows, |c| c.0.id, &page))
     }
 
     /// Per municipality: units and number of call-offs, over the call-offs you may see.

@@ -47,6 +47,21 @@ pub struct Cursor {
     pub id: i64,
 }
 
+/// Edges keep their cursor as it is and write it out only when a client asks for it (`cursor`,
+/// `pageInfo { startCursor endCursor }`): most pages are read without, and encoding every
+/// edge's cursor up front (JSON, then base64) cost more than the rest of a small item.
+impl async_graphql::connection::CursorType for Cursor {
+    type Error = ApiError;
+
+    fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
+        Cursor::decode("cursor", text)
+    }
+
+    fn encode_cursor(&self) -> String {
+        self.encode()
+    }
+}
+
 impl Cursor {
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serialises"))
@@ -107,7 +122,7 @@ impl PageRequest {
 }
 
 /// A connection field's answer: one page of `T`, with `totalCount`.
-pub type Page<T> = Connection<String, T, TotalCount>;
+pub type Page<T> = Connection<Cursor, T, TotalCount>;
 
 /// One page of rows, in the order the client asked for, with the page's flags.
 pub struct Rows<M> {
@@ -188,34 +203,33 @@ impl TotalCount {
 /// Pages through a list already in memory, ordered by id: the nested lists of one object
 /// (participants, user stories …) are loaded for many parents in one batched query, then paged
 /// here, so their statement count does not grow with the number of parents.
-pub fn page_in_memory<T>(
-    rows: &[T],
-    id_of: impl Fn(&T) -> i64,
-    request: &PageRequest,
-) -> Connection<String, T, TotalCount>
+pub fn page_in_memory<T>(rows: Vec<T>, id_of: impl Fn(&T) -> i64, request: &PageRequest) -> Page<T>
 where
-    T: Clone + async_graphql::OutputType,
+    T: async_graphql::OutputType,
 {
-    let within = |row: &&T| {
+    let total = rows.len() as u64;
+    let within = |row: &T| {
         let id = id_of(row);
         request.after.as_ref().is_none_or(|c| id > c.id) && request.before.as_ref().is_none_or(|c| id < c.id)
     };
-    let window: Vec<&T> = rows.iter().filter(within).collect();
+    // The rows are taken, not cloned: a page is most of what its list holds.
+    let window: Vec<T> = rows.into_iter().filter(within).collect();
     let size = request.size as usize;
-    let (chosen, has_previous, has_next) = if request.backward {
+    let (range, has_previous, has_next) = if request.backward {
         let start = window.len().saturating_sub(size);
-        (&window[start..], start > 0, request.before.is_some())
+        (start..window.len(), start > 0, request.before.is_some())
     } else {
         let end = window.len().min(size);
-        (&window[..end], request.after.is_some(), window.len() > size)
+        (0..end, request.after.is_some(), window.len() > size)
     };
-    let mut connection =
-        Connection::with_additional_fields(has_previous, has_next, TotalCount::known(rows.len() as u64));
-    connection.edges = chosen
-        .iter()
+    let mut connection = Connection::with_additional_fields(has_previous, has_next, TotalCount::known(total));
+    connection.edges = window
+        .into_iter()
+        .skip(range.start)
+        .take(range.len())
         .map(|row| {
-            let id = id_of(row);
-            Edge::new(Cursor { key: serde_json::json!(id), id }.encode(), (*row).clone())
+            let id = id_of(&row);
+            Edge::new(Cursor { key: serde_json::json!(id), id }, row)
         })
         .collect();
     connection
@@ -247,17 +261,17 @@ pub(crate) async fn load_page<K, M, T>(
     keep: impl Fn(&M) -> bool,
     wrap: impl Fn(M) -> T,
     id_of: impl Fn(&T) -> i64,
-) -> async_graphql::Result<Connection<String, T, TotalCount>>
+) -> async_graphql::Result<Page<T>>
 where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
     super::loaders::DbLoader:
         async_graphql::dataloader::Loader<K, Value = Vec<M>, Error = std::sync::Arc<sea_orm::DbErr>>,
-    T: Clone + async_graphql::OutputType,
+    T: async_graphql::OutputType,
 {
     let page = page.parse()?;
     let rows: Vec<T> =
         super::context::load_one(ctx, key).await?.unwrap_or_default().into_iter().filter(keep).map(wrap).collect();
-    Ok(page_in_memory(&rows, id_of, &page))
+    Ok(page_in_memory(rows, id_of, &page))
 }
 
 #[Object]
@@ -277,7 +291,7 @@ pub async fn page_by_id<E, T>(
     page: &PageRequest,
     id_of: impl Fn(&E::Model) -> i64,
     wrap: impl Fn(E::Model) -> T,
-) -> async_graphql::Result<Connection<String, T, TotalCount>>
+) -> async_graphql::Result<Page<T>>
 where
     E: EntityTrait,
     E::Model: Sync,
@@ -318,7 +332,7 @@ pub async fn page_sorted<E, T>(
     direction: OrderDirection,
     page: &PageRequest,
     edge: impl Fn(E::Model) -> (Cursor, T),
-) -> async_graphql::Result<Connection<String, T, TotalCount>>
+) -> async_graphql::Result<Page<T>>
 where
     E: EntityTrait,
     E::Model: Sync,
@@ -339,7 +353,7 @@ where
         .into_iter()
         .map(|row| {
             let (cursor, item) = edge(row);
-            Edge::new(cursor.encode(), item)
+            Edge::new(cursor, item)
         })
         .collect();
     Ok(connection)

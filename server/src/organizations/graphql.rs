@@ -107,7 +107,7 @@ pub struct OrganizationOrder {
     pub direction: OrderDirection,
 }
 
-pub type OrganizationConnection = Connection<String, Organization, TotalCount>;
+pub type OrganizationConnection = Connection<Cursor, Organization, TotalCount>;
 
 #[derive(Default)]
 pub struct OrganizationQuery;

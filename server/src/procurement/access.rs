@@ -43,6 +43,19 @@ impl Viewer {
         self.roles.contains(&role)
     }
 
+    /// The inside of a procurement (participants, totals, phase history, the needs and
+    /// dialogue phases) is for signed-in users: a rule about the viewer alone, so it needs none
+    /// of the procurement's rows.
+    pub fn require_signed_in(&self) -> Result<(), ApiError> {
+        if self.signed_in {
+            Ok(())
+        } else if self.unregistered {
+            Err(ApiError::Forbidden("organisation not registered".into()))
+        } else {
+            Err(ApiError::Unauthenticated("sign in to see the inside of a procurement".into()))
+        }
+    }
+
     /// The read rule for one procurement: anonymous viewers see those with a published notice;
     /// everyone signed in sees all.
     pub fn can_see(&self, p: &procurement::Model) -> bool {
@@ -103,13 +116,7 @@ impl Access {
 
     /// Participants, totals, phase history, the needs and dialogue phases: for signed-in users.
     pub fn require_signed_in(&self) -> Result<(), ApiError> {
-        if self.viewer.signed_in {
-            Ok(())
-        } else if self.viewer.unregistered {
-            Err(ApiError::Forbidden("organisation not registered".into()))
-        } else {
-            Err(ApiError::Unauthenticated("sign in to see the inside of a procurement".into()))
-        }
+        self.viewer.require_signed_in()
     }
 
     /// Solution sketches: the procurement's municipalities and advisers see all; a supplier its

@@ -35,7 +35,7 @@ impl LearningNetwork {
         let mut rows: Vec<Gathering> =
             load_one(ctx, GatheringsOf(self.0.id)).await?.unwrap_or_default().into_iter().map(Gathering).collect();
         rows.sort_by_key(|g| g.0.id);
-        Ok(Some(page_in_memory(&rows, |g| g.0.id, &page)))
+        Ok(Some(page_in_memory(rows, |g| g.0.id, &page)))
     }
 }
 
@@ -172,7 +172,7 @@ impl Gathering {
             })
             .filter(|m| levels.as_ref().is_none_or(|l| l.contains(&AttendanceLevel::of(m.people))))
             .collect();
-        Ok(page_in_memory(&rows, |m| m.member.id, &page))
+        Ok(page_in_memory(rows, |m| m.member.id, &page))
     }
 }
 

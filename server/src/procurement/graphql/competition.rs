@@ -185,9 +185,8 @@ impl Award {
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        let response = load_existing(ctx, TenderResponseById(self.0.tender_response_id), "response").await?;
-        let t = load_existing(ctx, TenderById(response.tender_id), "tender").await?;
-        Organization::by_id(ctx, t.supplier_id).await
+        let supplier = load_existing(ctx, SupplierOfResponse(self.0.tender_response_id), "response").await?;
+        Organization::by_id(ctx, supplier).await
     }
 
     async fn awarded_on(&self) -> NaiveDate;

@@ -82,7 +82,7 @@ impl Procurement {
         role: Option<ParticipantRole>,
         page: PageArgs,
     ) -> Result<Option<Page<Participant>>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         load_page(ctx, ParticipantsOf(self.0.id), page, |p| role.is_none_or(|r| p.role == r), Participant, |p| p.0.id)
             .await
             .map(Some)
@@ -90,7 +90,7 @@ impl Procurement {
 
     /// Municipalities, counties and inhabitants covered. Signed-in users only.
     async fn totals(&self, ctx: &Context<'_>) -> Result<Option<ProcurementTotals>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
         let session = session(ctx);
         let buyers: Vec<i64> =
@@ -112,19 +112,19 @@ impl Procurement {
 
     /// Every phase change, oldest first, with who made it and when. Signed-in users only.
     async fn phase_history(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<PhaseChange>>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         load_page(ctx, TransitionsOf(self.0.id), page, |_| true, PhaseChange, |p| p.0.id).await.map(Some)
     }
 
     /// The common service journey (tjenestereise) from the needs phase, in order.
     async fn journey_steps(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<JourneyStep>>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         load_page(ctx, JourneyStepsOf(self.0.id), page, |_| true, JourneyStep, |s| s.0.id).await.map(Some)
     }
 
     /// Needs mapped in the needs phase.
     async fn needs(&self, ctx: &Context<'_>, page: PageArgs) -> Result<Option<Page<Need>>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         load_page(ctx, NeedsOf(self.0.id), page, |_| true, Need, |s| s.0.id).await.map(Some)
     }
 
@@ -135,7 +135,7 @@ impl Procurement {
         kind: Option<ActivityKind>,
         page: PageArgs,
     ) -> Result<Option<Page<DialogueActivity>>> {
-        access(ctx, &self.0).await?.require_signed_in()?;
+        viewer(ctx).await?.require_signed_in()?;
         load_page(
             ctx,
             ActivitiesOf(self.0.id),
