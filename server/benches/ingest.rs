@@ -22,12 +22,16 @@ use serde_json::{Value, json};
 use velferd::auth::{Role, TokenSigner};
 use velferd::config::Settings;
 
-use support::{MUNICIPALITY, OPERATOR, SECRET, SUPPLIER};
+use support::{MUNICIPALITY, OPERATOR, SUPPLIER};
 
 #[path = "../../plugins/host/tests/common/mod.rs"]
 mod guests;
 mod support;
 
+/// Production's token algorithm: the test suite's Ed25519 key pair.
+fn key_file(which: &str) -> String {
+    format!("{}/../tests/e2e/fixtures/ed25519-{which}.pem", env!("CARGO_MANIFEST_DIR"))
+}
 const DEVICES: usize = 200;
 
 struct Bench {
@@ -198,10 +202,14 @@ where
 }
 
 async fn run(label: &str, database_url: String, hostile: bool) {
+    let (public_key, private_key) = (key_file("public"), key_file("private"));
+    let bind = std::env::var("BENCH_BIND").unwrap_or_else(|_| "127.0.0.1:0".into());
     let settings = Settings::from_pairs([
         ("VELFERD_DATABASE_URL", database_url.as_str()),
-        ("VELFERD_BIND", "127.0.0.1:0"),
-        ("VELFERD_JWT_SECRET", SECRET),
+        ("VELFERD_BIND", bind.as_str()),
+        ("VELFERD_JWT_ALGORITHM", "EdDSA"),
+        ("VELFERD_JWT_PUBLIC_KEY_FILE", public_key.as_str()),
+        ("VELFERD_JWT_PRIVATE_KEY_FILE", private_key.as_str()),
         ("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR),
         ("VELFERD_LOG", "error"),
         ("VELFERD_DB_MAX_CONNECTIONS", "8"),
@@ -226,6 +234,15 @@ async fn run(label: &str, database_url: String, hostile: bool) {
     let total: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let integration = Arc::new(bench.token(SUPPLIER, Role::Integration));
+    if std::env::var_os("BENCH_SERVE").is_some() {
+        // The server stays up, seeded, for an outside load generator (`wrk`, docs/performance.md)
+        // and a profiler; stop it with Ctrl-C.
+        println!("{label}: serving on {} (pid {})", bench.base, std::process::id());
+        println!("BENCH_TOKEN={integration}");
+        tokio::signal::ctrl_c().await.unwrap();
+        server.stop().await;
+        return;
+    }
 
     let single = |offset: usize| {
         let (bench, token) = (bench.clone(), integration.clone());

@@ -699,6 +699,7 @@ pub async fn record_last_seen<C: ConnectionTrait>(
     stored: &[super::model::device_event::ActiveModel],
 ) -> Result<(), sea_orm::DbErr> {
     use sea_orm::ActiveValue;
+    use sea_orm::sea_query::ExprTrait;
     let mut newest: std::collections::BTreeMap<i64, sea_orm::prelude::DateTimeWithTimeZone> =
         std::collections::BTreeMap::new();
     for event in stored {
@@ -706,16 +707,24 @@ pub async fn record_last_seen<C: ConnectionTrait>(
             continue;
         };
         let at = at.with_timezone(&Utc).fixed_offset();
-        newest.entry(*device).and_modify(|t| *t = (*t).max(at)).or_insert(at);
+        newest.entry(*device).and_modify(|t| *t = std::cmp::max(*t, at)).or_insert(at);
     }
-    for (device, at) in newest {
+    // One statement per 200 devices, not one per device: a group of single messages from
+    // different devices would otherwise pay an extra statement for every message.
+    let newest: Vec<_> = newest.into_iter().collect();
+    for chunk in newest.chunks(200) {
+        let newest_of = || {
+            let mut arms = chunk.iter().map(|(device, at)| (device::Column::Id.eq(*device), Expr::value(*at)));
+            let (when, then) = arms.next().expect("chunks are not empty");
+            arms.fold(Expr::case(when, then), |case, (when, then)| case.case(when, then))
+        };
         device::Entity::update_many()
-            .col_expr(device::Column::LastSeenAt, Expr::value(at))
-            .filter(device::Column::Id.eq(device))
+            .col_expr(device::Column::LastSeenAt, newest_of().into())
+            .filter(device::Column::Id.is_in(chunk.iter().map(|(device, _)| *device)))
             .filter(
                 sea_orm::Condition::any()
                     .add(device::Column::LastSeenAt.is_null())
-                    .add(device::Column::LastSeenAt.lt(at)),
+                    .add(Expr::col(device::Column::LastSeenAt).lt(newest_of())),
             )
             .exec(db)
             .await?;

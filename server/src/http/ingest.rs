@@ -15,14 +15,13 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use futures_util::StreamExt;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 
 use super::{Shared, authenticate, error_response};
 use crate::auth::Role;
 use crate::devices::content_type::ContentType;
 use crate::devices::identifiers::ProductSlug;
-use crate::devices::ingest::{self, IngestReply, Message, MessageResult, MessageStatus, Reason};
+use crate::devices::ingest::{self, IngestProduct, IngestReply, Message, MessageResult, MessageStatus, Reason};
 use crate::devices::limits::{self, IngestRefusal};
 use crate::devices::model::device_product;
 use crate::graphql::errors::ApiError;
@@ -64,7 +63,7 @@ async fn authorised_product(
     shared: &Shared,
     req: &HttpRequest,
     slug: &str,
-) -> Result<(device_product::Model, CallerKey), HttpResponse> {
+) -> Result<(IngestProduct, CallerKey), HttpResponse> {
     let actor = authenticate(shared, req)?;
     let caller = super::caller_key(shared, req, &actor);
     let product = product_of(shared, &actor, slug).await.inspect_err(|refused| {
@@ -73,11 +72,7 @@ async fn authorised_product(
     Ok((product, caller))
 }
 
-async fn product_of(
-    shared: &Shared,
-    actor: &crate::auth::Actor,
-    slug: &str,
-) -> Result<device_product::Model, HttpResponse> {
+async fn product_of(shared: &Shared, actor: &crate::auth::Actor, slug: &str) -> Result<IngestProduct, HttpResponse> {
     if actor.principal().is_none() {
         return Err(error_response(
             StatusCode::UNAUTHORIZED,
@@ -98,13 +93,9 @@ async fn product_of(
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
     let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
     let org = access.organization();
-    let product = device_product::Entity::find()
-        .filter(device_product::Column::Slug.eq(slug.as_str()))
-        .one(db)
-        .await
-        .map_err(|e| internal(e.into()))?
-        .ok_or_else(not_found)?;
-    if org.is_none_or(|o| o.id != product.supplier_id) {
+    let product =
+        ingest::product_for_ingest(db, slug.as_str()).await.map_err(|e| internal(e.into()))?.ok_or_else(not_found)?;
+    if org.is_none_or(|o| o.id != product.product.supplier_id) {
         return Err(error_response(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
@@ -114,11 +105,7 @@ async fn product_of(
     Ok(product)
 }
 
-async fn run(
-    shared: &Shared,
-    product: &device_product::Model,
-    messages: Vec<Message>,
-) -> Result<IngestReply, HttpResponse> {
+async fn run(shared: &Shared, product: &IngestProduct, messages: Vec<Message>) -> Result<IngestReply, HttpResponse> {
     let state = &shared.state;
     let settings = &state.devices;
     let quota = settings.ingest_limits.dead_letter_quota_bytes;
@@ -196,7 +183,7 @@ async fn one(
     shared: &Shared,
     req: &HttpRequest,
     caller: &CallerKey,
-    product: device_product::Model,
+    product: IngestProduct,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
     // Part of the message's identity: parsed before anything is read or stored.
@@ -207,12 +194,13 @@ async fn one(
     };
     let content_type =
         content_type.map_err(|message| error_response(StatusCode::BAD_REQUEST, "INVALID_CONTENT_TYPE", &message))?;
-    admit(shared, caller, &product, 1)?;
+    admit(shared, caller, &product.product, 1)?;
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
     let body = read_body(payload, limit, "the message").await?;
     let message = Message { content_type, body: body.freeze().to_vec().into() };
     let reply = run(shared, &product, vec![message]).await?;
+    let product = product.product;
     shared.state.metrics.ingest_reply(&product.slug, &reply);
     let status = match reply.results[0].status {
         MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
@@ -308,7 +296,7 @@ pub(super) async fn ingest_batch(
 async fn batch(
     shared: &Shared,
     caller: &CallerKey,
-    product: device_product::Model,
+    product: IngestProduct,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
     let settings = &shared.state.devices;
@@ -321,7 +309,7 @@ async fn batch(
         ),
         BatchError::Invalid(message) => error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     })?;
-    admit(shared, caller, &product, messages.len())?;
+    admit(shared, caller, &product.product, messages.len())?;
     // Messages over the adapter's input cap or with an invalid content type are refused one by
     // one, before any adapter runs.
     let limit = shared.state.adapters.limits().input_bytes;
@@ -339,6 +327,7 @@ async fn batch(
         }
     }
     let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
+    let product = product.product;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
         crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
