@@ -28,6 +28,7 @@ mod devices;
 mod devices_access;
 mod error_codes;
 mod fhir;
+mod fuzz_corpus;
 mod graphiql;
 mod guards;
 mod health;

@@ -10,7 +10,7 @@
 //! here, a variant in `host::Bindings` and `host::Instance`, and an entry in
 //! [`SUPPORTED_INTERFACE_MAJORS`].
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use wasmtime::Store;
 use wasmtime::component::{HasData, Linker};
 
@@ -125,10 +125,19 @@ macro_rules! served_version {
             })
         }
 
+        /// A time the server can store and write: years 1 to 9999, as RFC 3339 and FHIR write
+        /// them. chrono reaches years beyond ±262 000, but PostgreSQL's `timestamptz` ends at
+        /// 4713 BC (an insert of an earlier event fails, and ingest would answer `503` to that
+        /// message for ever), and SQLite's text form stops sorting in time past year 9999.
         fn time_from(t: t::Timestamp) -> Result<DateTime<Utc>, DecodeError> {
-            DateTime::from_timestamp(t.seconds, t.nanoseconds).filter(|_| t.nanoseconds < 1_000_000_000).ok_or_else(
-                || DecodeError::InvalidOutput(format!("timestamp {}.{:09} out of range", t.seconds, t.nanoseconds)),
-            )
+            DateTime::from_timestamp(t.seconds, t.nanoseconds)
+                .filter(|at| t.nanoseconds < 1_000_000_000 && (1..=9999).contains(&at.year()))
+                .ok_or_else(|| {
+                    DecodeError::InvalidOutput(format!(
+                        "timestamp {}.{:09} out of range (years 1 to 9999)",
+                        t.seconds, t.nanoseconds
+                    ))
+                })
         }
 
         fn event_from(mut e: t::Event) -> Result<Event, DecodeError> {

@@ -333,6 +333,38 @@ fn hostile_gigantic_output_is_refused() {
     );
 }
 
+/// An output-echo message (plugins/guests/hostile/output-echo) of one heartbeat at `seconds`.
+fn echoed_heartbeat(seconds: i64) -> Vec<u8> {
+    let mut message = vec![41, 1, 0, 0];
+    message.extend_from_slice(&seconds.to_le_bytes());
+    message.extend_from_slice(&0u32.to_le_bytes());
+    for text in ["e-1", "HB-1"] {
+        message.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        message.extend_from_slice(text.as_bytes());
+    }
+    message
+}
+
+/// Found while writing the `adapter_output` fuzz target's checks (docs/fuzzing.md): an event in
+/// 5000 BC passed the host, and PostgreSQL refuses to store times before 4713 BC.
+#[test]
+fn an_event_time_outside_years_1_to_9999_is_invalid_output() {
+    let echo = adapter("hostile_output_echo");
+    let decode = |seconds: i64| host().decode(&echo, "3805", "application/octet-stream", &echoed_heartbeat(seconds));
+    let year_1 = utc("0001-01-01T00:00:00Z").timestamp();
+    let year_9999 = utc("9999-12-31T23:59:59Z").timestamp();
+    for fine in [year_1, 0, year_9999] {
+        assert_eq!(decode(fine).unwrap()[0].occurred_at.timestamp(), fine);
+    }
+    let bc_5000 = year_1 - 5001 * 31_556_952;
+    for out in [year_1 - 1, bc_5000, year_9999 + 1] {
+        assert!(
+            matches!(decode(out), Err(DecodeError::InvalidOutput(m)) if m.contains("out of range (years 1 to 9999)")),
+            "{out}"
+        );
+    }
+}
+
 /// Uploading the hostile component `name` is refused for an import under `prefix`, with a
 /// reason that says `why`, and the reference adapter still serves.
 fn assert_rejected_for_import(name: &str, prefix: &str, why: &str) {

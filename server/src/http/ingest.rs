@@ -278,6 +278,14 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Submitted>, BatchError> {
     Ok(messages)
 }
 
+/// [`parse_batch`] for the fuzz targets and their corpus replay (`fuzz/`, docs/fuzzing.md): each
+/// message's content type and body, or why the batch is refused.
+pub fn parse_batch_for_fuzzing(body: &[u8], max: usize) -> Result<Vec<(String, Arc<[u8]>)>, String> {
+    parse_batch(body, max)
+        .map(|m| m.into_iter().map(|s| (s.content_type, s.body)).collect())
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Many messages, each answered on its own.
 pub(super) async fn ingest_batch(
     shared: web::Data<Shared>,

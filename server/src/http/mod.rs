@@ -8,6 +8,9 @@ mod ingest;
 mod outage;
 mod ws;
 
+/// For the fuzz targets (`fuzz/`): the batch parser of `POST /ingest/{product}/batch`.
+pub use ingest::parse_batch_for_fuzzing;
+
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
