@@ -212,6 +212,8 @@ impl Database {
 async fn watch(url: String, reachable: Weak<AtomicBool>) {
     use sea_orm::sqlx::{Connection, PgConnection};
     let mut connection: Option<PgConnection> = None;
+    // Probes in a row that ran out of time (see below).
+    let mut timeouts = 0;
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(flag) = reachable.upgrade() else { return };
@@ -223,10 +225,26 @@ async fn watch(url: String, reachable: Weak<AtomicBool>) {
             probe.ping().await
         })
         .await;
-        let up = matches!(answered, Ok(Ok(())));
-        if !up {
+        if !matches!(answered, Ok(Ok(()))) {
             // A timed-out or failed connection is not reused: the next probe connects afresh.
             connection = None;
+        }
+        // A refused or broken connection is an outage at once. A probe that only ran out of
+        // time may be a busy machine rather than a dead database: refusing every request on one
+        // slow answer turned load into outages, so it takes three in a row (about 2 s).
+        let up = match &answered {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                timeouts += 1;
+                if timeouts < 3 {
+                    continue;
+                }
+                false
+            }
+        };
+        if !matches!(answered, Err(_)) {
+            timeouts = 0;
         }
         if flag.swap(up, Ordering::Relaxed) != up {
             if up {

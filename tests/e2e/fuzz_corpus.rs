@@ -81,7 +81,8 @@ fn mutated_corpus_inputs_run_clean() {
     let seconds: u64 = std::env::var("VELFERD_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let auth = targets::Auth::new();
     let graphql = targets::Graphql::new();
-    let runs: [(&str, &dyn Fn(&[u8])); 5] = [
+    type Target<'a> = (&'static str, &'a dyn Fn(&[u8]));
+    let runs: [Target; 5] = [
         ("jwt", &|d| targets::jwt(&auth, d)),
         ("graphql", &|d| targets::graphql(&graphql, d)),
         ("ingest_batch", &|d| targets::ingest_batch(adapters(), d)),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use velferd::auth::{Role, TokenSigner};
 
+#[allow(dead_code, reason = "the ingest benchmark signs with EdDSA, as production does")]
 pub const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 pub const SUPPLIER: &str = "923609016";
 pub const MUNICIPALITY: &str = "974760673";

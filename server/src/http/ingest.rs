@@ -278,9 +278,12 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Submitted>, BatchError> {
     Ok(messages)
 }
 
+/// A batch message as the fuzz targets see it: its content type as sent and its body.
+pub type SubmittedParts = (String, Arc<[u8]>);
+
 /// [`parse_batch`] for the fuzz targets and their corpus replay (`fuzz/`, docs/fuzzing.md): each
 /// message's content type and body, or why the batch is refused.
-pub fn parse_batch_for_fuzzing(body: &[u8], max: usize) -> Result<Vec<(String, Arc<[u8]>)>, String> {
+pub fn parse_batch_for_fuzzing(body: &[u8], max: usize) -> Result<Vec<SubmittedParts>, String> {
     parse_batch(body, max)
         .map(|m| m.into_iter().map(|s| (s.content_type, s.body)).collect())
         .map_err(|e| format!("{e:?}"))
