@@ -92,31 +92,25 @@ fn serve_reference(role: &str) {
         let _ = out.flush();
     };
     runtime.block_on(async {
-        match role {
-            "ceiling" => {
-                let server = HttpServer::new(|| App::new().route("/graphql", web::post().to(ceiling)))
-                    .workers(workers)
-                    .disable_signals()
-                    .bind("127.0.0.1:0")
-                    .unwrap();
+        // Both reference servers: the same actix stack, as many workers, on a free port.
+        macro_rules! serve {
+            ($factory:expr) => {{
+                let server = HttpServer::new($factory).workers(workers).disable_signals().bind("127.0.0.1:0").unwrap();
                 listening(server.addrs()[0]);
                 server.run().await.unwrap();
-            }
+            }};
+        }
+        match role {
+            "ceiling" => serve!(|| App::new().route("/graphql", web::post().to(ceiling))),
             "stock" => {
                 let schema = async_graphql::Schema::new(
                     StockQuery,
                     async_graphql::EmptyMutation,
                     async_graphql::EmptySubscription,
                 );
-                let server = HttpServer::new(move || {
+                serve!(move || {
                     App::new().app_data(web::Data::new(schema.clone())).route("/graphql", web::post().to(stock))
                 })
-                .workers(workers)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .unwrap();
-                listening(server.addrs()[0]);
-                server.run().await.unwrap();
             }
             other => panic!("unknown {ROLE} {other:?}"),
         }

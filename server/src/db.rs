@@ -243,7 +243,7 @@ async fn watch(url: String, reachable: Weak<AtomicBool>) {
                 false
             }
         };
-        if !matches!(answered, Err(_)) {
+        if answered.is_ok() {
             timeouts = 0;
         }
         if flag.swap(up, Ordering::Relaxed) != up {
