@@ -164,16 +164,22 @@ fn reply_with(
     response
 }
 
-/// One message.
-pub(super) async fn ingest_one(
+/// `POST /ingest/{product}` (one message) and `POST /ingest/{product}/batch` (many, each
+/// answered on its own): the caller and the product are checked the same way for both.
+pub(super) async fn ingest(
     shared: web::Data<Shared>,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
+    let is_batch = req.match_pattern().is_some_and(|pattern| pattern.ends_with("/batch"));
     let answer = async {
         let (product, caller) = authorised_product(&shared, &req, &path).await?;
-        one(&shared, &req, &caller, product, payload).await
+        if is_batch {
+            batch(&shared, &caller, product, payload).await
+        } else {
+            one(&shared, &req, &caller, product, payload).await
+        }
     };
     answer.await.unwrap_or_else(|refused| refused)
 }
@@ -287,20 +293,6 @@ pub fn parse_batch_for_fuzzing(body: &[u8], max: usize) -> Result<Vec<SubmittedP
     parse_batch(body, max)
         .map(|m| m.into_iter().map(|s| (s.content_type, s.body)).collect())
         .map_err(|e| format!("{e:?}"))
-}
-
-/// Many messages, each answered on its own.
-pub(super) async fn ingest_batch(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-) -> HttpResponse {
-    let answer = async {
-        let (product, caller) = authorised_product(&shared, &req, &path).await?;
-        batch(&shared, &caller, product, payload).await
-    };
-    answer.await.unwrap_or_else(|refused| refused)
 }
 
 /// The batch form; `Err` is the response that refuses the whole batch.
