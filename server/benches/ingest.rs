@@ -25,23 +25,24 @@ use velferd::config::Settings;
 use support::{MUNICIPALITY, OPERATOR, SUPPLIER};
 
 #[path = "../../plugins/host/tests/common/mod.rs"]
-mod guests;
-mod support;
+pub(crate) mod guests;
+#[path = "support/mod.rs"]
+pub(crate) mod support;
 
 /// Production's token algorithm: the test suite's Ed25519 key pair.
-fn key_file(which: &str) -> String {
+pub(crate) fn key_file(which: &str) -> String {
     format!("{}/../tests/e2e/fixtures/ed25519-{which}.pem", env!("CARGO_MANIFEST_DIR"))
 }
 const DEVICES: usize = 200;
 
-struct Bench {
-    base: String,
-    client: reqwest::Client,
-    signer: TokenSigner,
+pub(crate) struct Bench {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) signer: TokenSigner,
 }
 
 impl Bench {
-    fn token(&self, org: &str, role: Role) -> String {
+    pub(crate) fn token(&self, org: &str, role: Role) -> String {
         support::token(&self.signer, org, role)
     }
 
@@ -55,7 +56,7 @@ impl Bench {
         request.send().await.unwrap().json().await.unwrap()
     }
 
-    async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
+    pub(crate) async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
         let body = self.post_graphql(token, |r| r.json(&json!({ "query": query, "variables": variables }))).await;
         assert!(body.get("errors").is_none(), "{body}");
         body["data"].clone()
@@ -84,7 +85,7 @@ impl Bench {
         id
     }
 
-    async fn setup(&self, db: &sea_orm::DatabaseConnection) {
+    pub(crate) async fn setup(&self, db: &sea_orm::DatabaseConnection) {
         let admin = self.token(OPERATOR, Role::Admin);
         let create =
             "mutation($input: OrganizationCreateInput!) { organizationCreate(input: $input) { userErrors { code } } }";

@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const OPERATOR: &str = "991000003";
-const ROLE: &str = "BENCH_QUERIES_ROLE";
+pub(crate) const ROLE: &str = "BENCH_QUERIES_ROLE";
 const PAGE: usize = 20;
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -81,7 +81,7 @@ async fn stock(
 }
 
 /// Runs the reference server named by `role` until killed; prints where it listens.
-fn serve_reference(role: &str) {
+pub(crate) fn serve_reference(role: &str) {
     use actix_web::{App, HttpServer, web};
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -118,16 +118,16 @@ fn serve_reference(role: &str) {
 }
 
 /// A server process; killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     /// `host:port`.
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Process {
     /// Starts `command` and waits for the line (on stdout) that says where it listens: the
     /// first line containing `marker`, followed by the address.
-    fn start(mut command: Command, marker: &str) -> Process {
+    pub(crate) fn start(mut command: Command, marker: &str) -> Process {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
@@ -142,7 +142,7 @@ impl Process {
         Process { child, addr }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -192,7 +192,7 @@ fn ticks_per_second() -> f64 {
 }
 
 /// utime + stime of process `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may hold spaces; the fields after its closing parenthesis.
     let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else { return 0.0 };
@@ -203,7 +203,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// The PostgreSQL backends serving database `name` (by their process ids in `pg_stat_activity`).
-async fn backends(admin: &sea_orm::DatabaseConnection, name: &str) -> Vec<u32> {
+pub(crate) async fn backends(admin: &sea_orm::DatabaseConnection, name: &str) -> Vec<u32> {
     use sea_orm::{ConnectionTrait, Statement};
     let rows = admin
         .query_all_raw(Statement::from_string(
@@ -421,14 +421,15 @@ const POSTGRAPHILE_OVERVIEW: &str = "query Overview($first: Int!, $offset: Int!,
   }
 }";
 
-struct Figures {
-    requests: usize,
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-    server_cpu: Duration,
-    database_cpu: Option<Duration>,
-    reply_bytes: usize,
+#[derive(Clone)]
+pub(crate) struct Figures {
+    pub(crate) requests: usize,
+    pub(crate) rate: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) server_cpu: Duration,
+    pub(crate) database_cpu: Option<Duration>,
+    pub(crate) reply_bytes: usize,
 }
 
 /// Sends `workload` from `connections` connections to `addr` for `seconds` (after a second of
@@ -683,7 +684,18 @@ fn main() {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(bench());
 }
 
-async fn bench() {
+/// What one run of this benchmark measured, for the combined table (`benches/national.rs`).
+pub(crate) struct Results {
+    pub(crate) postgres: bool,
+    pub(crate) overview: Figures,
+    pub(crate) trivial: Figures,
+    pub(crate) ceiling: Figures,
+    pub(crate) stock: Figures,
+    /// PostGraphile 4 on the same database, when `BENCH_POSTGRAPHILE` names it.
+    pub(crate) postgraphile: Option<Figures>,
+}
+
+pub(crate) async fn bench() -> Results {
     let connections = env_number("BENCH_CONNECTIONS", 8);
     let seconds = env_number("BENCH_SECONDS", 10) as f64;
     let count = env_number("BENCH_PROCUREMENTS", 200);
@@ -753,7 +765,8 @@ async fn bench() {
         print(&format!("{{ __typename }}, {role}"), &figures);
         references.push(figures);
     }
-    let (ceiling, stock) = (&references[0], &references[1]);
+    let (stock, ceiling) = (references.pop().unwrap(), references.pop().unwrap());
+    let (ceiling, stock) = (&ceiling, &stock);
     let cpu = |f: &Figures| f.server_cpu.as_secs_f64();
     println!(
         "{{ __typename }} rate: velferd/ceiling {:.2}, stock/ceiling {:.2} (target velferd ≥ 0.90); server CPU per request: ceiling/velferd {:.2}, ceiling/stock {:.2}",
@@ -763,6 +776,7 @@ async fn bench() {
         cpu(ceiling) / cpu(stock),
     );
 
+    let mut postgraphile_figures = None;
     if let (Some(admin), Ok(postgraphile)) = (&admin, std::env::var("BENCH_POSTGRAPHILE")) {
         // PostGraphile prints the port it was given, so give it a free one.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
@@ -781,11 +795,20 @@ async fn bench() {
             total(&velferd_overview).as_secs_f64() * 1e6,
             total(&figures).as_secs_f64() * 1e6,
         );
+        postgraphile_figures = Some(figures);
     }
     println!("load after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
 
     if let Some(admin) = admin {
         use sea_orm::ConnectionTrait;
         admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    }
+    Results {
+        postgres: !name.is_empty(),
+        overview: velferd_overview,
+        trivial: velferd_trivial,
+        ceiling: ceiling.clone(),
+        stock: stock.clone(),
+        postgraphile: postgraphile_figures,
     }
 }

@@ -26,6 +26,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_DATABASE_URL", "`sqlite://FILE?mode=rwc` or `postgres://USER@HOST:PORT/DB`"),
     ("VELFERD_BIND", "address to listen on; port 0 picks a free port"),
     ("VELFERD_DB_MAX_CONNECTIONS", "size of the read pool (default 8)"),
+    (
+        "VELFERD_SQLITE_SYNCHRONOUS",
+        "`normal` (default: a commit survives the process's death, not a power loss) or `full` (survives both)",
+    ),
     ("VELFERD_JWT_ALGORITHM", "`HS256` (development only), `RS256` or `EdDSA`"),
     ("VELFERD_JWT_SECRET", "HS256 shared secret, at least 32 bytes"),
     ("VELFERD_JWT_PUBLIC_KEY_FILE", "PEM public key that verifies RS256/EdDSA tokens"),
@@ -316,6 +320,8 @@ pub struct Settings {
     pub database_url: String,
     pub bind: SocketAddr,
     pub db_max_connections: u32,
+    /// When SQLite's commit reaches the disk (`VELFERD_SQLITE_SYNCHRONOUS`); PostgreSQL's is its own setting.
+    pub sqlite_synchronous: crate::db::SqliteDurability,
     pub jwt: JwtSettings,
     pub graphql: GraphqlLimits,
     pub websocket: WebSocketLimits,
@@ -479,6 +485,11 @@ impl Settings {
         })?;
 
         let db_max_connections = parse_number(get, "VELFERD_DB_MAX_CONNECTIONS", 8, 1..=1000)? as u32;
+        let sqlite_synchronous = match get("VELFERD_SQLITE_SYNCHRONOUS").unwrap_or("normal") {
+            "normal" => crate::db::SqliteDurability::Normal,
+            "full" => crate::db::SqliteDurability::Full,
+            other => return Err(invalid("VELFERD_SQLITE_SYNCHRONOUS", format!("{other:?} is not `normal` or `full`"))),
+        };
 
         let jwt = jwt_settings(get, profile)?;
 
@@ -613,6 +624,7 @@ impl Settings {
             database_url,
             bind,
             db_max_connections,
+            sqlite_synchronous,
             jwt,
             graphql,
             websocket,

@@ -89,8 +89,27 @@ pub struct Database {
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// When a SQLite commit is on the disk. `Normal` (WAL with `synchronous=NORMAL`) survives the
+/// process's death — the crash test kills it — but a power loss may take the last commits;
+/// `Full` syncs the WAL on every commit and survives both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    Normal,
+    Full,
+}
+
 impl Database {
+    /// [`Database::connect_with`] at SQLite's default durability ([`SqliteDurability::Normal`]).
     pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Database, DbStartError> {
+        Database::connect_with(url, max_connections, timeout, SqliteDurability::Normal).await
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+        durability: SqliteDurability,
+    ) -> Result<Database, DbStartError> {
         let backend = Backend::of_url(url).expect("URL checked when settings were parsed");
         let unreachable = |reason: String| DbStartError::Connect { backend, url: redact(url), reason };
         if backend == Backend::Postgres {
@@ -115,7 +134,7 @@ impl Database {
                 // connection, so a burst may wait longer without anything being wrong.
                 .acquire_timeout(if backend == Backend::Postgres { timeout } else { timeout * 6 })
                 .sqlx_logging(false)
-                .map_sqlx_sqlite_opts(tune_sqlite);
+                .map_sqlx_sqlite_opts(move |options| tune_sqlite(options, durability));
             async move {
                 sea_orm::Database::connect(options).await.map_err(|e| DbStartError::Connect {
                     backend,
@@ -264,10 +283,13 @@ fn probe_failure(answered: &Result<Result<(), sea_orm::sqlx::Error>, tokio::time
     }
 }
 
-fn tune_sqlite(options: SqliteConnectOptions) -> SqliteConnectOptions {
+fn tune_sqlite(options: SqliteConnectOptions, durability: SqliteDurability) -> SqliteConnectOptions {
     options
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(match durability {
+            SqliteDurability::Normal => SqliteSynchronous::Normal,
+            SqliteDurability::Full => SqliteSynchronous::Full,
+        })
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
         .create_if_missing(true)
@@ -298,6 +320,24 @@ mod tests {
         assert!(Backend::of_url("sqlite::memory:").is_err());
         assert!(Backend::of_url("mysql://localhost/db").is_err());
         assert!(Backend::of_url("not a url").is_err());
+    }
+
+    /// What `VELFERD_SQLITE_SYNCHRONOUS` promises is what every connection of both pools runs.
+    #[tokio::test]
+    async fn sqlite_commits_as_durably_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, pragma) in [(SqliteDurability::Normal, 1), (SqliteDurability::Full, 2)] {
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join(format!("{pragma}.db")).display());
+            let db = Database::connect_with(&url, 2, Duration::from_secs(5), durability).await.unwrap();
+            for pool in [db.read(), db.write()] {
+                let row = pool
+                    .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA synchronous"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), pragma, "{durability:?}");
+            }
+        }
     }
 
     #[test]

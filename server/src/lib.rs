@@ -126,7 +126,13 @@ pub async fn start_with_demo(
     audit::key::install(settings.audit_keys.clone());
     // Before the database: a bad trust roots file stops the start at once.
     let outbound = outbound::Outbound::new(&settings.outbound)?;
-    let db = Database::connect(&settings.database_url, settings.db_max_connections, settings.connect_timeout()).await?;
+    let db = Database::connect_with(
+        &settings.database_url,
+        settings.db_max_connections,
+        settings.connect_timeout(),
+        settings.sqlite_synchronous,
+    )
+    .await?;
     db.migrate().await?;
     if demo != DemoMode::Off {
         demo::load(&db).await.map_err(|e| StartError::Demo(e.to_string()))?;

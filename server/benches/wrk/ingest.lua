@@ -24,11 +24,14 @@ function init(args)
   example = nil
 end
 
--- One dispenser message: a dose made available and taken, with new ids.
-local function message(ref, serial)
+-- One dispenser message: a dose made available and taken, with new ids; one in a hundred
+-- reports the dose missed instead, which raises an alert (and its webhook), closed again by the
+-- device's next dispensed dose.
+local function message(ref, serial, n)
+  local second = (n % 100 == 0) and "dose_missed" or "dose_taken"
   return '{"serial":"' .. serial .. '","events":[' ..
     '{"id":"' .. ref .. '-a","type":"dose_available","at":"2026-11-22T07:00:00Z","dose":{"id":"d-' .. ref .. '","scheduled":"2026-11-22T07:00:00Z"}},' ..
-    '{"id":"' .. ref .. '-t","type":"dose_taken","at":"2026-11-22T07:04:12Z","dose":{"id":"d-' .. ref .. '","scheduled":"2026-11-22T07:00:00Z","assisted":false}}]}'
+    '{"id":"' .. ref .. '-t","type":"' .. second .. '","at":"2026-11-22T07:04:12Z","dose":{"id":"d-' .. ref .. '","scheduled":"2026-11-22T07:00:00Z","assisted":false}}]}'
 end
 
 local function serial(n)
@@ -39,12 +42,12 @@ function request()
   counter = counter + 1
   local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
   if batch == 0 then
-    return wrk.format("POST", nil, headers, message(prefix .. "-" .. id .. "-" .. counter, serial(counter)))
+    return wrk.format("POST", nil, headers, message(prefix .. "-" .. id .. "-" .. counter, serial(counter), counter))
   end
   local parts = {}
   for i = 1, batch do
     local n = counter * batch + i
-    local body = string.gsub(message(prefix .. "-b" .. id .. "-" .. n, serial(n)), '"', '\\"')
+    local body = string.gsub(message(prefix .. "-b" .. id .. "-" .. n, serial(n), n), '"', '\\"')
     parts[i] = '{"contentType":"application/json","body":"' .. body .. '"}'
   end
   return wrk.format("POST", nil, headers, '{"messages":[' .. table.concat(parts, ",") .. ']}')
