@@ -320,7 +320,11 @@ async fn subscribe(addr: &str, token: &str, query: &str, receive_buffer: Option<
     let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
     ws.send(Message::text(init.to_string())).await.unwrap();
     loop {
-        let frame = tokio::time::timeout(PATIENCE, ws.next()).await.expect("acknowledged in time").unwrap().unwrap();
+        let frame = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("acknowledged in time")
+            .expect("the server closed the socket before connection_ack (answered after its 5 s init timeout?)")
+            .unwrap();
         if let Message::Text(text) = frame {
             let ack: Value = serde_json::from_str(text.as_str()).unwrap();
             assert_eq!(ack["type"], "connection_ack", "{ack}");
