@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -227,7 +227,7 @@ enum Bindings {
 
 /// Runs supplier adapters in sandboxes. Create one per process and share it
 /// (it is `Clone`, `Send` and `Sync`); it owns the engine, the compiled
-/// components and an epoch-ticker thread.
+/// components and an epoch-ticker thread (which sleeps while no call runs).
 ///
 /// Calls are synchronous and return within the deadline (plus one epoch
 /// tick). From async code call them inside `tokio::task::spawn_blocking`:
@@ -254,6 +254,7 @@ struct Inner {
     engine_hash: [u8; 32],
     /// Components compiled from their bytes (not found in a cache) by this host.
     compiled: AtomicU64,
+    ticker: EpochTicker,
 }
 
 /// Most memories one instance may have (the pooling allocator's `max_memories_per_component`).
@@ -315,7 +316,7 @@ impl AdapterHost {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let linker = sandbox::linker(&engine)?;
-        spawn_epoch_ticker(&engine, limits.epoch_tick);
+        let ticker = EpochTicker::spawn(&engine, limits.epoch_tick);
         let engine_hash = cache::engine_hash(&engine);
         Ok(AdapterHost {
             inner: Arc::new(Inner {
@@ -326,6 +327,7 @@ impl AdapterHost {
                 disk: cache,
                 engine_hash,
                 compiled: AtomicU64::new(0),
+                ticker,
             }),
         })
     }
@@ -668,6 +670,7 @@ impl AdapterHost {
         f: impl FnOnce(&mut Store<Sandbox>, &Instance) -> wasmtime::Result<Result<R, DecodeError>>,
     ) -> CallReport<R> {
         let start = Instant::now();
+        let _ticking = self.inner.ticker.start();
         let mut store = self.store(call);
         match adapter.bindings.instantiate(&mut store) {
             Ok(instance) => self.run(adapter, call, municipality, operation, &mut store, Ok(&instance), start, f),
@@ -780,6 +783,7 @@ impl AdapterHost {
     pub fn instantiate(&self, adapter: &ValidatedAdapter, municipality: &str) -> Result<WarmInstance, DecodeError> {
         let start = Instant::now();
         let call = self.inner.limits.call_limits();
+        let _ticking = self.inner.ticker.start();
         let mut store = self.store(&call);
         let store_ready = Instant::now();
         let instance = adapter.bindings.instantiate(&mut store).map_err(|e| self.classify(e, store.data(), &call))?;
@@ -863,6 +867,7 @@ impl WarmInstance {
         self.calls += 1;
         let start = Instant::now();
         let call = limits.call_limits();
+        let _ticking = self.host.inner.ticker.start();
         let report = self.host.run(
             &self.adapter,
             &call,
@@ -941,20 +946,78 @@ fn decode_call(
     }
 }
 
-fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("velferd-adapter-epoch".into())
-        .spawn(move || {
-            // Ends by itself once the last AdapterHost (and so the engine)
-            // is gone.
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(tick);
-            }
-        })
-        .expect("spawn the epoch ticker thread");
+/// The thread that advances the engine's epoch, which is what ends a call past its deadline. It
+/// ticks only while a call is in flight and parks otherwise: a tick a millisecond on an idle
+/// server is a thousand wake-ups a second (two engines: two thousand) for nothing to interrupt.
+struct EpochTicker {
+    state: Arc<TickerState>,
+    thread: std::thread::Thread,
+}
+
+struct TickerState {
+    /// Calls that may run guest code now (store set up, instantiating or running).
+    in_flight: AtomicUsize,
+    /// The host is gone: the thread ends.
+    stopped: AtomicBool,
+}
+
+/// Keeps the ticker ticking while it lives: hold one for as long as guest code may run.
+#[must_use]
+struct Ticking<'a>(&'a EpochTicker);
+
+impl EpochTicker {
+    fn spawn(engine: &Engine, tick: Duration) -> EpochTicker {
+        let state = Arc::new(TickerState { in_flight: AtomicUsize::new(0), stopped: AtomicBool::new(false) });
+        let weak = engine.weak();
+        let shared = state.clone();
+        let handle = std::thread::Builder::new()
+            .name("velferd-adapter-epoch".into())
+            .spawn(move || {
+                loop {
+                    if shared.stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                        // `start` unparks after raising the count, and an unpark that comes
+                        // before this park makes it return at once: no call is missed.
+                        std::thread::park();
+                        continue;
+                    }
+                    // Sleep first: a call that woke the ticker gets a whole tick before its
+                    // first, so a deadline of n ticks is never shorter than n ticks.
+                    std::thread::sleep(tick);
+                    // Ends by itself once the last AdapterHost (and so the engine) is gone.
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        EpochTicker { state, thread: handle.thread().clone() }
+    }
+
+    /// Ticks until the returned guard is dropped.
+    fn start(&self) -> Ticking<'_> {
+        if self.state.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self)
+    }
+}
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        // The ticker sees zero on its next round and parks.
+        self.0.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.state.stopped.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
 }
 
 /// Whether the sandbox grants `import` to an adapter exporting `velferd:device` `version` (with

@@ -295,6 +295,14 @@ fn hostile_infinite_loop_hits_the_deadline_without_fuel() {
         .len(),
         2
     );
+    // The epoch ticker sleeps between calls: it must start again for the next one, in a fresh
+    // instance and in a warm one.
+    let (again, _) = hostile_decode(&host, "hostile_infinite_loop");
+    assert_eq!(again, DecodeError::DeadlineExceeded { limit_ms: 50 });
+    let looping = host.validate(&common::component("hostile_infinite_loop")).unwrap();
+    let mut warm = host.instantiate(&looping, "3805").unwrap();
+    let warm_result = warm.decode("application/json", br#"{"serial":"X"}"#, Utc::now()).result;
+    assert_eq!(warm_result, Err(DecodeError::DeadlineExceeded { limit_ms: 50 }));
 }
 
 #[test]

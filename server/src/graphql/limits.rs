@@ -10,7 +10,11 @@
 //! (`crate::refusals`).
 //!
 //! The same extension gives every error a code (also those async-graphql raises outside the
-//! other hooks) and counts operations and errors in the server's metrics.
+//! other hooks), counts operations and errors in the server's metrics, charges the response
+//! budget ([`ResponseBudget`]) and puts the answer's fields in selection order
+//! (`graphql::order`). It is the schema's only extension, on purpose: with any extension at all
+//! async-graphql passes every field and list item through each extension's `resolve` hook
+//! (a boxed future each), so every extension is a cost per field.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,12 +24,13 @@ use async_graphql::extensions::{
     NextResolve, NextSubscribe, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{Name, Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::errors::ApiError;
 use super::guard::{self, DocumentLimits};
+use super::order::Plan;
 use crate::app::AppState;
 use crate::telemetry::Metrics;
 use crate::throttle::{CallerKey, Refused, ThrottleStatus};
@@ -98,7 +103,7 @@ fn json_size(value: &Value) -> usize {
     match value {
         Value::Null => 4,
         Value::Boolean(_) => 5,
-        Value::Number(n) => n.to_string().len(),
+        Value::Number(n) => number_size(n),
         Value::String(s) => s.len() + 2,
         Value::Enum(name) => name.len() + 2,
         Value::Binary(bytes) => bytes.len().saturating_mul(4) + 2,
@@ -109,12 +114,27 @@ fn json_size(value: &Value) -> usize {
     }
 }
 
+/// The length of `n` as JSON, counted without writing it anywhere.
+fn number_size(n: &serde_json::Number) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{n}"));
+    count.0
+}
+
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(QueryLimitsExtension {
             limits: *self,
             typenames: std::sync::atomic::AtomicUsize::new(0),
-            own_budget: ResponseBudget::new(self.max_response_bytes),
+            budget: std::sync::OnceLock::new(),
+            order: Arc::new(std::sync::OnceLock::new()),
             operation: Arc::new(Operation { started: Some(Instant::now()), ..Operation::default() }),
             throttling: Arc::new(Throttling::default()),
         })
@@ -148,24 +168,28 @@ impl Throttling {
     /// Gives `response` its `extensions.cost` and counts its refusals in the refusal log.
     fn finish(&self, state: Option<&AppState>, limits: &QueryLimits, response: &mut Response) {
         let requested = *self.requested.lock().expect("not poisoned");
-        let mut cost = serde_json::json!({
-            // Null when the operation was refused before its cost was measured: nothing was charged.
-            "requestedQueryCost": requested.map(|(complexity, _)| complexity),
-            // The whole requested cost is charged; what the operation actually resolved is not
-            // measured, so nothing is refunded.
-            "actualQueryCost": null,
-            "maximumQueryCost": limits.max_complexity,
-            "depth": requested.map(|(_, depth)| depth),
-            "maximumDepth": limits.max_depth,
-        });
+        // Built as a `Value` directly, with names made once: this runs for every response. The
+        // keys in alphabetical order, as they always came.
+        let names = cost_names();
+        let number = |n: usize| Value::from(n as u64);
+        let or_null = |n: Option<usize>| n.map_or(Value::Null, number);
+        let mut cost = async_graphql::indexmap::IndexMap::with_capacity(6);
+        // The whole requested cost is charged; what the operation actually resolved is not
+        // measured, so nothing is refunded.
+        cost.insert(names.actual.clone(), Value::Null);
+        cost.insert(names.depth.clone(), or_null(requested.map(|(_, depth)| depth)));
+        cost.insert(names.maximum_depth.clone(), number(limits.max_depth));
+        cost.insert(names.maximum.clone(), number(limits.max_complexity));
+        // Null when the operation was refused before its cost was measured: nothing was charged.
+        cost.insert(names.requested.clone(), or_null(requested.map(|(complexity, _)| complexity)));
         if let Some(status) = self.status(state) {
-            cost["throttleStatus"] = serde_json::json!({
-                "maximumAvailable": status.maximum_available,
-                "currentlyAvailable": status.currently_available,
-                "restoreRate": status.restore_rate,
-            });
+            let mut throttle = async_graphql::indexmap::IndexMap::with_capacity(3);
+            throttle.insert(names.currently_available.clone(), Value::from(status.currently_available));
+            throttle.insert(names.maximum_available.clone(), Value::from(status.maximum_available));
+            throttle.insert(names.restore_rate.clone(), Value::from(status.restore_rate));
+            cost.insert(names.throttle_status.clone(), Value::Object(throttle));
         }
-        response.extensions.insert("cost".into(), Value::from_json(cost).expect("plain JSON"));
+        response.extensions.insert("cost".into(), Value::Object(cost));
         if let (Some(state), Some(caller)) = (state, self.caller.get()) {
             let mut codes: Vec<&str> = response.errors.iter().filter_map(code_of).collect();
             codes.sort_unstable();
@@ -175,6 +199,34 @@ impl Throttling {
             }
         }
     }
+}
+
+/// The keys of `extensions.cost`, made once.
+struct CostNames {
+    requested: Name,
+    actual: Name,
+    maximum: Name,
+    depth: Name,
+    maximum_depth: Name,
+    throttle_status: Name,
+    maximum_available: Name,
+    currently_available: Name,
+    restore_rate: Name,
+}
+
+fn cost_names() -> &'static CostNames {
+    static NAMES: std::sync::LazyLock<CostNames> = std::sync::LazyLock::new(|| CostNames {
+        requested: Name::new("requestedQueryCost"),
+        actual: Name::new("actualQueryCost"),
+        maximum: Name::new("maximumQueryCost"),
+        depth: Name::new("depth"),
+        maximum_depth: Name::new("maximumDepth"),
+        throttle_status: Name::new("throttleStatus"),
+        maximum_available: Name::new("maximumAvailable"),
+        currently_available: Name::new("currentlyAvailable"),
+        restore_rate: Name::new("restoreRate"),
+    });
+    &NAMES
 }
 
 fn code_of(error: &ServerError) -> Option<&str> {
@@ -188,15 +240,26 @@ struct QueryLimitsExtension {
     limits: QueryLimits,
     /// `__typename` selections of the document, expanded, added to its cost.
     typenames: std::sync::atomic::AtomicUsize,
-    /// The budget when the request brings none.
-    own_budget: Arc<ResponseBudget>,
+    /// The budget this operation charges, looked up (or made) once: `resolve` runs for every
+    /// field.
+    budget: std::sync::OnceLock<Arc<ResponseBudget>>,
+    /// The selection order of the operation's answer, made from the document as it is parsed
+    /// (`prepare_request`); shared with a subscription's stream.
+    order: Arc<std::sync::OnceLock<Plan>>,
     operation: Arc<Operation>,
     throttling: Arc<Throttling>,
 }
 
 impl QueryLimitsExtension {
-    fn budget(&self, ctx: &ExtensionContext<'_>) -> Arc<ResponseBudget> {
-        ctx.data_opt::<Arc<ResponseBudget>>().cloned().unwrap_or_else(|| self.own_budget.clone())
+    /// The request's budget (HTTP: one for the whole batch), else one of this operation's own
+    /// of `max_response_bytes`. The first hook to ask decides: over HTTP that is `execute`,
+    /// which sees the request's data.
+    fn budget(&self, ctx: &ExtensionContext<'_>) -> &Arc<ResponseBudget> {
+        self.budget.get_or_init(|| {
+            ctx.data_opt::<Arc<ResponseBudget>>()
+                .cloned()
+                .unwrap_or_else(|| ResponseBudget::new(self.limits.max_response_bytes))
+        })
     }
 }
 
@@ -333,6 +396,11 @@ impl Extension for QueryLimitsExtension {
         let measure = guard::measure(document, limits).map_err(guard::Refused::into_server_error)?;
         let typenames = usize::try_from(measure.typenames).unwrap_or(usize::MAX);
         self.typenames.store(typenames, std::sync::atomic::Ordering::Relaxed);
+        // The operation's name as the client sent it, kept above (`request` is borrowed).
+        let plan = Plan::of_operation(document, self.operation.requested.lock().expect("not poisoned").as_deref());
+        if let Some(plan) = plan {
+            let _ = self.order.set(plan);
+        }
         next.run(ctx, request).await
     }
 
@@ -349,7 +417,8 @@ impl Extension for QueryLimitsExtension {
         let metrics = metrics_of(ctx);
         let live = metrics.as_ref().map(Metrics::subscriber);
         let operation = self.operation.clone();
-        let budget = self.budget(ctx);
+        let budget = self.budget(ctx).clone();
+        let order = self.order.clone();
         let throttling = self.throttling.clone();
         let state = ctx.data_opt::<AppState>().cloned();
         let limits = self.limits;
@@ -361,6 +430,9 @@ impl Extension for QueryLimitsExtension {
                     response = Response::from_errors(vec![budget.error()]);
                 }
                 budget.reset();
+                if let Some(plan) = order.get() {
+                    plan.apply(&mut response.data);
+                }
                 operation.finish_errors(metrics.as_deref(), &mut response);
                 throttling.finish(state.as_ref(), &limits, &mut response);
                 if let Some(metrics) = &metrics {
@@ -427,7 +499,7 @@ impl Extension for QueryLimitsExtension {
     }
 
     /// Charges every resolved field to the response budget, and resolves nothing once it is
-    /// spent.
+    /// spent. This runs for every field and list item: it looks nothing up.
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -440,10 +512,11 @@ impl Extension for QueryLimitsExtension {
         }
         // A list's items pass through here one by one: the list itself is charged only its
         // brackets, a leaf its whole value, an object its key (its fields are charged apart).
+        // A leaf (scalar or enum, a JSON scalar too) is what validation allows no selection
+        // set on, and an object what it requires one on.
         let in_list = info.parent_type.starts_with('[');
         let is_list = info.return_type.starts_with('[');
-        let is_leaf =
-            !is_list && ctx.schema_env.registry.concrete_type_by_name(info.return_type).is_some_and(|t| t.is_leaf());
+        let is_leaf = !is_list && info.field.selection_set.node.items.is_empty();
         let key = if in_list { 1 } else { info.alias.unwrap_or(info.name).len() + 4 };
         let value = next.run(ctx, info).await?;
         let size = match &value {
@@ -461,11 +534,13 @@ impl Extension for QueryLimitsExtension {
         next: NextExecute<'_>,
     ) -> Response {
         *self.operation.executed.lock().expect("not poisoned") = Some(operation_name.map(str::to_string));
+        let budget = self.budget(ctx).clone();
         let mut response = next.run(ctx, operation_name).await;
-        let budget = self.budget(ctx);
         if budget.exceeded() {
             // What was resolved is dropped: the operation answers with the refusal alone.
             response = Response::from_errors(vec![budget.error()]);
+        } else if let Some(plan) = self.order.get() {
+            plan.apply(&mut response.data);
         }
         for error in &mut response.errors {
             classify(error);
@@ -524,4 +599,49 @@ fn over_cost(cost: usize, limit: usize, why: &str) -> ServerError {
     ext.set("cost", cost as u64);
     ext.set("limit", limit as u64);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_extension_keeps_its_keys_in_alphabetical_order() {
+        let throttling = Throttling::default();
+        *throttling.requested.lock().unwrap() = Some((12, 3));
+        *throttling.status.lock().unwrap() =
+            Some(ThrottleStatus { maximum_available: 1000, currently_available: 988, restore_rate: 50 });
+        let limits = QueryLimits {
+            max_depth: 15,
+            max_complexity: 10_000,
+            document: DocumentLimits {
+                max_tokens: 1,
+                max_nesting: 1,
+                max_selections: 1,
+                max_fragments: 1,
+                max_directives: 1,
+            },
+            max_response_bytes: 1,
+        };
+        let mut response = Response::new(Value::Null);
+        throttling.finish(None, &limits, &mut response);
+        assert_eq!(
+            serde_json::to_string(&response.extensions["cost"]).unwrap(),
+            r#"{"actualQueryCost":null,"depth":3,"maximumDepth":15,"maximumQueryCost":10000,"requestedQueryCost":12,"throttleStatus":{"currentlyAvailable":988,"maximumAvailable":1000,"restoreRate":50}}"#
+        );
+        let mut refused = Response::new(Value::Null);
+        Throttling::default().finish(None, &limits, &mut refused);
+        assert_eq!(
+            serde_json::to_string(&refused.extensions["cost"]).unwrap(),
+            r#"{"actualQueryCost":null,"depth":null,"maximumDepth":15,"maximumQueryCost":10000,"requestedQueryCost":null}"#
+        );
+    }
+
+    #[test]
+    fn numbers_are_measured_as_json_writes_them() {
+        for n in [serde_json::json!(0), serde_json::json!(-17), serde_json::json!(u64::MAX), serde_json::json!(0.25)] {
+            let serde_json::Value::Number(number) = &n else { unreachable!() };
+            assert_eq!(number_size(number), n.to_string().len(), "{n}");
+        }
+    }
 }

@@ -67,8 +67,7 @@ pub fn build_schema(state: Option<AppState>, profile: Profile, limits: &GraphqlL
             max_complexity: limits.max_complexity,
             document: limits.document,
             max_response_bytes: limits.max_response_bytes,
-        })
-        .extension(order::SelectionOrder);
+        });
     if let Some(state) = state {
         builder = builder.data(state);
     }

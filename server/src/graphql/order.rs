@@ -5,110 +5,43 @@
 //! long each field took: a row the caller may not see must answer byte for byte like a missing
 //! one, and the timing of hidden work must not show in the answer.
 //!
-//! This extension keeps the parsed document and, once an operation has run, puts every object's
-//! fields in the order the selection sets name them (fragments expanded in place, first
-//! occurrence of each response key). Type conditions are not evaluated: a key that appears in a
-//! fragment for another type before its own place would be placed there — still the same order
-//! for every answer to the same document.
+//! The limits extension (`graphql::limits`) makes a [`Plan`] from the parsed document when it
+//! prepares the request (the document is parsed there once anyway) and, once the operation has
+//! run, puts every object's fields in the order the selection sets name them (fragments expanded
+//! in place, first occurrence of each response key). Type conditions are not evaluated: a key
+//! that appears in a fragment for another type before its own place would be placed there —
+//! still the same order for every answer to the same document.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextSubscribe,
-};
 use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
 };
-use async_graphql::{Name, Response, ServerResult, Value, Variables};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
-
-/// Puts response fields in selection order (see the module comment).
-pub struct SelectionOrder;
-
-impl ExtensionFactory for SelectionOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SelectionOrderExtension { document: Arc::new(Mutex::new(None)) })
-    }
-}
-
-struct SelectionOrderExtension {
-    /// The request's document, once parsed.
-    document: Arc<Mutex<Option<ExecutableDocument>>>,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for SelectionOrderExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        *self.document.lock().expect("not poisoned") = Some(document.clone());
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        order(&self.document, operation_name, &mut response);
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        // The stream parses the document before its first event; each event is put in order.
-        let document = self.document.clone();
-        next.run(ctx, stream)
-            .map(move |mut response| {
-                order(&document, None, &mut response);
-                response
-            })
-            .boxed()
-    }
-}
-
-/// Orders `response.data` by the operation `operation_name` of the stored document (the only
-/// one, when there is one; a subscription's operation is found the same way).
-fn order(document: &Mutex<Option<ExecutableDocument>>, operation_name: Option<&str>, response: &mut Response) {
-    let document = document.lock().expect("not poisoned");
-    let Some(document) = document.as_ref() else { return };
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => operation,
-        (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
-            Some(operation) => operation,
-            None => return,
-        },
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            operations.values().next().expect("one operation")
-        }
-        (DocumentOperations::Multiple(_), None) => return,
-    };
-    let plan = Plan::of(&[&operation.node.selection_set.node], &document.fragments);
-    plan.apply(&mut response.data);
-}
+use async_graphql::{Name, Value};
 
 type Fragments = HashMap<Name, Positioned<FragmentDefinition>>;
 
 /// The response keys of an object in selection order, each with the plan of its value.
-struct Plan {
+pub(super) struct Plan {
     keys: Vec<(Name, Plan)>,
 }
 
 impl Plan {
+    /// The plan of the operation `operation_name` of `document` (the only one, when there is
+    /// one); `None` when the name selects no operation, which async-graphql refuses anyway.
+    pub(super) fn of_operation(document: &ExecutableDocument, operation_name: Option<&str>) -> Option<Plan> {
+        let operation = match (&document.operations, operation_name) {
+            (DocumentOperations::Single(operation), _) => operation,
+            (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
+            (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+                operations.values().next().expect("one operation")
+            }
+            (DocumentOperations::Multiple(_), None) => return None,
+        };
+        Some(Plan::of(&[&operation.node.selection_set.node], &document.fragments))
+    }
+
     /// The plan of the objects that `sets` (the merged selection sets of one response key)
     /// select on.
     fn of(sets: &[&SelectionSet], fragments: &Fragments) -> Plan {
@@ -119,19 +52,22 @@ impl Plan {
         Plan { keys: keys.into_iter().map(|(key, sets)| (key, Plan::of(&sets, fragments))).collect() }
     }
 
-    fn apply(&self, value: &mut Value) {
+    /// Puts the fields of `value` (and of the objects within) in selection order. Fields that
+    /// finished in order, the usual case, are left as they are; others are sorted in place.
+    pub(super) fn apply(&self, value: &mut Value) {
         match value {
             Value::List(items) => items.iter_mut().for_each(|item| self.apply(item)),
             Value::Object(fields) if !self.keys.is_empty() => {
-                let mut rest = std::mem::take(fields);
-                for (key, plan) in &self.keys {
-                    if let Some(mut field) = rest.swap_remove(key) {
-                        plan.apply(&mut field);
-                        fields.insert(key.clone(), field);
+                // Nothing else is expected; whatever is, keeps its place after the rest.
+                let rank = |key: &Name| self.keys.iter().position(|(k, _)| k == key).unwrap_or(usize::MAX);
+                if !fields.keys().is_sorted_by_key(rank) {
+                    fields.sort_by(|a, _, b, _| rank(a).cmp(&rank(b)));
+                }
+                for (key, field) in fields.iter_mut() {
+                    if let Some((_, plan)) = self.keys.iter().find(|(k, _)| k == key) {
+                        plan.apply(field);
                     }
                 }
-                // Nothing else is expected; whatever is, keeps its place after the rest.
-                fields.extend(rest);
             }
             _ => {}
         }
@@ -180,9 +116,9 @@ mod tests {
 
     fn ordered(query: &str, data: serde_json::Value) -> String {
         let document = async_graphql::parser::parse_query(query).unwrap();
-        let mut response = Response::new(Value::from_json(data).unwrap());
-        order(&Mutex::new(Some(document)), None, &mut response);
-        serde_json::to_string(&response.data).unwrap()
+        let mut data = Value::from_json(data).unwrap();
+        Plan::of_operation(&document, None).unwrap().apply(&mut data);
+        serde_json::to_string(&data).unwrap()
     }
 
     #[test]
@@ -202,5 +138,11 @@ mod tests {
     fn null_and_missing_values_are_left_as_they_are() {
         assert_eq!(ordered("{ a { b } c }", serde_json::json!({ "c": 1, "a": null })), r#"{"a":null,"c":1}"#);
         assert_eq!(ordered("{ a b }", serde_json::json!({ "b": 1 })), r#"{"b":1}"#);
+    }
+
+    #[test]
+    fn keys_the_selection_does_not_name_follow_in_their_own_order() {
+        let data = serde_json::json!({ "x": 1, "b": 2, "y": 3, "a": 4 });
+        assert_eq!(ordered("{ a b }", data), r#"{"a":4,"b":2,"x":1,"y":3}"#);
     }
 }
