@@ -17,7 +17,7 @@
 //! Environment: `BENCH_SECTIONS` (default `ingest,durability,postgres,scaleout,queries,fanout`;
 //! the PostgreSQL ones need `VELFERD_BENCH_POSTGRES_URL`), `BENCH_SECONDS` (20) per timed run,
 //! `BENCH_FILL_EVENTS` (1,000,000) stored through batch ingest before the second single-message
-//! run, `BENCH_CONNECTIONS` (64) for single messages. The query and fan-out sections are
+//! run (`BENCH_POSTGRES_FILL_EVENTS` for PostgreSQL, the same by default), `BENCH_CONNECTIONS` (64) for single messages. The query and fan-out sections are
 //! `benches/queries.rs` and `benches/fanout.rs`, which also run on their own.
 
 use std::process::Command;
@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use velferd::auth::{Role, TokenSigner};
 
+#[allow(dead_code, reason = "the fan-out benchmark's own entry point is unused here")]
+#[path = "fanout.rs"]
+mod fanout;
 #[allow(dead_code, reason = "the ingest benchmark's own entry point is unused here")]
 #[path = "ingest.rs"]
 mod ingest;
@@ -86,7 +89,7 @@ async fn national() {
                 "PostgreSQL",
                 &database.url,
                 &[],
-                fill,
+                env_number("BENCH_POSTGRES_FILL_EVENTS", fill),
                 Some((&database.admin, database.name.as_str())),
             )
             .await;
@@ -102,7 +105,10 @@ async fn national() {
     if wanted("queries") {
         table.section("Queries", query_rows(&queries::bench().await));
     }
-    table.write();
+    if wanted("fanout") {
+        table.section("Live fan-out (graphql-ws consoles)", fanout::bench().await);
+    }
+    table.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +143,9 @@ fn signer() -> TokenSigner {
 /// `velferd serve` of this build on `url`, as production runs it but for the per-product
 /// ingest rate; `extra` adds settings.
 fn serve(url: &str, extra: &[(&str, &str)], receiver_ca: &std::path::Path) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_velferd"));
+    // `BENCH_VELFERD_BIN` runs another build, as the query and fan-out benches allow.
+    let binary = std::env::var("BENCH_VELFERD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_velferd").to_string());
+    let mut command = Command::new(binary);
     for (name, _) in std::env::vars() {
         if name.starts_with("VELFERD_") {
             command.env_remove(name);
@@ -705,11 +713,17 @@ impl Table {
             println!("  {what}: {measured} | target {target} | {reference}");
         }
         self.sections.push((title.to_string(), rows));
+        // Written after every section: a later section that fails keeps the earlier figures.
+        self.write(" (running)");
     }
 
-    fn write(mut self) {
+    fn finish(mut self) {
         self.header.push(format!("load average after: {}", loadavg()));
-        let mut text = String::from("# Velferd national-scale benchmark\n\n");
+        self.write("");
+    }
+
+    fn write(&self, status: &str) {
+        let mut text = format!("# Velferd national-scale benchmark{status}\n\n");
         for line in &self.header {
             text.push_str(&format!("- {line}\n"));
         }
@@ -723,7 +737,9 @@ impl Table {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("national.md");
         std::fs::write(&file, &text).unwrap();
-        println!("\nthe table: {}", file.display());
+        if status.is_empty() {
+            println!("\nthe table: {}", file.display());
+        }
     }
 }
 
