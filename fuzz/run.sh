@@ -9,6 +9,9 @@ seconds=${2:-900}
 input=corpus/$target
 [ "${SEEDS:-}" = 1 ] && input=seeds/$target
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
+# The adapter targets compile four components before the fork server answers: on busy cores that
+# takes longer than afl's default wait (10 s), so give it 10 minutes.
+export AFL_FORKSRV_INIT_TMOUT=${AFL_FORKSRV_INIT_TMOUT:-600000}
 # A resumed run (-i -) keeps counting in the same output directory.
 [ -d "out/$target/default/queue" ] && [ "${FRESH:-}" != 1 ] && input=-
 timeout --preserve-status -s INT "$seconds" nice -n 19 cargo afl fuzz -i "$input" -o "out/$target" "target/release/$target" \
