@@ -61,8 +61,8 @@ fn main() {
 }
 
 async fn national() {
-    let sections = std::env::var("BENCH_SECTIONS")
-        .unwrap_or_else(|_| "ingest,durability,postgres,scaleout,queries,fanout".into());
+    let sections =
+        std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "ingest,durability,postgres,scaleout,queries,fanout".into());
     let wanted = |name: &str| sections.split(',').any(|s| s.trim() == name);
     let postgres = std::env::var("VELFERD_BENCH_POSTGRES_URL").ok();
     let fill = env_number("BENCH_FILL_EVENTS", 1_000_000);
@@ -420,12 +420,18 @@ fn number(n: f64) -> String {
     if n < 0.0 { format!("-{out}") } else { out }
 }
 
-fn row(what: impl Into<String>, measured: impl Into<String>, target: impl Into<String>, reference: impl Into<String>) -> Row {
+fn row(
+    what: impl Into<String>,
+    measured: impl Into<String>,
+    target: impl Into<String>,
+    reference: impl Into<String>,
+) -> Row {
     [what.into(), measured.into(), target.into(), reference.into()]
 }
 
 fn load_text(load: &Load) -> String {
-    let failed = if load.failed == 0 { String::new() } else { format!(", {} replies FAILED", number(load.failed as f64)) };
+    let failed =
+        if load.failed == 0 { String::new() } else { format!(", {} replies FAILED", number(load.failed as f64)) };
     format!(
         "{} msg/s (p50 {:.1} ms, p99 {:.1} ms; server {} µs/msg{}{failed})",
         number(load.messages_per_second),
@@ -511,7 +517,12 @@ async fn ingest_section(
             format!("{:.0} % of the empty rate", full.messages_per_second / empty.messages_per_second * 100.0),
         ));
     }
-    rows.push(row("batches of 100, 8 connections", load_text(&batches), if database.is_some() { "" } else { "≥ 30,000 msg/s" }, ""));
+    rows.push(row(
+        "batches of 100, 8 connections",
+        load_text(&batches),
+        if database.is_some() { "" } else { "≥ 30,000 msg/s" },
+        "",
+    ));
     if fill > 0 {
         rows.push(row(
             format!("filling to {} events through batch ingest", number(fill as f64)),
@@ -525,7 +536,11 @@ async fn ingest_section(
         "devices per core at one heartbeat a minute (single messages, empty rate's CPU)",
         number(60.0 * 1e6 / per_message),
         "",
-        format!("{} µs of CPU a message{}", number(per_message), if database.is_some() { " (server + PostgreSQL)" } else { "" }),
+        format!(
+            "{} µs of CPU a message{}",
+            number(per_message),
+            if database.is_some() { " (server + PostgreSQL)" } else { "" }
+        ),
     ));
     rows.push(row(
         "cold start: process start → listening → `/readyz` 200, empty database (migrations run)",
@@ -534,7 +549,12 @@ async fn ingest_section(
         "",
     ));
     if fill > 0 {
-        rows.push(row("restart to `/readyz` 200 on the filled database", format!("{:.0} ms", restart.as_secs_f64() * 1e3), "", ""));
+        rows.push(row(
+            "restart to `/readyz` 200 on the filled database",
+            format!("{:.0} ms", restart.as_secs_f64() * 1e3),
+            "",
+            "",
+        ));
     }
     rows.push(row(
         "server memory (RSS): idle after start / after the runs / peak",
@@ -606,7 +626,10 @@ async fn scale_out(database: &PgDatabase) -> Vec<Row> {
         let rate = load.messages_per_second;
         let base = *one.get_or_insert(rate);
         rows.push(row(
-            format!("{instances} instance{}, single messages, {connections} connections in all", if instances > 1 { "s" } else { "" }),
+            format!(
+                "{instances} instance{}, single messages, {connections} connections in all",
+                if instances > 1 { "s" } else { "" }
+            ),
             load_text(&load),
             "",
             format!("{:.2}× one instance's rate", rate / base),
@@ -623,23 +646,29 @@ async fn scale_out(database: &PgDatabase) -> Vec<Row> {
 fn query_rows(results: &queries::Results) -> Vec<Row> {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let overview = &results.overview;
-    let db = |f: &queries::Figures| f.database_cpu.map_or(String::new(), |d| format!(" + {} µs database", number(us(d))));
+    let db =
+        |f: &queries::Figures| f.database_cpu.map_or(String::new(), |d| format!(" + {} µs database", number(us(d))));
     let mut rows = vec![row(
         format!("overview (20 procurements, {} kB): server CPU per request", overview.reply_bytes / 1000),
         format!("{} µs{}", number(us(overview.server_cpu)), db(overview)),
         "≤ 2,000 µs",
-        results
-            .postgraphile
-            .as_ref()
-            .map_or("PostGraphile not run (BENCH_POSTGRAPHILE)".into(), |p| format!("PostGraphile 4: {} µs{}", number(us(p.server_cpu)), db(p))),
+        results.postgraphile.as_ref().map_or("PostGraphile not run (BENCH_POSTGRAPHILE)".into(), |p| {
+            format!("PostGraphile 4: {} µs{}", number(us(p.server_cpu)), db(p))
+        }),
     )];
     rows.push(row(
         "overview: requests/s",
-        format!("{} (p50 {:.0} ms, p99 {:.0} ms)", number(overview.rate), overview.p50.as_secs_f64() * 1e3, overview.p99.as_secs_f64() * 1e3),
+        format!(
+            "{} (p50 {:.0} ms, p99 {:.0} ms)",
+            number(overview.rate),
+            overview.p50.as_secs_f64() * 1e3,
+            overview.p99.as_secs_f64() * 1e3
+        ),
         "≥ 2× PostGraphile 4",
-        results.postgraphile.as_ref().map_or(String::new(), |p| {
-            format!("PostGraphile 4: {} → {:.2}×", number(p.rate), overview.rate / p.rate)
-        }),
+        results
+            .postgraphile
+            .as_ref()
+            .map_or(String::new(), |p| format!("PostGraphile 4: {} → {:.2}×", number(p.rate), overview.rate / p.rate)),
     ));
     let (trivial, ceiling, stock) = (&results.trivial, &results.ceiling, &results.stock);
     rows.push(row(
@@ -693,7 +722,11 @@ impl Table {
             .to_string();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
         let commit = output("git", &["rev-parse", "--short", "HEAD"]);
-        let dirty = if output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { " (with uncommitted changes)" };
+        let dirty = if output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            ""
+        } else {
+            " (with uncommitted changes)"
+        };
         let header = vec![
             format!("date: {} UTC", chrono::Utc::now().format("%Y-%m-%d %H:%M")),
             format!("commit: {commit}{dirty}"),
@@ -728,7 +761,9 @@ impl Table {
             text.push_str(&format!("- {line}\n"));
         }
         for (title, rows) in &self.sections {
-            text.push_str(&format!("\n## {title}\n\n| figure | measured | target | reference |\n| --- | --- | --- | --- |\n"));
+            text.push_str(&format!(
+                "\n## {title}\n\n| figure | measured | target | reference |\n| --- | --- | --- | --- |\n"
+            ));
             for [what, measured, target, reference] in rows {
                 text.push_str(&format!("| {what} | {measured} | {target} | {reference} |\n"));
             }
