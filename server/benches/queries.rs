@@ -685,6 +685,7 @@ fn main() {
 }
 
 /// What one run of this benchmark measured, for the combined table (`benches/national.rs`).
+#[allow(dead_code, reason = "read by benches/national.rs, which includes this file; this bench prints instead")]
 pub(crate) struct Results {
     pub(crate) postgres: bool,
     pub(crate) overview: Figures,
