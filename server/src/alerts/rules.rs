@@ -11,9 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use velferd_plugins::Severity;
 
 use super::live::{AlertNotice, Notices};
@@ -359,46 +357,12 @@ pub async fn raise<C: ConnectionTrait>(db: &C, raising: Raising<'_>) -> Result<A
     Ok(AlertNotice::changed(joined))
 }
 
-/// The columns of a stored event the rules read.
-#[derive(Debug, Clone, sea_orm::FromQueryResult)]
-struct StoredEvent {
-    id: i64,
-    device_id: i64,
-    kind: String,
-    severity: String,
-    vkp_code: Option<String>,
-    occurred_at: DateTime<FixedOffset>,
-}
-
-/// Raises (or joins) alerts for the events stored under `receipts` in this transaction, closes
-/// what they clear, and restarts the devices' heartbeat and test watches. Called by ingest in
-/// its write transaction; the notices go out once it has committed
-/// ([`super::live::publish`]).
-pub async fn raise_for_events<C: ConnectionTrait>(db: &C, receipts: &[i64]) -> Result<Notices, DbErr> {
+/// Raises (or joins) alerts for `events`, just stored in this transaction, closes what they
+/// clear, and restarts the devices' heartbeat and test watches. Called by ingest in its write
+/// transaction with the rows its insert returned (in id order), so nothing is read back; the
+/// notices go out once it has committed ([`super::live::publish`]).
+pub async fn raise_for_events<C: ConnectionTrait>(db: &C, events: &[device_event::Model]) -> Result<Notices, DbErr> {
     let mut notices = Notices::new();
-    if receipts.is_empty() {
-        return Ok(notices);
-    }
-    let mut events: Vec<StoredEvent> = Vec::new();
-    for chunk in receipts.chunks(500) {
-        events.extend(
-            device_event::Entity::find()
-                .select_only()
-                .columns([
-                    device_event::Column::Id,
-                    device_event::Column::DeviceId,
-                    device_event::Column::Kind,
-                    device_event::Column::Severity,
-                    device_event::Column::VkpCode,
-                    device_event::Column::OccurredAt,
-                ])
-                .filter(device_event::Column::ReceiptId.is_in(chunk.iter().copied()))
-                .order_by_asc(device_event::Column::Id)
-                .into_model::<StoredEvent>()
-                .all(db)
-                .await?,
-        );
-    }
     if events.is_empty() {
         return Ok(notices);
     }
@@ -428,7 +392,7 @@ pub async fn raise_for_events<C: ConnectionTrait>(db: &C, receipts: &[i64]) -> R
         .collect();
 
     let mut tested: HashSet<i64> = HashSet::new();
-    for event in &events {
+    for event in events {
         let Some(device) = devices.get(&event.device_id) else { continue };
         if event.kind == "test-transmission" {
             tested.insert(device.id);

@@ -434,20 +434,22 @@ async fn write_group(db: &Database, live: &Live, group: &mut [Pending]) -> Resul
         }
     }
     let (slots, accepted): (Vec<_>, Vec<_>) = accepted.into_iter().unzip();
-    for ((g, i), result) in slots.into_iter().zip(accept_all(&txn, accepted, &devices).await?) {
+    let (accepted, stored) = accept_all(&txn, accepted, &devices).await?;
+    for ((g, i), result) in slots.into_iter().zip(accepted) {
         results[g][i] = Some(result);
     }
+    // Every 64th receipt prunes its product's replay bodies, in whichever request it falls: a
+    // batch of 64 or more messages always holds one. (Pruning only when a request's *last*
+    // receipt was the 64th let batches keep every body, and the next single message after
+    // hundreds of thousands of batched ones paid for nulling them all.)
     for (pending, results) in group.iter().zip(&results) {
-        let last = results.iter().flatten().filter_map(|r| r.receipt_id).max();
-        if last.is_some_and(|id| id % 64 == 0) {
+        if results.iter().flatten().filter_map(|r| r.receipt_id).any(|id| id % 64 == 0) {
             prune_bodies(&txn, pending.product_id, pending.retention).await?;
         }
     }
-    let stored: Vec<i64> =
-        results.iter().flatten().flatten().filter(|r| r.events_stored > 0).filter_map(|r| r.receipt_id).collect();
     let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
     // Last: announcing holds the outbox counter until the commit.
-    announce_stored(&txn, live, &stored).await?;
+    announce_stored(&txn, live, stored).await?;
     crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     crate::failpoint::hit(crate::failpoint::Point::AfterCommit);
@@ -461,15 +463,16 @@ pub struct LiveDeviceEvent {
     pub event: device_event::Model,
 }
 
-/// Announces the events stored under `receipts` in `txn`, in the order they were stored.
-async fn announce_stored(txn: &sea_orm::DatabaseTransaction, live: &Live, receipts: &[i64]) -> Result<(), DbErr> {
+/// Announces `events`, just stored in `txn` (in id order: the order they were stored).
+async fn announce_stored(
+    txn: &sea_orm::DatabaseTransaction,
+    live: &Live,
+    events: Vec<device_event::Model>,
+) -> Result<(), DbErr> {
     let mut announcements = Vec::new();
-    for chunk in receipts.chunks(500) {
-        let events = device_event::Entity::find()
-            .filter(device_event::Column::ReceiptId.is_in(chunk.iter().copied()))
-            .order_by_asc(device_event::Column::Id)
-            .all(txn)
-            .await?;
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let events: Vec<device_event::Model> = events.by_ref().take(500).collect();
         let device_ids: HashSet<i64> = events.iter().map(|e| e.device_id).collect();
         let devices: HashMap<i64, (i64, i64)> = device::Entity::find()
             .select_only()
@@ -541,6 +544,27 @@ fn sha256_hex(body: &[u8]) -> String {
     format!("{:x}", Sha256::digest(body))
 }
 
+/// Keys a duplicate check asks for in one statement: 250 pairs are 500 bound parameters.
+const STORED_KEYS_CHUNK: usize = 250;
+
+/// The duplicate check: which of these (device, supplier event id) pairs are stored already.
+/// Each pair is its own index lookup (`(device = ? AND id = ?) OR …`). Two `IN` lists instead
+/// (`device IN (…) AND id IN (…)`) make both SQLite and PostgreSQL probe the unique index for
+/// every combination of the lists, devices × ids, and each probe costs more as the index grows:
+/// that was most of why a message cost twice as much after a million stored events.
+pub fn stored_event_keys(keys: &[(i64, &str)]) -> sea_orm::Select<device_event::Entity> {
+    // No pairs asks for no rows, not for every row an empty condition would match.
+    let none = Condition::any().add_option(keys.is_empty().then(|| Expr::value(false)));
+    let any = keys.iter().fold(none, |any, (device, id)| {
+        any.add(device_event::Column::DeviceId.eq(*device).and(device_event::Column::SupplierEventId.eq(*id)))
+    });
+    device_event::Entity::find()
+        .select_only()
+        .column(device_event::Column::DeviceId)
+        .column(device_event::Column::SupplierEventId)
+        .filter(any)
+}
+
 /// A decoded message whose devices are all registered.
 struct Accepted {
     product_id: i64,
@@ -560,23 +584,15 @@ async fn accept_all<C: ConnectionTrait>(
     db: &C,
     accepted: Vec<Accepted>,
     devices: &DeviceIds,
-) -> Result<Vec<MessageResult>, DbErr> {
+) -> Result<(Vec<MessageResult>, Vec<device_event::Model>), DbErr> {
     let device_of = |a: &Accepted, e: &Event| devices[&(a.product_id, e.device_serial.clone())];
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     let keys: Vec<(i64, &str)> = accepted
         .iter()
         .flat_map(|a| a.events.iter().map(move |e| (device_of(a, e), e.supplier_event_id.as_str())))
         .collect();
-    for chunk in keys.chunks(500) {
-        let rows: Vec<(i64, String)> = device_event::Entity::find()
-            .select_only()
-            .column(device_event::Column::DeviceId)
-            .column(device_event::Column::SupplierEventId)
-            .filter(device_event::Column::DeviceId.is_in(chunk.iter().map(|(d, _)| *d)))
-            .filter(device_event::Column::SupplierEventId.is_in(chunk.iter().map(|(_, id)| *id)))
-            .into_tuple()
-            .all(db)
-            .await?;
+    for chunk in keys.chunks(STORED_KEYS_CHUNK) {
+        let rows: Vec<(i64, String)> = stored_event_keys(chunk).into_tuple().all(db).await?;
         seen.extend(rows);
     }
     let mut results = Vec::with_capacity(accepted.len());
@@ -629,20 +645,27 @@ async fn accept_all<C: ConnectionTrait>(
         });
     }
     super::rules::record_last_seen(db, &rows).await?;
+    // The inserted rows come back (`RETURNING`), so alerts and the outbox need not read them
+    // again; a row another writer stored meanwhile is not inserted and not returned.
+    let mut stored = Vec::with_capacity(rows.len());
     // 200 rows of 11 columns stay far below SQLite's limit on bound parameters.
     let mut chunks = rows.into_iter().peekable();
     while chunks.peek().is_some() {
         let chunk: Vec<_> = chunks.by_ref().take(200).collect();
-        device_event::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
+        stored.extend(
+            device_event::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::columns([device_event::Column::DeviceId, device_event::Column::SupplierEventId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_with_returning(db)
+                .await?,
+        );
     }
-    Ok(results)
+    // Neither back end promises the order of `RETURNING` rows; ids follow the insert's order.
+    stored.sort_unstable_by_key(|e| e.id);
+    Ok((results, stored))
 }
 
 fn severity_name(e: &Event) -> String {
@@ -898,10 +921,9 @@ pub async fn replay_dead_letters(
                         received_at: now,
                         keep_body: false,
                     };
-                    let result = accept_all(&txn, vec![replayed], &devices).await?.remove(0);
-                    if result.events_stored > 0 {
-                        stored.extend(result.receipt_id);
-                    }
+                    let (mut results, events) = accept_all(&txn, vec![replayed], &devices).await?;
+                    let result = results.remove(0);
+                    stored.extend(events);
                     let resolved = dead_letter::Entity::update_many()
                         .col_expr(dead_letter::Column::ResolvedAt, Expr::value(now.fixed_offset()))
                         .col_expr(dead_letter::Column::AdapterId, Expr::value(adapter_id))
@@ -946,7 +968,7 @@ pub async fn replay_dead_letters(
     }
     // Replayed events need a human as much as fresh ones: an alarm never decoded was never handled.
     let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
-    announce_stored(&txn, live, &stored).await?;
+    announce_stored(&txn, live, stored).await?;
     crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     Ok(outcomes)
