@@ -30,6 +30,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "VELFERD_SQLITE_SYNCHRONOUS",
         "`normal` (default: a commit survives the process's death, not a power loss) or `full` (survives both)",
     ),
+    ("VELFERD_SQLITE_CACHE_MIB", "SQLite page cache of each connection, MiB (default 32)"),
+    (
+        "VELFERD_SQLITE_MMAP_MIB",
+        "how much of the SQLite file is read through a memory map, MiB (default 0: none; at most 2047)",
+    ),
     ("VELFERD_JWT_ALGORITHM", "`HS256` (development only), `RS256` or `EdDSA`"),
     ("VELFERD_JWT_SECRET", "HS256 shared secret, at least 32 bytes"),
     ("VELFERD_JWT_PUBLIC_KEY_FILE", "PEM public key that verifies RS256/EdDSA tokens"),
@@ -320,8 +325,9 @@ pub struct Settings {
     pub database_url: String,
     pub bind: SocketAddr,
     pub db_max_connections: u32,
-    /// When SQLite's commit reaches the disk (`VELFERD_SQLITE_SYNCHRONOUS`); PostgreSQL's is its own setting.
-    pub sqlite_synchronous: crate::db::SqliteDurability,
+    /// When SQLite's commit reaches the disk (`VELFERD_SQLITE_SYNCHRONOUS`; PostgreSQL's is its
+    /// own setting), its page cache and memory map.
+    pub sqlite: crate::db::SqliteSettings,
     pub jwt: JwtSettings,
     pub graphql: GraphqlLimits,
     pub websocket: WebSocketLimits,
@@ -485,10 +491,26 @@ impl Settings {
         })?;
 
         let db_max_connections = parse_number(get, "VELFERD_DB_MAX_CONNECTIONS", 8, 1..=1000)? as u32;
-        let sqlite_synchronous = match get("VELFERD_SQLITE_SYNCHRONOUS").unwrap_or("normal") {
-            "normal" => crate::db::SqliteDurability::Normal,
-            "full" => crate::db::SqliteDurability::Full,
-            other => return Err(invalid("VELFERD_SQLITE_SYNCHRONOUS", format!("{other:?} is not `normal` or `full`"))),
+        let sqlite = crate::db::SqliteSettings {
+            durability: match get("VELFERD_SQLITE_SYNCHRONOUS").unwrap_or("normal") {
+                "normal" => crate::db::SqliteDurability::Normal,
+                "full" => crate::db::SqliteDurability::Full,
+                other => {
+                    return Err(invalid("VELFERD_SQLITE_SYNCHRONOUS", format!("{other:?} is not `normal` or `full`")));
+                }
+            },
+            cache_mib: parse_number(
+                get,
+                "VELFERD_SQLITE_CACHE_MIB",
+                crate::db::DEFAULT_SQLITE_CACHE_MIB as usize,
+                1..=65_536,
+            )? as u32,
+            mmap_mib: parse_number(
+                get,
+                "VELFERD_SQLITE_MMAP_MIB",
+                crate::db::DEFAULT_SQLITE_MMAP_MIB as usize,
+                0..=2047,
+            )? as u32,
         };
 
         let jwt = jwt_settings(get, profile)?;
@@ -624,7 +646,7 @@ impl Settings {
             database_url,
             bind,
             db_max_connections,
-            sqlite_synchronous,
+            sqlite,
             jwt,
             graphql,
             websocket,
@@ -1186,6 +1208,9 @@ mod tests {
             ("VELFERD_JWT_SECRET", "short"),
             ("VELFERD_GRAPHQL_MAX_DEPTH", "-1"),
             ("VELFERD_LOG_FORMAT", "xml"),
+            ("VELFERD_SQLITE_SYNCHRONOUS", "off"),
+            ("VELFERD_SQLITE_CACHE_MIB", "0"),
+            ("VELFERD_SQLITE_MMAP_MIB", "4096"),
             ("VELFERD_METRICS_BIND", "9464"),
             ("VELFERD_METRICS_BIND", "127.0.0.1:8080"),
             ("VELFERD_JWT_LEEWAY_SECONDS", "3600"),

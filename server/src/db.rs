@@ -98,17 +98,48 @@ pub enum SqliteDurability {
     Full,
 }
 
+/// How SQLite connections are tuned (PostgreSQL ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteSettings {
+    pub durability: SqliteDurability,
+    /// Each connection's page cache, in MiB. The write connection keeps its cache from one
+    /// commit to the next; a reader's is emptied whenever another connection has committed.
+    pub cache_mib: u32,
+    /// How much of the database file is read through a memory map, in MiB (0: none). Reading
+    /// mapped pages costs no system call and no copy, and the pages are the kernel's page cache,
+    /// shared by every connection — what keeps reads cheap when the database is far larger than
+    /// any connection's cache and readers' caches are emptied at every commit.
+    pub mmap_mib: u32,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> SqliteSettings {
+        SqliteSettings {
+            durability: SqliteDurability::Normal,
+            cache_mib: DEFAULT_SQLITE_CACHE_MIB,
+            mmap_mib: DEFAULT_SQLITE_MMAP_MIB,
+        }
+    }
+}
+
+/// SQLite's own default is 2 MiB a connection.
+pub const DEFAULT_SQLITE_CACHE_MIB: u32 = 32;
+/// Off: measured with a million stored events it bought nothing (docs/performance.md) and
+/// made every mapped page count in the process's RSS. At most 2047 (`SQLITE_MAX_MMAP_SIZE` as
+/// SQLite is built here, just under 2 GiB); the part of a larger file is read as without it.
+pub const DEFAULT_SQLITE_MMAP_MIB: u32 = 0;
+
 impl Database {
-    /// [`Database::connect_with`] at SQLite's default durability ([`SqliteDurability::Normal`]).
+    /// [`Database::connect_with`] with the default [`SqliteSettings`].
     pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Database, DbStartError> {
-        Database::connect_with(url, max_connections, timeout, SqliteDurability::Normal).await
+        Database::connect_with(url, max_connections, timeout, SqliteSettings::default()).await
     }
 
     pub async fn connect_with(
         url: &str,
         max_connections: u32,
         timeout: Duration,
-        durability: SqliteDurability,
+        sqlite: SqliteSettings,
     ) -> Result<Database, DbStartError> {
         let backend = Backend::of_url(url).expect("URL checked when settings were parsed");
         let unreachable = |reason: String| DbStartError::Connect { backend, url: redact(url), reason };
@@ -134,7 +165,7 @@ impl Database {
                 // connection, so a burst may wait longer without anything being wrong.
                 .acquire_timeout(if backend == Backend::Postgres { timeout } else { timeout * 6 })
                 .sqlx_logging(false)
-                .map_sqlx_sqlite_opts(move |options| tune_sqlite(options, durability));
+                .map_sqlx_sqlite_opts(move |options| tune_sqlite(options, sqlite));
             async move {
                 sea_orm::Database::connect(options).await.map_err(|e| DbStartError::Connect {
                     backend,
@@ -283,13 +314,16 @@ fn probe_failure(answered: &Result<Result<(), sea_orm::sqlx::Error>, tokio::time
     }
 }
 
-fn tune_sqlite(options: SqliteConnectOptions, durability: SqliteDurability) -> SqliteConnectOptions {
+fn tune_sqlite(options: SqliteConnectOptions, sqlite: SqliteSettings) -> SqliteConnectOptions {
     options
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match durability {
+        .synchronous(match sqlite.durability {
             SqliteDurability::Normal => SqliteSynchronous::Normal,
             SqliteDurability::Full => SqliteSynchronous::Full,
         })
+        // Negative: KiB rather than pages.
+        .pragma("cache_size", format!("-{}", u64::from(sqlite.cache_mib) * 1024))
+        .pragma("mmap_size", (u64::from(sqlite.mmap_mib) << 20).to_string())
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
         .create_if_missing(true)
@@ -322,20 +356,27 @@ mod tests {
         assert!(Backend::of_url("not a url").is_err());
     }
 
-    /// What `VELFERD_SQLITE_SYNCHRONOUS` promises is what every connection of both pools runs.
+    /// What `VELFERD_SQLITE_SYNCHRONOUS`, `_CACHE_MIB` and `_MMAP_MIB` promise is what every
+    /// connection of both pools runs.
     #[tokio::test]
-    async fn sqlite_commits_as_durably_as_configured() {
+    async fn sqlite_connections_run_as_configured() {
         let dir = tempfile::tempdir().unwrap();
-        for (durability, pragma) in [(SqliteDurability::Normal, 1), (SqliteDurability::Full, 2)] {
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join(format!("{pragma}.db")).display());
-            let db = Database::connect_with(&url, 2, Duration::from_secs(5), durability).await.unwrap();
+        let settings = [
+            (SqliteSettings { durability: SqliteDurability::Normal, cache_mib: 32, mmap_mib: 2047 }, 1),
+            (SqliteSettings { durability: SqliteDurability::Full, cache_mib: 2, mmap_mib: 0 }, 2),
+        ];
+        for (sqlite, synchronous) in settings {
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join(format!("{synchronous}.db")).display());
+            let db = Database::connect_with(&url, 2, Duration::from_secs(5), sqlite).await.unwrap();
             for pool in [db.read(), db.write()] {
-                let row = pool
-                    .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA synchronous"))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), pragma, "{durability:?}");
+                let pragma = async |name: &str| {
+                    let sql = format!("PRAGMA {name}");
+                    let row = pool.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql));
+                    row.await.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
+                };
+                assert_eq!(pragma("synchronous").await, synchronous, "{sqlite:?}");
+                assert_eq!(pragma("cache_size").await, -(i64::from(sqlite.cache_mib) * 1024), "{sqlite:?}");
+                assert_eq!(pragma("mmap_size").await, i64::from(sqlite.mmap_mib) << 20, "{sqlite:?}");
             }
         }
     }

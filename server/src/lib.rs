@@ -130,7 +130,7 @@ pub async fn start_with_demo(
         &settings.database_url,
         settings.db_max_connections,
         settings.connect_timeout(),
-        settings.sqlite_synchronous,
+        settings.sqlite,
     )
     .await?;
     db.migrate().await?;
