@@ -31,11 +31,9 @@
 //! its soft `RLIMIT_NOFILE` to the hard limit (with `prlimit`, util-linux) before it starts the
 //! server, which inherits it. Figures: docs/live.md, "Fan-out at scale".
 //!
-//! Self-contained (no `mod` items), so that another bench can include it with `#[path]` and call
-//! [`bench`]; it starts no copy of itself.
+//! Another bench can include it with `#[path]` and call [`bench`]; it starts no copy of itself.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +44,15 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use velferd::auth::{Role, TokenSigner};
+
+#[allow(
+    dead_code,
+    clippy::duplicate_mod,
+    reason = "shared with the e2e tests, which use other parts; the national bench includes this file and the query bench, each with its copy"
+)]
+#[path = "../../tests/e2e/process.rs"]
+mod process;
+use process::{Process, velferd_command};
 
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const OPERATOR: &str = "991000003";
@@ -128,62 +135,25 @@ fn raise_nofile() -> u64 {
 // The server, a child process.
 
 /// `velferd serve --demo --no-demo-feed` on `database_url`; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+fn serve(database_url: &str) -> Process {
+    let mut command = bench_command(database_url);
+    command.args(["serve", "--demo", "--no-demo-feed"]);
+    Process::start(command, "listening on ")
 }
 
-impl Server {
-    fn start(database_url: &str) -> Server {
-        let mut command = velferd_command(database_url);
-        command.args(["serve", "--demo", "--no-demo-feed"]);
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let marker = "listening on http://";
-        let addr = loop {
-            let line = lines.next().expect("the server said where it listens").unwrap();
-            if let Some(at) = line.find(marker) {
-                break line[at + marker.len()..].split(['/', ' ']).next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The server binary with this bench's settings and none of the caller's `VELFERD_*`.
-fn velferd_command(database_url: &str) -> Command {
+/// The server binary (`BENCH_VELFERD_BIN`, or this build's) with this bench's settings and none
+/// of the caller's `VELFERD_*`.
+fn bench_command(database_url: &str) -> Command {
     let binary = std::env::var("BENCH_VELFERD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_velferd").to_string());
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VELFERD_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("VELFERD_DATABASE_URL", database_url)
-        .env("VELFERD_BIND", "127.0.0.1:0")
-        .env("VELFERD_JWT_SECRET", SECRET)
-        .env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR)
-        .env("VELFERD_LOG", "warn");
+    let mut command = velferd_command(&binary, database_url);
+    command.env("VELFERD_JWT_SECRET", SECRET).env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR);
     command
 }
 
 /// The demo supplier's integration token, minted by `velferd token` (the supplier has no
 /// organisation number, so the CLI looks its id up by name).
 fn integration_token(database_url: &str) -> String {
-    let mut command = velferd_command(database_url);
+    let mut command = bench_command(database_url);
     command.args(["token", "--org-name", "Dignio AS", "--role", "integration"]);
     let output = command.output().unwrap();
     assert!(output.status.success(), "velferd token: {}", String::from_utf8_lossy(&output.stderr));
@@ -436,7 +406,7 @@ impl Percentiles {
 struct Step {
     n: usize,
     backend: &'static str,
-    server: Server,
+    server: Process,
     ingest: Ingest,
     consoles: Vec<Arc<Console>>,
     tally: Arc<Tally>,
@@ -598,7 +568,7 @@ async fn step(n: usize, signer: &TokenSigner, stalled_count: usize) -> Vec<Row> 
     let backend = store.backend();
     let url = store.url();
     let load_before = load_average();
-    let server = Server::start(&url);
+    let server = serve(&url);
     let ingest = Ingest {
         client: reqwest::Client::new(),
         base: format!("http://{}", server.addr),

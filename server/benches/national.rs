@@ -17,8 +17,11 @@
 //! Environment: `BENCH_SECTIONS` (default `ingest,durability,postgres,scaleout,queries,fanout`;
 //! the PostgreSQL ones need `VELFERD_BENCH_POSTGRES_URL`), `BENCH_SECONDS` (20) per timed run,
 //! `BENCH_FILL_EVENTS` (1,000,000) stored through batch ingest before the second single-message
-//! run (`BENCH_POSTGRES_FILL_EVENTS` for PostgreSQL, the same by default), `BENCH_CONNECTIONS` (64) for single messages. The query and fan-out sections are
-//! `benches/queries.rs` and `benches/fanout.rs`, which also run on their own.
+//! run (`BENCH_POSTGRES_FILL_EVENTS` for PostgreSQL, the same by default), `BENCH_CONNECTIONS`
+//! (64) for single messages; for before/after comparisons `BENCH_VELFERD_BIN` (another build of
+//! the server) and `BENCH_VELFERD_ENV` (settings added to the ingest servers', e.g.
+//! `VELFERD_SQLITE_MMAP_MIB=0`). The query and fan-out sections are `benches/queries.rs` and
+//! `benches/fanout.rs`, which also run on their own.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -43,7 +46,7 @@ mod queries;
 mod receiver;
 
 use ingest::support::{MUNICIPALITY, OPERATOR, SUPPLIER};
-use queries::Process;
+use queries::{Process, velferd_command};
 
 /// One line of the table: what, measured, target, reference (and the ratio to it).
 type Row = [String; 4];
@@ -144,20 +147,11 @@ fn signer() -> TokenSigner {
 /// ingest rate; `extra` adds settings.
 fn serve(url: &str, extra: &[(&str, &str)], receiver_ca: &std::path::Path) -> Process {
     // `BENCH_VELFERD_BIN` runs another build, as the query and fan-out benches allow.
-    let binary = std::env::var("BENCH_VELFERD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_velferd").to_string());
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VELFERD_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = velferd_command(&queries::velferd_binary(), url);
     command
-        .env("VELFERD_DATABASE_URL", url)
-        .env("VELFERD_BIND", "127.0.0.1:0")
         .env("VELFERD_JWT_ALGORITHM", "EdDSA")
         .env("VELFERD_JWT_PUBLIC_KEY_FILE", ingest::key_file("public"))
         .env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR)
-        .env("VELFERD_LOG", "warn")
         // The whole load is one supplier's product; its default rate (1,000 messages a second)
         // would answer 429 and measure the rate limit.
         .env("VELFERD_INGEST_RATE", "10000000")
@@ -167,6 +161,11 @@ fn serve(url: &str, extra: &[(&str, &str)], receiver_ca: &std::path::Path) -> Pr
         .env("VELFERD_OUTBOUND_TRUST_ROOTS_FILE", receiver_ca)
         .arg("serve");
     for (name, value) in extra {
+        command.env(name, value);
+    }
+    // Settings to compare, e.g. `BENCH_VELFERD_ENV="VELFERD_SQLITE_MMAP_MIB=0"` (space-separated).
+    for pair in std::env::var("BENCH_VELFERD_ENV").unwrap_or_default().split_whitespace() {
+        let (name, value) = pair.split_once('=').expect("BENCH_VELFERD_ENV holds NAME=VALUE pairs");
         command.env(name, value);
     }
     Process::start(command, "listening on ")
@@ -362,6 +361,19 @@ async fn cpu(pids: &[u32], database: Option<(&DatabaseConnection, &str)>) -> (f6
 }
 
 /// Resident memory of `pid` now (`VmRSS`) and at its peak (`VmHWM`), in MiB.
+/// Waits (at most five minutes) until the server uses under a tenth of a core over a second:
+/// what it still does after a load ends; answers how long that took.
+async fn settle(pid: u32) -> Duration {
+    let started = Instant::now();
+    loop {
+        let before = queries::cpu_seconds(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if queries::cpu_seconds(pid) - before < 0.1 || started.elapsed() > Duration::from_secs(300) {
+            return started.elapsed();
+        }
+    }
+}
+
 fn memory(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
@@ -466,6 +478,7 @@ async fn ingest_section(
         load
     };
     run(0, connections, 3).await; // warm-up: connections, the compiled adapter, the caches
+    settle(pid).await;
     let empty = run(0, connections, seconds).await;
     let batches = run(100, 8, seconds).await;
     let mut stored = count(&server.db, "SELECT COUNT(*) FROM device_event").await as u64;
@@ -477,6 +490,10 @@ async fn ingest_section(
         println!("  {} events stored", number(stored as f64));
     }
     let filled_in = filled_at.elapsed();
+    // The fill leaves work behind (the console's backlog of events, webhook deliveries): measure
+    // what a message costs on the filled database, not that backlog.
+    let settled_in = settle(pid).await;
+    println!("  settled {:.1} s after the fill", settled_in.as_secs_f64());
     let full = if fill > 0 { Some(run(0, connections, seconds).await) } else { None };
     let (_, peak_rss) = memory(pid);
     let loaded_rss = memory(pid).0;
@@ -526,7 +543,11 @@ async fn ingest_section(
     if fill > 0 {
         rows.push(row(
             format!("filling to {} events through batch ingest", number(fill as f64)),
-            format!("{:.0} s; {table_sizes}", filled_in.as_secs_f64()),
+            format!(
+                "{:.0} s, then {:.0} s until the server was idle (the console's backlog); {table_sizes}",
+                filled_in.as_secs_f64(),
+                settled_in.as_secs_f64()
+            ),
             "",
             "",
         ));

@@ -26,8 +26,7 @@
 //! request its cost, but the default buckets would refuse a benchmark's rate.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,11 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[allow(dead_code, reason = "shared with the e2e tests, which use other parts")]
+#[path = "../../tests/e2e/process.rs"]
+pub(crate) mod process;
+pub(crate) use process::{Process, velferd_command};
 
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const OPERATOR: &str = "991000003";
@@ -117,64 +121,23 @@ pub(crate) fn serve_reference(role: &str) {
     });
 }
 
-/// A server process; killed when dropped.
-pub(crate) struct Process {
-    child: Child,
-    /// `host:port`.
-    pub(crate) addr: String,
-}
-
-impl Process {
-    /// Starts `command` and waits for the line (on stdout) that says where it listens: the
-    /// first line containing `marker`, followed by the address.
-    pub(crate) fn start(mut command: Command, marker: &str) -> Process {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server said where it listens").unwrap();
-            if let Some(at) = line.find(marker) {
-                let rest = &line[at + marker.len()..];
-                let rest = rest.trim().trim_start_matches("http://");
-                break rest.split(['/', ' ']).next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Process { child, addr }
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn reference(role: &str) -> Process {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.env(ROLE, role);
     Process::start(command, "listening on ")
 }
 
+/// The binary to measure: this build's, or another (`BENCH_VELFERD_BIN`, say main's) for a
+/// before/after.
+pub(crate) fn velferd_binary() -> String {
+    std::env::var("BENCH_VELFERD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_velferd").to_string())
+}
+
 fn velferd(database_url: &str) -> Process {
-    // Another build of the server (`BENCH_VELFERD_BIN`, say main's) for a before/after.
-    let binary = std::env::var("BENCH_VELFERD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_velferd").to_string());
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VELFERD_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = velferd_command(&velferd_binary(), database_url);
     command
-        .env("VELFERD_DATABASE_URL", database_url)
-        .env("VELFERD_BIND", "127.0.0.1:0")
         .env("VELFERD_JWT_SECRET", SECRET)
         .env("VELFERD_OPERATOR_ORG_NUMBER", OPERATOR)
-        .env("VELFERD_LOG", "warn")
         .env("VELFERD_THROTTLE_CAPACITY", "100000000")
         .env("VELFERD_THROTTLE_RESTORE_RATE", "100000000")
         .env("VELFERD_ANONYMOUS_THROTTLE_CAPACITY", "100000000")

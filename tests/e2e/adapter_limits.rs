@@ -364,17 +364,11 @@ async fn a_slow_product_does_not_starve_another(backend: Backend) {
     let slow_done = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for n in 0..6 {
-        let (client, url, token, done) =
-            (app.client.clone(), app.url("/ingest/slow-product"), integration.clone(), slow_done.clone());
+        let (client, base, token, done) = (app.client.clone(), app.url(""), integration.clone(), slow_done.clone());
         senders.push(tokio::spawn(async move {
-            let reply: Value = client
-                .post(&url)
-                .bearer_auth(&token)
-                .header("content-type", "application/json")
-                .body(format!("{{\"n\": {n}}}"))
-                .send()
+            let message = format!("{{\"n\": {n}}}");
+            let reply: Value = crate::wire::ingest(&client, &base, &token, "slow-product", "application/json", message)
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();

@@ -815,23 +815,19 @@ async fn hostile_adapters_are_refused_or_contained_while_graphql_keeps_answering
         let attack_until = Instant::now() + Duration::from_millis(600);
         let mut senders = Vec::new();
         for _ in 0..4 {
-            let (client, url, token) =
-                (app.client.clone(), app.url(&format!("/ingest/{product}")), integration.clone());
+            let (client, base, product, token) =
+                (app.client.clone(), app.url(""), product.clone(), integration.clone());
             senders.push(tokio::spawn(async move {
                 let mut codes = Vec::new();
                 // At least one message each, however slow the machine.
                 while codes.is_empty() || Instant::now() < attack_until {
-                    let reply: Value = client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"n\": {}}}", codes.len()))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let message = format!("{{\"n\": {}}}", codes.len());
+                    let reply: Value =
+                        crate::wire::ingest(&client, &base, &token, &product, "application/json", message)
+                            .await
+                            .json()
+                            .await
+                            .unwrap();
                     codes.push(reply["results"][0]["reason"]["code"].as_str().unwrap_or("none").to_string());
                 }
                 codes

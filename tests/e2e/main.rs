@@ -42,6 +42,8 @@ mod organizations;
 mod outage;
 mod outbound;
 mod polyglot;
+#[allow(dead_code, reason = "shared with the benchmarks, which use other parts")]
+mod process;
 mod procurement;
 mod protocol;
 mod receiver;
