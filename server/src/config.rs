@@ -491,6 +491,7 @@ impl Settings {
         })?;
 
         let db_max_connections = parse_number(get, "VELFERD_DB_MAX_CONNECTIONS", 8, 1..=1000)? as u32;
+        let mib = |setting, default: u32, range| parse_number(get, setting, default as usize, range).map(|n| n as u32);
         let sqlite = crate::db::SqliteSettings {
             durability: match get("VELFERD_SQLITE_SYNCHRONOUS").unwrap_or("normal") {
                 "normal" => crate::db::SqliteDurability::Normal,
@@ -499,18 +500,8 @@ impl Settings {
                     return Err(invalid("VELFERD_SQLITE_SYNCHRONOUS", format!("{other:?} is not `normal` or `full`")));
                 }
             },
-            cache_mib: parse_number(
-                get,
-                "VELFERD_SQLITE_CACHE_MIB",
-                crate::db::DEFAULT_SQLITE_CACHE_MIB as usize,
-                1..=65_536,
-            )? as u32,
-            mmap_mib: parse_number(
-                get,
-                "VELFERD_SQLITE_MMAP_MIB",
-                crate::db::DEFAULT_SQLITE_MMAP_MIB as usize,
-                0..=2047,
-            )? as u32,
+            cache_mib: mib("VELFERD_SQLITE_CACHE_MIB", crate::db::DEFAULT_SQLITE_CACHE_MIB, 1..=65_536)?,
+            mmap_mib: mib("VELFERD_SQLITE_MMAP_MIB", crate::db::DEFAULT_SQLITE_MMAP_MIB, 0..=2047)?,
         };
 
         let jwt = jwt_settings(get, profile)?;

@@ -58,6 +58,17 @@ on_both_backends! {
     }
 }
 
+/// The supplier's fleet with the reference dispenser active and `serials` registered.
+async fn registered(app: &TestApp, serials: &[String]) -> Fleet {
+    let fleet = Fleet::new(app).await;
+    active_dispenser(app, &fleet).await;
+    let case_worker = fleet.case_worker_token(app);
+    for serial in serials {
+        assert_eq!(register_device(app, &case_worker, DISPENSER, serial).await["userErrors"], json!([]));
+    }
+    fleet
+}
+
 /// The SQL statements one batch of messages (one per device of `serials`, two new events each)
 /// costs, every statement of the request counted: authentication, lookups, the group's write.
 async fn statements_for_batch(app: &TestApp, token: &str, serials: &[String], tag: &str) -> u64 {
@@ -93,13 +104,8 @@ on_both_backends! {
     /// written for the whole group at once. (Before, every device's last-seen time was its own
     /// UPDATE.)
     async fn one_more_message_costs_one_more_statement(app) {
-        let fleet = Fleet::new(&app).await;
-        active_dispenser(&app, &fleet).await;
-        let case_worker = fleet.case_worker_token(&app);
         let serials: Vec<String> = (0..41).map(|i| format!("RD-3000{i:02}")).collect();
-        for serial in &serials {
-            assert_eq!(register_device(&app, &case_worker, DISPENSER, serial).await["userErrors"], json!([]));
-        }
+        let fleet = registered(&app, &serials).await;
         let integration = fleet.integration_token(&app);
         // The first message compiles the adapter (two more statements, once).
         statements_for_batch(&app, &integration, &serials[..1], "warm").await;
@@ -120,13 +126,8 @@ on_both_backends! {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryTrait};
         use velferd::devices::model::device;
 
-        let fleet = Fleet::new(&app).await;
-        active_dispenser(&app, &fleet).await;
-        let case_worker = fleet.case_worker_token(&app);
         let serials: Vec<String> = (0..40).map(|i| format!("RD-4000{i:02}")).collect();
-        for serial in &serials {
-            assert_eq!(register_device(&app, &case_worker, DISPENSER, serial).await["userErrors"], json!([]));
-        }
+        let fleet = registered(&app, &serials).await;
         statements_for_batch(&app, &fleet.integration_token(&app), &serials, "stored").await;
         let db = app.db().write();
         let backend = db.get_database_backend();
@@ -190,13 +191,8 @@ on_each_backend! {
     async fn batches_keep_no_more_replay_bodies_than_the_retention(backend) {
         let options = Options { pairs: vec![("VELFERD_REPLAY_RETENTION", "10".into())], ..Options::default() };
         let Some(app) = TestApp::spawn_with(backend, options).await else { return };
-        let fleet = Fleet::new(&app).await;
-        active_dispenser(&app, &fleet).await;
-        let case_worker = fleet.case_worker_token(&app);
         let serials: Vec<String> = (0..5).map(|i| format!("RD-5000{i:02}")).collect();
-        for serial in &serials {
-            assert_eq!(register_device(&app, &case_worker, DISPENSER, serial).await["userErrors"], json!([]));
-        }
+        let fleet = registered(&app, &serials).await;
         let integration = fleet.integration_token(&app);
         for batch in 0..3 {
             let messages: Vec<_> = (0..100)
