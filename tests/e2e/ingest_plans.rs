@@ -99,6 +99,23 @@ async fn statements_for_batch(app: &TestApp, token: &str, serials: &[String], ta
 }
 
 on_both_backends! {
+    /// The open alerts of a group's devices are found through both columns of
+    /// `idx_alert_device (device_id, status)`, not by walking every alert a device ever had.
+    async fn open_alerts_are_found_without_the_resolved_ones(app) {
+        use sea_orm::QueryTrait;
+        let db = app.db().write();
+        let backend = db.get_database_backend();
+        let sql = velferd::alerts::rules::open_alerts(&[1, 2]).build(backend).to_string();
+        let plan = plan(db, backend, &sql).await;
+        assert!(plan.contains("idx_alert_device"), "{plan}");
+        match backend {
+            DbBackend::Sqlite => assert!(plan.contains("device_id=? AND status=?"), "{plan}"),
+            _ => assert!(plan.lines().any(|l| l.contains("Index Cond") && l.contains("status")), "{plan}"),
+        }
+    }
+}
+
+on_both_backends! {
     /// A message from one more device costs one more statement (its receipt) and nothing else:
     /// the devices' last-seen times, the events, the duplicate check, alerts and the outbox are
     /// written for the whole group at once. (Before, every device's last-seen time was its own

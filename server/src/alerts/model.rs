@@ -61,6 +61,16 @@ with_alert_stages! {
     }
 }
 
+impl AlertStatus {
+    /// Every status but `Resolved`: an alert in one of these still needs someone.
+    pub const OPEN: [AlertStatus; 4] = [
+        AlertStatus::Raised,
+        AlertStatus::Acknowledged,
+        AlertStatus::HandedToResponder,
+        AlertStatus::ResponderAccepted,
+    ];
+}
+
 crate::stored_enum! {
     /// How an alert ended.
     #[derive(async_graphql::Enum, serde::Serialize, serde::Deserialize)]
