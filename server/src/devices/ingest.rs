@@ -551,7 +551,7 @@ const STORED_KEYS_CHUNK: usize = 250;
 /// Each pair is its own index lookup (`(device = ? AND id = ?) OR …`). Two `IN` lists instead
 /// (`device IN (…) AND id IN (…)`) make both SQLite and PostgreSQL probe the unique index for
 /// every combination of the lists, devices × ids, and each probe costs more as the index grows:
-/// that was most of why a message cost twice as much after a million stored events.
+/// one of the reasons a message cost more the more events were stored (docs/performance.md).
 pub fn stored_event_keys(keys: &[(i64, &str)]) -> sea_orm::Select<device_event::Entity> {
     // No pairs asks for no rows, not for every row an empty condition would match.
     let none = Condition::any().add_option(keys.is_empty().then(|| Expr::value(false)));
