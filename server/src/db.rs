@@ -165,7 +165,10 @@ impl Database {
                 // connection, so a burst may wait longer without anything being wrong.
                 .acquire_timeout(if backend == Backend::Postgres { timeout } else { timeout * 6 })
                 .sqlx_logging(false)
-                .map_sqlx_sqlite_opts(move |options| tune_sqlite(options, sqlite));
+                .map_sqlx_sqlite_opts(move |options| tune_sqlite(options, sqlite))
+                .map_sqlx_sqlite_pool_opts(|pool| {
+                    pool.after_connect(|connection, _| Box::pin(plan_without_bound_values(connection)))
+                });
             async move {
                 sea_orm::Database::connect(options).await.map_err(|e| DbStartError::Connect {
                     backend,
@@ -329,6 +332,62 @@ fn tune_sqlite(options: SqliteConnectOptions, sqlite: SqliteSettings) -> SqliteC
         .create_if_missing(true)
 }
 
+/// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for
+/// `connection`: each statement is planned once, without looking at the values bound to it.
+///
+/// Why: SQLite (3.47 and later) treats a statement whose plan could depend on a bound value as
+/// expired whenever that parameter is bound again, and parses and plans it anew at its next
+/// step. sea-query binds every `LIMIT` (so every `.one()` is `LIMIT ?`), which made every such
+/// statement be parsed and planned again at every run however long the statement cache kept
+/// it: 7 % of a single message's CPU in a profile of ingest (docs/performance.md). Our plans
+/// never depend on bound values (`tests/e2e/ingest_plans.rs` checks the hot ones), and there are
+/// no statistics (`ANALYZE`) whose use this would give up.
+async fn plan_without_bound_values(
+    connection: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<(), sea_orm::sqlx::Error> {
+    let mut handle = connection.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    let mut now_on: std::ffi::c_int = 0;
+    // SAFETY: `db` is this connection's open handle, locked for the call (no other thread uses
+    // it meanwhile); the option takes an int and a pointer to an int for the resulting setting,
+    // which lives across the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            &mut now_on,
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK || now_on != 1 {
+        return Err(sea_orm::sqlx::Error::Configuration(
+            format!("SQLite refused the query planner stability guarantee (code {rc})").into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether SQLite's query planner stability guarantee is on for `connection` (a test reads it).
+#[cfg(test)]
+async fn plans_without_bound_values(connection: &mut sea_orm::sqlx::SqliteConnection) -> bool {
+    let mut handle = connection.lock_handle().await.unwrap();
+    let db = handle.as_raw_handle().as_ptr();
+    let mut on: std::ffi::c_int = -1;
+    // SAFETY: as in `plan_without_bound_values`; -1 reads the setting without changing it.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            -1 as std::ffi::c_int,
+            &mut on,
+        )
+    };
+    assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
+    on == 1
+}
+
 /// A database URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -357,7 +416,8 @@ mod tests {
     }
 
     /// What `VELFERD_SQLITE_SYNCHRONOUS`, `_CACHE_MIB` and `_MMAP_MIB` promise is what every
-    /// connection of both pools runs.
+    /// connection of both pools runs, and each plans its statements once
+    /// (`plan_without_bound_values`).
     #[tokio::test]
     async fn sqlite_connections_run_as_configured() {
         let dir = tempfile::tempdir().unwrap();
@@ -377,6 +437,8 @@ mod tests {
                 assert_eq!(pragma("synchronous").await, synchronous, "{sqlite:?}");
                 assert_eq!(pragma("cache_size").await, -(i64::from(sqlite.cache_mib) * 1024), "{sqlite:?}");
                 assert_eq!(pragma("mmap_size").await, i64::from(sqlite.mmap_mib) << 20, "{sqlite:?}");
+                let mut connection = pool.get_sqlite_connection_pool().acquire().await.unwrap();
+                assert!(plans_without_bound_values(&mut connection).await, "{sqlite:?}");
             }
         }
     }
