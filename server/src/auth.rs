@@ -350,6 +350,43 @@ pub struct TokenVerifier {
     validation: Validation,
     leeway: Duration,
     revocations: Option<std::sync::Arc<crate::organizations::revocations::Revocations>>,
+    /// Shared by the verifier's clones (every worker's).
+    verified: std::sync::Arc<VerifiedTokens>,
+}
+
+/// Tokens whose signature and claims have been checked, by their text. Checking an EdDSA
+/// signature takes tens of microseconds — about a twentieth of a single ingest message's CPU —
+/// and a supplier's platform or a portal sends the same token with every request. Only tokens
+/// that passed are kept, so the set holds no more than what the issuer signed and callers use;
+/// it is emptied when it reaches [`MAX_VERIFIED_TOKENS`]. What changes with time is checked at
+/// every use, as for a token seen the first time: expiry and `nbf` (with the same leeway), and
+/// revocation.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, Verified>>,
+}
+
+struct Verified {
+    principal: Principal,
+    not_before: Option<u64>,
+}
+
+/// Most tokens kept verified at once.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str) -> Option<(Principal, Option<u64>)> {
+        let tokens = self.tokens.lock().expect("not poisoned");
+        tokens.get(token).map(|v| (v.principal.clone(), v.not_before))
+    }
+
+    fn keep(&self, token: &str, principal: &Principal, not_before: Option<u64>) {
+        let mut tokens = self.tokens.lock().expect("not poisoned");
+        if tokens.len() >= MAX_VERIFIED_TOKENS {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), Verified { principal: principal.clone(), not_before });
+    }
 }
 
 impl TokenVerifier {
@@ -369,7 +406,7 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
-        TokenVerifier { key, validation, leeway: settings.leeway, revocations: None }
+        TokenVerifier { key, validation, leeway: settings.leeway, revocations: None, verified: Default::default() }
     }
 
     /// The clock skew allowed past a token's `exp` (`VELFERD_JWT_LEEWAY_SECONDS`).
@@ -402,6 +439,37 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`TokenVerifier::verify`] at `now` (seconds since the epoch), which decides whether a
+    /// token verified before has expired since or become valid.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        let principal = match self.verified.get(token) {
+            Some((principal, not_before)) => {
+                let leeway = self.validation.leeway;
+                if principal.expires_at < now.saturating_sub(leeway) {
+                    return Err(AuthError(describe(&ErrorKind::ExpiredSignature)));
+                }
+                if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+                    return Err(AuthError(describe(&ErrorKind::ImmatureSignature)));
+                }
+                principal
+            }
+            None => {
+                let (principal, not_before) = self.check_signature(token)?;
+                self.verified.keep(token, &principal, not_before);
+                principal
+            }
+        };
+        if self.revocations.as_ref().is_some_and(|r| r.revokes(&principal)) {
+            return Err(AuthError("token has been revoked; ask for a new one".into()));
+        }
+        Ok(principal)
+    }
+
+    /// The token's signature, issuer, audience, times and claims checked; its `nbf`.
+    fn check_signature(&self, token: &str) -> Result<(Principal, Option<u64>), AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError(describe(e.kind())))?;
         let claims = data.claims;
@@ -435,10 +503,7 @@ impl TokenVerifier {
             issued_at: claims.iat,
             token_id: claims.jti,
         };
-        if self.revocations.as_ref().is_some_and(|r| r.revokes(&principal)) {
-            return Err(AuthError("token has been revoked; ask for a new one".into()));
-        }
-        Ok(principal)
+        Ok((principal, claims.nbf))
     }
 }
 
@@ -568,6 +633,61 @@ pub fn parse_roles(list: &str) -> Result<BTreeSet<Role>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(leeway: Duration) -> JwtSettings {
+        JwtSettings {
+            algorithm: Algorithm::HS256,
+            key: crate::config::JwtKey::Secret(b"a secret for the tests of this module".to_vec()),
+            issuer: "velferd-test".into(),
+            audience: "velferd-test".into(),
+            leeway,
+        }
+    }
+
+    /// A token verified once is not verified again, but what changes with time still counts:
+    /// it expires, and one not valid yet stays refused until it is.
+    #[test]
+    fn a_verified_token_still_expires_and_waits_for_its_nbf() {
+        let settings = settings(Duration::from_secs(5));
+        let verifier = TokenVerifier::new(&settings);
+        let signer = TokenSigner::new(&settings).unwrap();
+        let org = OrgRef::Id(7);
+        let roles = BTreeSet::from([Role::Integration]);
+        let token = signer.mint("platform", org, roles, Duration::from_secs(60));
+        let now = jsonwebtoken::get_current_timestamp();
+        let first = verifier.verify(&token).unwrap();
+        assert_eq!(verifier.verified.tokens.lock().unwrap().len(), 1, "kept once verified");
+        assert_eq!(verifier.verify_at(&token, now + 30).unwrap(), first);
+        // `exp` is now + 60, with 5 s of leeway.
+        assert!(verifier.verify_at(&token, now + 64).is_ok());
+        assert_eq!(verifier.verify_at(&token, now + 70).unwrap_err().0, "token has expired");
+        // `nbf` is now, with 5 s of leeway.
+        assert_eq!(verifier.verify_at(&token, now - 10).unwrap_err().0, "token is not valid yet (nbf)");
+        // A clone (another worker's verifier) shares what was verified.
+        assert_eq!(verifier.clone().verify_at(&token, now + 70).unwrap_err().0, "token has expired");
+    }
+
+    /// Only tokens that pass are kept: a forged one is checked, and refused, every time.
+    #[test]
+    fn refused_tokens_are_never_kept() {
+        let settings = settings(Duration::ZERO);
+        let verifier = TokenVerifier::new(&settings);
+        let signer = TokenSigner::new(&settings).unwrap();
+        let token =
+            signer.mint("platform", OrgRef::Id(7), BTreeSet::from([Role::Integration]), Duration::from_secs(60));
+        let (unsigned, signature) = token.rsplit_once('.').unwrap();
+        let forged = format!("{unsigned}.{}", signature.chars().rev().collect::<String>());
+        for _ in 0..2 {
+            assert!(verifier.verify(&forged).is_err());
+        }
+        assert!(verifier.verified.tokens.lock().unwrap().is_empty());
+        // A token of another audience passes its signature but not its claims.
+        let other = TokenSigner::new(&JwtSettings { audience: "elsewhere".into(), ..settings.clone() }).unwrap();
+        let elsewhere =
+            other.mint("platform", OrgRef::Id(7), BTreeSet::from([Role::Integration]), Duration::from_secs(60));
+        assert!(verifier.verify(&elsewhere).is_err());
+        assert!(verifier.verified.tokens.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn role_names_round_trip() {
