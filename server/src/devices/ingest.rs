@@ -577,9 +577,8 @@ struct Accepted {
 }
 
 /// Stores decoded messages with a receipt each and their new events, with few statements:
-/// one query finds which events are stored already, one insert per message writes its receipt
-/// with the final counts, and multi-row inserts write the events (idempotent on device and
-/// supplier event id).
+/// one query finds which events are stored already, multi-row inserts write the receipts with
+/// their final counts and the events (idempotent on device and supplier event id).
 async fn accept_all<C: ConnectionTrait>(
     db: &C,
     accepted: Vec<Accepted>,
@@ -595,14 +594,15 @@ async fn accept_all<C: ConnectionTrait>(
         let rows: Vec<(i64, String)> = stored_event_keys(chunk).into_tuple().all(db).await?;
         seen.extend(rows);
     }
-    let mut results = Vec::with_capacity(accepted.len());
-    let mut rows = Vec::new();
+    // Which events of each message are new, and its receipt with the final counts.
+    let mut receipts = Vec::with_capacity(accepted.len());
+    let mut news = Vec::with_capacity(accepted.len());
     for a in &accepted {
         let new: Vec<&Event> =
             a.events.iter().filter(|e| seen.insert((device_of(a, e), e.supplier_event_id.clone()))).collect();
         let (stored, duplicate) = (new.len() as i32, (a.events.len() - new.len()) as i32);
         let outcome = if stored == 0 && duplicate > 0 { IngestOutcome::Duplicate } else { IngestOutcome::Accepted };
-        let receipt = ingest_receipt::ActiveModel {
+        receipts.push(ingest_receipt::ActiveModel {
             product_id: Set(a.product_id),
             adapter_id: Set(Some(a.adapter_id)),
             received_at: Set(a.received_at.fixed_offset()),
@@ -614,9 +614,13 @@ async fn accept_all<C: ConnectionTrait>(
             events_duplicate: Set(duplicate),
             dead_letter_id: Set(None),
             ..Default::default()
-        }
-        .insert(db)
-        .await?;
+        });
+        news.push(new);
+    }
+    let receipts = insert_receipts(db, receipts).await?;
+    let mut results = Vec::with_capacity(accepted.len());
+    let mut rows = Vec::new();
+    for ((a, new), receipt) in accepted.iter().zip(news).zip(receipts) {
         rows.extend(new.into_iter().map(|e| device_event::ActiveModel {
             device_id: Set(device_of(a, e)),
             receipt_id: Set(receipt.id),
@@ -632,14 +636,14 @@ async fn accept_all<C: ConnectionTrait>(
             ..Default::default()
         }));
         results.push(MessageResult {
-            status: if outcome == IngestOutcome::Duplicate {
+            status: if receipt.outcome == IngestOutcome::Duplicate {
                 MessageStatus::Duplicate
             } else {
                 MessageStatus::Accepted
             },
             receipt_id: Some(receipt.id),
-            events_stored: stored as u32,
-            events_duplicate: duplicate as u32,
+            events_stored: receipt.events_stored as u32,
+            events_duplicate: receipt.events_duplicate as u32,
             dead_letter_id: None,
             reason: None,
         });
@@ -666,6 +670,41 @@ async fn accept_all<C: ConnectionTrait>(
     // Neither back end promises the order of `RETURNING` rows; ids follow the insert's order.
     stored.sort_unstable_by_key(|e| e.id);
     Ok((results, stored))
+}
+
+/// Receipts written by one statement at most.
+const RECEIPTS_PER_INSERT: usize = 200;
+
+/// Inserts `receipts` with one multi-row statement per [`RECEIPTS_PER_INSERT`] (a single message
+/// used to cost a statement of its own) and answers the stored rows in the order given. Both
+/// back ends number a multi-row insert's rows in the order of its values, but neither promises
+/// the order `RETURNING` answers them in: the rows are put in id order, and each is checked
+/// against the receipt it must be. A mismatch fails the whole group (503, nothing acknowledged)
+/// rather than answer a message with another's receipt.
+async fn insert_receipts<C: ConnectionTrait>(
+    db: &C,
+    receipts: Vec<ingest_receipt::ActiveModel>,
+) -> Result<Vec<ingest_receipt::Model>, DbErr> {
+    let mut stored = Vec::with_capacity(receipts.len());
+    let mut chunks = receipts.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<ingest_receipt::ActiveModel> = chunks.by_ref().take(RECEIPTS_PER_INSERT).collect();
+        let expected: Vec<(String, i32, i32)> = chunk
+            .iter()
+            .map(|r| (r.body_sha256.as_ref().clone(), *r.events_stored.as_ref(), *r.events_duplicate.as_ref()))
+            .collect();
+        let mut rows = ingest_receipt::Entity::insert_many(chunk).exec_with_returning(db).await?;
+        rows.sort_unstable_by_key(|r| r.id);
+        let matches = rows.len() == expected.len()
+            && rows.iter().zip(&expected).all(|(row, (sha, new, duplicate))| {
+                (&row.body_sha256, row.events_stored, row.events_duplicate) == (sha, *new, *duplicate)
+            });
+        if !matches {
+            return Err(DbErr::Custom("the stored receipts do not match the messages in insert order".into()));
+        }
+        stored.extend(rows);
+    }
+    Ok(stored)
 }
 
 fn severity_name(e: &Event) -> String {
