@@ -85,6 +85,14 @@ async fn statements_for_batch(app: &TestApp, token: &str, serials: &[String], ta
         })
         .collect();
     let before = app.db().statement_count();
+    let reply = post_batch(app, token, messages).await;
+    let statements = app.db().statement_count() - before;
+    assert_eq!(reply["accepted"], serials.len(), "{reply}");
+    statements
+}
+
+/// Posts `messages` (the batch form's items) to the dispenser's batch ingest; the reply.
+async fn post_batch(app: &TestApp, token: &str, messages: Vec<serde_json::Value>) -> serde_json::Value {
     let response = app
         .client
         .post(app.url(&format!("/ingest/{DISPENSER}/batch")))
@@ -93,9 +101,7 @@ async fn statements_for_batch(app: &TestApp, token: &str, serials: &[String], ta
         .send()
         .await
         .unwrap();
-    let reply: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(reply["accepted"], serials.len(), "{reply}");
-    app.db().statement_count() - before
+    response.json().await.unwrap()
 }
 
 on_both_backends! {
@@ -154,15 +160,7 @@ on_both_backends! {
         let send = async |bodies: &[String]| {
             let messages: Vec<_> =
                 bodies.iter().map(|body| json!({ "contentType": "application/json", "body": body })).collect();
-            let response = app
-                .client
-                .post(app.url(&format!("/ingest/{DISPENSER}/batch")))
-                .bearer_auth(&integration)
-                .json(&json!({ "messages": messages }))
-                .send()
-                .await
-                .unwrap();
-            let reply: serde_json::Value = response.json().await.unwrap();
+            let reply = post_batch(&app, &integration, messages).await;
             reply["results"].as_array().unwrap().clone()
         };
         let earlier = message(&serials[0], "earlier");
@@ -276,17 +274,7 @@ on_each_backend! {
                     json!({ "contentType": "application/json", "body": body.to_string() })
                 })
                 .collect();
-            let reply: serde_json::Value = app
-                .client
-                .post(app.url(&format!("/ingest/{DISPENSER}/batch")))
-                .bearer_auth(&integration)
-                .json(&json!({ "messages": messages }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let reply = post_batch(&app, &integration, messages).await;
             assert_eq!(reply["accepted"], 100, "{reply}");
         }
         let db = app.db().read();
