@@ -345,22 +345,8 @@ fn tune_sqlite(options: SqliteConnectOptions, sqlite: SqliteSettings) -> SqliteC
 async fn plan_without_bound_values(
     connection: &mut sea_orm::sqlx::SqliteConnection,
 ) -> Result<(), sea_orm::sqlx::Error> {
-    let mut handle = connection.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    let mut now_on: std::ffi::c_int = 0;
-    // SAFETY: `db` is this connection's open handle, locked for the call (no other thread uses
-    // it meanwhile); the option takes an int and a pointer to an int for the resulting setting,
-    // which lives across the call.
-    #[allow(unsafe_code)]
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            db,
-            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1 as std::ffi::c_int,
-            &mut now_on,
-        )
-    };
-    if rc != libsqlite3_sys::SQLITE_OK || now_on != 1 {
+    let (rc, on) = stable_plans(connection, 1).await?;
+    if rc != libsqlite3_sys::SQLITE_OK || !on {
         return Err(sea_orm::sqlx::Error::Configuration(
             format!("SQLite refused the query planner stability guarantee (code {rc})").into(),
         ));
@@ -368,24 +354,22 @@ async fn plan_without_bound_values(
     Ok(())
 }
 
-/// Whether SQLite's query planner stability guarantee is on for `connection` (a test reads it).
-#[cfg(test)]
-async fn plans_without_bound_values(connection: &mut sea_orm::sqlx::SqliteConnection) -> bool {
-    let mut handle = connection.lock_handle().await.unwrap();
+/// Sets SQLite's query planner stability guarantee on `connection` (`set` 1: on, 0: off, -1:
+/// leave it) and answers SQLite's result code and whether it is on afterwards.
+async fn stable_plans(
+    connection: &mut sea_orm::sqlx::SqliteConnection,
+    set: std::ffi::c_int,
+) -> Result<(std::ffi::c_int, bool), sea_orm::sqlx::Error> {
+    let mut handle = connection.lock_handle().await?;
     let db = handle.as_raw_handle().as_ptr();
     let mut on: std::ffi::c_int = -1;
-    // SAFETY: as in `plan_without_bound_values`; -1 reads the setting without changing it.
+    // SAFETY: `db` is this connection's open handle, locked for the call (no other thread uses
+    // it meanwhile); the option takes an int and a pointer to an int for the resulting setting,
+    // which lives across the call.
     #[allow(unsafe_code)]
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            db,
-            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            -1 as std::ffi::c_int,
-            &mut on,
-        )
-    };
-    assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
-    on == 1
+    let rc =
+        unsafe { libsqlite3_sys::sqlite3_db_config(db, libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG, set, &mut on) };
+    Ok((rc, on == 1))
 }
 
 /// A database URL with any password replaced, for messages and logs.
@@ -438,7 +422,7 @@ mod tests {
                 assert_eq!(pragma("cache_size").await, -(i64::from(sqlite.cache_mib) * 1024), "{sqlite:?}");
                 assert_eq!(pragma("mmap_size").await, i64::from(sqlite.mmap_mib) << 20, "{sqlite:?}");
                 let mut connection = pool.get_sqlite_connection_pool().acquire().await.unwrap();
-                assert!(plans_without_bound_values(&mut connection).await, "{sqlite:?}");
+                assert_eq!(stable_plans(&mut connection, -1).await.unwrap(), (0, true), "{sqlite:?}");
             }
         }
     }
