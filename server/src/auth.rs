@@ -240,11 +240,30 @@ impl Grant {
             OrgRef::Number(number) => crate::organizations::find_by_org_number(db, number).await?,
             OrgRef::Id(row) => crate::organizations::find_by_id(db, row).await?,
         };
-        let roles = match &organization {
-            Some(org) => principal.claimed.iter().copied().filter(|r| r.applies_to(org.kind)).collect(),
-            None => BTreeSet::new(),
+        Ok(Grant::with_organization(actor, organization))
+    }
+
+    /// The grant [`Grant::resolve`] would build, when `organization` (read by the caller for
+    /// its own purpose, e.g. a product's supplier) is the one the token names; `None` when it
+    /// is not, or the caller is anonymous. Saves a lookup on paths that read the organisation
+    /// anyway (every ingest request).
+    pub fn of_named_organization(actor: Actor, organization: &organization::Model) -> Option<Grant> {
+        let names_it = match actor.principal()?.org {
+            OrgRef::Number(number) => organization.org_number.as_deref() == Some(number.to_string().as_str()),
+            OrgRef::Id(row) => organization.id == row,
         };
-        Ok(Grant { actor, organization, roles })
+        names_it.then(|| Grant::with_organization(actor, Some(organization.clone())))
+    }
+
+    /// The claimed roles that apply to `organization`'s kind; none for an unregistered one.
+    fn with_organization(actor: Actor, organization: Option<organization::Model>) -> Grant {
+        let roles = match (actor.principal(), &organization) {
+            (Some(principal), Some(org)) => {
+                principal.claimed.iter().copied().filter(|r| r.applies_to(org.kind)).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        Grant { actor, organization, roles }
     }
 
     pub fn actor(&self) -> &Actor {
@@ -687,6 +706,44 @@ mod tests {
             other.mint("platform", OrgRef::Id(7), BTreeSet::from([Role::Integration]), Duration::from_secs(60));
         assert!(verifier.verify(&elsewhere).is_err());
         assert!(verifier.verified.tokens.lock().unwrap().is_empty());
+    }
+
+    /// The organisation read with a product stands in for the grant's own lookup only when it
+    /// is the one the token names, by number or by row, and then grants what the lookup would.
+    #[test]
+    fn a_grant_takes_an_organisation_read_elsewhere_only_when_the_token_names_it() {
+        use crate::organizations::model::{Model, OrganizationKind};
+        let supplier = Model {
+            id: 7,
+            kind: OrganizationKind::Supplier,
+            name: "Leverandør AS".into(),
+            org_number: Some("974760673".into()),
+            municipality_number: None,
+            county: None,
+            population: None,
+            population_year: None,
+            created_at: chrono::Utc::now().fixed_offset(),
+        };
+        let actor = |org: OrgRef| {
+            Actor::Authenticated(Principal {
+                subject: "platform".into(),
+                org,
+                claimed: BTreeSet::from([Role::Integration, Role::Supplier, Role::CaseWorker]),
+                expires_at: 0,
+                issued_at: 0,
+                token_id: None,
+            })
+        };
+        let number = |n: &str| OrgRef::Number(n.parse().unwrap());
+        for named in [actor(OrgRef::Id(7)), actor(number("974760673"))] {
+            let grant = Grant::of_named_organization(named, &supplier).expect("the token names it");
+            assert_eq!(grant.organization().map(|o| o.id), Some(7));
+            // The roles that apply to a supplier, as `Grant::resolve` keeps them.
+            assert_eq!(grant.roles().collect::<Vec<_>>(), [Role::Supplier, Role::Integration]);
+        }
+        for other in [actor(OrgRef::Id(8)), actor(number("918082956")), Actor::Anonymous] {
+            assert!(Grant::of_named_organization(other, &supplier).is_none());
+        }
     }
 
     #[test]

@@ -122,6 +122,24 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// Who may post to a product is read with the product: a request of its supplier's
+    /// integration is authorised by one statement (the caller's organisation was a second).
+    /// The request is refused for its content type, after authorisation and before anything is
+    /// decoded or written, so the count holds authorisation alone. Callers the product's row
+    /// does not authorise still get their own lookup: the refusals are unchanged.
+    async fn a_request_of_the_products_supplier_is_authorised_in_one_statement(app) {
+        let fleet = registered(&app, &[]).await;
+        let integration = fleet.integration_token(&app);
+        let before = app.db().statement_count();
+        let (status, reply) = crate::devices::ingest(&app, &integration, DISPENSER, "json", b"{}".to_vec()).await;
+        assert_eq!((status, reply["errors"][0]["extensions"]["code"].as_str()), (400, Some("INVALID_CONTENT_TYPE")), "{reply}");
+        assert_eq!(app.db().statement_count() - before, 1);
+        let (status, reply) = crate::devices::ingest(&app, &integration, "no-such-product", "json", b"{}".to_vec()).await;
+        assert_eq!((status, reply["errors"][0]["extensions"]["code"].as_str()), (404, Some("NOT_FOUND")), "{reply}");
+    }
+}
+
+on_both_backends! {
     /// A message from one more device costs no statement more: its receipt, the devices'
     /// last-seen times, the events, the duplicate check, alerts and the outbox are written for
     /// the whole group at once. (Before, every device's last-seen time was its own UPDATE, and

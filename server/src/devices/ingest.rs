@@ -36,6 +36,7 @@ use crate::db::Database;
 use crate::errors::ApiError;
 use crate::ids::{NodeType, global_id};
 use crate::live::{Announcement, Live, Scope, Topic};
+use crate::organizations::model as organization;
 
 /// One device message as the supplier sent it, its content type parsed at the edge.
 #[derive(Debug, Clone)]
@@ -134,19 +135,31 @@ fn reason(code: &str, message: impl Into<String>) -> Reason {
     Reason { code: code.to_string(), message: message.into() }
 }
 
-/// A product as ingest reads it for each request: its row and its active adapter's id, in one
-/// statement instead of two.
+/// A product as ingest reads it for each request: its row, its active adapter's id and its
+/// supplier, in one statement instead of three (the supplier is, for a sender allowed to post,
+/// the caller's own organisation: see `auth::Grant::of_named_organization`).
 #[derive(Debug, Clone)]
 pub struct IngestProduct {
     pub product: device_product::Model,
     pub active_adapter_id: Option<i64>,
+    pub supplier: organization::Model,
 }
 
-/// The product posted to as `slug`, with its active adapter's id.
+/// The product columns of [`product_for_ingest`]'s row, with the active adapter's id.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct ProductRow {
+    id: i64,
+    supplier_id: i64,
+    slug: String,
+    created_at: sea_orm::prelude::DateTimeWithTimeZone,
+    dead_letter_bytes: i64,
+    active_adapter_id: Option<i64>,
+}
+
+/// The product posted to as `slug`, with its active adapter's id and its supplier.
 pub async fn product_for_ingest<C: ConnectionTrait>(db: &C, slug: &str) -> Result<Option<IngestProduct>, DbErr> {
-    use sea_orm::QueryTrait;
-    use sea_orm::prelude::DateTimeWithTimeZone;
     use sea_orm::sea_query::{SimpleExpr, SubQueryStatement};
+    use sea_orm::{EntityTrait as _, JoinType, QueryTrait};
     let active = adapter::Entity::find()
         .select_only()
         .column(adapter::Column::Id)
@@ -157,26 +170,30 @@ pub async fn product_for_ingest<C: ConnectionTrait>(db: &C, slug: &str) -> Resul
         )
         .limit(1)
         .into_query();
-    let row: Option<(i64, i64, String, DateTimeWithTimeZone, i64, Option<i64>)> = device_product::Entity::find()
-        .select_only()
-        .columns([
-            device_product::Column::Id,
-            device_product::Column::SupplierId,
-            device_product::Column::Slug,
-            device_product::Column::CreatedAt,
-            device_product::Column::DeadLetterBytes,
-        ])
-        .column_as(
-            SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(active))),
-            "active_adapter_id",
-        )
+    let supplier = device_product::Entity::belongs_to(organization::Entity)
+        .from(device_product::Column::SupplierId)
+        .to(organization::Column::Id)
+        .into();
+    let row = device_product::Entity::find()
+        .column_as(SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(active))), "active_adapter_id")
+        .join(JoinType::InnerJoin, supplier)
+        .select_also(organization::Entity)
         .filter(device_product::Column::Slug.eq(slug))
-        .into_tuple()
+        .into_model::<ProductRow, organization::Model>()
         .one(db)
         .await?;
-    Ok(row.map(|(id, supplier_id, slug, created_at, dead_letter_bytes, active_adapter_id)| IngestProduct {
-        product: device_product::Model { id, supplier_id, slug, created_at, dead_letter_bytes },
-        active_adapter_id,
+    Ok(row.and_then(|(row, supplier)| {
+        Some(IngestProduct {
+            product: device_product::Model {
+                id: row.id,
+                supplier_id: row.supplier_id,
+                slug: row.slug,
+                created_at: row.created_at,
+                dead_letter_bytes: row.dead_letter_bytes,
+            },
+            active_adapter_id: row.active_adapter_id,
+            supplier: supplier?,
+        })
     }))
 }
 
@@ -449,7 +466,7 @@ async fn write_group(db: &Database, live: &Live, group: &mut [Pending]) -> Resul
     }
     let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
     // Last: announcing holds the outbox counter until the commit.
-    announce_stored(&txn, live, stored).await?;
+    announce_stored(&txn, live, stored, &devices).await?;
     crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     crate::failpoint::hit(crate::failpoint::Point::AfterCommit);
@@ -463,72 +480,69 @@ pub struct LiveDeviceEvent {
     pub event: device_event::Model,
 }
 
-/// Announces `events`, just stored in `txn` (in id order: the order they were stored).
+/// Announces `events`, just stored in `txn` (in id order: the order they were stored), each to
+/// its device's municipality and product's supplier, as `devices` (read in the same
+/// transaction) has them.
 async fn announce_stored(
     txn: &sea_orm::DatabaseTransaction,
     live: &Live,
     events: Vec<device_event::Model>,
+    devices: &DeviceIds,
 ) -> Result<(), DbErr> {
-    let mut announcements = Vec::new();
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let events: Vec<device_event::Model> = events.by_ref().take(500).collect();
-        let device_ids: HashSet<i64> = events.iter().map(|e| e.device_id).collect();
-        let devices: HashMap<i64, (i64, i64)> = device::Entity::find()
-            .select_only()
-            .column(device::Column::Id)
-            .column(device::Column::MunicipalityId)
-            .column(device::Column::ProductId)
-            .filter(device::Column::Id.is_in(device_ids))
-            .into_tuple::<(i64, i64, i64)>()
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|(id, municipality, product)| (id, (municipality, product)))
-            .collect();
-        let product_ids: HashSet<i64> = devices.values().map(|(_, product)| *product).collect();
-        let suppliers: HashMap<i64, i64> = device_product::Entity::find()
-            .select_only()
-            .column(device_product::Column::Id)
-            .column(device_product::Column::SupplierId)
-            .filter(device_product::Column::Id.is_in(product_ids))
-            .into_tuple::<(i64, i64)>()
-            .all(txn)
-            .await?
-            .into_iter()
-            .collect();
-        for event in events {
-            let Some(&(municipality_id, product_id)) = devices.get(&event.device_id) else { continue };
-            let Some(&supplier_id) = suppliers.get(&product_id) else { continue };
-            let scope = Scope { municipality_id: Some(municipality_id), organization_id: Some(supplier_id) };
-            announcements.push(Announcement::new(Topic::DeviceEvent, scope, &LiveDeviceEvent { event }));
-        }
-    }
+    let scopes: HashMap<i64, Scope> = devices.values().map(|device| (device.id, device.scope)).collect();
+    let announcements = events
+        .into_iter()
+        .filter_map(|event| {
+            let scope = *scopes.get(&event.device_id)?;
+            Some(Announcement::new(Topic::DeviceEvent, scope, &LiveDeviceEvent { event }))
+        })
+        .collect();
     live.publish_all(txn, announcements).await?;
     Ok(())
 }
 
-/// Registered devices by (product, serial).
-type DeviceIds = HashMap<(i64, String), i64>;
+/// A registered device as ingest needs it: its id, and who hears of its events.
+#[derive(Debug, Clone, Copy)]
+struct Registered {
+    id: i64,
+    /// The device's municipality and its product's supplier.
+    scope: Scope,
+}
 
+/// Registered devices by (product, serial).
+type DeviceIds = HashMap<(i64, String), Registered>;
+
+/// The devices `named` by (product, serial) that are registered, with their products'
+/// suppliers: one read serves the checks, the events' device ids and their announcements.
 async fn devices_by_serial<C: ConnectionTrait>(db: &C, named: &[(i64, &str)]) -> Result<DeviceIds, DbErr> {
+    use sea_orm::{EntityTrait as _, JoinType};
     let mut named = named.to_vec();
     named.sort_unstable();
     named.dedup();
     let mut found = HashMap::new();
     for chunk in named.chunks(500) {
         let products: Vec<i64> = chunk.iter().map(|(p, _)| *p).collect();
-        let rows: Vec<(i64, i64, String)> = device::Entity::find()
+        let product = device::Entity::belongs_to(device_product::Entity)
+            .from(device::Column::ProductId)
+            .to(device_product::Column::Id)
+            .into();
+        let rows: Vec<(i64, i64, String, i64, i64)> = device::Entity::find()
             .select_only()
             .column(device::Column::Id)
             .column(device::Column::ProductId)
             .column(device::Column::Serial)
+            .column(device::Column::MunicipalityId)
+            .column(device_product::Column::SupplierId)
+            .join(JoinType::InnerJoin, product)
             .filter(device::Column::ProductId.is_in(products))
             .filter(device::Column::Serial.is_in(chunk.iter().map(|(_, s)| *s)))
             .into_tuple()
             .all(db)
             .await?;
-        found.extend(rows.into_iter().map(|(id, product, serial)| ((product, serial), id)));
+        found.extend(rows.into_iter().map(|(id, product, serial, municipality_id, supplier_id)| {
+            let scope = Scope { municipality_id: Some(municipality_id), organization_id: Some(supplier_id) };
+            ((product, serial), Registered { id, scope })
+        }));
     }
     Ok(found)
 }
@@ -584,7 +598,7 @@ async fn accept_all<C: ConnectionTrait>(
     accepted: Vec<Accepted>,
     devices: &DeviceIds,
 ) -> Result<(Vec<MessageResult>, Vec<device_event::Model>), DbErr> {
-    let device_of = |a: &Accepted, e: &Event| devices[&(a.product_id, e.device_serial.clone())];
+    let device_of = |a: &Accepted, e: &Event| devices[&(a.product_id, e.device_serial.clone())].id;
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     let keys: Vec<(i64, &str)> = accepted
         .iter()
@@ -1007,7 +1021,7 @@ pub async fn replay_dead_letters(
     }
     // Replayed events need a human as much as fresh ones: an alarm never decoded was never handled.
     let alerts = crate::alerts::rules::raise_for_events(&txn, &stored).await?;
-    announce_stored(&txn, live, stored).await?;
+    announce_stored(&txn, live, stored, &devices).await?;
     crate::alerts::live::publish(&txn, live, alerts).await?;
     txn.commit().await?;
     Ok(outcomes)

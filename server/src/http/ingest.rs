@@ -81,8 +81,19 @@ async fn product_of(shared: &Shared, actor: &crate::auth::Actor, slug: &str) -> 
         ));
     }
     let db = shared.state.db.read();
-    // The caller's effective roles, as every GraphQL request computes them.
-    let access = crate::auth::Grant::resolve(db, actor.clone()).await.map_err(internal)?;
+    let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
+    let slug: Option<ProductSlug> = slug.parse().ok();
+    let product = match &slug {
+        Some(slug) => ingest::product_for_ingest(db, slug.as_str()).await.map_err(|e| internal(e.into()))?,
+        None => None,
+    };
+    // The caller's effective roles, as every GraphQL request computes them; read with the
+    // product when the caller is its supplier (every accepted request), else on their own.
+    let named = product.as_ref().and_then(|p| crate::auth::Grant::of_named_organization(actor.clone(), &p.supplier));
+    let access = match named {
+        Some(access) => access,
+        None => crate::auth::Grant::resolve(db, actor.clone()).await.map_err(internal)?,
+    };
     let principal = access.require(Role::Integration, "ingest device messages").map_err(|e| {
         error_response(
             StatusCode::FORBIDDEN,
@@ -90,11 +101,8 @@ async fn product_of(shared: &Shared, actor: &crate::auth::Actor, slug: &str) -> 
             &format!("{e}; ingest needs a token with the `integration` role"),
         )
     })?;
-    let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
-    let slug: ProductSlug = slug.parse().map_err(|_| not_found())?;
+    let (Some(slug), Some(product)) = (slug, product) else { return Err(not_found()) };
     let org = access.organization();
-    let product =
-        ingest::product_for_ingest(db, slug.as_str()).await.map_err(|e| internal(e.into()))?.ok_or_else(not_found)?;
     if org.is_none_or(|o| o.id != product.product.supplier_id) {
         return Err(error_response(
             StatusCode::FORBIDDEN,
