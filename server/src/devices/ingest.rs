@@ -175,7 +175,10 @@ pub async fn product_for_ingest<C: ConnectionTrait>(db: &C, slug: &str) -> Resul
         .to(organization::Column::Id)
         .into();
     let row = device_product::Entity::find()
-        .column_as(SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(active))), "active_adapter_id")
+        .column_as(
+            SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(active))),
+            "active_adapter_id",
+        )
         .join(JoinType::InnerJoin, supplier)
         .select_also(organization::Entity)
         .filter(device_product::Column::Slug.eq(slug))
