@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use velferd::auth::Role;
-use velferd::live::{Scope, Topic};
+use velferd::live::{Announcement, Filter, Interest, Scope, Topic};
 
 use crate::devices::{ALARM, Fleet, ingest, live_reference_adapters};
 use crate::serve::Server;
@@ -251,7 +251,7 @@ on_both_backends! {
 
         // The slow one subscribes below GraphQL, where not reading is in the test's hands (a
         // WebSocket client that stops reading is buffered by the kernel for megabytes first).
-        let mut slow = app.live().subscribe(&[Topic::DeviceEvent], None).await.unwrap();
+        let mut slow = app.live().subscribe(Filter::everything(&[Topic::DeviceEvent]), None).await.unwrap();
         let references = ["S-1", "S-2", "S-3", "S-4", "S-5"];
         // One at a time: the fast subscriber, with a buffer of two as well, takes each before
         // the next is raised; ingest answers every one while the slow one takes nothing.
@@ -290,7 +290,7 @@ on_both_backends! {
     /// reconnecting) still reaches subscribers: every instance also reads the outbox on a timer.
     async fn a_missed_wake_up_is_covered_by_the_poll(app) {
         let app = app.respawn_with(&[("VELFERD_LIVE_POLL_MS", "200")]).await;
-        let mut stream = app.live().subscribe(&[Topic::DeviceEvent], None).await.unwrap();
+        let mut stream = app.live().subscribe(Filter::everything(&[Topic::DeviceEvent]), None).await.unwrap();
         // Written as `Live::publish` writes it, but with no NOTIFY and no wake-up.
         let db = app.db().write();
         let backend = db.get_database_backend();
@@ -359,7 +359,7 @@ async fn waiting_for_a_lock(app: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_committing_out_of_order_lose_nothing() {
     let Some(app) = TestApp::spawn_postgres().await else { return };
-    let mut stream = app.live().subscribe(&[Topic::DeviceEvent], None).await.unwrap();
+    let mut stream = app.live().subscribe(Filter::everything(&[Topic::DeviceEvent]), None).await.unwrap();
     let start = velferd::live::last_sequence(app.db().read()).await.unwrap();
 
     let early = app.db().write().begin().await.unwrap();
@@ -515,4 +515,73 @@ async fn two_server_processes_share_alerts_and_a_returning_subscriber_gets_exact
     signal(client, &ingesting.base, &integration, "A-5", "ME").await;
     let (sequence, fifth) = raised(&mut ws).await;
     assert!(sequence > missed[2].0 && !ids.contains(fifth.as_str()) && fifth != first);
+}
+
+on_both_backends! {
+    /// The hub offers a subscriber only what its filter admits — its scope, then its test — so
+    /// a flood of other municipalities' changes neither wakes nor drops it (its buffer holds
+    /// two here), while a subscriber to everything is dropped by the same flood. Resuming reads
+    /// the stored rows through the same filter.
+    async fn a_subscriber_hears_only_what_its_filter_admits_and_others_changes_never_drop_it(app) {
+        let app = app.respawn_with(&[("VELFERD_LIVE_SUBSCRIBER_BUFFER", "2")]).await;
+        let live = app.live();
+        let (larvik, bergen) = (Scope { municipality_id: Some(1), organization_id: Some(9) }, Scope {
+            municipality_id: Some(2),
+            organization_id: Some(9),
+        });
+        let in_larvik = Filter::new(&[Topic::DeviceEvent], Interest::Scoped { municipality: Some(1), organization: None });
+        let real_ones = in_larvik.clone().and(|item| item.decoded::<Value>().is_some_and(|p| p["test"] == false));
+        let mut scoped = live.subscribe(in_larvik.clone(), None).await.unwrap();
+        let mut tested = live.subscribe(real_ones, None).await.unwrap();
+        let mut everything = live.subscribe(Filter::everything(&[Topic::DeviceEvent]), None).await.unwrap();
+        let start = velferd::live::last_sequence(app.db().read()).await.unwrap();
+
+        let mut announced: Vec<_> =
+            (0..10).map(|n| Announcement::new(Topic::DeviceEvent, bergen, &json!({ "n": n, "test": false }))).collect();
+        announced.push(Announcement::new(Topic::DeviceEvent, larvik, &json!({ "n": "test", "test": true })));
+        announced.push(Announcement::new(Topic::DeviceEvent, larvik, &json!({ "n": "real", "test": false })));
+        let txn = app.db().write().begin().await.unwrap();
+        live.publish_all(&txn, announced).await.unwrap();
+        txn.commit().await.unwrap();
+
+        let next = async |stream: &mut velferd::live::LiveStream| {
+            let item = tokio::time::timeout(PATIENCE, stream.next()).await.expect("in time").expect("open");
+            item.map(|item| (item.sequence - start, item.payload::<Value>().unwrap()["n"].to_string()))
+        };
+        assert_eq!(next(&mut scoped).await.unwrap(), (11, "\"test\"".to_string()));
+        assert_eq!(next(&mut scoped).await.unwrap(), (12, "\"real\"".to_string()));
+        assert_eq!(next(&mut tested).await.unwrap(), (12, "\"real\"".to_string()));
+        // The control: the first two, then dropped as too slow.
+        assert_eq!(next(&mut everything).await.unwrap().0, 1);
+        assert_eq!(next(&mut everything).await.unwrap().0, 2);
+        assert!(matches!(next(&mut everything).await, Err(velferd::live::LiveError::TooSlow { .. })));
+
+        // Neither filtered subscriber was dropped: a later change of theirs reaches both.
+        let txn = app.db().write().begin().await.unwrap();
+        live.publish(&txn, Topic::DeviceEvent, larvik, &json!({ "n": "later", "test": false })).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(next(&mut scoped).await.unwrap(), (13, "\"later\"".to_string()));
+        assert_eq!(next(&mut tested).await.unwrap(), (13, "\"later\"".to_string()));
+
+        // Resuming from before the flood reads only Larvik's rows from the table.
+        let mut resumed = live.subscribe(in_larvik, Some(start)).await.unwrap();
+        for expected in [(11, "\"test\""), (12, "\"real\""), (13, "\"later\"")] {
+            assert_eq!(next(&mut resumed).await.unwrap(), (expected.0, expected.1.to_string()));
+        }
+    }
+}
+
+#[test]
+fn an_interest_admits_its_municipality_and_its_organisation_only() {
+    let scope = |m, o| Scope { municipality_id: m, organization_id: o };
+    let case_worker = Interest::Scoped { municipality: Some(1), organization: None };
+    let supplier = Interest::Scoped { municipality: None, organization: Some(9) };
+    assert!(case_worker.admits(&scope(Some(1), Some(9))));
+    assert!(!case_worker.admits(&scope(Some(2), Some(9))));
+    assert!(!case_worker.admits(&scope(None, None)), "no scope is nobody's");
+    assert!(supplier.admits(&scope(Some(2), Some(9))));
+    assert!(!supplier.admits(&scope(Some(1), None)));
+    assert!(Interest::Everything.admits(&scope(None, None)));
+    let nobody = Interest::Scoped { municipality: None, organization: None };
+    assert!(!nobody.admits(&scope(None, None)) && !nobody.admits(&scope(Some(1), Some(9))));
 }

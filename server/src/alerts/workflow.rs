@@ -122,6 +122,20 @@ impl AlertViewer {
         Ok(None)
     }
 
+    /// Whose alert changes the viewer may hear, by the scope they are announced with (the
+    /// alert's municipality and its responder): [`AlertViewer::sees`] decides each one, this
+    /// only spares the viewer the others. A response centre's desk depends on its service
+    /// agreements, read per alert: it hears every change.
+    pub fn interest(&self) -> crate::live::Interest {
+        if self.operator {
+            return crate::live::Interest::Everything;
+        }
+        crate::live::Interest::Scoped {
+            municipality: self.case_worker.then_some(self.org_id),
+            organization: self.responder.then_some(self.org_id),
+        }
+    }
+
     /// Writes the audit entry for serving `alert` under `role`, when it names a recipient. A
     /// read of an alert that is no longer open is flagged for the privacy officer's review: the
     /// reader has no open alert to justify looking at the recipient's data.

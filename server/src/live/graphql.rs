@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use futures_util::{Stream, StreamExt};
 
-use super::{Item, LiveError, Topic};
+use super::{Filter, Item, LiveError};
 use crate::graphql::context::state;
 
 /// A position in the outbox: every item a subscription delivers carries one, increasing in the
@@ -55,14 +55,15 @@ pub fn error(error: &LiveError) -> async_graphql::Error {
     })
 }
 
-/// A subscription field's stream of `topics` after `after` (or from now): `deliver` turns each
-/// item into what the field yields — `None` skips it (not the caller's, or filtered out), so it
-/// decides who hears what, like the field's query counterpart. A sequence that cannot be resumed
-/// from is the field's error; a subscriber dropped as too slow gets a last error item naming its
-/// last sequence, then the stream completes.
+/// A subscription field's stream of what `filter` admits after `after` (or from now): the
+/// filter decides whose changes the caller hears, like the field's query counterpart, before the
+/// subscriber is woken; `deliver` turns each item into what the field yields — `None` skips it
+/// (a rule that needs the database). A sequence that cannot be resumed from is the field's
+/// error; a subscriber dropped as too slow gets a last error item naming its last sequence, then
+/// the stream completes.
 pub async fn subscribe<T, F, Fut>(
     ctx: &Context<'_>,
-    topics: &[Topic],
+    filter: Filter,
     after: Option<Sequence>,
     mut deliver: F,
 ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<T>> + Send + 'static + use<T, F, Fut>>
@@ -72,7 +73,7 @@ where
     Fut: Future<Output = Option<T>> + Send + 'static,
 {
     let live = state(ctx).live.clone();
-    let items = live.subscribe(topics, after.map(|s| s.0)).await.map_err(|e| error(&e))?;
+    let items = live.subscribe(filter, after.map(|s| s.0)).await.map_err(|e| error(&e))?;
     Ok(items.filter_map(move |next| {
         let delivered = next.map(&mut deliver);
         async move {

@@ -1,6 +1,6 @@
 //! One instance's reader of the outbox and its subscribers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use sea_orm::{
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::model::outbox;
-use super::{Announcement, CHANNEL, Item, LiveError, LiveSettings, Scope, Topic, counters};
+use super::{Announcement, CHANNEL, Filter, Interest, Item, LiveError, LiveSettings, Scope, Topic, counters};
 use crate::db::{Backend, Database};
 
 /// Rows the reader takes from the outbox per query.
@@ -50,13 +50,101 @@ struct State {
     head: i64,
     next_id: u64,
     subscribers: HashMap<u64, Subscriber>,
+    /// The subscribers of each topic and scope: an item is offered only to those of its
+    /// topic under its municipality, its organisation and `Route::Everything`.
+    routes: HashMap<(Topic, Route), HashSet<u64>>,
+}
+
+/// A key subscribers are routed under (see [`Interest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Route {
+    Everything,
+    Municipality(i64),
+    Organization(i64),
+}
+
+impl Route {
+    fn of_interest(interest: Interest) -> Vec<Route> {
+        match interest {
+            Interest::Everything => vec![Route::Everything],
+            Interest::Scoped { municipality, organization } => {
+                municipality.map(Route::Municipality).into_iter().chain(organization.map(Route::Organization)).collect()
+            }
+        }
+    }
+
+    fn of_item(item: &Item) -> [Option<Route>; 3] {
+        [
+            Some(Route::Everything),
+            item.scope.municipality_id.map(Route::Municipality),
+            item.scope.organization_id.map(Route::Organization),
+        ]
+    }
 }
 
 struct Subscriber {
-    topics: Vec<Topic>,
+    filter: Arc<Filter>,
     sender: mpsc::Sender<Arc<Item>>,
     /// Set when the hub dropped the subscriber because it fell behind.
     dropped: Arc<AtomicBool>,
+    /// The last sequence offered: a subscriber routed under two keys hears an item once.
+    offered: i64,
+}
+
+impl State {
+    fn add(&mut self, filter: Arc<Filter>, sender: mpsc::Sender<Arc<Item>>, dropped: Arc<AtomicBool>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        for &topic in &filter.topics {
+            for route in Route::of_interest(filter.interest) {
+                self.routes.entry((topic, route)).or_default().insert(id);
+            }
+        }
+        self.subscribers.insert(id, Subscriber { filter, sender, dropped, offered: 0 });
+        id
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Subscriber> {
+        let subscriber = self.subscribers.remove(&id)?;
+        for &topic in &subscriber.filter.topics {
+            for route in Route::of_interest(subscriber.filter.interest) {
+                if let Some(ids) = self.routes.get_mut(&(topic, route)) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.routes.remove(&(topic, route));
+                    }
+                }
+            }
+        }
+        Some(subscriber)
+    }
+
+    /// Offers `item` to the subscribers routed to it that it passes, without waiting: one
+    /// whose channel is full is dropped (and told so), one whose stream is gone is forgotten.
+    fn offer(&mut self, item: Arc<Item>) {
+        let mut gone = Vec::new();
+        for route in Route::of_item(&item).into_iter().flatten() {
+            let Some(ids) = self.routes.get(&(item.topic, route)) else { continue };
+            for id in ids {
+                let Some(subscriber) = self.subscribers.get_mut(id) else { continue };
+                if subscriber.offered == item.sequence || !subscriber.filter.passes(&item) {
+                    continue;
+                }
+                subscriber.offered = item.sequence;
+                match subscriber.sender.try_send(item.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        subscriber.dropped.store(true, Ordering::SeqCst);
+                        gone.push(*id);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                }
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
+    }
 }
 
 impl Hub {
@@ -105,23 +193,11 @@ impl Hub {
                 for (_, subscriber) in state.subscribers.drain() {
                     subscriber.dropped.store(true, Ordering::SeqCst);
                 }
+                state.routes.clear();
             }
             state.head = row.id;
             let Some(item) = Item::of_row(row) else { continue };
-            let item = Arc::new(item);
-            state.subscribers.retain(|_, subscriber| {
-                if !subscriber.topics.contains(&item.topic) {
-                    return true;
-                }
-                match subscriber.sender.try_send(item.clone()) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        subscriber.dropped.store(true, Ordering::SeqCst);
-                        false
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                }
-            });
+            state.offer(Arc::new(item));
         }
     }
 }
@@ -136,7 +212,7 @@ impl Live {
             settings,
             wake: Notify::new(),
             local_publish: AtomicBool::new(false),
-            state: Mutex::new(State { head, next_id: 0, subscribers: HashMap::new() }),
+            state: Mutex::new(State { head, next_id: 0, subscribers: HashMap::new(), routes: HashMap::new() }),
             head_watch: watch::channel(head).0,
         });
         let (alive, closed) = watch::channel(());
@@ -176,27 +252,27 @@ impl Live {
         Ok(last)
     }
 
-    /// The items of `topics` in sequence order: from now on, or after sequence `after` —
-    /// every later item exactly once, first those already stored, then live. The stream ends
+    /// The items `filter` admits, in sequence order: from now on, or after sequence `after` —
+    /// every later one exactly once, first those already stored, then live. The stream ends
     /// with [`LiveError::TooSlow`] if the subscriber falls `subscriber_buffer` items behind,
-    /// or [`LiveError::Expired`] if rows it still needed were pruned.
-    pub async fn subscribe(&self, topics: &[Topic], after: Option<i64>) -> Result<LiveStream, LiveError> {
+    /// or [`LiveError::Expired`] if rows it still needed were pruned. Only what the filter
+    /// admits counts towards the buffer: others' changes never wake or drop a subscriber.
+    pub async fn subscribe(&self, filter: Filter, after: Option<i64>) -> Result<LiveStream, LiveError> {
         let (sender, receiver) = mpsc::channel(self.hub.settings.subscriber_buffer.max(1));
         let dropped = Arc::new(AtomicBool::new(false));
+        let filter = Arc::new(filter);
         // Registered before anything is read: what the hub reads from here on reaches us.
         let (id, head) = {
             let mut state = self.hub.state();
-            let id = state.next_id;
-            state.next_id += 1;
-            let subscriber = Subscriber { topics: topics.to_vec(), sender, dropped: dropped.clone() };
-            state.subscribers.insert(id, subscriber);
+            let id = state.add(filter.clone(), sender, dropped.clone());
             (id, state.head)
         };
         let registration = Registration { hub: self.hub.clone(), id };
         let mut reader = Reader {
             _registration: registration,
             db: self.hub.db.clone(),
-            topics: topics.iter().map(|t| t.name().to_string()).collect(),
+            topics: filter.topics.iter().map(|t| t.name().to_string()).collect(),
+            filter,
             receiver,
             dropped,
             backfill: None,
@@ -266,7 +342,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.state().subscribers.remove(&self.id);
+        self.hub.state().remove(self.id);
     }
 }
 
@@ -274,6 +350,8 @@ struct Reader {
     _registration: Registration,
     db: Database,
     topics: Vec<String>,
+    /// Applied to stored rows as the hub applies it to live ones.
+    filter: Arc<Filter>,
     receiver: mpsc::Receiver<Arc<Item>>,
     dropped: Arc<AtomicBool>,
     /// Stored rows still to read: (after this sequence, up to this one).
@@ -336,7 +414,8 @@ impl Reader {
             Some(last) if rows.len() as u64 == BACKFILL_PAGE && last.id < upper => Some((last.id, upper)),
             _ => None,
         };
-        self.page.extend(rows.into_iter().filter_map(Item::of_row).map(Arc::new));
+        self.page
+            .extend(rows.into_iter().filter_map(Item::of_row).filter(|item| self.filter.admits(item)).map(Arc::new));
         Ok(())
     }
 }

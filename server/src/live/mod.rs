@@ -12,7 +12,9 @@
 //!   wakes the reader directly, which waits for the one write connection (so for the commit)
 //!   before it reads. A slow poll covers a missed notification.
 //! * **Fan-out**: each instance's reader reads rows past the last it read, in sequence order,
-//!   and hands each to its subscribers of that topic, through a bounded channel per subscriber.
+//!   and hands each to the subscribers its [`Filter`] admits — routed by topic and scope, then
+//!   the subscriber's own test, run in the reader on a payload read once for all — through a
+//!   bounded channel per subscriber. What a subscriber may not hear never wakes it.
 //!   A subscriber whose channel is full is dropped, never waited for: its stream ends with
 //!   [`LiveError::TooSlow`] naming the last sequence it took, from which it can resume.
 //! * **Resume**: [`Live::subscribe`] after a sequence replays the rows after it from the table,
@@ -32,6 +34,8 @@ pub mod graphql;
 mod hub;
 pub mod model;
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -92,29 +96,108 @@ pub struct Scope {
     pub organization_id: Option<i64>,
 }
 
-/// One announced change, as subscribers receive it.
-#[derive(Debug, Clone)]
+/// One announced change, as subscribers receive it: one value shared by every subscriber that
+/// hears it, so its payload is read once however many do.
+#[derive(Debug)]
 pub struct Item {
     pub sequence: i64,
     pub topic: Topic,
     pub scope: Scope,
     /// JSON, as published.
     pub payload: String,
+    /// The payload as the first reader of [`Item::decoded`] read it (`None`: it did not read).
+    decoded: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
 }
 
 impl Item {
-    /// The payload read as the type it was published as.
+    pub fn new(sequence: i64, topic: Topic, scope: Scope, payload: String) -> Item {
+        Item { sequence, topic, scope, payload, decoded: OnceLock::new() }
+    }
+
+    /// The payload read as the type it was published as, afresh.
     pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(&self.payload)
     }
 
+    /// The payload read as `T`, once for all who ask: every reader of a topic reads it as the
+    /// one type it is published as (another type gets `None`). A payload that does not read is
+    /// logged once and is `None` for everyone.
+    pub fn decoded<T: serde::de::DeserializeOwned + Send + Sync + 'static>(&self) -> Option<&T> {
+        let decoded = self.decoded.get_or_init(|| match serde_json::from_str::<T>(&self.payload) {
+            Ok(value) => Some(Box::new(value)),
+            Err(error) => {
+                let topic = self.topic.name();
+                tracing::warn!(%error, sequence = self.sequence, topic, "a live payload did not read; it is not sent");
+                None
+            }
+        });
+        decoded.as_ref()?.downcast_ref::<T>()
+    }
+
     fn of_row(row: outbox::Model) -> Option<Item> {
-        Some(Item {
-            sequence: row.id,
-            topic: Topic::of_name(&row.topic)?,
-            scope: Scope { municipality_id: row.municipality_id, organization_id: row.organization_id },
-            payload: row.payload,
-        })
+        let scope = Scope { municipality_id: row.municipality_id, organization_id: row.organization_id };
+        Some(Item::new(row.id, Topic::of_name(&row.topic)?, scope, row.payload))
+    }
+}
+
+/// Whose changes a subscriber may hear, by the scope they are announced with. The hub routes
+/// on it: a subscriber is not woken for a change outside it, whatever else is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Every change of its topics: an admin, or a reader whose rule needs more than the scope
+    /// and decides each item itself.
+    Everything,
+    /// The changes of this municipality and those concerning this organisation.
+    Scoped { municipality: Option<i64>, organization: Option<i64> },
+}
+
+impl Interest {
+    pub fn admits(&self, scope: &Scope) -> bool {
+        match *self {
+            Interest::Everything => true,
+            Interest::Scoped { municipality, organization } => {
+                (municipality.is_some() && municipality == scope.municipality_id)
+                    || (organization.is_some() && organization == scope.organization_id)
+            }
+        }
+    }
+}
+
+/// A test of each item, run once per item and subscriber, before anything wakes the subscriber.
+pub type Test = dyn Fn(&Item) -> bool + Send + Sync;
+
+/// What a subscriber hears: items of its topics, of its [`Interest`], that pass its test.
+#[derive(Clone)]
+pub struct Filter {
+    topics: Vec<Topic>,
+    interest: Interest,
+    test: Option<Arc<Test>>,
+}
+
+impl Filter {
+    pub fn new(topics: &[Topic], interest: Interest) -> Filter {
+        Filter { topics: topics.to_vec(), interest, test: None }
+    }
+
+    /// Every item of `topics`.
+    pub fn everything(topics: &[Topic]) -> Filter {
+        Filter::new(topics, Interest::Everything)
+    }
+
+    /// Only the items `test` passes too (a payload's severity, an alert's kind). Read the
+    /// payload with [`Item::decoded`]: it is read once for every subscriber.
+    pub fn and(mut self, test: impl Fn(&Item) -> bool + Send + Sync + 'static) -> Filter {
+        self.test = Some(Arc::new(test));
+        self
+    }
+
+    pub fn admits(&self, item: &Item) -> bool {
+        self.topics.contains(&item.topic) && self.interest.admits(&item.scope) && self.passes(item)
+    }
+
+    /// The test alone: for an item already routed by topic and interest.
+    fn passes(&self, item: &Item) -> bool {
+        self.test.as_ref().is_none_or(|test| test(item))
     }
 }
 

@@ -390,19 +390,13 @@ async fn alert_stream(
 ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
     let viewer = viewer(ctx, "alerts")?;
     let db = state(ctx).db.clone();
-    crate::live::graphql::subscribe(ctx, &[crate::live::Topic::Alert], after, move |item| {
+    let heard = crate::live::Filter::new(&[crate::live::Topic::Alert], viewer.interest()).and(move |item| {
+        item.decoded::<live::AlertNotice>().is_some_and(|notice| kind.is_none_or(|k| k == notice.kind))
+    });
+    crate::live::graphql::subscribe(ctx, heard, after, move |item| {
         let (db, viewer) = (db.clone(), viewer.clone());
         async move {
-            let notice = match item.payload::<live::AlertNotice>() {
-                Ok(notice) => notice,
-                Err(error) => {
-                    tracing::warn!(%error, sequence = item.sequence, "an alert notice did not read; it is not sent");
-                    return None;
-                }
-            };
-            if kind.is_some_and(|k| k != notice.kind) {
-                return None;
-            }
+            let notice = item.decoded::<live::AlertNotice>()?;
             let role = match viewer.sees(db.read(), &notice.alert).await {
                 Ok(Some(role)) => role,
                 Ok(None) => return None,
@@ -416,7 +410,7 @@ async fn alert_stream(
                 tracing::warn!(%error, "auditing a live alert failed; it is not sent");
                 return None;
             }
-            Some(AlertDelivery { sequence: Sequence(item.sequence), alert: Alert(notice.alert) })
+            Some(AlertDelivery { sequence: Sequence(item.sequence), alert: Alert(notice.alert.clone()) })
         }
     })
     .await

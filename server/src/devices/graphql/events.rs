@@ -410,21 +410,13 @@ impl DeviceSubscription {
     ) -> Result<impl Stream<Item = Result<DeviceEventDelivery>> + use<>> {
         let viewer = DeviceViewer::of(ctx).await?;
         let filter = filter.unwrap_or_default();
-        let topics = [crate::live::Topic::DeviceEvent];
-        crate::live::graphql::subscribe(ctx, &topics, after_sequence, move |item| {
-            let scope = item.scope;
-            let seen = match (scope.municipality_id, scope.organization_id) {
-                (Some(municipality), Some(supplier)) => viewer.sees(municipality, supplier),
-                _ => false,
-            };
-            let delivery = seen
-                .then(|| item.payload::<ingest::LiveDeviceEvent>().ok())
-                .flatten()
-                .filter(|live| filter.matches(&live.event))
-                .map(|live| DeviceEventDelivery {
-                    sequence: crate::live::graphql::Sequence(item.sequence),
-                    event: DeviceEvent(live.event),
-                });
+        let heard = crate::live::Filter::new(&[crate::live::Topic::DeviceEvent], viewer.interest())
+            .and(move |item| item.decoded::<ingest::LiveDeviceEvent>().is_some_and(|live| filter.matches(&live.event)));
+        crate::live::graphql::subscribe(ctx, heard, after_sequence, |item| {
+            let delivery = item.decoded::<ingest::LiveDeviceEvent>().map(|live| DeviceEventDelivery {
+                sequence: crate::live::graphql::Sequence(item.sequence),
+                event: DeviceEvent(live.event.clone()),
+            });
             std::future::ready(delivery)
         })
         .await

@@ -100,7 +100,17 @@ impl DeviceViewer {
 
     /// Admins see every device, a municipality its own, a supplier those of its products.
     fn sees(&self, municipality_id: i64, supplier_id: i64) -> bool {
-        self.admin || self.municipality() == Some(municipality_id) || self.supplier() == Some(supplier_id)
+        let scope = crate::live::Scope { municipality_id: Some(municipality_id), organization_id: Some(supplier_id) };
+        self.interest().admits(&scope)
+    }
+
+    /// The same rule as [`DeviceViewer::sees`], over the scope a device's changes are
+    /// announced with (its municipality, its product's supplier).
+    fn interest(&self) -> crate::live::Interest {
+        if self.admin {
+            return crate::live::Interest::Everything;
+        }
+        crate::live::Interest::Scoped { municipality: self.municipality(), organization: self.supplier() }
     }
 
     /// The devices the viewer may see, as a filter on `device`.
