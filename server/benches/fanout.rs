@@ -12,7 +12,8 @@
 //! Settings (environment): `BENCH_SUBSCRIBERS` (steps, default `1000,4000,10000`),
 //! `BENCH_ALARMS` (alarms at a steady rate, default 40), `BENCH_ALARM_RATE` (a second, default
 //! 4), `BENCH_BURST` (alarms sent at once, default 20), `BENCH_STALLED` (subscribers that fall
-//! behind, default 4), `BENCH_FLOOD` (events for them to fall behind by, default 2000). `VELFERD_BENCH_POSTGRES_URL` runs on PostgreSQL, in a database of its own created and
+//! behind, default 4), `BENCH_FLOOD` (events for them to fall behind by, default 2000), `BENCH_CONSOLE`
+//! (`alerts`: consoles subscribe to `alertChanged`, each delivery audited, instead of events). `VELFERD_BENCH_POSTGRES_URL` runs on PostgreSQL, in a database of its own created and
 //! dropped per step; SQLite in a temporary directory otherwise. `BENCH_VELFERD_BIN` runs another
 //! build of the server.
 //!
@@ -67,6 +68,10 @@ const PRODUCT: &str = "reference-alarm";
 /// needs a database read per delivery).
 const CONSOLE: &str = "subscription { deviceEventReceived(filter: { minSeverity: CRITICAL }) {
     sequence event { id kind severity supplierEventId occurredAt receivedAt detail } } }";
+/// What a console subscribes to with `BENCH_CONSOLE=alerts`: its municipality's alerts as they
+/// change, each delivery audited (the alert names a recipient) — one audit entry per console per
+/// alarm. Every alarm joins the one open alert of Larvik's unit, so its event count names it.
+const ALERT_CONSOLE: &str = "subscription { alertChanged { sequence alert { id eventCount status } } }";
 /// What a stalled subscriber asked for: every event of its municipality, with its data.
 const EVERYTHING: &str = "subscription { deviceEventReceived {
     sequence event { id kind severity supplierEventId occurredAt receivedAt detail data } } }";
@@ -338,6 +343,11 @@ fn delivered(text: &str, prefix: &str) -> Option<usize> {
     if message["type"] != "next" || message["id"] != "1" || message["payload"].get("errors").is_some() {
         return None;
     }
+    if alert_consoles() {
+        // The alert was raised by the first alarm of the step (the unit's first event).
+        let count = message["payload"]["data"]["alertChanged"]["alert"]["eventCount"].as_u64()?;
+        return usize::try_from(count).ok()?.checked_sub(1);
+    }
     let event = &message["payload"]["data"]["deviceEventReceived"]["event"];
     if event["kind"] != "alarm-button" || event["severity"] != "CRITICAL" {
         return None;
@@ -345,14 +355,22 @@ fn delivered(text: &str, prefix: &str) -> Option<usize> {
     event["supplierEventId"].as_str()?.strip_prefix(prefix)?.parse().ok()
 }
 
+/// `BENCH_CONSOLE=alerts`: consoles listen to alerts (`ALERT_CONSOLE`) instead of events.
+fn alert_consoles() -> bool {
+    std::env::var("BENCH_CONSOLE").is_ok_and(|v| v == "alerts")
+}
+
 /// Reads `ws` until it ends, noting when each alarm arrived (the moment its frame is read,
-/// before it is parsed).
+/// before it is parsed); an alert's later changes (an escalation) repeat its count and are not
+/// a second delivery.
 async fn listen(mut ws: Socket, console: Arc<Console>, tally: Arc<Tally>, prefix: String) {
     let mut first = true;
+    let mut heard = std::collections::HashSet::new();
     while let Some(frame) = ws.next().await {
         let at = Instant::now();
         match frame {
             Ok(Message::Text(text)) => match delivered(text.as_str(), &prefix) {
+                Some(alarm) if !heard.insert(alarm) => {}
                 Some(alarm) => {
                     console.heard.lock().unwrap().push((alarm, at));
                     if std::mem::take(&mut first) {
@@ -612,7 +630,8 @@ async fn step(n: usize, signer: &TokenSigner, stalled_count: usize) -> Vec<Row> 
         .map(|token| {
             let (addr, tally, prefix) = (&addr, tally.clone(), prefix.clone());
             async move {
-                let ws = subscribe(addr, token, CONSOLE, None).await;
+                let document = if alert_consoles() { ALERT_CONSOLE } else { CONSOLE };
+                let ws = subscribe(addr, token, document, None).await;
                 let console = Arc::new(Console { heard: Mutex::new(Vec::new()) });
                 (console.clone(), tokio::spawn(listen(ws, console, tally, prefix)))
             }

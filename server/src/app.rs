@@ -45,11 +45,13 @@ pub struct AppState {
     pub outbound: crate::outbound::Outbound,
     /// The retention sweep (`crate::retention`); set once at start, it stops with the last clone.
     pub retention: Option<Arc<crate::retention::Retention>>,
+    /// Writes the audit entries of accesses outside any transaction (live alerts), in batches.
+    pub audit: crate::audit::Recorder,
 }
 
 impl AppState {
-    /// The state of one server; starts the ingest writer and the refusal log's writer on the
-    /// current Tokio runtime.
+    /// The state of one server; starts the ingest writer, the refusal log's writer and the audit
+    /// recorder on the current Tokio runtime.
     #[allow(clippy::too_many_arguments, reason = "each part of the state is made once, at start")]
     pub fn new(
         db: Database,
@@ -70,6 +72,7 @@ impl AppState {
         let refusals = crate::refusals::RefusalLog::start(db.clone(), metrics.clone(), refusal_log_flush);
         let throttle = Arc::new(crate::throttle::Throttle::new(throttle));
         let alert_sweep = Arc::new(crate::alerts::sweep::Sweep::start(db.clone(), live.clone(), alerts.sweep_interval));
+        let audit = crate::audit::Recorder::start(db.clone());
         AppState {
             db,
             events,
@@ -87,6 +90,7 @@ impl AppState {
             webhooks: None,
             outbound,
             retention: None,
+            audit,
         }
     }
 

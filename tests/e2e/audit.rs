@@ -347,6 +347,48 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// The recorder, which writes live deliveries' entries in batches: 600 accesses recorded
+    /// at once across two municipalities, while other connections append one by one to the same
+    /// chains, each answered only once committed; every chain stays whole, each access is in it
+    /// once, and each municipality's entries are in the order they were handed to it.
+    async fn the_recorder_writes_many_accesses_in_batches_into_whole_chains(app) {
+        let recorder = audit::Recorder::start(app.db().clone());
+        let mut tasks = Vec::new();
+        for n in 0..600i64 {
+            let recorder = recorder.clone();
+            let municipality = if n % 3 == 0 { 1401 } else { 1402 };
+            tasks.push(tokio::spawn(async move {
+                recorder.record(access(municipality, n + 1, Decision::Granted, Purpose::Alert(n))).await.unwrap();
+            }));
+        }
+        let other = Database::connect(&app.settings.database_url, 4, std::time::Duration::from_secs(5)).await.unwrap();
+        for n in 0..20i64 {
+            audit::record(other.write(), access(1401 + n % 2, 10_000 + n, Decision::Granted, Purpose::Casework))
+                .await
+                .unwrap();
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let report = verify(app.db().read(), &test_keys()).await.unwrap();
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.entries(), 620);
+        let entries = audit_entry::Entity::find()
+            .order_by_asc(audit_entry::Column::MunicipalityId)
+            .order_by_asc(audit_entry::Column::Seq)
+            .all(app.db().read())
+            .await
+            .unwrap();
+        let recipients: std::collections::BTreeSet<i64> = entries.iter().map(|e| e.recipient_id).collect();
+        assert_eq!(recipients.len(), 620, "every access is in a chain once");
+        for municipality in [1401, 1402] {
+            let seqs: Vec<i64> = entries.iter().filter(|e| e.municipality_id == municipality).map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "municipality {municipality}: 1, 2, 3 …");
+        }
+    }
+}
+
 /// Two municipalities' chains never wait on each other (PostgreSQL, where instances write at
 /// once; SQLite has one writer for the whole database): a transaction holding municipality A's
 /// chain head does not stop an append to B on another connection, while a second append to A

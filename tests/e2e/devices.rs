@@ -113,7 +113,10 @@ pub async fn upload_as(app: &TestApp, token: &str, query: &str, input: Value, co
             "0",
             reqwest::multipart::Part::bytes(component).file_name("adapter.wasm").mime_str("application/wasm").unwrap(),
         );
-    let response = app.client.post(app.url("/graphql")).bearer_auth(token).multipart(form).send().await.unwrap();
+    // The server compiles the component before it answers: an 18 MB Python one takes more than
+    // the client's usual 30 s on a busy two-core machine with an unoptimised build.
+    let request = app.client.post(app.url("/graphql")).bearer_auth(token).multipart(form);
+    let response = request.timeout(std::time::Duration::from_secs(180)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(body.get("errors").is_none(), "{body}");

@@ -146,27 +146,38 @@ impl AlertViewer {
         role: Role,
         operation: &'static str,
     ) -> Result<(), DbErr> {
-        let Some(recipient_id) = alert.recipient_id else { return Ok(()) };
-        audit::record(
-            db,
-            audit::Access {
-                subject: &self.subject,
-                organization_id: self.org_id,
-                role,
-                municipality_id: alert.municipality_id,
-                recipient_id,
-                operation,
-                object_type: "Alert",
-                object_id: alert.id,
-                purpose: audit::Purpose::Alert(alert.id),
-                decision: if operation == "alert.read" && alert.resolved_at.is_some() {
-                    audit::Decision::GrantedFlagged
-                } else {
-                    audit::Decision::Granted
-                },
+        match self.access(alert, role, operation) {
+            Some(access) => audit::record(db, access).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The same entry as [`AlertViewer::audit`], written by `recorder` with those of every
+    /// other console served the same change: for live deliveries, which have no transaction.
+    pub async fn audit_live(&self, recorder: &audit::Recorder, alert: &alert::Model, role: Role) -> Result<(), DbErr> {
+        match self.access(alert, role, "alert.live") {
+            Some(access) => recorder.record(access).await,
+            None => Ok(()),
+        }
+    }
+
+    fn access(&self, alert: &alert::Model, role: Role, operation: &'static str) -> Option<audit::Access<'_>> {
+        Some(audit::Access {
+            subject: &self.subject,
+            organization_id: self.org_id,
+            role,
+            municipality_id: alert.municipality_id,
+            recipient_id: alert.recipient_id?,
+            operation,
+            object_type: "Alert",
+            object_id: alert.id,
+            purpose: audit::Purpose::Alert(alert.id),
+            decision: if operation == "alert.read" && alert.resolved_at.is_some() {
+                audit::Decision::GrantedFlagged
+            } else {
+                audit::Decision::Granted
             },
-        )
-        .await
+        })
     }
 }
 

@@ -114,6 +114,7 @@ pub fn now() -> DateTime<FixedOffset> {
 }
 
 /// An entry as it will be stored, before it has its place in the chain.
+#[derive(Debug, Clone)]
 pub struct Pending {
     pub entry: audit_entry::Model,
 }
@@ -190,46 +191,74 @@ async fn tail<C: ConnectionTrait>(db: &C, municipality_id: i64) -> Result<(i64, 
 /// Returns the entry's sequence in the chain.
 pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey) -> Result<i64, DbErr> {
     let municipality_id = pending.entry.municipality_id;
-    let (anchored_seq, _) = lock_head(db, municipality_id, key).await?;
     for _ in 0..MAX_ATTEMPTS {
-        let (tail_seq, tail_hash) = tail(db, municipality_id).await?;
-        if tail_seq > anchored_seq {
-            // Within a transaction this cannot happen; outside one it is a concurrent writer's
-            // entry about to be anchored, or one a crash left unanchored (or one written
-            // without the key): say so, for whoever reads `audit verify`'s history.
-            tracing::warn!(
-                municipality_id,
-                anchored_seq,
-                tail_seq,
-                "audit: entries beyond the anchored head; the next entry links to them and the anchor will cover them"
-            );
+        if let Some(seq) = append_in_order(db, municipality_id, vec![pending.clone()], key).await? {
+            return Ok(seq);
         }
-        let mut entry = pending.entry.clone();
-        entry.seq = tail_seq + 1;
-        entry.prev_hash = tail_hash;
+    }
+    Err(DbErr::Custom(format!(
+        "audit: gave up appending to the chain of municipality {municipality_id} after {MAX_ATTEMPTS} attempts"
+    )))
+}
+
+/// Appends `pendings`, all of `municipality_id`, in the order given, in `txn`: the head is
+/// locked and the tail read once, the entries are linked in memory and inserted in multi-row
+/// statements, and the anchor moves once, to the last. What many readers served at once (one
+/// alert to a thousand consoles) costs a few statements, not four each.
+///
+/// Returns the last entry's sequence, or `None` when a writer outside a transaction took one of
+/// the places meanwhile: roll `txn` back and try again.
+pub async fn append_many(
+    txn: &sea_orm::DatabaseTransaction,
+    municipality_id: i64,
+    pendings: Vec<Pending>,
+    key: &AuditKey,
+) -> Result<Option<i64>, DbErr> {
+    append_in_order(txn, municipality_id, pendings, key).await
+}
+
+/// Entries inserted per statement: at 15 values a row, 7,500 bound values, far below either
+/// back end's limit.
+const ROWS_PER_INSERT: usize = 500;
+
+async fn append_in_order<C: ConnectionTrait>(
+    db: &C,
+    municipality_id: i64,
+    pendings: Vec<Pending>,
+    key: &AuditKey,
+) -> Result<Option<i64>, DbErr> {
+    let (anchored_seq, _) = lock_head(db, municipality_id, key).await?;
+    let (mut seq, mut hash) = tail(db, municipality_id).await?;
+    if seq > anchored_seq {
+        // Within a transaction this cannot happen; outside one it is a concurrent writer's
+        // entry about to be anchored, or one a crash left unanchored (or one written without
+        // the key): say so, for whoever reads `audit verify`'s history.
+        tracing::warn!(
+            municipality_id,
+            anchored_seq,
+            tail_seq = seq,
+            "audit: entries beyond the anchored head; the next entry links to them and the anchor will cover them"
+        );
+    }
+    let mut rows = Vec::with_capacity(pendings.len());
+    let mut last_at = None;
+    for Pending { mut entry } in pendings {
+        debug_assert_eq!(entry.municipality_id, municipality_id, "one municipality's chain at a time");
+        entry.seq = seq + 1;
+        entry.prev_hash = hash;
         entry.hash = entry_hash(&entry);
-        let row = audit_entry::ActiveModel {
-            municipality_id: Set(entry.municipality_id),
-            seq: Set(entry.seq),
-            recipient_id: Set(entry.recipient_id),
-            subject: Set(entry.subject.clone()),
-            organization_id: Set(entry.organization_id),
-            role: Set(entry.role.clone()),
-            operation: Set(entry.operation.clone()),
-            object_type: Set(entry.object_type.clone()),
-            object_id: Set(entry.object_id),
-            purpose_kind: Set(entry.purpose_kind.clone()),
-            purpose: Set(entry.purpose.clone()),
-            decision: Set(entry.decision.clone()),
-            at: Set(entry.at),
-            prev_hash: Set(entry.prev_hash.clone()),
-            hash: Set(entry.hash.clone()),
-            ..Default::default()
-        };
+        (seq, hash, last_at) = (entry.seq, entry.hash.clone(), Some(entry.at));
+        rows.push(stored(entry));
+    }
+    let Some(last_at) = last_at else { return Ok(Some(seq)) };
+    let expected = rows.len() as u64;
+    let mut inserted = 0;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
         // ON CONFLICT DO NOTHING rather than an error: a unique violation would abort the
-        // caller's PostgreSQL transaction, and a writer outside a transaction may have taken this
+        // caller's PostgreSQL transaction, and a writer outside a transaction may have taken a
         // place between our reading the tail and inserting.
-        let inserted = audit_entry::Entity::insert(row)
+        inserted += audit_entry::Entity::insert_many(rows.by_ref().take(ROWS_PER_INSERT))
             .on_conflict(
                 OnConflict::columns([audit_entry::Column::MunicipalityId, audit_entry::Column::Seq])
                     .do_nothing()
@@ -237,28 +266,44 @@ pub async fn append<C: ConnectionTrait>(db: &C, pending: Pending, key: &AuditKey
             )
             .exec_without_returning(db)
             .await?;
-        if inserted == 0 {
-            continue;
-        }
-        // Forward only: outside a transaction a later entry may have been anchored already.
-        audit_anchor::Entity::update_many()
-            .col_expr(audit_anchor::Column::HeadSeq, Expr::value(entry.seq))
-            .col_expr(audit_anchor::Column::HeadHash, Expr::value(entry.hash.clone()))
-            .col_expr(audit_anchor::Column::KeyId, Expr::value(key.id()))
-            .col_expr(
-                audit_anchor::Column::Mac,
-                Expr::value(key.mac(&anchor_message(municipality_id, entry.seq, &entry.hash))),
-            )
-            .col_expr(audit_anchor::Column::UpdatedAt, Expr::value(entry.at))
-            .filter(audit_anchor::Column::MunicipalityId.eq(municipality_id))
-            .filter(audit_anchor::Column::HeadSeq.lt(entry.seq))
-            .exec(db)
-            .await?;
-        return Ok(entry.seq);
     }
-    Err(DbErr::Custom(format!(
-        "audit: gave up appending to the chain of municipality {municipality_id} after {MAX_ATTEMPTS} attempts"
-    )))
+    if inserted != expected {
+        return Ok(None);
+    }
+    // Forward only: outside a transaction a later entry may have been anchored already.
+    audit_anchor::Entity::update_many()
+        .col_expr(audit_anchor::Column::HeadSeq, Expr::value(seq))
+        .col_expr(audit_anchor::Column::HeadHash, Expr::value(hash.clone()))
+        .col_expr(audit_anchor::Column::KeyId, Expr::value(key.id()))
+        .col_expr(audit_anchor::Column::Mac, Expr::value(key.mac(&anchor_message(municipality_id, seq, &hash))))
+        .col_expr(audit_anchor::Column::UpdatedAt, Expr::value(last_at))
+        .filter(audit_anchor::Column::MunicipalityId.eq(municipality_id))
+        .filter(audit_anchor::Column::HeadSeq.lt(seq))
+        .exec(db)
+        .await?;
+    Ok(Some(seq))
+}
+
+/// An entry with its place in the chain, as a row to insert.
+fn stored(entry: audit_entry::Model) -> audit_entry::ActiveModel {
+    audit_entry::ActiveModel {
+        municipality_id: Set(entry.municipality_id),
+        seq: Set(entry.seq),
+        recipient_id: Set(entry.recipient_id),
+        subject: Set(entry.subject),
+        organization_id: Set(entry.organization_id),
+        role: Set(entry.role),
+        operation: Set(entry.operation),
+        object_type: Set(entry.object_type),
+        object_id: Set(entry.object_id),
+        purpose_kind: Set(entry.purpose_kind),
+        purpose: Set(entry.purpose),
+        decision: Set(entry.decision),
+        at: Set(entry.at),
+        prev_hash: Set(entry.prev_hash),
+        hash: Set(entry.hash),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod key;
 pub mod loaders;
 pub mod model;
+mod recorder;
 pub mod retention;
 pub mod verify;
 
@@ -21,6 +22,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::auth::{Caller, Role};
 use model::audit_entry;
+pub use recorder::Recorder;
 
 /// Why the caller touched the recipient's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,25 +134,31 @@ const MAX_SUBJECT_CHARS: usize = 200;
 /// the chain: a place taken twice is refused by the unique key and taken again, and an entry a
 /// crash left without its anchor moving is linked to and covered by the next append.
 pub async fn record<C: ConnectionTrait>(db: &C, access: Access<'_>) -> Result<(), DbErr> {
-    let keys = key::current();
-    let entry = audit_entry::Model {
-        id: 0,
-        municipality_id: access.municipality_id,
-        seq: 0,
-        recipient_id: access.recipient_id,
-        subject: access.subject.chars().take(MAX_SUBJECT_CHARS).collect(),
-        organization_id: access.organization_id,
-        role: access.role.as_str().to_string(),
-        operation: access.operation.to_string(),
-        object_type: access.object_type.to_string(),
-        object_id: access.object_id,
-        purpose_kind: access.purpose.kind().to_string(),
-        purpose: access.purpose.detail(),
-        decision: access.decision.as_str().to_string(),
-        at: chain::now(),
-        prev_hash: String::new(),
-        hash: String::new(),
-    };
-    chain::append(db, chain::Pending { entry }, &keys.current).await?;
+    chain::append(db, access.pending(), &key::current().current).await?;
     Ok(())
+}
+
+impl Access<'_> {
+    /// The entry this access makes, before it has its place in the chain.
+    fn pending(&self) -> chain::Pending {
+        let entry = audit_entry::Model {
+            id: 0,
+            municipality_id: self.municipality_id,
+            seq: 0,
+            recipient_id: self.recipient_id,
+            subject: self.subject.chars().take(MAX_SUBJECT_CHARS).collect(),
+            organization_id: self.organization_id,
+            role: self.role.as_str().to_string(),
+            operation: self.operation.to_string(),
+            object_type: self.object_type.to_string(),
+            object_id: self.object_id,
+            purpose_kind: self.purpose.kind().to_string(),
+            purpose: self.purpose.detail(),
+            decision: self.decision.as_str().to_string(),
+            at: chain::now(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        chain::Pending { entry }
+    }
 }

@@ -389,12 +389,12 @@ async fn alert_stream(
     after: Option<Sequence>,
 ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
     let viewer = viewer(ctx, "alerts")?;
-    let db = state(ctx).db.clone();
+    let (db, recorder) = (state(ctx).db.clone(), state(ctx).audit.clone());
     let heard = crate::live::Filter::new(&[crate::live::Topic::Alert], viewer.interest()).and(move |item| {
         item.decoded::<live::AlertNotice>().is_some_and(|notice| kind.is_none_or(|k| k == notice.kind))
     });
     crate::live::graphql::subscribe(ctx, heard, after, move |item| {
-        let (db, viewer) = (db.clone(), viewer.clone());
+        let (db, recorder, viewer) = (db.clone(), recorder.clone(), viewer.clone());
         async move {
             let notice = item.decoded::<live::AlertNotice>()?;
             let role = match viewer.sees(db.read(), &notice.alert).await {
@@ -406,7 +406,7 @@ async fn alert_stream(
                 }
             };
             // An alert whose audit entry cannot be written is not served.
-            if let Err(error) = viewer.audit(db.write(), &notice.alert, role, "alert.live").await {
+            if let Err(error) = viewer.audit_live(&recorder, &notice.alert, role).await {
                 tracing::warn!(%error, "auditing a live alert failed; it is not sent");
                 return None;
             }
