@@ -289,6 +289,24 @@ impl Grant {
         self.roles.iter().copied()
     }
 
+    /// What this grant lets its holder see, written out: anonymous or not, the organisation
+    /// and the effective and claimed roles — everything but who holds it and which token. Two
+    /// grants with the same rights are shown the same by every read, which decides by the
+    /// organisation and roles alone; only the audit log names the subject, and what was served
+    /// while recording an access is never shared ([`crate::audit::noting_records`]).
+    pub fn rights(&self) -> String {
+        let roles = |roles: &mut dyn Iterator<Item = Role>| roles.map(Role::as_str).collect::<Vec<_>>().join(",");
+        match self.principal() {
+            None => "anonymous".to_string(),
+            Some(principal) => format!(
+                "org={:?} roles={} claimed={}",
+                self.organization.as_ref().map(|o| o.id),
+                roles(&mut self.roles()),
+                roles(&mut principal.claimed.iter().copied()),
+            ),
+        }
+    }
+
     /// The roles the token claims, to explain a refusal to the caller (`viewer { tokenRoles }`);
     /// never to decide one.
     pub fn token_roles(&self) -> Vec<Role> {

@@ -537,3 +537,67 @@ pub async fn node_samples(app: &TestApp) -> Vec<NodeSample> {
         NodeSample::new("Assessment", &recipient["assessments"]["nodes"][0]["id"], &token),
     ]
 }
+
+/// What a console asks of each live event, with the recipient of the device it came from.
+const LIVE_WITH_RECIPIENT: &str = "subscription { deviceEventReceived {
+    sequence event { supplierEventId device { serial recipient { reference } } } } }";
+
+on_both_backends! {
+    /// Subscribers that ask the same of a live event share its resolution, never what one
+    /// caller must make for itself: two case workers of the municipality, with the same
+    /// subscription, each get the device's recipient and each read is in the audit log under
+    /// their own subject, once per event; the supplier, asking the same, gets the event without
+    /// the recipient; a case worker who does not ask for the recipient records nothing.
+    async fn live_subscribers_share_deliveries_but_every_recipient_read_is_audited_for_its_reader(app) {
+        use crate::support::{graphql_socket, next_text, subscribe};
+        let w = world(&app).await;
+        assert_eq!(grant(&app, &w, &w.recipient).await["userErrors"], json!([]));
+        let assigned = mutate(&app, &w.case_worker, ASSIGN, "deviceAssign", json!({ "deviceId": w.devices[0], "recipientId": w.recipient })).await;
+        assert_eq!(assigned["userErrors"], json!([]), "{assigned}");
+
+        let readers = ["case-worker-a", "case-worker-b"];
+        let mut sockets = Vec::new();
+        for subject in readers {
+            let mut ws = graphql_socket(&app, Some(&app.token_as(subject, &w.fleet.municipality, &[Role::CaseWorker]))).await;
+            subscribe(&mut ws, "live", LIVE_WITH_RECIPIENT, json!({})).await;
+            sockets.push(ws);
+        }
+        let mut supplier = graphql_socket(&app, Some(&w.fleet.supplier_token(&app))).await;
+        subscribe(&mut supplier, "live", LIVE_WITH_RECIPIENT, json!({})).await;
+        let without = "subscription { deviceEventReceived { sequence event { supplierEventId device { serial } } } }";
+        let mut unasked = graphql_socket(&app, Some(&app.token_as("case-worker-c", &w.fleet.municipality, &[Role::CaseWorker]))).await;
+        subscribe(&mut unasked, "live", without, json!({})).await;
+
+        let before = audit_count(&app, Some("recipient.read")).await;
+        let (status, reply) = ingest(&app, &w.fleet.integration_token(&app), DISPENSER, "application/json", sample("dispenser-json", "missed-dose.json")).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(1)), "{reply}");
+
+        let event = |message: Value| {
+            assert_eq!(message["type"], "next", "{message}");
+            assert_eq!(message["payload"].get("errors"), None, "{message}");
+            message["payload"]["data"]["deviceEventReceived"]["event"].clone()
+        };
+        for _ in 0..2 {
+            for ws in &mut sockets {
+                let seen = event(next_text(ws).await);
+                assert_eq!(seen["device"], json!({ "serial": "RD-100234", "recipient": { "reference": "LRV-0001" } }), "{seen}");
+            }
+            let seen = event(next_text(&mut supplier).await);
+            assert_eq!(seen["device"], json!({ "serial": "RD-100234", "recipient": null }), "{seen}");
+            let seen = event(next_text(&mut unasked).await);
+            assert_eq!(seen["device"], json!({ "serial": "RD-100234" }), "{seen}");
+        }
+
+        // Each reader's reads are its own entries: two events each.
+        let reads = audit_entry::Entity::find()
+            .filter(audit_entry::Column::Operation.eq("recipient.read"))
+            .all(app.db().read())
+            .await
+            .unwrap();
+        assert_eq!(reads.len() as u64, before + 4, "two readers, two events");
+        for subject in readers {
+            assert_eq!(reads.iter().filter(|e| e.subject == subject).count(), 2, "{subject}: {reads:?}");
+        }
+        assert!(reads.iter().all(|e| e.subject != "case-worker-c"), "{reads:?}");
+    }
+}

@@ -185,9 +185,14 @@ impl TestApp {
 
     /// A valid token for an organisation and roles, signed with the server's key.
     pub fn token(&self, org: &str, roles: &[Role]) -> String {
+        self.token_as("test-user", org, roles)
+    }
+
+    /// A valid token of `subject`, for an organisation and roles.
+    pub fn token_as(&self, subject: &str, org: &str, roles: &[Role]) -> String {
         let signer = TokenSigner::new(&self.settings.jwt).unwrap();
         let org: OrgNumber = org.parse().unwrap();
-        signer.mint("test-user", org, roles.iter().copied().collect::<BTreeSet<_>>(), Duration::from_secs(600))
+        signer.mint(subject, org, roles.iter().copied().collect::<BTreeSet<_>>(), Duration::from_secs(600))
     }
 
     /// A token naming its organisation by Velferd id (`oid`), for one without a number.

@@ -134,8 +134,30 @@ const MAX_SUBJECT_CHARS: usize = 200;
 /// the chain: a place taken twice is refused by the unique key and taken again, and an entry a
 /// crash left without its anchor moving is linked to and covered by the next append.
 pub async fn record<C: ConnectionTrait>(db: &C, access: Access<'_>) -> Result<(), DbErr> {
+    mark_recorded();
     chain::append(db, access.pending(), &key::current().current).await?;
     Ok(())
+}
+
+tokio::task_local! {
+    /// Set when an access is recorded inside [`noting_records`].
+    static RECORDED: std::cell::Cell<bool>;
+}
+
+fn mark_recorded() {
+    let _ = RECORDED.try_with(|recorded| recorded.set(true));
+}
+
+/// Runs `work` and tells whether it recorded an access to the audit log. What a caller was
+/// served while its access was recorded is that caller's alone: it may not be handed to another
+/// caller, who must make (and so record) it for itself.
+pub async fn noting_records<F: std::future::Future>(work: F) -> (F::Output, bool) {
+    RECORDED
+        .scope(std::cell::Cell::new(false), async move {
+            let output = work.await;
+            (output, RECORDED.with(std::cell::Cell::get))
+        })
+        .await
 }
 
 impl Access<'_> {

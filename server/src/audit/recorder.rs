@@ -41,6 +41,7 @@ impl Recorder {
     /// Appends `access` to its municipality's chain with whatever else is waiting, and answers
     /// once it is committed. An error means it is not: do not serve what it describes.
     pub async fn record(&self, access: Access<'_>) -> Result<(), DbErr> {
+        super::mark_recorded();
         let (done, committed) = oneshot::channel();
         let stopped = || DbErr::Custom("audit: the recorder has stopped".into());
         self.jobs.send(Job { pending: access.pending(), done }).await.map_err(|_| stopped())?;

@@ -134,7 +134,7 @@ impl ExtensionFactory for QueryLimits {
             limits: *self,
             typenames: std::sync::atomic::AtomicUsize::new(0),
             budget: std::sync::OnceLock::new(),
-            order: Arc::new(std::sync::OnceLock::new()),
+            order: std::sync::OnceLock::new(),
             operation: Arc::new(Operation { started: Some(Instant::now()), ..Operation::default() }),
             throttling: Arc::new(Throttling::default()),
         })
@@ -244,8 +244,8 @@ struct QueryLimitsExtension {
     /// field.
     budget: std::sync::OnceLock<Arc<ResponseBudget>>,
     /// The selection order of the operation's answer, made from the document as it is parsed
-    /// (`prepare_request`); shared with a subscription's stream.
-    order: Arc<std::sync::OnceLock<Plan>>,
+    /// (`prepare_request`), applied by `execute` (for a subscription, to each item).
+    order: std::sync::OnceLock<Plan>,
     operation: Arc<Operation>,
     throttling: Arc<Throttling>,
 }
@@ -418,7 +418,6 @@ impl Extension for QueryLimitsExtension {
         let live = metrics.as_ref().map(Metrics::subscriber);
         let operation = self.operation.clone();
         let budget = self.budget(ctx).clone();
-        let order = self.order.clone();
         let throttling = self.throttling.clone();
         let state = ctx.data_opt::<AppState>().cloned();
         let limits = self.limits;
@@ -430,9 +429,7 @@ impl Extension for QueryLimitsExtension {
                     response = Response::from_errors(vec![budget.error()]);
                 }
                 budget.reset();
-                if let Some(plan) = order.get() {
-                    plan.apply(&mut response.data);
-                }
+                // The selection order was applied by `execute`, which runs for each item.
                 operation.finish_errors(metrics.as_deref(), &mut response);
                 throttling.finish(state.as_ref(), &limits, &mut response);
                 if let Some(metrics) = &metrics {

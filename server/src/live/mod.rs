@@ -35,7 +35,7 @@ mod hub;
 pub mod model;
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -107,11 +107,38 @@ pub struct Item {
     pub payload: String,
     /// The payload as the first reader of [`Item::decoded`] read it (`None`: it did not read).
     decoded: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
+    /// What subscribers share of the item, by what they asked ([`Item::shared`]).
+    shared: Mutex<Vec<(Arc<str>, SharedPlace)>>,
 }
+
+/// A place subscribers share on an item ([`Item::shared`]), of the type its users agree on.
+type SharedPlace = Arc<dyn Any + Send + Sync>;
+
+/// The most different asks one item keeps a shared place for ([`Item::shared`]).
+const MOST_SHARED: usize = 8;
 
 impl Item {
     pub fn new(sequence: i64, topic: Topic, scope: Scope, payload: String) -> Item {
-        Item { sequence, topic, scope, payload, decoded: OnceLock::new() }
+        Item { sequence, topic, scope, payload, decoded: OnceLock::new(), shared: Mutex::default() }
+    }
+
+    /// The place where subscribers that ask the same of this item (`key`) share what they make
+    /// of it: the same `S` for every caller with the same key, made on first use. `None` past
+    /// [`MOST_SHARED`] keys: a stranger varying its subscriptions adds nothing more, and its
+    /// callers make their own. The item lives as long as a subscriber still has it queued, so
+    /// this memory goes with it.
+    pub fn shared<S: Default + Send + Sync + 'static>(&self, key: &Arc<str>) -> Option<Arc<S>> {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        // Keys are mostly one shared string (`live::graphql` interns them): pointers first.
+        if let Some((_, slot)) = shared.iter().find(|(k, _)| Arc::ptr_eq(k, key) || k == key) {
+            return slot.clone().downcast::<S>().ok();
+        }
+        if shared.len() >= MOST_SHARED {
+            return None;
+        }
+        let slot = Arc::new(S::default());
+        shared.push((key.clone(), slot.clone()));
+        Some(slot)
     }
 
     /// The payload read as the type it was published as, afresh.
@@ -497,5 +524,24 @@ mod tests {
         };
         assert_eq!(settings(3600).prune_interval(), Duration::from_secs(60));
         assert_eq!(settings(1).prune_interval(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn an_item_shares_one_place_per_ask_and_keeps_at_most_a_few() {
+        let item = Item::new(1, Topic::DeviceEvent, Scope::default(), "{}".into());
+        let asks: Vec<Arc<str>> = (0..MOST_SHARED + 1).map(|i| Arc::from(format!("ask {i}"))).collect();
+        let first = item.shared::<std::sync::Mutex<u32>>(&asks[0]).unwrap();
+        *first.lock().unwrap() = 7;
+        // The same ask, however its key was made, finds the same place.
+        let again = item.shared::<std::sync::Mutex<u32>>(&Arc::from("ask 0")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*again.lock().unwrap(), 7);
+        // Another type under the same key is not that place.
+        assert!(item.shared::<std::sync::Mutex<String>>(&asks[0]).is_none());
+        for ask in &asks[1..MOST_SHARED] {
+            assert!(item.shared::<std::sync::Mutex<u32>>(ask).is_some());
+        }
+        assert!(item.shared::<std::sync::Mutex<u32>>(&asks[MOST_SHARED]).is_none(), "past the bound");
+        assert!(item.shared::<std::sync::Mutex<u32>>(&asks[1]).is_some(), "those kept stay");
     }
 }

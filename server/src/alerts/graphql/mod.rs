@@ -24,7 +24,7 @@ use crate::graphql::errors::payload;
 use crate::graphql::loaders::{AlertById, AlertRecipientById, DeviceById, ProductById, StepsOf};
 use crate::graphql::node::NodeObject;
 use crate::graphql::relay::{FilterById, NodeType, input_row};
-use crate::live::graphql::Sequence;
+use crate::live::graphql::{Sequence, Shared};
 use crate::organizations::Organization;
 use crate::text::CareNote;
 use velferd_macros::{connections, row_fields};
@@ -387,7 +387,7 @@ async fn alert_stream(
     ctx: &Context<'_>,
     kind: Option<NoticeKind>,
     after: Option<Sequence>,
-) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+) -> Result<impl Stream<Item = Result<Shared<AlertDelivery>>> + use<>> {
     let viewer = viewer(ctx, "alerts")?;
     let (db, recorder) = (state(ctx).db.clone(), state(ctx).audit.clone());
     let heard = crate::live::Filter::new(&[crate::live::Topic::Alert], viewer.interest()).and(move |item| {
@@ -428,7 +428,7 @@ impl AlertSubscription {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<Sequence>,
-    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<Shared<AlertDelivery>>> + use<>> {
         alert_stream(ctx, Some(NoticeKind::Raised), after_sequence).await
     }
 
@@ -439,7 +439,7 @@ impl AlertSubscription {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<Sequence>,
-    ) -> Result<impl Stream<Item = Result<AlertDelivery>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<Shared<AlertDelivery>>> + use<>> {
         alert_stream(ctx, None, after_sequence).await
     }
 }

@@ -407,7 +407,7 @@ impl DeviceSubscription {
         #[graphql(desc = "resume after this sequence, the last one received")] after_sequence: Option<
             crate::live::graphql::Sequence,
         >,
-    ) -> Result<impl Stream<Item = Result<DeviceEventDelivery>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<crate::live::graphql::Shared<DeviceEventDelivery>>> + use<>> {
         let viewer = DeviceViewer::of(ctx).await?;
         let filter = filter.unwrap_or_default();
         let heard = crate::live::Filter::new(&[crate::live::Topic::DeviceEvent], viewer.interest())
