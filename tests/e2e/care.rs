@@ -106,6 +106,22 @@ pub async fn grant(app: &TestApp, w: &World, recipient: &str) -> Value {
     .await
 }
 
+/// The [`world`] with its recipient granted the user story and its first device assigned to it.
+pub async fn world_with_assigned_device(app: &TestApp) -> World {
+    let w = world(app).await;
+    assert_eq!(grant(app, &w, &w.recipient).await["userErrors"], json!([]));
+    let assigned = mutate(
+        app,
+        &w.case_worker,
+        ASSIGN,
+        "deviceAssign",
+        json!({ "deviceId": w.devices[0], "recipientId": w.recipient }),
+    )
+    .await;
+    assert_eq!(assigned["userErrors"], json!([]), "{assigned}");
+    w
+}
+
 /// Audit entries with `operation`, all of them when `None`.
 pub async fn audit_count(app: &TestApp, operation: Option<&str>) -> u64 {
     let mut select = audit_entry::Entity::find();
@@ -481,10 +497,7 @@ on_both_backends! {
     async fn an_ended_recipients_data_is_erased_after_its_retention_and_the_audit_log_stays(app) {
         use velferd::care::model::{assessment, recipient_status_change, service_recipient};
         use velferd::devices::model::device_status_change;
-        let w = world(&app).await;
-        assert_eq!(grant(&app, &w, &w.recipient).await["userErrors"], json!([]));
-        let assigned = mutate(&app, &w.case_worker, ASSIGN, "deviceAssign", json!({ "deviceId": w.devices[0], "recipientId": w.recipient })).await;
-        assert_eq!(assigned["userErrors"], json!([]), "{assigned}");
+        let w = world_with_assigned_device(&app).await;
         let ended = mutate(&app, &w.case_worker, RECIPIENT_STATUS, "serviceRecipientStatusChange",
             json!({ "recipientId": w.recipient, "status": "ENDED", "effectiveOn": "2026-11-15" })).await;
         assert_eq!(ended["userErrors"], json!([]), "{ended}");
@@ -550,10 +563,7 @@ on_both_backends! {
     /// the recipient; a case worker who does not ask for the recipient records nothing.
     async fn live_subscribers_share_deliveries_but_every_recipient_read_is_audited_for_its_reader(app) {
         use crate::support::{graphql_socket, next_text, subscribe};
-        let w = world(&app).await;
-        assert_eq!(grant(&app, &w, &w.recipient).await["userErrors"], json!([]));
-        let assigned = mutate(&app, &w.case_worker, ASSIGN, "deviceAssign", json!({ "deviceId": w.devices[0], "recipientId": w.recipient })).await;
-        assert_eq!(assigned["userErrors"], json!([]), "{assigned}");
+        let w = world_with_assigned_device(&app).await;
 
         let readers = ["case-worker-a", "case-worker-b"];
         let mut sockets = Vec::new();
