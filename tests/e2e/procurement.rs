@@ -542,6 +542,15 @@ async fn seed_procurements(app: &TestApp, n: usize) {
     }
 }
 
+/// The organisations `seed_procurements` needs, and the lead's procurement officer's token.
+async fn overview_cast(app: &TestApp) -> String {
+    for (name, org) in [("Larvik kommune", org_number(0)), ("Kommune 1", org_number(1)), ("Kommune 2", org_number(2))] {
+        app.create_organization(json!({ "kind": "MUNICIPALITY", "name": name, "orgNumber": org, "municipalityNumber": "0712", "county": "Vestfold" })).await;
+    }
+    app.create_organization(json!({ "kind": "SUPPLIER", "name": "Dignio AS", "orgNumber": org_number(100) })).await;
+    app.token(&org_number(0), &[Role::ProcurementOfficer])
+}
+
 /// How many SQL statements the overview query takes.
 async fn statements_for_overview(app: &TestApp, token: &str) -> (u64, Value) {
     let before = app.db().statement_count();
@@ -557,11 +566,7 @@ on_both_backends! {
         // that to poll a level of 100 items and split it into two statements. A wide window
         // takes timing out of the count, so this proves the structure: no per-row queries.
         let app = app.respawn_with(&[("VELFERD_GRAPHQL_BATCH_WINDOW_MS", "100")]).await;
-        for (name, org) in [("Larvik kommune", org_number(0)), ("Kommune 1", org_number(1)), ("Kommune 2", org_number(2))] {
-            app.create_organization(json!({ "kind": "MUNICIPALITY", "name": name, "orgNumber": org, "municipalityNumber": "0712", "county": "Vestfold" })).await;
-        }
-        app.create_organization(json!({ "kind": "SUPPLIER", "name": "Dignio AS", "orgNumber": org_number(100) })).await;
-        let token = app.token(&org_number(0), &[Role::ProcurementOfficer]);
+        let token = overview_cast(&app).await;
         seed_procurements(&app, 2).await;
         let (few, data) = statements_for_overview(&app, &token).await;
         assert_eq!(data["procurements"]["nodes"].as_array().unwrap().len(), 2);
@@ -573,6 +578,24 @@ on_both_backends! {
         assert_eq!(nodes[99]["participants"]["nodes"][2]["organization"]["county"], "Vestfold");
         assert_eq!(few, many, "statements for 2 procurements: {few}, for 100: {many}");
         assert!(many <= 15, "{many} statements");
+    }
+}
+
+on_both_backends! {
+    /// A DataLoader's batch window is a timer of the request's own runtime. async-graphql
+    /// falls back to async-io's timer thread without its `tokio-timer` feature, and every
+    /// window of every request then wakes across threads (a tenth of the overview's CPU).
+    async fn loaders_wait_out_their_batch_window_without_a_timer_thread(app) {
+        let token = overview_cast(&app).await;
+        seed_procurements(&app, 3).await;
+        let data = app.graphql(Some(&token), OVERVIEW, json!({})).await;
+        assert_eq!(data["procurements"]["nodes"].as_array().unwrap().len(), 3, "{data}");
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect();
+        assert!(!threads.iter().any(|name| name == "async-io"), "threads: {threads:?}");
     }
 }
 
