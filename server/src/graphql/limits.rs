@@ -68,6 +68,11 @@ impl ResponseBudget {
         self.limit
     }
 
+    /// The bytes charged so far: the answer's size as JSON, give or take its `extensions`.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Charges `bytes`; false once the budget is spent.
     fn spend(&self, bytes: usize) -> bool {
         let before = self.used.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);

@@ -552,7 +552,13 @@ async fn execute(shared: &Shared, batch: BatchRequest) -> HttpResponse {
 /// limit: a response over it is never held whole, and answers `RESPONSE_TOO_LARGE` instead
 /// (once per operation of a batch).
 fn respond(response: async_graphql::BatchResponse, budget: &ResponseBudget, operations: Option<usize>) -> HttpResponse {
-    let mut body = LimitedWriter { bytes: Vec::new(), limit: budget.limit() };
+    // Sized once from what the budget charged, instead of growing (and copying) by doubling;
+    // an answer over the budget is a short refusal.
+    let capacity = match budget.used() {
+        used if used > budget.limit() => 0,
+        used => used.saturating_add(512).min(budget.limit()),
+    };
+    let mut body = LimitedWriter { bytes: Vec::with_capacity(capacity), limit: budget.limit() };
     let body = match serde_json::to_writer(&mut body, &response) {
         Ok(()) => body.bytes,
         Err(_) => {
