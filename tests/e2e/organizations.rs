@@ -118,6 +118,14 @@ on_both_backends! {
             if !info["hasNextPage"].as_bool().unwrap() { break; }
             after = info["endCursor"].as_str().map(String::from);
         }
+        // A page past the end is empty and still counts the whole list; so does a page
+        // walked backward (the count is the list's, not what lies beyond the cursor).
+        let data = app.graphql(None, LIST, json!({ "first": 2, "after": after, "filter": municipalities })).await;
+        let last_cursor = data["organizations"]["pageInfo"]["endCursor"].clone();
+        assert_eq!(names(&data).len(), 1, "{data}");
+        let data = app.graphql(None, LIST, json!({ "first": 2, "after": last_cursor, "filter": municipalities })).await;
+        assert_eq!(names(&data), Vec::<String>::new());
+        assert_eq!(data["organizations"]["totalCount"], 5);
         let mut sorted: Vec<String> = FIVE.iter().map(|f| f.0.to_string()).collect();
         sorted.sort();
         assert_eq!(seen, sorted, "forward walk in name order");
@@ -128,6 +136,7 @@ on_both_backends! {
         let before = data["organizations"]["pageInfo"]["startCursor"].as_str().unwrap().to_string();
         let data = app.graphql(None, LIST, json!({ "last": 2, "before": before, "filter": municipalities })).await;
         assert_eq!(names(&data), sorted[1..3].to_vec());
+        assert_eq!(data["organizations"]["totalCount"], 5);
 
         let data = app.graphql(None, LIST, json!({ "first": 10, "orderBy": { "field": "NAME", "direction": "DESC" }, "filter": municipalities })).await;
         let mut reversed = sorted.clone();

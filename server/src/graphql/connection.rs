@@ -129,11 +129,31 @@ pub struct Rows<M> {
     pub rows: Vec<M>,
     pub has_previous_page: bool,
     pub has_next_page: bool,
+    /// How many rows the whole list has, when it was asked for and the page is not empty.
+    pub total: Option<u64>,
 }
 
-/// Fetches one page of `select` ordered by `sort` then `id` in `direction`.
+/// The column that carries the list's count on every row of a page.
+const TOTAL_COLUMN: &str = "velferd_total_count";
+
+/// A row of a page with the count of the whole list beside it.
+struct Counted<M> {
+    row: M,
+    total: i64,
+}
+
+impl<M: sea_orm::FromQueryResult> sea_orm::FromQueryResult for Counted<M> {
+    fn from_query_result(res: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
+        Ok(Counted { row: M::from_query_result(res, pre)?, total: res.try_get(pre, TOTAL_COLUMN)? })
+    }
+}
+
+/// Fetches one page of `select` ordered by `sort` then `id` in `direction`; with `count`, the
+/// same statement counts the whole list (cursors aside) in a scalar subquery that the database
+/// runs once, so a page and its `totalCount` are one round trip and one snapshot.
 ///
 /// `key_of` turns a cursor's key back into a value comparable with `sort`.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_page<E, C>(
     db: &C,
     select: Select<E>,
@@ -142,11 +162,19 @@ pub async fn fetch_page<E, C>(
     direction: OrderDirection,
     request: &PageRequest,
     key_of: impl Fn(&serde_json::Value) -> Option<Value>,
+    count: bool,
 ) -> Result<Rows<E::Model>, ApiError>
 where
     E: EntityTrait,
     C: sea_orm::ConnectionTrait,
 {
+    use sea_orm::QueryTrait;
+    use sea_orm::sea_query::{Alias, Query, SubQueryStatement};
+    let counted = count.then(|| {
+        let list = select.clone().into_query();
+        let count = Query::select().expr(Expr::cust("COUNT(*)")).from_subquery(list, Alias::new("list")).to_owned();
+        SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(count)))
+    });
     let bound = |cursor: &Cursor, name: &str, after: bool| -> Result<Condition, ApiError> {
         let key = key_of(&cursor.key)
             .ok_or_else(|| ApiError::BadUserInput(format!("`{name}` cursor belongs to another ordering")))?;
@@ -166,14 +194,22 @@ where
     }
     let ascending = (direction == OrderDirection::Asc) != request.backward;
     let order = if ascending { Order::Asc } else { Order::Desc };
-    let mut rows = select.order_by(sort, order.clone()).order_by(id, order).limit(request.size + 1).all(db).await?;
+    let select = select.order_by(sort, order.clone()).order_by(id, order).limit(request.size + 1);
+    let (mut rows, total) = match counted {
+        Some(count) => {
+            let counted = select.column_as(count, TOTAL_COLUMN).into_model::<Counted<E::Model>>().all(db).await?;
+            let total = counted.first().map(|c| u64::try_from(c.total).unwrap_or(0));
+            (counted.into_iter().map(|c| c.row).collect::<Vec<_>>(), total)
+        }
+        None => (select.all(db).await?, None),
+    };
     let more = rows.len() as u64 > request.size;
     rows.truncate(request.size as usize);
     if request.backward {
         rows.reverse();
-        Ok(Rows { rows, has_previous_page: more, has_next_page: request.before.is_some() })
+        Ok(Rows { rows, has_previous_page: more, has_next_page: request.before.is_some(), total })
     } else {
-        Ok(Rows { rows, has_previous_page: request.after.is_some(), has_next_page: more })
+        Ok(Rows { rows, has_previous_page: request.after.is_some(), has_next_page: more, total })
     }
 }
 
@@ -340,13 +376,17 @@ where
 {
     use sea_orm::PaginatorTrait;
     let db = super::context::state(ctx).db.read().clone();
+    let wants_total = ctx.look_ahead().field("totalCount").exists();
     let counted = select.clone();
-    let total = TotalCount::new(move || {
-        let (select, db) = (counted.clone(), db.clone());
-        async move { Ok(select.count(&db).await?) }
-    });
-    let rows =
-        fetch_page(super::context::state(ctx).db.read(), select, sort.column, id, direction, page, sort.key_of).await?;
+    let rows = fetch_page(&db, select, sort.column, id, direction, page, sort.key_of, wants_total).await?;
+    // An empty page carries no count: that list is counted on its own, if asked.
+    let total = match rows.total {
+        Some(total) => TotalCount::known(total),
+        None => TotalCount::new(move || {
+            let (select, db) = (counted.clone(), db.clone());
+            async move { Ok(select.count(&db).await?) }
+        }),
+    };
     let mut connection = Connection::with_additional_fields(rows.has_previous_page, rows.has_next_page, total);
     connection.edges = rows
         .rows

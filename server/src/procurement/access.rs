@@ -98,9 +98,15 @@ pub struct Access {
 
 impl Access {
     /// `participants` are the procurement's; they matter only when the viewer has an organisation.
-    pub fn of(viewer: &Viewer, p: &procurement::Model, participants: &[participant::Model]) -> Access {
-        let membership =
-            viewer.org_id.and_then(|org| participants.iter().find(|m| m.organization_id == org)).map(|m| m.role);
+    pub fn of<'a>(
+        viewer: &Viewer,
+        p: &procurement::Model,
+        participants: impl IntoIterator<Item = &'a participant::Model>,
+    ) -> Access {
+        let membership = viewer
+            .org_id
+            .and_then(|org| participants.into_iter().find(|m| m.organization_id == org))
+            .map(|m| m.role);
         Access {
             viewer: viewer.clone(),
             lead_officer: viewer.org_id == Some(p.lead_id) && viewer.has_role(Role::ProcurementOfficer),

@@ -185,8 +185,7 @@ impl Award {
     }
 
     async fn supplier(&self, ctx: &Context<'_>) -> Result<Organization> {
-        let supplier = load_existing(ctx, SupplierOfResponse(self.0.tender_response_id), "response").await?;
-        Organization::by_id(ctx, supplier).await
+        Ok(Organization(load_existing(ctx, SupplierOfResponse(self.0.tender_response_id), "response").await?))
     }
 
     async fn awarded_on(&self) -> NaiveDate;

@@ -59,7 +59,13 @@ impl Procurement {
 
     /// The lead municipality.
     async fn lead(&self, ctx: &Context<'_>) -> Result<Organization> {
-        Organization::by_id(ctx, self.0.lead_id).await
+        // The lead is also the participant with the role LEAD: read through the participants,
+        // it shares their statement (a page of procurements asks for both).
+        let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
+        match members.into_iter().find(|m| m.row.role == ParticipantRole::Lead && m.row.organization_id == self.0.lead_id) {
+            Some(lead) => Ok(Organization(lead.organization)),
+            None => Organization::by_id(ctx, self.0.lead_id).await,
+        }
     }
 
     async fn notice(&self) -> Option<Notice> {
@@ -83,30 +89,30 @@ impl Procurement {
         page: PageArgs,
     ) -> Result<Option<Page<Participant>>> {
         viewer(ctx).await?.require_signed_in()?;
-        load_page(ctx, ParticipantsOf(self.0.id), page, |p| role.is_none_or(|r| p.role == r), Participant, |p| p.0.id)
-            .await
-            .map(Some)
+        load_page(ctx, ParticipantsOf(self.0.id), page, |m| role.is_none_or(|r| m.row.role == r), Participant::from, |p| {
+            p.row.id
+        })
+        .await
+        .map(Some)
     }
 
     /// Municipalities, counties and inhabitants covered. Signed-in users only.
     async fn totals(&self, ctx: &Context<'_>) -> Result<Option<ProcurementTotals>> {
         viewer(ctx).await?.require_signed_in()?;
         let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
-        let session = session(ctx);
-        let buyers: Vec<i64> =
-            members.iter().filter(|m| m.role != ParticipantRole::Follower).map(|m| m.organization_id).collect();
-        let orgs = session
-            .loader
-            .load_many(buyers.iter().map(|id| OrganizationById(*id)))
-            .await
-            .map_err(ApiError::internal)?;
-        let counties: std::collections::BTreeSet<&str> = orgs.values().filter_map(|o| o.county.as_deref()).collect();
+        // An organisation counts once, whatever its rows (the map is by id).
+        let buyers: std::collections::BTreeMap<i64, &organization::Model> = members
+            .iter()
+            .filter(|m| m.row.role != ParticipantRole::Follower)
+            .map(|m| (m.organization.id, &m.organization))
+            .collect();
+        let counties: std::collections::BTreeSet<&str> = buyers.values().filter_map(|o| o.county.as_deref()).collect();
         Ok(Some(ProcurementTotals {
-            municipalities: orgs.len() as u64,
+            municipalities: buyers.len() as u64,
             counties: counties.len() as u64,
-            inhabitants: orgs.values().filter_map(|o| o.population).map(|p| p as u64).sum(),
-            municipalities_with_unknown_population: orgs.values().filter(|o| o.population.is_none()).count() as u64,
-            followers: members.iter().filter(|m| m.role == ParticipantRole::Follower).count() as u64,
+            inhabitants: buyers.values().filter_map(|o| o.population).map(|p| p as u64).sum(),
+            municipalities_with_unknown_population: buyers.values().filter(|o| o.population.is_none()).count() as u64,
+            followers: members.iter().filter(|m| m.row.role == ParticipantRole::Follower).count() as u64,
         }))
     }
 

@@ -56,7 +56,7 @@ pub(crate) async fn access(ctx: &Context<'_>, p: &procurement::Model) -> Result<
         Some(_) => load_one(ctx, ParticipantsOf(p.id)).await?.unwrap_or_default(),
         None => Vec::new(),
     };
-    Ok(Access::of(&viewer, p, &participants))
+    Ok(Access::of(&viewer, p, participants.iter().map(|m| &m.row)))
 }
 
 async fn procurement_row(ctx: &Context<'_>, id: i64) -> Result<procurement::Model> {

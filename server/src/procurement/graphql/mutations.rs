@@ -331,7 +331,7 @@ impl ProcurementMutation {
         input: ProcurementParticipantAddInput,
     ) -> Result<ProcurementParticipantAddPayload> {
         let caller = caller(ctx, Role::ProcurementOfficer, "add participants").await?;
-        mutate(ctx, input.parse(), Participant, async |txn, (p, org, role, joined_on)| {
+        mutate(ctx, input.parse(), Participant::from, async |txn, (p, org, role, joined_on)| {
             rules::add_participant(txn, &caller, p, org, role, joined_on).await
         })
         .await

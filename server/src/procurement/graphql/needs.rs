@@ -5,18 +5,40 @@ use super::*;
 
 /// A municipality's part in a procurement.
 #[derive(Clone)]
-pub struct Participant(pub participant::Model);
+pub struct Participant {
+    pub(super) row: participant::Model,
+    /// Its organisation, when the row was loaded with it (`ParticipantsOf`).
+    organization: Option<organization::Model>,
+}
 
-#[row_fields]
+impl From<participant::Model> for Participant {
+    fn from(row: participant::Model) -> Participant {
+        Participant { row, organization: None }
+    }
+}
+
+impl From<Member> for Participant {
+    fn from(member: Member) -> Participant {
+        Participant { row: member.row, organization: Some(member.organization) }
+    }
+}
+
 #[Object]
 impl Participant {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
-        Organization::by_id(ctx, self.0.organization_id).await
+        match &self.organization {
+            Some(organization) => Ok(Organization(organization.clone())),
+            None => Organization::by_id(ctx, self.row.organization_id).await,
+        }
     }
 
-    async fn role(&self) -> ParticipantRole;
+    async fn role(&self) -> ParticipantRole {
+        self.row.role
+    }
 
-    async fn joined_on(&self) -> NaiveDate;
+    async fn joined_on(&self) -> NaiveDate {
+        self.row.joined_on
+    }
 }
 
 /// One recorded phase change.
