@@ -3,13 +3,16 @@
 //! are turned away at once (503 with `Retry-After`, `DATABASE_UNAVAILABLE`) instead of hanging,
 //! `/readyz` says 503, nothing panics; when the proxy comes back the server recovers by itself,
 //! the senders re-send what was not acknowledged, and every alarm is stored exactly once.
+//! Through the same proxy: what a pooled connection sends besides its statements.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
@@ -21,35 +24,57 @@ use crate::support::{Backend, Options, PostgresDatabase, TestApp};
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A TCP proxy to PostgreSQL that the test can cut (listener closed, every connection dropped)
-/// and restore on the same port.
+/// and restore on the same port. It counts what each connection sends.
 struct Proxy {
     addr: SocketAddr,
     target: SocketAddr,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    connections: Arc<Mutex<Vec<Arc<Sent>>>>,
 }
+
+/// What one connection sent PostgreSQL, counted by the reads the proxy made of it.
+#[derive(Default)]
+struct Sent {
+    /// A lone `Sync` message: sqlx's ping, a round trip with no statement.
+    pings: AtomicU64,
+    /// Anything else: the start-up and statements (a statement is a `Parse`…`Sync` sequence,
+    /// sent at once).
+    other: AtomicU64,
+}
+
+/// The protocol's `Sync` message alone.
+const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
 impl Proxy {
     async fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let proxy = Proxy { addr, target, tasks: Arc::default() };
+        let proxy = Proxy { addr, target, tasks: Arc::default(), connections: Arc::default() };
         proxy.serve(listener);
         proxy
     }
 
     fn serve(&self, listener: TcpListener) {
-        let (target, tasks) = (self.target, self.tasks.clone());
+        let (target, tasks, connections) = (self.target, self.tasks.clone(), self.connections.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let sent = Arc::new(Sent::default());
+                connections.lock().unwrap().push(sent.clone());
                 let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(target).await {
+                        let _ = pipe(client, server, &sent).await;
                     }
                 });
                 tasks.lock().unwrap().push(pipe.abort_handle());
             }
         });
         self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// Pings and other reads so far, per connection, in the order they connected.
+    fn sent(&self) -> Vec<(u64, u64)> {
+        let connections = self.connections.lock().unwrap();
+        connections.iter().map(|c| (c.pings.load(Ordering::Relaxed), c.other.load(Ordering::Relaxed))).collect()
     }
 
     /// PostgreSQL "goes away": new connections are refused, open ones are closed.
@@ -70,6 +95,29 @@ impl Proxy {
         };
         self.serve(listener);
     }
+}
+
+/// Copies both ways, counting what the client sends.
+async fn pipe(client: TcpStream, server: TcpStream, sent: &Sent) -> std::io::Result<()> {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let up = async {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let n = from_client.read(&mut buffer).await?;
+            if n == 0 {
+                return to_server.shutdown().await;
+            }
+            let counter = if buffer[..n] == SYNC { &sent.pings } else { &sent.other };
+            counter.fetch_add(1, Ordering::Relaxed);
+            to_server.write_all(&buffer[..n]).await?;
+        }
+    };
+    let down = async {
+        tokio::io::copy(&mut from_server, &mut to_client).await?;
+        to_client.shutdown().await
+    };
+    tokio::try_join!(up, down).map(|_| ())
 }
 
 /// A SCAIP alarm from Larvik's `SA-7734001`, the supplier calling the event `reference`.
@@ -246,4 +294,44 @@ async fn a_database_outage_turns_requests_away_at_once_and_loses_nothing_acknowl
     drop(app);
     database.drop_database();
     eprintln!("outage: stopped and dropped in {:?}", stopping.elapsed());
+}
+
+/// A pooled connection in steady use goes straight to its statement: sqlx pings one on every
+/// checkout by default, a round trip to PostgreSQL before every statement outside a
+/// transaction; only a connection idle for a while is pinged now (`db::PING_IF_IDLE_FOR`).
+/// sqlx still pings each connection it takes back (unconditionally, to flush what a dropped
+/// statement may have left): one ping a statement remains, where there were two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_in_steady_use_are_not_pinged_before_each_statement() {
+    let Some(database) = PostgresDatabase::create().await else { return };
+    let target: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let url = database.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    // Two connections, handed out in turn: each is idle for about one query between uses.
+    let pairs = vec![("VELFERD_DATABASE_URL", url), ("VELFERD_DB_MAX_CONNECTIONS", "2".into())];
+    let options = Options { pairs, ..Options::default() };
+    let app = TestApp::spawn_with(Backend::Postgres, options).await.expect("PostgreSQL configured");
+    let list = "{ organizations(first: 5) { nodes { name } } }";
+    app.graphql(None, list, serde_json::json!({})).await;
+
+    let before = proxy.sent();
+    for _ in 0..60 {
+        app.graphql(None, list, serde_json::json!({})).await;
+    }
+    let after = proxy.sent();
+    // The connections that ran statements meanwhile (not the watchdog's, which only pings).
+    let (mut pings, mut statements) = (0, 0);
+    for (i, (pinged, other)) in after.iter().enumerate() {
+        let (pinged_before, other_before) = before.get(i).copied().unwrap_or((0, 0));
+        if other > &other_before {
+            pings += pinged - pinged_before;
+            statements += other - other_before;
+        }
+    }
+    eprintln!("60 queries: {statements} statement reads, {pings} pings on those connections");
+    assert!(statements >= 60, "every query reads the database: {statements}");
+    // The release's ping for each statement, and a few checkouts after an idle second at most.
+    assert!(pings <= statements + 8, "{pings} pings for {statements} statements");
+    drop(app);
+    database.drop_database();
 }
