@@ -103,10 +103,8 @@ impl Access {
         p: &procurement::Model,
         participants: impl IntoIterator<Item = &'a participant::Model>,
     ) -> Access {
-        let membership = viewer
-            .org_id
-            .and_then(|org| participants.into_iter().find(|m| m.organization_id == org))
-            .map(|m| m.role);
+        let membership =
+            viewer.org_id.and_then(|org| participants.into_iter().find(|m| m.organization_id == org)).map(|m| m.role);
         Access {
             viewer: viewer.clone(),
             lead_officer: viewer.org_id == Some(p.lead_id) && viewer.has_role(Role::ProcurementOfficer),

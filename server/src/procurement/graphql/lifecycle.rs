@@ -62,7 +62,10 @@ impl Procurement {
         // The lead is also the participant with the role LEAD: read through the participants,
         // it shares their statement (a page of procurements asks for both).
         let members = load_one(ctx, ParticipantsOf(self.0.id)).await?.unwrap_or_default();
-        match members.into_iter().find(|m| m.row.role == ParticipantRole::Lead && m.row.organization_id == self.0.lead_id) {
+        match members
+            .into_iter()
+            .find(|m| m.row.role == ParticipantRole::Lead && m.row.organization_id == self.0.lead_id)
+        {
             Some(lead) => Ok(Organization(lead.organization)),
             None => Organization::by_id(ctx, self.0.lead_id).await,
         }
@@ -89,9 +92,14 @@ impl Procurement {
         page: PageArgs,
     ) -> Result<Option<Page<Participant>>> {
         viewer(ctx).await?.require_signed_in()?;
-        load_page(ctx, ParticipantsOf(self.0.id), page, |m| role.is_none_or(|r| m.row.role == r), Participant::from, |p| {
-            p.row.id
-        })
+        load_page(
+            ctx,
+            ParticipantsOf(self.0.id),
+            page,
+            |m| role.is_none_or(|r| m.row.role == r),
+            Participant::from,
+            |p| p.row.id,
+        )
         .await
         .map(Some)
     }
