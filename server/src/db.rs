@@ -261,7 +261,16 @@ impl Database {
         // second, not after the pool's acquire timeout.
         match tokio::time::timeout(PROBE_TIMEOUT, self.reader.execute_unprepared("SELECT 1")).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("database unreachable: {e}")),
+            Ok(Err(e)) => {
+                // As for the watchdog, a refused or broken connection is an outage at once: a
+                // pooled connection in steady use is not pinged before it is handed out, so
+                // this can fail before the watchdog's next probe has; requests are turned away
+                // from now until that probe answers (it sets the flag back).
+                if self.backend == Backend::Postgres && self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(reason = %e, "the database does not answer; refusing requests until it does");
+                }
+                return Err(format!("database unreachable: {e}"));
+            }
             Err(_) => return Err(format!("database unreachable: no answer within {:?}", PROBE_TIMEOUT)),
         }
         let pending = Migrator::get_pending_migrations_read_only(&self.reader)
