@@ -125,12 +125,12 @@ impl PageRequest {
 pub type Page<T> = Connection<Cursor, T, TotalCount>;
 
 /// One page of rows, in the order the client asked for, with the page's flags.
-pub struct Rows<M> {
-    pub rows: Vec<M>,
-    pub has_previous_page: bool,
-    pub has_next_page: bool,
+struct Rows<M> {
+    rows: Vec<M>,
+    has_previous_page: bool,
+    has_next_page: bool,
     /// How many rows the whole list has, when it was asked for and the page is not empty.
-    pub total: Option<u64>,
+    total: Option<u64>,
 }
 
 /// The column that carries the list's count on every row of a page.
@@ -152,16 +152,14 @@ impl<M: sea_orm::FromQueryResult> sea_orm::FromQueryResult for Counted<M> {
 /// same statement counts the whole list (cursors aside) in a scalar subquery that the database
 /// runs once, so a page and its `totalCount` are one round trip and one snapshot.
 ///
-/// `key_of` turns a cursor's key back into a value comparable with `sort`.
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_page<E, C>(
+/// `sort.key_of` turns a cursor's key back into a value comparable with `sort.column`.
+async fn fetch_page<E, C>(
     db: &C,
     select: Select<E>,
-    sort: E::Column,
+    sort: SortKey<E::Column>,
     id: E::Column,
     direction: OrderDirection,
     request: &PageRequest,
-    key_of: impl Fn(&serde_json::Value) -> Option<Value>,
     count: bool,
 ) -> Result<Rows<E::Model>, ApiError>
 where
@@ -175,6 +173,7 @@ where
         let count = Query::select().expr(Expr::cust("COUNT(*)")).from_subquery(list, Alias::new("list")).to_owned();
         SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(count)))
     });
+    let SortKey { column: sort, key_of } = sort;
     let bound = |cursor: &Cursor, name: &str, after: bool| -> Result<Condition, ApiError> {
         let key = key_of(&cursor.key)
             .ok_or_else(|| ApiError::BadUserInput(format!("`{name}` cursor belongs to another ordering")))?;
@@ -378,7 +377,7 @@ where
     let db = super::context::state(ctx).db.read().clone();
     let wants_total = ctx.look_ahead().field("totalCount").exists();
     let counted = select.clone();
-    let rows = fetch_page(&db, select, sort.column, id, direction, page, sort.key_of, wants_total).await?;
+    let rows = fetch_page(&db, select, sort, id, direction, page, wants_total).await?;
     // An empty page carries no count: that list is counted on its own, if asked.
     let total = match rows.total {
         Some(total) => TotalCount::known(total),
