@@ -23,6 +23,8 @@ pub struct AppState {
     pub adapters: AdapterRuntime,
     /// Writes ingested messages, many requests per transaction.
     pub ingest: IngestWriter,
+    /// The products ingest posts to, read at most a second ago.
+    pub ingest_products: Arc<crate::devices::ingest::IngestProducts>,
     pub devices: DeviceSettings,
     /// The fewest recipients a published benefit figure may cover (`VELFERD_BENEFITS_MIN_RECIPIENTS`).
     pub benefits_min_recipients: u32,
@@ -79,6 +81,7 @@ impl AppState {
             live,
             adapters,
             ingest,
+            ingest_products: Arc::new(crate::devices::ingest::IngestProducts::new(devices.product_fresh)),
             devices,
             benefits_min_recipients: crate::benefits::DEFAULT_MIN_RECIPIENTS,
             metrics,

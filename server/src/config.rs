@@ -150,6 +150,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VELFERD_INGEST_MAX_BATCH", "most messages in one batch ingest request (default 500)"),
     ("VELFERD_INGEST_MAX_BATCH_BYTES", "largest batch ingest body (default 8388608)"),
     ("VELFERD_REPLAY_RETENTION", "recent message bodies kept per product for replay review (default 200)"),
+    (
+        "VELFERD_INGEST_PRODUCT_FRESH_MS",
+        "how long ingest uses a product's row, active adapter and supplier read before (default 1000; 0: read for every request)",
+    ),
     ("VELFERD_INGEST_RATE", "messages per second one product may send, per server instance (default 1000)"),
     ("VELFERD_INGEST_BURST", "messages one product may send at once above its rate (default 5000)"),
     (
@@ -399,6 +403,8 @@ pub struct DeviceSettings {
     pub max_batch: usize,
     pub max_batch_bytes: usize,
     pub replay_retention: u32,
+    /// How long ingest uses a product read before (`devices::ingest::IngestProducts`).
+    pub product_fresh: Duration,
     pub ingest_limits: crate::devices::limits::IngestLimitSettings,
     /// Where compiled adapters are kept between restarts; `None`: only in memory.
     pub adapter_cache: Option<AdapterCacheSettings>,
@@ -563,6 +569,9 @@ impl Settings {
             max_batch: parse_number(get, "VELFERD_INGEST_MAX_BATCH", 500, 1..=10_000)?,
             max_batch_bytes: parse_number(get, "VELFERD_INGEST_MAX_BATCH_BYTES", 8 << 20, 1024..=(256 << 20))?,
             replay_retention: parse_number(get, "VELFERD_REPLAY_RETENTION", 200, 1..=100_000)? as u32,
+            product_fresh: Duration::from_millis(
+                parse_number(get, "VELFERD_INGEST_PRODUCT_FRESH_MS", 1000, 0..=60_000)? as u64,
+            ),
             ingest_limits: crate::devices::limits::IngestLimitSettings {
                 rate_per_second: parse_number(get, "VELFERD_INGEST_RATE", 1000, 1..=10_000_000)? as u32,
                 burst: parse_number(get, "VELFERD_INGEST_BURST", 5000, 1..=10_000_000)? as u32,

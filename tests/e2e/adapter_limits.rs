@@ -5,8 +5,6 @@
 //! body limit of their own for suppliers only, and products share adapter time fairly. Every
 //! limit is tested both ways: under it accepted, over it refused with the limit named.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -76,8 +74,14 @@ pub(crate) async fn activate_approving(app: &TestApp, id: &str, approve: bool) -
         .clone()
 }
 
+/// The reason of a reply's first message.
 fn reason(reply: &Value) -> (String, String) {
-    let reason = &reply["results"][0]["reason"];
+    reason_of(&reply["results"][0])
+}
+
+/// The reason one message of a reply was given.
+fn reason_of(result: &Value) -> (String, String) {
+    let reason = &result["reason"];
     (reason["code"].as_str().unwrap_or("none").to_string(), reason["message"].as_str().unwrap_or("").to_string())
 }
 
@@ -331,12 +335,25 @@ on_both_backends! {
     }
 }
 
+/// How the slow product's six messages are sent.
+#[derive(Clone, Copy, PartialEq)]
+enum Sending {
+    /// Six requests of one message each.
+    OneByOne,
+    /// One batch of six: its messages take their turns at the slot one slow call at a time.
+    OneBatch,
+}
+
 /// Fair adapter time, on a server with one adapter slot: a product whose adapter runs every
 /// message to a 1 s deadline (an infinite loop, approved to run unmetered) has six messages in
 /// flight, and another product's message is decoded after at most the slow call running when it
 /// arrived and the one that took the slot before it — not after all six.
-async fn a_slow_product_does_not_starve_another(backend: Backend) {
-    let pairs = vec![("VELFERD_ADAPTER_CONCURRENCY", "1".to_string()), ("VELFERD_ADAPTER_MAX_FUEL", "0".to_string())];
+async fn a_slow_product_does_not_starve_another(backend: Backend, sending: Sending) {
+    let pairs = vec![
+        ("VELFERD_ADAPTER_CONCURRENCY", "1".to_string()),
+        ("VELFERD_ADAPTER_MAX_FUEL", "0".to_string()),
+        ("VELFERD_METRICS_BIND", "127.0.0.1:0".to_string()),
+    ];
     let Some(app) = TestApp::spawn_with(backend, Options { pairs, ..Options::default() }).await else { return };
     let fleet = Fleet::new(&app).await;
     let slow = upload_with_limits(
@@ -361,33 +378,47 @@ async fn a_slow_product_does_not_starve_another(backend: Backend) {
     assert_eq!(register_device(&app, &case_worker, DISPENSER, "RD-100234").await["userErrors"], json!([]));
 
     let integration = fleet.integration_token(&app);
-    let slow_done = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
-    for n in 0..6 {
-        let (client, base, token, done) = (app.client.clone(), app.url(""), integration.clone(), slow_done.clone());
-        senders.push(tokio::spawn(async move {
-            let message = format!("{{\"n\": {n}}}");
-            let reply: Value = crate::wire::ingest(&client, &base, &token, "slow-product", "application/json", message)
-                .await
-                .json()
-                .await
-                .unwrap();
-            done.fetch_add(1, Ordering::SeqCst);
-            reason(&reply)
-        }));
+    match sending {
+        Sending::OneBatch => {
+            let (client, base, token) = (app.client.clone(), app.url(""), integration.clone());
+            senders.push(tokio::spawn(async move {
+                let messages: Vec<Value> = (0..6)
+                    .map(|n| json!({ "contentType": "application/json", "body": format!("{{\"n\": {n}}}") }))
+                    .collect();
+                let request = client.post(format!("{base}/ingest/slow-product/batch")).bearer_auth(&token);
+                let reply = crate::wire::body(request.json(&json!({ "messages": messages }))).await;
+                reply["results"].as_array().expect("one result a message").iter().map(reason_of).collect::<Vec<_>>()
+            }));
+        }
+        Sending::OneByOne => {
+            for n in 0..6 {
+                let (client, base, token) = (app.client.clone(), app.url(""), integration.clone());
+                senders.push(tokio::spawn(async move {
+                    let message = format!("{{\"n\": {n}}}");
+                    let reply =
+                        crate::wire::ingest(&client, &base, &token, "slow-product", "application/json", message);
+                    vec![reason(&reply.await.json().await.unwrap())]
+                }));
+            }
+        }
     }
     // Not a timing assertion: only so that the slow product's messages are queued first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, reply) =
         ingest(&app, &integration, DISPENSER, "application/json", sample("dispenser-json", "morning-dose.json")).await;
-    let slow_before_fast = slow_done.load(Ordering::SeqCst);
+    // Every adapter call made so far, the other product's one included: the slow calls it
+    // waited for.
+    let slow_before_fast = app.adapter_calls().await - 1.0;
     assert_eq!(status, 200, "{reply}");
     assert!(
-        slow_before_fast <= 2,
+        slow_before_fast <= 2.0,
         "the other product waited for {slow_before_fast} of the slow product's 6 calls; a fair share is at most 2"
     );
-    for sender in senders {
-        let (code, message) = sender.await.unwrap();
+    let answers: Vec<(String, String)> =
+        futures_util::future::join_all(senders).await.into_iter().flat_map(|sender| sender.unwrap()).collect();
+    assert_eq!(answers.len(), 6);
+    for (code, message) in answers {
         assert_eq!(code, "deadline-exceeded");
         assert!(message.contains("1000 ms"), "the approved deadline is named: {message}");
     }
@@ -395,12 +426,18 @@ async fn a_slow_product_does_not_starve_another(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_product_does_not_starve_another_products_ingest_sqlite() {
-    a_slow_product_does_not_starve_another(Backend::Sqlite).await;
+    a_slow_product_does_not_starve_another(Backend::Sqlite, Sending::OneByOne).await;
+}
+
+/// A batch takes its turns one slow call at a time too (SQLite only: it runs six seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_products_batch_does_not_starve_another_products_ingest() {
+    a_slow_product_does_not_starve_another(Backend::Sqlite, Sending::OneBatch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_product_does_not_starve_another_products_ingest_postgres() {
-    a_slow_product_does_not_starve_another(Backend::Postgres).await;
+    a_slow_product_does_not_starve_another(Backend::Postgres, Sending::OneByOne).await;
 }
 
 /// The upload's answer says how the component was compiled: the first time it is compiled; the

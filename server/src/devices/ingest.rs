@@ -31,7 +31,7 @@ use super::content_type::ContentType;
 use super::model::{
     AdapterStatus, IngestOutcome, adapter, dead_letter, device, device_event, device_product, ingest_receipt,
 };
-use super::runtime::{AdapterRuntime, Lane};
+use super::runtime::{AdapterRuntime, Call, Input};
 use crate::db::Database;
 use crate::errors::ApiError;
 use crate::ids::{NodeType, global_id};
@@ -200,6 +200,68 @@ pub async fn product_for_ingest<C: ConnectionTrait>(db: &C, slug: &str) -> Resul
     }))
 }
 
+/// Most products kept; past it the cache starts again (there are a few hundred products).
+const MOST_PRODUCTS: usize = 4096;
+
+/// The products ingest reads on every request — row, active adapter and supplier — kept for
+/// `VELFERD_INGEST_PRODUCT_FRESH_MS` (1 s), so that a sender's steady stream costs one read a
+/// second instead of one a message (on PostgreSQL two round trips: the read and the pool's check
+/// of the connection it gives back). An adapter activated, rolled back or retired on this
+/// instance is used for the next message at once ([`IngestProducts::changed`]); on other
+/// instances within the freshness, as token revocations are. Only products that exist are kept:
+/// an unknown slug is read every time, so strangers cannot fill the cache.
+#[derive(Debug, Default)]
+pub struct IngestProducts {
+    fresh: std::time::Duration,
+    kept: std::sync::Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Counts [`IngestProducts::changed`]: a read that began before a change is not kept.
+    generation: u64,
+    by_slug: HashMap<String, (std::time::Instant, Arc<IngestProduct>)>,
+}
+
+impl IngestProducts {
+    /// Products used for `fresh` after they are read.
+    pub fn new(fresh: std::time::Duration) -> IngestProducts {
+        IngestProducts { fresh, kept: std::sync::Mutex::default() }
+    }
+
+    /// The product posted to as `slug`, read at most the freshness ago.
+    pub async fn get<C: ConnectionTrait>(&self, db: &C, slug: &str) -> Result<Option<Arc<IngestProduct>>, DbErr> {
+        let read_at = std::time::Instant::now();
+        let generation = {
+            let kept = self.kept.lock().expect("product cache lock");
+            if let Some((at, product)) = kept.by_slug.get(slug)
+                && read_at.duration_since(*at) < self.fresh
+            {
+                return Ok(Some(product.clone()));
+            }
+            kept.generation
+        };
+        let Some(product) = product_for_ingest(db, slug).await? else { return Ok(None) };
+        let product = Arc::new(product);
+        let mut kept = self.kept.lock().expect("product cache lock");
+        if kept.generation == generation {
+            if kept.by_slug.len() >= MOST_PRODUCTS {
+                kept.by_slug.clear();
+            }
+            kept.by_slug.insert(slug.to_string(), (read_at, product.clone()));
+        }
+        Ok(Some(product))
+    }
+
+    /// Forgets every product read: a product's active adapter changed on this instance (called
+    /// after the change committed).
+    pub fn changed(&self) {
+        let mut kept = self.kept.lock().expect("product cache lock");
+        kept.generation += 1;
+        kept.by_slug.clear();
+    }
+}
+
 /// The product's active adapter, compiled (from the cache after the first message).
 pub async fn active_adapter(
     db: &Database,
@@ -250,40 +312,41 @@ pub async fn compiled(db: &Database, runtime: &AdapterRuntime, id: i64) -> Resul
     Ok(runtime.compile(id, component, &limits).await.map_err(|e| e.to_string()))
 }
 
-async fn decode(
+/// Decodes `messages` of `product` with its active adapter (as [`compiled_active`] found it),
+/// in as few trips to the adapter slots as the runtime's turns allow; one answer per message.
+async fn decode_all(
     runtime: &AdapterRuntime,
     product_id: i64,
     active: &Option<(i64, Result<Compiled, String>)>,
     key: &str,
-    message: &Message,
+    messages: &[Message],
     received_at: DateTime<Utc>,
-) -> Decoded {
-    match active {
+) -> Vec<Decoded> {
+    let failed = |why: Reason| messages.iter().map(|_| Decoded::Failed(why.clone())).collect();
+    let (id, adapter) = match active {
         None => {
-            Decoded::Failed(reason("no-active-adapter", "the product has no active adapter yet; the message is kept"))
+            return failed(reason("no-active-adapter", "the product has no active adapter yet; the message is kept"));
         }
-        Some((_, Err(e))) => Decoded::Failed(reason("adapter-unavailable", e.clone())),
-        Some((id, Ok(_))) if runtime.quarantined_until(*id).is_some() => Decoded::Failed(reason(
-            "adapter-quarantined",
-            "the active adapter kept running into its limits and is paused; the message is kept for replay",
-        )),
-        Some((id, Ok(adapter))) => {
-            let decode = runtime.decode(
-                Lane::Ingest,
-                product_id,
-                adapter,
-                key,
-                message.content_type.as_str(),
-                message.body.clone(),
-                received_at,
-            );
-            match runtime.guarded(*id, decode).await {
-                Ok(events) => Decoded::Events(events),
-                Err(e) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
-                Err(e) => Decoded::Failed(decode_reason(&e)),
-            }
-        }
-    }
+        Some((_, Err(e))) => return failed(reason("adapter-unavailable", e.clone())),
+        Some((id, Ok(adapter))) => (*id, adapter),
+    };
+    let inputs = messages
+        .iter()
+        .map(|m| Input { content_type: m.content_type.as_str().to_string(), payload: m.body.clone() })
+        .collect();
+    let calls = runtime.decode_all(product_id, id, adapter, key, inputs, received_at).await;
+    calls
+        .into_iter()
+        .map(|call| match call {
+            Call::Ran(Ok(events)) => Decoded::Events(events),
+            Call::Ran(Err(e)) if e.is_retryable() => Decoded::Retry(reason(e.code(), e.to_string())),
+            Call::Ran(Err(e)) => Decoded::Failed(decode_reason(&e)),
+            Call::Quarantined => Decoded::Failed(reason(
+                "adapter-quarantined",
+                "the active adapter kept running into its limits and is paused; the message is kept for replay",
+            )),
+        })
+        .collect()
 }
 
 fn decode_reason(e: &DecodeError) -> Reason {
@@ -304,11 +367,8 @@ pub async fn ingest(
     let received_at = Utc::now();
     let active = compiled_active(db, runtime, product.active_adapter_id).await?;
     let product = &product.product;
-    let mut items = Vec::with_capacity(messages.len());
-    for message in messages {
-        let decoded = decode(runtime, product.id, &active, &product.slug, &message, received_at).await;
-        items.push((message, decoded));
-    }
+    let decoded = decode_all(runtime, product.id, &active, &product.slug, &messages, received_at).await;
+    let items: Vec<(Message, Decoded)> = messages.into_iter().zip(decoded).collect();
     crate::failpoint::hit(crate::failpoint::Point::AfterDecode);
     let adapter_id = active.as_ref().map(|(id, _)| *id);
     let (reply, answer) = oneshot::channel();
@@ -933,14 +993,14 @@ pub async fn replay_dead_letters(
     let active = active_adapter(db, runtime, product.id).await?;
     let adapter_id = active.as_ref().map(|(id, _)| *id);
     let now = Utc::now();
-    let mut decoded = Vec::with_capacity(letters.len());
-    for letter in &letters {
-        let message = Message {
+    let messages: Vec<Message> = letters
+        .iter()
+        .map(|letter| Message {
             content_type: ContentType::from_stored(&letter.content_type),
             body: Arc::from(letter.body.as_slice()),
-        };
-        decoded.push(decode(runtime, product.id, &active, &product.slug, &message, now).await);
-    }
+        })
+        .collect();
+    let decoded = decode_all(runtime, product.id, &active, &product.slug, &messages, now).await;
     let txn = db.write().begin().await?;
     // The product's row first, as the ingest writer takes it (see `write_group`).
     add_dead_letter_bytes(&txn, product.id, 0, None).await?;
@@ -955,11 +1015,7 @@ pub async fn replay_dead_letters(
     let devices = devices_by_serial(&txn, &named).await?;
     let mut outcomes = Vec::with_capacity(letters.len());
     let mut stored = Vec::new();
-    for (letter, decoded) in letters.into_iter().zip(decoded) {
-        let message = Message {
-            content_type: ContentType::from_stored(&letter.content_type),
-            body: Arc::from(letter.body.as_slice()),
-        };
+    for ((letter, message), decoded) in letters.into_iter().zip(messages).zip(decoded) {
         let failure = match decoded {
             Decoded::Retry(why) | Decoded::Failed(why) => Some((why, None)),
             Decoded::Events(events) => match unknown_serial(product.id, &events, &devices) {

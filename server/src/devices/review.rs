@@ -13,7 +13,7 @@ use super::graphql::Adapter;
 use super::ingest::{self, recent_messages};
 use super::model::LimitsApproval;
 use super::model::device_product;
-use super::runtime::{AdapterRuntime, Compiled, Lane};
+use super::runtime::{AdapterRuntime, Compiled};
 use crate::db::Database;
 use crate::errors::ApiError;
 
@@ -198,12 +198,7 @@ pub async fn review(
         let received_at = message.received_at.to_utc();
         let decode = |adapter: Compiled| {
             let (body, key, content_type) = (body.clone(), key.clone(), message.content_type.clone());
-            async move {
-                runtime
-                    .decode(Lane::Review, product.id, &adapter, &key, &content_type, body, received_at)
-                    .await
-                    .map(as_values)
-            }
+            async move { runtime.review(&adapter, &key, &content_type, body, received_at).await.map(as_values) }
         };
         let candidate_result: Outcome = decode(candidate.clone()).await;
         let baseline_result: Outcome = match &baseline {

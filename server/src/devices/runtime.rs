@@ -5,37 +5,32 @@
 //! semaphore keeps them from taking every core, so that a flood of messages for a hostile
 //! adapter (each running to its deadline) cannot starve the GraphQL API of CPU.
 //!
-//! Products share those slots fairly: a product's calls queue for a slot behind a gate of its
-//! own that lets at most [`AdapterRuntime::product_share`] of them wait or run at once. The
-//! slots' queue is first come, first served, so it holds at most that many calls of each
-//! product, and a product whose decodes are slow (or whose senders flood it) waits for its own
-//! earlier calls, not other products for all of them.
+//! Products share those slots fairly. Each product's messages wait in a queue of its own, which
+//! at most [`AdapterRuntime::product_share`] drainers serve, each holding one slot at a time.
+//! A drainer takes a slot, decodes from the front of its queue on the blocking pool for one
+//! [`TURN`] (each message still in a fresh instance), answers each message as it is decoded,
+//! gives the slot back and queues for the next. The slots' queue is first come, first served,
+//! so a product whose decodes are slow (or whose senders flood it) waits for its own earlier
+//! calls, and other products for at most a turn of its, not all of them. And concurrent
+//! requests share trips to the blocking pool: under load, one turn decodes the messages of
+//! dozens of requests, and a batch crosses threads once, not once a message.
 //!
 //! Each version runs under its own limits (see `super::adapter_limits`). Versions with more
 //! memory or a larger component than the defaults run in a second host, whose instance pool is
 //! sized to the ceilings, so that they take none of the default pool's slots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use velferd_plugins::{
     AdapterHost, CallLimits, CallReport, DecodeError, Event, Limits, ValidatedAdapter, ValidationError,
 };
 
 use super::adapter_limits::EffectiveLimits;
 use crate::config::{AdapterCeilings, DeviceSettings};
-
-/// Whose budget an adapter call runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// Live traffic and dead-letter replays: `VELFERD_ADAPTER_CONCURRENCY` calls at once.
-    Ingest,
-    /// Replay reviews of candidate versions: [`REVIEW_CALLS`] at once, apart from ingest.
-    Review,
-}
 
 /// Adapter calls replay reviews run at once, server-wide.
 pub const REVIEW_CALLS: usize = 1;
@@ -58,12 +53,12 @@ pub struct AdapterRuntime {
     large: AdapterHost,
     compiled: Arc<Mutex<HashMap<i64, Compiled>>>,
     calls: Arc<Semaphore>,
-    /// Each product's gate in front of `calls` (see the module's notes).
-    products: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>>,
+    /// Each product's messages waiting for a drainer (see the module's notes).
+    queues: Arc<Mutex<HashMap<i64, Arc<Mutex<Waiting>>>>>,
     product_share: usize,
     /// Replay reviews' own slot: a review never waits for, nor takes, ingest's slots.
     reviews: Arc<Semaphore>,
-    breakers: Arc<Mutex<HashMap<i64, Breaker>>>,
+    breakers: Breakers,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
@@ -116,10 +111,10 @@ impl AdapterRuntime {
             large,
             compiled: Arc::new(Mutex::new(HashMap::new())),
             calls: Arc::new(Semaphore::new(concurrent_calls)),
-            products: Arc::new(Mutex::new(HashMap::new())),
+            queues: Arc::new(Mutex::new(HashMap::new())),
             product_share: concurrent_calls.div_ceil(2),
             reviews: Arc::new(Semaphore::new(REVIEW_CALLS)),
-            breakers: Arc::new(Mutex::new(HashMap::new())),
+            breakers: Breakers::default(),
             metrics: None,
         })
     }
@@ -134,7 +129,7 @@ impl AdapterRuntime {
         self.host.limits()
     }
 
-    /// How many calls of one product may wait for or hold the shared slots at once.
+    /// How many drainers of one product's queue may wait for or hold the shared slots at once.
     pub fn product_share(&self) -> usize {
         self.product_share
     }
@@ -181,25 +176,236 @@ impl AdapterRuntime {
     /// Forgets a compiled adapter (it was retired).
     pub fn forget(&self, id: i64) {
         self.compiled.lock().expect("cache lock").remove(&id);
-        self.breakers.lock().expect("breaker lock").remove(&id);
+        self.breakers.forget(id);
     }
 
-    /// Until when adapter `id` is quarantined, if it is.
-    pub fn quarantined_until(&self, id: i64) -> Option<Instant> {
-        let breakers = self.breakers.lock().expect("breaker lock");
-        breakers.get(&id).and_then(|b| b.open_until).filter(|until| *until > Instant::now())
+    /// The queue of `product`'s messages.
+    fn queue_of(&self, product: i64) -> Arc<Mutex<Waiting>> {
+        let mut queues = self.queues.lock().expect("queue lock");
+        queues.entry(product).or_default().clone()
     }
 
-    /// Runs `call`, a decode with adapter `id`, through that adapter's circuit breaker.
-    pub async fn guarded<T>(
+    fn host_for(&self, compiled: &Compiled) -> &AdapterHost {
+        if compiled.large { &self.large } else { &self.host }
+    }
+
+    /// Decodes one message of `product` in a fresh sandbox under the version's limits, on the
+    /// review budget (replay reviews of candidate versions). `key` names the caller in the
+    /// adapter's logs.
+    pub async fn review(
         &self,
+        compiled: &Compiled,
+        key: &str,
+        content_type: &str,
+        payload: Arc<[u8]>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DecodeError> {
+        let slot = self.reviews.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (host, adapter, call) = (self.host_for(compiled).clone(), compiled.adapter.clone(), compiled.call);
+        let (key, content_type, metrics) = (key.to_string(), content_type.to_string(), self.metrics.clone());
+        tokio::task::spawn_blocking(move || {
+            let report = host.decode_with_limits(&adapter, &call, &key, &content_type, &payload, received_at);
+            drop(slot);
+            observe(metrics.as_deref(), &key, &report);
+            report.result
+        })
+        .await
+        .map_err(|e| DecodeError::Internal(format!("the decode task failed: {e}")))?
+    }
+
+    /// Decodes `inputs`, messages of `product` for its active version `id`, each in a fresh
+    /// sandbox, on the ingest budget; one [`Call`] per input, in order. Calls go through the
+    /// version's circuit breaker: while it is open, they are not made.
+    pub async fn decode_all(
+        &self,
+        product: i64,
         id: i64,
-        call: impl Future<Output = Result<T, DecodeError>>,
-    ) -> Result<T, DecodeError> {
-        let result = call.await;
-        let mut breakers = self.breakers.lock().expect("breaker lock");
+        compiled: &Compiled,
+        key: &str,
+        inputs: Vec<Input>,
+        received_at: DateTime<Utc>,
+    ) -> Vec<Call> {
+        // A quarantined version's messages take no slot at all.
+        if self.breakers.is_open(id) {
+            return inputs.iter().map(|_| Call::Quarantined).collect();
+        }
+        let key: Arc<str> = Arc::from(key);
+        let queue = self.queue_of(product);
+        let mut answers = Vec::with_capacity(inputs.len());
+        let start_drainer = {
+            let mut waiting = queue.lock().expect("queue lock");
+            for input in inputs {
+                let (answer, answered) = oneshot::channel();
+                let (compiled, key) = (compiled.clone(), key.clone());
+                waiting.jobs.push_back(Job { id, compiled, key, input, received_at, answer });
+                answers.push(answered);
+            }
+            let start = waiting.drainers < self.product_share;
+            waiting.drainers += usize::from(start);
+            start
+        };
+        if start_drainer {
+            tokio::spawn(self.clone().drain(queue));
+        }
+        let mut calls = Vec::with_capacity(answers.len());
+        for answered in answers {
+            // A drainer that panicked dropped the message it held: that message is not
+            // acknowledged, so its sender retries it.
+            let lost = || Call::Ran(Err(DecodeError::Internal("the decode task failed".to_string())));
+            calls.push(answered.await.unwrap_or_else(|_| lost()));
+        }
+        calls
+    }
+
+    /// Serves `queue` a turn at a time until it is empty.
+    async fn drain(self, queue: Arc<Mutex<Waiting>>) {
+        loop {
+            let slot = self.calls.clone().acquire_owned().await.expect("the semaphore is never closed");
+            let turn = Turn {
+                host: self.host.clone(),
+                large: self.large.clone(),
+                breakers: self.breakers.clone(),
+                metrics: self.metrics.clone(),
+            };
+            let queue = queue.clone();
+            // A panic loses the message being decoded (its request answers RETRY); the
+            // drainer goes on with the rest.
+            if let Ok(Served::All) = tokio::task::spawn_blocking(move || turn.run(slot, &queue)).await {
+                return;
+            }
+        }
+    }
+}
+
+/// How long a drainer decodes with one slot before the calls queued behind it get theirs. A
+/// turn ends after the call that crosses it, so a turn of one slow call is as long as a call
+/// may be (its deadline), as when every call took a slot of its own.
+pub const TURN: Duration = Duration::from_millis(2);
+
+/// One message to decode: its content type and bytes.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub content_type: String,
+    pub payload: Arc<[u8]>,
+}
+
+/// What became of one message given to [`AdapterRuntime::decode_all`].
+#[derive(Debug)]
+pub enum Call {
+    /// The adapter ran: its events, or why it produced none.
+    Ran(Result<Vec<Event>, DecodeError>),
+    /// Not called: the version kept running into its limits and is paused.
+    Quarantined,
+}
+
+/// A product's messages waiting to be decoded, and how many drainers serve them.
+#[derive(Default)]
+struct Waiting {
+    jobs: VecDeque<Job>,
+    drainers: usize,
+}
+
+/// One message in a product's queue, with what decoding it needs and where its answer goes.
+struct Job {
+    id: i64,
+    compiled: Compiled,
+    key: Arc<str>,
+    input: Input,
+    received_at: DateTime<Utc>,
+    answer: oneshot::Sender<Call>,
+}
+
+/// How a turn ended.
+enum Served {
+    /// The queue is empty and its drainer has stopped.
+    All,
+    /// The turn's time is up; messages may be left.
+    TurnOver,
+}
+
+/// What a drainer's turn on the blocking pool needs: everything owned, nothing borrowed.
+struct Turn {
+    host: AdapterHost,
+    large: AdapterHost,
+    breakers: Breakers,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
+}
+
+impl Turn {
+    /// Decodes from the front of `queue` until it is empty (then the drainer stops: counted off
+    /// under the queue's lock, so a message queued after that starts a new one) or the turn's
+    /// time is up, and gives `slot` back.
+    fn run(self, slot: OwnedSemaphorePermit, queue: &Mutex<Waiting>) -> Served {
+        let started = Instant::now();
+        let served = loop {
+            let job = {
+                let mut waiting = queue.lock().expect("queue lock");
+                match waiting.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        waiting.drainers -= 1;
+                        break Served::All;
+                    }
+                }
+            };
+            // Its request is gone (the sender hung up): nothing would be stored.
+            if job.answer.is_closed() {
+                continue;
+            }
+            if self.breakers.is_open(job.id) {
+                let _ = job.answer.send(Call::Quarantined);
+                continue;
+            }
+            let host = if job.compiled.large { &self.large } else { &self.host };
+            let Input { content_type, payload } = &job.input;
+            let report = host.decode_with_limits(
+                &job.compiled.adapter,
+                &job.compiled.call,
+                &job.key,
+                content_type,
+                payload,
+                job.received_at,
+            );
+            observe(self.metrics.as_deref(), &job.key, &report);
+            self.breakers.record(job.id, &report.result);
+            let _ = job.answer.send(Call::Ran(report.result));
+            if started.elapsed() >= TURN {
+                break Served::TurnOver;
+            }
+        };
+        drop(slot);
+        served
+    }
+}
+
+/// Counts an adapter call in the metrics and passes its log lines on.
+fn observe(metrics: Option<&crate::telemetry::Metrics>, key: &str, report: &CallReport<Vec<Event>>) {
+    if let Some(metrics) = metrics {
+        let result = report.result.as_ref().map_or_else(DecodeError::code, |_| "ok");
+        metrics.adapter_call(result, report.cost.wall_time, report.cost.instructions);
+    }
+    for line in &report.logs {
+        tracing::debug!(adapter = %key, source = ?line.source, "{}", line.text);
+    }
+}
+
+/// The circuit breakers of the adapter versions, by id.
+#[derive(Clone, Default)]
+struct Breakers(Arc<Mutex<HashMap<i64, Breaker>>>);
+
+impl Breakers {
+    /// Whether version `id` is quarantined now.
+    fn is_open(&self, id: i64) -> bool {
+        let breakers = self.0.lock().expect("breaker lock");
+        breakers.get(&id).and_then(|b| b.open_until).is_some_and(|until| until > Instant::now())
+    }
+
+    /// Counts a call of version `id`: a run of calls into a resource limit opens its breaker,
+    /// any other answer closes it.
+    fn record<T>(&self, id: i64, result: &Result<T, DecodeError>) {
+        let mut breakers = self.0.lock().expect("breaker lock");
         let breaker = breakers.entry(id).or_default();
-        match &result {
+        match result {
             Err(e) if exhausts_resources(e) => {
                 breaker.consecutive += 1;
                 if breaker.consecutive >= QUARANTINE_AFTER || breaker.tripped {
@@ -214,51 +420,10 @@ impl AdapterRuntime {
             }
             _ => *breaker = Breaker::default(),
         }
-        result
     }
 
-    /// The gate of `product`'s calls in front of the shared slots.
-    fn product_gate(&self, product: i64) -> Arc<Semaphore> {
-        let mut gates = self.products.lock().expect("gate lock");
-        gates.entry(product).or_insert_with(|| Arc::new(Semaphore::new(self.product_share))).clone()
-    }
-
-    /// Decodes one message of `product` in a fresh sandbox under the version's limits, on
-    /// `lane`'s budget. `key` names the caller in the adapter's logs.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn decode(
-        &self,
-        lane: Lane,
-        product: i64,
-        compiled: &Compiled,
-        key: &str,
-        content_type: &str,
-        payload: Arc<[u8]>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<Event>, DecodeError> {
-        let host = if compiled.large { self.large.clone() } else { self.host.clone() };
-        let (adapter, call, owned_key, content_type) =
-            (compiled.adapter.clone(), compiled.call, key.to_string(), content_type.to_string());
-        let (_gate, _permit) = match lane {
-            Lane::Ingest => {
-                let gate = self.product_gate(product).acquire_owned().await.expect("the semaphore is never closed");
-                (Some(gate), self.calls.acquire().await.expect("the semaphore is never closed"))
-            }
-            Lane::Review => (None, self.reviews.acquire().await.expect("the semaphore is never closed")),
-        };
-        let report: CallReport<Vec<Event>> = tokio::task::spawn_blocking(move || {
-            host.decode_with_limits(&adapter, &call, &owned_key, &content_type, &payload, received_at)
-        })
-        .await
-        .map_err(|e| DecodeError::Internal(format!("the decode task failed: {e}")))?;
-        if let Some(metrics) = &self.metrics {
-            let result = report.result.as_ref().map_or_else(DecodeError::code, |_| "ok");
-            metrics.adapter_call(result, report.cost.wall_time, report.cost.instructions);
-        }
-        for line in &report.logs {
-            tracing::debug!(adapter = %key, source = ?line.source, "{}", line.text);
-        }
-        report.result
+    fn forget(&self, id: i64) {
+        self.0.lock().expect("breaker lock").remove(&id);
     }
 }
 

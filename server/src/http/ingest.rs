@@ -63,7 +63,7 @@ async fn authorised_product(
     shared: &Shared,
     req: &HttpRequest,
     slug: &str,
-) -> Result<(IngestProduct, CallerKey), HttpResponse> {
+) -> Result<(Arc<IngestProduct>, CallerKey), HttpResponse> {
     let actor = authenticate(shared, req)?;
     let caller = super::caller_key(shared, req, &actor);
     let product = product_of(shared, &actor, slug).await.inspect_err(|refused| {
@@ -72,7 +72,11 @@ async fn authorised_product(
     Ok((product, caller))
 }
 
-async fn product_of(shared: &Shared, actor: &crate::auth::Actor, slug: &str) -> Result<IngestProduct, HttpResponse> {
+async fn product_of(
+    shared: &Shared,
+    actor: &crate::auth::Actor,
+    slug: &str,
+) -> Result<Arc<IngestProduct>, HttpResponse> {
     if actor.principal().is_none() {
         return Err(error_response(
             StatusCode::UNAUTHORIZED,
@@ -84,7 +88,7 @@ async fn product_of(shared: &Shared, actor: &crate::auth::Actor, slug: &str) -> 
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no device product {slug:?}"));
     let slug: Option<ProductSlug> = slug.parse().ok();
     let product = match &slug {
-        Some(slug) => ingest::product_for_ingest(db, slug.as_str()).await.map_err(|e| internal(e.into()))?,
+        Some(slug) => shared.state.ingest_products.get(db, slug.as_str()).await.map_err(|e| internal(e.into()))?,
         None => None,
     };
     // The caller's effective roles, as every GraphQL request computes them; read with the
@@ -197,7 +201,7 @@ async fn one(
     shared: &Shared,
     req: &HttpRequest,
     caller: &CallerKey,
-    product: IngestProduct,
+    product: Arc<IngestProduct>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
     // Part of the message's identity: parsed before anything is read or stored.
@@ -212,9 +216,9 @@ async fn one(
     // Refused before it reaches the adapter.
     let limit = shared.state.adapters.limits().input_bytes;
     let body = read_body(payload, limit, "the message").await?;
-    let message = Message { content_type, body: body.freeze().to_vec().into() };
+    let message = Message { content_type, body: Arc::from(&body[..]) };
     let reply = run(shared, &product, vec![message]).await?;
-    let product = product.product;
+    let product = &product.product;
     shared.state.metrics.ingest_reply(&product.slug, &reply);
     let status = match reply.results[0].status {
         MessageStatus::Accepted | MessageStatus::Duplicate => StatusCode::OK,
@@ -223,7 +227,7 @@ async fn one(
         MessageStatus::Retry => StatusCode::SERVICE_UNAVAILABLE,
         MessageStatus::Refused => StatusCode::PAYLOAD_TOO_LARGE,
     };
-    let mut response = reply_with(shared, caller, &product, status, &reply);
+    let mut response = reply_with(shared, caller, product, status, &reply);
     if status == StatusCode::SERVICE_UNAVAILABLE && response.status() == status {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
@@ -307,7 +311,7 @@ pub fn parse_batch_for_fuzzing(body: &[u8], max: usize) -> Result<Vec<SubmittedP
 async fn batch(
     shared: &Shared,
     caller: &CallerKey,
-    product: IngestProduct,
+    product: Arc<IngestProduct>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpResponse> {
     let settings = &shared.state.devices;
@@ -338,11 +342,11 @@ async fn batch(
         }
     }
     let reply = run(shared, &product, fit.iter().map(|(_, m)| m.clone()).collect()).await?;
-    let product = product.product;
+    let product = &product.product;
     if refused.is_empty() {
         shared.state.metrics.ingest_reply(&product.slug, &reply);
         crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
-        return Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply));
+        return Ok(reply_with(shared, caller, product, StatusCode::OK, &reply));
     }
     let mut results: Vec<(usize, MessageResult)> = fit.into_iter().map(|(i, _)| i).zip(reply.results).collect();
     results.extend(refused.into_iter().map(|(i, why)| {
@@ -362,7 +366,7 @@ async fn batch(
     let reply = IngestReply::of(results.into_iter().map(|(_, r)| r).collect());
     shared.state.metrics.ingest_reply(&product.slug, &reply);
     crate::failpoint::hit(crate::failpoint::Point::BeforeReply);
-    Ok(reply_with(shared, caller, &product, StatusCode::OK, &reply))
+    Ok(reply_with(shared, caller, product, StatusCode::OK, &reply))
 }
 
 #[cfg(test)]

@@ -329,7 +329,9 @@ impl DeviceMutation {
         let result: RuleResult<_> = async {
             let id = input_row(&input.adapter_id, NodeType::Adapter, "adapterId")?;
             let approver = input.approve_limits.then_some(admin.as_str());
-            in_transaction(ctx, async |txn| rules::activate_approving(txn, id, approver).await).await
+            let activated = in_transaction(ctx, async |txn| rules::activate_approving(txn, id, approver).await).await?;
+            state(ctx).ingest_products.changed();
+            Ok(activated)
         }
         .await;
         Ok(AdapterActivatePayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
@@ -344,7 +346,9 @@ impl DeviceMutation {
         require_role(ctx, Role::Admin, "roll adapters back")?;
         let result: RuleResult<_> = async {
             let product = managed_product(ctx, &input.product).await?;
-            in_transaction(ctx, async |txn| rules::roll_back(txn, &product).await).await
+            let active = in_transaction(ctx, async |txn| rules::roll_back(txn, &product).await).await?;
+            state(ctx).ingest_products.changed();
+            Ok(active)
         }
         .await;
         Ok(AdapterRollBackPayload::from_rule(result.map(adapter::Summary::from), Adapter)?)
@@ -369,6 +373,7 @@ impl DeviceMutation {
             };
             let retired = in_transaction(ctx, async |txn| rules::retire(txn, target.id).await).await?;
             state(ctx).adapters.forget(target.id);
+            state(ctx).ingest_products.changed();
             Ok(retired)
         }
         .await;
