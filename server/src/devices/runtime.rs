@@ -8,7 +8,8 @@
 //! Products share those slots fairly. Each product's messages wait in a queue of its own, which
 //! at most [`AdapterRuntime::product_share`] drainers serve, each holding one slot at a time.
 //! A drainer takes a slot, decodes from the front of its queue on the blocking pool for one
-//! [`TURN`] (each message still in a fresh instance), answers each message as it is decoded,
+//! [`TURN`] (each message still in a fresh instance), answers each request once all its
+//! messages are decoded (a request cut by the end of a turn is continued first at the next),
 //! gives the slot back and queues for the next. The slots' queue is first come, first served,
 //! so a product whose decodes are slow (or whose senders flood it) waits for its own earlier
 //! calls, and other products for at most a turn of its, not all of them. And concurrent
@@ -229,17 +230,21 @@ impl AdapterRuntime {
         if self.breakers.is_open(id) {
             return inputs.iter().map(|_| Call::Quarantined).collect();
         }
-        let key: Arc<str> = Arc::from(key);
+        let count = inputs.len();
         let queue = self.queue_of(product);
-        let mut answers = Vec::with_capacity(inputs.len());
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            id,
+            compiled: compiled.clone(),
+            key: key.to_string(),
+            received_at,
+            inputs: inputs.into(),
+            calls: Vec::with_capacity(count),
+            answer,
+        };
         let start_drainer = {
             let mut waiting = queue.lock().expect("queue lock");
-            for input in inputs {
-                let (answer, answered) = oneshot::channel();
-                let (compiled, key) = (compiled.clone(), key.clone());
-                waiting.jobs.push_back(Job { id, compiled, key, input, received_at, answer });
-                answers.push(answered);
-            }
+            waiting.jobs.push_back(job);
             let start = waiting.drainers < self.product_share;
             waiting.drainers += usize::from(start);
             start
@@ -247,14 +252,11 @@ impl AdapterRuntime {
         if start_drainer {
             tokio::spawn(self.clone().drain(queue));
         }
-        let mut calls = Vec::with_capacity(answers.len());
-        for answered in answers {
-            // A drainer that panicked dropped the message it held: that message is not
-            // acknowledged, so its sender retries it.
-            let lost = || Call::Ran(Err(DecodeError::Internal("the decode task failed".to_string())));
-            calls.push(answered.await.unwrap_or_else(|_| lost()));
-        }
-        calls
+        // A drainer that panicked dropped the request it held: none of its messages is
+        // acknowledged, so its sender retries them.
+        answered.await.unwrap_or_else(|_| {
+            (0..count).map(|_| Call::Ran(Err(DecodeError::Internal("the decode task failed".to_string())))).collect()
+        })
     }
 
     /// Serves `queue` a turn at a time until it is empty.
@@ -305,14 +307,16 @@ struct Waiting {
     drainers: usize,
 }
 
-/// One message in a product's queue, with what decoding it needs and where its answer goes.
+/// One request's messages in its product's queue, with what decoding them needs, what is
+/// decoded so far, and where the answers go — all at once, so that a request is woken once.
 struct Job {
     id: i64,
     compiled: Compiled,
-    key: Arc<str>,
-    input: Input,
+    key: String,
     received_at: DateTime<Utc>,
-    answer: oneshot::Sender<Call>,
+    inputs: VecDeque<Input>,
+    calls: Vec<Call>,
+    answer: oneshot::Sender<Vec<Call>>,
 }
 
 /// How a turn ended.
@@ -337,8 +341,8 @@ impl Turn {
     /// time is up, and gives `slot` back.
     fn run(self, slot: OwnedSemaphorePermit, queue: &Mutex<Waiting>) -> Served {
         let started = Instant::now();
-        let served = loop {
-            let job = {
+        let served = 'turn: loop {
+            let mut job = {
                 let mut waiting = queue.lock().expect("queue lock");
                 match waiting.jobs.pop_front() {
                     Some(job) => job,
@@ -352,23 +356,31 @@ impl Turn {
             if job.answer.is_closed() {
                 continue;
             }
-            if self.breakers.is_open(job.id) {
-                let _ = job.answer.send(Call::Quarantined);
-                continue;
+            while let Some(input) = job.inputs.pop_front() {
+                let call = if self.breakers.is_open(job.id) {
+                    Call::Quarantined
+                } else {
+                    let host = if job.compiled.large { &self.large } else { &self.host };
+                    let report = host.decode_with_limits(
+                        &job.compiled.adapter,
+                        &job.compiled.call,
+                        &job.key,
+                        &input.content_type,
+                        &input.payload,
+                        job.received_at,
+                    );
+                    observe(self.metrics.as_deref(), &job.key, &report);
+                    self.breakers.record(job.id, &report.result);
+                    Call::Ran(report.result)
+                };
+                job.calls.push(call);
+                if started.elapsed() >= TURN && !job.inputs.is_empty() {
+                    // The rest of this request comes first at the product's next turn.
+                    queue.lock().expect("queue lock").jobs.push_front(job);
+                    break 'turn Served::TurnOver;
+                }
             }
-            let host = if job.compiled.large { &self.large } else { &self.host };
-            let Input { content_type, payload } = &job.input;
-            let report = host.decode_with_limits(
-                &job.compiled.adapter,
-                &job.compiled.call,
-                &job.key,
-                content_type,
-                payload,
-                job.received_at,
-            );
-            observe(self.metrics.as_deref(), &job.key, &report);
-            self.breakers.record(job.id, &report.result);
-            let _ = job.answer.send(Call::Ran(report.result));
+            let _ = job.answer.send(job.calls);
             if started.elapsed() >= TURN {
                 break Served::TurnOver;
             }
