@@ -45,6 +45,7 @@ migrations! {
     m20261209_000018_adapter_limits,
     m20261209_000019_ingest_indexes,
     m20261210_000020_audit_cut,
+    m20261211_000021_webhook_in_flight,
 }
 
 pub use m20261205_000005_dead_letter_identity::{MAX_CONTENT_TYPE_BYTES, message_key, normalise_content_type};

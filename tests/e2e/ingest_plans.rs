@@ -121,6 +121,32 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// The webhook worker asks at every claim which endpoints have a delivery in flight, inside
+    /// the write transaction that SQLite's ingest writer waits for. It reads the endpoints'
+    /// pending deliveries through `idx_webhook_delivery_in_flight (status, endpoint_id,
+    /// lease_until_ms)`, not every delivery the endpoints were ever given: through
+    /// `(endpoint_id, sequence)`, after a million events a claim took 3–3.5 ms and ingest lost a
+    /// third of its rate.
+    async fn a_webhook_claim_reads_only_the_endpoints_pending_deliveries(app) {
+        use sea_orm::QueryTrait;
+        let db = app.db().write();
+        let backend = db.get_database_backend();
+        let sql = velferd::webhooks::worker::in_flight(vec![1, 2], 0).build(backend).to_string();
+        let plan = plan(db, backend, &sql).await;
+        assert!(plan.contains("idx_webhook_delivery_in_flight"), "{plan}");
+        match backend {
+            DbBackend::Sqlite => {
+                assert!(plan.contains("status=? AND endpoint_id=? AND lease_until_ms>?"), "{plan}")
+            }
+            _ => assert!(
+                plan.lines().any(|l| l.contains("Index Cond") && l.contains("status") && l.contains("lease_until_ms")),
+                "{plan}"
+            ),
+        }
+    }
+}
+
 on_each_backend! {
     /// Who may post to a product is read with the product: a request of its supplier's
     /// integration is authorised by one statement (the caller's organisation was a second), and

@@ -156,17 +156,7 @@ pub async fn claim(
     }
     let endpoints = endpoints.all(&txn).await?;
     // Endpoints with a delivery in flight, read after their rows were locked.
-    let busy: HashSet<i64> = webhook_delivery::Entity::find()
-        .select_only()
-        .column(webhook_delivery::Column::EndpointId)
-        .filter(webhook_delivery::Column::EndpointId.is_in(ids))
-        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
-        .filter(webhook_delivery::Column::LeaseUntilMs.gt(now))
-        .into_tuple::<i64>()
-        .all(&txn)
-        .await?
-        .into_iter()
-        .collect();
+    let busy: HashSet<i64> = in_flight(ids, now).into_tuple::<i64>().all(&txn).await?.into_iter().collect();
     let until = now + settings.lease.as_millis() as i64;
     let mut claimed = Vec::new();
     for endpoint in endpoints {
@@ -187,6 +177,19 @@ pub async fn claim(
     }
     txn.commit().await?;
     Ok(claimed)
+}
+
+/// The endpoints among `endpoints` with a delivery in flight at `now` (pending and leased),
+/// one row per such delivery. Read at every claim, in the write transaction: it goes through
+/// `idx_webhook_delivery_in_flight (status, endpoint_id, lease_until_ms)` and touches only the
+/// endpoints' pending deliveries, never the ones sent long ago (`tests/e2e/ingest_plans.rs`).
+pub fn in_flight(endpoints: Vec<i64>, now: i64) -> sea_orm::Select<webhook_delivery::Entity> {
+    webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::EndpointId)
+        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
+        .filter(webhook_delivery::Column::EndpointId.is_in(endpoints))
+        .filter(webhook_delivery::Column::LeaseUntilMs.gt(now))
 }
 
 /// What an attempt came to, before it is recorded.
